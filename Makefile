@@ -1,0 +1,54 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+MLOPS_HOME ?= $(CURDIR)/.mlops
+AIRFLOW_HOME ?= $(MLOPS_HOME)/airflow
+
+export MLOPS_HOME AIRFLOW_HOME
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__PARALLELISM ?= 4
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: help setup demo test up bench clean
+
+help:
+	@echo "make demo   set up, then ingest two weeks of 2013 through ingest_flights and print a summary"
+	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack)"
+	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080"
+	@echo "make bench  run the ingestion benchmark (bench/README.md)"
+	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25"
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@touch $@
+
+setup: $(BIN)/.installed $(AIRFLOW_HOME)/.migrated
+
+demo: setup
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+up: setup
+	PATH=$(BIN):$$PATH scripts/up.sh
+
+bench: setup
+	$(BIN)/python bench/bench_ingest.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(MLOPS_HOME)

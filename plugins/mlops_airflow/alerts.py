@@ -1,0 +1,90 @@
+"""Slack alerts through the slack provider, or the task log when no Slack connection is configured.
+
+``slack_default`` (or ``MLOPS_SLACK_CONN_ID``) may be a ``slackwebhook`` connection (incoming webhook) or a
+``slack`` connection (API token; channel from the connection's ``channel`` extra or ``MLOPS_SLACK_CHANNEL``).
+The callbacks are plain callables, which work both under a scheduler and under ``dag.test()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from include.mlops.alerts import Alert
+
+log = logging.getLogger("mlops.alerts")
+
+NOT_CONFIGURED = "[slack: not configured, message logged instead]"
+
+
+def slack_conn_id() -> str:
+    return os.environ.get("MLOPS_SLACK_CONN_ID", "slack_default")
+
+
+def send(alert: Alert) -> str:
+    """Send one alert; returns where it went ("webhook", "api", "log" or "error")."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    conn_id = slack_conn_id()
+    text = alert.text()
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        log.warning("%s\n%s", NOT_CONFIGURED, text)
+        return "log"
+    try:
+        if conn.conn_type == "slackwebhook":
+            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+            SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=text, blocks=alert.blocks())
+            where = "webhook"
+        else:
+            from airflow.providers.slack.hooks.slack import SlackHook
+
+            channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
+            SlackHook(slack_conn_id=conn_id).client.chat_postMessage(channel=channel, text=text,
+                                                                     blocks=alert.blocks())
+            where = "api"
+    except Exception as exc:  # an alert must never take the task down with it
+        log.error("Slack alert through %r failed (%s); the message was:\n%s", conn_id, type(exc).__name__, text)
+        return "error"
+    log.info("Slack alert sent through %r (%s): %s", conn_id, where, alert.title)
+    return where
+
+
+def _where(context: dict[str, Any]) -> dict[str, Any]:
+    ti = context.get("ti") or context.get("task_instance")
+    params = context.get("params") or {}
+    return {
+        "dag_id": getattr(ti, "dag_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "date": params.get("date") or context.get("ds"),
+        "link": getattr(ti, "log_url", None),
+        "try_number": getattr(ti, "try_number", None),
+    }
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """Task-level failure callback: one message per failed task, a quarantine named as such."""
+    from .ingestion import BatchQuarantined
+
+    exc = context.get("exception")
+    where = _where(context)
+    if isinstance(exc, BatchQuarantined):
+        alert = Alert(kind="quarantine", title=f"Batch {exc.batch_id} quarantined", detail=str(exc),
+                      fields={"quarantine": exc.quarantine_uri}, **where)
+    else:
+        alert = Alert(kind="failure", title=f"Task {where['task_id']} failed",
+                      detail=f"{type(exc).__name__}: {exc}" if exc else "no exception recorded", **where)
+    send(alert)
+
+
+def on_task_retry(context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    where = _where(context)
+    ti = context.get("ti")
+    retries = getattr(getattr(ti, "task", None), "retries", None)
+    send(Alert(kind="retry", title=f"Task {where['task_id']} will be retried",
+               detail=f"{type(exc).__name__}: {exc}" if exc else "", fields={"retries allowed": retries}, **where))

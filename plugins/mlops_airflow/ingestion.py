@@ -1,0 +1,84 @@
+"""Task callables of ``ingest_flights``: Airflow context in, ``include.mlops.ingestion`` calls out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+log = logging.getLogger(__name__)
+
+
+class BatchQuarantined(AirflowFailException):
+    """Validation rejected the batch; it is in quarantine. Fails the task without retries."""
+
+    def __init__(self, message: str, batch_id: str, quarantine_uri: str | None, failed_rules: list[str]):
+        super().__init__(message)
+        self.batch_id = batch_id
+        self.quarantine_uri = quarantine_uri
+        self.failed_rules = failed_rules
+
+
+def batch_date(context: dict[str, Any]) -> str:
+    """The data date: the ``date`` param of a manual run, else the run's logical date."""
+    from include.mlops.lake import as_date
+
+    params = context.get("params") or {}
+    value = params.get("date") or context.get("ds")
+    if not value:
+        raise AirflowFailException("no data date: set the 'date' param or trigger with a logical date")
+    return as_date(value).isoformat()
+
+
+def _batch(dataset: str, context: dict[str, Any]):
+    from include.mlops.config import dataset as dataset_spec
+    from include.mlops.ingestion import batch
+
+    return batch(dataset_spec(dataset), batch_date(context))
+
+
+def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
+    from include.mlops.ingestion import is_ready
+
+    from .lake import get_lake
+
+    b = _batch(dataset, context)
+    ready = is_ready(get_lake(), b)
+    log.info("drop %s %s", b.id, "is complete" if ready else "is not complete yet")
+    return ready
+
+
+def extract(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
+    from include.mlops.ingestion import extract as _extract
+
+    from .lake import get_lake
+
+    return _extract(get_lake(), _batch(dataset, context))
+
+
+def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
+    from include.mlops.config import Settings
+    from include.mlops.ingestion import check
+    from include.mlops.validation import BatchRejected
+
+    from .lake import get_lake
+
+    b = _batch(dataset, context)
+    try:
+        report = check(get_lake(), b, Settings.from_env())
+    except BatchRejected as exc:
+        log.error("%s", exc)
+        raise BatchQuarantined(str(exc), b.id, exc.quarantine_uri, exc.report.failed_rules) from None
+    log.info("batch %s passed %d rule(s) of suite %r on %d rows", b.id, report.evaluated, report.suite, report.rows)
+    return {"batch": b.id, "rows": report.rows, "rules": report.evaluated}
+
+
+def curate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
+    from include.mlops.ingestion import curate as _curate
+
+    from .lake import get_lake
+
+    info = _curate(get_lake(), _batch(dataset, context))
+    log.info("curated %s", info)
+    return info

@@ -1,0 +1,33 @@
+"""Test environment: a throw-away MLOPS_HOME / AIRFLOW_HOME, set before anything imports Airflow."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="mlops-test-"))
+
+for var in list(os.environ):
+    if var.startswith("AIRFLOW_CONN_") or var.startswith("AIRFLOW__") or var.startswith("MLOPS_"):
+        del os.environ[var]
+os.environ.update({
+    "MLOPS_HOME": str(_HOME),
+    "AIRFLOW_HOME": str(_HOME / "airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "MLOPS_SENSOR_POKE_S": "1",
+    "MLOPS_RETRY_DELAY_S": "1",
+    "MLOPS_SENSOR_TIMEOUT_S": "60",
+    "GX_ANALYTICS_ENABLED": "false",
+})
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+for p in (str(ROOT / "plugins"), str(ROOT)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+OUTPUT = ROOT / "test-output"
+OUTPUT.mkdir(exist_ok=True)

@@ -1,0 +1,127 @@
+"""Real Airflow runs (``dag.test()``) against a real metadata DB, lake, S3 API (moto server) and HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True,
+                         text=True, env=os.environ, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return home
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+@pytest.fixture
+def lake():
+    from include.mlops.config import Settings
+    from include.mlops.lake import Lake
+
+    return Lake(Settings.from_env().lake_url)
+
+
+class Run:
+    """The outcome of one DAG run: its state, and each task's state and try count."""
+
+    def __init__(self, dag_run):
+        from airflow.models import TaskInstance
+        from airflow.models.asset import AssetEvent
+        from airflow.utils.session import create_session
+
+        self.run_id = dag_run.run_id
+        self.state = str(dag_run.state)
+        with create_session() as s:
+            tis = s.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+            self.tasks = {ti.task_id: (str(ti.state), ti.try_number) for ti in tis}
+            events = s.query(AssetEvent).filter_by(source_dag_id=dag_run.dag_id, source_run_id=dag_run.run_id).all()
+            self.asset_events = {e.asset.name: dict(e.extra or {}) for e in events}
+
+    def __repr__(self):
+        return f"Run({self.state}, {self.tasks})"
+
+
+@pytest.fixture
+def run_dag(dagbag):
+    from airflow.dag_processing.dagbag import DagBag
+
+    def _run(dag_id: str, date: str, conf: dict | None = None) -> Run:
+        # a freshly parsed DAG per run, as a worker would have: dag.test() leaves a run's conf in the params
+        dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
+        d = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
+        return Run(dag.test(logical_date=d, run_conf=conf))
+
+    return _run
+
+
+class SlackEndpoint:
+    """A real HTTP endpoint standing in for Slack's incoming webhook; records every payload."""
+
+    def __init__(self):
+        self.payloads: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.payloads.append({"path": self.path, **json.loads(body or b"{}")})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/testtoken"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self) -> list[str]:
+        return [p.get("text", "") for p in self.payloads]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slack(monkeypatch):
+    endpoint = SlackEndpoint()
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT",
+                       json.dumps({"conn_type": "slackwebhook", "password": endpoint.url}))
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

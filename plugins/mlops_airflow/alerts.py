@@ -32,6 +32,8 @@ def send(alert: Alert) -> str:
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
+        conn = None
+    if conn is None or not (conn.password or "").strip():  # absent, or declared without webhook URL / token
         log.warning("%s\n%s", NOT_CONFIGURED, text)
         return "log"
     try:

@@ -25,10 +25,11 @@ help:
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	scripts/install_horovod.sh $(BIN)/python
 	@touch $@
 
 $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed

@@ -1,0 +1,1 @@
+"""Training: LightGBM, single-process or data-parallel across Horovod worker processes."""

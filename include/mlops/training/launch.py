@@ -1,0 +1,168 @@
+"""Launching a Horovod job with a hard timeout, and naming the rank that failed or hung.
+
+``run_job(job)`` starts ``python -m include.mlops.training.launch <job.json>`` in its own session; that
+process calls ``horovod.runner.run`` (Gloo) with ``job.workers`` processes on this host, or on ``job.hosts``.
+When the job exits non-zero or outlives ``job.timeout_s``, every process it started is killed (so their
+ports are freed) and ``TrainingJobError`` says which rank failed, or which ranks never got past which phase.
+A model exists only if rank 0 finished: ``model.txt`` is renamed into place as its last step.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .distributed import PHASES, Job
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class TrainingJobError(RuntimeError):
+    def __init__(self, message: str, ranks: dict[int, dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.ranks = ranks or {}
+
+
+@dataclass
+class JobResult:
+    model_path: Path
+    ranks: list[dict[str, Any]]
+    wall_s: float          # the whole job, launch included
+    launch_s: float        # from start to the slowest rank's Horovod initialisation
+    log_path: Path
+
+
+def _rank_states(out_dir: Path) -> dict[int, dict[str, Any]]:
+    states = {}
+    for f in sorted((out_dir / "status").glob("rank-*.json")):
+        try:
+            s = json.loads(f.read_text())
+            states[int(s["rank"])] = s
+        except (ValueError, KeyError):
+            continue
+    return states
+
+
+def diagnose(out_dir: Path, workers: int, timed_out: bool, timeout_s: float) -> str:
+    """A message naming the failed rank(s), or the rank(s) that never got past a phase."""
+    states = _rank_states(out_dir)
+    failed = {r: s for r, s in states.items() if s.get("error")}
+    if failed:
+        parts = [f"rank {r} failed in phase '{s.get('phase')}': {s['error']}" for r, s in sorted(failed.items())]
+        return "; ".join(parts)
+    missing = [r for r in range(workers) if r not in states]
+    if timed_out:
+        order = {p: i for i, p in enumerate(PHASES)}
+        furthest = max((order.get(s.get("phase"), -1) for s in states.values()), default=-1)
+        behind = {r: s.get("phase") for r, s in states.items() if order.get(s.get("phase"), -1) < furthest}
+        names = [f"rank {r} stuck in phase '{ph}'" for r, ph in sorted(behind.items())]
+        names += [f"rank {r} never started" for r in missing]
+        what = "; ".join(names) if names else (
+            "all ranks stuck in phase '" + str(PHASES[furthest] if furthest >= 0 else "start") + "'")
+        return f"timed out after {timeout_s:.0f} s: {what}"
+    if missing:
+        return "rank(s) " + ", ".join(map(str, missing)) + " never started"
+    return "the job exited with an error but no rank recorded one (see the job log)"
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    import psutil
+
+    procs = _descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [out / "model.txt", out / "model.txt.partial", *out.glob("status/rank-*.json")]:
+        stale.unlink(missing_ok=True)
+    (out / "job.json").write_text(job.to_json())
+    log_path = out / "job.log"
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p)
+    t0 = time.time()
+    with open(log_path, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "include.mlops.training.launch", str(out / "job.json")],
+                                stdout=fh, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
+        timed_out = False
+        try:
+            rc = proc.wait(timeout=job.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out, rc = True, None
+        finally:
+            if proc.poll() is None or _descendants(proc.pid):
+                _kill_tree(proc)
+    wall = time.time() - t0
+    if timed_out or rc != 0 or not (out / "model.txt").exists():
+        why = diagnose(out, job.workers, timed_out, job.timeout_s)
+        tail = log_path.read_text(errors="replace")[-1500:]
+        (out / "model.txt.partial").unlink(missing_ok=True)
+        raise TrainingJobError(f"Horovod job with {job.workers} worker(s) failed: {why}\n--- job log tail ---\n{tail}",
+                               _rank_states(out))
+    result = json.loads((out / "result.json").read_text())
+    states = _rank_states(out)
+    inits = [s["phases"].get("initialized", t0) for s in states.values()]
+    return JobResult(model_path=out / "model.txt", ranks=result, wall_s=wall,
+                     launch_s=(max(inits) - t0) if inits else float("nan"), log_path=log_path)
+
+
+def _load_fn(ref: str):
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(job_file: str) -> int:
+    job = Job.from_json(Path(job_file).read_text())
+    from horovod.runner import run as hvd_run
+
+    fn = _load_fn(job.fn)
+    hosts = job.hosts or f"localhost:{job.workers}"
+    os.environ.setdefault("OMP_NUM_THREADS", str(job.threads_per_worker))  # the workers inherit this env
+    results = hvd_run(fn, args=(json.loads(job.to_json()),), np=job.workers, hosts=hosts, use_gloo=True,
+                      start_timeout=max(30, int(job.timeout_s)))
+    Path(job.out_dir, "result.json").write_text(json.dumps(results, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))

@@ -1,0 +1,81 @@
+"""LightGBM pieces shared by the single-process baseline and the Horovod ranks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "metric": ["auc", "binary_logloss"],
+    "learning_rate": 0.05,
+    "num_leaves": 63,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 1.0,
+    "lambda_l2": 1.0,
+    "max_bin": 255,
+    "seed": 7,
+    "deterministic": True,
+    "verbosity": -1,
+}
+BIN_SAMPLE_ROWS = 200_000
+
+
+def params(overrides: dict[str, Any] | None = None, threads: int = 1) -> dict[str, Any]:
+    p = dict(DEFAULT_PARAMS)
+    p.update(overrides or {})
+    p["num_threads"] = int(threads)
+    return p
+
+
+def reference_dataset(sample: pd.DataFrame, features: list[str], categorical: list[str], p: dict[str, Any]):
+    """The Dataset whose bin boundaries every rank shares (built from the same pooled sample everywhere)."""
+    import lightgbm as lgb
+
+    ref = lgb.Dataset(sample[features], label=sample["label"], categorical_feature=categorical,
+                      params=_dataset_params(p), free_raw_data=False)
+    return ref.construct()
+
+
+def dataset(df: pd.DataFrame, features: list[str], categorical: list[str], p: dict[str, Any], reference=None):
+    import lightgbm as lgb
+
+    return lgb.Dataset(df[features], label=df["label"], categorical_feature=categorical,
+                       params=_dataset_params(p), reference=reference, free_raw_data=False)
+
+
+def _dataset_params(p: dict[str, Any]) -> dict[str, Any]:
+    keys = ("max_bin", "min_data_in_bin", "bin_construct_sample_cnt", "seed", "verbosity", "num_threads")
+    return {k: p[k] for k in keys if k in p} | {"bin_construct_sample_cnt": BIN_SAMPLE_ROWS}
+
+
+def metrics(y: np.ndarray, p: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """AUC, log-loss, Brier score and expected calibration error (10 equal-width bins)."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    y = np.asarray(y, dtype=float)
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    bins = np.minimum((p * 10).astype(int), 9)
+    ece = 0.0
+    for b in range(10):
+        m = bins == b
+        if m.any():
+            ece += m.mean() * abs(y[m].mean() - p[m].mean())
+    out = {"auc": roc_auc_score(y, p) if len(np.unique(y)) > 1 else float("nan"),
+           "logloss": log_loss(y, p, labels=[0, 1]), "brier": brier_score_loss(y, p), "ece": ece,
+           "positive_rate": float(y.mean()), "rows": float(len(y))}
+    return {f"{prefix}{k}": float(v) for k, v in out.items()}
+
+
+def train_single(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], categorical: list[str],
+                 p: dict[str, Any], num_boost_round: int, bin_sample: pd.DataFrame | None = None):
+    """The single-process baseline, binned from the same sample the distributed job uses."""
+    import lightgbm as lgb
+
+    ref = reference_dataset(bin_sample if bin_sample is not None else train, features, categorical, p)
+    dtrain = dataset(train, features, categorical, p, reference=ref)
+    dval = dataset(validation, features, categorical, p, reference=dtrain)
+    return lgb.train(p, dtrain, num_boost_round=num_boost_round, valid_sets=[dval], valid_names=["validation"])

@@ -161,12 +161,16 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     hvd.shutdown()  # no more collectives: free the background thread for LightGBM
     status.phase("rendezvous_done", machines=peers)
 
+    # construct both Datasets now, locally, from the shared reference: left to lgb.train they would be built
+    # after the network is up, with LightGBM's distributed binning of each shard instead of the shared bins
+    if size > 1:
+        p["pre_partition"] = True  # a Dataset parameter: it must be there before construction
+    dtrain = lgbm.dataset(shard, features, categorical, p, reference=ref).construct()
+    dval = lgbm.dataset(validation, features, categorical, p, reference=dtrain).construct()
     if size > 1:
         p.update({"tree_learner": "data", "num_machines": size, "machines": ",".join(peers),
-                  "local_listen_port": port, "pre_partition": True,
+                  "local_listen_port": port,
                   "time_out": max(1, int(job.timeout_s // 60))})
-    dtrain = lgbm.dataset(shard, features, categorical, p, reference=ref)
-    dval = lgbm.dataset(validation, features, categorical, p, reference=dtrain)
     t_train = time.time()
     booster = lgb.train(p, dtrain, num_boost_round=job.num_boost_round, valid_sets=[dval],
                         valid_names=["validation"])

@@ -48,7 +48,8 @@ def dataset(df: pd.DataFrame, features: list[str], categorical: list[str], p: di
 
 
 def _dataset_params(p: dict[str, Any]) -> dict[str, Any]:
-    keys = ("max_bin", "min_data_in_bin", "bin_construct_sample_cnt", "seed", "verbosity", "num_threads")
+    keys = ("max_bin", "min_data_in_bin", "bin_construct_sample_cnt", "seed", "verbosity", "num_threads",
+            "pre_partition")
     return {k: p[k] for k in keys if k in p} | {"bin_construct_sample_cnt": BIN_SAMPLE_ROWS}
 
 

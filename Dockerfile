@@ -11,3 +11,9 @@ ENV MLOPS_HOME=/usr/local/airflow/.mlops \
 # Production settings come from the environment: MLOPS_LAKE_URL=s3://<bucket>/<prefix>, the aws_default and
 # slack_default connections (AIRFLOW_CONN_* or a secrets backend), AIRFLOW__DATABASE__SQL_ALCHEMY_CONN,
 # AIRFLOW__API_AUTH__JWT_SECRET. Nothing secret is baked into the image.
+
+# Horovod 0.28.1 has no wheels: build it here once (Gloo + PyTorch CPU), with the C++17 compiler wrapper.
+# packages.txt brings the compiler and cmake; the CPU build of torch comes from PyTorch's CPU index.
+RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+ && MLOPS_WHEELHOUSE=/tmp/wheels scripts/install_horovod.sh python \
+ && rm -rf /tmp/wheels

@@ -35,6 +35,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod
 $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(BIN)/airflow pools set horovod 1 "Concurrent Horovod training jobs" >> $(AIRFLOW_HOME)/db-migrate.log 2>&1
 	@touch $@
 
 setup: $(BIN)/.installed $(AIRFLOW_HOME)/.migrated

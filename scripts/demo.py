@@ -1,9 +1,10 @@
-"""`make demo`: replay two weeks of 2013 through ingest_flights, faults included, and print a summary.
+"""`make demo`: replay two weeks of 2013 through ingest_flights, faults included, then train_model.
 
 Each day the upstream simulator drops that day's flights and weather into landing/, then the real DAG runs
 with `airflow dags test ingest_flights <date>` (exactly as a user would run it). One drop arrives
 temporarily unavailable (ingestion retries with backoff), one arrives late (the sensor waits), one is corrupt
-(it is quarantined). Airflow's own output goes to $MLOPS_HOME/logs/demo/<date>.log.
+(it is quarantined). Then train_model trains on what was curated with 2 Horovod workers, tracks the run in
+MLflow and registers a model version. Airflow's own output goes to $MLOPS_HOME/logs/demo/.
 
     python scripts/demo.py [--start 2013-01-01] [--days 14] [--corrupt-kind duplicates]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -60,11 +62,41 @@ def retries_taken(dag_id: str, env: dict[str, str]) -> dict[str, int]:
     return taken
 
 
+def train(settings: Settings, env: dict[str, str], logs: Path, end: dt.date, days: int, workers: int) -> None:
+    """train_model on the curated window, exactly as the Asset trigger would run it, then show the version."""
+    conf = {"end_date": end.isoformat(), "window_days": days, "min_days": min(10, days), "workers": workers,
+            "reason": "demo"}
+    print(f"\n== train_model ({workers} Horovod workers) " + "=" * 50)
+    t0 = time.monotonic()
+    with open(logs / "train_model.log", "w") as fh:
+        rc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "train_model",
+                             end.isoformat(), "-c", json.dumps(conf)], env=env, stdout=fh,
+                            stderr=subprocess.STDOUT).returncode
+    print(f"run: {'success' if rc == 0 else 'failed'} in {time.monotonic() - t0:.0f} s "
+          f"(log: {logs / 'train_model.log'})")
+    from include.mlops import registry
+
+    os.environ.setdefault("MLOPS_HOME", str(settings.home))
+    for v in registry.versions(settings)[-3:]:
+        import mlflow
+
+        r = mlflow.get_run(v["run_id"])
+        m, t = r.data.metrics, r.data.tags
+        print(f"model {v['model_name'] if 'model_name' in v else registry.model_name()} version {v['version']}: "
+              f"run {v['run_id'][:8]}, window {t.get('data_window')}, fingerprint {t.get('data_fingerprint', '')[:12]}, "
+              f"workers {r.data.params.get('workers')}, train {m.get('train_s', 0):.1f} s "
+              f"(job {m.get('wall_s', 0):.1f} s with launch), validation AUC {m.get('validation_auc', 0):.3f}, "
+              f"test AUC {m.get('test_auc', 0):.3f}, log-loss {m.get('test_logloss', 0):.3f}")
+    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(settings)} --port 5000")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", default="2013-01-01")
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--corrupt-kind", default="duplicates", choices=CORRUPT_FAULTS)
+    ap.add_argument("--workers", type=int, default=2, help="Horovod workers for train_model")
+    ap.add_argument("--no-train", action="store_true", help="stop after ingestion")
     args = ap.parse_args(argv)
 
     settings = Settings.from_env()
@@ -130,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Curated: {lake.uri('curated', 'flights')}\nQuarantine: {lake.uri('quarantine', 'flights')}")
     print("Slack messages (no slack_default connection: written to the task logs, marked "
           "'[slack: not configured, message logged instead]'):")
+    if not args.no_train:
+        train(settings, env, logs, dates[-1], len(dates), args.workers)
     for log in sorted(logs.glob("*.log")):
         text = log.read_text(errors="replace")
         for block in text.split("[slack: not configured, message logged instead]")[1:]:

@@ -23,6 +23,9 @@ def airflow_db():
     out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True,
                          text=True, env=os.environ, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "pools", "set", "horovod", "1", "horovod"],
+                         capture_output=True, text=True, env=os.environ, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return home
 
 

@@ -1,0 +1,94 @@
+"""
+### train_model
+
+Trains the delay model with LightGBM, data-parallel across Horovod worker processes, tracks the run in MLflow
+and registers the model as a new version of `flight_delay`.
+
+Runs when ingestion publishes curated flights (Asset `curated_flights`), once at least `min_days` days are
+curated; or by hand with the form below (window, workers, hyper-parameters, reason).
+
+Tasks: **enough_data** (skips the run when too few days are curated) → **build_training_set** (flights joined
+with weather, features known before departure only, time-ordered split, fingerprint; staged in the lake) →
+**train** (the Horovod job, bounded by a timeout, in the `horovod` pool) → **register** (metrics, parameters,
+data fingerprint, code version, feature importance; a new model version).
+The evaluation gate and the trigger of `deploy_model` plug in after `register`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Param, dag, task
+
+from mlops_airflow import alerts, training
+from mlops_airflow.assets import CURATED_FLIGHTS
+from mlops_airflow.operators import HorovodTrainOperator
+
+MIN_DAYS = int(os.environ.get("MLOPS_TRAIN_MIN_DAYS", "14"))
+RUN_KEY = "{{ dag_run.run_id | replace(':', '') | replace('+', '') }}"
+
+
+@dag(
+    schedule=[CURATED_FLIGHTS],
+    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["training", "horovod", "lightgbm", "mlflow"],
+    render_template_as_native_obj=True,
+    params={
+        "window_days": Param(28, type="integer", minimum=3, maximum=366, title="Window (days)",
+                             description="Curated days of flights to train on, ending at end_date."),
+        "end_date": Param(None, type=["null", "string"], format="date", title="End date",
+                          description="Last day of the window; empty means the newest curated day."),
+        "min_days": Param(MIN_DAYS, type="integer", minimum=3, title="Minimum curated days"),
+        "workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
+        "threads_per_worker": Param(1, type="integer", minimum=1, maximum=64),
+        "hosts": Param(None, type=["null", "string"], title="Hosts",
+                       description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker."),
+        "num_boost_round": Param(200, type="integer", minimum=10, maximum=5000, title="Boosting rounds"),
+        "learning_rate": Param(0.05, type="number", exclusiveMinimum=0, maximum=1),
+        "num_leaves": Param(63, type="integer", minimum=2, maximum=4096),
+        "min_data_in_leaf": Param(50, type="integer", minimum=1),
+        "timeout_minutes": Param(30, type="integer", minimum=1, maximum=720, title="Job timeout (minutes)"),
+        "reason": Param("scheduled", type="string", title="Reason",
+                        description="Why this model is trained (scheduled, manual, drift, decay, ...)."),
+    },
+    default_args={
+        "owner": "mlops",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": alerts.on_task_failure,
+        "on_retry_callback": alerts.on_task_retry,
+    },
+)
+def train_model():
+    @task.short_circuit
+    def enough_data(**context) -> bool:
+        return training.enough_data(context)
+
+    @task
+    def build_training_set(**context) -> dict:
+        return training.build_training_set(context)
+
+    train = HorovodTrainOperator(
+        task_id="train",
+        run_key=RUN_KEY,
+        workers="{{ params.workers }}",
+        threads_per_worker="{{ params.threads_per_worker }}",
+        hosts="{{ params.hosts }}",
+        num_boost_round="{{ params.num_boost_round }}",
+        lgbm_params={"learning_rate": "{{ params.learning_rate }}", "num_leaves": "{{ params.num_leaves }}",
+                     "min_data_in_leaf": "{{ params.min_data_in_leaf }}"},
+        timeout_s="{{ params.timeout_minutes * 60 }}",
+    )
+
+    @task
+    def register(**context) -> dict:
+        return training.register(context)
+
+    enough_data() >> build_training_set() >> train >> register()
+
+
+train_model()

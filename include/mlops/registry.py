@@ -1,0 +1,115 @@
+"""Experiment tracking and the model registry (MLflow).
+
+Default store: SQLite and local artifacts under ``$MLOPS_HOME/mlflow`` (embedded, nothing to run);
+``MLFLOW_TRACKING_URI`` points everything at a real tracking server instead. One registered model
+(``MLOPS_MODEL_NAME``, default ``flight_delay``) holds every version; champion and challenger are aliases.
+A version is created only as the very last step of a successful run: a failed run registers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "flight-delay"
+
+
+def model_name() -> str:
+    return os.environ.get("MLOPS_MODEL_NAME", "flight_delay")
+
+
+def tracking_uri(settings: Settings | None = None) -> str:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    settings = settings or Settings.from_env()
+    root = settings.home / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def code_version() -> str:
+    if os.environ.get("MLOPS_CODE_VERSION"):
+        return os.environ["MLOPS_CODE_VERSION"]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _mlflow(settings: Settings | None = None):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(settings))
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            artifacts = ((settings or Settings.from_env()).home / "mlflow" / "artifacts").as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    return mlflow
+
+
+@dataclass
+class RegisteredRun:
+    run_id: str
+    model_name: str
+    version: str
+    model_uri: str
+
+
+def log_training_run(
+    *,
+    model_path: Path,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    feature_spec: dict[str, Any],
+    feature_importance: dict[str, float],
+    extra_artifacts: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> RegisteredRun:
+    """Track one finished training run and register its model as a new version."""
+    import lightgbm as lgb
+
+    mlflow = _mlflow(settings)
+    booster = lgb.Booster(model_file=str(model_path))
+    with mlflow.start_run(tags={"code_version": code_version(), **tags}) as run:
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN-free
+        mlflow.log_dict(feature_spec, "feature_spec.json")
+        mlflow.log_dict(dict(sorted(feature_importance.items(), key=lambda kv: -kv[1])), "feature_importance.json")
+        for name, obj in (extra_artifacts or {}).items():
+            mlflow.log_dict(obj, name)
+        import lightgbm
+
+        info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=model_name(),
+                                         await_registration_for=60,
+                                         pip_requirements=[f"lightgbm=={lightgbm.__version__}"])
+    version = str(info.registered_model_version)
+    log.info("run %s registered as %s version %s", run.info.run_id, model_name(), version)
+    return RegisteredRun(run.info.run_id, model_name(), version, f"models:/{model_name()}/{version}")
+
+
+def versions(settings: Settings | None = None) -> list[dict[str, Any]]:
+    mlflow = _mlflow(settings)
+    client = mlflow.MlflowClient()
+    try:
+        vs = client.search_model_versions(f"name='{model_name()}'")
+    except Exception:  # no registered model yet
+        return []
+    return sorted(({"version": str(v.version), "run_id": v.run_id, "aliases": list(v.aliases or []),
+                    "status": v.status} for v in vs), key=lambda d: int(d["version"]))

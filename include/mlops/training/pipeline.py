@@ -1,0 +1,127 @@
+"""The training lifecycle as plain functions: training set -> Horovod job -> evaluation -> registry.
+
+Everything a step hands to the next lives in the lake under ``training/<run_key>/`` (training set shards,
+``spec.json``, the model once whole), so each step can run on a different worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import features as F
+from ..config import Settings
+from ..lake import Lake, as_date
+from . import lgbm
+from .distributed import Job, write_training_set
+from .launch import run_job
+
+log = logging.getLogger(__name__)
+
+
+class NotEnoughData(RuntimeError):
+    pass
+
+
+def training_folder(run_key: str) -> str:
+    return f"training/{run_key}"
+
+
+def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]:
+    dates = lake.partitions("curated", "flights")
+    return [d for d in dates if end is None or d <= as_date(end)]
+
+
+def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
+                       end: dt.date | str | None = None, min_days: int = 3) -> dict[str, Any]:
+    dates = curated_dates(lake, end)
+    if not dates:
+        raise NotEnoughData(f"no curated flights at {lake.uri('curated', 'flights')}")
+    end_date = as_date(end) if end else dates[-1]
+    flights, weather, used = F.load_window(lake, end_date, window_days)
+    if len(used) < min_days:
+        raise NotEnoughData(f"only {len(used)} curated day(s) in the {window_days} days up to {end_date}; "
+                            f"training needs at least {min_days}")
+    ts = F.build(flights, weather)
+    meta = write_training_set(lake, training_folder(run_key), ts, shards=workers)
+    meta |= {"window_days": window_days, "window": [used[0].isoformat(), used[-1].isoformat()],
+             "days": len(used), "run_key": run_key}
+    lake.write_json(meta, training_folder(run_key), "spec.json")
+    log.info("training set %s: %s rows (train/validation/test), fingerprint %s", run_key, meta["rows"],
+             meta["fingerprint"][:12])
+    return meta
+
+
+def train(lake: Lake, run_key: str, workers: int, *, params: dict[str, Any] | None = None,
+          num_boost_round: int = 200, threads_per_worker: int = 1, hosts: str | None = None,
+          timeout_s: float = 1800, out_dir: str | None = None, storage_options: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """Run the Horovod job; on success stage the model in the lake and return the job summary."""
+    out_dir = out_dir or tempfile.mkdtemp(prefix=f"horovod-{run_key}-")
+    job = Job(lake_url=lake.url, training_set=training_folder(run_key), out_dir=out_dir, workers=workers,
+              threads_per_worker=threads_per_worker, num_boost_round=num_boost_round, params=params or {},
+              hosts=hosts, timeout_s=timeout_s, storage_options=storage_options or {})
+    res = run_job(job)
+    lake.write_bytes(res.model_path.read_bytes(), training_folder(run_key), "model.txt")
+    summary = {"workers": workers, "threads_per_worker": threads_per_worker, "hosts": hosts or "localhost",
+               "wall_s": round(res.wall_s, 2), "launch_s": round(res.launch_s, 2),
+               "train_s": round(max(r["train_s"] for r in res.ranks), 2),
+               "max_rss_mb": round(max(r["max_rss_mb"] for r in res.ranks), 1),
+               "machines": res.ranks[0]["machines"], "num_trees": res.ranks[0].get("num_trees")}
+    lake.write_json(summary, training_folder(run_key), "job.json")
+    return summary
+
+
+def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
+    """Validation and test metrics of the staged model, and its gain-based feature importance."""
+    import lightgbm as lgb
+
+    folder = training_folder(run_key)
+    meta = lake.read_json(folder, "spec.json")
+    booster = lgb.Booster(model_str=lake.read_bytes(folder, "model.txt").decode())
+    cols = meta["spec"]["numeric"] + meta["spec"]["categorical"]
+    out: dict[str, float] = {}
+    for part in ("validation", "test"):
+        df = lake.read_parquet(folder, f"{part}.parquet")
+        out |= lgbm.metrics(df["label"].to_numpy(), booster.predict(df[cols]), prefix=f"{part}_")
+    gain = booster.feature_importance(importance_type="gain")
+    importance = {c: round(float(g), 3) for c, g in zip(booster.feature_name(), gain)}
+    return {"metrics": out, "feature_importance": importance}
+
+
+def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, dag_run: str | None = None,
+             settings: Settings | None = None) -> dict[str, Any]:
+    """Track the run in MLflow and register the model as a new version (the last step, so never partial)."""
+    from .. import registry
+
+    folder = training_folder(run_key)
+    meta = lake.read_json(folder, "spec.json")
+    job = lake.read_json(folder, "job.json")
+    ev = evaluate(lake, run_key)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model.txt"
+        model.write_bytes(lake.read_bytes(folder, "model.txt"))
+        reg = registry.log_training_run(
+            model_path=model,
+            params={**lgbm.params(params.get("lgbm"), threads=job["threads_per_worker"]),
+                    "num_boost_round": params.get("num_boost_round"), "window_days": meta["window_days"],
+                    "workers": job["workers"], "hosts": job["hosts"]},
+            metrics={**ev["metrics"], "wall_s": job["wall_s"], "launch_s": job["launch_s"],
+                     "train_s": job["train_s"], "max_rss_mb": job["max_rss_mb"],
+                     **{f"rows_{k}": v for k, v in meta["rows"].items()}},
+            tags={"data_fingerprint": meta["fingerprint"], "data_window": "..".join(meta["window"]),
+                  "reason": reason, "run_key": run_key, "dag_run": dag_run or "", "lake": lake.uri(folder)},
+            feature_spec=meta["spec"] | {"split": meta["split"]},
+            feature_importance=ev["feature_importance"],
+            settings=settings,
+        )
+    result = {"run_id": reg.run_id, "model_name": reg.model_name, "version": reg.version,
+              "model_uri": reg.model_uri, "test_auc": round(ev["metrics"]["test_auc"], 4),
+              "validation_auc": round(ev["metrics"]["validation_auc"], 4), "fingerprint": meta["fingerprint"]}
+    lake.write_json(result, folder, "registered.json")
+    return result

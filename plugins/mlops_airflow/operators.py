@@ -1,0 +1,54 @@
+"""Operators: the Horovod training job as one Airflow task."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Sequence
+
+from airflow.sdk import BaseOperator
+
+
+class HorovodTrainOperator(BaseOperator):
+    """Trains LightGBM data-parallel on ``workers`` Horovod processes (on this worker, or ``hosts``).
+
+    The job reads the training set staged in the lake under ``training/<run_key>/`` and, on success, stages the
+    model there. It is bounded twice: by ``timeout_s`` (the launcher kills every rank and names the one that
+    failed or hung) and by the task's ``execution_timeout``. Runs in the ``horovod`` pool, which limits how many
+    jobs share the machines.
+    """
+
+    template_fields: Sequence[str] = ("run_key", "workers", "hosts", "threads_per_worker", "num_boost_round",
+                                      "lgbm_params", "timeout_s")
+    ui_color = "#c6e2ff"
+
+    def __init__(self, *, run_key: str, workers: Any = 2, hosts: Any = None, threads_per_worker: Any = 1,
+                 num_boost_round: Any = 200, lgbm_params: Any = None, timeout_s: Any = 1800,
+                 pool: str = "horovod", execution_timeout: timedelta = timedelta(hours=2), **kwargs):
+        super().__init__(pool=pool, execution_timeout=execution_timeout, **kwargs)
+        self.run_key = run_key
+        self.workers = workers
+        self.hosts = hosts
+        self.threads_per_worker = threads_per_worker
+        self.num_boost_round = num_boost_round
+        self.lgbm_params = lgbm_params
+        self.timeout_s = timeout_s
+
+    def execute(self, context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.mlops.training.launch import TrainingJobError
+        from include.mlops.training.pipeline import train
+
+        from .lake import get_lake, worker_storage_options
+
+        try:
+            summary = train(get_lake(), str(self.run_key), int(self.workers), params=dict(self.lgbm_params or {}),
+                            num_boost_round=int(self.num_boost_round),
+                            threads_per_worker=int(self.threads_per_worker), hosts=self.hosts or None,
+                            timeout_s=float(self.timeout_s), storage_options=worker_storage_options())
+        except TrainingJobError as exc:
+            # the job already had its timeout and its diagnosis: retrying a broken job wastes the machines
+            self.log.error("%s", exc)
+            raise AirflowFailException(str(exc).split("\n--- job log tail ---")[0]) from None
+        self.log.info("Horovod job finished: %s", summary)
+        return summary

@@ -1,0 +1,50 @@
+"""Task callables of ``train_model``: Airflow context in, ``include.mlops.training.pipeline`` calls out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def run_key(context: dict[str, Any]) -> str:
+    return context["dag_run"].run_id.replace(":", "").replace("+", "")
+
+
+def enough_data(context: dict[str, Any]) -> bool:
+    from include.mlops.training.pipeline import curated_dates
+
+    from .lake import get_lake
+
+    p = context["params"]
+    dates = curated_dates(get_lake(), p.get("end_date"))
+    ok = len(dates) >= int(p["min_days"])
+    log.info("%d curated day(s) of flights (need %d): %s", len(dates), p["min_days"],
+             "training" if ok else "skipping this run")
+    return ok
+
+
+def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
+    from include.mlops.training.pipeline import build_training_set as build
+
+    from .lake import get_lake
+
+    p = context["params"]
+    meta = build(get_lake(), run_key(context), int(p["window_days"]), int(p["workers"]), end=p.get("end_date"),
+                 min_days=min(int(p["min_days"]), int(p["window_days"])))
+    return {k: meta[k] for k in ("fingerprint", "rows", "window", "days", "shards")}
+
+
+def register(context: dict[str, Any]) -> dict[str, Any]:
+    from include.mlops.training.pipeline import register as reg
+
+    from .lake import get_lake
+
+    p = context["params"]
+    lgbm = {"learning_rate": float(p["learning_rate"]), "num_leaves": int(p["num_leaves"]),
+            "min_data_in_leaf": int(p["min_data_in_leaf"])}
+    result = reg(get_lake(), run_key(context), params={"lgbm": lgbm, "num_boost_round": int(p["num_boost_round"])},
+                 reason=str(p["reason"]), dag_run=context["dag_run"].run_id)
+    log.info("registered %s version %s (test AUC %.4f)", result["model_name"], result["version"], result["test_auc"])
+    return result

@@ -1,0 +1,71 @@
+"""train_model end to end with dag.test(): real Horovod workers, MLflow tracking and registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from include.mlops import ingestion, registry
+from include.mlops.config import Settings, dataset
+from include.mlops.sources.upstream import Upstream
+
+
+@pytest.fixture(scope="module")
+def curated(airflow_db):
+    """Three weeks of February curated by the ingestion code (the DAG's own steps, run directly for speed)."""
+    from include.mlops.lake import Lake
+
+    lake = Lake(Settings.from_env().lake_url)
+    up, settings = Upstream(lake), Settings.from_env()
+    for i in range(21):
+        d = dt.date(2013, 2, 1) + dt.timedelta(days=i)
+        for name in ("weather", "flights"):
+            up.publish(d, name)
+            b = ingestion.batch(dataset(name), d)
+            ingestion.extract(lake, b)
+            ingestion.check(lake, b, settings)
+            ingestion.curate(lake, b)
+    return lake
+
+
+CONF = {"end_date": "2013-02-21", "window_days": 21, "min_days": 14, "num_boost_round": 60}
+
+
+def test_train_model_trains_tracks_and_registers(run_dag, curated):
+    before = registry.versions()
+    run = run_dag("train_model", "2013-02-21", conf=CONF | {"reason": "e2e test"})
+    assert run.state == "success", run
+    assert run.tasks["train"] == ("success", 1)
+    after = registry.versions()
+    assert len(after) == len(before) + 1
+    new = after[-1]
+    import mlflow
+
+    r = mlflow.get_run(new["run_id"])
+    assert r.data.params["workers"] == "2" and r.data.params["window_days"] == "21"
+    assert r.data.tags["reason"] == "e2e test" and r.data.tags["data_window"] == "2013-02-01..2013-02-21"
+    assert len(r.data.tags["data_fingerprint"]) == 64 and r.data.tags["code_version"]
+    for m in ("validation_auc", "test_auc", "test_logloss", "test_brier", "test_ece", "train_s", "wall_s"):
+        assert m in r.data.metrics, m
+    assert 0.55 < r.data.metrics["test_auc"] < 0.95
+    run_key = run.run_id.replace(":", "").replace("+", "")
+    assert curated.exists(f"training/{run_key}", "model.txt")
+    assert curated.read_json(f"training/{run_key}", "registered.json")["version"] == new["version"]
+
+
+def test_a_failed_job_registers_nothing(run_dag, curated):
+    before = registry.versions()
+    run = run_dag("train_model", "2013-02-21", conf=CONF | {"hosts": "no-such-host.invalid:2",
+                                                           "timeout_minutes": 1})
+    assert run.state == "failed", run
+    assert run.tasks["train"][0] == "failed" and run.tasks["register"][0] == "upstream_failed"
+    assert registry.versions() == before
+
+
+def test_too_few_curated_days_skips_training(run_dag, curated):
+    before = registry.versions()
+    run = run_dag("train_model", "2013-02-21", conf=CONF | {"min_days": 60})
+    assert run.state == "success", run
+    assert run.tasks["build_training_set"][0] == "skipped" and run.tasks["train"][0] == "skipped"
+    assert registry.versions() == before

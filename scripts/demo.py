@@ -82,7 +82,7 @@ def train(settings: Settings, env: dict[str, str], logs: Path, end: dt.date, day
 
         r = mlflow.get_run(v["run_id"])
         m, t = r.data.metrics, r.data.tags
-        print(f"model {v['model_name'] if 'model_name' in v else registry.model_name()} version {v['version']}: "
+        print(f"model {registry.model_name()} version {v['version']}: "
               f"run {v['run_id'][:8]}, window {t.get('data_window')}, fingerprint {t.get('data_fingerprint', '')[:12]}, "
               f"workers {r.data.params.get('workers')}, train {m.get('train_s', 0):.1f} s "
               f"(job {m.get('wall_s', 0):.1f} s with launch), validation AUC {m.get('validation_auc', 0):.3f}, "
@@ -160,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{n_cur} date(s) curated ({curated_rows} flights), {n_q} quarantined, "
           f"{sum(retries.values())} retr(y/ies) taken, {time.monotonic() - t_all:.0f} s in all.")
     print(f"Curated: {lake.uri('curated', 'flights')}\nQuarantine: {lake.uri('quarantine', 'flights')}")
-    print("Slack messages (no slack_default connection: written to the task logs, marked "
-          "'[slack: not configured, message logged instead]'):")
     if not args.no_train:
         train(settings, env, logs, dates[-1], len(dates), args.workers)
+    print()
+    print("Slack messages (no slack_default connection: written to the task logs, marked "
+          "'[slack: not configured, message logged instead]'):")
     for log in sorted(logs.glob("*.log")):
         text = log.read_text(errors="replace")
         for block in text.split("[slack: not configured, message logged instead]")[1:]:

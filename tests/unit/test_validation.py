@@ -1,7 +1,5 @@
-import io
 import json
 
-import pandas as pd
 import pytest
 
 from include.mlops.config import Settings, dataset

@@ -96,11 +96,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _my_host() -> str:
-    name = os.environ.get("HOROVOD_HOSTNAME", "localhost")
-    if name in ("localhost", "127.0.0.1", socket.gethostname()) and not os.environ.get("MLOPS_MULTI_HOST"):
+def _my_host(job: "Job") -> str:
+    """The address the other ranks reach this one at: loopback when every rank runs on this host."""
+    hosts = [h.split(":")[0] for h in (job.hosts or "").split(",") if h.strip()]
+    if len(set(hosts)) <= 1:
         return "127.0.0.1"
-    return socket.gethostbyname(name)
+    return socket.gethostbyname(os.environ.get("HOROVOD_HOSTNAME") or socket.gethostname())
 
 
 def rank_context() -> tuple[int, int]:
@@ -157,7 +158,7 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     status.phase("bins_agreed", sample_rows=len(pooled))
 
     port = _free_port()
-    peers = hvd.allgather_object(f"{_my_host()}:{port}")
+    peers = hvd.allgather_object(f"{_my_host(job)}:{port}")
     hvd.shutdown()  # no more collectives: free the background thread for LightGBM
     status.phase("rendezvous_done", machines=peers)
 

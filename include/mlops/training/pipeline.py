@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 

@@ -10,8 +10,10 @@ curated; or by hand with the form below (window, workers, hyper-parameters, reas
 Tasks: **enough_data** (skips the run when too few days are curated) → **build_training_set** (flights joined
 with weather, features known before departure only, time-ordered split, fingerprint; staged in the lake) →
 **train** (the Horovod job, bounded by a timeout, in the `horovod` pool) → **register** (metrics, parameters,
-data fingerprint, code version, feature importance; a new model version).
-The evaluation gate and the trigger of `deploy_model` plug in after `register`.
+data fingerprint, code version, feature importance; a new model version) → **evaluation_gate** (candidate
+against the champion on the newest held-out days: AUC floor, change against the champion, per-origin and
+per-carrier slices, calibration; thresholds from `include/config/gate.yaml`, overridable below; a pass makes
+the version the `challenger`, a failure leaves every alias alone; Slack gets the decision and the report).
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ RUN_KEY = "{{ dag_run.run_id | replace(':', '') | replace('+', '') }}"
         "timeout_minutes": Param(30, type="integer", minimum=1, maximum=720, title="Job timeout (minutes)"),
         "reason": Param("scheduled", type="string", title="Reason",
                         description="Why this model is trained (scheduled, manual, drift, decay, ...)."),
+        # evaluation gate: empty means the value in include/config/gate.yaml
+        "gate_min_auc": Param(None, type=["null", "number"], title="Gate: AUC floor"),
+        "gate_max_auc_drop": Param(None, type=["null", "number"], title="Gate: tolerated AUC drop vs champion"),
+        "gate_max_ece": Param(None, type=["null", "number"], title="Gate: max calibration error"),
+        "gate_min_slice_rows": Param(None, type=["null", "integer"], title="Gate: min flights per judged slice"),
+        "gate_max_slice_auc_drop": Param(None, type=["null", "number"], title="Gate: tolerated AUC drop per slice"),
     },
     default_args={
         "owner": "mlops",
@@ -88,7 +96,12 @@ def train_model():
     def register(**context) -> dict:
         return training.register(context)
 
-    enough_data() >> build_training_set() >> train >> register()
+    @task
+    def evaluation_gate(**context) -> dict:
+        return training.gate(context)
+
+    # next seam: trigger deploy_model with the challenger's version when the gate passed
+    enough_data() >> build_training_set() >> train >> register() >> evaluation_gate()
 
 
 train_model()

@@ -112,3 +112,49 @@ def versions(settings: Settings | None = None) -> list[dict[str, Any]]:
         return []
     return sorted(({"version": str(v.version), "run_id": v.run_id, "aliases": list(v.aliases or []),
                     "status": v.status} for v in vs), key=lambda d: int(d["version"]))
+
+
+def _client(settings: Settings | None = None):
+    return _mlflow(settings).MlflowClient()
+
+
+def alias_version(alias: str, settings: Settings | None = None) -> dict[str, Any] | None:
+    """The version an alias points at (``champion``, ``challenger``), or None."""
+    client = _client(settings)
+    try:
+        v = client.get_model_version_by_alias(model_name(), alias)
+    except Exception:  # the alias (or the model) does not exist yet
+        return None
+    return {"version": str(v.version), "run_id": v.run_id}
+
+
+def load_version(version: str, settings: Settings | None = None):
+    """(LightGBM booster, feature spec) of a registered version."""
+    mlflow = _mlflow(settings)
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(model_name(), str(version))
+    booster = mlflow.lightgbm.load_model(f"models:/{model_name()}/{version}")
+    spec = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/feature_spec.json")
+    return booster, spec
+
+
+def set_alias(alias: str, version: str, settings: Settings | None = None) -> None:
+    _client(settings).set_registered_model_alias(model_name(), alias, str(version))
+
+
+def tag_version(version: str, tags: dict[str, str], settings: Settings | None = None) -> None:
+    client = _client(settings)
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name(), str(version), k, str(v))
+
+
+def log_to_run(run_id: str, metrics: dict[str, float], texts: dict[str, str], dicts: dict[str, Any],
+               settings: Settings | None = None) -> None:
+    client = _client(settings)
+    for k, v in metrics.items():
+        if v == v:
+            client.log_metric(run_id, k, float(v))
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
+    for name, obj in dicts.items():
+        client.log_dict(run_id, obj, name)

@@ -48,3 +48,25 @@ def register(context: dict[str, Any]) -> dict[str, Any]:
                  reason=str(p["reason"]), dag_run=context["dag_run"].run_id)
     log.info("registered %s version %s (test AUC %.4f)", result["model_name"], result["version"], result["test_auc"])
     return result
+
+
+GATE_PARAMS = ("min_auc", "max_auc_drop", "max_ece", "min_slice_rows", "max_slice_auc_drop")
+
+
+def gate(context: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation gate; one Slack message with the decision, the numbers and the report link."""
+    from include.mlops.alerts import Alert
+    from include.mlops.training.pipeline import gate as run_gate
+
+    from .alerts import _where, send
+    from .lake import get_lake
+
+    p = context["params"]
+    overrides = {k: p.get(f"gate_{k}") for k in GATE_PARAMS}
+    d = run_gate(get_lake(), run_key(context), overrides)
+    verdict = "passed: challenger" if d["passed"] else "failed: " + ", ".join(d["failed"])
+    detail = "\n".join(("ok   " if c["passed"] else "FAIL ") + f"{c['name']}: {c['detail']}" for c in d["checks"])
+    send(Alert(kind="gate", title=f"Model v{d['version']} {verdict}", detail=detail,
+               fields={"champion": f"v{d['champion_version']}" if d["champion_version"] else "none (first model)",
+                       "report": d["report"]}, **_where(context)))
+    return {k: d[k] for k in ("passed", "failed", "version", "champion_version", "report")}

@@ -29,10 +29,11 @@ def curated(airflow_db):
     return lake
 
 
-CONF = {"end_date": "2013-02-21", "window_days": 21, "min_days": 14, "num_boost_round": 60}
+CONF = {"end_date": "2013-02-21", "window_days": 21, "min_days": 14, "num_boost_round": 60,
+        "gate_min_auc": 0.55, "gate_max_ece": 0.1}
 
 
-def test_train_model_trains_tracks_and_registers(run_dag, curated):
+def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack):
     before = registry.versions()
     run = run_dag("train_model", "2013-02-21", conf=CONF | {"reason": "e2e test"})
     assert run.state == "success", run
@@ -52,6 +53,44 @@ def test_train_model_trains_tracks_and_registers(run_dag, curated):
     run_key = run.run_id.replace(":", "").replace("+", "")
     assert curated.exists(f"training/{run_key}", "model.txt")
     assert curated.read_json(f"training/{run_key}", "registered.json")["version"] == new["version"]
+
+    # the evaluation gate: the first model passes on the floor alone and becomes the challenger
+    assert run.tasks["evaluation_gate"] == ("success", 1)
+    decision = curated.read_json(f"reports/gate/{run_key}", "decision.json")
+    assert decision["passed"] and decision["champion_version"] is None
+    assert [c["name"] for c in decision["checks"]] == ["auc_floor", "calibration"]
+    html = curated.read_bytes(f"reports/gate/{run_key}", "report.html").decode()
+    assert "Gate PASSED" in html and html.count("data:image/png;base64,") == 3 and "origin" in html
+    assert registry.alias_version("challenger")["version"] == new["version"]
+    assert registry.alias_version("champion") is None
+    assert mlflow.get_run(new["run_id"]).data.metrics["gate_passed"] == 1.0
+    gate_msgs = [t for t in slack.texts() if t.startswith("[GATE]")]
+    assert len(gate_msgs) == 1 and f"Model v{new['version']} passed" in gate_msgs[0]
+    assert "report.html" in gate_msgs[0]
+
+
+def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated):
+    """A deliberately bad model goes through register and the gate: aliases stay where they were."""
+    from include.mlops.training import pipeline
+
+    current = registry.versions()[-1]["version"]
+    registry.set_alias("champion", current)
+    registry.set_alias("challenger", current)
+    key = "shuffled-labels"
+    pipeline.build_training_set(curated, key, 21, 2, end="2013-02-21")
+    folder = pipeline.training_folder(key)
+    for i in range(2):  # destroy the signal in the training shards only
+        shard = curated.read_parquet(folder, "train", f"part-{i:05d}.parquet")
+        shard["label"] = shard["label"].sample(frac=1, random_state=i).to_numpy()
+        curated.write_parquet(shard, folder, "train", f"part-{i:05d}.parquet")
+    pipeline.train(curated, key, 2, num_boost_round=60)
+    reg = pipeline.register(curated, key, params={"num_boost_round": 60}, reason="shuffled labels")
+    decision = pipeline.gate(curated, key, {"min_auc": 0.55, "max_ece": 0.1})
+    assert not decision["passed"]
+    assert {"auc_floor", "auc_vs_champion"} <= set(decision["failed"])
+    assert registry.alias_version("champion")["version"] == current
+    assert registry.alias_version("challenger")["version"] == current
+    assert reg["version"] != current
 
 
 def test_a_failed_job_registers_nothing(run_dag, curated):

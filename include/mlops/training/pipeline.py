@@ -47,6 +47,13 @@ def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
                             f"training needs at least {min_days}")
     ts = F.build(flights, weather)
     meta = write_training_set(lake, training_folder(run_key), ts, shards=workers)
+    # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
+    test_days = set(ts.split["test"])
+    holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
+    holdout = F.join_weather(holdout, weather)
+    holdout = holdout.assign(flight_key=F.flight_key(holdout))[
+        ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]]
+    lake.write_parquet(holdout.reset_index(drop=True), training_folder(run_key), "holdout.parquet")
     meta |= {"window_days": window_days, "window": [used[0].isoformat(), used[-1].isoformat()],
              "days": len(used), "run_key": run_key}
     lake.write_json(meta, training_folder(run_key), "spec.json")
@@ -123,3 +130,58 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
               "validation_auc": round(ev["metrics"]["validation_auc"], 4), "fingerprint": meta["fingerprint"]}
     lake.write_json(result, folder, "registered.json")
     return result
+
+
+def gate(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
+         settings: Settings | None = None) -> dict[str, Any]:
+    """Candidate (this run's version) against the champion on the held-out days; on a pass it becomes the
+    challenger. The decision, every check and an HTML report go to ``reports/gate/<run_key>/`` and the run."""
+    import lightgbm as lgb
+
+    from .. import registry
+    from ..evaluation import GateConfig, decide
+    from ..reports import gate_report
+
+    folder = training_folder(run_key)
+    reg = lake.read_json(folder, "registered.json")
+    meta = lake.read_json(folder, "spec.json")
+    cfg = GateConfig.load(overrides=overrides)
+    holdout = lake.read_parquet(folder, "holdout.parquet")
+    y = holdout["label"].to_numpy()
+    cand_spec = F.FeatureSpec.from_dict(meta["spec"])
+    candidate = lgb.Booster(model_str=lake.read_bytes(folder, "model.txt").decode())
+    p_cand = candidate.predict(cand_spec.encode(holdout)[cand_spec.columns])
+    champ = registry.alias_version("champion", settings)
+    p_champ = None
+    if champ and champ["version"] != reg["version"]:
+        booster, spec = registry.load_version(champ["version"], settings)
+        ch_spec = F.FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")})
+        p_champ = booster.predict(ch_spec.encode(holdout)[ch_spec.columns])
+    decision = decide(holdout, y, p_cand, p_champ, cfg)
+    d = decision.to_dict() | {"version": reg["version"], "run_id": reg["run_id"],
+                              "champion_version": champ["version"] if p_champ is not None else None,
+                              "holdout_days": meta["split"]["test"], "run_key": run_key}
+    report_dir = f"reports/gate/{run_key}"
+    curves = {f"candidate v{reg['version']}": p_cand}
+    if p_champ is not None:
+        curves[f"champion v{champ['version']}"] = p_champ
+    ev = evaluate(lake, run_key)
+    html = gate_report(f"Evaluation gate: {reg['model_name']} v{reg['version']}", d, y, curves,
+                       ev["feature_importance"],
+                       {"held-out days": ", ".join(meta["split"]["test"]), "flights": len(holdout),
+                        "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
+                        "data fingerprint": meta["fingerprint"][:16]})
+    lake.write_bytes(html.encode(), report_dir, "report.html")
+    lake.write_json(d, report_dir, "decision.json")
+    d["report"] = lake.uri(report_dir, "report.html")
+    registry.log_to_run(reg["run_id"], {"gate_passed": float(decision.passed),
+                                        "gate_candidate_auc": decision.candidate["auc"],
+                                        **({"gate_champion_auc": decision.champion["auc"]}
+                                           if decision.champion else {})},
+                        {"gate/report.html": html}, {"gate/decision.json": d}, settings)
+    registry.tag_version(reg["version"], {"gate": "passed" if decision.passed else "failed",
+                                          "gate_report": d["report"]}, settings)
+    if decision.passed:
+        registry.set_alias("challenger", reg["version"], settings)
+    log.info("%s", decision.summary())
+    return d

@@ -86,7 +86,12 @@ def train(settings: Settings, env: dict[str, str], logs: Path, end: dt.date, day
               f"run {v['run_id'][:8]}, window {t.get('data_window')}, fingerprint {t.get('data_fingerprint', '')[:12]}, "
               f"workers {r.data.params.get('workers')}, train {m.get('train_s', 0):.1f} s "
               f"(job {m.get('wall_s', 0):.1f} s with launch), validation AUC {m.get('validation_auc', 0):.3f}, "
-              f"test AUC {m.get('test_auc', 0):.3f}, log-loss {m.get('test_logloss', 0):.3f}")
+              f"test AUC {m.get('test_auc', 0):.3f}, log-loss {m.get('test_logloss', 0):.3f}, gate "
+              + ("passed (challenger)" if m.get("gate_passed") == 1.0 else
+                 "failed (aliases unchanged)" if m.get("gate_passed") == 0.0 else "not run"))
+        report = t.get("lake", "").replace("/training/", "/reports/gate/")
+        if report:
+            print(f"  gate report: {report}/report.html")
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(settings)} --port 5000")
 
 

@@ -16,12 +16,13 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test up bench clean
+.PHONY: help setup demo test up serve bench clean
 
 help:
 	@echo "make demo   set up, then ingest two weeks of 2013 through ingest_flights and print a summary"
 	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack)"
 	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080"
+	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
 
@@ -48,6 +49,9 @@ test: $(BIN)/.installed
 
 up: setup
 	PATH=$(BIN):$$PATH scripts/up.sh
+
+serve: setup
+	$(BIN)/python -m include.mlops.serving.app
 
 bench: setup
 	$(BIN)/python bench/bench_ingest.py $(BENCH_ARGS)

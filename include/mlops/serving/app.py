@@ -1,0 +1,242 @@
+"""The prediction API (FastAPI): ``/predict`` for one flight or a batch, ``/health``, ``/versions``.
+
+Serves the registry's ``champion`` and, during a rollout, its ``challenger``: each flight is routed by a stable
+hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
+``deploy_model``) or ``MLOPS_CANARY_SHARE``. Aliases are re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
+Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path.
+
+    python -m include.mlops.serving.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Union
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from ..features import FeatureSpec
+from ..lake import Lake
+from .models import ModelStore, ServedModel
+
+log = logging.getLogger("mlops.serving")
+
+
+class Flight(BaseModel):
+    """A scheduled flight, as known before departure; weather at the origin is optional."""
+
+    year: Annotated[int, Field(ge=1900, le=2100)]
+    month: Annotated[int, Field(ge=1, le=12)]
+    day: Annotated[int, Field(ge=1, le=31)]
+    carrier: Annotated[str, Field(pattern=r"^[A-Z0-9]{2}$")]
+    flight: Annotated[int, Field(ge=1, le=9999)]
+    origin: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    dest: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    sched_dep_time: Annotated[int, Field(ge=0, le=2359)]
+    sched_arr_time: Annotated[int, Field(ge=0, le=2359)]
+    distance: Annotated[float, Field(gt=0, le=10000)]
+    time_hour: dt.datetime = Field(description="scheduled departure hour, UTC")
+    temp: float | None = None
+    dewp: float | None = None
+    humid: float | None = None
+    wind_dir: float | None = None
+    wind_speed: float | None = None
+    wind_gust: float | None = None
+    precip: float | None = None
+    pressure: float | None = None
+    visib: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.year}-{self.month:02d}-{self.day:02d}/{self.carrier}/{self.flight}/{self.origin}"
+
+
+class Batch(BaseModel):
+    flights: Annotated[list[Flight], Field(min_length=1, max_length=10_000)]
+
+
+class Prediction(BaseModel):
+    flight_key: str
+    delay_probability: float
+    version: str
+    arm: str
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    predictions: list[Prediction]
+
+
+def frame(flights: list[Flight]) -> pd.DataFrame:
+    df = pd.DataFrame([f.model_dump() for f in flights])
+    ts = pd.to_datetime(df["time_hour"], utc=True)
+    df["event_hour_utc"] = ts.dt.hour
+    df["event_weekday"] = ts.dt.weekday
+    return df
+
+
+class PredictionLog:
+    """Buffers prediction records and writes them to the lake in batches from a background thread."""
+
+    def __init__(self, lake: Lake, flush_rows: int = 500, flush_s: float = 5.0):
+        self.lake, self.flush_rows, self.flush_s = lake, flush_rows, flush_s
+        self.q: queue.Queue = queue.Queue()
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self.q.put(r)
+
+    def _run(self) -> None:
+        buf: list[dict[str, Any]] = []
+        last = time.monotonic()
+        while not (self._stop.is_set() and self.q.empty()):
+            try:
+                buf.append(self.q.get(timeout=0.2))
+            except queue.Empty:
+                pass
+            if buf and (len(buf) >= self.flush_rows or time.monotonic() - last >= self.flush_s
+                        or self._stop.is_set()):
+                self._write(buf)
+                buf, last = [], time.monotonic()
+        if buf:
+            self._write(buf)
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        df = pd.DataFrame(records)
+        for date, part in df.groupby("flight_date"):
+            name = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+            try:
+                self.lake.write_parquet(part.reset_index(drop=True), f"predictions/date={date}", name)
+                self.written += len(part)
+            except Exception:  # never lose the service over the log; keep the records for the next try
+                log.exception("could not write %d prediction record(s); retrying later", len(part))
+                for r in part.to_dict(orient="records"):
+                    self.q.put(r)
+                time.sleep(1)
+
+    def close(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+def registry_store(lake: Lake, default_share: float) -> ModelStore:
+    from .. import registry
+
+    def resolve():
+        aliases = {a: (registry.alias_version(a) or {}).get("version") for a in ("champion", "challenger")}
+        share = default_share
+        if lake.exists("deployments", "rollout.json"):
+            share = float(lake.read_json("deployments", "rollout.json").get("canary_share", share))
+        return aliases, share
+
+    def load(version: str) -> ServedModel:
+        booster, spec = registry.load_version(version)
+        return ServedModel(version, booster, FeatureSpec.from_dict(
+            {k: spec[k] for k in ("numeric", "categorical", "categories", "label")}))
+
+    return ModelStore(resolve, load)
+
+
+def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_rows: int = 500,
+               flush_s: float = 5.0):
+    from fastapi import FastAPI, HTTPException
+
+    state: dict[str, Any] = {}
+
+    def refresher(stop: threading.Event) -> None:
+        while not stop.wait(refresh_s):
+            try:
+                store.refresh()
+            except Exception:  # a registry hiccup must not stop serving what is loaded
+                log.exception("model refresh failed; still serving %s", store.arms.describe())
+
+    @asynccontextmanager
+    async def lifespan(app):
+        try:
+            store.refresh()
+        except Exception:
+            log.exception("no model loaded at start-up")
+        stop = threading.Event()
+        t = threading.Thread(target=refresher, args=(stop,), name="model-refresh", daemon=True)
+        t.start()
+        state["log"] = PredictionLog(lake, flush_rows, flush_s)
+        yield
+        stop.set()
+        state["log"].close()
+
+    app = FastAPI(title="Flight delay prediction", version="1", lifespan=lifespan)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        arms = store.arms
+        return {"status": "ok" if arms.champion or arms.challenger else "no_model", **arms.describe(),
+                "logged": state["log"].written if "log" in state else 0,
+                "pending_log": state["log"].q.qsize() if "log" in state else 0}
+
+    @app.get("/versions")
+    def versions() -> dict[str, Any]:
+        return store.arms.describe()
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(body: Union[Batch, Flight]) -> PredictResponse:
+        flights = body.flights if isinstance(body, Batch) else [body]
+        arms = store.arms  # one snapshot for the whole request
+        if arms.champion is None and arms.challenger is None:
+            raise HTTPException(status_code=503, detail="no model version is deployed yet")
+        keys = [f.key for f in flights]
+        routes = arms.route(keys)
+        df = frame(flights)
+        scores = np.empty(len(flights))
+        versions = [""] * len(flights)
+        for arm_name in ("champion", "challenger"):
+            idx = [i for i, r in enumerate(routes) if r == arm_name]
+            if idx:
+                model = getattr(arms, arm_name)
+                scores[idx] = model.predict(df.iloc[idx])
+                for i in idx:
+                    versions[i] = model.version
+        request_id = uuid.uuid4().hex
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        state["log"].put([
+            {"request_id": request_id, "flight_key": k, "flight_date": k[:10], "score": float(s), "version": v,
+             "arm": r, "predicted_at": now, **{c: f.model_dump(mode="json").get(c) for c in FEATURE_FIELDS}}
+            for k, s, v, r, f in zip(keys, scores, versions, routes, flights)])
+        return PredictResponse(request_id=request_id, predictions=[
+            Prediction(flight_key=k, delay_probability=float(s), version=v, arm=r)
+            for k, s, v, r in zip(keys, scores, versions, routes)])
+
+    return app
+
+
+FEATURE_FIELDS = [n for n in Flight.model_fields if n not in ("year", "month", "day", "flight")] + ["month"]
+
+
+def main() -> None:
+    import uvicorn
+
+    from ..config import Settings
+
+    logging.basicConfig(level=logging.INFO)
+    settings = Settings.from_env()
+    lake = Lake(settings.lake_url)
+    store = registry_store(lake, float(os.environ.get("MLOPS_CANARY_SHARE", "0.1")))
+    app = create_app(store, lake, refresh_s=float(os.environ.get("MLOPS_SERVE_REFRESH_S", "10")))
+    uvicorn.run(app, host=os.environ.get("MLOPS_SERVE_HOST", "127.0.0.1"),
+                port=int(os.environ.get("MLOPS_SERVE_PORT", "8000")), log_level="info")
+
+
+if __name__ == "__main__":
+    main()

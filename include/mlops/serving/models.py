@@ -1,0 +1,90 @@
+"""Which model versions serve, and how a flight is routed between them.
+
+``ModelStore`` holds an immutable ``Arms`` snapshot (champion, optional challenger, canary share). A refresh
+builds a new snapshot off to the side and swaps the reference in one assignment, so a request in flight keeps
+the snapshot it started with: alias changes never fail a request and need no restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..features import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    version: str
+    booster: Any
+    spec: FeatureSpec
+
+    def predict(self, raw: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.spec.encode(raw)[self.spec.columns])
+
+
+@dataclass(frozen=True)
+class Arms:
+    champion: ServedModel | None
+    challenger: ServedModel | None
+    canary_share: float
+
+    def route(self, flight_keys: list[str]) -> list[str]:
+        """'champion' or 'challenger' per flight, by a stable hash of its key (a flight always meets one arm)."""
+        if self.challenger is None or self.canary_share <= 0:
+            return ["champion"] * len(flight_keys)
+        if self.champion is None:
+            return ["challenger"] * len(flight_keys)
+        return ["challenger" if bucket(k) < self.canary_share else "champion" for k in flight_keys]
+
+    def describe(self) -> dict[str, Any]:
+        return {"champion": self.champion.version if self.champion else None,
+                "challenger": self.challenger.version if self.challenger else None,
+                "canary_share": self.canary_share}
+
+
+def bucket(flight_key: str) -> float:
+    """A stable number in [0, 1) for a flight key (the first 8 bytes of its sha256)."""
+    return int.from_bytes(hashlib.sha256(flight_key.encode()).digest()[:8], "big") / 2**64
+
+
+Loader = Callable[[], tuple[dict[str, str | None], float]]
+
+
+class ModelStore:
+    """Keeps ``arms`` in step with the registry aliases; loads each version once."""
+
+    def __init__(self, resolve: Loader, load: Callable[[str], ServedModel]):
+        self._resolve = resolve      # () -> ({"champion": v, "challenger": v}, canary share)
+        self._load = load            # version -> ServedModel
+        self._cache: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+        self.arms = Arms(None, None, 0.0)
+
+    def refresh(self) -> bool:
+        """Re-read the aliases; returns True when what is served changed."""
+        with self._lock:
+            aliases, share = self._resolve()
+            models = {}
+            for arm in ("champion", "challenger"):
+                v = aliases.get(arm)
+                if v and v not in self._cache:
+                    self._cache[v] = self._load(v)
+                models[arm] = self._cache.get(v) if v else None
+            if models["challenger"] is not None and models["champion"] is not None \
+                    and models["challenger"].version == models["champion"].version:
+                models["challenger"] = None
+            new = Arms(models["champion"], models["challenger"], share)
+            changed = new.describe() != self.arms.describe()
+            if changed:
+                log.info("serving %s", new.describe())
+            self.arms = new  # one reference swap: requests in flight keep their snapshot
+            return changed

@@ -27,13 +27,23 @@ def model_name() -> str:
     return os.environ.get("MLOPS_MODEL_NAME", "flight_delay")
 
 
+_EMBEDDED: set[str] = set()  # URIs we chose ourselves (mlflow.set_tracking_uri exports them to the environment)
+
+
+def _user_tracking_uri() -> str | None:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri and uri not in _EMBEDDED else None
+
+
 def tracking_uri(settings: Settings | None = None) -> str:
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    if _user_tracking_uri():
+        return _user_tracking_uri()
     settings = settings or Settings.from_env()
     root = settings.home / "mlflow"
     root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    _EMBEDDED.add(uri)
+    return uri
 
 
 def code_version() -> str:
@@ -52,10 +62,12 @@ def code_version() -> str:
 def _mlflow(settings: Settings | None = None):
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(settings))
+    uri = tracking_uri(settings)
+    embedded = uri in _EMBEDDED
+    mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = None
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
+        artifacts = None  # a tracking server decides where artifacts go
+        if embedded:
             artifacts = ((settings or Settings.from_env()).home / "mlflow" / "artifacts").as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)

@@ -50,6 +50,10 @@ def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack):
     for m in ("validation_auc", "test_auc", "test_logloss", "test_brier", "test_ece", "train_s", "wall_s"):
         assert m in r.data.metrics, m
     assert 0.55 < r.data.metrics["test_auc"] < 0.95
+    import os
+    from pathlib import Path
+
+    assert r.info.artifact_uri.startswith(Path(os.environ["MLOPS_HOME"]).resolve().as_uri())  # not ./mlruns
     run_key = run.run_id.replace(":", "").replace("+", "")
     assert curated.exists(f"training/{run_key}", "model.txt")
     assert curated.read_json(f"training/{run_key}", "registered.json")["version"] == new["version"]

@@ -13,7 +13,8 @@ with weather, features known before departure only, time-ordered split, fingerpr
 data fingerprint, code version, feature importance; a new model version) → **evaluation_gate** (candidate
 against the champion on the newest held-out days: AUC floor, change against the champion, per-origin and
 per-carrier slices, calibration; thresholds from `include/config/gate.yaml`, overridable below; a pass makes
-the version the `challenger`, a failure leaves every alias alone; Slack gets the decision and the report).
+the version the `challenger`, a failure leaves every alias alone; Slack gets the decision and the report) → **trigger_deploy_model** with the
+version, when the gate passed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow import alerts, training
@@ -100,8 +102,19 @@ def train_model():
     def evaluation_gate(**context) -> dict:
         return training.gate(context)
 
-    # next seam: trigger deploy_model with the challenger's version when the gate passed
-    enough_data() >> build_training_set() >> train >> register() >> evaluation_gate()
+    @task.short_circuit
+    def gate_passed(decision: dict) -> bool:
+        return bool(decision["passed"])
+
+    trigger_deploy = TriggerDagRunOperator(
+        task_id="trigger_deploy_model",
+        trigger_dag_id="deploy_model",
+        conf={"version": "{{ ti.xcom_pull(task_ids='evaluation_gate')['version'] }}", "action": "canary"},
+    )
+
+    decision = evaluation_gate()
+    enough_data() >> build_training_set() >> train >> register() >> decision
+    gate_passed(decision) >> trigger_deploy
 
 
 train_model()

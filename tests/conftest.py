@@ -22,6 +22,7 @@ os.environ.update({
     "MLOPS_SENSOR_POKE_S": "1",
     "MLOPS_RETRY_DELAY_S": "1",
     "MLOPS_SENSOR_TIMEOUT_S": "60",
+    "MLOPS_DEPLOY_POKE_S": "1",
     "GX_ANALYTICS_ENABLED": "false",
 })
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)

@@ -170,3 +170,11 @@ def log_to_run(run_id: str, metrics: dict[str, float], texts: dict[str, str], di
         client.log_text(run_id, text, name)
     for name, obj in dicts.items():
         client.log_dict(run_id, obj, name)
+
+
+def delete_alias(alias: str, settings: Settings | None = None) -> None:
+    client = _client(settings)
+    try:
+        client.delete_registered_model_alias(model_name(), alias)
+    except Exception:  # already absent
+        pass

@@ -1,0 +1,162 @@
+"""Canary / A-B rollout of a challenger version, and the decision to promote or roll back on evidence.
+
+``start``     the challenger alias points at the version; ``deployments/rollout.json`` in the lake tells the
+              prediction service the canary share (the service routes by a stable hash of the flight key)
+``evidence``  the predictions logged since the rollout started, joined by flight key with the outcomes that
+              ingestion brought in later (curated flights); ready when each arm has enough labelled flights
+``compare``   both versions scored on the same labelled canary flights (their logged features): the paired
+              log-loss difference with a 95 % confidence interval, and the AUC difference with a bootstrap
+              interval; also each arm's live AUC on the flights it actually served
+``finish``    promote (champion := challenger) or roll back (challenger alias removed); rollout ends
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import PROJECT_ROOT
+from .features import FeatureSpec, flight_key
+from .lake import Lake, as_date
+from .training.lgbm import metrics
+
+DEPLOY_FILE = PROJECT_ROOT / "include" / "config" / "deploy.yaml"
+ROLLOUT = ("deployments", "rollout.json")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    canary_share: float = 0.2
+    min_labelled_per_arm: int = 300
+    max_logloss_increase: float = 0.005
+    bootstrap: int = 300
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "DeployConfig":
+        import yaml
+
+        raw = yaml.safe_load(Path(path or DEPLOY_FILE).read_text()) or {}
+        raw |= {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown deploy settings {sorted(unknown)}")
+        return cls(**raw)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def start(lake: Lake, version: str, champion: str | None, share: float) -> dict[str, Any]:
+    rollout = {"version": str(version), "champion": champion, "canary_share": float(share), "started_at": now(),
+               "status": "canary"}
+    lake.write_json(rollout, *ROLLOUT)
+    return rollout
+
+
+def current(lake: Lake) -> dict[str, Any] | None:
+    return lake.read_json(*ROLLOUT) if lake.exists(*ROLLOUT) else None
+
+
+def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
+    rollout = (current(lake) or {}) | {"status": decision, "canary_share": 0.0, "finished_at": now(),
+                                       "evidence": detail}
+    lake.write_json(rollout, *ROLLOUT)
+    lake.write_json(rollout, "deployments", "history",
+                    f"{rollout.get('started_at', now()).replace(':', '')}-v{rollout.get('version')}.json")
+    return rollout
+
+
+def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
+    """Predictions logged since the rollout started by either arm's version, with their outcomes where known."""
+    started = pd.Timestamp(rollout["started_at"])
+    versions = {str(rollout["version"]), str(rollout.get("champion"))}
+    parts = []
+    for name in lake.ls("predictions"):
+        if not name.startswith("date="):
+            continue
+        for f in lake.ls("predictions", name):
+            df = lake.read_parquet("predictions", name, f)
+            parts.append(df[(pd.to_datetime(df["predicted_at"], utc=True) >= started)
+                            & df["version"].astype(str).isin(versions)])
+    if not parts:
+        return pd.DataFrame(columns=["flight_key", "arm", "version", "score", "label"])
+    preds = pd.concat(parts, ignore_index=True).drop_duplicates("flight_key", keep="last")
+    labels = []
+    for d in sorted({as_date(k[:10]) for k in preds["flight_key"]}):
+        folder = Lake.partition("curated", "flights", d)
+        if lake.exists(folder, "part-00000.parquet"):
+            cur = lake.read_parquet(folder, "part-00000.parquet")
+            cur = cur[cur["is_labelled"]]
+            labels.append(pd.DataFrame({"flight_key": flight_key(cur).to_numpy(),
+                                        "label": cur["label"].astype(int).to_numpy()}))
+    if not labels:
+        return preds.iloc[0:0].assign(label=pd.Series(dtype=int))
+    return preds.merge(pd.concat(labels), on="flight_key", how="inner")
+
+
+def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:
+    counts = df["arm"].value_counts().to_dict() if len(df) else {}
+    per_arm = {arm: int(counts.get(arm, 0)) for arm in ("champion", "challenger")}
+    return {"labelled": per_arm, "ready": all(n >= cfg.min_labelled_per_arm for n in per_arm.values())}
+
+
+def _features(df: pd.DataFrame) -> pd.DataFrame:
+    ts = pd.to_datetime(df["time_hour"], utc=True)
+    return df.assign(event_hour_utc=ts.dt.hour, event_weekday=ts.dt.weekday)
+
+
+def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:
+    """``champion`` / ``challenger``: (booster, FeatureSpec). Paired comparison on the same labelled flights."""
+    X = _features(df)
+    y = df["label"].to_numpy(dtype=float)
+    p = {name: m[0].predict(m[1].encode(X)[m[1].columns]) for name, m in
+         (("champion", champion), ("challenger", challenger))}
+    eps = 1e-7
+    ll = {k: -(y * np.log(np.clip(v, eps, 1)) + (1 - y) * np.log(np.clip(1 - v, eps, 1))) for k, v in p.items()}
+    diff = ll["challenger"] - ll["champion"]
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    ci = (mean - 1.96 * se, mean + 1.96 * se)
+    rng = np.random.default_rng(seed)
+    auc_diffs = []
+    for _ in range(cfg.bootstrap):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            auc_diffs.append(metrics(y[i], p["challenger"][i])["auc"] - metrics(y[i], p["champion"][i])["auc"])
+    m_ch, m_cl = metrics(y, p["champion"]), metrics(y, p["challenger"])
+    live = {}
+    for arm, g in df.groupby("arm"):
+        yy = g["label"].to_numpy(dtype=float)
+        live[arm] = metrics(yy, g["score"].to_numpy())["auc"] if 0 < yy.sum() < len(yy) else float("nan")
+    promote = ci[1] <= cfg.max_logloss_increase
+    return {
+        "decision": "promote" if promote else "rollback",
+        "flights": int(len(y)),
+        "logloss": {"champion": m_ch["logloss"], "challenger": m_cl["logloss"], "diff": mean,
+                    "ci95": list(ci), "tolerance": cfg.max_logloss_increase},
+        "auc": {"champion": m_ch["auc"], "challenger": m_cl["auc"], "diff": m_cl["auc"] - m_ch["auc"],
+                "ci95": [float(np.percentile(auc_diffs, 2.5)), float(np.percentile(auc_diffs, 97.5))]
+                if auc_diffs else None},
+        "live_auc_by_arm": live,
+        "config": asdict(cfg),
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    ll, auc = result["logloss"], result["auc"]
+    ci = auc.get("ci95") or [float("nan"), float("nan")]
+    return (f"{result['decision'].upper()} on {result['flights']} labelled canary flights: log-loss challenger "
+            f"{ll['challenger']:.4f} vs champion {ll['champion']:.4f} (diff {ll['diff']:+.4f}, 95 % CI "
+            f"[{ll['ci95'][0]:+.4f}, {ll['ci95'][1]:+.4f}], tolerance +{ll['tolerance']:.4f}); AUC "
+            f"{auc['challenger']:.4f} vs {auc['champion']:.4f} (diff {auc['diff']:+.4f}, 95 % CI "
+            f"[{ci[0]:+.4f}, {ci[1]:+.4f}])")
+
+
+def spec_of(feature_spec: dict[str, Any]) -> FeatureSpec:
+    return FeatureSpec.from_dict({k: feature_spec[k] for k in ("numeric", "categorical", "categories", "label")})

@@ -1,0 +1,80 @@
+"""Replays a day's scheduled flights as prediction requests against the service, before their outcomes exist.
+
+Only what is known before departure is sent: the schedule and the weather observed at the origin in the
+departure hour. Requests go over real HTTP, concurrently, in batches.
+
+    python -m include.mlops.sources.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..features import WEATHER
+from ..lake import as_date
+from .upstream import day_table
+
+REQUEST_FIELDS = ["year", "month", "day", "carrier", "flight", "origin", "dest", "sched_dep_time",
+                  "sched_arr_time", "distance", "time_hour"]
+
+
+def requests_for(date: dt.date | str) -> list[dict]:
+    d = as_date(date)
+    flights = day_table("flights", d)
+    weather = pd.concat([day_table("weather", x) for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
+                         if dt.date(2013, 1, 1) <= x <= dt.date(2013, 12, 30)])
+    w = weather[["origin", "time_hour"] + WEATHER].drop_duplicates(["origin", "time_hour"])
+    df = flights[REQUEST_FIELDS].merge(w, on=["origin", "time_hour"], how="left")
+    df = df.astype(object).where(df.notna(), None)
+    return df.to_dict(orient="records")
+
+
+@dataclass
+class ReplayResult:
+    date: str
+    flights: int
+    requests: int
+    errors: int
+    arms: dict[str, int]
+
+
+def replay(date: dt.date | str, url: str, concurrency: int = 8, batch_size: int = 50,
+           timeout_s: float = 30.0) -> ReplayResult:
+    import httpx
+
+    rows = requests_for(date)
+    batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    arms: dict[str, int] = {}
+    errors = 0
+    with httpx.Client(base_url=url, timeout=timeout_s) as client:
+        def send(batch):
+            return client.post("/predict", json={"flights": batch})
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            for r in pool.map(send, batches):
+                if r.status_code != 200:
+                    errors += 1
+                    continue
+                for p in r.json()["predictions"]:
+                    arms[p["arm"]] = arms.get(p["arm"], 0) + 1
+    return ReplayResult(str(as_date(date)), len(rows), len(batches), errors, arms)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("date")
+    ap.add_argument("--days", type=int, default=1)
+    ap.add_argument("--url", default="http://127.0.0.1:8000")
+    ap.add_argument("--concurrency", type=int, default=8)
+    args = ap.parse_args()
+    for i in range(args.days):
+        print(replay(as_date(args.date) + dt.timedelta(days=i), args.url, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

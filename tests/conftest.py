@@ -26,7 +26,7 @@ os.environ.update({
     "GX_ANALYTICS_ENABLED": "false",
 })
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-for p in (str(ROOT / "plugins"), str(ROOT)):
+for p in (str(ROOT / "tests" / "helpers"), str(ROOT / "plugins"), str(ROOT)):
     if p not in sys.path:
         sys.path.insert(0, p)
 

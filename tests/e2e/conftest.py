@@ -130,31 +130,14 @@ def moto_server():
     server.stop()
 
 
-def curate(lake, start: str, days: int) -> None:
-    """Curated flights and weather through the ingestion DAG's own steps (run directly, for speed)."""
-    import datetime as dt
-
-    from include.mlops import ingestion
-    from include.mlops.config import Settings, dataset
-    from include.mlops.sources.upstream import Upstream
-
-    up, settings = Upstream(lake), Settings.from_env()
-    for i in range(days):
-        d = dt.date.fromisoformat(start) + dt.timedelta(days=i)
-        for name in ("weather", "flights"):
-            up.publish(d, name)
-            b = ingestion.batch(dataset(name), d)
-            ingestion.extract(lake, b)
-            ingestion.check(lake, b, settings)
-            ingestion.curate(lake, b)
-
-
 @pytest.fixture(scope="session")
 def curated(airflow_db):
     """Three weeks of February 2013, curated."""
     from include.mlops.config import Settings
     from include.mlops.lake import Lake
 
+    from curation import curate_days
+
     lake = Lake(Settings.from_env().lake_url)
-    curate(lake, "2013-02-01", 21)
+    curate_days(lake, "2013-02-01", 21)
     return lake

@@ -1,0 +1,21 @@
+"""Curated flights and weather for a window, through the ingestion DAG's own steps (run directly, for speed)."""
+
+import datetime as dt
+
+from include.mlops import ingestion
+from include.mlops.config import Settings, dataset
+from include.mlops.lake import Lake
+from include.mlops.sources.upstream import Upstream
+
+
+def curate_days(lake: Lake, start: str, days: int) -> None:
+    up, settings = Upstream(lake), Settings.from_env()
+    d0 = dt.date.fromisoformat(start)
+    for i in range(days):
+        d = d0 + dt.timedelta(days=i)
+        for name in ("weather", "flights"):
+            up.publish(d, name)
+            b = ingestion.batch(dataset(name), d)
+            ingestion.extract(lake, b)
+            ingestion.check(lake, b, settings)
+            ingestion.curate(lake, b)

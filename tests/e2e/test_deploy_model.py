@@ -108,11 +108,11 @@ def test_a_better_challenger_is_promoted_on_evidence(run_dag, versions, service,
     assert set(evidence["live_auc_by_arm"]) == {"champion", "challenger"}
     msg = next(t for t in slack.texts() if "promoted to champion" in t and f"v{versions['good']}" in t)
     assert "log-loss challenger" in msg and "95 % CI" in msg
-    deadline = time.time() + 10  # the service follows the alias without a restart
-    while httpx.get(service + "/versions").json()["champion"] != versions["good"] and time.time() < deadline:
+    expected = {"champion": versions["good"], "challenger": None, "canary_share": 0.0}
+    deadline = time.time() + 10  # the service follows the aliases and the rollout without a restart
+    while httpx.get(service + "/versions").json() != expected and time.time() < deadline:
         time.sleep(0.2)
-    assert httpx.get(service + "/versions").json() == {"champion": versions["good"], "challenger": None,
-                                                      "canary_share": 0.0}
+    assert httpx.get(service + "/versions").json() == expected
 
 
 def test_a_worse_challenger_is_rolled_back(run_dag, versions, service, curated, slack):

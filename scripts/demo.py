@@ -93,6 +93,117 @@ def train(settings: Settings, env: dict[str, str], logs: Path, end: dt.date, day
         if report:
             print(f"  gate report: {report}/report.html")
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(settings)} --port 5000")
+    latest = registry.versions(settings)[-1] if registry.versions(settings) else None
+    if latest:
+        import mlflow
+
+        latest["gate_passed"] = mlflow.get_run(latest["run_id"]).data.metrics.get("gate_passed") == 1.0
+    return latest
+
+
+def airflow_cmd(env: dict[str, str], log: Path, *args: str, background: bool = False):
+    fh = open(log, "w")
+    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    if background:
+        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+    fh.close()
+    return rc
+
+
+def curate_day(lake: Lake, d: dt.date) -> int:
+    """Ingest a day with the ingestion DAG's own steps (used while deploy_model holds the SQLite database)."""
+    from include.mlops import ingestion
+    from include.mlops.config import dataset
+
+    settings = Settings.from_env()
+    rows = 0
+    for name in ("weather", "flights"):
+        Upstream(lake).publish(d, name)
+        b = ingestion.batch(dataset(name), d)
+        ingestion.extract(lake, b)
+        ingestion.check(lake, b, settings)
+        rows = ingestion.curate(lake, b)["rows"]
+    return rows
+
+
+def rollout(settings: Settings, env: dict[str, str], logs: Path, lake: Lake, first: dict, last_day: dt.date,
+            workers: int) -> None:
+    """Deploy the first model, serve traffic, train a second model on later data and canary it."""
+    import socket
+
+    import httpx
+
+    from include.mlops import deployment, registry
+    from include.mlops.sources.traffic import replay
+
+    print("\n== deployment " + "=" * 70)
+    if not first or not first.get("gate_passed"):
+        print("the first model did not pass the gate: nothing to deploy (see its gate report)")
+        return
+    rc = airflow_cmd(env, logs / "deploy_model-1.log", "dags", "test", "deploy_model", last_day.isoformat(),
+                     "-c", json.dumps({"version": first["version"]}))
+    print(f"deploy_model v{first['version']}: {'success' if rc == 0 else 'failed'}; champion is now "
+          f"v{(registry.alias_version('champion', settings) or {}).get('version')}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    serve_env = env | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_HOME": str(settings.home)}
+    service = subprocess.Popen([sys.executable, "-m", "include.mlops.serving.app"], env=serve_env, cwd=ROOT,
+                               stdout=open(logs / "serve.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(url + "/health").json().get("champion"):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        print(f"prediction service at {url}: {httpx.get(url + '/versions').json()}")
+        day = last_day
+        for _ in range(4):  # production days: predictions before departure, outcomes ingested afterwards
+            day += dt.timedelta(days=1)
+            r = replay(day, url)
+            rows = curate_day(lake, day)
+            print(f"{day}  traffic: {r.flights} flights predicted ({r.requests} requests, {r.errors} errors, "
+                  f"arms {r.arms}); outcomes ingested: {rows} flights")
+        second = train(settings, env, logs, day, (day - dt.date(2013, 1, 1)).days + 1, workers)
+        if not second or second["version"] == first["version"] or not second.get("gate_passed"):
+            print("the second model did not pass the gate: the champion stays")
+            return
+        deploy_env = env | {"MLOPS_DEPLOY_POKE_S": "2"}
+        conf = {"version": second["version"], "canary_share": 0.5, "min_labelled_per_arm": 300}
+        proc = airflow_cmd(deploy_env, logs / "deploy_model-2.log", "dags", "test", "deploy_model",
+                           day.isoformat(), "-c", json.dumps(conf), background=True)
+        print(f"\ncanary: v{second['version']} against champion v{first['version']} on 50 % of flights")
+        for _ in range(120):
+            if (deployment.current(lake) or {}).get("status") == "canary" and \
+                    httpx.get(url + "/versions").json().get("challenger") == second["version"]:
+                break
+            time.sleep(1)
+        while proc.poll() is None and day < dt.date(2013, 12, 30):
+            day += dt.timedelta(days=1)
+            r = replay(day, url)
+            time.sleep(1.5)  # the service writes its prediction log in batches
+            rows = curate_day(lake, day)
+            print(f"{day}  traffic: {r.flights} flights (arms {r.arms}); outcomes ingested: {rows} flights")
+            for _ in range(10):
+                if proc.poll() is not None:
+                    break
+                time.sleep(1)
+        proc.wait(timeout=600)
+        ev_name = f"v{second['version']}.json"
+        if lake.exists("reports", "deployments", ev_name):
+            ev = lake.read_json("reports", "deployments", ev_name)
+            print("decision: " + deployment.describe(ev))
+            print(f"live AUC by arm: { {k: round(v, 4) for k, v in ev['live_auc_by_arm'].items()} }")
+        print(f"champion now v{(registry.alias_version('champion', settings) or {}).get('version')}; "
+              f"service: {httpx.get(url + '/versions').json()}; predictions logged: "
+              f"{httpx.get(url + '/health').json()['logged']} ({lake.uri('predictions')})")
+    finally:
+        service.terminate()
+        service.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corrupt-kind", default="duplicates", choices=CORRUPT_FAULTS)
     ap.add_argument("--workers", type=int, default=2, help="Horovod workers for train_model")
     ap.add_argument("--no-train", action="store_true", help="stop after ingestion")
+    ap.add_argument("--no-rollout", action="store_true", help="stop after the first training")
     args = ap.parse_args(argv)
 
     settings = Settings.from_env()
@@ -166,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(retries.values())} retr(y/ies) taken, {time.monotonic() - t_all:.0f} s in all.")
     print(f"Curated: {lake.uri('curated', 'flights')}\nQuarantine: {lake.uri('quarantine', 'flights')}")
     if not args.no_train:
-        train(settings, env, logs, dates[-1], len(dates), args.workers)
+        first = train(settings, env, logs, dates[-1], len(dates), args.workers)
+        if not args.no_rollout:
+            rollout(settings, env, logs, lake, first, dates[-1], args.workers)
     print()
     print("Slack messages (no slack_default connection: written to the task logs, marked "
           "'[slack: not configured, message logged instead]'):")

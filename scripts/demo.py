@@ -1,4 +1,5 @@
-"""`make demo`: replay two weeks of 2013 through ingest_flights, faults included, then train_model.
+"""`make demo`: two weeks of 2013 through ingest_flights (faults included), train_model, deploy_model, the
+prediction service with replayed traffic, a second train_model and, when it passes the gate, a canary.
 
 Each day the upstream simulator drops that day's flights and weather into landing/, then the real DAG runs
 with `airflow dags test ingest_flights <date>` (exactly as a user would run it). One drop arrives

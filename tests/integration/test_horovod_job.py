@@ -34,7 +34,9 @@ def _job(lake, tmp_path, **kw) -> Job:
 
 
 def test_two_workers_match_a_single_process(curated_lake, training_set, tmp_path):
-    res = run_job(_job(curated_lake, tmp_path))
+    res = run_job(_job(curated_lake, tmp_path, storage_options={"secret": "s3cr3t-value"}))
+    for f in ("job.json", "job.log", "result.json"):  # lake credentials reach the ranks, never the disk
+        assert "s3cr3t-value" not in (tmp_path / "job" / f).read_text()
     assert [r["rank"] for r in res.ranks] == [0, 1]
     assert res.ranks[0]["machines"] == res.ranks[1]["machines"] and len(res.ranks[0]["machines"]) == 2
     assert sum(r["rows"] for r in res.ranks) == len(training_set.part("train"))  # each rank its own shard

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from .distributed import PHASES, Job
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+SECRET_ENV = "MLOPS_LAKE_STORAGE_OPTIONS"
 
 
 class TrainingJobError(RuntimeError):
@@ -115,9 +116,11 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
     out.mkdir(parents=True, exist_ok=True)
     for stale in [out / "model.txt", out / "model.txt.partial", *out.glob("status/rank-*.json")]:
         stale.unlink(missing_ok=True)
-    (out / "job.json").write_text(job.to_json())
+    # credentials never touch the disk: job.json is written without them, they travel in the environment
+    (out / "job.json").write_text(replace(job, storage_options={}).to_json())
     log_path = out / "job.log"
     child_env = dict(os.environ if env is None else env)
+    child_env[SECRET_ENV] = json.dumps(job.storage_options)
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p)
     t0 = time.time()
@@ -153,6 +156,7 @@ def _load_fn(ref: str):
 
 def main(job_file: str) -> int:
     job = Job.from_json(Path(job_file).read_text())
+    job.storage_options = json.loads(os.environ.pop(SECRET_ENV, "{}") or "{}")  # not inherited by the ranks' env
     from horovod.runner import run as hvd_run
 
     fn = _load_fn(job.fn)

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow import alerts, deployment
+from mlops_airflow import deployment
+from mlops_airflow.defaults import default_args
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
 
@@ -40,13 +41,7 @@ POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
         "max_logloss_increase": Param(None, type=["null", "number"]),
         "wait_hours": Param(72, type="integer", minimum=1, title="Give up waiting for evidence after (hours)"),
     },
-    default_args={
-        "owner": "mlops",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": alerts.on_task_failure,
-        "on_retry_callback": alerts.on_task_retry,
-    },
+    default_args=default_args(),
 )
 def deploy_model():
     @task.branch

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Metadata, Param, dag, task, task_group
 
-from mlops_airflow import alerts, ingestion
+from mlops_airflow import ingestion
 from mlops_airflow.assets import CURATED
+from mlops_airflow.defaults import default_args
 
 DATASETS = ("weather", "flights")
 POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
@@ -40,16 +41,13 @@ RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))
         "date": Param(None, type=["null", "string"], format="date",
                       description="Data date to ingest (YYYY-MM-DD); empty means the run's logical date."),
     },
-    default_args={
-        "owner": "mlops",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=RETRY_DELAY_S),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=30),
-        "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": alerts.on_task_failure,
-        "on_retry_callback": alerts.on_task_retry,
-    },
+    default_args=default_args(
+        retries=3,
+        retry_delay=timedelta(seconds=RETRY_DELAY_S),
+        retry_exponential_backoff=True,
+        max_retry_delay=timedelta(minutes=30),
+        execution_timeout=timedelta(minutes=30),
+    ),
 )
 def ingest_flights():
     for name in DATASETS:

@@ -20,12 +20,13 @@ version, when the gate passed.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow import alerts, training
+from mlops_airflow import training
+from mlops_airflow.defaults import default_args
 from mlops_airflow.assets import CURATED_FLIGHTS
 from mlops_airflow.operators import HorovodTrainOperator
 
@@ -65,13 +66,7 @@ RUN_KEY = "{{ dag_run.run_id | replace(':', '') | replace('+', '') }}"
         "gate_min_slice_rows": Param(None, type=["null", "integer"], title="Gate: min flights per judged slice"),
         "gate_max_slice_auc_drop": Param(None, type=["null", "number"], title="Gate: tolerated AUC drop per slice"),
     },
-    default_args={
-        "owner": "mlops",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": alerts.on_task_failure,
-        "on_retry_callback": alerts.on_task_retry,
-    },
+    default_args=default_args(),
 )
 def train_model():
     @task.short_circuit

@@ -116,3 +116,21 @@ def dataset(name: str, settings: Settings | None = None) -> DatasetSpec:
     if name not in specs:
         raise KeyError(f"dataset {name!r} is not declared in {path}; declared: {sorted(specs)}")
     return specs[name]
+
+
+def load_yaml_settings(cls, path: Path | str, overrides: dict[str, Any] | None = None):
+    """A frozen settings dataclass from a YAML file, with per-run overrides (None means: keep the file's)."""
+    import dataclasses
+
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw |= {k: v for k, v in (overrides or {}).items() if v is not None}
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)} in {path}; known: {sorted(known)}")
+    for f in dataclasses.fields(cls):
+        if f.name in raw and isinstance(f.default, tuple):
+            raw[f.name] = tuple(raw[f.name])
+    return cls(**raw)

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .config import PROJECT_ROOT
+from .config import PROJECT_ROOT, load_yaml_settings
 from .features import FeatureSpec, flight_key
 from .lake import Lake, as_date
 from .training.lgbm import metrics
@@ -39,14 +39,7 @@ class DeployConfig:
 
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "DeployConfig":
-        import yaml
-
-        raw = yaml.safe_load(Path(path or DEPLOY_FILE).read_text()) or {}
-        raw |= {k: v for k, v in (overrides or {}).items() if v is not None}
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown deploy settings {sorted(unknown)}")
-        return cls(**raw)
+        return load_yaml_settings(cls, path or DEPLOY_FILE, overrides)
 
 
 def now() -> str:

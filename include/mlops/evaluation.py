@@ -11,14 +11,14 @@ The first model passes on the floor (and calibration) alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .config import PROJECT_ROOT
+from .config import PROJECT_ROOT, load_yaml_settings
 from .training.lgbm import metrics
 
 GATE_FILE = PROJECT_ROOT / "include" / "config" / "gate.yaml"
@@ -35,17 +35,7 @@ class GateConfig:
 
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "GateConfig":
-        import yaml
-
-        raw = yaml.safe_load(Path(path or GATE_FILE).read_text()) or {}
-        raw |= {k: v for k, v in (overrides or {}).items() if v is not None}
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown gate settings {sorted(unknown)}; known: {sorted(known)}")
-        if "slice_columns" in raw:
-            raw["slice_columns"] = tuple(raw["slice_columns"])
-        return cls(**raw)
+        return load_yaml_settings(cls, path or GATE_FILE, overrides)
 
 
 @dataclass

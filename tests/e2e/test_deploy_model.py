@@ -3,7 +3,6 @@ then promotion or rollback decided on the canary's evidence (dag.test())."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -38,27 +37,13 @@ def versions(curated):
 
 @pytest.fixture(scope="module")
 def service(versions, curated):
-    import uvicorn
+    from servers import serve
 
     from include.mlops.serving.app import create_app, registry_store
 
-    app = create_app(registry_store(curated, 0.0), curated, refresh_s=0.3, flush_rows=200, flush_s=0.3)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/health")
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    with serve(create_app(registry_store(curated, 0.0), curated, refresh_s=0.3, flush_rows=200,
+                          flush_s=0.3)) as url:
+        yield url
 
 
 def canary_traffic(lake, url, version, days):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,30 +38,15 @@ class Aliases:
 
 @pytest.fixture
 def service(models, tmp_path):
-    import uvicorn
+    from servers import serve
 
     from include.mlops.lake import Lake
 
     aliases = Aliases()
     store = ModelStore(aliases, lambda v: models[v])
     lake = Lake((tmp_path / "lake").as_uri())
-    app = create_app(store, lake, refresh_s=0.2, flush_rows=50, flush_s=0.5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(url + "/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url, aliases, lake
-    server.should_exit = True
-    thread.join(10)
+    with serve(create_app(store, lake, refresh_s=0.2, flush_rows=50, flush_s=0.5)) as url:
+        yield url, aliases, lake
 
 
 def flights(date="2013-01-22"):

@@ -41,22 +41,23 @@ def send(alert: Alert) -> str:
             from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
             SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=text, blocks=alert.blocks())
-            where = "webhook"
+            via = "webhook"
         else:
             from airflow.providers.slack.hooks.slack import SlackHook
 
             channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
             SlackHook(slack_conn_id=conn_id).client.chat_postMessage(channel=channel, text=text,
                                                                      blocks=alert.blocks())
-            where = "api"
+            via = "api"
     except Exception as exc:  # an alert must never take the task down with it
         log.error("Slack alert through %r failed (%s); the message was:\n%s", conn_id, type(exc).__name__, text)
         return "error"
-    log.info("Slack alert sent through %r (%s): %s", conn_id, where, alert.title)
-    return where
+    log.info("Slack alert sent through %r (%s): %s", conn_id, via, alert.title)
+    return via
 
 
-def _where(context: dict[str, Any]) -> dict[str, Any]:
+def where(context: dict[str, Any]) -> dict[str, Any]:
+    """DAG, task, date, try and log link of the running task, for an Alert."""
     ti = context.get("ti") or context.get("task_instance")
     params = context.get("params") or {}
     return {
@@ -73,20 +74,25 @@ def on_task_failure(context: dict[str, Any]) -> None:
     from .ingestion import BatchQuarantined
 
     exc = context.get("exception")
-    where = _where(context)
+    at = where(context)
     if isinstance(exc, BatchQuarantined):
         alert = Alert(kind="quarantine", title=f"Batch {exc.batch_id} quarantined", detail=str(exc),
-                      fields={"quarantine": exc.quarantine_uri}, **where)
+                      fields={"quarantine": exc.quarantine_uri}, **at)
     else:
-        alert = Alert(kind="failure", title=f"Task {where['task_id']} failed",
-                      detail=f"{type(exc).__name__}: {exc}" if exc else "no exception recorded", **where)
+        alert = Alert(kind="failure", title=f"Task {at['task_id']} failed",
+                      detail=f"{type(exc).__name__}: {exc}" if exc else "no exception recorded", **at)
     send(alert)
 
 
 def on_task_retry(context: dict[str, Any]) -> None:
     exc = context.get("exception")
-    where = _where(context)
+    at = where(context)
     ti = context.get("ti")
     retries = getattr(getattr(ti, "task", None), "retries", None)
-    send(Alert(kind="retry", title=f"Task {where['task_id']} will be retried",
-               detail=f"{type(exc).__name__}: {exc}" if exc else "", fields={"retries allowed": retries}, **where))
+    send(Alert(kind="retry", title=f"Task {at['task_id']} will be retried",
+               detail=f"{type(exc).__name__}: {exc}" if exc else "", fields={"retries allowed": retries}, **at))
+
+
+def notify(context: dict[str, Any], kind: str, title: str, detail: str = "", fields: dict[str, Any] | None = None) -> str:
+    """One message about a decision taken by the running task (gate, deployment, drift)."""
+    return send(Alert(kind=kind, title=title, detail=detail, fields=fields or {}, **where(context)))

@@ -27,11 +27,9 @@ def _version(context) -> str:
 
 
 def _alert(context, title: str, detail: str, fields: dict[str, Any]) -> None:
-    from include.mlops.alerts import Alert
+    from .alerts import notify
 
-    from .alerts import _where, send
-
-    send(Alert(kind="gate", title=title, detail=detail, fields=fields, **_where(context)))
+    notify(context, "gate", title, detail, fields)
 
 
 def plan(context) -> str:

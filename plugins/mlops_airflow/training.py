@@ -55,10 +55,9 @@ GATE_PARAMS = ("min_auc", "max_auc_drop", "max_ece", "min_slice_rows", "max_slic
 
 def gate(context: dict[str, Any]) -> dict[str, Any]:
     """The evaluation gate; one Slack message with the decision, the numbers and the report link."""
-    from include.mlops.alerts import Alert
     from include.mlops.training.pipeline import gate as run_gate
 
-    from .alerts import _where, send
+    from .alerts import notify
     from .lake import get_lake
 
     p = context["params"]
@@ -66,7 +65,7 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     d = run_gate(get_lake(), run_key(context), overrides)
     verdict = "passed: challenger" if d["passed"] else "failed: " + ", ".join(d["failed"])
     detail = "\n".join(("ok   " if c["passed"] else "FAIL ") + f"{c['name']}: {c['detail']}" for c in d["checks"])
-    send(Alert(kind="gate", title=f"Model v{d['version']} {verdict}", detail=detail,
-               fields={"champion": f"v{d['champion_version']}" if d["champion_version"] else "none (first model)",
-                       "report": d["report"]}, **_where(context)))
+    notify(context, "gate", f"Model v{d['version']} {verdict}", detail,
+           {"champion": f"v{d['champion_version']}" if d["champion_version"] else "none (first model)",
+            "report": d["report"]})
     return {k: d[k] for k in ("passed", "failed", "version", "champion_version", "report")}

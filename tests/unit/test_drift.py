@@ -1,0 +1,93 @@
+"""Drift statistics against SciPy and textbook values on known distributions."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from include.mlops.monitoring import drift
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+def test_identical_samples_give_zero(rng):
+    x = rng.normal(size=5000)
+    assert drift.ks_statistic(x, x) == 0.0
+    assert drift.psi(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert drift.wasserstein(x, x) == 0.0
+    prof = drift.numeric_profile(x)
+    got = drift.numeric_drift(prof, x)
+    assert got["ks"] <= 1 / (drift.LEVELS - 1) + 1e-9
+    assert got["psi"] == pytest.approx(0.0, abs=1e-12)
+    assert got["wasserstein"] < 0.01
+    shares = drift.category_shares(["a", "b", "b", "c"])
+    assert drift.categorical_drift(shares, ["a", "b", "b", "c"]) == {"psi": 0.0, "js": 0.0, "unseen_share": 0.0}
+
+
+def test_shifted_normal_matches_scipy_and_theory(rng):
+    ref, cur = rng.normal(0, 1, 20000), rng.normal(0.5, 1, 20000)
+    d = drift.ks_statistic(ref, cur)
+    assert d == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
+    # population D between N(0,1) and N(0.5,1) is 2 * Phi(0.25) - 1 = 0.1974
+    assert d == pytest.approx(2 * stats.norm.cdf(0.25) - 1, abs=0.015)
+    w = drift.wasserstein(ref, cur)
+    assert w == pytest.approx(stats.wasserstein_distance(ref, cur) / np.std(ref), rel=1e-9)
+    assert w == pytest.approx(0.5, abs=0.03)  # W1 of a location shift is the shift, in units of sigma
+    assert drift.wasserstein(ref, cur, normed=False) == pytest.approx(stats.wasserstein_distance(ref, cur))
+
+
+def test_profile_statistics_agree_with_exact_ones(rng):
+    ref = rng.gamma(2.0, 3.0, 30000)
+    prof = drift.numeric_profile(ref)
+    for cur in (rng.gamma(2.0, 3.0, 5000), rng.gamma(2.5, 3.0, 5000), rng.gamma(2.0, 3.0, 5000) + 4):
+        got = drift.numeric_drift(prof, cur)
+        assert got["ks"] == pytest.approx(drift.ks_statistic(ref, cur), abs=0.005)
+        assert got["psi"] == pytest.approx(drift.psi(ref, cur), rel=1e-9)
+        assert got["wasserstein"] == pytest.approx(drift.wasserstein(ref, cur), rel=0.05, abs=0.005)
+
+
+def test_discrete_feature_profile(rng):
+    ref = rng.integers(0, 24, 20000).astype(float)
+    cur = np.concatenate([rng.integers(0, 24, 8000), rng.integers(18, 24, 2000)]).astype(float)
+    got = drift.numeric_drift(drift.numeric_profile(ref), cur)
+    assert got["ks"] == pytest.approx(drift.ks_statistic(ref, cur), abs=0.005)
+    assert got["ks"] == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=0.005)
+
+
+def test_psi_hand_computed():
+    r, c = [0.25, 0.25, 0.25, 0.25], [0.10, 0.20, 0.30, 0.40]
+    expected = sum((ci - ri) * math.log(ci / ri) for ri, ci in zip(r, c))
+    assert drift.psi_from_shares(r, c) == pytest.approx(expected)
+    assert expected == pytest.approx(0.2282, abs=1e-4)
+    # deciles of a uniform reference: a current sample that fills only the top half
+    ref = np.linspace(0, 1, 100001)
+    cur = np.linspace(0.5, 1, 50001)
+    top_half = [drift.EPS] * 5 + [0.2] * 5
+    assert drift.psi(ref, cur) == pytest.approx(drift.psi_from_shares([0.1] * 10, top_half), rel=1e-3)
+
+
+def test_categorical_js_and_unseen():
+    ref = drift.category_shares(["JFK"] * 50 + ["LGA"] * 30 + ["EWR"] * 20)
+    got = drift.categorical_drift(ref, ["JFK"] * 40 + ["LGA"] * 30 + ["EWR"] * 10 + ["XXX"] * 20)
+    assert got["unseen_share"] == pytest.approx(0.2)
+    keys = ["EWR", "JFK", "LGA", drift.UNSEEN]
+    p, q = [0.2, 0.5, 0.3, 0.0], [0.1, 0.4, 0.3, 0.2]
+    assert sorted(ref) + [drift.UNSEEN] == keys
+    assert got["js"] == pytest.approx(jensenshannon(p, q), rel=1e-9)
+    assert got["psi"] == pytest.approx(drift.psi_from_shares(p, q))
+    assert got["psi"] > 0.25  # a fifth of the flights from an airport never seen in training
+
+
+def test_missing_values_are_their_own_signal(rng):
+    ref = rng.normal(size=1000)
+    cur = rng.normal(size=1000)
+    cur[:300] = np.nan
+    prof = drift.numeric_profile(ref)
+    got = drift.numeric_drift(prof, cur)
+    assert prof["missing"] == 0.0 and got["missing_cur"] == pytest.approx(0.3)
+    assert got["ks"] < 0.1  # the values that are there did not move

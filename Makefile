@@ -16,12 +16,14 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test up serve bench clean
+.PHONY: help setup demo test up up-prod down-prod serve bench clean
 
 help:
 	@echo "make demo   set up, then ingest two weeks of 2013 through ingest_flights and print a summary"
 	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack)"
 	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080"
+	@echo "make up-prod    scheduler, dag-processor, triggerer, api-server as separate processes on PostgreSQL"
+	@echo "make down-prod  stop them"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
@@ -49,6 +51,15 @@ test: $(BIN)/.installed
 
 up: setup
 	PATH=$(BIN):$$PATH scripts/up.sh
+
+# production-shaped: separate processes, LocalExecutor, PostgreSQL (README, "Deploying")
+PROD_AIRFLOW_HOME ?= $(MLOPS_HOME)/airflow-prod
+
+up-prod: $(BIN)/.installed
+	AIRFLOW_HOME=$(PROD_AIRFLOW_HOME) PYTHON=$(BIN)/python scripts/prod/up-local.sh $(PROD_ARGS)
+
+down-prod:
+	AIRFLOW_HOME=$(PROD_AIRFLOW_HOME) $(BIN)/python scripts/prod/airflow_prod.py stop
 
 serve: setup
 	$(BIN)/python -m include.mlops.serving.app

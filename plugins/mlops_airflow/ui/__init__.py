@@ -1,0 +1,1 @@
+"""The model-state page of the Airflow UI (registered by ``plugins/mlops_ui.py``)."""

@@ -4,10 +4,12 @@
 Trains the delay model with LightGBM, data-parallel across Horovod worker processes, tracks the run in MLflow
 and registers the model as a new version of `flight_delay`.
 
-Runs when ingestion publishes curated flights (Asset `curated_flights`), once at least `min_days` days are
-curated; or by hand with the form below (window, workers, hyper-parameters, reason).
+Runs when ingestion publishes curated flights (Asset `curated_flights`) until the first champion exists
+(once at least `min_days` days are curated); after that when `monitor_model` detects drift or decay (the
+reason is in the conf), or by hand with the form below (window, workers, hyper-parameters, reason).
 
-Tasks: **enough_data** (skips the run when too few days are curated) → **build_training_set** (flights joined
+Tasks: **should_train** (skips the run when too few days are curated, or when new data alone started it and a
+champion already serves) → **build_training_set** (flights joined
 with weather, features known before departure only, time-ordered split, fingerprint; staged in the lake) →
 **train** (the Horovod job, bounded by a timeout, in the `horovod` pool) → **register** (metrics, parameters,
 data fingerprint, code version, feature importance; a new model version) → **evaluation_gate** (candidate
@@ -70,8 +72,8 @@ RUN_KEY = "{{ dag_run.run_id | replace(':', '') | replace('+', '') }}"
 )
 def train_model():
     @task.short_circuit
-    def enough_data(**context) -> bool:
-        return training.enough_data(context)
+    def should_train(**context) -> bool:
+        return training.should_train(context)
 
     @task
     def build_training_set(**context) -> dict:
@@ -108,7 +110,7 @@ def train_model():
     )
 
     decision = evaluation_gate()
-    enough_data() >> build_training_set() >> train >> register() >> decision
+    should_train() >> build_training_set() >> train >> register() >> decision
     gate_passed(decision) >> trigger_deploy
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .config import PROJECT_ROOT, load_yaml_settings
-from .features import FeatureSpec, flight_key
+from .features import FeatureSpec
 from .lake import Lake, as_date
 from .training.lgbm import metrics
 
@@ -47,14 +47,23 @@ def now() -> str:
 
 
 def start(lake: Lake, version: str, champion: str | None, share: float) -> dict[str, Any]:
+    served = lake.partitions("predictions")
     rollout = {"version": str(version), "champion": champion, "canary_share": float(share), "started_at": now(),
-               "status": "canary"}
+               "status": "canary", "from_date": served[-1].isoformat() if served else None}
     lake.write_json(rollout, *ROLLOUT)
     return rollout
 
 
 def current(lake: Lake) -> dict[str, Any] | None:
     return lake.read_json(*ROLLOUT) if lake.exists(*ROLLOUT) else None
+
+
+def canary_share(rollout: dict[str, Any] | None, challenger: str | None) -> float:
+    """The challenger's share of traffic: the rollout's, while a canary of exactly that version runs; else 0."""
+    if not rollout or challenger is None or rollout.get("status") != "canary" \
+            or str(rollout.get("version")) != str(challenger):
+        return 0.0
+    return float(rollout.get("canary_share", 0.0))
 
 
 def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -67,31 +76,14 @@ def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
-    """Predictions logged since the rollout started by either arm's version, with their outcomes where known."""
-    started = pd.Timestamp(rollout["started_at"])
+    """Predictions logged since the rollout started by either arm's version, with their outcomes where known.
+    Only the prediction partitions from the rollout's first flight date on are read."""
+    from .monitoring import performance
+
+    first = rollout.get("from_date")
+    dates = [d for d in performance.prediction_dates(lake) if first is None or d >= as_date(first)]
     versions = {str(rollout["version"]), str(rollout.get("champion"))}
-    parts = []
-    for name in lake.ls("predictions"):
-        if not name.startswith("date="):
-            continue
-        for f in lake.ls("predictions", name):
-            df = lake.read_parquet("predictions", name, f)
-            parts.append(df[(pd.to_datetime(df["predicted_at"], utc=True) >= started)
-                            & df["version"].astype(str).isin(versions)])
-    if not parts:
-        return pd.DataFrame(columns=["flight_key", "arm", "version", "score", "label"])
-    preds = pd.concat(parts, ignore_index=True).drop_duplicates("flight_key", keep="last")
-    labels = []
-    for d in sorted({as_date(k[:10]) for k in preds["flight_key"]}):
-        folder = Lake.partition("curated", "flights", d)
-        if lake.exists(folder, "part-00000.parquet"):
-            cur = lake.read_parquet(folder, "part-00000.parquet")
-            cur = cur[cur["is_labelled"]]
-            labels.append(pd.DataFrame({"flight_key": flight_key(cur).to_numpy(),
-                                        "label": cur["label"].astype(int).to_numpy()}))
-    if not labels:
-        return preds.iloc[0:0].assign(label=pd.Series(dtype=int))
-    return preds.merge(pd.concat(labels), on="flight_key", how="inner")
+    return performance.joined(lake, dates, versions, since=rollout["started_at"])
 
 
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:

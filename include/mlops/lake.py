@@ -82,10 +82,10 @@ class Lake:
             return []
         return sorted(posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != base)
 
-    def partitions(self, zone: str, dataset: str) -> list[dt.date]:
-        """The dates present under ``zone/dataset``, sorted."""
+    def partitions(self, *parts: str) -> list[dt.date]:
+        """The dates present under a folder (``zone/dataset``, ``predictions``, ...) as ``date=`` partitions."""
         out = []
-        for name in self.ls(zone, dataset):
+        for name in self.ls(*parts):
             if name.startswith("date="):
                 try:
                     out.append(as_date(name[5:]))

@@ -150,6 +150,16 @@ def load_version(version: str, settings: Settings | None = None):
     return booster, spec
 
 
+def load_artifact(version: str, name: str, settings: Settings | None = None) -> dict[str, Any] | None:
+    """A JSON artifact of a version's run (``profile.json``, ``feature_spec.json``), or None if it has none."""
+    mlflow = _mlflow(settings)
+    mv = mlflow.MlflowClient().get_model_version(model_name(), str(version))
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{name}")
+    except Exception:  # an older version without it
+        return None
+
+
 def set_alias(alias: str, version: str, settings: Settings | None = None) -> None:
     _client(settings).set_registered_model_alias(model_name(), alias, str(version))
 

@@ -92,3 +92,72 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background
 <img src="{roc}"><img src="{cal}"><img src="{_importance(importance)}">
 <h3>Slices</h3>{_table(decision['slices'], ['column', 'value', 'rows', 'positive_rate', 'candidate_auc', 'champion_auc', 'regression'])}
 </body></html>"""
+
+
+def _feature_plots(report: dict[str, Any], profile: dict[str, Any], current, scores) -> str:
+    """Reference against current per feature: CDFs for numeric features, shares for categorical ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["features"] + ([{"feature": "score", "kind": "numeric", "drifted": report["prediction"]["drifted"]}]
+                                 if len(scores) and profile.get("score") else [])
+    n = len(rows)
+    cols = 5
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.2 * cols, 2.4 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, row in zip(axes.ravel(), rows):
+        name = row["feature"]
+        ref = profile["score"] if name == "score" else profile["features"][name]
+        if ref["kind"] == "numeric" and ref["quantiles"]:
+            q = np.asarray(ref["quantiles"])
+            ax.plot(q, np.linspace(0, 1, q.size), label="reference")
+            cur = np.sort(np.asarray(scores if name == "score" else current[name], dtype="float64"))
+            cur = cur[~np.isnan(cur)]
+            if cur.size:
+                ax.plot(cur, np.arange(1, cur.size + 1) / cur.size, label="current")
+        elif ref["kind"] == "categorical":
+            top = sorted(ref["shares"], key=lambda k: -ref["shares"][k])[:8]
+            cur = current[name].astype("object").dropna().astype(str).value_counts(normalize=True)
+            x = np.arange(len(top))
+            ax.bar(x - 0.2, [ref["shares"][k] for k in top], 0.4, label="reference")
+            ax.bar(x + 0.2, [float(cur.get(k, 0.0)) for k in top], 0.4, label="current")
+            ax.set_xticks(x, top, fontsize=6, rotation=90)
+        ax.set_title(name + (" (drift)" if row.get("drifted") else ""), fontsize=9,
+                     color="#b00" if row.get("drifted") else "black")
+        ax.tick_params(labelsize=6)
+    axes.ravel()[0].legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def monitoring_report(report: dict[str, Any], profile: dict[str, Any], current, served) -> str:
+    """The daily drift and performance report of the champion (``monitoring.monitor.report``)."""
+    scores = served["score"].to_numpy(dtype="float64") if len(served) else np.array([])
+    up = [k for k, v in report["signals"].items() if v]
+    perf = report["performance"]
+    feat_rows = [{**r, "regression": r["drifted"], "reasons": "; ".join(r["reasons"])} for r in report["features"]]
+    pred = report["prediction"]
+    ctx = {"champion": f"v{report['champion']}", "window": " .. ".join(report["window"]),
+           "flights in window": report["rows"],
+           "reference": f"{report['reference']['rows']} training flights, {' .. '.join(report['reference']['dates'] or [])}",
+           "signals up": ", ".join(up) or "none",
+           "delay rate": f"{report['label_rate']['current']} (reference {report['label_rate']['reference']})",
+           "predictions served in window": pred["rows"],
+           "live AUC (window)": f"{perf['window']['auc']} on {perf['window']['rows']} labelled predictions "
+                                f"(validation AUC {perf['reference_auc']})"}
+    li = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in ctx.items())
+    title = f"Monitoring {report['date']}: model v{report['champion']}"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background:#fdd}}</style></head><body>
+<h1>{html.escape(title)}</h1><ul>{li}</ul>
+<h3>Data drift ({len(report['drifted'])} feature(s) drifted: {html.escape(', '.join(report['drifted']) or 'none')})</h3>
+{_table(feat_rows, ['feature', 'kind', 'ks', 'psi', 'wasserstein', 'js', 'unseen_share', 'missing_ref', 'missing_cur', 'reasons'])}
+<h3>Prediction drift</h3>{_table([{**pred, 'regression': pred['drifted']}], ['rows', 'ks', 'psi', 'wasserstein', 'mean_score'])}
+<h3>Live performance per day</h3>{_table(perf['daily'], ['date', 'rows', 'auc', 'logloss', 'ece', 'positive_rate', 'mean_score'])}
+<img src="{_feature_plots(report, profile, current, scores)}">
+</body></html>"""

@@ -12,17 +12,28 @@ def run_key(context: dict[str, Any]) -> str:
     return context["dag_run"].run_id.replace(":", "").replace("+", "")
 
 
-def enough_data(context: dict[str, Any]) -> bool:
+def should_train(context: dict[str, Any]) -> bool:
+    """Enough curated days, and a reason: a run started by new curated data (the Asset schedule) trains only
+    while there is no champion yet; later models come from monitoring (drift, decay) or a person."""
+    from include.mlops import registry
     from include.mlops.training.pipeline import curated_dates
 
     from .lake import get_lake
 
     p = context["params"]
     dates = curated_dates(get_lake(), p.get("end_date"))
-    ok = len(dates) >= int(p["min_days"])
-    log.info("%d curated day(s) of flights (need %d): %s", len(dates), p["min_days"],
-             "training" if ok else "skipping this run")
-    return ok
+    if len(dates) < int(p["min_days"]):
+        log.info("%d curated day(s) of flights (need %d): skipping this run", len(dates), p["min_days"])
+        return False
+    run_type = getattr(context["dag_run"], "run_type", "")
+    if str(getattr(run_type, "value", run_type)) == "asset_triggered":
+        champion = registry.alias_version("champion")
+        if champion is not None:
+            log.info("new curated data, but champion v%s serves and monitoring decides on retraining: "
+                     "skipping this run", champion["version"])
+            return False
+    log.info("%d curated day(s) of flights: training (%s)", len(dates), p.get("reason"))
+    return True
 
 
 def build_training_set(context: dict[str, Any]) -> dict[str, Any]:

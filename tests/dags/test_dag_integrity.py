@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED_DAGS = {"ingest_flights", "train_model", "deploy_model"}
+EXPECTED_DAGS = {"ingest_flights", "train_model", "deploy_model", "monitor_model"}
 
 # Imports a DAG file in a fresh interpreter after Airflow itself, with an audit hook that records every file
 # opened outside Python's own sources and every network connection: a DAG file must do neither at parse time.

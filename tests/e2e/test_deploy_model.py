@@ -41,7 +41,7 @@ def service(versions, curated):
 
     from include.mlops.serving.app import create_app, registry_store
 
-    with serve(create_app(registry_store(curated, 0.0), curated, refresh_s=0.3, flush_rows=200,
+    with serve(create_app(registry_store(curated), curated, refresh_s=0.3, flush_rows=200,
                           flush_s=0.3)) as url:
         yield url
 

@@ -2,7 +2,7 @@
 
 Serves the registry's ``champion`` and, during a rollout, its ``challenger``: each flight is routed by a stable
 hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
-``deploy_model``) or ``MLOPS_CANARY_SHARE``. Aliases are re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
+``deploy_model``); a challenger alias without a running canary of that version gets no traffic. Aliases are re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
 Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path.
 
     python -m include.mlops.serving.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
@@ -132,15 +132,12 @@ class PredictionLog:
         self._thread.join(timeout)
 
 
-def registry_store(lake: Lake, default_share: float) -> ModelStore:
-    from .. import registry
+def registry_store(lake: Lake) -> ModelStore:
+    from .. import deployment, registry
 
     def resolve():
         aliases = {a: (registry.alias_version(a) or {}).get("version") for a in ("champion", "challenger")}
-        share = default_share
-        if lake.exists("deployments", "rollout.json"):
-            share = float(lake.read_json("deployments", "rollout.json").get("canary_share", share))
-        return aliases, share
+        return aliases, deployment.canary_share(deployment.current(lake), aliases["challenger"])
 
     def load(version: str) -> ServedModel:
         booster, spec = registry.load_version(version)
@@ -232,8 +229,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     settings = Settings.from_env()
     lake = Lake(settings.lake_url)
-    store = registry_store(lake, float(os.environ.get("MLOPS_CANARY_SHARE", "0.1")))
-    app = create_app(store, lake, refresh_s=float(os.environ.get("MLOPS_SERVE_REFRESH_S", "10")))
+    store = registry_store(lake)
+    app = create_app(store, lake, refresh_s=float(os.environ.get("MLOPS_SERVE_REFRESH_S", "10")),
+                     flush_s=float(os.environ.get("MLOPS_SERVE_FLUSH_S", "5")))
     uvicorn.run(app, host=os.environ.get("MLOPS_SERVE_HOST", "127.0.0.1"),
                 port=int(os.environ.get("MLOPS_SERVE_PORT", "8000")), log_level="info")
 

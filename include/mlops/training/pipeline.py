@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import features as F
+from ..monitoring import profile as reference
 from ..config import Settings
 from ..lake import Lake, as_date
 from . import lgbm
@@ -54,6 +55,10 @@ def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
     holdout = holdout.assign(flight_key=F.flight_key(holdout))[
         ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]]
     lake.write_parquet(holdout.reset_index(drop=True), training_folder(run_key), "holdout.parquet")
+    # the reference profile monitoring compares live data with (completed with scores at registration)
+    train_rows = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(set(ts.split["train"]))]
+    lake.write_json(reference.build(F.join_weather(train_rows, weather), ts.spec.numeric, ts.spec.categorical,
+                                    ts.split["train"]), training_folder(run_key), "profile.json")
     meta |= {"window_days": window_days, "window": [used[0].isoformat(), used[-1].isoformat()],
              "days": len(used), "run_key": run_key}
     lake.write_json(meta, training_folder(run_key), "spec.json")
@@ -91,12 +96,14 @@ def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
     booster = lgb.Booster(model_str=lake.read_bytes(folder, "model.txt").decode())
     cols = meta["spec"]["numeric"] + meta["spec"]["categorical"]
     out: dict[str, float] = {}
+    scores = {}
     for part in ("validation", "test"):
         df = lake.read_parquet(folder, f"{part}.parquet")
-        out |= lgbm.metrics(df["label"].to_numpy(), booster.predict(df[cols]), prefix=f"{part}_")
+        scores[part] = (df["label"].to_numpy(), booster.predict(df[cols]))
+        out |= lgbm.metrics(*scores[part], prefix=f"{part}_")
     gain = booster.feature_importance(importance_type="gain")
     importance = {c: round(float(g), 3) for c, g in zip(booster.feature_name(), gain)}
-    return {"metrics": out, "feature_importance": importance}
+    return {"metrics": out, "feature_importance": importance, "validation_scores": scores["validation"]}
 
 
 def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, dag_run: str | None = None,
@@ -108,6 +115,11 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
     meta = lake.read_json(folder, "spec.json")
     job = lake.read_json(folder, "job.json")
     ev = evaluate(lake, run_key)
+    y_val, p_val = ev["validation_scores"]
+    profile = reference.complete(lake.read_json(folder, "profile.json"), p_val, y_val,
+                                 {k[len("validation_"):]: v for k, v in ev["metrics"].items()
+                                  if k.startswith("validation_")})
+    lake.write_json(profile, folder, "profile.json")
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.txt"
         model.write_bytes(lake.read_bytes(folder, "model.txt"))
@@ -123,6 +135,7 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
                   "reason": reason, "run_key": run_key, "dag_run": dag_run or "", "lake": lake.uri(folder)},
             feature_spec=meta["spec"] | {"split": meta["split"]},
             feature_importance=ev["feature_importance"],
+            extra_artifacts={"profile.json": profile},
             settings=settings,
         )
     result = {"run_id": reg.run_id, "model_name": reg.model_name, "version": reg.version,
@@ -172,8 +185,9 @@ def gate(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
                         "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
                         "data fingerprint": meta["fingerprint"][:16]})
     lake.write_bytes(html.encode(), report_dir, "report.html")
-    lake.write_json(d, report_dir, "decision.json")
     d["report"] = lake.uri(report_dir, "report.html")
+    lake.write_json(d, report_dir, "decision.json")
+    lake.write_json(d, "reports", "gate", "latest.json")
     registry.log_to_run(reg["run_id"], {"gate_passed": float(decision.passed),
                                         "gate_candidate_auc": decision.candidate["auc"],
                                         **({"gate_champion_auc": decision.champion["auc"]}

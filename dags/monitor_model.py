@@ -1,0 +1,86 @@
+"""
+### monitor_model
+
+Watches the champion every day, after ingestion: data drift of its features (KS, PSI, normed Wasserstein for
+numeric features; PSI and Jensen-Shannon for categories; missing shares), prediction drift of the scores it
+served, the delay rate, and live performance (its logged predictions joined with the outcomes ingestion
+brought in). The reference is the profile of the champion's training data saved with its model version.
+
+Tasks: **wait_for_ingestion** (the day's flights curated or quarantined) → **report** (HTML with per-feature
+plots and JSON in `reports/monitoring/date=…/`; skipped while there is no champion) → **check_thresholds**
+(a signal fires after `consecutive_days` days in a row; held back during the cool-down after the last
+trigger and while a canary runs; a fire sends a Slack drift alert with the features, numbers and report
+link) → **retrain_needed** → **trigger_train_model** with the reason in the conf.
+
+Thresholds: `include/config/monitoring.yaml`; the form below overrides the main ones per run.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+from mlops_airflow import monitoring
+from mlops_airflow.defaults import default_args
+
+POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "300"))
+WAIT_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(12 * 3600)))
+
+
+@dag(
+    schedule="@daily",
+    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    end_date=datetime(2013, 12, 31, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["monitoring", "drift", "performance"],
+    render_template_as_native_obj=True,
+    params={
+        "date": Param(None, type=["null", "string"], format="date",
+                      description="Data date to monitor (YYYY-MM-DD); empty means the run's logical date."),
+        "window_days": Param(None, type=["null", "integer"], minimum=1, maximum=90,
+                             title="Window (days) compared with the reference"),
+        "min_drifted_features": Param(None, type=["null", "integer"], minimum=1,
+                                      title="Drifted features that raise the data-drift signal"),
+        "consecutive_days": Param(None, type=["null", "integer"], minimum=1,
+                                  title="Consecutive days a signal must be up to fire"),
+        "cooldown_days": Param(None, type=["null", "integer"], minimum=0,
+                               title="Cool-down after a retraining trigger (days)"),
+        "max_auc_drop": Param(None, type=["null", "number"], title="Decay: tolerated live AUC drop"),
+    },
+    default_args=default_args(),
+)
+def monitor_model():
+    @task.sensor(poke_interval=POKE_S, timeout=WAIT_TIMEOUT_S, mode="reschedule", exponential_backoff=False)
+    def wait_for_ingestion(**context) -> bool:
+        return monitoring.day_settled(context)
+
+    @task
+    def report(**context) -> dict:
+        return monitoring.report(context)
+
+    @task
+    def check_thresholds(**context) -> dict:
+        return monitoring.check_thresholds(context)
+
+    @task.short_circuit
+    def retrain_needed(decision: dict) -> bool:
+        return bool(decision["fire"])
+
+    trigger_train = TriggerDagRunOperator(
+        task_id="trigger_train_model",
+        trigger_dag_id="train_model",
+        conf={"reason": "{{ ti.xcom_pull(task_ids='check_thresholds')['reason'] }}",
+              "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds')['date'] }}"},
+    )
+
+    decision = check_thresholds()
+    wait_for_ingestion() >> report() >> decision
+    retrain_needed(decision) >> trigger_train
+
+
+monitor_model()

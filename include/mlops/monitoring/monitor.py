@@ -1,0 +1,217 @@
+"""The daily monitoring report of the champion and the rule that turns it into a retraining trigger.
+
+``report``  the trailing window's curated flights (with their weather) against the champion's reference
+            profile (data drift per feature), the scores it served against its validation scores (prediction
+            drift), the delay rate, and live performance from predictions joined with outcomes; written to
+            ``reports/monitoring/date=D/report.json`` and ``report.html`` and summarised in
+            ``reports/monitoring/latest.json``
+``decide``  a signal (data drift, prediction drift, decay) fires when it is up in each of the last
+            ``consecutive_days`` reports; a fire is held back during a cool-down after the last trigger and
+            while a canary is running (retraining then would race the rollout)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import PROJECT_ROOT, load_yaml_settings
+from ..features import load_window
+from ..lake import Lake, as_date
+from . import drift, performance
+from .profile import raw_features
+
+log = logging.getLogger(__name__)
+MONITORING_FILE = PROJECT_ROOT / "include" / "config" / "monitoring.yaml"
+FOLDER = "reports/monitoring"
+TRIGGERS = (FOLDER, "triggers.json")
+SIGNALS = ("data_drift", "prediction_drift", "decay")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    window_days: int = 14
+    ignore: tuple = ("month",)
+    numeric: dict = field(default_factory=lambda: {"ks": 0.5, "psi": None, "wasserstein": None})
+    categorical: dict = field(default_factory=lambda: {"psi": 0.25, "js": 0.15})
+    features: dict = field(default_factory=dict)
+    missing_increase: float = 0.10
+    min_drifted_features: int = 2
+    prediction: dict = field(default_factory=lambda: {"psi": 0.25, "ks": None, "wasserstein": None})
+    label_rate_change: float | None = None
+    max_auc_drop: float = 0.05
+    min_labelled: int = 500
+    consecutive_days: int = 3
+    cooldown_days: int = 14
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "MonitorConfig":
+        return load_yaml_settings(cls, path or MONITORING_FILE, overrides)
+
+    def thresholds(self, feature: str, kind: str) -> dict[str, float | None]:
+        return {**(self.numeric if kind == "numeric" else self.categorical), **self.features.get(feature, {})}
+
+
+LABELS = {"ks": "KS D", "psi": "PSI", "wasserstein": "normed Wasserstein", "js": "Jensen-Shannon"}
+
+
+def _exceeds(stats: dict[str, float], thresholds: dict[str, float | None]) -> list[str]:
+    return [f"{LABELS.get(k, k)} {stats[k]:.3f} >= {t}" for k, t in thresholds.items()
+            if t is not None and k in stats and stats[k] == stats[k] and stats[k] >= t]
+
+
+def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorConfig) -> list[dict[str, Any]]:
+    rows = []
+    for name, ref in profile["features"].items():
+        if name in cfg.ignore or name not in current:
+            continue
+        if ref["kind"] == "numeric":
+            values = pd.to_numeric(current[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            stats = drift.numeric_drift(ref, values)
+        else:
+            values = current[name].astype("object").where(current[name].notna(), None)
+            stats = drift.categorical_drift(ref["shares"], values) | {
+                "missing_ref": ref["missing"], "missing_cur": float(values.isna().mean()) if len(values) else 0.0}
+        reasons = _exceeds(stats, cfg.thresholds(name, ref["kind"]))
+        if stats["missing_cur"] - stats["missing_ref"] >= cfg.missing_increase:
+            reasons.append(f"missing share {stats['missing_cur']:.1%} (reference {stats['missing_ref']:.1%})")
+        rows.append({"feature": name, "kind": ref["kind"], **stats, "drifted": bool(reasons), "reasons": reasons})
+    return rows
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: dict[str, Any],
+           cfg: MonitorConfig | None = None) -> dict[str, Any]:
+    """Compute, write and return the report of ``date``. ``champion``: {"version": ...}; ``profile``: its
+    reference profile (``profile.json`` of its run)."""
+    from ..reports import monitoring_report
+
+    cfg = cfg or MonitorConfig.load()
+    d = as_date(date)
+    flights, weather, used = load_window(lake, d, cfg.window_days)
+    current = raw_features(flights, weather)
+    features = feature_drift(profile, current, cfg)
+    drifted = [f["feature"] for f in features if f["drifted"]]
+
+    dates = [d - dt.timedelta(days=i) for i in range(cfg.window_days)]
+    served = performance.predictions(lake, dates, versions={str(champion["version"])})
+    pred = {"rows": int(len(served))}
+    if len(served) and profile.get("score"):
+        pred |= drift.numeric_drift(profile["score"], served["score"].to_numpy(dtype="float64"))
+        pred["mean_score"] = float(served["score"].mean())
+        pred["reasons"] = _exceeds(pred, cfg.prediction)
+    pred["drifted"] = bool(pred.get("reasons"))
+
+    labelled = current[current["is_labelled"].astype(bool)] if "is_labelled" in current else current.iloc[0:0]
+    rate = float(labelled["label"].astype(float).mean()) if len(labelled) else float("nan")
+    ref_rate = profile.get("label_rate")
+    label = {"reference": ref_rate, "current": rate,
+             "change": rate - ref_rate if ref_rate is not None and rate == rate else float("nan")}
+    label["drifted"] = bool(cfg.label_rate_change is not None and label["change"] == label["change"]
+                            and abs(label["change"]) >= cfg.label_rate_change)
+
+    live = performance.joined(lake, dates, versions={str(champion["version"])})
+    window = performance.summary(live)
+    ref_auc = (profile.get("validation") or {}).get("auc")
+    drop = ref_auc - window["auc"] if ref_auc is not None and window["auc"] == window["auc"] else float("nan")
+    perf = {"daily": performance.daily(live), "window": window, "reference_auc": ref_auc, "auc_drop": drop,
+            "judged": window["rows"] >= cfg.min_labelled}
+    perf["decayed"] = bool(perf["judged"] and drop == drop and drop >= cfg.max_auc_drop)
+
+    out = {
+        "date": d.isoformat(), "window": [used[0].isoformat(), used[-1].isoformat()], "days": len(used),
+        "rows": int(len(current)), "champion": str(champion["version"]),
+        "reference": {"rows": profile.get("rows"), "dates": profile.get("dates")},
+        "features": features, "drifted": drifted, "prediction": pred, "label_rate": label, "performance": perf,
+        "signals": {"data_drift": len(drifted) >= cfg.min_drifted_features or label["drifted"],
+                    "prediction_drift": pred["drifted"], "decay": perf["decayed"]},
+        "config": asdict(cfg),
+    }
+    out = _clean(out)
+    folder = f"{FOLDER}/date={d.isoformat()}"
+    lake.write_bytes(monitoring_report(out, profile, current, served).encode(), folder, "report.html")
+    out["report"] = lake.uri(folder, "report.html")
+    lake.write_json(out, folder, "report.json")
+    latest = lake.read_json(FOLDER, "latest.json") if lake.exists(FOLDER, "latest.json") else None
+    if latest is None or latest.get("date", "") <= out["date"]:
+        lake.write_json({k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")}
+                        | {"fired": False}, FOLDER, "latest.json")
+    return out
+
+
+def reports(lake: Lake, dates: list[dt.date]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for d in dates:
+        folder = f"{FOLDER}/date={d.isoformat()}"
+        if lake.exists(folder, "report.json"):
+            out[d.isoformat()] = lake.read_json(folder, "report.json")
+    return out
+
+
+def triggers(lake: Lake) -> list[dict[str, Any]]:
+    return lake.read_json(*TRIGGERS) if lake.exists(*TRIGGERS) else []
+
+
+def decide(lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None,
+           rollout: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Whether monitoring triggers retraining on ``date``, and why (or why not)."""
+    cfg = cfg or MonitorConfig.load()
+    d = as_date(date)
+    days = [d - dt.timedelta(days=i) for i in range(cfg.consecutive_days)]
+    recent = reports(lake, days)
+    today = recent.get(d.isoformat())
+    if today is None:
+        raise FileNotFoundError(f"no monitoring report for {d} at {lake.uri(FOLDER)}")
+    fired = [s for s in SIGNALS if len(recent) == len(days) and all(r["signals"].get(s) for r in recent.values())]
+    held = None
+    previous = [t for t in triggers(lake) if t["date"] < d.isoformat()]
+    if fired and previous:
+        last = as_date(previous[-1]["date"])
+        if (d - last).days < cfg.cooldown_days:
+            held = f"cool-down: last retraining trigger on {last}, {(d - last).days} of {cfg.cooldown_days} days ago"
+    if fired and not held and rollout and rollout.get("status") == "canary":
+        held = f"a canary of v{rollout.get('version')} is running"
+    reason = ""
+    if fired:
+        parts = []
+        if "data_drift" in fired:
+            parts.append("data drift (" + ", ".join(today["drifted"]) + ")")
+        if "prediction_drift" in fired:
+            parts.append(f"prediction drift (score PSI {today['prediction'].get('psi', 0):.2f})")
+        if "decay" in fired:
+            p = today["performance"]
+            parts.append(f"decay (live AUC {p['window']['auc']:.3f}, validation {p['reference_auc']:.3f})")
+        reason = "; ".join(parts) + f" for {cfg.consecutive_days} consecutive days"
+    return {"date": d.isoformat(), "fire": bool(fired and not held), "signals": fired, "held": held,
+            "reason": reason, "drifted": today["drifted"], "champion": today["champion"],
+            "report": today.get("report"), "up_today": [s for s, v in today["signals"].items() if v]}
+
+
+def record_trigger(lake: Lake, decision: dict[str, Any]) -> None:
+    """Remember a retraining trigger (for the cool-down); a rerun of the same date replaces its entry."""
+    entries = [t for t in triggers(lake) if t["date"] != decision["date"]]
+    entries.append({k: decision[k] for k in ("date", "signals", "reason", "champion", "report")})
+    lake.write_json(sorted(entries, key=lambda t: t["date"]), *TRIGGERS)
+    if lake.exists(FOLDER, "latest.json"):
+        latest = lake.read_json(FOLDER, "latest.json")
+        if latest.get("date") == decision["date"]:
+            lake.write_json(latest | {"fired": True, "reason": decision["reason"]}, FOLDER, "latest.json")

@@ -1,0 +1,80 @@
+"""Live performance: the predictions the service logged, joined by flight key with the outcomes that
+ingestion brought in later. Shared by monitoring (daily figures) and the canary's evidence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..features import flight_key
+from ..lake import Lake, as_date
+from ..training.lgbm import metrics
+
+PREDICTION_COLUMNS = ["flight_key", "arm", "version", "score", "predicted_at"]
+
+
+def prediction_dates(lake: Lake) -> list[dt.date]:
+    """Flight dates with logged predictions."""
+    return lake.partitions("predictions")
+
+
+def predictions(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None,
+                since: str | None = None) -> pd.DataFrame:
+    """The prediction log of the given flight dates (only those partitions are read), newest per flight."""
+    parts = []
+    for d in sorted({as_date(x) for x in dates}):
+        folder = f"predictions/date={d.isoformat()}"
+        for f in lake.ls(folder):
+            df = lake.read_parquet(folder, f)
+            if versions is not None:
+                df = df[df["version"].astype(str).isin(versions)]
+            if since is not None:
+                df = df[pd.to_datetime(df["predicted_at"], utc=True) >= pd.Timestamp(since)]
+            parts.append(df)
+    if not parts:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    df = pd.concat(parts, ignore_index=True)
+    return df.sort_values("predicted_at", kind="mergesort").drop_duplicates("flight_key", keep="last")
+
+
+def outcomes(lake: Lake, dates: Iterable[dt.date | str]) -> pd.DataFrame:
+    """flight_key, label, batch_date of the labelled curated flights of those dates (missing dates skipped)."""
+    parts = []
+    for d in sorted({as_date(x) for x in dates}):
+        folder = Lake.partition("curated", "flights", d)
+        if lake.exists(folder, "part-00000.parquet"):
+            cur = lake.read_parquet(folder, "part-00000.parquet")
+            cur = cur[cur["is_labelled"]]
+            parts.append(pd.DataFrame({"flight_key": flight_key(cur).to_numpy(),
+                                       "label": cur["label"].astype(int).to_numpy(), "date": d.isoformat()}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flight_key", "label", "date"])
+
+
+def joined(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None,
+           since: str | None = None) -> pd.DataFrame:
+    """Logged predictions of those flight dates that have an outcome, with their label."""
+    dates = list(dates)
+    preds = predictions(lake, dates, versions, since)
+    if preds.empty:
+        return preds.assign(label=pd.Series(dtype=int), date=pd.Series(dtype=str))
+    return preds.merge(outcomes(lake, dates), on="flight_key", how="inner")
+
+
+def summary(df: pd.DataFrame) -> dict[str, Any]:
+    """AUC, log-loss, calibration (ECE) and counts of labelled predictions; NaN where undefined."""
+    if df.empty:
+        return {"rows": 0, "auc": float("nan"), "logloss": float("nan"), "ece": float("nan"),
+                "positive_rate": float("nan"), "mean_score": float("nan")}
+    y = df["label"].to_numpy(dtype=float)
+    p = df["score"].to_numpy(dtype=float)
+    m = metrics(y, p)
+    return {"rows": int(len(df)), "auc": m["auc"], "logloss": m["logloss"], "ece": m["ece"],
+            "positive_rate": m["positive_rate"], "mean_score": float(np.mean(p))}
+
+
+def daily(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"date": d, **summary(g)} for d, g in df.groupby("date")] if not df.empty else []

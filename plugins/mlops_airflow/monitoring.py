@@ -1,0 +1,78 @@
+"""Task callables of ``monitor_model``: the daily report, the firing rule, the Slack drift alert."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MONITOR_PARAMS = ("window_days", "min_drifted_features", "consecutive_days", "cooldown_days", "max_auc_drop")
+
+
+def _cfg(context):
+    from include.mlops.monitoring.monitor import MonitorConfig
+
+    p = context["params"]
+    return MonitorConfig.load(overrides={k: p.get(k) for k in MONITOR_PARAMS})
+
+
+def day_settled(context: dict[str, Any]) -> bool:
+    """The date's flights were curated or quarantined by ingestion (monitoring runs after it, either way)."""
+    from include.mlops.lake import Lake
+
+    from .ingestion import batch_date
+    from .lake import get_lake
+
+    lake, d = get_lake(), batch_date(context)
+    return any(lake.exists(Lake.partition(zone, "flights", d), name)
+               for zone, name in (("curated", "part-00000.parquet"), ("quarantine", "report.json")))
+
+
+def report(context: dict[str, Any]) -> dict[str, Any]:
+    """The day's drift and performance report of the champion; skipped while there is no champion."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.mlops import registry
+    from include.mlops.monitoring import monitor
+
+    from .ingestion import batch_date
+    from .lake import get_lake
+
+    champion = registry.alias_version("champion")
+    if champion is None:
+        raise AirflowSkipException("no champion yet: nothing to monitor")
+    profile = registry.load_artifact(champion["version"], "profile.json")
+    if profile is None:
+        raise AirflowSkipException(f"champion v{champion['version']} has no reference profile (profile.json)")
+    r = monitor.report(get_lake(), batch_date(context), champion, profile, _cfg(context))
+    log.info("monitoring %s, champion v%s: drifted %s; signals up: %s; report %s", r["date"], r["champion"],
+             r["drifted"] or "none", [k for k, v in r["signals"].items() if v] or "none", r["report"])
+    return {k: r[k] for k in ("date", "champion", "drifted", "signals", "report")}
+
+
+def check_thresholds(context: dict[str, Any]) -> dict[str, Any]:
+    """Fire when a signal was up on enough consecutive days, outside the cool-down: Slack alert, trigger."""
+    from include.mlops import deployment
+    from include.mlops.lake import as_date
+    from include.mlops.monitoring import monitor
+
+    from .alerts import notify
+    from .ingestion import batch_date
+    from .lake import get_lake
+
+    lake = get_lake()
+    d = monitor.decide(lake, batch_date(context), _cfg(context), rollout=deployment.current(lake))
+    if d["fire"]:
+        report = monitor.reports(lake, [as_date(d["date"])])[d["date"]]
+        worst = sorted((f for f in report["features"] if f["drifted"]), key=lambda f: -(f.get("psi") or 0))[:6]
+        detail = "\n".join(f"{f['feature']}: " + "; ".join(f["reasons"]) for f in worst)
+        notify(context, "drift", f"Drift on model v{d['champion']}: retraining", d["reason"] + "\n" + detail,
+               {"signals": ", ".join(d["signals"]), "report": d["report"]})
+        monitor.record_trigger(lake, d)
+    elif d["signals"]:
+        log.info("signals %s fired but are held back: %s", d["signals"], d["held"])
+    else:
+        log.info("no signal up %s consecutive days (up today: %s)", _cfg(context).consecutive_days,
+                 d["up_today"] or "none")
+    return d

@@ -1,0 +1,81 @@
+"""monitor_model end to end with dag.test(): a champion trained on February watches July arrive, alerts on
+drift after three consecutive days, triggers train_model with the reason, then holds during the cool-down."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.mlops import registry
+from include.mlops.monitoring import monitor
+from include.mlops.training import pipeline
+
+from curation import curate_days
+
+CONF = {"window_days": 7, "consecutive_days": 3, "cooldown_days": 14}
+
+
+@pytest.fixture(scope="module")
+def champion(curated):
+    """A registry of its own with a champion trained on February (its profile saved with the version)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLOPS_MODEL_NAME", "monitor_test")
+    pipeline.build_training_set(curated, "monitor-champion", 21, 1, end="2013-02-21")
+    pipeline.train(curated, "monitor-champion", 1, num_boost_round=40)
+    version = pipeline.register(curated, "monitor-champion", params={"num_boost_round": 40}, reason="e2e")["version"]
+    registry.set_alias("champion", version)
+    curate_days(curated, "2013-07-01", 4)
+    yield version
+    mp.undo()
+
+
+def test_profile_is_saved_with_the_model_version(champion):
+    profile = registry.load_artifact(champion, "profile.json")
+    assert profile["dates"][0] == "2013-02-01" and profile["rows"] > 5000
+    assert set(profile["features"]) >= {"temp", "dewp", "carrier", "origin"}
+    assert len(profile["features"]["temp"]["quantiles"]) == 501
+    assert 0 < profile["validation"]["auc"] < 1 and profile["score"]["rows"] > 500
+
+
+def _drift_messages(slack):
+    return [t for t in slack.texts() if t.startswith("[DRIFT]")]
+
+
+def test_drift_alerts_and_triggers_train_model_then_cools_down(run_dag, curated, champion, slack):
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    for day in ("2013-07-01", "2013-07-02"):
+        run = run_dag("monitor_model", day, conf=CONF)
+        assert run.state == "success", run
+        assert run.tasks["report"][0] == "success" and run.tasks["trigger_train_model"][0] == "skipped"
+    assert not _drift_messages(slack)
+
+    run = run_dag("monitor_model", "2013-07-03", conf=CONF)
+    assert run.state == "success", run
+    assert run.tasks["trigger_train_model"][0] == "success"
+    report = curated.read_json("reports/monitoring/date=2013-07-03", "report.json")
+    assert report["champion"] == champion and {"temp", "dewp"} <= set(report["drifted"])
+    assert curated.exists("reports/monitoring/date=2013-07-03", "report.html")
+    [msg] = _drift_messages(slack)
+    assert f"Drift on model v{champion}: retraining" in msg and "temp" in msg and "report.html" in msg
+    assert "KS" in msg and "3 consecutive days" in msg
+    with create_session() as s:
+        queued = s.query(DagRun).filter_by(dag_id="train_model").all()
+        confs = [r.conf or {} for r in queued]
+    assert any("data drift" in str(c.get("reason")) and c.get("end_date") == "2013-07-03" for c in confs), confs
+    assert [t["date"] for t in monitor.triggers(curated)] == ["2013-07-03"]
+    assert curated.read_json("reports/monitoring", "latest.json")["fired"] is True
+
+    # the next day still drifts, but the cool-down holds: no second trigger, no second alert
+    run = run_dag("monitor_model", "2013-07-04", conf=CONF)
+    assert run.state == "success", run
+    assert run.tasks["check_thresholds"][0] == "success" and run.tasks["trigger_train_model"][0] == "skipped"
+    assert len(_drift_messages(slack)) == 1
+    assert [t["date"] for t in monitor.triggers(curated)] == ["2013-07-03"]
+
+
+def test_nothing_to_monitor_without_a_champion(run_dag, curated, monkeypatch):
+    monkeypatch.setenv("MLOPS_MODEL_NAME", "no_model_yet")
+    run = run_dag("monitor_model", "2013-07-02", conf=CONF)
+    assert run.state == "success", run
+    assert run.tasks["report"][0] == "skipped" and run.tasks["trigger_train_model"][0] == "skipped"

@@ -1,0 +1,136 @@
+"""The monitoring report on real 2013 data, and the firing rule (consecutive days, cool-down, canary)."""
+
+import datetime as dt
+
+import pytest
+
+from include.mlops import features as F
+from include.mlops.lake import Lake
+from include.mlops.monitoring import monitor
+from include.mlops.monitoring import profile as P
+from include.mlops.monitoring.monitor import MonitorConfig
+
+from curation import curate_days
+
+
+# ------------------------------------------------------------------------------------------- the firing rule
+def _reports(lake, start, signals_by_day):
+    d0 = dt.date.fromisoformat(start)
+    for i, signals in enumerate(signals_by_day):
+        d = (d0 + dt.timedelta(days=i)).isoformat()
+        lake.write_json({"date": d, "champion": "1", "drifted": ["temp", "dewp"] if signals else [],
+                         "signals": {"data_drift": "data" in signals, "prediction_drift": False,
+                                     "decay": "decay" in signals},
+                         "prediction": {}, "performance": {"window": {"auc": 0.6}, "reference_auc": 0.7},
+                         "report": f"file:///r/{d}"}, monitor.FOLDER, f"date={d}", "report.json")
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return Lake(tmp_path.as_uri())
+
+
+CFG = MonitorConfig(consecutive_days=3, cooldown_days=10)
+
+
+def test_fires_only_after_consecutive_days(lake):
+    _reports(lake, "2013-03-01", [{"data"}, {"data"}, set(), {"data"}, {"data"}, {"data"}])
+    assert not monitor.decide(lake, "2013-03-02", CFG)["fire"]   # 2 days so far
+    assert not monitor.decide(lake, "2013-03-03", CFG)["fire"]   # a quiet day breaks the run
+    assert not monitor.decide(lake, "2013-03-05", CFG)["fire"]
+    d = monitor.decide(lake, "2013-03-06", CFG)
+    assert d["fire"] and d["signals"] == ["data_drift"]
+    assert "data drift (temp, dewp) for 3 consecutive days" in d["reason"]
+
+
+def test_a_missing_report_breaks_the_run(lake):
+    _reports(lake, "2013-03-01", [{"data"}, {"data"}, {"data"}])
+    lake.rm(monitor.FOLDER, "date=2013-03-02")
+    assert not monitor.decide(lake, "2013-03-03", CFG)["fire"]
+
+
+def test_cooldown_holds_and_then_releases(lake):
+    _reports(lake, "2013-03-01", [{"data", "decay"}] * 20)
+    first = monitor.decide(lake, "2013-03-03", CFG)
+    assert first["fire"] and first["signals"] == ["data_drift", "decay"]
+    monitor.record_trigger(lake, first)
+    for day in ("2013-03-04", "2013-03-12"):
+        held = monitor.decide(lake, day, CFG)
+        assert not held["fire"] and held["held"].startswith("cool-down: last retraining trigger on 2013-03-03")
+    assert monitor.decide(lake, "2013-03-13", CFG)["fire"]          # 10 days later
+    # a rerun of the trigger's own day is not held by itself
+    assert monitor.decide(lake, "2013-03-03", CFG)["fire"]
+    monitor.record_trigger(lake, first)
+    assert [t["date"] for t in monitor.triggers(lake)] == ["2013-03-03"]
+
+
+def test_a_running_canary_holds_the_trigger(lake):
+    _reports(lake, "2013-03-01", [{"data"}] * 3)
+    d = monitor.decide(lake, "2013-03-03", CFG, rollout={"status": "canary", "version": "4"})
+    assert not d["fire"] and d["held"] == "a canary of v4 is running"
+    assert monitor.decide(lake, "2013-03-03", CFG, rollout={"status": "promoted", "version": "4"})["fire"]
+
+
+# ------------------------------------------------------------------------------ the report on real flights
+@pytest.fixture(scope="module")
+def flights_lake(tmp_path_factory):
+    lake = Lake(tmp_path_factory.mktemp("lake").as_uri())
+    curate_days(lake, "2013-01-01", 7)
+    curate_days(lake, "2013-07-01", 7)
+    return lake
+
+
+def _reference(lake):
+    fl, we, used = F.load_window(lake, "2013-01-07", 7)
+    return P.build(F.join_weather(fl[fl["is_labelled"]], we), F.NUMERIC, F.CATEGORICAL,
+                   [d.isoformat() for d in used])
+
+
+WEEK = MonitorConfig(window_days=7, consecutive_days=3)
+
+
+def test_quiet_on_the_reference_week_fires_on_a_july_week(flights_lake):
+    lake, prof = flights_lake, _reference(flights_lake)
+    for day in ("2013-01-07", "2013-07-05", "2013-07-06", "2013-07-07"):
+        monitor.report(lake, day, {"version": "1"}, prof, WEEK)
+    january = monitor.reports(lake, [dt.date(2013, 1, 7)])["2013-01-07"]
+    assert january["drifted"] == [] and not any(january["signals"].values())
+    assert all((f.get("ks") or 0) < 0.2 for f in january["features"])
+    assert not monitor.decide(lake, "2013-01-07", WEEK)["fire"]
+
+    july = monitor.reports(lake, [dt.date(2013, 7, 7)])["2013-07-07"]
+    ks = {f["feature"]: f["ks"] for f in july["features"] if f["kind"] == "numeric"}
+    assert ks["temp"] > 0.95 and ks["dewp"] > 0.9            # January against July: every flight warmer
+    assert {"temp", "dewp"} <= set(july["drifted"]) and "month" not in ks  # calendar features are ignored
+    assert july["label_rate"]["current"] > july["label_rate"]["reference"]
+    d = monitor.decide(lake, "2013-07-07", WEEK)
+    assert d["fire"] and d["signals"] == ["data_drift"] and "temp" in d["reason"]
+    # the report is readable on its own: JSON and a self-contained HTML page with the plots
+    html = lake.read_bytes("reports/monitoring/date=2013-07-07", "report.html").decode()
+    assert "<img src=\"data:image/png;base64," in html and "Data drift" in html
+    assert lake.read_json("reports/monitoring", "latest.json")["date"] == "2013-07-07"
+
+
+def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
+    import pandas as pd
+
+    from include.mlops.monitoring import performance
+
+    lake = flights_lake
+    cur = lake.read_parquet("curated/flights/date=2013-07-02", "part-00000.parquet")
+    cur = cur[cur["is_labelled"]]
+    keys = F.flight_key(cur).to_numpy()
+    y = cur["label"].astype(int).to_numpy()
+    preds = pd.DataFrame({"flight_key": list(keys) + ["2013-07-02/XX/1/JFK"], "arm": "champion", "version": "1",
+                          "score": list(0.8 * y + 0.1) + [0.5],
+                          "predicted_at": pd.Timestamp("2026-01-01", tz="UTC").isoformat()})
+    lake.write_parquet(preds, "predictions/date=2013-07-02", "part-0.parquet")
+    joined = performance.joined(lake, [dt.date(2013, 7, 2)], versions={"1"})
+    assert len(joined) == len(keys)                          # the unknown flight has no outcome
+    s = performance.summary(joined)
+    assert s["auc"] == pytest.approx(1.0) and s["rows"] == len(keys)
+    r = monitor.report(lake, "2013-07-03", {"version": "1"}, _reference(lake) | {"validation": {"auc": 0.7}},
+                       MonitorConfig(window_days=7, min_labelled=100))
+    assert r["performance"]["window"]["rows"] == len(keys)
+    assert not r["performance"]["decayed"]                    # live AUC 1.0 is no decay
+    assert r["prediction"]["rows"] == len(keys) + 1

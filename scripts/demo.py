@@ -1,295 +1,408 @@
-"""`make demo`: two weeks of 2013 through ingest_flights (faults included), train_model, deploy_model, the
-prediction service with replayed traffic, a second train_model and, when it passes the gate, a canary.
+"""`make demo`: the whole model lifecycle on 2013, from an empty MLOPS_HOME, January into the summer.
 
-Each day the upstream simulator drops that day's flights and weather into landing/, then the real DAG runs
-with `airflow dags test ingest_flights <date>` (exactly as a user would run it). One drop arrives
-temporarily unavailable (ingestion retries with backoff), one arrives late (the sensor waits), one is corrupt
-(it is quarantined). Then train_model trains on what was curated with 2 Horovod workers, tracks the run in
-MLflow and registers a model version. Airflow's own output goes to $MLOPS_HOME/logs/demo/.
+Each day of the replay happens as production would see it:
+  traffic  once a champion exists, the prediction service answers the day's flights over HTTP before they fly
+           (the champion, and the challenger's share of flights while a canary runs); every answer is logged
+  ingest   upstream drops the day's flights and weather into landing/ (a few drops with faults: unavailable,
+           corrupt, late) and ingest_flights validates and curates them, which brings in yesterday's outcomes
+  train    the curated Asset starts train_model until there is a champion; its gate triggers deploy_model
+  monitor  monitor_model compares the trailing week with the champion's reference profile and its live
+           outcomes; on drift or decay for consecutive days it alerts and triggers train_model (with a cool-down)
+  deploy   deploy_model promotes the first model directly; a later one runs as a canary beside the champion
+           until enough outcomes came in for both arms, then it is promoted or rolled back on that evidence
 
-    python scripts/demo.py [--start 2013-01-01] [--days 14] [--corrupt-kind duplicates]
+The DAGs are the real ones, run with dag.test() in this process in date order. A run that a trigger queues
+(TriggerDagRunOperator) is run right after, with the conf the trigger passed; runs that new data alone would
+start but that skip themselves (train_model once a champion exists) are not started. A canary's deploy_model
+runs in its own process (`airflow dags test`), because its sensor waits while the days go on.
+Airflow's output goes to $MLOPS_HOME/logs/demo/airflow.log; the timeline and the Slack messages are printed.
+
+    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-30] [--fast]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from include.mlops.config import Settings  # noqa: E402
-from include.mlops.lake import Lake  # noqa: E402
-from include.mlops.sources.upstream import CORRUPT_FAULTS, Upstream  # noqa: E402
+SLACK_MARK = "[slack: not configured, message logged instead]"
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("MLOPS_HOME", str(settings.home))
-    env.setdefault("AIRFLOW_HOME", str(settings.home / "airflow"))
+def configure_env() -> None:
+    """Before Airflow is imported: the project's layout, and a replay's short waits."""
+    env = os.environ
+    env.setdefault("MLOPS_HOME", str(ROOT / ".mlops"))
+    env.setdefault("AIRFLOW_HOME", str(Path(env["MLOPS_HOME"]) / "airflow"))
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    # the canary's process and this one share the SQLite database: wait for its lock instead of failing
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "mlops_airflow.sqlite.CONNECT_ARGS")
+    env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    env.setdefault("MLOPS_SENSOR_POKE_S", "1")
+    env.setdefault("MLOPS_RETRY_DELAY_S", "1")
+    env.setdefault("MLOPS_DEPLOY_POKE_S", "2")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    # a replay has no reason to wait minutes between pokes and retries
-    env.setdefault("MLOPS_SENSOR_POKE_S", "2")
-    env.setdefault("MLOPS_RETRY_DELAY_S", "2")
-    return env
+    for p in (str(ROOT / "plugins"), str(ROOT)):
+        if p not in sys.path:
+            sys.path.insert(0, p)
 
 
-def retries_taken(dag_id: str, env: dict[str, str]) -> dict[str, int]:
-    """try_number - 1 of every task instance that needed more than one try, per logical date."""
-    code = (
-        "from airflow.utils.session import create_session\n"
-        "from airflow.models import TaskInstance, DagRun\n"
-        "with create_session() as s:\n"
-        "    rows = s.query(DagRun.logical_date, TaskInstance.task_id, TaskInstance.try_number)"
-        f".join(DagRun, (DagRun.run_id == TaskInstance.run_id) & (DagRun.dag_id == TaskInstance.dag_id))"
-        f".filter(TaskInstance.dag_id == {dag_id!r}, TaskInstance.try_number > 1).all()\n"
-        "    for d, t, n in rows: print(d.date().isoformat(), t, n - 1)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    taken: dict[str, int] = {}
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2].isdigit():
-            taken[parts[0]] = taken.get(parts[0], 0) + int(parts[2])
-    return taken
+@dataclass
+class Event:
+    date: str
+    kind: str
+    version: str
+    text: str
 
 
-def train(settings: Settings, env: dict[str, str], logs: Path, end: dt.date, days: int, workers: int) -> None:
-    """train_model on the curated window, exactly as the Asset trigger would run it, then show the version."""
-    conf = {"end_date": end.isoformat(), "window_days": days, "min_days": min(10, days), "workers": workers,
-            "reason": "demo"}
-    print(f"\n== train_model ({workers} Horovod workers) " + "=" * 50)
-    t0 = time.monotonic()
-    with open(logs / "train_model.log", "w") as fh:
-        rc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "train_model",
-                             end.isoformat(), "-c", json.dumps(conf)], env=env, stdout=fh,
-                            stderr=subprocess.STDOUT).returncode
-    print(f"run: {'success' if rc == 0 else 'failed'} in {time.monotonic() - t0:.0f} s "
-          f"(log: {logs / 'train_model.log'})")
-    from include.mlops import registry
+class Lifecycle:
+    def __init__(self, logs: Path, workers: int):
+        from include.mlops.config import Settings
+        from include.mlops.lake import Lake
 
-    os.environ.setdefault("MLOPS_HOME", str(settings.home))
-    for v in registry.versions(settings)[-3:]:
+        self.settings = Settings.from_env()
+        self.lake = Lake(self.settings.lake_url)
+        self.logs = logs
+        self.airflow_log = logs / "airflow.log"
+        self.workers = workers
+        self.events: list[Event] = []
+        self.service: subprocess.Popen | None = None
+        self.url = ""
+        self.canary: tuple[subprocess.Popen, str, str] | None = None   # process, version, start date
+        self.served = 0
+        self.runs: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}   # wall time per DAG (and waiting for traffic)
+
+    # -------------------------------------------------------------------------------------------- plumbing
+    def event(self, date, kind: str, text: str, version: str | None = None) -> None:
+        e = Event(str(date), kind, f"v{version}" if version else "", text)
+        self.events.append(e)
+        print(f"{e.date}  {e.kind:10s} {e.version:5s} {e.text}", flush=True)
+
+    @contextlib.contextmanager
+    def to_log(self):
+        """Airflow's console output (task logs included) into airflow.log, not the terminal."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        fd = os.open(self.airflow_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for f in (fd, *saved):
+                os.close(f)
+
+    def run(self, dag_id: str, day: dt.date, conf: dict | None = None, hour: int = 0) -> dict[str, str]:
+        """One real DAG run with dag.test(); returns {task_id: state} and the run's state under '_run'."""
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.models import TaskInstance
+        from airflow.utils.session import create_session
+
+        t0 = time.monotonic()
+        n = self.runs[dag_id] = self.runs.get(dag_id, 0) + 1
+        # data dates are midnight; triggered runs get a later, unique logical time on the same day
+        when = dt.datetime(day.year, day.month, day.day, hour, 0, n % 60, tzinfo=dt.timezone.utc) if hour else \
+            dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+        with self.to_log():
+            print(f"\n===== {dag_id} {when.isoformat()} conf={json.dumps(conf or {})} =====", flush=True)
+            dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
+            dr = dag.test(logical_date=when, run_conf=conf)
+        with create_session() as s:
+            tis = s.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dr.run_id).all()
+            states = {ti.task_id: str(ti.state) for ti in tis}
+        self.seconds[dag_id] = self.seconds.get(dag_id, 0.0) + time.monotonic() - t0
+        return states | {"_run": str(dr.state)}
+
+    def queued(self, dag_id: str) -> list[dict]:
+        """Confs of the runs a trigger queued for ``dag_id`` (taken: this driver runs them)."""
+        from airflow.models import DagRun
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState
+
+        with create_session() as s:
+            runs = s.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.state == DagRunState.QUEUED).all()
+            confs = [dict(r.conf or {}) for r in runs]
+            for r in runs:
+                s.delete(r)
+        return confs
+
+    def champion(self) -> str | None:
+        from include.mlops import registry
+
+        return (registry.alias_version("champion", self.settings) or {}).get("version")
+
+    # ------------------------------------------------------------------------------------------ the steps
+    def ingest(self, day: dt.date, fault: str | None) -> bool:
+        from include.mlops.lake import Lake
+        from include.mlops.sources.upstream import Upstream
+
+        drops = Upstream(self.lake).publish_day(day, fault=fault, delay_s=4, failures=2)
+        t0 = time.monotonic()
+        states = self.run("ingest_flights", day)
+        for drop in drops:
+            drop.wait(5)
+        quarantine = Lake.partition("quarantine", "flights", day)
+        if states["_run"] != "success" and self.lake.exists(quarantine, "report.json"):
+            rules = self.lake.read_json(quarantine, "report.json").get("failed_rules", [])
+            self.event(day, "quarantine", f"{fault} drop rejected, kept in {self.lake.uri(quarantine)}: "
+                                          + "; ".join(rules)[:140])
+            return False
+        if fault:
+            self.event(day, "ingest", f"{fault} drop: run {states['_run']} in {time.monotonic() - t0:.0f} s"
+                       + (" (retried with backoff)" if fault == "unavailable" else
+                          " (the sensor waited for it)" if fault == "late" else ""))
+        return states["_run"] == "success"
+
+    def train(self, day: dt.date, conf: dict) -> None:
+        from include.mlops import registry
+
+        before = {v["version"] for v in registry.versions(self.settings)}
+        states = self.run("train_model", day, conf | {"workers": self.workers}, hour=6)
+        if states.get("should_train") == "skipped" or states.get("build_training_set") in ("skipped", None):
+            return
+        new = [v for v in registry.versions(self.settings) if v["version"] not in before]
+        if not new:
+            self.event(day, "train", f"train_model {states['_run']}: no version registered "
+                                     f"({ {k: v for k, v in states.items() if v != 'success'} })")
+            return
+        v = new[-1]
         import mlflow
 
         r = mlflow.get_run(v["run_id"])
         m, t = r.data.metrics, r.data.tags
-        print(f"model {registry.model_name()} version {v['version']}: "
-              f"run {v['run_id'][:8]}, window {t.get('data_window')}, fingerprint {t.get('data_fingerprint', '')[:12]}, "
-              f"workers {r.data.params.get('workers')}, train {m.get('train_s', 0):.1f} s "
-              f"(job {m.get('wall_s', 0):.1f} s with launch), validation AUC {m.get('validation_auc', 0):.3f}, "
-              f"test AUC {m.get('test_auc', 0):.3f}, log-loss {m.get('test_logloss', 0):.3f}, gate "
-              + ("passed (challenger)" if m.get("gate_passed") == 1.0 else
-                 "failed (aliases unchanged)" if m.get("gate_passed") == 0.0 else "not run"))
-        report = t.get("lake", "").replace("/training/", "/reports/gate/")
-        if report:
-            print(f"  gate report: {report}/report.html")
-    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(settings)} --port 5000")
-    latest = registry.versions(settings)[-1] if registry.versions(settings) else None
-    if latest:
-        import mlflow
+        self.event(day, "train", f"{t.get('reason')}: window {t.get('data_window')}, {r.data.params.get('workers')} "
+                                 f"Horovod workers, {m.get('train_s', 0):.1f} s fit, test AUC {m.get('test_auc', 0):.3f},"
+                                 f" data {t.get('data_fingerprint', '')[:10]}", v["version"])
+        folder = f"reports/gate/{t.get('run_key')}"
+        if self.lake.exists(folder, "decision.json"):
+            d = self.lake.read_json(folder, "decision.json")
+            cand = d["candidate"]
+            vs = (f" vs champion v{d['champion_version']} AUC {d['champion']['auc']:.3f}" if d.get("champion") else
+                  " (first model)")
+            verdict = "passed: challenger" if d["passed"] else "FAILED (" + ", ".join(d["failed"]) + ")"
+            self.event(day, "gate", f"{verdict}; AUC {cand['auc']:.3f}{vs} on {', '.join(d['holdout_days'])}",
+                       v["version"])
+        for c in self.queued("deploy_model"):
+            self.deploy(day, c)
 
-        latest["gate_passed"] = mlflow.get_run(latest["run_id"]).data.metrics.get("gate_passed") == 1.0
-    return latest
+    def deploy(self, day: dt.date, conf: dict) -> None:
+        from include.mlops import deployment
 
+        if self.champion() is None:
+            states = self.run("deploy_model", day, conf, hour=7)
+            self.event(day, "deploy", f"promoted directly (no champion yet): deploy_model {states['_run']}",
+                       self.champion())
+            self.start_service()
+            return
+        if self.canary is not None:
+            self.event(day, "deploy", "a canary is already running: this version waits", conf.get("version"))
+            return
+        when = dt.datetime(day.year, day.month, day.day, 7, tzinfo=dt.timezone.utc).isoformat()
+        out = open(self.logs / f"deploy_model-v{conf['version']}.log", "w")
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", "deploy_model", when,
+                                 "-c", json.dumps(conf)], stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+        self.canary = (proc, str(conf["version"]), day.isoformat())
+        for _ in range(240):  # the canary is live once the rollout is written and the service routes to it
+            r = deployment.current(self.lake) or {}
+            if r.get("status") == "canary" and str(r.get("version")) == str(conf["version"]) or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        r = deployment.current(self.lake) or {}
+        self.event(day, "canary", f"started: {r.get('canary_share', 0):.0%} of flights against champion "
+                                  f"v{r.get('champion')} (deploy_model in its own process)", conf["version"])
 
-def airflow_cmd(env: dict[str, str], log: Path, *args: str, background: bool = False):
-    fh = open(log, "w")
-    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
-    if background:
-        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
-    fh.close()
-    return rc
-
-
-def curate_day(lake: Lake, d: dt.date) -> int:
-    """Ingest a day with the ingestion DAG's own steps (used while deploy_model holds the SQLite database)."""
-    from include.mlops import ingestion
-    from include.mlops.config import dataset
-
-    settings = Settings.from_env()
-    rows = 0
-    for name in ("weather", "flights"):
-        Upstream(lake).publish(d, name)
-        b = ingestion.batch(dataset(name), d)
-        ingestion.extract(lake, b)
-        ingestion.check(lake, b, settings)
-        rows = ingestion.curate(lake, b)["rows"]
-    return rows
-
-
-def rollout(settings: Settings, env: dict[str, str], logs: Path, lake: Lake, first: dict, last_day: dt.date,
-            workers: int) -> None:
-    """Deploy the first model, serve traffic, train a second model on later data and canary it."""
-    import socket
-
-    import httpx
-
-    from include.mlops import deployment, registry
-    from include.mlops.sources.traffic import replay
-
-    print("\n== deployment " + "=" * 70)
-    if not first or not first.get("gate_passed"):
-        print("the first model did not pass the gate: nothing to deploy (see its gate report)")
-        return
-    rc = airflow_cmd(env, logs / "deploy_model-1.log", "dags", "test", "deploy_model", last_day.isoformat(),
-                     "-c", json.dumps({"version": first["version"]}))
-    print(f"deploy_model v{first['version']}: {'success' if rc == 0 else 'failed'}; champion is now "
-          f"v{(registry.alias_version('champion', settings) or {}).get('version')}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    serve_env = env | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_HOME": str(settings.home)}
-    service = subprocess.Popen([sys.executable, "-m", "include.mlops.serving.app"], env=serve_env, cwd=ROOT,
-                               stdout=open(logs / "serve.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        for _ in range(120):
+    def canary_done(self, day: dt.date, wait: bool = False) -> None:
+        if self.canary is None:
+            return
+        proc, version, started = self.canary
+        if wait:
             try:
-                if httpx.get(url + "/health").json().get("champion"):
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait(30)
+                self.event(day, "canary", "still waiting for evidence when the replay ended", version)
+                self.canary = None
+                return
+        if proc.poll() is None:
+            return
+        self.canary = None
+        ev_name = f"v{version}.json"
+        from include.mlops import deployment
+
+        if self.lake.exists("reports", "deployments", ev_name):
+            ev = self.lake.read_json("reports", "deployments", ev_name)
+            self.event(day, "decision", deployment.describe(ev), version)
+        else:
+            self.event(day, "decision", f"deploy_model ended (rc {proc.returncode}) without a decision; see "
+                                        f"{self.logs / f'deploy_model-v{version}.log'}", version)
+        self.event(day, "champion", f"champion is v{self.champion()} (canary started {started})", self.champion())
+
+    def monitor(self, day: dt.date) -> None:
+        states = self.run("monitor_model", day)
+        folder = f"reports/monitoring/date={day.isoformat()}"
+        if not self.lake.exists(folder, "report.json"):
+            return
+        r = self.lake.read_json(folder, "report.json")
+        if states.get("trigger_train_model") == "success":
+            d = next((t for t in reversed(self.lake.read_json("reports/monitoring", "triggers.json"))
+                      if t["date"] == day.isoformat()), {})
+            top = sorted((f for f in r["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))[:4]
+            self.event(day, "drift", f"{d.get('reason', '')}; e.g. " + ", ".join(
+                f"{f['feature']} KS {f.get('ks') or 0:.2f} PSI {f.get('psi') or 0:.2f}" for f in top)
+                + f"; report {r['report']}", r["champion"])
+            for conf in self.queued("train_model"):
+                self.train(day, conf)
+        elif day.weekday() == 6:  # a weekly line of what monitoring sees
+            p = r["performance"]["window"]
+            auc = f"{p['auc']:.3f}" if p.get("auc") is not None else "n/a"
+            up = [k for k, v in r["signals"].items() if v]
+            self.event(day, "monitor", f"week to {day}: live AUC {auc} on {p['rows']} labelled predictions "
+                                       f"(validation {r['performance']['reference_auc'] or 0:.3f}); drifted: "
+                                       f"{', '.join(r['drifted']) or 'none'}; signals up: {', '.join(up) or 'none'}",
+                       r["champion"])
+
+    def start_service(self) -> None:
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        env = os.environ | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_SERVE_FLUSH_S": "1"}
+        self.service = subprocess.Popen([sys.executable, "-m", "include.mlops.serving.app"], env=env, cwd=ROOT,
+                                        stdout=open(self.logs / "serve.log", "w"), stderr=subprocess.STDOUT)
+        for _ in range(240):
+            try:
+                if httpx.get(self.url + "/health").json().get("champion"):
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        print(f"prediction service at {url}: {httpx.get(url + '/versions').json()}")
-        day = last_day
-        for _ in range(4):  # production days: predictions before departure, outcomes ingested afterwards
-            day += dt.timedelta(days=1)
-            r = replay(day, url)
-            rows = curate_day(lake, day)
-            print(f"{day}  traffic: {r.flights} flights predicted ({r.requests} requests, {r.errors} errors, "
-                  f"arms {r.arms}); outcomes ingested: {rows} flights")
-        second = train(settings, env, logs, day, (day - dt.date(2013, 1, 1)).days + 1, workers)
-        if not second or second["version"] == first["version"] or not second.get("gate_passed"):
-            print("the second model did not pass the gate: the champion stays")
-            return
-        deploy_env = env | {"MLOPS_DEPLOY_POKE_S": "2"}
-        conf = {"version": second["version"], "canary_share": 0.5, "min_labelled_per_arm": 300}
-        proc = airflow_cmd(deploy_env, logs / "deploy_model-2.log", "dags", "test", "deploy_model",
-                           day.isoformat(), "-c", json.dumps(conf), background=True)
-        print(f"\ncanary: v{second['version']} against champion v{first['version']} on 50 % of flights")
-        for _ in range(120):
-            if (deployment.current(lake) or {}).get("status") == "canary" and \
-                    httpx.get(url + "/versions").json().get("challenger") == second["version"]:
-                break
-            time.sleep(1)
-        while proc.poll() is None and day < dt.date(2013, 12, 30):
-            day += dt.timedelta(days=1)
-            r = replay(day, url)
-            time.sleep(1.5)  # the service writes its prediction log in batches
-            rows = curate_day(lake, day)
-            print(f"{day}  traffic: {r.flights} flights (arms {r.arms}); outcomes ingested: {rows} flights")
-            for _ in range(10):
-                if proc.poll() is not None:
-                    break
-                time.sleep(1)
-        proc.wait(timeout=600)
-        ev_name = f"v{second['version']}.json"
-        if lake.exists("reports", "deployments", ev_name):
-            ev = lake.read_json("reports", "deployments", ev_name)
-            print("decision: " + deployment.describe(ev))
-            print(f"live AUC by arm: { {k: round(v, 4) for k, v in ev['live_auc_by_arm'].items()} }")
-        print(f"champion now v{(registry.alias_version('champion', settings) or {}).get('version')}; "
-              f"service: {httpx.get(url + '/versions').json()}; predictions logged: "
-              f"{httpx.get(url + '/health').json()['logged']} ({lake.uri('predictions')})")
-    finally:
-        service.terminate()
-        service.wait(30)
+
+    def traffic(self, day: dt.date) -> threading.Thread | None:
+        """Replay the day's flights as prediction requests, in the background while the previous day's
+        Airflow runs finish (the predictions are made before the day's outcomes are ingested)."""
+        if self.service is None:
+            return None
+        from include.mlops.sources.traffic import replay
+
+        def go():
+            r = replay(day, self.url)
+            self.served += r.flights
+            if r.errors:
+                self.event(day, "traffic", f"{r.errors} request(s) failed out of {r.requests}")
+
+        t = threading.Thread(target=go, name=f"traffic-{day}")
+        t.start()
+        return t
+
+    def stop(self) -> None:
+        if self.canary:
+            self.canary[0].terminate()
+        if self.service:
+            self.service.terminate()
+            self.service.wait(30)
+
+
+def slack_messages(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    out = []
+    for block in log.read_text(errors="replace").split(SLACK_MARK)[1:]:
+        line = next((ln.strip() for ln in block.splitlines() if ln.strip().startswith("[")), "")
+        if line:
+            out.append(line)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", default="2013-01-01")
-    ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--corrupt-kind", default="duplicates", choices=CORRUPT_FAULTS)
+    ap.add_argument("--end", default="2013-06-30")
+    ap.add_argument("--fast", action="store_true", help="a quick look: six weeks from --start")
     ap.add_argument("--workers", type=int, default=2, help="Horovod workers for train_model")
-    ap.add_argument("--no-train", action="store_true", help="stop after ingestion")
-    ap.add_argument("--no-rollout", action="store_true", help="stop after the first training")
     args = ap.parse_args(argv)
+    configure_env()
+    import logging
 
-    settings = Settings.from_env()
-    env = airflow_env(settings)
-    lake = Lake(settings.lake_url)
-    upstream = Upstream(lake)
-    logs = settings.home / "logs" / "demo"
-    logs.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
     start = dt.date.fromisoformat(args.start)
-    dates = [start + dt.timedelta(days=i) for i in range(args.days)]
-    faults = {}
-    if args.days >= 3:
-        faults[dates[min(4, args.days - 1)]] = "unavailable"
-        faults[dates[min(8, args.days - 2)]] = args.corrupt_kind
-    if args.days >= 12:
-        faults[dates[11]] = "late"
+    end = start + dt.timedelta(days=41) if args.fast else dt.date.fromisoformat(args.end)
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    faults = {start + dt.timedelta(days=4): "unavailable", start + dt.timedelta(days=8): "duplicates",
+              start + dt.timedelta(days=11): "late", start + dt.timedelta(days=100): "wrong_types"}
 
-    print(f"MLOPS_HOME={settings.home}\nlake: {lake.url}\nAirflow logs: {logs}\n")
-    results = []
+    logs = Path(os.environ["MLOPS_HOME"]) / "logs" / "demo"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "airflow.log").write_text("")
+    life = Lifecycle(logs, args.workers)
+    print(f"MLOPS_HOME={os.environ['MLOPS_HOME']}\nlake: {life.lake.url}\nAirflow output: {life.airflow_log}\n"
+          f"replaying {days[0]} .. {days[-1]} ({len(days)} days)\n")
+    print(f"{'date':10s}  {'event':10s} {'model':5s} details", flush=True)
     t_all = time.monotonic()
-    for d in dates:
-        fault = faults.get(d)
-        drops = upstream.publish_day(d, fault=fault, delay_s=6, failures=2)
-        t0 = time.monotonic()
-        with open(logs / f"{d}.log", "w") as fh:
-            rc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "ingest_flights",
-                                 d.isoformat()], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
-        for drop in drops:
-            drop.wait(5)
-        took = time.monotonic() - t0
-        state = "success" if rc == 0 else "failed"
-        print(f"{d}  drop fault: {fault or '-':12s} run: {state:7s} ({took:4.1f} s)", flush=True)
-        results.append((d, fault, state, took))
+    curated = 0
+    try:
+        pending = None
+        for day in days:
+            pending = life.traffic(day) if pending is None else pending
+            if pending:
+                t0 = time.monotonic()
+                pending.join()
+                life.seconds["waiting for traffic"] = life.seconds.get("waiting for traffic", 0) + time.monotonic() - t0
+            ok = life.ingest(day, faults.get(day))
+            curated += ok
+            if ok and life.champion() is None:  # the curated Asset starts train_model until a champion exists
+                life.train(day, {"reason": "first model (new curated data)"})
+            pending = life.traffic(day + dt.timedelta(days=1)) if day < days[-1] else None
+            if life.champion() is not None:
+                life.monitor(day)
+            life.canary_done(day)
+        if pending:
+            pending.join()
+        life.canary_done(days[-1], wait=True)
+    finally:
+        life.stop()
 
-    retries = retries_taken("ingest_flights", env)
-    print("\n== Summary " + "=" * 70)
-    curated_rows = 0
-    print(f"{'date':12s}{'fault':14s}{'outcome':13s}{'flights':>8s}{'labelled':>9s}{'delayed':>8s}  {'retries':>7s}  rule(s) failed")
-    for d, fault, state, _ in results:
-        cur = Lake.partition("curated", "flights", d)
-        quar = Lake.partition("quarantine", "flights", d)
-        rows = labelled = "-"
-        rate = "-"
-        rules = ""
-        if lake.exists(cur, "part-00000.parquet") and state == "success":
-            df = lake.read_parquet(cur, "part-00000.parquet")
-            rows, labelled = len(df), int(df["is_labelled"].sum())
-            rate = f"{df['label'].astype('Float64').mean():.1%}"
-            curated_rows += rows
-            outcome = "curated"
-        elif lake.exists(quar, "report.json"):
-            rep = lake.read_json(quar, "report.json")
-            outcome = "quarantined"
-            rules = "; ".join(rep.get("failed_rules", []))
-        else:
-            outcome = state
-        print(f"{d.isoformat():12s}{fault or '-':14s}{outcome:13s}{rows!s:>8s}{labelled!s:>9s}{rate:>8s}  "
-              f"{retries.get(d.isoformat(), 0):>7d}  {rules}")
-    n_cur = sum(1 for d, *_ in results if lake.exists(Lake.partition("curated", "flights", d), "part-00000.parquet"))
-    n_q = sum(1 for d, *_ in results if lake.exists(Lake.partition("quarantine", "flights", d), "report.json"))
-    print(f"\n{n_cur} date(s) curated ({curated_rows} flights), {n_q} quarantined, "
-          f"{sum(retries.values())} retr(y/ies) taken, {time.monotonic() - t_all:.0f} s in all.")
-    print(f"Curated: {lake.uri('curated', 'flights')}\nQuarantine: {lake.uri('quarantine', 'flights')}")
-    if not args.no_train:
-        first = train(settings, env, logs, dates[-1], len(dates), args.workers)
-        if not args.no_rollout:
-            rollout(settings, env, logs, lake, first, dates[-1], args.workers)
-    print()
-    print("Slack messages (no slack_default connection: written to the task logs, marked "
-          "'[slack: not configured, message logged instead]'):")
-    for log in sorted(logs.glob("*.log")):
-        text = log.read_text(errors="replace")
-        for block in text.split("[slack: not configured, message logged instead]")[1:]:
-            first = next((ln.strip() for ln in block.splitlines() if ln.strip().startswith("[")), "")
-            print(f"  {log.stem}: {first}")
+    from include.mlops import registry
+
+    took = time.monotonic() - t_all
+    print(f"\n== Timeline ({len(days)} days in {took / 60:.1f} min) " + "=" * 60)
+    print(f"{'date':10s}  {'event':10s} {'model':5s} details")
+    for e in life.events:
+        print(f"{e.date}  {e.kind:10s} {e.version:5s} {e.text}")
+    versions = registry.versions(life.settings)
+    print("\nwall time: " + ", ".join(f"{k} {v:.0f} s ({life.runs.get(k, '')}{' runs' if k in life.runs else ''})"
+                                      for k, v in sorted(life.seconds.items(), key=lambda kv: -kv[1])))
+    print(f"\n{curated} of {len(days)} days curated; {len(versions)} model version(s) registered; champion "
+          f"v{life.champion()}; {life.served} flights predicted over HTTP and logged to {life.lake.uri('predictions')}")
+    print(f"reports: {life.lake.uri('reports')} (gate/, monitoring/, deployments/); MLflow: "
+          f".venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(life.settings)}")
+    msgs = slack_messages(life.airflow_log) + sum((slack_messages(p) for p in sorted(logs.glob("deploy_model-*.log"))),
+                                                  [])
+    print(f"\nSlack messages ({len(msgs)}; no slack_default connection, so they went to the task logs marked "
+          f"'{SLACK_MARK}'):")
+    for m in msgs:
+        print(f"  {m}")
     return 0
 
 

@@ -94,44 +94,61 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background
 </body></html>"""
 
 
+def _svg(title: str, drifted: bool, series: list[tuple[str, str, list[tuple[float, float]]]],
+         bars: tuple[list[str], list[float], list[float]] | None = None, w: int = 220, h: int = 150) -> str:
+    """A small inline SVG chart: step-free polylines (x, y in [0, 1]) or paired bars. Cheap to draw daily."""
+    pad, ph = 6, h - 34
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" style="margin:4px;border:1px solid #ddd">',
+             f'<text x="{pad}" y="13" font-size="12" fill="{"#b00" if drifted else "#000"}">'
+             f'{html.escape(title)}{" (drift)" if drifted else ""}</text>']
+    if bars:
+        labels, a, b = bars
+        n = max(len(labels), 1)
+        bw = (w - 2 * pad) / n / 2.4
+        top = max(a + b + [1e-9])
+        for i, (la, va, vb) in enumerate(zip(labels, a, b)):
+            x = pad + i * (w - 2 * pad) / n
+            for j, (v, colour) in enumerate(((va, "#1f77b4"), (vb, "#ff7f0e"))):
+                bh = ph * v / top
+                parts.append(f'<rect x="{x + j * bw:.1f}" y="{20 + ph - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
+                             f'fill="{colour}"/>')
+            parts.append(f'<text x="{x:.1f}" y="{h - 4}" font-size="8">{html.escape(la[:4])}</text>')
+    for name, colour, pts in series:
+        if pts:
+            xy = " ".join(f"{pad + x * (w - 2 * pad):.1f},{20 + (1 - y) * ph:.1f}" for x, y in pts)
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{xy}"/>')
+    parts.append(f'<text x="{pad}" y="{h - 4}" font-size="9" fill="#1f77b4">reference</text>'
+                 f'<text x="{w - 50}" y="{h - 4}" font-size="9" fill="#ff7f0e">current</text>' if not bars else "")
+    return "".join(parts) + "</svg>"
+
+
 def _feature_plots(report: dict[str, Any], profile: dict[str, Any], current, scores) -> str:
-    """Reference against current per feature: CDFs for numeric features, shares for categorical ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Reference against current per feature: CDFs for numeric features (on the reference's range), shares of
+    the reference's top categories for categorical ones; the score's CDF too when the service served."""
     rows = report["features"] + ([{"feature": "score", "kind": "numeric", "drifted": report["prediction"]["drifted"]}]
                                  if len(scores) and profile.get("score") else [])
-    n = len(rows)
-    cols = 5
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.2 * cols, 2.4 * ((n + cols - 1) // cols)),
-                             squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    for ax, row in zip(axes.ravel(), rows):
+    levels = np.linspace(0, 1, 101)
+    out = []
+    for row in rows:
         name = row["feature"]
         ref = profile["score"] if name == "score" else profile["features"][name]
         if ref["kind"] == "numeric" and ref["quantiles"]:
-            q = np.asarray(ref["quantiles"])
-            ax.plot(q, np.linspace(0, 1, q.size), label="reference")
-            cur = np.sort(np.asarray(scores if name == "score" else current[name], dtype="float64"))
+            q = np.asarray(ref["quantiles"], dtype="float64")
+            cur = np.asarray(scores if name == "score" else current[name], dtype="float64")
             cur = cur[~np.isnan(cur)]
-            if cur.size:
-                ax.plot(cur, np.arange(1, cur.size + 1) / cur.size, label="current")
+            cq = np.quantile(cur, levels) if cur.size else np.array([])
+            lo, hi = float(min(q[0], cq.min() if cq.size else q[0])), float(max(q[-1], cq.max() if cq.size else q[-1]))
+            span = (hi - lo) or 1.0
+            rq = np.interp(levels, np.linspace(0, 1, q.size), q)
+            out.append(_svg(name, row.get("drifted"), [
+                ("reference", "#1f77b4", [((x - lo) / span, y) for x, y in zip(rq, levels)]),
+                ("current", "#ff7f0e", [((x - lo) / span, y) for x, y in zip(cq, levels)])]))
         elif ref["kind"] == "categorical":
             top = sorted(ref["shares"], key=lambda k: -ref["shares"][k])[:8]
             cur = current[name].astype("object").dropna().astype(str).value_counts(normalize=True)
-            x = np.arange(len(top))
-            ax.bar(x - 0.2, [ref["shares"][k] for k in top], 0.4, label="reference")
-            ax.bar(x + 0.2, [float(cur.get(k, 0.0)) for k in top], 0.4, label="current")
-            ax.set_xticks(x, top, fontsize=6, rotation=90)
-        ax.set_title(name + (" (drift)" if row.get("drifted") else ""), fontsize=9,
-                     color="#b00" if row.get("drifted") else "black")
-        ax.tick_params(labelsize=6)
-    axes.ravel()[0].legend(fontsize=6)
-    fig.tight_layout()
-    return _png(fig)
+            out.append(_svg(name, row.get("drifted"), [],
+                            bars=(top, [ref["shares"][k] for k in top], [float(cur.get(k, 0.0)) for k in top])))
+    return "<div>" + "".join(out) + "</div>"
 
 
 def monitoring_report(report: dict[str, Any], profile: dict[str, Any], current, served) -> str:
@@ -141,14 +158,18 @@ def monitoring_report(report: dict[str, Any], profile: dict[str, Any], current, 
     perf = report["performance"]
     feat_rows = [{**r, "regression": r["drifted"], "reasons": "; ".join(r["reasons"])} for r in report["features"]]
     pred = report["prediction"]
+    def num(v, f="{:.3f}"):
+        return "n/a" if v is None else f.format(v)
+
+    lr = report["label_rate"]
     ctx = {"champion": f"v{report['champion']}", "window": " .. ".join(report["window"]),
            "flights in window": report["rows"],
            "reference": f"{report['reference']['rows']} training flights, {' .. '.join(report['reference']['dates'] or [])}",
            "signals up": ", ".join(up) or "none",
-           "delay rate": f"{report['label_rate']['current']} (reference {report['label_rate']['reference']})",
+           "delay rate": f"{num(lr['current'], '{:.1%}')} (reference {num(lr['reference'], '{:.1%}')})",
            "predictions served in window": pred["rows"],
-           "live AUC (window)": f"{perf['window']['auc']} on {perf['window']['rows']} labelled predictions "
-                                f"(validation AUC {perf['reference_auc']})"}
+           "live AUC (window)": f"{num(perf['window']['auc'])} on {perf['window']['rows']} labelled predictions "
+                                f"(validation AUC {num(perf['reference_auc'])})"}
     li = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in ctx.items())
     title = f"Monitoring {report['date']}: model v{report['champion']}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -159,5 +180,5 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background
 {_table(feat_rows, ['feature', 'kind', 'ks', 'psi', 'wasserstein', 'js', 'unseen_share', 'missing_ref', 'missing_cur', 'reasons'])}
 <h3>Prediction drift</h3>{_table([{**pred, 'regression': pred['drifted']}], ['rows', 'ks', 'psi', 'wasserstein', 'mean_score'])}
 <h3>Live performance per day</h3>{_table(perf['daily'], ['date', 'rows', 'auc', 'logloss', 'ece', 'positive_rate', 'mean_score'])}
-<img src="{_feature_plots(report, profile, current, scores)}">
+<h3>Reference (blue) against current (orange)</h3>{_feature_plots(report, profile, current, scores)}
 </body></html>"""

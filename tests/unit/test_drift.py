@@ -51,6 +51,12 @@ def test_profile_statistics_agree_with_exact_ones(rng):
         assert got["wasserstein"] == pytest.approx(drift.wasserstein(ref, cur), rel=0.05, abs=0.005)
 
 
+def test_profile_wasserstein_is_not_fooled_by_a_heavy_tail(rng):
+    ref, cur = rng.pareto(1.5, 200000) + 1, rng.pareto(1.5, 200000) + 1   # same distribution, huge outliers
+    got = drift.numeric_drift(drift.numeric_profile(ref), cur)
+    assert drift.wasserstein(ref, cur) < 0.05 and got["wasserstein"] < 0.05  # far below the 0.1 threshold
+
+
 def test_discrete_feature_profile(rng):
     ref = rng.integers(0, 24, 20000).astype(float)
     cur = np.concatenate([rng.integers(0, 24, 8000), rng.integers(18, 24, 2000)]).astype(float)

@@ -167,10 +167,8 @@ def numeric_drift(profile: dict[str, Any], cur: Any) -> dict[str, float]:
     ks = np.max(np.abs(_profile_cdf(q, grid) - np.searchsorted(c, grid, side="right") / c.size))
     edges = np.asarray(profile["psi_edges"], dtype="float64")
     psi_v = psi_from_shares(profile["psi_shares"], bin_shares(c, edges))
-    # W1 = integral over u of |Q_ref(u) - Q_cur(u)|, on the profile's quantile levels (midpoint rule)
-    u = np.linspace(0, 1, q.size)
-    mid = (u[:-1] + u[1:]) / 2
-    qr = np.interp(mid, u, q)
-    qc = np.quantile(c, mid, method="inverted_cdf")
-    w = float(np.mean(np.abs(qr - qc)))
+    # W1 = integral over u of |Q_ref(u) - Q_cur(u)|, on the profile's interior quantile levels: the extreme
+    # levels (sample minimum and maximum) are left out, or one outlier of a heavy tail would dominate
+    u = np.linspace(0, 1, q.size)[1:-1]
+    w = float(np.mean(np.abs(q[1:-1] - np.quantile(c, u))))
     return out | {"ks": float(ks), "psi": psi_v, "wasserstein": _norm(w, float(profile["std"] or 0.0))}

@@ -50,6 +50,7 @@ def configure_env() -> None:
     # the canary's process and this one share the SQLite database: wait for its lock instead of failing
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "mlops_airflow.sqlite.CONNECT_ARGS")
     env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    env.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     env.setdefault("MLOPS_SENSOR_POKE_S", "1")
     env.setdefault("MLOPS_RETRY_DELAY_S", "1")
     env.setdefault("MLOPS_DEPLOY_POKE_S", "2")
@@ -266,9 +267,9 @@ class Lifecycle:
             d = next((t for t in reversed(self.lake.read_json("reports/monitoring", "triggers.json"))
                       if t["date"] == day.isoformat()), {})
             top = sorted((f for f in r["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))[:4]
-            self.event(day, "drift", f"{d.get('reason', '')}; e.g. " + ", ".join(
-                f"{f['feature']} KS {f.get('ks') or 0:.2f} PSI {f.get('psi') or 0:.2f}" for f in top)
-                + f"; report {r['report']}", r["champion"])
+            detail = ", ".join(f"{f['feature']} KS {f.get('ks') or 0:.2f} PSI {f.get('psi') or 0:.2f}" for f in top)
+            self.event(day, "drift", d.get("reason", "") + (f"; {detail}" if detail else "")
+                       + f"; report {r['report']}", r["champion"])
             for conf in self.queued("train_model"):
                 self.train(day, conf)
         elif day.weekday() == 6:  # a weekly line of what monitoring sees

@@ -30,7 +30,7 @@ class GateConfig:
     max_auc_drop: float = 0.01
     max_ece: float = 0.05
     slice_columns: tuple[str, ...] = ("origin", "carrier")
-    min_slice_rows: int = 200
+    min_slice_rows: int = 500
     max_slice_auc_drop: float = 0.05
 
     @classmethod

@@ -1,0 +1,132 @@
+"""A production-shaped deployment for the tests in this folder, started once per test module.
+
+``scripts/prod/airflow_prod.py up`` starts the scheduler (LocalExecutor), dag-processor, triggerer and
+api-server as separate processes on a throw-away PostgreSQL database (the machine's server at
+``MLOPS_TEST_PG``, default ``postgresql://postgres@127.0.0.1:5432``; created with a unique name, dropped at the
+end), with a fresh MLOPS_HOME / AIRFLOW_HOME, a generated JWT secret and Fernet key, a real HTTP endpoint as the
+Slack webhook and an ``aws_default`` connection carrying a fake secret key. Module-scoped: everything it
+started is stopped when the module's tests are done (not at the end of ``make test``), and the test fails if
+a process survives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackWebhook, _alive, _family, deployment_env
+
+CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
+
+
+def _pg(dbname: str = "postgres"):
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(f"{PG}/{dbname}", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG} ({exc}). The deployment tests need a PostgreSQL "
+                    "server that lets this user create databases: `apt-get install -y postgresql` and start it, "
+                    "or point MLOPS_TEST_PG at one (postgresql://user:password@host:port).")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="module")
+def pg_database():
+    """A throw-away PostgreSQL database with a unique name, dropped at the end of the session."""
+    name = f"mlops_deploy_{uuid.uuid4().hex[:12]}"
+    conn = _pg()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    try:
+        yield url
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND "
+                        "pid <> pg_backend_pid()", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            assert cur.fetchone() is None
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(pg_database):
+    home = Path(tempfile.mkdtemp(prefix="mlops-deploy-"))
+    slack = SlackWebhook()
+    aws_secret = "wJalrDeployTest" + secrets.token_hex(16)
+    env = deployment_env(home, pg_database, slack, aws_secret)
+    t0 = time.monotonic()
+    up = subprocess.run([sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"], env=env,
+                        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    dep = Deployment(home, env, slack, aws_secret)
+    dep.start_output = up.stdout + up.stderr
+    dep.start_s = time.monotonic() - t0
+    try:
+        assert up.returncode == 0, f"launcher failed ({up.returncode}):\n{dep.start_output[-3000:]}\n" \
+                                   + dep.component_log_tails(40)
+        yield dep
+    finally:
+        pids = json.loads((home / "airflow" / "prod" / "pids.json").read_text()) \
+            if (home / "airflow" / "prod" / "pids.json").exists() else {}
+        family = _family(pids.values())
+        t1 = time.monotonic()
+        down = subprocess.run([sys.executable, str(LAUNCHER), "stop", "--grace", "20"], env=env, capture_output=True, text=True,
+                              timeout=180, cwd=ROOT)
+        record = {"start_s": round(dep.start_s, 1), "stop_s": round(time.monotonic() - t1, 1),
+                  "stop_output": (down.stdout + down.stderr)[-500:]}
+        (OUTPUT / "deploy_lifecycle.json").write_text(json.dumps(
+            {**(json.loads((OUTPUT / "deploy_lifecycle.json").read_text())
+                if (OUTPUT / "deploy_lifecycle.json").exists() else {}), **record}, indent=2))
+        slack.close()
+        survivors = [p for p in family if _alive(p)]
+        for p in survivors:  # never leave anything behind, even when the stop failed
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not survivors, f"processes left running after stop: {survivors}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium") or CHROMIUM
+    if not Path(path).exists():
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.fail("the browser test needs Debian's Chromium: `apt-get install -y chromium` "
+                        "(or set MLOPS_CHROMIUM to a Chromium binary)")
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
+        out = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env,
+                             capture_output=True, text=True, timeout=1200)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        path = shutil.which("chromium") or CHROMIUM
+    return path
+
+
+@pytest.fixture
+def page(chromium, deployment):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        try:
+            yield pg
+        finally:
+            browser.close()

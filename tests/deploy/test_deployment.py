@@ -1,0 +1,362 @@
+"""The lifecycle on a production-shaped deployment, driven the way users drive it: through the REST API v2.
+
+Scheduler (LocalExecutor), dag-processor, triggerer and api-server run as separate processes on PostgreSQL
+(``conftest.py``). The test unpauses the DAGs, publishes upstream drops, triggers ``ingest_flights`` for four
+dates, lets the Asset schedule start ``train_model`` (runs skip until four days are curated, then one trains
+with Horovod and passes the gate) and the gate trigger ``deploy_model`` (the first model is promoted directly),
+then checks run states, task logs, the lake, the registry, Slack, the model-state page, and that no secret
+reached any log. Then the same deployment's web UI in a real browser: headless Chromium (Debian's ``chromium``,
+installed with apt-get when missing) driven by Playwright logs in, sees every DAG of ``dags/``, opens
+``train_model``'s trigger form with its Params, triggers a run and opens the "Model state" page of the UI
+plugin. Screenshots go to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy_support import LAUNCHER, OUTPUT, ROOT, TERMINAL
+
+FIRST_DATES = ["2013-01-17", "2013-01-18", "2013-01-19"]
+LAST_DATE = "2013-01-20"  # the fourth curated day: the Asset-triggered train_model run after it trains
+LIFECYCLE_DAGS = ("ingest_flights", "train_model", "deploy_model")
+
+
+def _launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LAUNCHER), *args], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+# security of the launcher's configuration (no deployment needed) ---------------------------------------------
+@pytest.fixture
+def good_env(tmp_path):
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    return env | {"AIRFLOW_HOME": str(tmp_path / "airflow"),
+                  "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1:5432/unused",
+                  "AIRFLOW__API_AUTH__JWT_SECRET": "x" * 32,
+                  "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode()}
+
+
+def test_launcher_accepts_a_production_configuration(good_env):
+    out = _launcher(good_env, "check")
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"AIRFLOW__API_AUTH__JWT_SECRET": None}, "AIRFLOW__API_AUTH__JWT_SECRET is not set"),
+    ({"AIRFLOW__API_AUTH__JWT_SECRET": "y" * 31}, "AIRFLOW__API_AUTH__JWT_SECRET is too short (31 characters"),
+    ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": None}, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not set"),
+    ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////tmp/airflow.db"}, "must name a PostgreSQL database"),
+    ({"AIRFLOW__CORE__FERNET_KEY": None}, "AIRFLOW__CORE__FERNET_KEY is not set"),
+    ({"AIRFLOW__CORE__FERNET_KEY": "not-a-key"}, "not a valid Fernet key"),
+    ({"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}, "disables login"),
+    ({"MLOPS_PASSWORD_ADMIN": "admin"}, "user 'admin' has a default password"),
+    ({"MLOPS_PASSWORD_ADMIN": "short-pass"}, "shorter than 16 characters"),
+    ({"AIRFLOW__CORE__EXECUTOR": "SequentialExecutor"}, "LocalExecutor only"),
+], ids=["no-jwt", "short-jwt", "no-db", "sqlite", "no-fernet", "bad-fernet", "all-admins", "admin-admin",
+        "short-password", "executor"])
+def test_launcher_refuses_an_unsafe_configuration(good_env, change, problem):
+    env = {k: v for k, v in (good_env | change).items() if v is not None}
+    for cmd in ("check", "up"):
+        out = _launcher(env, cmd)
+        assert out.returncode == 2, (cmd, out.stdout, out.stderr)
+        assert "refusing to start" in out.stderr and problem in out.stderr, out.stderr
+    # refused before anything started or was written
+    assert not (Path(env["AIRFLOW_HOME"]) / "prod" / "pids.json").exists()
+    assert not (Path(env["AIRFLOW_HOME"]) / "secrets").exists()
+
+
+def test_launcher_refuses_a_default_password_in_the_passwords_file(good_env):
+    pw = Path(good_env["AIRFLOW_HOME"]) / "secrets" / "passwords.json"
+    pw.parent.mkdir(parents=True)
+    pw.write_text(json.dumps({"admin": "admin"}))
+    out = _launcher(good_env, "check")
+    assert out.returncode == 2 and "user 'admin' has a default password" in out.stderr, out.stderr
+
+
+def test_repository_configuration_has_no_default_credentials():
+    """The prod path sets no password anywhere in the repository; ``airflow_settings.yaml`` declares shapes."""
+    import yaml
+
+    settings = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
+    for conn in settings["airflow"]["connections"]:
+        assert not conn.get("conn_password") and not conn.get("conn_login"), conn["conn_id"]
+    for path in (LAUNCHER, ROOT / "Makefile", ROOT / "Dockerfile"):
+        text = path.read_text()
+        assert "admin:admin@" not in text and "SIMPLE_AUTH_MANAGER_ALL_ADMINS=True" not in text, path
+
+
+# the lifecycle ------------------------------------------------------------------------------------------------
+def _run_states(dep, dag_id: str) -> dict[str, str]:
+    return {r["dag_run_id"]: r["state"] for r in dep.runs(dag_id)}
+
+
+def _all_finished(dep, dag_id: str, run_ids) -> dict[str, str] | None:
+    states = _run_states(dep, dag_id)
+    mine = {r: states.get(r) for r in run_ids}
+    return mine if all(s in TERMINAL for s in mine.values()) else None
+
+
+def _settled(dep, dag_id: str) -> bool:
+    """No run of the DAG active, and no Asset event waiting to start another one."""
+    if not all(s in TERMINAL for s in _run_states(dep, dag_id).values()):
+        return False
+    r = dep.api("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")
+    return r.status_code == 404 or (r.status_code == 200 and not r.json().get("queued_events"))
+
+
+def test_the_lifecycle_through_the_rest_api(deployment):
+    dep = deployment
+    t0 = time.monotonic()
+    timings = {"deployment_start_s": round(dep.start_s, 1)}
+
+    # security: no token, a forged token, a wrong password
+    assert httpx.get(dep.url + "/api/v2/dags", timeout=30).status_code == 401
+    assert httpx.get(dep.url + "/api/v2/dags", headers={"Authorization": "Bearer not-a-jwt"},
+                     timeout=30).status_code in (401, 403)
+    assert httpx.post(dep.url + "/auth/token", json={"username": "admin", "password": "admin"},
+                      timeout=30).status_code == 401
+    assert httpx.get(dep.url + "/mlops/api/state", timeout=30).status_code == 401
+    # the generated password: random, long, readable by the owner only, never printed by the launcher
+    pw_file = Path(dep.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
+    assert len(dep.password) >= 16 and dep.password not in dep.start_output
+    health = httpx.get(dep.url + "/api/v2/monitor/health", timeout=30).json()
+    assert {health[c]["status"] for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {"healthy"}
+
+    # the deployment runs what the documentation says it runs
+    cfg = dep.python("import json\nfrom airflow.configuration import conf\n"
+                     "print(json.dumps([conf.get('core', 'executor'), conf.get('database', 'sql_alchemy_conn')"
+                     ".split(':')[0]]))")
+    assert cfg == ["LocalExecutor", "postgresql+psycopg2"]
+
+    # every DAG of dags/ parsed (the dag-processor's first pass), no import error
+    expected = {p.stem for p in (ROOT / "dags").glob("*.py")}
+    dep.wait_for("every DAG to be parsed", lambda: expected <= {d["dag_id"] for d in dep.get(
+        "/api/v2/dags", params={"limit": 100})["dags"]}, 180)
+    assert dep.get("/api/v2/importErrors")["total_entries"] == 0
+    assert dep.get("/api/v2/plugins/importErrors")["total_entries"] == 0
+    assert "mlops_model_state" in {p["name"] for p in dep.get("/api/v2/plugins")["plugins"]}
+    for dag_id in LIFECYCLE_DAGS:
+        r = dep.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        assert r.status_code == 200 and r.json()["is_paused"] is False, r.text
+
+    # upstream drops, then ingestion triggered through REST for each date
+    from include.mlops.sources.upstream import Upstream
+
+    up = Upstream(dep.lake)
+    for d in FIRST_DATES:
+        up.publish_day(d)
+    first = [dep.trigger("ingest_flights", f"{d}T00:00:00Z")["dag_run_id"] for d in FIRST_DATES]
+    states = dep.wait_for("the first ingestion runs", lambda: _all_finished(dep, "ingest_flights", first), 420)
+    assert set(states.values()) == {"success"}, states
+    timings["ingest_3_days_s"] = round(time.monotonic() - t0, 1)
+    # the Asset schedule started train_model; with fewer than MLOPS_TRAIN_MIN_DAYS curated days nothing trains
+    dep.wait_for("train_model runs to settle", lambda: dep.runs("train_model") and _settled(dep, "train_model"), 240)
+    early = dep.runs("train_model")
+    for run in early:
+        tis = dep.task_instances("train_model", run["dag_run_id"])
+        assert run["run_type"] == "asset_triggered" and run["state"] == "success", run
+        assert tis["train"]["state"] == "skipped", {k: v["state"] for k, v in tis.items()}
+
+    up.publish_day(LAST_DATE)
+    t1 = time.monotonic()
+    last = dep.trigger("ingest_flights", f"{LAST_DATE}T00:00:00Z")["dag_run_id"]
+    states = dep.wait_for("the last ingestion run", lambda: _all_finished(dep, "ingest_flights", [last]), 300)
+    assert states[last] == "success", states
+
+    # Asset → train_model (trains: four days) → gate → deploy_model (first model: promoted directly)
+    def trained():
+        """The first run after the early ones that got past should_train (later ones may skip again)."""
+        for run in dep.runs("train_model"):
+            if run["dag_run_id"] in {r["dag_run_id"] for r in early}:
+                continue
+            if run["state"] not in TERMINAL:
+                return None
+            if dep.task_instances("train_model", run["dag_run_id"])["train"]["state"] != "skipped":
+                return run
+        return None
+
+    train_run = dep.wait_for("the training run", trained, 420)
+    timings["train_run_s"] = round(time.monotonic() - t1, 1)
+    tis = dep.task_instances("train_model", train_run["dag_run_id"])
+    assert train_run["state"] == "success" and train_run["run_type"] == "asset_triggered", \
+        (train_run, {k: v["state"] for k, v in tis.items()})
+    for task in ("build_training_set", "train", "register", "evaluation_gate", "trigger_deploy_model"):
+        assert tis[task]["state"] == "success", (task, tis[task]["state"])
+    run_key = train_run["dag_run_id"].replace(":", "").replace("+", "")
+    decision = dep.lake.read_json("reports", "gate", run_key, "decision.json")
+    version = str(decision["version"])
+    assert decision["passed"] and decision["champion_version"] is None, decision
+
+    def deployed():
+        runs = [r for r in dep.runs("deploy_model") if str((r.get("conf") or {}).get("version")) == version]
+        return runs[0] if runs and runs[0]["state"] in TERMINAL else None
+
+    deploy_run = dep.wait_for("the deploy_model run", deployed, 300)
+    timings["lifecycle_s"] = round(time.monotonic() - t0, 1)
+    dtis = dep.task_instances("deploy_model", deploy_run["dag_run_id"])
+    assert deploy_run["state"] == "success", (deploy_run, {k: v["state"] for k, v in dtis.items()})
+    assert dtis["promote_now"]["state"] == "success" and dtis["start_canary"]["state"] == "skipped"
+
+    # task logs through REST
+    ingest_tis = dep.task_instances("ingest_flights", last)
+    assert {t["state"] for t in ingest_tis.values()} == {"success"}, ingest_tis
+    validate = ingest_tis["flights.validate"]
+    log = dep.task_log("ingest_flights", last, "flights.validate", validate["try_number"])
+    assert f"flights/{LAST_DATE}" in log and "passed" in log and "rule(s)" in log, log[-2000:]
+    log = dep.task_log("train_model", train_run["dag_run_id"], "train", tis["train"]["try_number"])
+    assert "Horovod job finished" in log, log[-2000:]
+    log = dep.task_log("train_model", train_run["dag_run_id"], "evaluation_gate",
+                       tis["evaluation_gate"]["try_number"])
+    assert "gate PASSED" in log, log[-2000:]
+    log = dep.task_log("deploy_model", deploy_run["dag_run_id"], "plan", dtis["plan"]["try_number"])
+    assert f"version {version} is promoted directly" in log, log[-2000:]
+
+    # the lake: four curated days of each data set, the gate's decision, the rollout
+    lake = dep.lake
+    for ds in ("flights", "weather"):
+        assert [d.isoformat() for d in lake.partitions("curated", ds)] == FIRST_DATES + [LAST_DATE]
+        for d in FIRST_DATES + [LAST_DATE]:
+            assert lake.exists(f"curated/{ds}/date={d}", "part-00000.parquet")
+        assert not lake.ls("quarantine", ds)
+    assert lake.read_json("deployments", "rollout.json")["status"] == "promoted"
+    events = dep.get("/api/v2/assets/events", params={"source_dag_id": "ingest_flights", "limit": 100})
+    assert events["total_entries"] == 2 * 4, events["total_entries"]
+
+    # the registry: the version is the champion, no challenger left
+    reg = dep.registry()
+    assert reg["champion"]["version"] == version and reg["challenger"] is None
+    assert [v["version"] for v in reg["versions"]] == [version]
+
+    # Slack got the decisions through the webhook connection
+    texts = dep.slack.texts()
+    assert any(t.startswith("[GATE]") and f"Model v{version} passed" in t for t in texts), texts
+    assert any(f"Model v{version} promoted to champion" in t for t in texts), texts
+
+    # the model-state page of the UI plugin, through the api-server
+    page = dep.api("GET", "/mlops/models")
+    assert page.status_code == 200 and f"v{version}" in page.text and "Last gate decision" in page.text
+    state = dep.get("/mlops/api/state")
+    assert state["champion"]["version"] == version and state["gate"]["version"] == version
+    assert dep.api("GET", f"/mlops/gate/{run_key}/report").text.count("data:image/png;base64,") >= 3
+    assert dep.api("GET", "/mlops/gate/..%2F..%2Fsecrets/report").status_code == 404
+
+    # no secret in any log: task logs, component logs, REST-served logs
+    secrets_ = {"slack webhook token": dep.slack.token, "aws secret key": dep.aws_secret,
+                "jwt secret": dep.env["AIRFLOW__API_AUTH__JWT_SECRET"], "fernet key": dep.env["AIRFLOW__CORE__FERNET_KEY"],
+                "admin password": dep.password}
+    logs = dep.all_logs()
+    task_logs = [p for p in logs if "prod" not in p.parts]
+    assert len(task_logs) >= 20, sorted(map(str, logs))
+    served = "".join(dep.task_log(d, r, t, ti["try_number"]) for d, r in
+                     (("train_model", train_run["dag_run_id"]), ("deploy_model", deploy_run["dag_run_id"]),
+                      ("ingest_flights", last))
+                     for t, ti in dep.task_instances(d, r).items() if ti["state"] == "success")
+    for name, value in secrets_.items():
+        leaks = [str(p) for p, text in logs.items() if value in text]
+        assert not leaks, f"the {name} appears in {leaks}"
+        assert value not in served, f"the {name} appears in a log served by the REST API"
+
+    timings["test_s"] = round(time.monotonic() - t0, 1)
+    record = OUTPUT / "deploy_lifecycle.json"
+    record.write_text(json.dumps({**(json.loads(record.read_text()) if record.exists() else {}), **timings,
+                                  "version": version}, indent=2))
+    print(json.dumps(timings))
+
+
+# the web UI in a real browser (same deployment, after the lifecycle) ------------------------------------------
+def _login(page, dep) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(dep.url + "/")
+    expect(page.get_by_text("Sign into Airflow")).to_be_visible()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("admin")  # no default password: refused
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text(re.compile("invalid|incorrect|wrong", re.I)).first).to_be_visible()
+    assert "/auth/login" in page.url
+    page.get_by_label("Password").fill(dep.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"))
+
+
+def test_ui_login_dags_trigger_form_and_model_state_page(page, deployment):
+    from playwright.sync_api import expect
+
+    dep = deployment
+    _login(page, dep)
+
+    # every DAG of dags/ is listed
+    page.goto(dep.url + "/dags")
+    for dag_id in sorted(p.stem for p in (ROOT / "dags").glob("*.py")):
+        expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible()
+    page.screenshot(path=str(OUTPUT / "ui_dags.png"))
+
+    # train_model's trigger form, with its Params
+    before = {r["dag_run_id"] for r in dep.runs("train_model")}
+    page.goto(dep.url + "/dags/train_model")
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_text("Trigger Dag - train_model")).to_be_visible()
+    expect(form.get_by_text("Run Parameters")).to_be_visible()
+    for label in ("Window (days)", "End date", "Minimum curated days", "Horovod workers", "Hosts",
+                  "Boosting rounds", "Job timeout (minutes)", "Reason", "Gate: AUC floor"):
+        expect(_field(form, label)).to_be_attached()
+    # a small run: one worker, few rounds, a reason people can find again
+    _fill(form, "Horovod workers", "1")
+    _fill(form, "Boosting rounds", "20")
+    _fill(form, "Reason", "browser test")
+    _field(form, "Window (days)").scroll_into_view_if_needed()
+    page.screenshot(path=str(OUTPUT / "ui_trigger_form.png"))
+    form.get_by_role("button", name="Trigger", exact=True).click()
+
+    def new_run():
+        runs = [r for r in dep.runs("train_model") if r["dag_run_id"] not in before]
+        return runs[0] if runs else None
+
+    run = dep.wait_for("the run triggered from the form", new_run, 60, every_s=1)
+    assert run["run_type"] == "manual", run
+    assert run["conf"]["reason"] == "browser test" and int(run["conf"]["workers"]) == 1, run["conf"]
+    assert int(run["conf"]["num_boost_round"]) == 20 and int(run["conf"]["window_days"]) == 28, run["conf"]
+    # that run is not needed further: pause the DAG so it takes no machine time from the rest of the suite
+    dep.api("PATCH", "/api/v2/dags/train_model", json={"is_paused": True})
+
+    # the UI plugin's page, in the UI's navigation and inside its frame
+    champion = dep.registry()["champion"]
+    page.goto(dep.url + "/dags")
+    page.get_by_role("link", name="Model state").click()
+    frame = page.frame_locator("iframe")
+    expect(frame.get_by_text("Model state: flight_delay")).to_be_visible(timeout=120_000)
+    expect(frame.locator("#champion")).to_contain_text(f"v{champion['version']}" if champion else "none")
+    if champion:
+        expect(frame.locator("#versions")).to_contain_text("champion")
+        expect(frame.locator("#gate-verdict")).to_contain_text("PASSED")
+    expect(frame.locator("#drift")).to_be_visible()
+    time.sleep(0.5)
+    page.screenshot(path=str(OUTPUT / "ui_model_state.png"))
+
+
+def _field(form, label: str):
+    """The input of a Param row: each row is a group whose text starts with the Param's title."""
+    return form.get_by_role("group").filter(has_text=re.compile("^" + re.escape(label))).locator(
+        "input, textarea").first
+
+
+def _fill(form, label: str, value: str) -> None:
+    box = _field(form, label)
+    box.scroll_into_view_if_needed()
+    box.fill(value)
+    box.press("Tab")

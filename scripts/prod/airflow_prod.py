@@ -328,11 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detach", action="store_true", help="return once healthy, leaving the components running")
     ap.add_argument("--create-db", action="store_true", help="create the PostgreSQL database if it is missing")
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for a healthy deployment")
+    ap.add_argument("--grace", type=float, default=60,
+                    help="stop: seconds to wait after SIGTERM before killing what is still running")
     args = ap.parse_args(argv)
     env = environment()
 
     if args.command == "stop":
-        killed = stop(env)
+        killed = stop(env, timeout_s=args.grace)
         print("stopped" + (f" (killed {len(killed)} process(es) that ignored SIGTERM)" if killed else ""))
         return 0
     if args.command == "status":

@@ -41,6 +41,7 @@ def _versions() -> list[dict[str, Any]]:
     for v in out:
         try:
             mv = client.get_model_version(registry.model_name(), v["version"])
+            v["aliases"] = sorted(set(v.get("aliases") or []) | set(mv.aliases or []))  # search omits them
             v["gate"] = (mv.tags or {}).get("gate")
             v["registered"] = datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime(
                 "%Y-%m-%d %H:%M UTC")
@@ -78,6 +79,10 @@ def state() -> dict[str, Any]:
         facts["versions"] = _versions()
         facts["champion"] = registry.alias_version("champion")
         facts["challenger"] = registry.alias_version("challenger")
+        for alias in ("champion", "challenger"):
+            for v in facts["versions"]:
+                if facts[alias] and facts[alias]["version"] == v["version"] and alias not in v["aliases"]:
+                    v["aliases"] = sorted([*v["aliases"], alias])
     except Exception as exc:  # noqa: BLE001
         facts["errors"]["registry"] = f"{type(exc).__name__}: {exc}"
         facts.setdefault("versions", [])
@@ -202,6 +207,17 @@ th, td {{ border-bottom: 1px solid #e2e8f0; padding: .3rem .7rem; text-align: le
 
 
 # app ---------------------------------------------------------------------------------------------------------
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (a metric on a slice without positives, say) become null: JSON has no such numbers."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def build_app():
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -217,7 +233,7 @@ def build_app():
 
     @app.get("/api/state", dependencies=auth)
     def state_json():
-        return JSONResponse(state())
+        return JSONResponse(_json_safe(state()))
 
     @app.get("/gate/{run_key}/report", response_class=HTMLResponse, dependencies=auth)
     def gate_report(run_key: str):

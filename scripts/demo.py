@@ -276,7 +276,7 @@ class Lifecycle:
             p = r["performance"]["window"]
             auc = f"{p['auc']:.3f}" if p.get("auc") is not None else "n/a"
             up = [k for k, v in r["signals"].items() if v]
-            self.event(day, "monitor", f"week to {day}: live AUC {auc} on {p['rows']} labelled predictions "
+            self.event(day, "monitor", f"{r['days']} days to {day}: live AUC {auc} on {p['rows']} labelled predictions "
                                        f"(validation {r['performance']['reference_auc'] or 0:.3f}); drifted: "
                                        f"{', '.join(r['drifted']) or 'none'}; signals up: {', '.join(up) or 'none'}",
                        r["champion"])

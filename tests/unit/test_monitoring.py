@@ -134,3 +134,14 @@ def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
     assert r["performance"]["window"]["rows"] == len(keys)
     assert not r["performance"]["decayed"]                    # live AUC 1.0 is no decay
     assert r["prediction"]["rows"] == len(keys) + 1
+
+
+def test_the_model_state_page_shows_the_last_drift_report(flights_lake):
+    from mlops_airflow.ui.model_state import render
+
+    monitor.report(flights_lake, "2013-07-07", {"version": "1"}, _reference(flights_lake), WEEK)
+    latest = flights_lake.read_json("reports/monitoring", "latest.json")
+    page = render({"model": "flight_delay", "errors": {}, "versions": [], "champion": {"version": "1"},
+                   "challenger": None, "drift": latest, "gate": None, "rollout": None, "lake": flights_lake.url})
+    assert latest["date"] in page and "dewp" in page and "temp" in page and latest["report"] in page
+    assert "No monitoring report yet" not in page

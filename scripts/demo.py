@@ -288,7 +288,7 @@ class Lifecycle:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        env = os.environ | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_SERVE_FLUSH_S": "1"}
+        env = os.environ | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_SERVE_FLUSH_S": "3"}
         self.service = subprocess.Popen([sys.executable, "-m", "include.mlops.serving.app"], env=env, cwd=ROOT,
                                         stdout=open(self.logs / "serve.log", "w"), stderr=subprocess.STDOUT)
         for _ in range(240):

@@ -129,7 +129,7 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
     label["drifted"] = bool(cfg.label_rate_change is not None and label["change"] == label["change"]
                             and abs(label["change"]) >= cfg.label_rate_change)
 
-    live = performance.joined(lake, dates, versions={str(champion["version"])})
+    live = performance.join(served, performance.labels_of(flights))  # the window's outcomes are loaded already
     window = performance.summary(live)
     ref_auc = (profile.get("validation") or {}).get("auc")
     drop = ref_auc - window["auc"] if ref_auc is not None and window["auc"] == window["auc"] else float("nan")

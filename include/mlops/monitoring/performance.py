@@ -41,16 +41,20 @@ def predictions(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] |
     return df.sort_values("predicted_at", kind="mergesort").drop_duplicates("flight_key", keep="last")
 
 
+def labels_of(flights: pd.DataFrame) -> pd.DataFrame:
+    """flight_key, label, date of the labelled rows of curated flights."""
+    cur = flights[flights["is_labelled"].astype(bool)]
+    return pd.DataFrame({"flight_key": flight_key(cur).to_numpy(), "label": cur["label"].astype(int).to_numpy(),
+                         "date": cur["batch_date"].astype(str).to_numpy()})
+
+
 def outcomes(lake: Lake, dates: Iterable[dt.date | str]) -> pd.DataFrame:
-    """flight_key, label, batch_date of the labelled curated flights of those dates (missing dates skipped)."""
+    """flight_key, label, date of the labelled curated flights of those dates (missing dates skipped)."""
     parts = []
     for d in sorted({as_date(x) for x in dates}):
         folder = Lake.partition("curated", "flights", d)
         if lake.exists(folder, "part-00000.parquet"):
-            cur = lake.read_parquet(folder, "part-00000.parquet")
-            cur = cur[cur["is_labelled"]]
-            parts.append(pd.DataFrame({"flight_key": flight_key(cur).to_numpy(),
-                                       "label": cur["label"].astype(int).to_numpy(), "date": d.isoformat()}))
+            parts.append(labels_of(lake.read_parquet(folder, "part-00000.parquet")))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flight_key", "label", "date"])
 
 
@@ -58,10 +62,13 @@ def joined(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None
            since: str | None = None) -> pd.DataFrame:
     """Logged predictions of those flight dates that have an outcome, with their label."""
     dates = list(dates)
-    preds = predictions(lake, dates, versions, since)
+    return join(predictions(lake, dates, versions, since), outcomes(lake, dates))
+
+
+def join(preds: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     if preds.empty:
         return preds.assign(label=pd.Series(dtype=int), date=pd.Series(dtype=str))
-    return preds.merge(outcomes(lake, dates), on="flight_key", how="inner")
+    return preds.merge(labels, on="flight_key", how="inner")
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:

@@ -19,8 +19,9 @@ export GX_ANALYTICS_ENABLED := false
 .PHONY: help setup demo test up up-prod down-prod serve bench clean
 
 help:
-	@echo "make demo   set up, then ingest two weeks of 2013 through ingest_flights and print a summary"
-	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack)"
+	@echo "make demo   set up, then the whole lifecycle on January to June 2013, day by day, with a timeline"
+	@echo "            (DEMO_ARGS=--fast: six weeks)"
+	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack, deployment, browser)"
 	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080"
 	@echo "make up-prod    scheduler, dag-processor, triggerer, api-server as separate processes on PostgreSQL"
 	@echo "make down-prod  stop them"

@@ -10,7 +10,7 @@ Tasks: **wait_for_ingestion** (the day's flights curated or quarantined) → **r
 plots and JSON in `reports/monitoring/date=…/`; skipped while there is no champion) → **check_thresholds**
 (a signal fires after `consecutive_days` days in a row; held back during the cool-down after the last
 trigger and while a canary runs; a fire sends a Slack drift alert with the features, numbers and report
-link) → **retrain_needed** → **trigger_train_model** with the reason in the conf.
+link; otherwise the run ends here) → **trigger_train_model** with the reason in the conf.
 
 Thresholds: `include/config/monitoring.yaml`; the form below overrides the main ones per run.
 """
@@ -63,24 +63,18 @@ def monitor_model():
     def report(**context) -> dict:
         return monitoring.report(context)
 
-    @task
-    def check_thresholds(**context) -> dict:
-        return monitoring.check_thresholds(context)
-
     @task.short_circuit
-    def retrain_needed(decision: dict) -> bool:
-        return bool(decision["fire"])
+    def check_thresholds(**context) -> bool:
+        return monitoring.check_thresholds(context)
 
     trigger_train = TriggerDagRunOperator(
         task_id="trigger_train_model",
         trigger_dag_id="train_model",
-        conf={"reason": "{{ ti.xcom_pull(task_ids='check_thresholds')['reason'] }}",
-              "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds')['date'] }}"},
+        conf={"reason": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['reason'] }}",
+              "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}"},
     )
 
-    decision = check_thresholds()
-    wait_for_ingestion() >> report() >> decision
-    retrain_needed(decision) >> trigger_train
+    wait_for_ingestion() >> report() >> check_thresholds() >> trigger_train
 
 
 monitor_model()

@@ -51,8 +51,9 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("date", "champion", "drifted", "signals", "report")}
 
 
-def check_thresholds(context: dict[str, Any]) -> dict[str, Any]:
-    """Fire when a signal was up on enough consecutive days, outside the cool-down: Slack alert, trigger."""
+def check_thresholds(context: dict[str, Any]) -> bool:
+    """Fire when a signal was up on enough consecutive days, outside the cool-down: Slack alert, and True (the
+    trigger runs). The decision goes to XCom under ``decision`` (the trigger's conf takes the reason from it)."""
     from include.mlops import deployment
     from include.mlops.lake import as_date
     from include.mlops.monitoring import monitor
@@ -75,4 +76,5 @@ def check_thresholds(context: dict[str, Any]) -> dict[str, Any]:
     else:
         log.info("no signal up %s consecutive days (up today: %s)", _cfg(context).consecutive_days,
                  d["up_today"] or "none")
-    return d
+    context["ti"].xcom_push(key="decision", value=d)
+    return bool(d["fire"])

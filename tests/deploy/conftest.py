@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackWebhook, _alive, _family, deployment_env
+from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackEndpoint, _alive, _family, deployment_env
 
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
 
@@ -65,7 +65,7 @@ def pg_database():
 @pytest.fixture(scope="module")
 def deployment(pg_database):
     home = Path(tempfile.mkdtemp(prefix="mlops-deploy-"))
-    slack = SlackWebhook()
+    slack = SlackEndpoint()
     aws_secret = "wJalrDeployTest" + secrets.token_hex(16)
     env = deployment_env(home, pg_database, slack, aws_secret)
     t0 = time.monotonic()

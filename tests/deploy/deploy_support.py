@@ -10,13 +10,12 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from slack_endpoint import SlackEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "scripts" / "prod" / "airflow_prod.py"
@@ -31,42 +30,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class SlackWebhook:
-    """A real HTTP endpoint standing in for Slack's incoming webhook; its URL carries a secret-looking token."""
-
-    def __init__(self):
-        self.payloads: list[dict] = []
-        self.token = "xoxtest" + secrets.token_hex(12)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.payloads.append({"path": self.path, **json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0DEPLOY/B0DEPLOY/{self.token}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def texts(self) -> list[str]:
-        return [p.get("text", "") for p in self.payloads]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class Deployment:
     """The running deployment: its URL, environment, secrets, REST client, lake and registry."""
 
-    def __init__(self, home: Path, env: dict[str, str], slack: SlackWebhook, aws_secret: str):
+    def __init__(self, home: Path, env: dict[str, str], slack: SlackEndpoint, aws_secret: str):
         self.home = home
         self.env = env
         self.url = env["AIRFLOW__API__BASE_URL"]
@@ -178,7 +145,7 @@ class Deployment:
         return {p: p.read_text(errors="replace") for p in files if "secrets" not in p.parts}
 
 
-def deployment_env(home: Path, db_url: str, slack: SlackWebhook, aws_secret: str) -> dict[str, str]:
+def deployment_env(home: Path, db_url: str, slack: SlackEndpoint, aws_secret: str) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items()

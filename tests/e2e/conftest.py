@@ -6,9 +6,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -79,39 +77,10 @@ def run_dag(dagbag):
     return _run
 
 
-class SlackEndpoint:
-    """A real HTTP endpoint standing in for Slack's incoming webhook; records every payload."""
-
-    def __init__(self):
-        self.payloads: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.payloads.append({"path": self.path, **json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/testtoken"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def texts(self) -> list[str]:
-        return [p.get("text", "") for p in self.payloads]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def slack(monkeypatch):
+    from slack_endpoint import SlackEndpoint
+
     endpoint = SlackEndpoint()
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT",
                        json.dumps({"conn_type": "slackwebhook", "password": endpoint.url}))

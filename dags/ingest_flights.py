@@ -17,15 +17,13 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Metadata, Param, dag, task, task_group
+from airflow.sdk import Metadata, dag, task, task_group
 
 from mlops_airflow import ingestion
 from mlops_airflow.assets import CURATED
-from mlops_airflow.defaults import default_args
+from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
 
 DATASETS = ("weather", "flights")
-POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
-WAIT_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(6 * 3600)))
 RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))
 
 
@@ -38,8 +36,7 @@ RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))
     doc_md=__doc__,
     tags=["ingestion", "flights", "great-expectations"],
     params={
-        "date": Param(None, type=["null", "string"], format="date",
-                      description="Data date to ingest (YYYY-MM-DD); empty means the run's logical date."),
+        "date": date_param("ingest"),
     },
     default_args=default_args(
         retries=3,
@@ -55,7 +52,8 @@ def ingest_flights():
 
         @task_group(group_id=name)
         def pipeline(dataset: str = name, asset=asset):
-            @task.sensor(poke_interval=POKE_S, timeout=WAIT_TIMEOUT_S, mode="reschedule", exponential_backoff=False)
+            @task.sensor(poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S, mode="reschedule",
+                         exponential_backoff=False)
             def wait_for_drop(**context) -> bool:
                 return ingestion.drop_is_ready(dataset, context)
 

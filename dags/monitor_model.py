@@ -17,18 +17,13 @@ Thresholds: `include/config/monitoring.yaml`; the form below overrides the main 
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow import monitoring
-from mlops_airflow.defaults import default_args
-
-POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "300"))
-WAIT_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(12 * 3600)))
-
+from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
 
 @dag(
     schedule="@daily",
@@ -40,8 +35,7 @@ WAIT_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(12 * 3600)))
     tags=["monitoring", "drift", "performance"],
     render_template_as_native_obj=True,
     params={
-        "date": Param(None, type=["null", "string"], format="date",
-                      description="Data date to monitor (YYYY-MM-DD); empty means the run's logical date."),
+        "date": date_param("monitor"),
         "window_days": Param(None, type=["null", "integer"], minimum=1, maximum=90,
                              title="Window (days) compared with the reference"),
         "min_drifted_features": Param(None, type=["null", "integer"], minimum=1,
@@ -55,7 +49,9 @@ WAIT_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(12 * 3600)))
     default_args=default_args(),
 )
 def monitor_model():
-    @task.sensor(poke_interval=POKE_S, timeout=WAIT_TIMEOUT_S, mode="reschedule", exponential_backoff=False)
+    # ingestion itself may wait SENSOR_TIMEOUT_S for its drop, then retry
+    @task.sensor(poke_interval=SENSOR_POKE_S, timeout=2 * SENSOR_TIMEOUT_S, mode="reschedule",
+                 exponential_backoff=False)
     def wait_for_ingestion(**context) -> bool:
         return monitoring.day_settled(context)
 

@@ -1,11 +1,23 @@
-"""default_args every lifecycle DAG shares: an owner, retries, and a Slack alert on every failure and retry."""
+"""What the lifecycle DAGs share: default_args (an owner, retries, a Slack alert on every failure and retry),
+the sensors' timing, and the `date` param of the DAGs whose logical date is a data date."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
 from . import alerts
+
+SENSOR_POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
+SENSOR_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(6 * 3600)))
+
+
+def date_param(what: str):
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], format="date",
+                 description=f"Data date to {what} (YYYY-MM-DD); empty means the run's logical date.")
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:

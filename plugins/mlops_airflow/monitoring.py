@@ -55,26 +55,23 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     """Fire when a signal was up on enough consecutive days, outside the cool-down: Slack alert, and True (the
     trigger runs). The decision goes to XCom under ``decision`` (the trigger's conf takes the reason from it)."""
     from include.mlops import deployment
-    from include.mlops.lake import as_date
     from include.mlops.monitoring import monitor
 
     from .alerts import notify
     from .ingestion import batch_date
     from .lake import get_lake
 
-    lake = get_lake()
-    d = monitor.decide(lake, batch_date(context), _cfg(context), rollout=deployment.current(lake))
+    lake, cfg = get_lake(), _cfg(context)
+    d = monitor.decide(lake, batch_date(context), cfg, rollout=deployment.current(lake))
     if d["fire"]:
-        report = monitor.reports(lake, [as_date(d["date"])])[d["date"]]
-        worst = sorted((f for f in report["features"] if f["drifted"]), key=lambda f: -(f.get("psi") or 0))[:6]
-        detail = "\n".join(f"{f['feature']}: " + "; ".join(f["reasons"]) for f in worst)
+        detail = "\n".join(f"{name}: " + "; ".join(reasons) for name, reasons in list(d["evidence"].items())[:6])
         notify(context, "drift", f"Drift on model v{d['champion']}: retraining", d["reason"] + "\n" + detail,
                {"signals": ", ".join(d["signals"]), "report": d["report"]})
         monitor.record_trigger(lake, d)
     elif d["signals"]:
         log.info("signals %s fired but are held back: %s", d["signals"], d["held"])
     else:
-        log.info("no signal up %s consecutive days (up today: %s)", _cfg(context).consecutive_days,
+        log.info("no signal up %s consecutive days (up today: %s)", cfg.consecutive_days,
                  d["up_today"] or "none")
     context["ti"].xcom_push(key="decision", value=d)
     return bool(d["fire"])

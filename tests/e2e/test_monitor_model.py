@@ -79,3 +79,17 @@ def test_nothing_to_monitor_without_a_champion(run_dag, curated, monkeypatch):
     run = run_dag("monitor_model", "2013-07-02", conf=CONF)
     assert run.state == "success", run
     assert run.tasks["report"][0] == "skipped" and run.tasks["trigger_train_model"][0] == "skipped"
+
+
+def test_new_data_alone_does_not_retrain_a_serving_champion(curated, champion):
+    from types import SimpleNamespace
+
+    from mlops_airflow.training import should_train
+
+    params = {"min_days": 14, "end_date": "2013-02-21", "reason": "scheduled"}
+    asset_run = {"params": params, "dag_run": SimpleNamespace(run_type="asset_triggered")}
+    manual_run = {"params": params, "dag_run": SimpleNamespace(run_type="manual")}
+    assert registry.alias_version("champion")["version"] == champion
+    assert not should_train(asset_run)          # monitoring decides on retraining once a champion serves
+    assert should_train(manual_run)             # a person (or monitor_model's trigger) still can
+    assert not should_train({"params": params | {"min_days": 60}, "dag_run": manual_run["dag_run"]})

@@ -18,7 +18,10 @@ def _reports(lake, start, signals_by_day):
     d0 = dt.date.fromisoformat(start)
     for i, signals in enumerate(signals_by_day):
         d = (d0 + dt.timedelta(days=i)).isoformat()
+        features = [{"feature": f, "drifted": bool(signals), "ks": 0.6, "reasons": ["KS D 0.600 >= 0.5"]}
+                    for f in ("temp", "dewp")]
         lake.write_json({"date": d, "champion": "1", "drifted": ["temp", "dewp"] if signals else [],
+                         "features": features,
                          "signals": {"data_drift": "data" in signals, "prediction_drift": False,
                                      "decay": "decay" in signals},
                          "prediction": {}, "performance": {"window": {"auc": 0.6}, "reference_auc": 0.7},

@@ -201,8 +201,10 @@ def decide(lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None,
             p = today["performance"]
             parts.append(f"decay (live AUC {p['window']['auc']:.3f}, validation {p['reference_auc']:.3f})")
         reason = "; ".join(parts) + f" for {cfg.consecutive_days} consecutive days"
+    worst = sorted((f for f in today["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))
     return {"date": d.isoformat(), "fire": bool(fired and not held), "signals": fired, "held": held,
             "reason": reason, "drifted": today["drifted"], "champion": today["champion"],
+            "evidence": {f["feature"]: f["reasons"] for f in worst},
             "report": today.get("report"), "up_today": [s for s, v in today["signals"].items() if v]}
 
 

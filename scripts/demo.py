@@ -345,11 +345,15 @@ class Lifecycle:
         if self.replayer is not None:
             self.jobs.put(None)
             self.replayer.join(30)
-        if self.canary:
-            self.canary[0].terminate()
-        if self.service:
-            self.service.terminate()
-            self.service.wait(30)
+        for proc in (self.canary[0] if self.canary else None, self.service):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.terminate()  # an `airflow dags test` may not end on SIGTERM: then it is killed
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(15)
 
 
 def replay_worker(url: str, jobs, results) -> None:

@@ -153,11 +153,11 @@ def load_version(version: str, settings: Settings | None = None):
 def load_artifact(version: str, name: str, settings: Settings | None = None) -> dict[str, Any] | None:
     """A JSON artifact of a version's run (``profile.json``, ``feature_spec.json``), or None if it has none."""
     mlflow = _mlflow(settings)
-    mv = mlflow.MlflowClient().get_model_version(model_name(), str(version))
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{name}")
-    except Exception:  # an older version without it
-        return None
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(model_name(), str(version))
+    if name not in {a.path for a in client.list_artifacts(mv.run_id)}:
+        return None  # an older version without it; any other failure (store unreachable...) is raised
+    return mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{name}")
 
 
 def set_alias(alias: str, version: str, settings: Settings | None = None) -> None:

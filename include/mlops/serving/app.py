@@ -2,7 +2,8 @@
 
 Serves the registry's ``champion`` and, during a rollout, its ``challenger``: each flight is routed by a stable
 hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
-``deploy_model``); a challenger alias without a running canary of that version gets no traffic. Aliases are re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
+``deploy_model``); a challenger alias without a running canary of that version gets no traffic. Aliases are
+re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
 Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path.
 
     python -m include.mlops.serving.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)

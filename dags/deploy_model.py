@@ -3,13 +3,18 @@
 
 Rolls a model version out behind the prediction service, then promotes or rolls it back on evidence.
 
-Triggered by `train_model` when a version passes the evaluation gate (conf `{"version": "7"}`), or by hand.
+Triggered by `train_model` when a version passes the evaluation gate (conf `{"version": "7", "date":
+"2013-02-04"}`: the version and the data date of the run that trained it), or by hand.
 **plan** → with no champion yet the version is promoted directly; otherwise **start_canary** (the version
 becomes the `challenger`; the service sends `canary_share` of flights to it, by a stable hash of the flight
-key) → **wait_for_evidence** (until each arm has `min_labelled_per_arm` predictions whose outcomes ingestion
-has brought in) → **decide** (both versions scored on the same labelled canary flights: promote when the
-challenger's log-loss is, with 95 % confidence, at most `max_logloss_increase` worse; else roll back).
-Slack gets the decision with the numbers either way. `action` = `promote` / `rollback` does it by hand.
+key; the evidence is the flights of the days after `date`) → **wait_for_evidence** (until each arm has
+`min_labelled_per_arm` predictions whose outcomes ingestion has brought in and the comparison is conclusive:
+both versions scored on the same labelled canary flights; promote when the challenger's log-loss is, with 95 %
+confidence, at most `max_logloss_increase` worse, roll back when it is, with 95 % confidence, worse than that;
+an inconclusive comparison waits for more flights, and is rolled back at `max_labelled_per_arm` per arm or
+after `wait_hours`) → **decide** (sets the aliases, ends the rollout). If the evidence cannot be gathered (the
+sensor fails), **rollback_on_failure** takes the challenger out of service. Slack gets the decision with the
+numbers either way. `action` = `promote` / `rollback` does it by hand.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from mlops_airflow import deployment
-from mlops_airflow.defaults import default_args
+from mlops_airflow.defaults import date_param, default_args
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
+MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours decides (and rolls back) first
 
 
 @dag(
@@ -35,11 +41,14 @@ POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
     params={
         "version": Param(None, type=["null", "string", "integer"], title="Model version"),
         "action": Param("canary", enum=["canary", "promote", "rollback"], title="Action"),
+        "date": date_param("start the canary after (its evidence is the flights of the following days)"),
         "canary_share": Param(None, type=["null", "number"], minimum=0, maximum=1,
                               title="Canary share (empty: include/config/deploy.yaml)"),
-        "min_labelled_per_arm": Param(None, type=["null", "integer"], minimum=1),
+        "min_labelled_per_arm": Param(None, type=["null", "integer"], minimum=2),
+        "max_labelled_per_arm": Param(None, type=["null", "integer"], minimum=2),
         "max_logloss_increase": Param(None, type=["null", "number"]),
-        "wait_hours": Param(72, type="integer", minimum=1, title="Give up waiting for evidence after (hours)"),
+        "wait_hours": Param(72, type="integer", minimum=1, maximum=MAX_WAIT_HOURS,
+                            title="Roll back when no decision after (hours)"),
     },
     default_args=default_args(),
 )
@@ -52,13 +61,18 @@ def deploy_model():
     def start_canary(**context) -> dict:
         return deployment.start_canary(context)
 
-    @task.sensor(poke_interval=POKE_S, timeout=timedelta(days=7).total_seconds(), mode="reschedule")
-    def wait_for_evidence(**context) -> bool:
+    @task.sensor(poke_interval=POKE_S, timeout=timedelta(hours=MAX_WAIT_HOURS + 1).total_seconds(),
+                 mode="reschedule")
+    def wait_for_evidence(**context):
         return deployment.evidence_ready(context)
 
     @task
     def decide(**context) -> dict:
         return deployment.decide(context)
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    def rollback_on_failure(**context) -> dict:
+        return deployment.abandon_canary(context)
 
     @task
     def promote_now(**context) -> dict:
@@ -69,7 +83,10 @@ def deploy_model():
         return deployment.rollback_now(context)
 
     route = plan()
-    route >> start_canary() >> wait_for_evidence() >> decide()
+    evidence = wait_for_evidence()
+    decision = decide()
+    route >> start_canary() >> evidence >> decision
+    [evidence, decision] >> rollback_on_failure()
     route >> promote_now()
     route >> rollback_now()
 

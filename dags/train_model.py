@@ -33,7 +33,7 @@ from mlops_airflow.assets import CURATED_FLIGHTS
 from mlops_airflow.operators import HorovodTrainOperator
 
 MIN_DAYS = int(os.environ.get("MLOPS_TRAIN_MIN_DAYS", "14"))
-RUN_KEY = "{{ dag_run.run_id | replace(':', '') | replace('+', '') }}"
+HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
 
 
 @dag(
@@ -52,7 +52,7 @@ RUN_KEY = "{{ dag_run.run_id | replace(':', '') | replace('+', '') }}"
         "min_days": Param(MIN_DAYS, type="integer", minimum=3, title="Minimum curated days"),
         "workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
         "threads_per_worker": Param(1, type="integer", minimum=1, maximum=64),
-        "hosts": Param(None, type=["null", "string"], title="Hosts",
+        "hosts": Param(None, type=["null", "string"], pattern=HOSTS, title="Hosts",
                        description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker."),
         "num_boost_round": Param(200, type="integer", minimum=10, maximum=5000, title="Boosting rounds"),
         "learning_rate": Param(0.05, type="number", exclusiveMinimum=0, maximum=1),
@@ -81,7 +81,6 @@ def train_model():
 
     train = HorovodTrainOperator(
         task_id="train",
-        run_key=RUN_KEY,
         workers="{{ params.workers }}",
         threads_per_worker="{{ params.threads_per_worker }}",
         hosts="{{ params.hosts }}",
@@ -106,7 +105,8 @@ def train_model():
     trigger_deploy = TriggerDagRunOperator(
         task_id="trigger_deploy_model",
         trigger_dag_id="deploy_model",
-        conf={"version": "{{ ti.xcom_pull(task_ids='evaluation_gate')['version'] }}", "action": "canary"},
+        conf={"version": "{{ ti.xcom_pull(task_ids='evaluation_gate')['version'] }}", "action": "canary",
+              "date": "{{ ti.xcom_pull(task_ids='evaluation_gate')['data_date'] }}"},
     )
 
     decision = evaluation_gate()

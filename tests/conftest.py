@@ -30,5 +30,8 @@ for p in (str(ROOT / "tests" / "helpers"), str(ROOT / "plugins"), str(ROOT)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+# real Airflow runs, lakes, S3 (moto) and Slack stand-ins for e2e/ and faults/ (one instance per session)
+pytest_plugins = ["airflow_fixtures"]
+
 OUTPUT = ROOT / "test-output"
 OUTPUT.mkdir(exist_ok=True)

@@ -2,11 +2,17 @@
 
 ``start``     the challenger alias points at the version; ``deployments/rollout.json`` in the lake tells the
               prediction service the canary share (the service routes by a stable hash of the flight key)
-``evidence``  the predictions logged since the rollout started, joined by flight key with the outcomes that
-              ingestion brought in later (curated flights); ready when each arm has enough labelled flights
-``compare``   both versions scored on the same labelled canary flights (their logged features): the paired
-              log-loss difference with a 95 % confidence interval, and the AUC difference with a bootstrap
-              interval; also each arm's live AUC on the flights it actually served
+``evidence``  the canary's flights: those of the data dates after the one whose run started the rollout
+              (``from_date``, never taken from what clients sent), first served after the rollout started, each
+              flight by its first logged prediction (a later re-post of the same flight cannot replace it),
+              joined by flight key with the outcomes that ingestion brought in later; ready when each arm has
+              enough labelled flights
+``compare``   both versions scored on the same labelled canary flights (the features first served for each):
+              the paired log-loss difference with a 95 % confidence interval, and the AUC difference with a
+              bootstrap interval; also each arm's live AUC on the flights it actually served. The verdict:
+              ``promote`` when the interval's upper end is within the tolerance, ``rollback`` when its lower end
+              is beyond it, else ``inconclusive`` (wait for more flights; at ``max_labelled_per_arm``, or after
+              the run's ``wait_hours``, an inconclusive canary is rolled back: not shown to be safe)
 ``finish``    promote (champion := challenger) or roll back (challenger alias removed); rollout ends
 """
 
@@ -34,6 +40,7 @@ ROLLOUT = ("deployments", "rollout.json")
 class DeployConfig:
     canary_share: float = 0.2
     min_labelled_per_arm: int = 300
+    max_labelled_per_arm: int = 3000
     max_logloss_increase: float = 0.005
     bootstrap: int = 300
 
@@ -46,10 +53,14 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-def start(lake: Lake, version: str, champion: str | None, share: float) -> dict[str, Any]:
-    served = lake.partitions("predictions")
+def start(lake: Lake, version: str, champion: str | None, share: float, data_date: dt.date | str
+          ) -> dict[str, Any]:
+    """Start the rollout. ``data_date``: the data date of the run that starts it; the canary's evidence is the
+    flights of the days after it."""
+    d = as_date(data_date)
     rollout = {"version": str(version), "champion": champion, "canary_share": float(share), "started_at": now(),
-               "status": "canary", "from_date": served[-1].isoformat() if served else None}
+               "status": "canary", "data_date": d.isoformat(),
+               "from_date": (d + dt.timedelta(days=1)).isoformat()}
     lake.write_json(rollout, *ROLLOUT)
     return rollout
 
@@ -76,12 +87,16 @@ def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
-    """Predictions logged since the rollout started by either arm's version, with their outcomes where known.
-    Only the prediction partitions from the rollout's first flight date on are read."""
+    """The canary's labelled flights: each flight of the data dates from the rollout's ``from_date`` on, by its
+    first logged prediction, kept when that prediction came from either arm's version after the rollout started;
+    joined with its outcome. Only those prediction partitions are read."""
     from .monitoring import performance
 
-    first = rollout.get("from_date")
-    dates = [d for d in performance.prediction_dates(lake) if first is None or d >= as_date(first)]
+    if not rollout.get("from_date"):
+        raise ValueError(f"rollout of v{rollout.get('version')} has no from_date: it was not started by this "
+                         "version of deploy_model; roll it back and start it again")
+    first = as_date(rollout["from_date"])
+    dates = [d for d in performance.prediction_dates(lake) if d >= first]
     versions = {str(rollout["version"]), str(rollout.get("champion"))}
     return performance.joined(lake, dates, versions, since=rollout["started_at"])
 
@@ -89,7 +104,31 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:
     counts = df["arm"].value_counts().to_dict() if len(df) else {}
     per_arm = {arm: int(counts.get(arm, 0)) for arm in ("champion", "challenger")}
-    return {"labelled": per_arm, "ready": all(n >= cfg.min_labelled_per_arm for n in per_arm.values())}
+    return {"labelled": per_arm, "ready": all(n >= cfg.min_labelled_per_arm for n in per_arm.values()),
+            "enough": all(n >= cfg.max_labelled_per_arm for n in per_arm.values())}
+
+
+def verdict(ci95: tuple[float, float] | list[float], tolerance: float) -> str:
+    """``promote`` when the log-loss difference (challenger - champion) is, with 95 % confidence, at most
+    ``tolerance``; ``rollback`` when it is, with 95 % confidence, more; else ``inconclusive``."""
+    lo, hi = ci95
+    if hi <= tolerance:
+        return "promote"
+    if lo > tolerance:
+        return "rollback"
+    return "inconclusive"
+
+
+def conclude(result: dict[str, Any], ev: dict[str, Any], timed_out: bool = False) -> dict[str, Any] | None:
+    """The final decision on a comparison, or None to keep waiting: an inconclusive canary waits for more
+    flights until each arm has ``max_labelled_per_arm`` (or the wait is over), then it is rolled back."""
+    if result["decision"] != "inconclusive":
+        return result
+    if ev["enough"] or timed_out:
+        why = "the waiting time is over" if timed_out else "each arm reached max_labelled_per_arm"
+        return result | {"decision": "rollback", "why": f"inconclusive when {why}: the challenger was not shown "
+                                                        "to be no worse than the champion"}
+    return None
 
 
 def _features(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,9 +158,8 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     for arm, g in df.groupby("arm"):
         yy = g["label"].to_numpy(dtype=float)
         live[arm] = metrics(yy, g["score"].to_numpy())["auc"] if 0 < yy.sum() < len(yy) else float("nan")
-    promote = ci[1] <= cfg.max_logloss_increase
     return {
-        "decision": "promote" if promote else "rollback",
+        "decision": verdict(ci, cfg.max_logloss_increase),
         "flights": int(len(y)),
         "logloss": {"champion": m_ch["logloss"], "challenger": m_cl["logloss"], "diff": mean,
                     "ci95": list(ci), "tolerance": cfg.max_logloss_increase},
@@ -136,7 +174,8 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
 def describe(result: dict[str, Any]) -> str:
     ll, auc = result["logloss"], result["auc"]
     ci = auc.get("ci95") or [float("nan"), float("nan")]
-    return (f"{result['decision'].upper()} on {result['flights']} labelled canary flights: log-loss challenger "
+    why = f" ({result['why']})" if result.get("why") else ""
+    return (f"{result['decision'].upper()}{why} on {result['flights']} labelled canary flights: log-loss challenger "
             f"{ll['challenger']:.4f} vs champion {ll['champion']:.4f} (diff {ll['diff']:+.4f}, 95 % CI "
             f"[{ll['ci95'][0]:+.4f}, {ll['ci95'][1]:+.4f}], tolerance +{ll['tolerance']:.4f}); AUC "
             f"{auc['challenger']:.4f} vs {auc['champion']:.4f} (diff {auc['diff']:+.4f}, 95 % CI "

@@ -2,11 +2,18 @@
 
 Each step is idempotent and keeps its data in the lake (never in memory between steps):
 
-``extract``   copies the complete drop from ``landing/`` to ``staging/`` (transient upstream faults raise
-              ``TransientSourceError``; the caller retries with backoff)
+``extract``   copies the complete drop from ``landing/`` to this run's own staging folder
+              ``staging/<dataset>/date=D/run=<run>/`` (transient upstream faults raise ``TransientSourceError``;
+              the caller retries with backoff) and returns the bytes' sha256
 ``check``     validates the staged file with the data set's GX suite; on failure the drop is moved to
               ``quarantine/`` with ``report.json`` and ``BatchRejected`` is raised
-``curate``    writes the typed, enriched Parquet partition to ``curated/``, replacing it whole
+``curate``    writes the typed, enriched Parquet partition to ``curated/``, replacing it whole (atomically)
+
+Reruns and concurrent runs: each run stages into a folder of its own, so two runs of one date never read or
+delete each other's copy. ``check`` and ``curate`` take the sha256 that ``extract`` reported: when their staged
+copy is gone (a task cleared and run again after the run finished), they use the landing drop only if it still
+has exactly those bytes, and otherwise refuse (``StaleDrop``): a partition is never curated from bytes that
+were not validated.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DatasetSpec, Settings
-from .lake import Lake, as_date
+from .lake import Lake, as_date, segments
 from .sources.landing import SUCCESS_MARKER, drop_folder, drop_ready, read_drop
 from .validation import BatchRejected, ValidationReport, read_csv, validate
 
@@ -31,12 +38,17 @@ CURATED_FILE = "part-00000.parquet"
 REPORT_FILE = "report.json"
 
 
+class StaleDrop(RuntimeError):
+    """The bytes a step would use are not the bytes that were extracted (and validated) for this run."""
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One data set's drop for one date."""
+    """One data set's drop for one date, as handled by one run (``run``: a lake-safe run key)."""
 
     spec: DatasetSpec
     date: dt.date
+    run: str = "local"
 
     @property
     def id(self) -> str:
@@ -45,9 +57,15 @@ class Batch:
     def folder(self, zone: str) -> str:
         return Lake.partition(zone, self.spec.name, self.date)
 
+    @property
+    def staging(self) -> str:
+        """This run's own staging folder."""
+        return f"{self.folder('staging')}/run={self.run}"
 
-def batch(spec: DatasetSpec, date: dt.date | str) -> Batch:
-    return Batch(spec, as_date(date))
+
+def batch(spec: DatasetSpec, date: dt.date | str, run: str = "local") -> Batch:
+    segments(run)  # one safe path segment
+    return Batch(spec, as_date(date), run)
 
 
 def is_ready(lake: Lake, b: Batch) -> bool:
@@ -62,19 +80,39 @@ def extract(lake: Lake, b: Batch) -> dict[str, Any]:
             f"({SUCCESS_MARKER} missing)"
         )
     data = read_drop(lake, b.spec.name, b.date, b.spec.landing_file)
-    lake.rm(b.folder("staging"))
-    lake.write_bytes(data, b.folder("staging"), b.spec.landing_file)
+    lake.rm(b.staging)
+    lake.write_bytes(data, b.staging, b.spec.landing_file)
     return {
         "batch": b.id,
         "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "staged": lake.uri(b.folder("staging"), b.spec.landing_file),
+        "sha256": _sha256(data),
+        "staged": lake.uri(b.staging, b.spec.landing_file),
     }
 
 
-def check(lake: Lake, b: Batch, settings: Settings) -> ValidationReport:
+def staged(lake: Lake, b: Batch, sha256: str | None = None) -> bytes:
+    """The bytes this run extracted: its staging copy, or (once that is gone) the landing drop if it still has
+    exactly the ``sha256`` that extract reported. Anything else raises ``StaleDrop``."""
+    if lake.exists(b.staging, b.spec.landing_file):
+        data = lake.read_bytes(b.staging, b.spec.landing_file)
+        if sha256 is None or _sha256(data) == sha256:
+            return data
+        raise StaleDrop(f"batch {b.id}: the staged copy at {lake.uri(b.staging)} is not the one extracted "
+                        f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run")
+    landing = drop_folder(b.spec.name, b.date)
+    if sha256 is not None and lake.exists(landing, SUCCESS_MARKER) and lake.exists(landing, b.spec.landing_file):
+        data = lake.read_bytes(landing, b.spec.landing_file)
+        if _sha256(data) == sha256:
+            return data
+        raise StaleDrop(f"batch {b.id}: the drop at {lake.uri(landing)} changed since it was extracted "
+                        f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run, from extract")
+    raise StaleDrop(f"batch {b.id}: nothing staged at {lake.uri(b.staging)} and no drop in landing with the "
+                    "extracted bytes; rerun the whole run, from extract")
+
+
+def check(lake: Lake, b: Batch, settings: Settings, sha256: str | None = None) -> ValidationReport:
     """Validate the staged drop; quarantine it and raise ``BatchRejected`` when any rule fails."""
-    data = lake.read_bytes(b.folder("staging"), b.spec.landing_file)
+    data = staged(lake, b, sha256)
     source = lake.uri(drop_folder(b.spec.name, b.date), b.spec.landing_file)
     try:
         df = read_csv(data, b.spec.name, b.date.isoformat(), b.spec.csv_options)
@@ -84,12 +122,13 @@ def check(lake: Lake, b: Batch, settings: Settings) -> ValidationReport:
         report.source = source
     if report.success:
         return report
-    uri = quarantine(lake, b, report)
+    uri = quarantine(lake, b, report, data)
     raise BatchRejected(report, quarantine_uri=uri)
 
 
-def quarantine(lake: Lake, b: Batch, report: ValidationReport) -> str:
-    """Move the drop, byte for byte, to quarantine with its report; an earlier rejection is kept in history/."""
+def quarantine(lake: Lake, b: Batch, report: ValidationReport, data: bytes | None = None) -> str:
+    """Move the drop, byte for byte, to quarantine with its report; an earlier rejection is kept in history/.
+    ``data``: the rejected bytes (else the landing drop, else this run's staged copy)."""
     q = b.folder("quarantine")
     if lake.exists(q, REPORT_FILE):
         previous = lake.read_json(q, REPORT_FILE).get("validated_at", "earlier").replace(":", "")
@@ -98,12 +137,16 @@ def quarantine(lake: Lake, b: Batch, report: ValidationReport) -> str:
                 lake.copy((q, name), (q, "history", previous, name))
                 lake.rm(q, name)
     landing = drop_folder(b.spec.name, b.date)
-    src = (landing, b.spec.landing_file) if lake.exists(landing, b.spec.landing_file) else (
-        b.folder("staging"), b.spec.landing_file)
-    lake.copy(src, (q, b.spec.landing_file))
+    if data is not None:
+        lake.write_bytes(data, q, b.spec.landing_file)
+    else:
+        src = (landing, b.spec.landing_file) if lake.exists(landing, b.spec.landing_file) else (
+            b.staging, b.spec.landing_file)
+        lake.copy(src, (q, b.spec.landing_file))
     lake.write_json(report.to_dict() | {"quarantined_at": _now()}, q, REPORT_FILE)
     lake.rm(landing)
-    lake.rm(b.folder("staging"))
+    lake.rm(b.staging)
+    lake.rmdir_if_empty(b.folder("staging"))
     uri = lake.uri(q)
     log.warning("batch %s quarantined at %s: %s", b.id, uri, ", ".join(report.failed_rules))
     return uri
@@ -139,19 +182,24 @@ def transform(df: pd.DataFrame, spec: DatasetSpec, date: dt.date) -> pd.DataFram
     return out
 
 
-def curate(lake: Lake, b: Batch) -> dict[str, Any]:
+def curate(lake: Lake, b: Batch, sha256: str | None = None) -> dict[str, Any]:
     """Write the curated partition from the staged (validated) drop, replacing the partition whole."""
-    data = lake.read_bytes(b.folder("staging"), b.spec.landing_file)
+    data = staged(lake, b, sha256)
     df = transform(read_csv(data, b.spec.name, b.date.isoformat(), b.spec.csv_options), b.spec, b.date)
     folder = b.folder("curated")
     lake.replace_partition(df, folder, CURATED_FILE)
-    lake.rm(b.folder("staging"))
+    lake.rm(b.staging)
+    lake.rmdir_if_empty(b.folder("staging"))
     info: dict[str, Any] = {"dataset": b.spec.name, "date": b.date.isoformat(), "rows": int(len(df)),
-                            "uri": lake.uri(folder, CURATED_FILE)}
+                            "sha256": _sha256(data), "uri": lake.uri(folder, CURATED_FILE)}
     if b.spec.label:
         info["labelled"] = int(df["is_labelled"].sum())
         info["positive_rate"] = round(float(df[b.spec.label.name].astype("Float64").mean()), 4)
     return info
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _now() -> str:

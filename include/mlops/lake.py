@@ -1,9 +1,9 @@
 """One path API over the lake, for ``file://`` and ``s3://`` alike (fsspec underneath).
 
-Layout (DESIGN.md, section 2)::
+Layout (every write is whole or absent: see ``write_bytes``; every path is checked to stay under the root)::
 
     landing/<dataset>/date=YYYY-MM-DD/      what the upstream system drops (CSV + _SUCCESS marker)
-    staging/<dataset>/date=YYYY-MM-DD/      what extraction fetched, validated from here
+    staging/<dataset>/date=YYYY-MM-DD/run=<run>/   what one run's extraction fetched, validated from here
     curated/<dataset>/date=YYYY-MM-DD/      validated Parquet, rewritten whole on a rerun
     quarantine/<dataset>/date=YYYY-MM-DD/   the rejected file untouched plus report.json
     predictions/, reports/
@@ -17,24 +17,72 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import posixpath
+import re
+import uuid
 from typing import Any, Iterable
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 ZONES = ("landing", "staging", "curated", "quarantine", "predictions", "reports")
+TEMP_PREFIX = "."  # files being written are hidden (``.<name>.<uuid>.tmp``) until renamed into place
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class UnsafePath(ValueError):
+    """A lake path that is empty, ``.``/``..``, absolute, or would leave the lake's root."""
 
 
 def as_date(value: dt.date | str) -> dt.date:
+    """A date from ``YYYY-MM-DD`` or an ISO timestamp (its date part); anything else is refused, trailing text
+    included."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    text = str(value).strip()
     try:
-        return dt.date.fromisoformat(str(value)[:10])
-    except ValueError as exc:
-        raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+        if _DATE.match(text):
+            return dt.date.fromisoformat(text)
+        if len(text) > 10 and text[10] in "T ":
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        pass
+    raise ValueError(f"not a date (YYYY-MM-DD): {value!r}")
+
+
+_RUN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
+
+
+def run_key(run_id: str) -> str:
+    """The lake-safe key of an Airflow run id (``manual__2013-01-02T00:00:00+00:00`` ->
+    ``manual__2013-01-02T0000000000``): ``:`` and ``+`` dropped, then checked to be one plain path segment.
+    Raises ``UnsafePath`` for anything else (``.``, ``..``, empty, a slash, ...)."""
+    key = str(run_id).replace(":", "").replace("+", "")
+    if not _RUN_KEY.match(key) or key in (".", ".."):
+        raise UnsafePath(f"run id {run_id!r} does not make a safe lake key (letters, digits, '_', '.', '=', '-'; "
+                         "starting with a letter or digit; at most 200 characters)")
+    return key
+
+
+def segments(*parts: str) -> list[str]:
+    """The path segments of ``parts`` (each may hold several, separated by ``/``), checked one by one: none may
+    be empty, ``.`` or ``..``, and the first may not be absolute. Raises ``UnsafePath``."""
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        text = str(part)
+        if i == 0 and text.startswith("/"):
+            raise UnsafePath(f"absolute path {text!r}: lake paths are relative to its root")
+        for seg in text.split("/"):
+            if seg in ("", ".", ".."):
+                raise UnsafePath(f"unsafe lake path {'/'.join(map(str, parts))!r}: segment {seg!r} "
+                                 "(empty, '.' and '..' are refused)")
+            if "\x00" in seg:
+                raise UnsafePath(f"unsafe lake path segment {seg!r}")
+        out.extend(text.split("/"))
+    return out
 
 
 class Lake:
@@ -57,16 +105,24 @@ class Lake:
 
     # paths -------------------------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
-        return posixpath.join(self.root, *[str(p).strip("/") for p in parts if str(p)])
+        """The filesystem path of ``parts`` under the root; every path stays under the root (``UnsafePath``)."""
+        segs = segments(*parts)
+        path = posixpath.join(self.root, *segs) if segs else self.root
+        if path != self.root and not path.startswith(self.root.rstrip("/") + "/"):
+            raise UnsafePath(f"{'/'.join(segs)!r} is outside the lake root {self.root!r}")
+        return path
 
     def uri(self, *parts: str) -> str:
         """The full URL of a path, for people and reports (``file:///...`` or ``s3://...``)."""
-        return posixpath.join(self.url, *[str(p).strip("/") for p in parts if str(p)])
+        segs = segments(*parts)
+        return posixpath.join(self.url, *segs) if segs else self.url
 
     @staticmethod
     def partition(zone: str, dataset: str, date: dt.date | str) -> str:
         if zone not in ZONES:
             raise ValueError(f"unknown lake zone {zone!r}; zones: {ZONES}")
+        if len(segments(dataset)) != 1:
+            raise UnsafePath(f"a data set name is one path segment, not {dataset!r}")
         return f"{zone}/{dataset}/date={as_date(date).isoformat()}"
 
     # queries -----------------------------------------------------------------------------------------------
@@ -80,7 +136,8 @@ class Lake:
             entries = self.fs.ls(base, detail=False, refresh=True) if self._is_s3 else self.fs.ls(base, detail=False)
         except FileNotFoundError:
             return []
-        return sorted(posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != base)
+        names = (posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != base)
+        return sorted(n for n in names if not n.startswith(TEMP_PREFIX))  # never a file still being written
 
     def partitions(self, *parts: str) -> list[dt.date]:
         """The dates present under a folder (``zone/dataset``, ``predictions``, ...) as ``date=`` partitions."""
@@ -98,8 +155,18 @@ class Lake:
         return self.fs.cat_file(self.path(*parts))
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write a whole file; a reader sees the old content or the new, never a part of it.
+
+        On ``file://`` the bytes go to a hidden temporary name in the same folder (flushed to disk), then are
+        renamed over the final name; a write cut short leaves the old file untouched. On S3 a single-object
+        upload is atomic by itself.
+        """
         path = self.path(*parts)
-        self.fs.pipe_file(path, data)
+        if self._is_local:
+            _atomic_local_write(path, data)
+        else:
+            self.fs.pipe_file(path, data)
+        self._invalidate(path)
         return path
 
     def read_json(self, *parts: str) -> Any:
@@ -114,15 +181,29 @@ class Lake:
     # whole folders -----------------------------------------------------------------------------------------
     def rm(self, *parts: str) -> None:
         """Remove a file or a folder with everything under it; absent is fine."""
+        if not parts:
+            raise UnsafePath("refusing to remove the whole lake")
         path = self.path(*parts)
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
         self._invalidate(path)
 
+    def rmdir_if_empty(self, *parts: str) -> None:
+        """Remove an empty folder (local only: object stores have no folders); a folder in use stays."""
+        if self._is_local:
+            try:
+                os.rmdir(self.path(*parts))
+            except OSError:
+                pass
+
     def copy(self, src: Iterable[str] | str, dst: Iterable[str] | str) -> None:
+        """Copy one file (atomically, like ``write_bytes``)."""
         src_path = self.path(*_parts(src))
         dst_path = self.path(*_parts(dst))
-        self.fs.copy(src_path, dst_path)
+        if self._is_local:
+            _atomic_local_write(dst_path, self.fs.cat_file(src_path))
+        else:
+            self.fs.copy(src_path, dst_path)
         self._invalidate(dst_path)
 
     # tables ------------------------------------------------------------------------------------------------
@@ -139,7 +220,9 @@ class Lake:
     def replace_partition(self, df, folder: str, filename: str = "part-00000.parquet") -> str:
         """Rewrite a partition whole: one deterministic file, every other file in it removed.
 
-        A rerun therefore leaves exactly the new content, never a duplicate.
+        A rerun therefore leaves exactly the new content, never a duplicate. The file is replaced atomically
+        (``write_bytes``): a reader of ``filename`` sees the whole old partition or the whole new one, never an
+        empty folder; a rewrite cut short leaves the old partition as it was.
         """
         path = self.write_parquet(df, folder, filename)
         for name in self.ls(folder):
@@ -152,6 +235,10 @@ class Lake:
     def _is_s3(self) -> bool:
         return self.scheme in ("s3", "s3a")
 
+    @property
+    def _is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
     def _invalidate(self, path: str) -> None:
         if hasattr(self.fs, "invalidate_cache"):
             self.fs.invalidate_cache(path)
@@ -159,6 +246,24 @@ class Lake:
 
 def _parts(p: Iterable[str] | str) -> tuple[str, ...]:
     return (p,) if isinstance(p, str) else tuple(p)
+
+
+def _atomic_local_write(path: str, data: bytes) -> None:
+    folder, name = posixpath.split(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = posixpath.join(folder, f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def lake_from_settings(settings=None, fs: fsspec.AbstractFileSystem | None = None) -> Lake:

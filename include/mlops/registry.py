@@ -4,6 +4,10 @@ Default store: SQLite and local artifacts under ``$MLOPS_HOME/mlflow`` (embedded
 ``MLFLOW_TRACKING_URI`` points everything at a real tracking server instead. One registered model
 (``MLOPS_MODEL_NAME``, default ``flight_delay``) holds every version; champion and challenger are aliases.
 A version is created only as the very last step of a successful run: a failed run registers nothing.
+
+Fail closed: only "does not exist" reads as absent (no such model, alias or artifact). Every other error (the
+store unreachable, a timeout, a broken database) propagates, so that a decision taken on the registry's answer
+(promote without a canary, gate without a champion, skip monitoring) is never taken on an error.
 """
 
 from __future__ import annotations
@@ -93,10 +97,20 @@ def log_training_run(
     extra_artifacts: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> RegisteredRun:
-    """Track one finished training run and register its model as a new version."""
+    """Track one finished training run and register its model as a new version.
+
+    Idempotent per ``tags["run_key"]``: when a version of this model already came from a run with that key (a
+    retry after MLflow accepted the version but the task failed before it could say so), that version is
+    returned instead of registering a second one."""
     import lightgbm as lgb
 
     mlflow = _mlflow(settings)
+    if tags.get("run_key"):
+        existing = version_for_run_key(tags["run_key"], settings)
+        if existing is not None:
+            log.info("run key %s already registered as %s version %s: not registering again", tags["run_key"],
+                     existing.model_name, existing.version)
+            return existing
     booster = lgb.Booster(model_file=str(model_path))
     with mlflow.start_run(tags={"code_version": code_version(), **tags}) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
@@ -115,13 +129,43 @@ def log_training_run(
     return RegisteredRun(run.info.run_id, model_name(), version, f"models:/{model_name()}/{version}")
 
 
+def is_absent(exc: BaseException) -> bool:
+    """Whether an MLflow error means "this model / version / alias does not exist" (and nothing else)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False
+    code = getattr(exc, "error_code", "")
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    # a missing alias is reported as an invalid parameter: "Registered model alias champion not found."
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
+
+
+def version_for_run_key(run_key: str, settings: Settings | None = None) -> RegisteredRun | None:
+    """The model version registered from the tracked run tagged ``run_key``, if one exists."""
+    mlflow = _mlflow(settings)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    quoted = run_key.replace("'", "")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.run_key = '{quoted}'")
+    if not runs:
+        return None
+    ids = {r.info.run_id for r in runs}
+    for v in sorted((v for v in versions(settings) if v["run_id"] in ids), key=lambda v: int(v["version"])):
+        return RegisteredRun(v["run_id"], model_name(), v["version"], f"models:/{model_name()}/{v['version']}")
+    return None
+
+
 def versions(settings: Settings | None = None) -> list[dict[str, Any]]:
     mlflow = _mlflow(settings)
     client = mlflow.MlflowClient()
     try:
         vs = client.search_model_versions(f"name='{model_name()}'")
-    except Exception:  # no registered model yet
-        return []
+    except Exception as exc:
+        if is_absent(exc):  # no registered model yet
+            return []
+        raise
     return sorted(({"version": str(v.version), "run_id": v.run_id, "aliases": list(v.aliases or []),
                     "status": v.status} for v in vs), key=lambda d: int(d["version"]))
 
@@ -135,8 +179,10 @@ def alias_version(alias: str, settings: Settings | None = None) -> dict[str, Any
     client = _client(settings)
     try:
         v = client.get_model_version_by_alias(model_name(), alias)
-    except Exception:  # the alias (or the model) does not exist yet
-        return None
+    except Exception as exc:
+        if is_absent(exc):  # the alias (or the model) does not exist yet
+            return None
+        raise  # anything else is not an answer: the caller must not decide on it
     return {"version": str(v.version), "run_id": v.run_id}
 
 
@@ -186,5 +232,6 @@ def delete_alias(alias: str, settings: Settings | None = None) -> None:
     client = _client(settings)
     try:
         client.delete_registered_model_alias(model_name(), alias)
-    except Exception:  # already absent
-        pass
+    except Exception as exc:
+        if not is_absent(exc):  # already absent is fine; a failure to remove it is not
+            raise

@@ -1,13 +1,19 @@
-"""Task callables of ``deploy_model``: canary / A-B rollout, evidence, promotion or rollback."""
+"""Task callables of ``deploy_model``: canary / A-B rollout, evidence, promotion or rollback.
+
+Fail closed: every registry or lake lookup that errors fails the task (it is retried, Slack hears of the last
+failure) and changes nothing; a canary is promoted only on evidence, and rolled back when the evidence stays
+inconclusive or the waiting time (``wait_hours``) is over.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEPLOY_PARAMS = ("canary_share", "min_labelled_per_arm", "max_logloss_increase")
+DEPLOY_PARAMS = ("canary_share", "min_labelled_per_arm", "max_labelled_per_arm", "max_logloss_increase")
 
 
 def _cfg(context):
@@ -33,7 +39,8 @@ def _alert(context, title: str, detail: str, fields: dict[str, Any]) -> None:
 
 
 def plan(context) -> str:
-    """Which path this run takes: a canary, or an immediate promotion / rollback."""
+    """Which path this run takes: a canary, or an immediate promotion / rollback. A registry that cannot answer
+    fails the task: "no champion" is decided only on the registry saying so."""
     from include.mlops import registry
 
     action = context["params"].get("action", "canary")
@@ -50,57 +57,116 @@ def plan(context) -> str:
 def start_canary(context) -> dict[str, Any]:
     from include.mlops import deployment, registry
 
+    from .ingestion import batch_date
     from .lake import get_lake
 
     version, cfg = _version(context), _cfg(context)
-    champion = registry.alias_version("champion")["version"]
+    champion = registry.alias_version("champion")
+    if champion is None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("the champion disappeared since plan: run deploy_model again")
     registry.set_alias("challenger", version)
-    rollout = deployment.start(get_lake(), version, champion, cfg.canary_share)
+    rollout = deployment.start(get_lake(), version, champion["version"], cfg.canary_share, batch_date(context))
     _alert(context, f"Canary started: v{version} on {cfg.canary_share:.0%} of flights", "",
-           {"champion": f"v{champion}", "needs": f"{cfg.min_labelled_per_arm} labelled flights per arm"})
+           {"champion": f"v{champion['version']}", "evidence": f"flights from {rollout['from_date']}",
+            "needs": f"{cfg.min_labelled_per_arm} labelled flights per arm"})
     return rollout
 
 
-def evidence_ready(context) -> bool:
-    from include.mlops import deployment
+def evidence_ready(context):
+    """Poke: the canary's evidence so far. Done when the comparison is conclusive, when each arm reached
+    ``max_labelled_per_arm`` or when ``wait_hours`` have passed since the rollout started (both: rollback);
+    the decision travels to ``decide`` as this sensor's XCom."""
+    from airflow.sdk import PokeReturnValue
 
-    from .lake import get_lake
-
-    lake = get_lake()
-    rollout = deployment.current(lake)
-    ev = deployment.evidence(deployment.labelled_predictions(lake, rollout), _cfg(context))
-    log.info("labelled canary predictions: %s (need %d per arm)", ev["labelled"], _cfg(context).min_labelled_per_arm)
-    return ev["ready"]
-
-
-def decide(context) -> dict[str, Any]:
     from include.mlops import deployment, registry
 
     from .lake import get_lake
 
     lake, cfg = get_lake(), _cfg(context)
-    rollout = deployment.current(lake)
+    rollout = _running_rollout(lake, context)
     df = deployment.labelled_predictions(lake, rollout)
+    ev = deployment.evidence(df, cfg)
+    started = dt.datetime.fromisoformat(rollout["started_at"])
+    waited_h = (dt.datetime.now(dt.timezone.utc) - started).total_seconds() / 3600
+    timed_out = waited_h >= float(context["params"].get("wait_hours") or 72)
+    log.info("labelled canary predictions: %s (need %d per arm; %.1f of %s hours waited)", ev["labelled"],
+             cfg.min_labelled_per_arm, waited_h, context["params"].get("wait_hours"))
+    if not ev["ready"]:
+        if timed_out:
+            result = {"decision": "rollback", "flights": int(len(df)), "labelled": ev["labelled"],
+                      "why": f"not enough labelled canary flights after {waited_h:.1f} hours"}
+            return PokeReturnValue(is_done=True, xcom_value=result)
+        return False
     models = {}
     for arm, v in (("champion", rollout["champion"]), ("challenger", rollout["version"])):
         booster, spec = registry.load_version(v)
         models[arm] = (booster, deployment.spec_of(spec))
     result = deployment.compare(df, models["champion"], models["challenger"], cfg)
-    if result["decision"] == "promote":
+    final = deployment.conclude(result, ev, timed_out)
+    if final is None:
+        ll = result["logloss"]
+        log.info("inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
+                 "%+.4f; waiting for more flights", ll["diff"], *ll["ci95"], ll["tolerance"])
+        return False
+    return PokeReturnValue(is_done=True, xcom_value=_json_safe(final))
+
+
+def _running_rollout(lake, context) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops import deployment
+
+    rollout = deployment.current(lake)
+    if not rollout or rollout.get("status") != "canary" or str(rollout.get("version")) != _version(context):
+        raise AirflowFailException(f"no canary of v{_version(context)} is running (rollout: {rollout})")
+    return rollout
+
+
+def _json_safe(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def decide(context) -> dict[str, Any]:
+    """Promote or roll back on the sensor's decision. Each step can be retried: the aliases are set to where
+    they belong, then the rollout ends."""
+    from include.mlops import deployment, registry
+
+    from .lake import get_lake
+
+    lake = get_lake()
+    rollout = _running_rollout(lake, context)
+    result = context["ti"].xcom_pull(task_ids="wait_for_evidence")
+    if not result or result.get("decision") not in ("promote", "rollback"):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"no decision from wait_for_evidence: {result!r}")
+    promote = result["decision"] == "promote"
+    if promote:
         registry.set_alias("champion", rollout["version"])
     registry.delete_alias("challenger")
-    deployment.finish(lake, "promoted" if result["decision"] == "promote" else "rolled_back", result)
     lake.write_json(result, "reports", "deployments", f"v{rollout['version']}.json")
-    verb = "promoted to champion" if result["decision"] == "promote" else "rolled back"
-    _alert(context, f"Model v{rollout['version']} {verb}", deployment.describe(result),
-           {"champion now": f"v{registry.alias_version('champion')['version']}",
+    deployment.finish(lake, "promoted" if promote else "rolled_back", result)
+    verb = "promoted to champion" if promote else "rolled back"
+    detail = deployment.describe(result) if "logloss" in result else result.get("why", "")
+    champion = registry.alias_version("champion")
+    _alert(context, f"Model v{rollout['version']} {verb}", detail,
+           {"champion now": f"v{champion['version']}" if champion else "none",
             "evidence": lake.uri("reports", "deployments", f"v{rollout['version']}.json")})
-    return {"decision": result["decision"], "version": rollout["version"], "flights": result["flights"]}
+    return {"decision": result["decision"], "version": rollout["version"], "flights": result.get("flights")}
 
 
 def promote_now(context) -> dict[str, Any]:
     from include.mlops import deployment, registry
 
+    from .ingestion import batch_date
     from .lake import get_lake
 
     version = _version(context)
@@ -108,8 +174,9 @@ def promote_now(context) -> dict[str, Any]:
     registry.set_alias("champion", version)
     registry.delete_alias("challenger")
     lake = get_lake()
-    if deployment.current(lake) is None or deployment.current(lake).get("status") == "canary":
-        deployment.start(lake, version, before["version"] if before else None, 0.0)
+    rollout = deployment.current(lake)
+    if rollout is None or rollout.get("status") == "canary":
+        deployment.start(lake, version, before["version"] if before else None, 0.0, batch_date(context))
         deployment.finish(lake, "promoted", {"manual": context["params"].get("action") == "promote"})
     _alert(context, f"Model v{version} promoted to champion",
            "first model: nothing to compare with" if before is None else
@@ -123,16 +190,41 @@ def rollback_now(context) -> dict[str, Any]:
     from .lake import get_lake
 
     version = _version(context)
-    challenger = registry.alias_version("challenger")
-    if challenger and challenger["version"] == version:
-        registry.delete_alias("challenger")
     champion = registry.alias_version("champion")
     if champion and champion["version"] == version:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"v{version} is the champion: promote another version instead of rolling back")
+    challenger = registry.alias_version("challenger")
+    if challenger and challenger["version"] == version:
+        registry.delete_alias("challenger")
     lake = get_lake()
-    if deployment.current(lake) and deployment.current(lake).get("status") == "canary":
+    rollout = deployment.current(lake)
+    if rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version:
         deployment.finish(lake, "rolled_back", {"manual": True})
     _alert(context, f"Model v{version} rolled back by hand", "", {})
     return {"decision": "rollback", "version": version}
+
+
+def abandon_canary(context) -> dict[str, Any]:
+    """After ``wait_for_evidence`` or ``decide`` failed for good: take the challenger out of service (fail
+    closed), unless ``decide`` had already made it the champion, in which case the rollout is closed as such."""
+    from include.mlops import deployment, registry
+
+    from .lake import get_lake
+
+    version = _version(context)
+    lake = get_lake()
+    champion = registry.alias_version("champion")
+    promoted = bool(champion and champion["version"] == version)
+    challenger = registry.alias_version("challenger")
+    if challenger and challenger["version"] == version:
+        registry.delete_alias("challenger")
+    rollout = deployment.current(lake)
+    if rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version:
+        deployment.finish(lake, "promoted" if promoted else "rolled_back",
+                          {"why": "deploy_model failed before it could decide on evidence"})
+    if not promoted:
+        _alert(context, f"Model v{version} rolled back: the canary could not be decided",
+               "wait_for_evidence or decide failed (see their logs); the challenger no longer gets traffic", {})
+    return {"decision": "promote" if promoted else "rollback", "version": version}

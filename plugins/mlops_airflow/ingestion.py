@@ -32,10 +32,22 @@ def batch_date(context: dict[str, Any]) -> str:
 
 
 def _batch(dataset: str, context: dict[str, Any]):
+    """The batch as this run handles it: the data date, and the run's own key (its staging folder)."""
     from include.mlops.config import dataset as dataset_spec
     from include.mlops.ingestion import batch
+    from include.mlops.lake import UnsafePath, run_key
 
-    return batch(dataset_spec(dataset), batch_date(context))
+    try:
+        key = run_key(context["run_id"])
+    except UnsafePath as exc:
+        raise AirflowFailException(str(exc)) from None
+    return batch(dataset_spec(dataset), batch_date(context), key)
+
+
+def _extracted_sha256(dataset: str, context: dict[str, Any]) -> str | None:
+    """What this run's extract task staged (its sha256): validate and curate use exactly those bytes."""
+    info = context["ti"].xcom_pull(task_ids=f"{dataset}.extract")
+    return info.get("sha256") if isinstance(info, dict) else None
 
 
 def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
@@ -66,7 +78,7 @@ def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
 
     b = _batch(dataset, context)
     try:
-        report = check(get_lake(), b, Settings.from_env())
+        report = _fail_on_stale(check, get_lake(), b, Settings.from_env(), _extracted_sha256(dataset, context))
     except BatchRejected as exc:
         log.error("%s", exc)
         raise BatchQuarantined(str(exc), b.id, exc.quarantine_uri, exc.report.failed_rules) from None
@@ -74,11 +86,20 @@ def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     return {"batch": b.id, "rows": report.rows, "rules": report.evaluated}
 
 
+def _fail_on_stale(fn, *args):
+    from include.mlops.ingestion import StaleDrop
+
+    try:
+        return fn(*args)
+    except StaleDrop as exc:  # retrying cannot bring the validated bytes back
+        raise AirflowFailException(str(exc)) from None
+
+
 def curate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingestion import curate as _curate
 
     from .lake import get_lake
 
-    info = _curate(get_lake(), _batch(dataset, context))
+    info = _fail_on_stale(_curate, get_lake(), _batch(dataset, context), _extracted_sha256(dataset, context))
     log.info("curated %s", info)
     return info

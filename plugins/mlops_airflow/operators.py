@@ -21,7 +21,7 @@ class HorovodTrainOperator(BaseOperator):
                                       "lgbm_params", "timeout_s")
     ui_color = "#c6e2ff"
 
-    def __init__(self, *, run_key: str, workers: Any = 2, hosts: Any = None, threads_per_worker: Any = 1,
+    def __init__(self, *, run_key: str | None = None, workers: Any = 2, hosts: Any = None, threads_per_worker: Any = 1,
                  num_boost_round: Any = 200, lgbm_params: Any = None, timeout_s: Any = 1800,
                  pool: str = "horovod", execution_timeout: timedelta = timedelta(hours=2), **kwargs):
         super().__init__(pool=pool, execution_timeout=execution_timeout, **kwargs)
@@ -40,13 +40,15 @@ class HorovodTrainOperator(BaseOperator):
         from include.mlops.training.pipeline import train
 
         from .lake import get_lake, worker_storage_options
+        from .training import run_key
 
+        key = str(self.run_key) if self.run_key else run_key(context)
         try:
-            summary = train(get_lake(), str(self.run_key), int(self.workers), params=dict(self.lgbm_params or {}),
+            summary = train(get_lake(), key, int(self.workers), params=dict(self.lgbm_params or {}),
                             num_boost_round=int(self.num_boost_round),
                             threads_per_worker=int(self.threads_per_worker), hosts=self.hosts or None,
                             timeout_s=float(self.timeout_s), storage_options=worker_storage_options())
-        except TrainingJobError as exc:
+        except (TrainingJobError, ValueError) as exc:
             # the job already had its timeout and its diagnosis: retrying a broken job wastes the machines
             self.log.error("%s", exc)
             raise AirflowFailException(str(exc).split("\n--- job log tail ---")[0]) from None

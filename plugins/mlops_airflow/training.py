@@ -9,7 +9,17 @@ log = logging.getLogger(__name__)
 
 
 def run_key(context: dict[str, Any]) -> str:
-    return context["dag_run"].run_id.replace(":", "").replace("+", "")
+    """The run's key in the lake (``training/<key>/``, ``reports/gate/<key>/``) and in MLflow; a run id that does
+    not make a safe key fails the task instead of reaching the lake."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops.lake import UnsafePath
+    from include.mlops.lake import run_key as key_of
+
+    try:
+        return key_of(context["dag_run"].run_id)
+    except UnsafePath as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def should_train(context: dict[str, Any]) -> bool:
@@ -79,4 +89,4 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     notify(context, "gate", f"Model v{d['version']} {verdict}", detail,
            {"champion": f"v{d['champion_version']}" if d["champion_version"] else "none (first model)",
             "report": d["report"]})
-    return {k: d[k] for k in ("passed", "failed", "version", "champion_version", "report")}
+    return {k: d[k] for k in ("passed", "failed", "version", "champion_version", "report", "data_date")}

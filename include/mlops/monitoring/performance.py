@@ -24,21 +24,30 @@ def prediction_dates(lake: Lake) -> list[dt.date]:
 
 def predictions(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None,
                 since: str | None = None) -> pd.DataFrame:
-    """The prediction log of the given flight dates (only those partitions are read), newest per flight."""
+    """The prediction log of the given flight dates (only those partitions are read): each flight once, by its
+    first logged prediction. A later request for the same flight (a re-post, perhaps with other features) is
+    still in the log, but never replaces the first answer in monitoring or a canary's evidence. ``versions`` and
+    ``since`` then keep only the flights whose first prediction came from those versions, at or after ``since``.
+    """
     parts = []
     for d in sorted({as_date(x) for x in dates}):
         folder = f"predictions/date={d.isoformat()}"
         for f in lake.ls(folder):
-            df = lake.read_parquet(folder, f)
-            if versions is not None:
-                df = df[df["version"].astype(str).isin(versions)]
-            if since is not None:
-                df = df[pd.to_datetime(df["predicted_at"], utc=True) >= pd.Timestamp(since)]
-            parts.append(df)
+            parts.append(lake.read_parquet(folder, f))
     if not parts:
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
     df = pd.concat(parts, ignore_index=True)
-    return df.sort_values("predicted_at", kind="mergesort").drop_duplicates("flight_key", keep="last")
+    at = pd.to_datetime(df["predicted_at"], utc=True, format="ISO8601")
+    order = np.lexsort((np.arange(len(df)), at.to_numpy()))  # by time; ties keep log order
+    first = ~df["flight_key"].iloc[order].duplicated(keep="first")
+    keep = order[first.to_numpy()]
+    df, at = df.iloc[keep], at.iloc[keep]
+    mask = np.ones(len(df), dtype=bool)
+    if versions is not None:
+        mask &= df["version"].astype(str).isin(versions).to_numpy()
+    if since is not None:
+        mask &= (at >= pd.Timestamp(since)).to_numpy()
+    return df[mask]
 
 
 def labels_of(flights: pd.DataFrame) -> pd.DataFrame:

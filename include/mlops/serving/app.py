@@ -152,21 +152,27 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
                flush_s: float = 5.0):
     from fastapi import FastAPI, HTTPException
 
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"refresh": {"ok": None, "error": None, "failures": 0, "last_ok": None}}
+
+    def refresh() -> None:
+        """Re-read the aliases and the rollout. When that fails (registry or lake unreachable), what is loaded
+        keeps serving unchanged (an error is never read as "no champion") and /health says so."""
+        r = state["refresh"]
+        try:
+            store.refresh()
+        except Exception as exc:  # a registry hiccup must not stop serving what is loaded
+            r.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}", failures=r["failures"] + 1)
+            log.exception("model refresh failed; still serving %s", store.arms.describe())
+        else:
+            r.update(ok=True, error=None, last_ok=dt.datetime.now(dt.timezone.utc).isoformat())
 
     def refresher(stop: threading.Event) -> None:
         while not stop.wait(refresh_s):
-            try:
-                store.refresh()
-            except Exception:  # a registry hiccup must not stop serving what is loaded
-                log.exception("model refresh failed; still serving %s", store.arms.describe())
+            refresh()
 
     @asynccontextmanager
     async def lifespan(app):
-        try:
-            store.refresh()
-        except Exception:
-            log.exception("no model loaded at start-up")
+        refresh()
         stop = threading.Event()
         t = threading.Thread(target=refresher, args=(stop,), name="model-refresh", daemon=True)
         t.start()
@@ -180,7 +186,9 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
     @app.get("/health")
     def health() -> dict[str, Any]:
         arms = store.arms
-        return {"status": "ok" if arms.champion or arms.challenger else "no_model", **arms.describe(),
+        serving = bool(arms.champion or arms.challenger)
+        status = "no_model" if not serving else ("ok" if state["refresh"]["ok"] is not False else "stale")
+        return {"status": status, **arms.describe(), "refresh": dict(state["refresh"]),
                 "logged": state["log"].written if "log" in state else 0,
                 "pending_log": state["log"].q.qsize() if "log" in state else 0}
 

@@ -5,6 +5,13 @@ process calls ``horovod.runner.run`` (Gloo) with ``job.workers`` processes on th
 When the job exits non-zero or outlives ``job.timeout_s``, every process it started is killed (so their
 ports are freed) and ``TrainingJobError`` says which rank failed, or which ranks never got past which phase.
 A model exists only if rank 0 finished: ``model.txt`` is renamed into place as its last step.
+
+Secrets: Horovod's launcher writes every environment variable it has onto each worker's command line
+(``env K=V ... python -m horovod.runner.run_task``), visible to anyone on the host in ``ps``. So the launcher
+and the ranks get an allow-listed environment (``rank_environment``): paths, locale, thread settings,
+Horovod's own and the non-secret AWS settings; never the task's connections, keys or database URL. The lake's
+credentials reach the ranks inside the job's arguments (pickled to them by Horovod over loopback), never on a
+command line or on disk.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +34,29 @@ from .distributed import PHASES, Job
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SECRET_ENV = "MLOPS_LAKE_STORAGE_OPTIONS"
+# what a rank may see of the task's environment; MLOPS_HOROVOD_ENV adds names (comma-separated)
+RANK_ENV = frozenset({
+    "PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+    "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "PYTHONUNBUFFERED", "PYTHONHASHSEED", "MLOPS_HOROVOD_CYCLE_TIME",
+    "MLOPS_HOROVOD_ENV", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_STS_REGIONAL_ENDPOINTS", "AWS_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+})
+RANK_ENV_PREFIXES = ("LC_", "HOROVOD_", "NCCL_", "GLOO_")
+HOSTS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$")
+
+
+def rank_environment(env: dict[str, str]) -> dict[str, str]:
+    """The allow-listed part of ``env`` that the launcher and the ranks get (see the module's docstring)."""
+    extra = {n.strip() for n in env.get("MLOPS_HOROVOD_ENV", "").split(",") if n.strip()}
+    return {k: v for k, v in env.items()
+            if k in RANK_ENV or k in extra or (k.startswith(RANK_ENV_PREFIXES) and "SECRET" not in k)}
+
+
+def check_hosts(hosts: str | None) -> None:
+    """``host:slots[,host:slots...]``; anything else (``-v:1``, spaces, options) is refused before launch."""
+    if hosts and not HOSTS.match(hosts):
+        raise ValueError(f"hosts {hosts!r} is not a Horovod host list like 'node1:4,node2:4'")
 
 
 class TrainingJobError(RuntimeError):
@@ -112,6 +143,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
+    check_hosts(job.hosts)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [out / "model.txt", out / "model.txt.partial", *out.glob("status/rank-*.json")]:
@@ -119,7 +151,7 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
     # credentials never touch the disk: job.json is written without them, they travel in the environment
     (out / "job.json").write_text(replace(job, storage_options={}).to_json())
     log_path = out / "job.log"
-    child_env = dict(os.environ if env is None else env)
+    child_env = rank_environment(dict(os.environ if env is None else env))
     child_env[SECRET_ENV] = json.dumps(job.storage_options)
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p)
@@ -157,6 +189,10 @@ def _load_fn(ref: str):
 def main(job_file: str) -> int:
     job = Job.from_json(Path(job_file).read_text())
     job.storage_options = json.loads(os.environ.pop(SECRET_ENV, "{}") or "{}")  # not inherited by the ranks' env
+    check_hosts(job.hosts)
+    keep = rank_environment(dict(os.environ))  # Horovod puts all of os.environ on the workers' command lines
+    os.environ.clear()
+    os.environ.update(keep)
     from horovod.runner import run as hvd_run
 
     fn = _load_fn(job.fn)

@@ -15,7 +15,7 @@ from typing import Any
 from .. import features as F
 from ..monitoring import profile as reference
 from ..config import Settings
-from ..lake import Lake, as_date
+from ..lake import Lake, UnsafePath, as_date, segments
 from . import lgbm
 from .distributed import Job, write_training_set
 from .launch import run_job
@@ -28,6 +28,10 @@ class NotEnoughData(RuntimeError):
 
 
 def training_folder(run_key: str) -> str:
+    """``training/<run_key>``; the key must be one safe path segment (``.``, ``..``, empty or ``a/b`` never reach
+    the lake, where staging a training set first deletes this folder)."""
+    if len(segments(run_key)) != 1:
+        raise UnsafePath(f"a run key is one path segment, not {run_key!r}")
     return f"training/{run_key}"
 
 
@@ -38,6 +42,7 @@ def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]
 
 def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
                        end: dt.date | str | None = None, min_days: int = 3) -> dict[str, Any]:
+    training_folder(run_key)  # refuse an unsafe key before anything is read or written
     dates = curated_dates(lake, end)
     if not dates:
         raise NotEnoughData(f"no curated flights at {lake.uri('curated', 'flights')}")
@@ -173,7 +178,8 @@ def gate(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
     decision = decide(holdout, y, p_cand, p_champ, cfg)
     d = decision.to_dict() | {"version": reg["version"], "run_id": reg["run_id"],
                               "champion_version": champ["version"] if p_champ is not None else None,
-                              "holdout_days": meta["split"]["test"], "run_key": run_key}
+                              "holdout_days": meta["split"]["test"], "run_key": run_key,
+                              "data_date": meta["window"][-1]}
     report_dir = f"reports/gate/{run_key}"
     curves = {f"candidate v{reg['version']}": p_cand}
     if p_champ is not None:

@@ -1,4 +1,5 @@
-"""Real Airflow runs (``dag.test()``) against a real metadata DB, lake, S3 API (moto server) and HTTP endpoint."""
+"""Fixtures for real Airflow runs (``dag.test()``) against a real metadata DB, lake, S3 API (moto server) and HTTP
+endpoint; registered once for the whole suite by ``tests/conftest.py`` (``pytest_plugins``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # tests/helpers/ -> the project
 
 
 @pytest.fixture(scope="session")

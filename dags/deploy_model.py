@@ -47,7 +47,7 @@ MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours dec
         "min_labelled_per_arm": Param(None, type=["null", "integer"], minimum=2),
         "max_labelled_per_arm": Param(None, type=["null", "integer"], minimum=2),
         "max_logloss_increase": Param(None, type=["null", "number"]),
-        "wait_hours": Param(72, type="integer", minimum=1, maximum=MAX_WAIT_HOURS,
+        "wait_hours": Param(72, type="number", exclusiveMinimum=0, maximum=MAX_WAIT_HOURS,
                             title="Roll back when no decision after (hours)"),
     },
     default_args=default_args(),

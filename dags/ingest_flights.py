@@ -14,7 +14,6 @@ Trigger by hand with a logical date, or with the `date` param (YYYY-MM-DD) to in
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Metadata, dag, task, task_group
@@ -24,7 +23,6 @@ from mlops_airflow.assets import CURATED
 from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
 
 DATASETS = ("weather", "flights")
-RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))
 
 
 @dag(
@@ -38,13 +36,7 @@ RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))
     params={
         "date": date_param("ingest"),
     },
-    default_args=default_args(
-        retries=3,
-        retry_delay=timedelta(seconds=RETRY_DELAY_S),
-        retry_exponential_backoff=True,
-        max_retry_delay=timedelta(minutes=30),
-        execution_timeout=timedelta(minutes=30),
-    ),
+    default_args=default_args(retries=3, execution_timeout=timedelta(minutes=30)),
 )
 def ingest_flights():
     for name in DATASETS:

@@ -1,4 +1,5 @@
-"""What the lifecycle DAGs share: default_args (an owner, retries, a Slack alert on every failure and retry),
+"""What the lifecycle DAGs share: default_args (an owner, retries with exponential backoff, a Slack alert on every
+failure and retry),
 the sensors' timing, and the `date` param of the DAGs whose logical date is a data date."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from . import alerts
 
 SENSOR_POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
+RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))  # the first retry's delay; it doubles
 SENSOR_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(6 * 3600)))
 
 
@@ -24,7 +26,9 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     return {
         "owner": "mlops",
         "retries": 2,
-        "retry_delay": timedelta(minutes=1),
+        "retry_delay": timedelta(seconds=RETRY_DELAY_S),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
         "on_failure_callback": alerts.on_task_failure,
         "on_retry_callback": alerts.on_task_retry,
     } | overrides

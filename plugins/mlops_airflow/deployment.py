@@ -208,22 +208,26 @@ def rollback_now(context) -> dict[str, Any]:
 
 def abandon_canary(context) -> dict[str, Any]:
     """After ``wait_for_evidence`` or ``decide`` failed for good: take the challenger out of service (fail
-    closed), unless ``decide`` had already made it the champion, in which case the rollout is closed as such."""
+    closed), unless ``decide`` had already made it the champion, in which case the rollout is closed as such.
+    Skipped when no canary of this version runs (``plan`` or ``start_canary`` failed before starting one)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from include.mlops import deployment, registry
 
     from .lake import get_lake
 
     version = _version(context)
     lake = get_lake()
+    rollout = deployment.current(lake)
+    if not (rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version):
+        raise AirflowSkipException(f"no canary of v{version} is running: nothing to take out of service")
     champion = registry.alias_version("champion")
     promoted = bool(champion and champion["version"] == version)
     challenger = registry.alias_version("challenger")
     if challenger and challenger["version"] == version:
         registry.delete_alias("challenger")
-    rollout = deployment.current(lake)
-    if rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version:
-        deployment.finish(lake, "promoted" if promoted else "rolled_back",
-                          {"why": "deploy_model failed before it could decide on evidence"})
+    deployment.finish(lake, "promoted" if promoted else "rolled_back",
+                      {"why": "deploy_model failed before it could decide on evidence"})
     if not promoted:
         _alert(context, f"Model v{version} rolled back: the canary could not be decided",
                "wait_for_evidence or decide failed (see their logs); the challenger no longer gets traffic", {})

@@ -277,6 +277,45 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     print(json.dumps(timings))
 
 
+def test_a_cleared_task_and_two_runs_of_one_date(deployment):
+    """Under the real scheduler: clearing only ``flights.curate`` of a finished run reruns it on its own (its
+    staging copy is gone: it takes the landing drop with the bytes extract reported); two runs of one data date
+    at once (a scheduled one and a manual one with the ``date`` param) both succeed, the partition whole."""
+    from include.mlops.sources.upstream import Upstream, day_table
+
+    dep = deployment
+    lake = dep.lake
+    last = next(r for r in dep.runs("ingest_flights") if r["logical_date"].startswith(LAST_DATE))
+    folder = f"curated/flights/date={LAST_DATE}"
+    before = lake.read_bytes(folder, "part-00000.parquet")
+    tries = dep.task_instances("ingest_flights", last["dag_run_id"])["flights.curate"]["try_number"]
+    r = dep.api("POST", "/api/v2/dags/ingest_flights/clearTaskInstances",
+                json={"dry_run": False, "only_failed": False, "task_ids": ["flights.curate"],
+                      "dag_run_id": last["dag_run_id"], "include_downstream": False, "reset_dag_runs": True})
+    assert r.status_code == 200, r.text
+
+    def rerun_done():
+        ti = dep.task_instances("ingest_flights", last["dag_run_id"])["flights.curate"]
+        return ti if ti["try_number"] > tries and ti["state"] in TERMINAL else None
+
+    ti = dep.wait_for("the cleared curate to run again", rerun_done, 240)
+    assert ti["state"] == "success", ti
+    assert lake.read_bytes(folder, "part-00000.parquet") == before
+    others = dep.task_instances("ingest_flights", last["dag_run_id"])
+    assert others["flights.extract"]["try_number"] == 1           # only the cleared task ran again
+
+    day = "2013-01-21"
+    Upstream(lake).publish_day(day)
+    runs = [dep.trigger("ingest_flights", f"{day}T00:00:00Z")["dag_run_id"],
+            dep.trigger("ingest_flights", None, {"date": day})["dag_run_id"]]
+    states = dep.wait_for("two runs of one date", lambda: _all_finished(dep, "ingest_flights", runs), 420)
+    assert set(states.values()) == {"success"}, states
+    df = lake.read_parquet(f"curated/flights/date={day}", "part-00000.parquet")
+    assert len(df) == len(day_table("flights", day)) and lake.ls(f"curated/flights/date={day}") == [
+        "part-00000.parquet"]
+    assert not lake.ls("staging", "flights") and not lake.ls("staging", "weather")
+
+
 # the web UI in a real browser (same deployment, after the lifecycle) ------------------------------------------
 def _login(page, dep) -> None:
     from playwright.sync_api import expect

@@ -46,32 +46,67 @@ def service(versions, curated):
         yield url
 
 
-def canary_traffic(lake, url, version, days):
-    """What production does while the canary runs: flights are predicted, later their outcomes are ingested."""
-    def run():
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            r = deployment.current(lake)
-            h = httpx.get(url + "/health").json()
-            if r and r["status"] == "canary" and str(r["version"]) == version and h["challenger"] == version \
-                    and h["canary_share"] > 0:
-                break
-            time.sleep(0.3)
-        for d in days:
-            res = replay(d, url, concurrency=4)
-            assert res.errors == 0, res
-        time.sleep(1.5)  # let the service flush its prediction log
-        curate_days(lake, days[0], len(days))
+class CanaryTraffic(threading.Thread):
+    """What production does while the canary runs: once the canary is live (rollout written, the service routing
+    to the challenger), the days' flights are predicted over HTTP, later their outcomes are ingested. Nothing is
+    asserted in this thread: ``check()`` raises in the test's own thread what went wrong here."""
 
-    t = threading.Thread(target=run)
+    def __init__(self, lake, url, version, days):
+        super().__init__(daemon=True)
+        self.lake, self.url, self.version, self.days = lake, url, version, days
+        self.error: str | None = None
+        self.replayed: list = []
+
+    def run(self):
+        try:
+            deadline = time.time() + 120
+            while True:
+                r = deployment.current(self.lake)
+                h = httpx.get(self.url + "/health").json()
+                if r and r["status"] == "canary" and str(r["version"]) == self.version \
+                        and h["challenger"] == self.version and h["canary_share"] > 0:
+                    break
+                if time.time() > deadline:
+                    self.error = f"the canary of v{self.version} never went live: rollout {r}, service {h}"
+                    return
+                time.sleep(0.3)
+            for d in self.days:
+                self.replayed.append(replay(d, self.url, concurrency=4))
+            time.sleep(1.5)  # let the service flush its prediction log
+            curate_days(self.lake, self.days[0], len(self.days))
+        except Exception as exc:  # noqa: BLE001 - reported to the test by check()
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def check(self):
+        self.join(180)
+        assert not self.is_alive(), "the traffic thread did not finish"
+        assert self.error is None, self.error
+        assert self.replayed and all(r.errors == 0 for r in self.replayed), self.replayed
+
+
+def canary_traffic(lake, url, version, days) -> CanaryTraffic:
+    t = CanaryTraffic(lake, url, version, days)
     t.start()
     return t
 
 
+# the canary's flights are those of the days after the data date the run was started for
 CONF = {"canary_share": 0.5, "min_labelled_per_arm": 400, "max_logloss_increase": 0.0}
 
 
-def test_first_version_is_promoted_directly(run_dag, versions, slack):
+def given(lake, champion: str | None) -> None:
+    """Each test starts from its own state (any order, alone or together): this champion, no challenger, no
+    rollout running."""
+    registry.delete_alias("challenger")
+    if champion is None:
+        registry.delete_alias("champion")
+    else:
+        registry.set_alias("champion", champion)
+    lake.rm(*deployment.ROLLOUT)
+
+
+def test_first_version_is_promoted_directly(run_dag, versions, curated, slack):
+    given(curated, None)
     run = run_dag("deploy_model", "2013-02-22", conf={"version": versions["bad"]})
     assert run.state == "success", run
     assert run.tasks["promote_now"][0] == "success" and run.tasks["start_canary"][0] == "skipped"
@@ -80,9 +115,10 @@ def test_first_version_is_promoted_directly(run_dag, versions, slack):
 
 
 def test_a_better_challenger_is_promoted_on_evidence(run_dag, versions, service, curated, slack):
+    given(curated, versions["bad"])
     traffic = canary_traffic(curated, service, versions["good"], ["2013-02-22", "2013-02-23"])
-    run = run_dag("deploy_model", "2013-02-23", conf=CONF | {"version": versions["good"]})
-    traffic.join()
+    run = run_dag("deploy_model", "2013-02-23", conf=CONF | {"version": versions["good"], "date": "2013-02-21"})
+    traffic.check()
     assert run.state == "success", run
     assert run.tasks["decide"][0] == "success"
     assert registry.alias_version("champion")["version"] == versions["good"]
@@ -101,9 +137,10 @@ def test_a_better_challenger_is_promoted_on_evidence(run_dag, versions, service,
 
 
 def test_a_worse_challenger_is_rolled_back(run_dag, versions, service, curated, slack):
+    given(curated, versions["good"])
     traffic = canary_traffic(curated, service, versions["bad"], ["2013-02-24", "2013-02-25"])
-    run = run_dag("deploy_model", "2013-02-25", conf=CONF | {"version": versions["bad"]})
-    traffic.join()
+    run = run_dag("deploy_model", "2013-02-25", conf=CONF | {"version": versions["bad"], "date": "2013-02-23"})
+    traffic.check()
     assert run.state == "success", run
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
@@ -113,7 +150,23 @@ def test_a_worse_challenger_is_rolled_back(run_dag, versions, service, curated, 
     assert any(f"Model v{versions['bad']} rolled back" in t for t in slack.texts())
 
 
-def test_manual_rollback_of_the_champion_is_refused(run_dag, versions):
+def test_a_canary_without_evidence_is_rolled_back_after_wait_hours(run_dag, versions, curated, slack):
+    """wait_hours is honoured: no flights come in, the waiting time ends, the challenger is rolled back."""
+    given(curated, versions["good"])
+    t0 = time.monotonic()
+    run = run_dag("deploy_model", "2013-02-27", conf={"version": versions["bad"], "date": "2013-03-10",
+                                                       "wait_hours": 0.001, "min_labelled_per_arm": 400})
+    assert run.state == "success", run
+    assert run.tasks["decide"][0] == "success" and time.monotonic() - t0 < 120
+    assert registry.alias_version("champion")["version"] == versions["good"]
+    assert registry.alias_version("challenger") is None
+    rollout = deployment.current(curated)
+    assert rollout["status"] == "rolled_back" and "not enough labelled canary flights" in rollout["evidence"]["why"]
+    assert any(f"Model v{versions['bad']} rolled back" in t and "not enough" in t for t in slack.texts())
+
+
+def test_manual_rollback_of_the_champion_is_refused(run_dag, versions, curated):
+    given(curated, versions["good"])
     run = run_dag("deploy_model", "2013-02-26", conf={"version": versions["good"], "action": "rollback"})
     assert run.state == "failed" and run.tasks["rollback_now"][0] == "failed"
     assert registry.alias_version("champion")["version"] == versions["good"]

@@ -1,0 +1,108 @@
+"""Clients cannot steer the canary: a request dated far in the future does not move its evidence window, and
+re-posting a flight with altered features does not change the evidence. Real service, real registry, real
+prediction log, outcomes from real ingestion."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pandas as pd
+import pytest
+
+from include.mlops import deployment, registry
+from include.mlops.lake import Lake
+from include.mlops.monitoring import performance
+from include.mlops.sources.traffic import requests_for
+
+from curation import curate_days
+from tiny_models import tiny_version
+
+DAY = "2013-01-03"          # the canary's flights
+STARTED_ON = "2013-01-02"   # the data date of the run that started it
+
+
+@pytest.fixture
+def canary(tmp_path, monkeypatch):
+    """Champion v1 and challenger v2 on half the flights, behind a real service over a lake of this test's."""
+    from servers import serve
+
+    from include.mlops.serving.app import create_app, registry_store
+
+    monkeypatch.setenv("MLOPS_MODEL_NAME", f"canary_fault_{tmp_path.name[-8:]}")
+    champion, challenger = tiny_version(tmp_path, seed=1), tiny_version(tmp_path, seed=2)
+    registry.set_alias("champion", champion)
+    registry.set_alias("challenger", challenger)
+    lake = Lake((tmp_path / "lake").as_uri())
+    rollout = deployment.start(lake, challenger, champion, 0.5, STARTED_ON)
+    with serve(create_app(registry_store(lake), lake, refresh_s=0.2, flush_rows=100, flush_s=0.2)) as url:
+        deadline = time.time() + 10
+        while httpx.get(url + "/health").json()["canary_share"] != 0.5 and time.time() < deadline:
+            time.sleep(0.1)
+        yield url, lake, rollout
+
+
+def _post(url, flights):
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for i in range(0, len(flights), 100):
+            r = c.post("/predict", json={"flights": flights[i:i + 100]})
+            assert r.status_code == 200, r.text[:300]
+
+
+def _flushed(url, lake, n):
+    deadline = time.time() + 20
+    while httpx.get(url + "/health").json()["logged"] < n and time.time() < deadline:
+        time.sleep(0.2)
+    assert httpx.get(url + "/health").json()["logged"] >= n
+
+
+def test_a_client_cannot_steer_the_canary(canary):
+    """Kills: the evidence window taken from the newest prediction partition (a request dated 2100 made the
+    canary wait until its sensor timed out); the latest logged row per flight used as evidence (a re-post with
+    altered features changed it)."""
+    url, lake, rollout = canary
+    assert rollout["from_date"] == DAY                          # from the run's data date, not from clients
+    flights = requests_for(DAY)
+    _post(url, flights)
+    future = dict(flights[0], year=2100, month=1, day=1, time_hour="2100-01-01T15:00:00Z")
+    _post(url, [future])
+    _flushed(url, lake, len(flights) + 1)
+    assert "date=2100-01-01" in lake.ls("predictions")
+    curate_days(lake, DAY, 1)                                   # the outcomes arrive with the day's ingestion
+
+    before = deployment.labelled_predictions(lake, deployment.current(lake))
+    ev = deployment.evidence(before, deployment.DeployConfig(min_labelled_per_arm=100))
+    assert ev["ready"] and sum(ev["labelled"].values()) == len(before) > 0.9 * len(flights)
+    assert set(before["flight_key"].str[:10]) == {DAY}
+
+    # a hostile client re-posts every flight of the day with other features
+    altered = [dict(f, distance=4999.0, sched_dep_time=2359) for f in flights]
+    _post(url, altered)
+    _flushed(url, lake, 2 * len(flights) + 1)
+    after = deployment.labelled_predictions(lake, deployment.current(lake))
+    cols = ["flight_key", "arm", "version", "score", "distance", "sched_dep_time"]
+    pd.testing.assert_frame_equal(before[cols].sort_values("flight_key").reset_index(drop=True),
+                                  after[cols].sort_values("flight_key").reset_index(drop=True))
+    assert (after["distance"] != 4999.0).all()
+    # the log still records exactly what was served, the re-posts included
+    log = pd.concat([lake.read_parquet(f"predictions/date={DAY}", f) for f in lake.ls(f"predictions/date={DAY}")])
+    assert len(log) == 2 * len(flights) and (log["distance"] == 4999.0).sum() == len(flights)
+    # and monitoring reads the same first answers
+    served = performance.predictions(lake, [DAY])
+    assert (served["distance"] != 4999.0).all() and len(served) == len(flights)
+
+
+def test_flights_first_served_before_the_rollout_started_are_not_evidence(canary):
+    url, lake, rollout = canary
+    flights = requests_for(DAY)[:200]
+    lake.write_json(rollout | {"started_at": "2099-01-01T00:00:00+00:00"}, *deployment.ROLLOUT)
+    _post(url, flights)
+    _flushed(url, lake, len(flights))
+    curate_days(lake, DAY, 1)
+    assert deployment.labelled_predictions(lake, deployment.current(lake)).empty
+
+
+def test_a_rollout_without_its_data_date_is_refused(tmp_path):
+    lake = Lake((tmp_path / "lake").as_uri())
+    with pytest.raises(ValueError, match="no from_date"):
+        deployment.labelled_predictions(lake, {"version": "2", "champion": "1", "started_at": "2013-01-01"})

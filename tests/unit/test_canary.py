@@ -1,0 +1,129 @@
+"""The canary's decision: promote, roll back or wait, on the paired log-loss difference and its 95 % interval.
+
+Kills: the canary deciding on the mean log-loss difference and ignoring the confidence interval; the default
+tolerance never used; an inconclusive interval read as a decision."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from include.mlops.deployment import DeployConfig, compare, conclude, evidence, verdict
+
+RNG = np.random.default_rng(3)
+
+
+class Fixed:
+    """A "booster" that returns given scores: compare() then scores exactly what the test chose."""
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, dtype=float)
+
+    def predict(self, X):
+        return self.scores[: len(X)]
+
+
+class Spec:
+    columns: list = []
+
+    def encode(self, df):
+        return df
+
+
+def frame(n):
+    return pd.DataFrame({"time_hour": pd.Timestamp("2013-03-01T12:00:00Z"),
+                         "arm": np.where(np.arange(n) % 2, "challenger", "champion"),
+                         "score": 0.5, "label": RNG.integers(0, 2, n)})
+
+
+def logloss(y, p):
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def oracle_ci(y, p_champion, p_challenger):
+    """The paired difference's mean and 95 % interval, computed here independently of the code."""
+    d = logloss(y, p_challenger) - logloss(y, p_champion)
+    m = sum(d) / len(d)
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1))
+    return m, (m - 1.96 * sd / math.sqrt(len(d)), m + 1.96 * sd / math.sqrt(len(d)))
+
+
+def run(df, p_champion, p_challenger, cfg):
+    return compare(df, (Fixed(p_champion), Spec()), (Fixed(p_challenger), Spec()), cfg, seed=0)
+
+
+@pytest.mark.parametrize("shift, expected", [(-0.15, "promote"), (+0.15, "rollback")])
+def test_a_clearly_better_or_worse_challenger(shift, expected):
+    df = frame(2000)
+    y = df["label"].to_numpy()
+    champ = np.clip(0.5 + 0.1 * (2 * y - 1) + RNG.normal(0, 0.05, len(y)), 0.01, 0.99)
+    chall = np.clip(champ - shift * (2 * y - 1), 0.01, 0.99)
+    r = run(df, champ, chall, DeployConfig(max_logloss_increase=0.005))
+    mean, ci = oracle_ci(y, champ, chall)
+    assert r["logloss"]["diff"] == pytest.approx(mean) and r["logloss"]["ci95"] == pytest.approx(list(ci))
+    assert r["decision"] == expected
+
+
+def test_the_interval_decides_not_the_mean():
+    """Mean difference inside the tolerance, but the interval reaches beyond it: not a promotion."""
+    df = frame(200)
+    y = df["label"].to_numpy()
+    champ = np.full(len(y), 0.5)
+    noise = RNG.normal(0, 0.2, len(y))
+    chall = np.clip(0.5 + noise, 0.05, 0.95)
+    mean, (lo, hi) = oracle_ci(y, champ, chall)
+    tol = mean + (hi - mean) / 2       # the mean is within the tolerance, the upper end is not
+    assert mean <= tol < hi and lo <= tol
+    r = run(df, champ, chall, DeployConfig(max_logloss_increase=tol))
+    assert r["decision"] == "inconclusive"
+
+
+def test_verdict_at_the_edges():
+    assert verdict([-0.02, 0.005], 0.005) == "promote"          # upper end exactly at the tolerance
+    assert verdict([0.0051, 0.02], 0.005) == "rollback"         # lower end just beyond it
+    assert verdict([0.005, 0.02], 0.005) == "inconclusive"      # lower end at the tolerance: not shown worse
+    assert verdict([-0.01, 0.01], 0.005) == "inconclusive"
+    assert verdict([float("nan"), float("nan")], 0.005) == "inconclusive"   # one flight: no interval, no decision
+
+
+def test_an_inconclusive_canary_waits_then_is_rolled_back():
+    result = {"decision": "inconclusive", "flights": 900}
+    cfg = DeployConfig(min_labelled_per_arm=300, max_labelled_per_arm=1000)
+    some = evidence(frame(900), cfg)
+    assert some["ready"] and not some["enough"]
+    assert conclude(result, some) is None                        # keep waiting for more flights
+    final = conclude(result, some, timed_out=True)
+    assert final["decision"] == "rollback" and "waiting time is over" in final["why"]
+    full = evidence(frame(2000), cfg)
+    assert full["enough"] and conclude(result, full)["decision"] == "rollback"
+    decided = {"decision": "promote"}
+    assert conclude(decided, some) is decided
+
+
+def test_evidence_needs_each_arm():
+    cfg = DeployConfig(min_labelled_per_arm=10)
+    one_arm = frame(100).assign(arm="champion")
+    ev = evidence(one_arm, cfg)
+    assert ev["labelled"] == {"champion": 100, "challenger": 0} and not ev["ready"]
+    assert evidence(frame(20), cfg)["ready"] and not evidence(frame(19), cfg)["ready"]
+
+
+def test_the_shipped_tolerance_is_the_one_used():
+    """Kills: the default tolerance never used. deploy.yaml's value decides a case on its edge."""
+    cfg = DeployConfig.load()
+    assert cfg.max_logloss_increase == 0.005 and cfg.max_labelled_per_arm > cfg.min_labelled_per_arm
+    df = frame(400)
+    y = df["label"].to_numpy()
+    champ = np.full(len(y), 0.4)
+    # every flight 0.004 worse on log-loss for the challenger: within 0.005, with zero variance
+    target = logloss(y, champ) + 0.004
+    chall = np.where(y == 1, np.exp(-target), 1 - np.exp(-target))
+    r = run(df, champ, chall, cfg)
+    assert r["logloss"]["ci95"][1] == pytest.approx(0.004, abs=1e-6)
+    assert r["decision"] == "promote" and r["logloss"]["tolerance"] == 0.005
+    r = run(df, champ, chall, DeployConfig.load(overrides={"max_logloss_increase": 0.003}))
+    assert r["decision"] == "rollback"

@@ -63,7 +63,7 @@ down-prod:
 	AIRFLOW_HOME=$(PROD_AIRFLOW_HOME) $(BIN)/python scripts/prod/airflow_prod.py stop
 
 serve: setup
-	$(BIN)/python -m include.mlops.serving.app
+	$(BIN)/python -m include.mlops.serve.app
 
 bench: setup
 	$(BIN)/python bench/bench_ingest.py $(BENCH_ARGS)

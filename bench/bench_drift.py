@@ -1,4 +1,4 @@
-"""Our drift statistics (include/mlops/monitoring/drift.py, vectorised NumPy) against Evidently's DataDriftPreset.
+"""Our drift statistics (include/mlops/monitor/drift.py, vectorised NumPy) against Evidently's DataDriftPreset.
 
 Same data for both: a reference and a current table of --rows rows x --features features (by default 1,000,000 x
 20: 16 numeric of various distributions, 4 categorical), generated from a seed and written to Parquet in a
@@ -201,7 +201,7 @@ def _decide(method: str, score: float) -> dict:
 
 
 def ours_evidently_rules(ref: pd.DataFrame, cur: pd.DataFrame, spec: dict, full: bool = False) -> dict:
-    from include.mlops.monitoring import drift as D
+    from include.mlops.monitor import drift as D
 
     out = {}
     for col in spec["numeric"]:
@@ -227,7 +227,7 @@ def ours_evidently_rules(ref: pd.DataFrame, cur: pd.DataFrame, spec: dict, full:
 def ours_profile(ref: pd.DataFrame, spec: dict) -> dict:
     """The reference's profile as monitoring stores it (through JSON); few-valued numeric features also keep
     their value shares, decided on the reference alone (Evidently decides on reference and current together)."""
-    from include.mlops.monitoring import drift as D
+    from include.mlops.monitor import drift as D
 
     prof = {}
     for col in spec["numeric"]:
@@ -242,7 +242,7 @@ def ours_profile(ref: pd.DataFrame, spec: dict) -> dict:
 
 
 def ours_against_profile(prof: dict, cur: pd.DataFrame, spec: dict) -> dict:
-    from include.mlops.monitoring import drift as D
+    from include.mlops.monitor import drift as D
 
     out = {}
     for col in spec["numeric"]:
@@ -318,7 +318,7 @@ def worker(side: str, folder: Path, repeats: int) -> dict:
         version = evidently.__version__
     else:
         sys.path.insert(0, str(ROOT))
-        from include.mlops.monitoring import drift  # noqa: F401
+        from include.mlops.monitor import drift  # noqa: F401
         version = "numpy " + np.__version__
     import_s = time.perf_counter() - t
     t = time.perf_counter()

@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from include.mlops import ingestion  # noqa: E402
-from include.mlops.config import Settings, dataset  # noqa: E402
-from include.mlops.lake import Lake  # noqa: E402
-from include.mlops.sources.upstream import Upstream  # noqa: E402
-from include.mlops.validation import read_csv, validate  # noqa: E402
+from include.mlops.ingest import ingestion  # noqa: E402
+from include.mlops.core.config import Settings, dataset  # noqa: E402
+from include.mlops.core.lake import Lake  # noqa: E402
+from include.mlops.ingest.upstream import Upstream  # noqa: E402
+from include.mlops.ingest.validation import read_csv, validate  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):

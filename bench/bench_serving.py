@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from include.mlops import features as F  # noqa: E402
-from include.mlops.lake import Lake  # noqa: E402
-from include.mlops.serving.app import create_app  # noqa: E402
-from include.mlops.serving.models import ModelStore, ServedModel  # noqa: E402
-from include.mlops.sources.traffic import requests_for  # noqa: E402
-from include.mlops.training import lgbm  # noqa: E402
+from include.mlops.train import features as F  # noqa: E402
+from include.mlops.core.lake import Lake  # noqa: E402
+from include.mlops.serve.app import create_app  # noqa: E402
+from include.mlops.serve.models import ModelStore, ServedModel  # noqa: E402
+from include.mlops.ingest.traffic import requests_for  # noqa: E402
+from include.mlops.train import lgbm  # noqa: E402
 
 
 def pct(xs, q):

@@ -28,17 +28,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from include.mlops import features as F  # noqa: E402
-from include.mlops import ingestion  # noqa: E402
-from include.mlops.config import Settings, dataset  # noqa: E402
-from include.mlops.lake import Lake  # noqa: E402
-from include.mlops.training import lgbm  # noqa: E402
-from include.mlops.training.distributed import write_training_set  # noqa: E402
-from include.mlops.training.pipeline import train  # noqa: E402
+from include.mlops.train import features as F  # noqa: E402
+from include.mlops.ingest import ingestion  # noqa: E402
+from include.mlops.core.config import Settings, dataset  # noqa: E402
+from include.mlops.core.lake import Lake  # noqa: E402
+from include.mlops.train import lgbm  # noqa: E402
+from include.mlops.train.distributed import write_training_set  # noqa: E402
+from include.mlops.train.pipeline import train  # noqa: E402
 
 
 def flights_set(lake: Lake, months: int) -> F.TrainingSet:
-    from include.mlops.sources.upstream import Upstream
+    from include.mlops.ingest.upstream import Upstream
 
     up, settings = Upstream(lake), Settings.from_env()
     start = dt.date(2013, 1, 1)
@@ -83,7 +83,7 @@ def single(ts: F.TrainingSet, threads: int, rounds: int) -> dict:
 import json, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 import pandas as pd
-from include.mlops.training import lgbm
+from include.mlops.train import lgbm
 t0 = time.time()
 tr, va, te = (pd.read_parquet({tmp!r} + f"/{{p}}.parquet") for p in ("train", "validation", "test"))
 cols, cat = {ts.spec.columns!r}, {ts.spec.categorical!r}

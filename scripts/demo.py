@@ -89,8 +89,8 @@ class Event:
 
 class Lifecycle:
     def __init__(self, logs: Path, workers: int):
-        from include.mlops.config import Settings
-        from include.mlops.lake import Lake
+        from include.mlops.core.config import Settings
+        from include.mlops.core.lake import Lake
 
         self.settings = Settings.from_env()
         self.lake = Lake(self.settings.lake_url)
@@ -166,14 +166,14 @@ class Lifecycle:
         return confs
 
     def champion(self) -> str | None:
-        from include.mlops import registry
+        from include.mlops.core import registry
 
         return (registry.alias_version("champion", self.settings) or {}).get("version")
 
     # ------------------------------------------------------------------------------------------ the steps
     def ingest(self, day: dt.date, fault: str | None) -> bool:
-        from include.mlops.lake import Lake
-        from include.mlops.sources.upstream import Upstream
+        from include.mlops.core.lake import Lake
+        from include.mlops.ingest.upstream import Upstream
 
         drops = Upstream(self.lake).publish_day(day, fault=fault, delay_s=4, failures=2)
         t0 = time.monotonic()
@@ -193,7 +193,7 @@ class Lifecycle:
         return states["_run"] == "success"
 
     def train(self, day: dt.date, conf: dict) -> None:
-        from include.mlops import registry
+        from include.mlops.core import registry
 
         before = {v["version"] for v in registry.versions(self.settings)}
         states = self.run("train_model", day, conf | {"workers": self.workers}, hour=6)
@@ -225,7 +225,7 @@ class Lifecycle:
             self.deploy(day, c)
 
     def deploy(self, day: dt.date, conf: dict) -> None:
-        from include.mlops import deployment
+        from include.mlops.deploy import canary as deployment
 
         if self.champion() is None:
             states = self.run("deploy_model", day, conf, hour=7)
@@ -267,7 +267,7 @@ class Lifecycle:
             return
         self.canary = None
         ev_name = f"v{version}.json"
-        from include.mlops import deployment
+        from include.mlops.deploy import canary as deployment
 
         if self.lake.exists("reports", "deployments", ev_name):
             ev = self.lake.read_json("reports", "deployments", ev_name)
@@ -309,7 +309,7 @@ class Lifecycle:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         env = os.environ | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_SERVE_FLUSH_S": "3"}
-        self.service = subprocess.Popen([sys.executable, "-m", "include.mlops.serving.app"], env=env, cwd=ROOT,
+        self.service = subprocess.Popen([sys.executable, "-m", "include.mlops.serve.app"], env=env, cwd=ROOT,
                                         stdout=open(self.logs / "serve.log", "w"), stderr=subprocess.STDOUT)
         for _ in range(240):
             try:
@@ -358,7 +358,7 @@ class Lifecycle:
 
 def replay_worker(url: str, jobs, results) -> None:
     """The traffic process: replays each date it is given against the service."""
-    from include.mlops.sources.traffic import replay
+    from include.mlops.ingest.traffic import replay
 
     for day in iter(jobs.get, None):
         r = replay(day, url)
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         life.stop()
 
-    from include.mlops import registry
+    from include.mlops.core import registry
 
     took = time.monotonic() - t_all
     print(f"\n== Timeline ({len(days)} days in {took / 60:.1f} min) " + "=" * 60)

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from include.mlops.alerts import Alert
+from include.mlops.core.alerts import Alert
 
 log = logging.getLogger("mlops.alerts")
 

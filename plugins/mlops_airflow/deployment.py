@@ -17,7 +17,7 @@ DEPLOY_PARAMS = ("canary_share", "min_labelled_per_arm", "max_labelled_per_arm",
 
 
 def _cfg(context):
-    from include.mlops.deployment import DeployConfig
+    from include.mlops.deploy.canary import DeployConfig
 
     p = context["params"]
     return DeployConfig.load(overrides={k: p.get(k) for k in DEPLOY_PARAMS})
@@ -41,7 +41,7 @@ def _alert(context, title: str, detail: str, fields: dict[str, Any]) -> None:
 def plan(context) -> str:
     """Which path this run takes: a canary, or an immediate promotion / rollback. A registry that cannot answer
     fails the task: "no champion" is decided only on the registry saying so."""
-    from include.mlops import registry
+    from include.mlops.core import registry
 
     action = context["params"].get("action", "canary")
     version = _version(context)
@@ -55,7 +55,8 @@ def plan(context) -> str:
 
 
 def start_canary(context) -> dict[str, Any]:
-    from include.mlops import deployment, registry
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import registry
 
     from .ingestion import batch_date
     from .lake import get_lake
@@ -80,7 +81,8 @@ def evidence_ready(context):
     the decision travels to ``decide`` as this sensor's XCom."""
     from airflow.sdk import PokeReturnValue
 
-    from include.mlops import deployment, registry
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import registry
 
     from .lake import get_lake
 
@@ -116,7 +118,7 @@ def evidence_ready(context):
 def _running_rollout(lake, context) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include.mlops import deployment
+    from include.mlops.deploy import canary as deployment
 
     rollout = deployment.current(lake)
     if not rollout or rollout.get("status") != "canary" or str(rollout.get("version")) != _version(context):
@@ -137,7 +139,8 @@ def _json_safe(value):
 def decide(context) -> dict[str, Any]:
     """Promote or roll back on the sensor's decision. Each step can be retried: the aliases are set to where
     they belong, then the rollout ends."""
-    from include.mlops import deployment, registry
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import registry
 
     from .lake import get_lake
 
@@ -164,7 +167,8 @@ def decide(context) -> dict[str, Any]:
 
 
 def promote_now(context) -> dict[str, Any]:
-    from include.mlops import deployment, registry
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import registry
 
     from .ingestion import batch_date
     from .lake import get_lake
@@ -185,7 +189,8 @@ def promote_now(context) -> dict[str, Any]:
 
 
 def rollback_now(context) -> dict[str, Any]:
-    from include.mlops import deployment, registry
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import registry
 
     from .lake import get_lake
 
@@ -212,7 +217,8 @@ def abandon_canary(context) -> dict[str, Any]:
     Skipped when no canary of this version runs (``plan`` or ``start_canary`` failed before starting one)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from include.mlops import deployment, registry
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import registry
 
     from .lake import get_lake
 

@@ -1,4 +1,4 @@
-"""Task callables of ``ingest_flights``: Airflow context in, ``include.mlops.ingestion`` calls out."""
+"""Task callables of ``ingest_flights``: Airflow context in, ``include.mlops.ingest.ingestion`` calls out."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class BatchQuarantined(AirflowFailException):
 
 def batch_date(context: dict[str, Any]) -> str:
     """The data date: the ``date`` param of a manual run, else the run's logical date."""
-    from include.mlops.lake import as_date
+    from include.mlops.core.lake import as_date
 
     params = context.get("params") or {}
     value = params.get("date") or context.get("ds")
@@ -33,9 +33,9 @@ def batch_date(context: dict[str, Any]) -> str:
 
 def _batch(dataset: str, context: dict[str, Any]):
     """The batch as this run handles it: the data date, and the run's own key (its staging folder)."""
-    from include.mlops.config import dataset as dataset_spec
-    from include.mlops.ingestion import batch
-    from include.mlops.lake import UnsafePath, run_key
+    from include.mlops.core.config import dataset as dataset_spec
+    from include.mlops.ingest.ingestion import batch
+    from include.mlops.core.lake import UnsafePath, run_key
 
     try:
         key = run_key(context["run_id"])
@@ -51,7 +51,7 @@ def _extracted_sha256(dataset: str, context: dict[str, Any]) -> str | None:
 
 
 def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
-    from include.mlops.ingestion import is_ready
+    from include.mlops.ingest.ingestion import is_ready
 
     from .lake import get_lake
 
@@ -62,7 +62,7 @@ def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
 
 
 def extract(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.ingestion import extract as _extract
+    from include.mlops.ingest.ingestion import extract as _extract
 
     from .lake import get_lake
 
@@ -70,9 +70,9 @@ def extract(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.config import Settings
-    from include.mlops.ingestion import check
-    from include.mlops.validation import BatchRejected
+    from include.mlops.core.config import Settings
+    from include.mlops.ingest.ingestion import check
+    from include.mlops.ingest.validation import BatchRejected
 
     from .lake import get_lake
 
@@ -87,7 +87,7 @@ def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fail_on_stale(fn, *args):
-    from include.mlops.ingestion import StaleDrop
+    from include.mlops.ingest.ingestion import StaleDrop
 
     try:
         return fn(*args)
@@ -96,7 +96,7 @@ def _fail_on_stale(fn, *args):
 
 
 def curate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.ingestion import curate as _curate
+    from include.mlops.ingest.ingestion import curate as _curate
 
     from .lake import get_lake
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from include.mlops.config import Settings
-from include.mlops.lake import Lake
+from include.mlops.core.config import Settings
+from include.mlops.core.lake import Lake
 
 AWS_CONN_ID_ENV = "MLOPS_AWS_CONN_ID"
 

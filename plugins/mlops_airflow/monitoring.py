@@ -11,7 +11,7 @@ MONITOR_PARAMS = ("window_days", "min_drifted_features", "consecutive_days", "co
 
 
 def _cfg(context):
-    from include.mlops.monitoring.monitor import MonitorConfig
+    from include.mlops.monitor.monitor import MonitorConfig
 
     p = context["params"]
     return MonitorConfig.load(overrides={k: p.get(k) for k in MONITOR_PARAMS})
@@ -19,7 +19,7 @@ def _cfg(context):
 
 def day_settled(context: dict[str, Any]) -> bool:
     """The date's flights were curated or quarantined by ingestion (monitoring runs after it, either way)."""
-    from include.mlops.lake import Lake
+    from include.mlops.core.lake import Lake
 
     from .ingestion import batch_date
     from .lake import get_lake
@@ -33,8 +33,8 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     """The day's drift and performance report of the champion; skipped while there is no champion."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from include.mlops import registry
-    from include.mlops.monitoring import monitor
+    from include.mlops.core import registry
+    from include.mlops.monitor import monitor
 
     from .ingestion import batch_date
     from .lake import get_lake
@@ -54,8 +54,8 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
 def check_thresholds(context: dict[str, Any]) -> bool:
     """Fire when a signal was up on enough consecutive days, outside the cool-down: Slack alert, and True (the
     trigger runs). The decision goes to XCom under ``decision`` (the trigger's conf takes the reason from it)."""
-    from include.mlops import deployment
-    from include.mlops.monitoring import monitor
+    from include.mlops.deploy import canary as deployment
+    from include.mlops.monitor import monitor
 
     from .alerts import notify
     from .ingestion import batch_date

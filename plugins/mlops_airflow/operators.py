@@ -36,8 +36,8 @@ class HorovodTrainOperator(BaseOperator):
     def execute(self, context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.mlops.training.launch import TrainingJobError
-        from include.mlops.training.pipeline import train
+        from include.mlops.train.launch import TrainingJobError
+        from include.mlops.train.pipeline import train
 
         from .lake import get_lake, worker_storage_options
         from .training import run_key

@@ -1,4 +1,4 @@
-"""Task callables of ``train_model``: Airflow context in, ``include.mlops.training.pipeline`` calls out."""
+"""Task callables of ``train_model``: Airflow context in, ``include.mlops.train.pipeline`` calls out."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ def run_key(context: dict[str, Any]) -> str:
     not make a safe key fails the task instead of reaching the lake."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include.mlops.lake import UnsafePath
-    from include.mlops.lake import run_key as key_of
+    from include.mlops.core.lake import UnsafePath
+    from include.mlops.core.lake import run_key as key_of
 
     try:
         return key_of(context["dag_run"].run_id)
@@ -25,8 +25,8 @@ def run_key(context: dict[str, Any]) -> str:
 def should_train(context: dict[str, Any]) -> bool:
     """Enough curated days, and a reason: a run started by new curated data (the Asset schedule) trains only
     while there is no champion yet; later models come from monitoring (drift, decay) or a person."""
-    from include.mlops import registry
-    from include.mlops.training.pipeline import curated_dates
+    from include.mlops.core import registry
+    from include.mlops.train.pipeline import curated_dates
 
     from .lake import get_lake
 
@@ -47,7 +47,7 @@ def should_train(context: dict[str, Any]) -> bool:
 
 
 def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.training.pipeline import build_training_set as build
+    from include.mlops.train.pipeline import build_training_set as build
 
     from .lake import get_lake
 
@@ -58,7 +58,7 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.training.pipeline import register as reg
+    from include.mlops.train.pipeline import register as reg
 
     from .lake import get_lake
 
@@ -76,7 +76,7 @@ GATE_PARAMS = ("min_auc", "max_auc_drop", "max_ece", "min_slice_rows", "max_slic
 
 def gate(context: dict[str, Any]) -> dict[str, Any]:
     """The evaluation gate; one Slack message with the decision, the numbers and the report link."""
-    from include.mlops.training.pipeline import gate as run_gate
+    from include.mlops.train.pipeline import gate as run_gate
 
     from .alerts import notify
     from .lake import get_lake

@@ -121,7 +121,7 @@ class Deployment:
     # the project's side ---------------------------------------------------------------------------------------
     @property
     def lake(self):
-        from include.mlops.lake import Lake
+        from include.mlops.core.lake import Lake
 
         return Lake(self.env["MLOPS_LAKE_URL"])
 

@@ -154,7 +154,7 @@ def test_the_lifecycle_through_the_rest_api(deployment):
         assert r.status_code == 200 and r.json()["is_paused"] is False, r.text
 
     # upstream drops, then ingestion triggered through REST for each date
-    from include.mlops.sources.upstream import Upstream
+    from include.mlops.ingest.upstream import Upstream
 
     up = Upstream(dep.lake)
     for d in FIRST_DATES:
@@ -281,7 +281,7 @@ def test_a_cleared_task_and_two_runs_of_one_date(deployment):
     """Under the real scheduler: clearing only ``flights.curate`` of a finished run reruns it on its own (its
     staging copy is gone: it takes the landing drop with the bytes extract reported); two runs of one data date
     at once (a scheduled one and a manual one with the ``date`` param) both succeed, the partition whole."""
-    from include.mlops.sources.upstream import Upstream, day_table
+    from include.mlops.ingest.upstream import Upstream, day_table
 
     dep = deployment
     lake = dep.lake

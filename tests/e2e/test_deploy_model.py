@@ -9,9 +9,10 @@ import time
 import httpx
 import pytest
 
-from include.mlops import deployment, registry
-from include.mlops.sources.traffic import replay
-from include.mlops.training import pipeline
+from include.mlops.deploy import canary as deployment
+from include.mlops.core import registry
+from include.mlops.ingest.traffic import replay
+from include.mlops.train import pipeline
 
 from curation import curate_days
 
@@ -39,7 +40,7 @@ def versions(curated):
 def service(versions, curated):
     from servers import serve
 
-    from include.mlops.serving.app import create_app, registry_store
+    from include.mlops.serve.app import create_app, registry_store
 
     with serve(create_app(registry_store(curated), curated, refresh_s=0.3, flush_rows=200,
                           flush_s=0.3)) as url:

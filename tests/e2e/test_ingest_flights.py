@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from include.mlops.sources.upstream import CORRUPT_FAULTS, Upstream, day_table
+from include.mlops.ingest.upstream import CORRUPT_FAULTS, Upstream, day_table
 
 CURATED = "curated/flights/date={}"
 QUARANTINE = "quarantine/flights/date={}"
@@ -107,7 +107,7 @@ def test_manual_trigger_with_date_param(run_dag, lake):
 def test_good_day_against_s3(run_dag, moto_server, monkeypatch):
     import boto3
 
-    from include.mlops.lake import Lake
+    from include.mlops.core.lake import Lake
 
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")

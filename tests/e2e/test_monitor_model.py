@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from include.mlops import registry
-from include.mlops.monitoring import monitor
-from include.mlops.training import pipeline
+from include.mlops.core import registry
+from include.mlops.monitor import monitor
+from include.mlops.train import pipeline
 
 from curation import curate_days
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from include.mlops import registry
+from include.mlops.core import registry
 
 CONF = {"end_date": "2013-02-21", "window_days": 21, "min_days": 14, "num_boost_round": 60,
         "gate_min_auc": 0.55, "gate_max_ece": 0.1}
@@ -59,7 +59,7 @@ def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack):
 
 def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated):
     """A deliberately bad model goes through register and the gate: aliases stay where they were."""
-    from include.mlops.training import pipeline
+    from include.mlops.train import pipeline
 
     current = registry.versions()[-1]["version"]
     registry.set_alias("champion", current)

@@ -10,10 +10,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from include.mlops import deployment, registry
-from include.mlops.lake import Lake
-from include.mlops.monitoring import performance
-from include.mlops.sources.traffic import requests_for
+from include.mlops.deploy import canary as deployment
+from include.mlops.core import registry
+from include.mlops.core.lake import Lake
+from include.mlops.monitor import performance
+from include.mlops.ingest.traffic import requests_for
 
 from curation import curate_days
 from tiny_models import tiny_version
@@ -27,7 +28,7 @@ def canary(tmp_path, monkeypatch):
     """Champion v1 and challenger v2 on half the flights, behind a real service over a lake of this test's."""
     from servers import serve
 
-    from include.mlops.serving.app import create_app, registry_store
+    from include.mlops.serve.app import create_app, registry_store
 
     monkeypatch.setenv("MLOPS_MODEL_NAME", f"canary_fault_{tmp_path.name[-8:]}")
     champion, challenger = tiny_version(tmp_path, seed=1), tiny_version(tmp_path, seed=2)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.mlops import lake as lake_module
-from include.mlops.lake import Lake, UnsafePath, as_date, run_key
+from include.mlops.core import lake as lake_module
+from include.mlops.core.lake import Lake, UnsafePath, as_date, run_key
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = "curated/flights/date=2013-01-02"
@@ -90,7 +90,7 @@ WRITER = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
 import pandas as pd
-from include.mlops import lake as m
+from include.mlops.core import lake as m
 real_fsync = os.fsync
 def stall(fd):          # the data is written; the process is killed before it is renamed into place
     print("WRITING", flush=True)
@@ -150,7 +150,7 @@ def test_readers_hammering_a_partition_rewritten_50_times_see_only_whole_old_or_
 
 def test_monitoring_never_counts_a_partition_still_being_written_as_settled(lake):
     """A partition whose only file is still being written does not exist for readers."""
-    from include.mlops.lake import TEMP_PREFIX
+    from include.mlops.core.lake import TEMP_PREFIX
 
     os.makedirs(lake.path(FOLDER))
     Path(lake.path(FOLDER), f"{TEMP_PREFIX}{FILE}.abc.tmp").write_bytes(b"PAR1 torn")
@@ -169,7 +169,7 @@ def test_unsafe_lake_paths_are_refused(lake, parts):
 
 def test_a_run_id_of_dot_cannot_delete_every_training_run(lake, tmp_path):
     """Kills: run key "." staged into training/. and deleted all of training/."""
-    from include.mlops.training import pipeline
+    from include.mlops.train import pipeline
 
     lake.write_bytes(b"model", "training/earlier-run/model.txt")
     outside = tmp_path / "outside.txt"

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from include.mlops import registry
+from include.mlops.core import registry
 
 from tiny_models import tiny_version
 
@@ -35,8 +35,8 @@ def test_the_service_keeps_its_champion_when_the_alias_lookup_fails(own_registry
     """Kills: the service dropping its champion on a registry error."""
     from servers import serve
 
-    from include.mlops.lake import Lake
-    from include.mlops.serving.app import create_app, registry_store
+    from include.mlops.core.lake import Lake
+    from include.mlops.serve.app import create_app, registry_store
 
     v = tiny_version(tmp_path)
     registry.set_alias("champion", v)
@@ -84,7 +84,7 @@ def test_deploy_model_fails_closed_when_the_alias_lookup_fails(run_dag, own_regi
 def test_the_gate_fails_closed_when_the_champion_cannot_be_looked_up(curated, own_registry, tmp_path,
                                                                      alias_lookup_fails):
     """Kills: the gate skipping the champion comparison (first-model rules) on a registry error."""
-    from include.mlops.training import pipeline
+    from include.mlops.train import pipeline
 
     champion = tiny_version(tmp_path)
     registry.set_alias("champion", champion)

@@ -1,6 +1,6 @@
 """Retries and reruns: every step can run again on its own, and two runs of one date cannot corrupt each other.
 
-The ingestion steps are the ones the DAG's tasks call (``include.mlops.ingestion``), each run with its own run
+The ingestion steps are the ones the DAG's tasks call (``include.mlops.ingest.ingestion``), each run with its own run
 key, as Airflow runs them; ``register`` is the train_model task's step against the real (embedded) MLflow."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import threading
 
 import pytest
 
-from include.mlops import ingestion, registry
-from include.mlops.config import Settings, dataset
-from include.mlops.lake import Lake
-from include.mlops.sources.upstream import Upstream, day_table
+from include.mlops.ingest import ingestion
+from include.mlops.core import registry
+from include.mlops.core.config import Settings, dataset
+from include.mlops.core.lake import Lake
+from include.mlops.ingest.upstream import Upstream, day_table
 
 SETTINGS = Settings.from_env()
 DATE = "2013-01-02"
@@ -91,7 +92,7 @@ def test_a_rejected_drop_in_one_run_leaves_the_other_run_a_clear_failure(lake):
     a = ingestion.batch(dataset("flights"), DATE, "run_a")
     b = ingestion.batch(dataset("flights"), DATE, "run_b")
     sha_a, sha_b = ingestion.extract(lake, a)["sha256"], ingestion.extract(lake, b)["sha256"]
-    from include.mlops.validation import BatchRejected
+    from include.mlops.ingest.validation import BatchRejected
 
     with pytest.raises(BatchRejected):
         ingestion.check(lake, a, SETTINGS, sha_a)
@@ -103,7 +104,7 @@ def test_a_rejected_drop_in_one_run_leaves_the_other_run_a_clear_failure(lake):
 
 def test_register_retried_after_mlflow_accepted_the_version_registers_nothing_new(curated, monkeypatch):
     """Kills: a retry of register creating a second version for the same run."""
-    from include.mlops.training import pipeline
+    from include.mlops.train import pipeline
 
     monkeypatch.setenv("MLOPS_MODEL_NAME", "register_retry")
     key = "register-retry"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from include.mlops import features as F
-from include.mlops.lake import Lake
-from include.mlops.training.distributed import Job, write_training_set
-from include.mlops.training.launch import run_job
+from include.mlops.train import features as F
+from include.mlops.core.lake import Lake
+from include.mlops.train.distributed import Job, write_training_set
+from include.mlops.train.launch import run_job
 
 from curation import curate_days
 
@@ -58,7 +58,7 @@ def test_no_secret_on_any_command_line_or_in_any_file_during_a_real_job(small_la
     def watch():
         while not stop.is_set():
             for pid, cmd in _cmdlines().items():
-                if "horovod" in cmd or "include.mlops.training" in cmd or any(v in cmd for v in values):
+                if "horovod" in cmd or "include.mlops.train" in cmd or any(v in cmd for v in values):
                     seen[pid] = cmd
             stop.wait(0.05)
 

@@ -39,8 +39,8 @@ def dagbag(airflow_db):
 
 @pytest.fixture
 def lake():
-    from include.mlops.config import Settings
-    from include.mlops.lake import Lake
+    from include.mlops.core.config import Settings
+    from include.mlops.core.lake import Lake
 
     return Lake(Settings.from_env().lake_url)
 
@@ -103,8 +103,8 @@ def moto_server():
 @pytest.fixture(scope="session")
 def curated(airflow_db):
     """Three weeks of February 2013, curated."""
-    from include.mlops.config import Settings
-    from include.mlops.lake import Lake
+    from include.mlops.core.config import Settings
+    from include.mlops.core.lake import Lake
 
     from curation import curate_days
 

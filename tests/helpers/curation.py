@@ -2,10 +2,10 @@
 
 import datetime as dt
 
-from include.mlops import ingestion
-from include.mlops.config import Settings, dataset
-from include.mlops.lake import Lake
-from include.mlops.sources.upstream import Upstream
+from include.mlops.ingest import ingestion
+from include.mlops.core.config import Settings, dataset
+from include.mlops.core.lake import Lake
+from include.mlops.ingest.upstream import Upstream
 
 
 def curate_days(lake: Lake, start: str, days: int) -> None:

@@ -6,7 +6,7 @@ Importable by Horovod's spawned workers because the tests put this folder on PYT
 import os
 import time
 
-from include.mlops.training import distributed, lgbm
+from include.mlops.train import distributed, lgbm
 
 
 def _rank() -> int:
@@ -24,7 +24,7 @@ def raise_on_rank1(job):
 
 def hang_on_rank1(job):
     if _rank() == 1:
-        from include.mlops.lake import Lake
+        from include.mlops.core.lake import Lake
 
         def stuck(self, *parts):
             time.sleep(3600)  # alive, but never joins the others

@@ -16,8 +16,8 @@ def tiny_version(tmp_path, reason: str = "fault test", seed: int = 0) -> str:
     """A small real LightGBM model registered as a new version of the current MLOPS_MODEL_NAME."""
     import lightgbm as lgb
 
-    from include.mlops import features as F
-    from include.mlops import registry
+    from include.mlops.train import features as F
+    from include.mlops.core import registry
 
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({"distance": rng.uniform(100, 3000, 2000), "sched_dep_time": rng.integers(500, 2300, 2000),

@@ -1,6 +1,6 @@
 import pytest
 
-from include.mlops.lake import Lake
+from include.mlops.core.lake import Lake
 from curation import curate_days
 
 

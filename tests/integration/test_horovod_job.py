@@ -11,10 +11,10 @@ import numpy as np
 import psutil
 import pytest
 
-from include.mlops import features as F
-from include.mlops.training import lgbm
-from include.mlops.training.distributed import Job, write_training_set
-from include.mlops.training.launch import TrainingJobError, run_job
+from include.mlops.train import features as F
+from include.mlops.train import lgbm
+from include.mlops.train.distributed import Job, write_training_set
+from include.mlops.train.launch import TrainingJobError, run_job
 
 HELPERS = str(Path(__file__).resolve().parents[1] / "helpers")
 ROUNDS = 150
@@ -61,7 +61,7 @@ def _assert_nothing_left(tmp_path, err: TrainingJobError):
     out = tmp_path / "job"
     assert not (out / "model.txt").exists() and not (out / "model.txt.partial").exists()
     me = psutil.Process()
-    assert not [c for c in me.children(recursive=True) if "include.mlops.training" in " ".join(c.cmdline())]
+    assert not [c for c in me.children(recursive=True) if "include.mlops.train" in " ".join(c.cmdline())]
     for state in err.ranks.values():  # every LightGBM / rendezvous port is closed again
         for peer in state.get("machines", []):
             host, port = peer.rsplit(":", 1)

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from include.mlops import features as F
-from include.mlops.serving.app import create_app
-from include.mlops.serving.models import ModelStore, ServedModel, bucket
-from include.mlops.sources.upstream import day_table
-from include.mlops.training import lgbm
+from include.mlops.train import features as F
+from include.mlops.serve.app import create_app
+from include.mlops.serve.models import ModelStore, ServedModel, bucket
+from include.mlops.ingest.upstream import day_table
+from include.mlops.train import lgbm
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ class Aliases:
 def service(models, tmp_path):
     from servers import serve
 
-    from include.mlops.lake import Lake
+    from include.mlops.core.lake import Lake
 
     aliases = Aliases()
     store = ModelStore(aliases, lambda v: models[v])

@@ -1,4 +1,4 @@
-from include.mlops.alerts import MAX_DETAIL, Alert
+from include.mlops.core.alerts import MAX_DETAIL, Alert
 
 
 def test_alert_says_what_where_and_links_the_log():

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.deployment import DeployConfig, compare, conclude, evidence, verdict
+from include.mlops.deploy.canary import DeployConfig, compare, conclude, evidence, verdict
 
 RNG = np.random.default_rng(3)
 

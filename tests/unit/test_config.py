@@ -1,6 +1,6 @@
 import pytest
 
-from include.mlops.config import DatasetSpec, Settings, dataset, load_datasets
+from include.mlops.core.config import DatasetSpec, Settings, dataset, load_datasets
 
 
 def test_settings_defaults_follow_mlops_home(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from include.mlops.monitoring import drift
+from include.mlops.monitor import drift
 
 
 @pytest.fixture

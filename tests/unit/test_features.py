@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops import features as F
-from include.mlops.config import dataset
-from include.mlops.ingestion import transform
-from include.mlops.sources.upstream import day_table
+from include.mlops.train import features as F
+from include.mlops.core.config import dataset
+from include.mlops.ingest.ingestion import transform
+from include.mlops.ingest.upstream import day_table
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.evaluation import GateConfig, decide
+from include.mlops.evaluate.gate import GateConfig, decide
 
 RNG = np.random.default_rng(0)
 N = 4000
@@ -77,7 +77,7 @@ def test_thresholds_come_from_config_and_overrides(tmp_path):
 
 
 def test_a_challenger_gets_traffic_only_while_its_own_canary_runs():
-    from include.mlops.deployment import canary_share
+    from include.mlops.deploy.canary import canary_share
 
     canary = {"version": "4", "status": "canary", "canary_share": 0.2}
     assert canary_share(canary, "4") == 0.2

@@ -1,11 +1,11 @@
 import pandas as pd
 import pytest
 
-from include.mlops import ingestion
-from include.mlops.config import Settings, dataset
-from include.mlops.lake import Lake
-from include.mlops.sources.upstream import Upstream, day_table
-from include.mlops.validation import BatchRejected
+from include.mlops.ingest import ingestion
+from include.mlops.core.config import Settings, dataset
+from include.mlops.core.lake import Lake
+from include.mlops.ingest.upstream import Upstream, day_table
+from include.mlops.ingest.validation import BatchRejected
 
 SETTINGS = Settings.from_env()
 

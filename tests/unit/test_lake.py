@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from include.mlops.lake import Lake, as_date
+from include.mlops.core.lake import Lake, as_date
 
 
 @pytest.fixture

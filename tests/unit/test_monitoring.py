@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 
-from include.mlops import features as F
-from include.mlops.lake import Lake
-from include.mlops.monitoring import monitor
-from include.mlops.monitoring import profile as P
-from include.mlops.monitoring.monitor import MonitorConfig
+from include.mlops.train import features as F
+from include.mlops.core.lake import Lake
+from include.mlops.monitor import monitor
+from include.mlops.core import profile as P
+from include.mlops.monitor.monitor import MonitorConfig
 
 from curation import curate_days
 
@@ -117,7 +117,7 @@ def test_quiet_on_the_reference_week_fires_on_a_july_week(flights_lake):
 def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
     import pandas as pd
 
-    from include.mlops.monitoring import performance
+    from include.mlops.monitor import performance
 
     lake = flights_lake
     cur = lake.read_parquet("curated/flights/date=2013-07-02", "part-00000.parquet")

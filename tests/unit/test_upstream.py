@@ -3,9 +3,9 @@ import io
 import pandas as pd
 import pytest
 
-from include.mlops.lake import Lake
-from include.mlops.sources.landing import TransientSourceError, drop_ready, read_drop
-from include.mlops.sources.upstream import FLIGHT_COLUMNS, Upstream, corrupt, day_table
+from include.mlops.core.lake import Lake
+from include.mlops.ingest.landing import TransientSourceError, drop_ready, read_drop
+from include.mlops.ingest.upstream import FLIGHT_COLUMNS, Upstream, corrupt, day_table
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from include.mlops.config import Settings, dataset
-from include.mlops.sources.upstream import CORRUPT_FAULTS, corrupt, day_table, to_csv_bytes
-from include.mlops.validation import BatchRejected, read_csv, validate
+from include.mlops.core.config import Settings, dataset
+from include.mlops.ingest.upstream import CORRUPT_FAULTS, corrupt, day_table, to_csv_bytes
+from include.mlops.ingest.validation import BatchRejected, read_csv, validate
 
 SETTINGS = Settings.from_env()
 

@@ -34,7 +34,7 @@ def _versions() -> list[dict[str, Any]]:
     """Registered versions, newest first, with their aliases, gate tag, test AUC and registration time."""
     import mlflow
 
-    from include.mlops import registry
+    from include.mlops.core import registry
 
     out = list(reversed(registry.versions()))[:MAX_VERSIONS]
     client = mlflow.MlflowClient(tracking_uri=registry.tracking_uri())
@@ -71,7 +71,7 @@ def _last_gate(lake) -> dict[str, Any] | None:
 
 def state() -> dict[str, Any]:
     """Everything the page shows, as plain data (each part with its own error, so one failure shows as such)."""
-    from include.mlops import registry
+    from include.mlops.core import registry
     from mlops_airflow.lake import get_lake
 
     facts: dict[str, Any] = {"model": registry.model_name(), "errors": {}}

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import features as F
-from . import drift
+from ..train import features as F
+from ..monitor import drift
 
 
 def raw_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:

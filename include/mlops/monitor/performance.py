@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..features import flight_key
-from ..lake import Lake, as_date
-from ..training.lgbm import metrics
+from ..train.features import flight_key
+from ..core.lake import Lake, as_date
+from ..train.lgbm import metrics
 
 PREDICTION_COLUMNS = ["flight_key", "arm", "version", "score", "predicted_at"]
 

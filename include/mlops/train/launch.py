@@ -1,6 +1,6 @@
 """Launching a Horovod job with a hard timeout, and naming the rank that failed or hung.
 
-``run_job(job)`` starts ``python -m include.mlops.training.launch <job.json>`` in its own session; that
+``run_job(job)`` starts ``python -m include.mlops.train.launch <job.json>`` in its own session; that
 process calls ``horovod.runner.run`` (Gloo) with ``job.workers`` processes on this host, or on ``job.hosts``.
 When the job exits non-zero or outlives ``job.timeout_s``, every process it started is killed (so their
 ports are freed) and ``TrainingJobError`` says which rank failed, or which ranks never got past which phase.
@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.config import PROJECT_ROOT
 from .distributed import PHASES, Job
 
 log = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SECRET_ENV = "MLOPS_LAKE_STORAGE_OPTIONS"
 # what a rank may see of the task's environment; MLOPS_HOROVOD_ENV adds names (comma-separated)
 RANK_ENV = frozenset({
@@ -157,7 +157,7 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
         p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p)
     t0 = time.time()
     with open(log_path, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "include.mlops.training.launch", str(out / "job.json")],
+        proc = subprocess.Popen([sys.executable, "-m", "include.mlops.train.launch", str(out / "job.json")],
                                 stdout=fh, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
         timed_out = False
         try:

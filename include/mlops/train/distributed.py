@@ -42,7 +42,7 @@ class Job:
     hosts: str | None = None           # "h1:2,h2:2"; default all workers on this host
     timeout_s: float = 900.0
     storage_options: dict[str, Any] = field(default_factory=dict)
-    fn: str = "include.mlops.training.distributed:train_rank"
+    fn: str = "include.mlops.train.distributed:train_rank"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -134,7 +134,7 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     import lightgbm as lgb
     import pandas as pd
 
-    from ..lake import Lake
+    from ..core.lake import Lake
     from . import lgbm
 
     rank, size = rank_context()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..features import FeatureSpec
+from ..train.features import FeatureSpec
 
 log = logging.getLogger(__name__)
 

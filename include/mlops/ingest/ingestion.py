@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import DatasetSpec, Settings
-from .lake import Lake, as_date, segments
-from .sources.landing import SUCCESS_MARKER, drop_folder, drop_ready, read_drop
+from ..core.config import DatasetSpec, Settings
+from ..core.lake import Lake, as_date, segments
+from .landing import SUCCESS_MARKER, drop_folder, drop_ready, read_drop
 from .validation import BatchRejected, ValidationReport, read_csv, validate
 
 log = logging.getLogger(__name__)

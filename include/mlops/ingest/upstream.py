@@ -13,7 +13,7 @@ corrupt drops (ingestion must quarantine them)
 
 Command line::
 
-    python -m include.mlops.sources.upstream publish 2013-01-01 [--days 14] [--fault KIND] [--dataset flights]
+    python -m include.mlops.ingest.upstream publish 2013-01-01 [--days 14] [--fault KIND] [--dataset flights]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ..lake import Lake, as_date, lake_from_settings
+from ..core.lake import Lake, as_date, lake_from_settings
 from .landing import SUCCESS_MARKER, UNAVAILABLE_MARKER, drop_folder
 
 FLIGHT_COLUMNS = [
@@ -173,7 +173,7 @@ class Upstream:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m include.mlops.sources.upstream", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m include.mlops.ingest.upstream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     pub = sub.add_parser("publish", help="drop one or more days of flights and weather into landing/")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..lake import Lake, as_date
+from ..core.lake import Lake, as_date
 
 SUCCESS_MARKER = "_SUCCESS"
 UNAVAILABLE_MARKER = "_UNAVAILABLE"

@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import features as F
-from ..monitoring import profile as reference
-from ..config import Settings
-from ..lake import Lake, UnsafePath, as_date, segments
+from . import features as F
+from ..core import profile as reference
+from ..core.config import Settings
+from ..core.lake import Lake, UnsafePath, as_date, segments
 from . import lgbm
 from .distributed import Job, write_training_set
 from .launch import run_job
@@ -114,7 +114,7 @@ def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
 def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, dag_run: str | None = None,
              settings: Settings | None = None) -> dict[str, Any]:
     """Track the run in MLflow and register the model as a new version (the last step, so never partial)."""
-    from .. import registry
+    from ..core import registry
 
     folder = training_folder(run_key)
     meta = lake.read_json(folder, "spec.json")
@@ -156,9 +156,9 @@ def gate(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
     challenger. The decision, every check and an HTML report go to ``reports/gate/<run_key>/`` and the run."""
     import lightgbm as lgb
 
-    from .. import registry
-    from ..evaluation import GateConfig, decide
-    from ..reports import gate_report
+    from ..core import registry
+    from ..evaluate.gate import GateConfig, decide
+    from ..core.reports import gate_report
 
     folder = training_folder(run_key)
     reg = lake.read_json(folder, "registered.json")

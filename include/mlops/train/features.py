@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .lake import Lake, as_date
+from ..core.lake import Lake, as_date
 
 LEAKING = frozenset({"dep_time", "dep_delay", "arr_time", "air_time", "arr_delay", "label", "is_labelled"})
 NUMERIC = ["month", "event_weekday", "event_hour_utc", "sched_dep_time", "sched_arr_time", "distance",

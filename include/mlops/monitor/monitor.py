@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import PROJECT_ROOT, load_yaml_settings
-from ..features import load_window
-from ..lake import Lake, as_date
+from ..core.config import PROJECT_ROOT, load_yaml_settings
+from ..train.features import load_window
+from ..core.lake import Lake, as_date
 from . import drift, performance
-from .profile import raw_features
+from ..core.profile import raw_features
 
 log = logging.getLogger(__name__)
 MONITORING_FILE = PROJECT_ROOT / "include" / "config" / "monitoring.yaml"
@@ -103,7 +103,7 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
            cfg: MonitorConfig | None = None) -> dict[str, Any]:
     """Compute, write and return the report of ``date``. ``champion``: {"version": ...}; ``profile``: its
     reference profile (``profile.json`` of its run)."""
-    from ..reports import monitoring_report
+    from ..core.reports import monitoring_report
 
     cfg = cfg or MonitorConfig.load()
     d = as_date(date)

@@ -3,7 +3,7 @@
 Only what is known before departure is sent: the schedule and the weather observed at the origin in the
 departure hour. Requests go over real HTTP, concurrently, in batches.
 
-    python -m include.mlops.sources.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
+    python -m include.mlops.ingest.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..features import WEATHER
-from ..lake import as_date
+from ..train.features import WEATHER
+from ..core.lake import as_date
 from .upstream import day_table
 
 REQUEST_FIELDS = ["year", "month", "day", "carrier", "flight", "origin", "dest", "sched_dep_time",

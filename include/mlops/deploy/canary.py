@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import PROJECT_ROOT, load_yaml_settings
-from .features import FeatureSpec
-from .lake import Lake, as_date
-from .training.lgbm import metrics
+from ..core.config import PROJECT_ROOT, load_yaml_settings
+from ..train.features import FeatureSpec
+from ..core.lake import Lake, as_date
+from ..train.lgbm import metrics
 
 DEPLOY_FILE = PROJECT_ROOT / "include" / "config" / "deploy.yaml"
 ROLLOUT = ("deployments", "rollout.json")
@@ -90,7 +90,7 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
     """The canary's labelled flights: each flight of the data dates from the rollout's ``from_date`` on, by its
     first logged prediction, kept when that prediction came from either arm's version after the rollout started;
     joined with its outcome. Only those prediction partitions are read."""
-    from .monitoring import performance
+    from ..monitor import performance
 
     if not rollout.get("from_date"):
         raise ValueError(f"rollout of v{rollout.get('version')} has no from_date: it was not started by this "

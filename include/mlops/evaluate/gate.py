@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import PROJECT_ROOT, load_yaml_settings
-from .training.lgbm import metrics
+from ..core.config import PROJECT_ROOT, load_yaml_settings
+from ..train.lgbm import metrics
 
 GATE_FILE = PROJECT_ROOT / "include" / "config" / "gate.yaml"
 

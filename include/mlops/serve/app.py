@@ -6,7 +6,7 @@ hash of its key, with the canary share from ``deployments/rollout.json`` in the 
 re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
 Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path.
 
-    python -m include.mlops.serving.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
+    python -m include.mlops.serve.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from ..features import FeatureSpec
-from ..lake import Lake
+from ..train.features import FeatureSpec
+from ..core.lake import Lake
 from .models import ModelStore, ServedModel
 
 log = logging.getLogger("mlops.serving")
@@ -134,7 +134,8 @@ class PredictionLog:
 
 
 def registry_store(lake: Lake) -> ModelStore:
-    from .. import deployment, registry
+    from ..deploy import canary as deployment
+    from ..core import registry
 
     def resolve():
         aliases = {a: (registry.alias_version(a) or {}).get("version") for a in ("champion", "challenger")}
@@ -233,7 +234,7 @@ FEATURE_FIELDS = [n for n in Flight.model_fields if n not in ("year", "month", "
 def main() -> None:
     import uvicorn
 
-    from ..config import Settings
+    from ..core.config import Settings
 
     logging.basicConfig(level=logging.INFO)
     settings = Settings.from_env()

@@ -1,0 +1,1 @@
+"""Deployment: the canary / A-B rollout and its decision."""

@@ -1,0 +1,1 @@
+"""Evaluation: the gate that judges a candidate against the champion."""

@@ -1,0 +1,1 @@
+"""Monitoring: drift statistics, live performance, the daily report and its firing rule."""

@@ -1,0 +1,1 @@
+"""Serving: the prediction API and the models it routes between."""

@@ -1,1 +1,0 @@
-"""The prediction service: champion and, during a rollout, challenger behind one HTTP API."""

@@ -1,0 +1,1 @@
+"""Training: features, LightGBM, data-parallel Horovod ranks, the launcher, the training pipeline."""

@@ -1,1 +1,0 @@
-"""Training: LightGBM, single-process or data-parallel across Horovod worker processes."""

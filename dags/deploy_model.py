@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from mlops_airflow import deployment
+import mlops_airflow.deploy_model
 from mlops_airflow.defaults import date_param, default_args
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
@@ -55,32 +55,32 @@ MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours dec
 def deploy_model():
     @task.branch
     def plan(**context) -> str:
-        return deployment.plan(context)
+        return mlops_airflow.deploy_model.plan(context)
 
     @task
     def start_canary(**context) -> dict:
-        return deployment.start_canary(context)
+        return mlops_airflow.deploy_model.start_canary(context)
 
     @task.sensor(poke_interval=POKE_S, timeout=timedelta(hours=MAX_WAIT_HOURS + 1).total_seconds(),
                  mode="reschedule")
     def wait_for_evidence(**context):
-        return deployment.evidence_ready(context)
+        return mlops_airflow.deploy_model.evidence_ready(context)
 
     @task
     def decide(**context) -> dict:
-        return deployment.decide(context)
+        return mlops_airflow.deploy_model.decide(context)
 
     @task(trigger_rule=TriggerRule.ONE_FAILED)
     def rollback_on_failure(**context) -> dict:
-        return deployment.abandon_canary(context)
+        return mlops_airflow.deploy_model.abandon_canary(context)
 
     @task
     def promote_now(**context) -> dict:
-        return deployment.promote_now(context)
+        return mlops_airflow.deploy_model.promote_now(context)
 
     @task
     def rollback_now(**context) -> dict:
-        return deployment.rollback_now(context)
+        return mlops_airflow.deploy_model.rollback_now(context)
 
     route = plan()
     evidence = wait_for_evidence()

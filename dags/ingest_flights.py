@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Metadata, dag, task, task_group
 
-from mlops_airflow import ingestion
+import mlops_airflow.ingest_flights
 from mlops_airflow.assets import CURATED
 from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
 
@@ -47,19 +47,19 @@ def ingest_flights():
             @task.sensor(poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S, mode="reschedule",
                          exponential_backoff=False)
             def wait_for_drop(**context) -> bool:
-                return ingestion.drop_is_ready(dataset, context)
+                return mlops_airflow.ingest_flights.drop_is_ready(dataset, context)
 
             @task
             def extract(**context) -> dict:
-                return ingestion.extract(dataset, context)
+                return mlops_airflow.ingest_flights.extract(dataset, context)
 
             @task
             def validate(**context) -> dict:
-                return ingestion.validate(dataset, context)
+                return mlops_airflow.ingest_flights.validate(dataset, context)
 
             @task(outlets=[asset])
             def curate(**context):
-                info = ingestion.curate(dataset, context)
+                info = mlops_airflow.ingest_flights.curate(dataset, context)
                 yield Metadata(asset, extra=info)
 
             wait_for_drop() >> extract() >> validate() >> curate()

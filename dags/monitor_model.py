@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow import monitoring
+import mlops_airflow.monitor_model
 from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
 
 @dag(
@@ -53,15 +53,15 @@ def monitor_model():
     @task.sensor(poke_interval=SENSOR_POKE_S, timeout=2 * SENSOR_TIMEOUT_S, mode="reschedule",
                  exponential_backoff=False)
     def wait_for_ingestion(**context) -> bool:
-        return monitoring.day_settled(context)
+        return mlops_airflow.monitor_model.day_settled(context)
 
     @task
     def report(**context) -> dict:
-        return monitoring.report(context)
+        return mlops_airflow.monitor_model.report(context)
 
     @task.short_circuit
     def check_thresholds(**context) -> bool:
-        return monitoring.check_thresholds(context)
+        return mlops_airflow.monitor_model.check_thresholds(context)
 
     trigger_train = TriggerDagRunOperator(
         task_id="trigger_train_model",

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow import training
+import mlops_airflow.train_model
 from mlops_airflow.defaults import default_args
 from mlops_airflow.assets import CURATED_FLIGHTS
 from mlops_airflow.operators import HorovodTrainOperator
@@ -73,11 +73,11 @@ HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:
 def train_model():
     @task.short_circuit
     def should_train(**context) -> bool:
-        return training.should_train(context)
+        return mlops_airflow.train_model.should_train(context)
 
     @task
     def build_training_set(**context) -> dict:
-        return training.build_training_set(context)
+        return mlops_airflow.train_model.build_training_set(context)
 
     train = HorovodTrainOperator(
         task_id="train",
@@ -92,11 +92,11 @@ def train_model():
 
     @task
     def register(**context) -> dict:
-        return training.register(context)
+        return mlops_airflow.train_model.register(context)
 
     @task
     def evaluation_gate(**context) -> dict:
-        return training.gate(context)
+        return mlops_airflow.train_model.gate(context)
 
     @task.short_circuit
     def gate_passed(decision: dict) -> bool:

@@ -8,7 +8,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from . import alerts
+from . import notifiers
 
 SENSOR_POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
 RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))  # the first retry's delay; it doubles
@@ -29,6 +29,19 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "retry_delay": timedelta(seconds=RETRY_DELAY_S),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),
-        "on_failure_callback": alerts.on_task_failure,
-        "on_retry_callback": alerts.on_task_retry,
+        "on_failure_callback": notifiers.on_task_failure,
+        "on_retry_callback": notifiers.on_task_retry,
     } | overrides
+
+
+def batch_date(context: dict[str, Any]) -> str:
+    """The data date: the ``date`` param of a manual run, else the run's logical date."""
+    from include.mlops.core.lake import as_date
+
+    params = context.get("params") or {}
+    value = params.get("date") or context.get("ds")
+    if not value:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("no data date: set the 'date' param or trigger with a logical date")
+    return as_date(value).isoformat()

@@ -39,8 +39,8 @@ class HorovodTrainOperator(BaseOperator):
         from include.mlops.train.launch import TrainingJobError
         from include.mlops.train.pipeline import train
 
-        from .lake import get_lake, worker_storage_options
-        from .training import run_key
+        from .connections import get_lake, worker_storage_options
+        from .train_model import run_key
 
         key = str(self.run_key) if self.run_key else run_key(context)
         try:

@@ -1,6 +1,6 @@
 """Alert messages: what happened, where (DAG, task, date) and a link to the run, as Slack payloads.
 
-Sending lives in the Airflow adapter (``plugins/mlops_airflow/alerts.py``), which uses the slack provider's
+Sending lives in the Airflow adapter (``plugins/mlops_airflow/notifiers.py``), which uses the slack provider's
 hooks, or writes the same text to the log when no Slack connection exists.
 """
 

@@ -8,7 +8,7 @@ Layout (every write is whole or absent: see ``write_bytes``; every path is check
     quarantine/<dataset>/date=YYYY-MM-DD/   the rejected file untouched plus report.json
     predictions/, reports/
 
-The Airflow adapter (``plugins/mlops_airflow/lake.py``) hands in a filesystem built from the ``aws_default``
+The Airflow adapter (``plugins/mlops_airflow/connections.py``) hands in a filesystem built from the ``aws_default``
 connection; outside Airflow the filesystem comes from the URL and the usual AWS environment variables.
 """
 

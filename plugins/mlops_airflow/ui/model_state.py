@@ -72,7 +72,7 @@ def _last_gate(lake) -> dict[str, Any] | None:
 def state() -> dict[str, Any]:
     """Everything the page shows, as plain data (each part with its own error, so one failure shows as such)."""
     from include.mlops.core import registry
-    from mlops_airflow.lake import get_lake
+    from mlops_airflow.connections import get_lake
 
     facts: dict[str, Any] = {"model": registry.model_name(), "errors": {}}
     try:
@@ -237,7 +237,7 @@ def build_app():
 
     @app.get("/gate/{run_key}/report", response_class=HTMLResponse, dependencies=auth)
     def gate_report(run_key: str):
-        from mlops_airflow.lake import get_lake
+        from mlops_airflow.connections import get_lake
 
         lake = get_lake()
         if not RUN_KEY.match(run_key) or not lake.exists("reports", "gate", run_key, "report.html"):

@@ -28,7 +28,7 @@ def should_train(context: dict[str, Any]) -> bool:
     from include.mlops.core import registry
     from include.mlops.train.pipeline import curated_dates
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     p = context["params"]
     dates = curated_dates(get_lake(), p.get("end_date"))
@@ -49,7 +49,7 @@ def should_train(context: dict[str, Any]) -> bool:
 def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.train.pipeline import build_training_set as build
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     p = context["params"]
     meta = build(get_lake(), run_key(context), int(p["window_days"]), int(p["workers"]), end=p.get("end_date"),
@@ -60,7 +60,7 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
 def register(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.train.pipeline import register as reg
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     p = context["params"]
     lgbm = {"learning_rate": float(p["learning_rate"]), "num_leaves": int(p["num_leaves"]),
@@ -78,8 +78,8 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     """The evaluation gate; one Slack message with the decision, the numbers and the report link."""
     from include.mlops.train.pipeline import gate as run_gate
 
-    from .alerts import notify
-    from .lake import get_lake
+    from .notifiers import notify
+    from .connections import get_lake
 
     p = context["params"]
     overrides = {k: p.get(f"gate_{k}") for k in GATE_PARAMS}

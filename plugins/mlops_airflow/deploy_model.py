@@ -33,7 +33,7 @@ def _version(context) -> str:
 
 
 def _alert(context, title: str, detail: str, fields: dict[str, Any]) -> None:
-    from .alerts import notify
+    from .notifiers import notify
 
     notify(context, "gate", title, detail, fields)
 
@@ -58,8 +58,8 @@ def start_canary(context) -> dict[str, Any]:
     from include.mlops.deploy import canary as deployment
     from include.mlops.core import registry
 
-    from .ingestion import batch_date
-    from .lake import get_lake
+    from .defaults import batch_date
+    from .connections import get_lake
 
     version, cfg = _version(context), _cfg(context)
     champion = registry.alias_version("champion")
@@ -84,7 +84,7 @@ def evidence_ready(context):
     from include.mlops.deploy import canary as deployment
     from include.mlops.core import registry
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     lake, cfg = get_lake(), _cfg(context)
     rollout = _running_rollout(lake, context)
@@ -142,7 +142,7 @@ def decide(context) -> dict[str, Any]:
     from include.mlops.deploy import canary as deployment
     from include.mlops.core import registry
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     lake = get_lake()
     rollout = _running_rollout(lake, context)
@@ -170,8 +170,8 @@ def promote_now(context) -> dict[str, Any]:
     from include.mlops.deploy import canary as deployment
     from include.mlops.core import registry
 
-    from .ingestion import batch_date
-    from .lake import get_lake
+    from .defaults import batch_date
+    from .connections import get_lake
 
     version = _version(context)
     before = registry.alias_version("champion")
@@ -192,7 +192,7 @@ def rollback_now(context) -> dict[str, Any]:
     from include.mlops.deploy import canary as deployment
     from include.mlops.core import registry
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     version = _version(context)
     champion = registry.alias_version("champion")
@@ -220,7 +220,7 @@ def abandon_canary(context) -> dict[str, Any]:
     from include.mlops.deploy import canary as deployment
     from include.mlops.core import registry
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     version = _version(context)
     lake = get_lake()

@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from .defaults import batch_date
+
 log = logging.getLogger(__name__)
 
 
@@ -18,17 +20,6 @@ class BatchQuarantined(AirflowFailException):
         self.batch_id = batch_id
         self.quarantine_uri = quarantine_uri
         self.failed_rules = failed_rules
-
-
-def batch_date(context: dict[str, Any]) -> str:
-    """The data date: the ``date`` param of a manual run, else the run's logical date."""
-    from include.mlops.core.lake import as_date
-
-    params = context.get("params") or {}
-    value = params.get("date") or context.get("ds")
-    if not value:
-        raise AirflowFailException("no data date: set the 'date' param or trigger with a logical date")
-    return as_date(value).isoformat()
 
 
 def _batch(dataset: str, context: dict[str, Any]):
@@ -53,7 +44,7 @@ def _extracted_sha256(dataset: str, context: dict[str, Any]) -> str | None:
 def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
     from include.mlops.ingest.ingestion import is_ready
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     b = _batch(dataset, context)
     ready = is_ready(get_lake(), b)
@@ -64,7 +55,7 @@ def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
 def extract(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingest.ingestion import extract as _extract
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     return _extract(get_lake(), _batch(dataset, context))
 
@@ -74,7 +65,7 @@ def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingest.ingestion import check
     from include.mlops.ingest.validation import BatchRejected
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     b = _batch(dataset, context)
     try:
@@ -98,7 +89,7 @@ def _fail_on_stale(fn, *args):
 def curate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingest.ingestion import curate as _curate
 
-    from .lake import get_lake
+    from .connections import get_lake
 
     info = _fail_on_stale(_curate, get_lake(), _batch(dataset, context), _extracted_sha256(dataset, context))
     log.info("curated %s", info)

@@ -71,7 +71,7 @@ def where(context: dict[str, Any]) -> dict[str, Any]:
 
 def on_task_failure(context: dict[str, Any]) -> None:
     """Task-level failure callback: one message per failed task, a quarantine named as such."""
-    from .ingestion import BatchQuarantined
+    from .ingest_flights import BatchQuarantined
 
     exc = context.get("exception")
     at = where(context)

@@ -21,8 +21,8 @@ def day_settled(context: dict[str, Any]) -> bool:
     """The date's flights were curated or quarantined by ingestion (monitoring runs after it, either way)."""
     from include.mlops.core.lake import Lake
 
-    from .ingestion import batch_date
-    from .lake import get_lake
+    from .defaults import batch_date
+    from .connections import get_lake
 
     lake, d = get_lake(), batch_date(context)
     return any(lake.exists(Lake.partition(zone, "flights", d), name)
@@ -36,8 +36,8 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.core import registry
     from include.mlops.monitor import monitor
 
-    from .ingestion import batch_date
-    from .lake import get_lake
+    from .defaults import batch_date
+    from .connections import get_lake
 
     champion = registry.alias_version("champion")
     if champion is None:
@@ -57,9 +57,9 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     from include.mlops.deploy import canary as deployment
     from include.mlops.monitor import monitor
 
-    from .alerts import notify
-    from .ingestion import batch_date
-    from .lake import get_lake
+    from .notifiers import notify
+    from .defaults import batch_date
+    from .connections import get_lake
 
     lake, cfg = get_lake(), _cfg(context)
     d = monitor.decide(lake, batch_date(context), cfg, rollout=deployment.current(lake))

@@ -29,6 +29,7 @@ from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackEndpoint
 from pg_server import PostgresUnavailable, postgres_for_tests
 
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
+SERVED: list[str] = []  # the databases pg_database created, for the record of a throw-away server
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,8 @@ def pg_server():
         pytest.fail(str(exc))
     if server is not None:
         record = server.stop()  # stopped on leaving the block: this reads what is left
-        (OUTPUT / "postgres_fallback.json").write_text(json.dumps({"requested": PG, "url": url, **record}, indent=2))
+        (OUTPUT / "postgres_fallback.json").write_text(json.dumps(
+            {"requested": PG, "url": url, "databases_served": SERVED, **record}, indent=2))
         assert not record["process_alive"] and not record["folder_exists"], record
 
 
@@ -65,6 +67,7 @@ def pg_database(pg_server):
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     url = f"{pg_server.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    SERVED.append(url)
     try:
         yield url
     finally:

@@ -11,12 +11,14 @@ import io
 import json
 import logging
 import math
+import numbers
 import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -276,9 +278,9 @@ def _kinds(type_list: list[Any]) -> set[str]:
 def _readable(v: Any, kinds: set[str]) -> bool:
     """Whether one value can stand for one of ``kinds`` (a CSV column of numbers is read as text as soon as one
     value is not a number, so "42" counts as an int: the offender is the value that is not)."""
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "bool" in kinds
-    if isinstance(v, (int, float)) or hasattr(v, "dtype"):
+    if isinstance(v, numbers.Real):  # Python and numpy numbers
         f = float(v)
         return "float" in kinds or ("int" in kinds and f.is_integer())
     if isinstance(v, str):

@@ -13,7 +13,9 @@ ENV MLOPS_HOME=/usr/local/airflow/.mlops \
 # AIRFLOW__API_AUTH__JWT_SECRET. Nothing secret is baked into the image.
 
 # Horovod 0.28.1 has no wheels: build it here once (Gloo + PyTorch CPU), with the C++17 compiler wrapper.
-# packages.txt brings the compiler and cmake; the CPU build of torch comes from PyTorch's CPU index.
-RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
- && MLOPS_WHEELHOUSE=/tmp/wheels scripts/install_horovod.sh python \
+# packages.txt brings the compiler and cmake; the CPU build of torch comes from PyTorch's CPU index (the script
+# refuses a CUDA build). Build with --build-arg TORCH_INDEX_URL=<your mirror> where that index is out of reach.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN MLOPS_TORCH_INDEX_URL="${TORCH_INDEX_URL}" MLOPS_WHEELHOUSE=/tmp/wheels PIP_NO_CACHE_DIR=1 \
+    scripts/install_horovod.sh python \
  && rm -rf /tmp/wheels

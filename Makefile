@@ -16,18 +16,29 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test up up-prod down-prod serve bench clean
+.PHONY: help setup demo test up up-prod down-prod serve bench clean env
 
 help:
+	@echo "make setup  create .venv with the pinned requirements and Horovod (built once per machine), migrate Airflow"
 	@echo "make demo   set up, then the whole lifecycle on January to June 2013, day by day, with a timeline"
 	@echo "            (DEMO_ARGS=--fast: six weeks)"
 	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack, deployment, browser)"
-	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080"
+	@echo "            (PYTEST_ARGS=tests/unit: some of them)"
+	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080 (airflow standalone, 127.0.0.1)"
 	@echo "make up-prod    scheduler, dag-processor, triggerer, api-server as separate processes on PostgreSQL"
 	@echo "make down-prod  stop them"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
+	@echo "make env    print the settings above as export lines, for running airflow without make:"
+	@echo "            eval \"\$$(make -s env)\""
+	@echo "make clean  remove MLOPS_HOME (the lake, the registry, Airflow's database and logs); .venv stays"
 	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
+
+# the settings exported above, as shell (README, "Running the DAGs without the Makefile")
+env:
+	@echo "export PATH=\"$(BIN):\$$PATH\" PYTHONPATH='$(PYTHONPATH)' MLOPS_HOME='$(MLOPS_HOME)' AIRFLOW_HOME='$(AIRFLOW_HOME)'"
+	@echo "export AIRFLOW__CORE__DAGS_FOLDER='$(AIRFLOW__CORE__DAGS_FOLDER)' AIRFLOW__CORE__PLUGINS_FOLDER='$(AIRFLOW__CORE__PLUGINS_FOLDER)'"
+	@echo "export AIRFLOW__CORE__LOAD_EXAMPLES=$(AIRFLOW__CORE__LOAD_EXAMPLES) AIRFLOW__CORE__PARALLELISM=$(AIRFLOW__CORE__PARALLELISM) GX_ANALYTICS_ENABLED=$(GX_ANALYTICS_ENABLED)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,7 +73,8 @@ up-prod: $(BIN)/.installed
 down-prod:
 	AIRFLOW_HOME=$(PROD_AIRFLOW_HOME) $(BIN)/python scripts/prod/airflow_prod.py stop
 
-serve: setup
+# the service needs the registry, not Airflow: no migration into whatever MLOPS_HOME it is pointed at
+serve: $(BIN)/.installed
 	$(BIN)/python -m include.mlops.serve.app
 
 bench: setup

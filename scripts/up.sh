@@ -1,22 +1,62 @@
 #!/usr/bin/env bash
 # `make up`: the Airflow UI with this project's DAGs at http://localhost:8080 (airflow standalone).
 # Settings for a 2-core laptop; a strong JWT secret kept under $MLOPS_HOME; the admin password printed.
+# It listens on 127.0.0.1 only: AIRFLOW__API__HOST=0.0.0.0 (and a real auth manager) to open it to the network;
+# AIRFLOW__API__PORT for another port. Says so when the lake holds no drop yet, and how to publish one.
 set -euo pipefail
 : "${MLOPS_HOME:?run through make up}"
 secrets="$MLOPS_HOME/secrets"
 mkdir -p "$secrets" && chmod 700 "$secrets"
 [ -s "$secrets/jwt_secret" ] || python -c 'import secrets; print(secrets.token_urlsafe(64))' > "$secrets/jwt_secret"
 export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$secrets/jwt_secret")}"
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__SCHEDULER__PARSING_PROCESSES="${AIRFLOW__SCHEDULER__PARSING_PROCESSES:-1}"
 export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="${AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES:-1}"
 export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+case "$AIRFLOW__API__HOST" in
+  127.0.0.1|localhost|::1) url="http://localhost:$AIRFLOW__API__PORT" ;;
+  0.0.0.0|::) url="http://localhost:$AIRFLOW__API__PORT (and every address of this machine: AIRFLOW__API__HOST=$AIRFLOW__API__HOST)" ;;
+  *) url="http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT" ;;
+esac
+
+# an empty lake: nothing for ingest_flights to find until upstream drops land
+python - <<'EOF' || true
+from include.mlops.core.config import Settings
+from include.mlops.core.lake import Lake
+
+url = Settings.from_env().lake_url
+try:
+    lake = Lake(url)
+    empty = not lake.ls("landing") and not lake.ls("curated")
+except Exception as exc:  # an unreachable S3 lake: the DAGs will say so; this is only a hint
+    print(f"(could not look into the lake at {url}: {type(exc).__name__})")
+    empty = False
+if empty:
+    print(f"""
+The lake at {url} holds no drop yet: ingest_flights finds nothing to ingest (its sensor waits for a drop).
+Publish upstream drops (the 2013 flights and weather, one folder per day), e.g. two weeks:
+    python -m include.mlops.ingest.upstream publish 2013-01-01 --days 14
+then, in the UI, unpause ingest_flights and trigger it with a logical date of 2013-01-01 (or `airflow dags test
+ingest_flights 2013-01-01` in another shell); `make demo` runs the whole lifecycle instead.
+""")
+EOF
+
 pwfile="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 ( for _ in $(seq 1 120); do
     if [ -s "$pwfile" ]; then
-      echo; echo "Airflow UI: http://localhost:8080   login: admin   password: $(python -c "import json,sys; print(json.load(open(sys.argv[1])).get('admin',''))" "$pwfile")"
+      echo; echo "Airflow UI: $url   login: admin   password: $(python -c "import json,sys; print(json.load(open(sys.argv[1])).get('admin',''))" "$pwfile")"
       echo "(passwords in $pwfile; stop with Ctrl-C)"; break
     fi; sleep 2; done ) &
-exec airflow standalone
+# Ctrl-C in a terminal signals the whole foreground process group; airflow standalone stops cleanly when it alone
+# gets SIGINT, but when its scheduler and LocalExecutor workers get it too the scheduler hangs, workers and all.
+# So standalone runs as a job of its own process group (job control on: `set -m`, which also keeps SIGINT from
+# being ignored in it) and this script passes Ctrl-C (and SIGTERM) on to it alone.
+set -m
+airflow standalone &
+standalone=$!
+trap 'kill -INT "$standalone" 2>/dev/null || true' INT TERM
+while kill -0 "$standalone" 2>/dev/null; do wait "$standalone" || true; done

@@ -10,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="mlops-test-"))
 
-for var in list(os.environ):
-    if var.startswith("AIRFLOW_CONN_") or var.startswith("AIRFLOW__") or var.startswith("MLOPS_"):
+for var in list(os.environ):  # MLOPS_TEST_* configure the tests themselves (e.g. MLOPS_TEST_PG): kept
+    if var.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "MLOPS_")) and not var.startswith("MLOPS_TEST_"):
         del os.environ[var]
 os.environ.update({
     "MLOPS_HOME": str(_HOME),

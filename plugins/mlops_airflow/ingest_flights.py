@@ -41,13 +41,23 @@ def _extracted_sha256(dataset: str, context: dict[str, Any]) -> str | None:
     return info.get("sha256") if isinstance(info, dict) else None
 
 
+class QuarantinedDropMissing(AirflowFailException):
+    """A rerun of a quarantined date finds no new drop: waiting for one would only run into the sensor's
+    timeout, so the task fails at once (no retries) saying what to do."""
+
+
 def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
-    from include.mlops.ingest.ingestion import is_ready
+    from include.mlops.ingest.ingestion import is_ready, quarantined_without_drop, rerun_blocked_message
 
     from .connections import get_lake
 
+    lake = get_lake()
     b = _batch(dataset, context)
-    ready = is_ready(get_lake(), b)
+    ready = is_ready(lake, b)
+    if not ready:
+        record = quarantined_without_drop(lake, b)
+        if record is not None:
+            raise QuarantinedDropMissing(rerun_blocked_message(lake, b, record))
     log.info("drop %s %s", b.id, "is complete" if ready else "is not complete yet")
     return ready
 

@@ -1,9 +1,10 @@
 """A production-shaped deployment for the tests in this folder, started once per test module.
 
 ``scripts/prod/airflow_prod.py up`` starts the scheduler (LocalExecutor), dag-processor, triggerer and
-api-server as separate processes on a throw-away PostgreSQL database (the machine's server at
-``MLOPS_TEST_PG``, default ``postgresql://postgres@127.0.0.1:5432``; created with a unique name, dropped at the
-end), with a fresh MLOPS_HOME / AIRFLOW_HOME, a generated JWT secret and Fernet key, a real HTTP endpoint as the
+api-server as separate processes on a throw-away PostgreSQL database (created with a unique name, dropped at the
+end) on the server at ``MLOPS_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432``) or, when nothing
+answers there, on a throw-away server the tests start themselves and remove at the end (``pg_server.py``), with
+a fresh MLOPS_HOME / AIRFLOW_HOME, a generated JWT secret and Fernet key, a real HTTP endpoint as the
 Slack webhook and an ``aws_default`` connection carrying a fake secret key. Module-scoped: everything it
 started is stopped when the module's tests are done (not at the end of ``make test``), and the test fails if
 a process survives.
@@ -25,31 +26,48 @@ from pathlib import Path
 import pytest
 
 from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackEndpoint, _alive, _family, deployment_env
+from pg_server import PostgresUnavailable, postgres_for_tests
 
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
+SERVED: list[str] = []  # the databases pg_database created, for the record of a throw-away server
 
 
-def _pg(dbname: str = "postgres"):
+@pytest.fixture(scope="session")
+def pg_server():
+    """The PostgreSQL server's URL (``postgresql://user@host:port``): ``MLOPS_TEST_PG``'s when it answers, else
+    a throw-away server's, started here and gone (process and data folder) at the end of the session."""
+    try:
+        with postgres_for_tests(PG) as (url, server):
+            if server is not None:
+                print(f"\nno PostgreSQL at {PG}: started a throw-away server at {url} (pid {server.pid}, "
+                      f"{server.data_dir}, {server.start_s:.1f} s)")
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    if server is not None:
+        record = server.stop()  # stopped on leaving the block: this reads what is left
+        (OUTPUT / "postgres_fallback.json").write_text(json.dumps(
+            {"requested": PG, "url": url, "databases_served": SERVED, **record}, indent=2))
+        assert not record["process_alive"] and not record["folder_exists"], record
+
+
+def _pg(base: str, dbname: str = "postgres"):
     import psycopg2
 
-    try:
-        conn = psycopg2.connect(f"{PG}/{dbname}", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {PG} ({exc}). The deployment tests need a PostgreSQL "
-                    "server that lets this user create databases: `apt-get install -y postgresql` and start it, "
-                    "or point MLOPS_TEST_PG at one (postgresql://user:password@host:port).")
+    conn = psycopg2.connect(f"{base}/{dbname}", connect_timeout=10)
     conn.autocommit = True
     return conn
 
 
 @pytest.fixture(scope="module")
-def pg_database():
-    """A throw-away PostgreSQL database with a unique name, dropped at the end of the session."""
+def pg_database(pg_server):
+    """A throw-away PostgreSQL database with a unique name, dropped at the end of the module."""
     name = f"mlops_deploy_{uuid.uuid4().hex[:12]}"
-    conn = _pg()
+    conn = _pg(pg_server)
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    url = f"{pg_server.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    SERVED.append(url)
     try:
         yield url
     finally:

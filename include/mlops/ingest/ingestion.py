@@ -204,3 +204,92 @@ def _sha256(data: bytes) -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+# --- reruns after a quarantine --------------------------------------------------------------------------------
+# Quarantine moves the rejected drop out of landing/, so a rerun of that date finds no drop. These functions let
+# the sensor tell that case apart from a drop that is merely late, and let a person put a quarantined file back.
+
+RELEASE_COMMAND = "python -m include.mlops.ingest.ingestion release {dataset} {date}"
+RELEASED_FILE = "released.json"
+
+
+def quarantined_without_drop(lake: Lake, b: Batch) -> dict[str, Any] | None:
+    """The quarantine report of ``b`` when its drop was quarantined and ``landing/`` holds nothing newer (no
+    file at all: an upstream writing a corrected drop counts as a new one); ``None`` otherwise."""
+    q = b.folder("quarantine")
+    if not lake.exists(q, REPORT_FILE) or lake.ls(drop_folder(b.spec.name, b.date)):
+        return None
+    return lake.read_json(q, REPORT_FILE) | {"quarantine_uri": lake.uri(q)}
+
+
+def rerun_blocked_message(lake: Lake, b: Batch, record: dict[str, Any]) -> str:
+    """What a person rerunning a quarantined date without a new drop needs to read."""
+    rules = ", ".join(record.get("failed_rules") or []) or "see report.json"
+    return (
+        f"batch {b.id} was quarantined (at {record.get('quarantined_at', 'an earlier run')}; failed: {rules}) and "
+        f"no new drop lies in {lake.uri(drop_folder(b.spec.name, b.date))}: quarantine moved the rejected file to "
+        f"{record['quarantine_uri']}, so this run would wait for a drop until the sensor's timeout. Either publish "
+        f"a corrected drop ({b.spec.landing_file}, then an empty {SUCCESS_MARKER} marker) and rerun, or, when the "
+        f"quarantined file is right after all (the rule was wrong and has been fixed), put it back in landing/ "
+        f"and rerun: {RELEASE_COMMAND.format(dataset=b.spec.name, date=b.date.isoformat())}"
+    )
+
+
+def release(lake: Lake, b: Batch) -> dict[str, Any]:
+    """Move a quarantined file back to ``landing/`` with its ``_SUCCESS`` marker, so that the next run ingests
+    (and validates) it again; the quarantine's report moves to ``quarantine/…/history/<validated_at>/`` with a
+    ``released.json`` beside it. Refuses when there is nothing to release or landing/ already holds a drop."""
+    q = b.folder("quarantine")
+    landing = drop_folder(b.spec.name, b.date)
+    name = b.spec.landing_file
+    if not lake.exists(q, name):
+        raise FileNotFoundError(f"batch {b.id}: nothing to release, {lake.uri(q, name)} does not exist")
+    if lake.ls(landing):
+        raise FileExistsError(f"batch {b.id}: {lake.uri(landing)} already holds a drop ({', '.join(lake.ls(landing))});"
+                              " ingest or remove it first: releasing would overwrite it")
+    report = lake.read_json(q, REPORT_FILE) if lake.exists(q, REPORT_FILE) else {}
+    stamp = str(report.get("validated_at") or _now()).replace(":", "")
+    lake.copy((q, name), (landing, name))
+    lake.touch(landing, SUCCESS_MARKER)  # the marker last: the drop is complete
+    for entry in lake.ls(q):
+        if entry not in ("history", name):
+            lake.copy((q, entry), (q, "history", stamp, entry))
+            lake.rm(q, entry)
+    record = {"batch": b.id, "released_at": _now(), "to": lake.uri(landing, name),
+              "failed_rules": report.get("failed_rules", [])}
+    lake.write_json(record, q, "history", stamp, RELEASED_FILE)
+    lake.rm(q, name)
+    log.warning("batch %s released from quarantine to %s", b.id, record["to"])
+    return record | {"history": lake.uri(q, "history", stamp)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from ..core.config import dataset
+    from ..core.lake import lake_from_settings
+
+    ap = argparse.ArgumentParser(prog="python -m include.mlops.ingest.ingestion",
+                                 description="Ingestion maintenance on the lake of MLOPS_LAKE_URL / MLOPS_HOME.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    rel = sub.add_parser("release", help="move a quarantined drop back to landing/ (with its _SUCCESS marker), "
+                                         "keeping its report in the quarantine's history/")
+    rel.add_argument("dataset")
+    rel.add_argument("date", help="YYYY-MM-DD")
+    args = ap.parse_args(argv)
+    lake = lake_from_settings()
+    b = batch(dataset(args.dataset), args.date)
+    try:
+        record = release(lake, b)
+    except (FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"released {b.id}: {record['to']} (with {SUCCESS_MARKER}); report kept in {record['history']}")
+    print(f"now rerun that date, e.g. airflow dags test ingest_flights {b.date.isoformat()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Union
 
 import numpy as np
@@ -231,19 +232,57 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
 FEATURE_FIELDS = [n for n in Flight.model_fields if n not in ("year", "month", "day", "flight")] + ["month"]
 
 
+GET_A_MODEL = ("get one with `make demo` (the whole lifecycle; DEMO_ARGS=--fast replays six weeks), or run the "
+               "DAGs: publish drops (python -m include.mlops.ingest.upstream publish 2013-01-01 --days 14), ingest "
+               "them (ingest_flights), then trigger train_model (`make up`, or airflow dags test train_model); the "
+               "first version that passes the gate is promoted to champion by deploy_model")
+
+
+def _start_up_check(settings) -> str:
+    """Say which registry and lake the service reads; refuse an embedded store that does not exist (a wrong
+    MLOPS_HOME would otherwise get a new, empty one and every request a 503). Returns the tracking URI."""
+    from ..core import registry
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.home / 'mlflow' / 'mlflow.db'}"
+    log.info("registry: %s (model %r, MLOPS_HOME=%s)", uri, registry.model_name(), settings.home)
+    log.info("lake: %s (rollouts read from deployments/, predictions logged to predictions/)", settings.lake_url)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise SystemExit(
+            f"\nERROR: no MLflow store at {uri[len('sqlite:///'):]}: nothing was ever trained with MLOPS_HOME="
+            f"{settings.home}.\n  Wrong place? Point MLOPS_HOME (or MLFLOW_TRACKING_URI) at the one your models are "
+            f"in, e.g. `make serve MLOPS_HOME=/path/to/.mlops`.\n  No model yet? {GET_A_MODEL[:1].upper() + GET_A_MODEL[1:]}.\n"
+            "The service does not create an empty store.")
+    versions = registry.versions(settings)
+    champion = registry.alias_version("champion", settings)
+    if not versions:
+        log.warning("NO MODEL: the registry %s has no version of %r yet, so /predict answers 503 and /health "
+                    "'no_model' until a champion is registered (the service checks every MLOPS_SERVE_REFRESH_S); "
+                    "%s", uri, registry.model_name(), GET_A_MODEL)
+    elif not champion:
+        log.warning("NO CHAMPION: %d version(s) of %r registered, none is champion yet: deploy_model promotes one "
+                    "(triggered by a passed gate of train_model, or by hand with the version in its conf)",
+                    len(versions), registry.model_name())
+    else:
+        log.info("champion: version %s of %r (%d version(s) registered)", champion["version"], registry.model_name(),
+                 len(versions))
+    return uri
+
+
 def main() -> None:
     import uvicorn
 
     from ..core.config import Settings
 
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    _start_up_check(settings)
     lake = Lake(settings.lake_url)
     store = registry_store(lake)
     app = create_app(store, lake, refresh_s=float(os.environ.get("MLOPS_SERVE_REFRESH_S", "10")),
                      flush_s=float(os.environ.get("MLOPS_SERVE_FLUSH_S", "5")))
-    uvicorn.run(app, host=os.environ.get("MLOPS_SERVE_HOST", "127.0.0.1"),
-                port=int(os.environ.get("MLOPS_SERVE_PORT", "8000")), log_level="info")
+    host, port = os.environ.get("MLOPS_SERVE_HOST", "127.0.0.1"), int(os.environ.get("MLOPS_SERVE_PORT", "8000"))
+    log.info("serving on http://%s:%d (POST /predict, GET /health, GET /versions)", host, port)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 if __name__ == "__main__":

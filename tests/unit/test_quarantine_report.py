@@ -1,0 +1,82 @@
+"""What a quarantine's report.json shows a person: every failed rule with what was observed, and samples drawn
+from the rows that broke it (the injected bad values, not valid-looking ones)."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.mlops.ingest import ingestion
+from include.mlops.core.config import Settings, dataset
+from include.mlops.core.lake import Lake
+from include.mlops.ingest.upstream import Upstream
+from include.mlops.ingest.validation import BatchRejected
+
+SETTINGS = Settings.from_env()
+DATE = "2013-04-11"
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return Lake((tmp_path / "lake").as_uri())
+
+
+def _quarantine(lake, name: str, fault: str) -> tuple[dict, str]:
+    Upstream(lake).publish(DATE, name, fault=fault)
+    b = ingestion.batch(dataset(name), DATE)
+    ingestion.extract(lake, b)
+    with pytest.raises(BatchRejected) as err:
+        ingestion.check(lake, b, SETTINGS)
+    return lake.read_json(f"quarantine/{name}/date={DATE}", "report.json"), str(err.value)
+
+
+@pytest.mark.parametrize("name, column", [("flights", "minute"), ("weather", "visib")])
+def test_wrong_types_report_names_the_bad_values(lake, name, column):
+    report, message = _quarantine(lake, name, "wrong_types")
+    failures = {f["rule"]: f for f in report["failures"]}
+    assert set(failures) == {"expect_column_values_to_be_in_type_list", "expect_column_values_to_be_between"}
+    for rule, f in failures.items():
+        assert f["column"] == column
+        assert f["observed"], f"{rule}: observed is empty"
+        # the upstream wrote "unknown" into a numeric column; those are the samples, with their rows
+        assert f["sample_values"] and set(f["sample_values"]) == {"unknown"}, (rule, f["sample_values"])
+        assert f["sample_rows"] and all(row[column] == "unknown" for row in f["sample_rows"]), rule
+    types = failures["expect_column_values_to_be_in_type_list"]
+    assert types["observed"]["value_types"] == {"str": report["rows"]}  # one bad value made the column text
+    assert types["observed"]["not_of_type_values"] == {"unknown": types["observed"]["not_of_type"]}
+    assert 0 < types["observed"]["not_of_type"] < report["rows"]
+    between = failures["expect_column_values_to_be_between"]
+    assert between["error"]  # GX itself could not compare text with numbers ...
+    assert between["observed"]["non_numeric_values"] == {"unknown": types["observed"]["not_of_type"]}  # ... we did
+    # the message (task log, Slack) says it too
+    assert f'"unknown" x{types["observed"]["not_of_type"]}' in message
+    assert f"expect_column_values_to_be_in_type_list({column})" in message
+
+
+@pytest.mark.parametrize("fault", ["null_keys", "duplicates", "out_of_range", "missing_column", "extra_column",
+                                   "truncated"])
+def test_every_failed_rule_has_an_observed_value(lake, fault):
+    report, _ = _quarantine(lake, "flights", fault)
+    assert report["failures"]
+    for f in report["failures"]:
+        assert f["observed"] not in (None, {}, []), f
+        column = f["column"]
+        if f["sample_rows"] and column and "," not in column and f["sample_values"]:
+            # rows are the failing ones: each carries one of the sample values in the rule's column
+            shown = {str(v) for v in f["sample_values"]}
+            assert all(str(row.get(column)) in shown or row.get(column) is None for row in f["sample_rows"]), f
+
+
+def test_null_key_samples_are_the_rows_with_the_null(lake):
+    report, _ = _quarantine(lake, "flights", "null_keys")
+    (f,) = report["failures"]
+    assert f["observed"]["unexpected_count"] == f["unexpected_count"] > 0
+    assert f["sample_rows"] and all(row["carrier"] is None for row in f["sample_rows"])
+
+
+def test_missing_column_report_names_it(lake):
+    report, message = _quarantine(lake, "flights", "missing_column")
+    table = next(f for f in report["failures"] if f["rule"] == "expect_table_columns_to_match_set")
+    assert table["observed"]["missing"] == ["minute"] and table["observed"]["unexpected"] == []
+    assert "missing column(s) ['minute']" in message
+    others = [f for f in report["failures"] if f["column"] == "minute"]
+    assert others and all(f["observed"] == {"column_present": False} for f in others)

@@ -134,7 +134,7 @@ class Deployment:
 
     def registry(self) -> dict:
         return self.python(
-            "import json\nfrom include.mlops import registry\n"
+            "import json\nfrom include.mlops.core import registry\n"
             "print(json.dumps({'versions': registry.versions(), 'champion': registry.alias_version('champion'),"
             " 'challenger': registry.alias_version('challenger')}))")
 

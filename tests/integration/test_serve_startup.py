@@ -36,7 +36,7 @@ def test_a_home_without_a_store_is_refused_naming_the_path(tmp_path):
 
 def test_a_store_without_a_model_starts_and_says_how_to_get_one(tmp_path):
     home = tmp_path / "home"
-    made = subprocess.run([sys.executable, "-c", "from include.mlops import registry; print(registry.versions())"],
+    made = subprocess.run([sys.executable, "-c", "from include.mlops.core import registry; print(registry.versions())"],
                           env=_env(home), capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert made.returncode == 0 and made.stdout.strip() == "[]", made.stderr[-2000:]  # an empty store
     with socket.socket() as s:

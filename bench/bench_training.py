@@ -30,7 +30,8 @@ import pandas as pd  # noqa: E402
 
 from include.mlops.train import features as F  # noqa: E402
 from include.mlops.ingest import ingestion  # noqa: E402
-from include.mlops.core.config import Settings, dataset  # noqa: E402
+from include.mlops.core.config import Settings  # noqa: E402
+from include.mlops.core.schema import dataset  # noqa: E402
 from include.mlops.core.lake import Lake  # noqa: E402
 from include.mlops.train import lgbm  # noqa: E402
 from include.mlops.train.distributed import write_training_set  # noqa: E402

@@ -25,7 +25,9 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import Param, TriggerRule, dag, task
 
 import mlops_airflow.deploy_model
+from include.mlops.deploy.config import DeployConfig
 from mlops_airflow.defaults import date_param, default_args
+from mlops_airflow.forms import overrides_form
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
 MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours decides (and rolls back) first
@@ -42,11 +44,8 @@ MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours dec
         "version": Param(None, type=["null", "string", "integer"], title="Model version"),
         "action": Param("canary", enum=["canary", "promote", "rollback"], title="Action"),
         "date": date_param("start the canary after (its evidence is the flights of the following days)"),
-        "canary_share": Param(None, type=["null", "number"], minimum=0, maximum=1,
-                              title="Canary share (empty: include/config/deploy.yaml)"),
-        "min_labelled_per_arm": Param(None, type=["null", "integer"], minimum=2),
-        "max_labelled_per_arm": Param(None, type=["null", "integer"], minimum=2),
-        "max_logloss_increase": Param(None, type=["null", "number"]),
+        # empty means the value in include/config/deploy.yaml
+        **overrides_form(DeployConfig, titles={"canary_share": "Canary share"}),
         "wait_hours": Param(72, type="number", exclusiveMinimum=0, maximum=MAX_WAIT_HOURS,
                             title="Roll back when no decision after (hours)"),
     },

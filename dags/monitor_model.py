@@ -20,10 +20,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 import mlops_airflow.monitor_model
+from include.mlops.monitor.config import MonitorConfig
 from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
+from mlops_airflow.forms import overrides_form
+
+TITLES = {"window_days": "Window (days) compared with the reference",
+          "min_drifted_features": "Drifted features that raise the data-drift signal",
+          "consecutive_days": "Consecutive days a signal must be up to fire",
+          "cooldown_days": "Cool-down after a retraining trigger (days)",
+          "max_auc_drop": "Decay: tolerated live AUC drop"}
 
 @dag(
     schedule="@daily",
@@ -36,15 +44,8 @@ from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, 
     render_template_as_native_obj=True,
     params={
         "date": date_param("monitor"),
-        "window_days": Param(None, type=["null", "integer"], minimum=1, maximum=90,
-                             title="Window (days) compared with the reference"),
-        "min_drifted_features": Param(None, type=["null", "integer"], minimum=1,
-                                      title="Drifted features that raise the data-drift signal"),
-        "consecutive_days": Param(None, type=["null", "integer"], minimum=1,
-                                  title="Consecutive days a signal must be up to fire"),
-        "cooldown_days": Param(None, type=["null", "integer"], minimum=0,
-                               title="Cool-down after a retraining trigger (days)"),
-        "max_auc_drop": Param(None, type=["null", "number"], title="Decay: tolerated live AUC drop"),
+        # empty means the value in include/config/monitoring.yaml
+        **overrides_form(MonitorConfig, titles=TITLES),
     },
     default_args=default_args(),
 )

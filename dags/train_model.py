@@ -21,19 +21,31 @@ version, when the gate passed.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 import mlops_airflow.train_model
-from mlops_airflow.defaults import default_args
+from include.mlops.evaluate.config import GateConfig
+from include.mlops.train.params import load as load_params
 from mlops_airflow.assets import CURATED_FLIGHTS
+from mlops_airflow.defaults import default_args
+from mlops_airflow.forms import overrides_form, values_form
 from mlops_airflow.operators import HorovodTrainOperator
 
-MIN_DAYS = int(os.environ.get("MLOPS_TRAIN_MIN_DAYS", "14"))
+PARAMS = load_params()  # params.yaml: the defaults of every field below but the run's own (end date, hosts, reason)
 HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
+TITLES = {"window_days": "Window (days)", "min_days": "Minimum curated days", "workers": "Horovod workers",
+          "num_boost_round": "Boosting rounds", "timeout_minutes": "Job timeout (minutes)"}
+LIMITS = {"window_days": {"minimum": 3, "maximum": 366}, "min_days": {"minimum": 3},
+          "workers": {"minimum": 1, "maximum": 64}, "threads_per_worker": {"minimum": 1, "maximum": 64},
+          "num_boost_round": {"minimum": 10, "maximum": 5000}, "timeout_minutes": {"minimum": 1, "maximum": 720},
+          "learning_rate": {"exclusiveMinimum": 0, "maximum": 1}, "num_leaves": {"minimum": 2, "maximum": 4096},
+          "min_data_in_leaf": {"minimum": 1}}
+GATE_TITLES = {"min_auc": "AUC floor", "max_auc_drop": "tolerated AUC drop vs champion",
+               "max_ece": "max calibration error", "min_slice_rows": "min flights per judged slice",
+               "max_slice_auc_drop": "tolerated AUC drop per slice"}
 
 
 @dag(
@@ -45,28 +57,16 @@ HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:
     tags=["training", "horovod", "lightgbm", "mlflow"],
     render_template_as_native_obj=True,
     params={
-        "window_days": Param(28, type="integer", minimum=3, maximum=366, title="Window (days)",
-                             description="Curated days of flights to train on, ending at end_date."),
+        **values_form(PARAMS["train"], TITLES, LIMITS),
         "end_date": Param(None, type=["null", "string"], format="date", title="End date",
                           description="Last day of the window; empty means the newest curated day."),
-        "min_days": Param(MIN_DAYS, type="integer", minimum=3, title="Minimum curated days"),
-        "workers": Param(2, type="integer", minimum=1, maximum=64, title="Horovod workers"),
-        "threads_per_worker": Param(1, type="integer", minimum=1, maximum=64),
         "hosts": Param(None, type=["null", "string"], pattern=HOSTS, title="Hosts",
                        description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker."),
-        "num_boost_round": Param(200, type="integer", minimum=10, maximum=5000, title="Boosting rounds"),
-        "learning_rate": Param(0.05, type="number", exclusiveMinimum=0, maximum=1),
-        "num_leaves": Param(63, type="integer", minimum=2, maximum=4096),
-        "min_data_in_leaf": Param(50, type="integer", minimum=1),
-        "timeout_minutes": Param(30, type="integer", minimum=1, maximum=720, title="Job timeout (minutes)"),
         "reason": Param("scheduled", type="string", title="Reason",
                         description="Why this model is trained (scheduled, manual, drift, decay, ...)."),
+        **values_form(PARAMS["lgbm"], {}, LIMITS),
         # evaluation gate: empty means the value in include/config/gate.yaml
-        "gate_min_auc": Param(None, type=["null", "number"], title="Gate: AUC floor"),
-        "gate_max_auc_drop": Param(None, type=["null", "number"], title="Gate: tolerated AUC drop vs champion"),
-        "gate_max_ece": Param(None, type=["null", "number"], title="Gate: max calibration error"),
-        "gate_min_slice_rows": Param(None, type=["null", "integer"], title="Gate: min flights per judged slice"),
-        "gate_max_slice_auc_drop": Param(None, type=["null", "number"], title="Gate: tolerated AUC drop per slice"),
+        **overrides_form(GateConfig, prefix="gate_", title_prefix="Gate: ", titles=GATE_TITLES),
     },
     default_args=default_args(),
 )
@@ -85,8 +85,7 @@ def train_model():
         threads_per_worker="{{ params.threads_per_worker }}",
         hosts="{{ params.hosts }}",
         num_boost_round="{{ params.num_boost_round }}",
-        lgbm_params={"learning_rate": "{{ params.learning_rate }}", "num_leaves": "{{ params.num_leaves }}",
-                     "min_data_in_leaf": "{{ params.min_data_in_leaf }}"},
+        lgbm_params={k: "{{ params.%s }}" % k for k in PARAMS["lgbm"]},
         timeout_s="{{ params.timeout_minutes * 60 }}",
     )
 

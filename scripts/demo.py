@@ -225,7 +225,7 @@ class Lifecycle:
             self.deploy(day, c)
 
     def deploy(self, day: dt.date, conf: dict) -> None:
-        from include.mlops.deploy import canary as deployment
+        from include.mlops.core import rollouts
 
         if self.champion() is None:
             states = self.run("deploy_model", day, conf, hour=7)
@@ -242,11 +242,11 @@ class Lifecycle:
                                  "-c", json.dumps(conf)], stdout=out, stderr=subprocess.STDOUT, env=os.environ)
         self.canary = (proc, str(conf["version"]), day.isoformat())
         for _ in range(240):  # the canary is live once the rollout is written and the service routes to it
-            r = deployment.current(self.lake) or {}
+            r = rollouts.current(self.lake) or {}
             if r.get("status") == "canary" and str(r.get("version")) == str(conf["version"]) or proc.poll() is not None:
                 break
             time.sleep(0.5)
-        r = deployment.current(self.lake) or {}
+        r = rollouts.current(self.lake) or {}
         self.event(day, "canary", f"started: {r.get('canary_share', 0):.0%} of flights against champion "
                                   f"v{r.get('champion')} (deploy_model in its own process)", conf["version"])
 
@@ -267,11 +267,11 @@ class Lifecycle:
             return
         self.canary = None
         ev_name = f"v{version}.json"
-        from include.mlops.deploy import canary as deployment
+        from include.mlops.deploy import canary
 
         if self.lake.exists("reports", "deployments", ev_name):
             ev = self.lake.read_json("reports", "deployments", ev_name)
-            self.event(day, "decision", deployment.describe(ev), version)
+            self.event(day, "decision", canary.describe(ev), version)
         else:
             self.event(day, "decision", f"deploy_model ended (rc {proc.returncode}) without a decision; see "
                                         f"{self.logs / f'deploy_model-v{version}.log'}", version)

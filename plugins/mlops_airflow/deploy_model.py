@@ -13,14 +13,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEPLOY_PARAMS = ("canary_share", "min_labelled_per_arm", "max_labelled_per_arm", "max_logloss_increase")
-
-
 def _cfg(context):
-    from include.mlops.deploy.canary import DeployConfig
+    from include.mlops.deploy.config import DeployConfig
 
-    p = context["params"]
-    return DeployConfig.load(overrides={k: p.get(k) for k in DEPLOY_PARAMS})
+    from .forms import overrides
+
+    return DeployConfig(**overrides(DeployConfig, context["params"]))
 
 
 def _version(context) -> str:
@@ -55,7 +53,7 @@ def plan(context) -> str:
 
 
 def start_canary(context) -> dict[str, Any]:
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.deploy import canary
     from include.mlops.core import registry
 
     from .defaults import batch_date
@@ -68,7 +66,7 @@ def start_canary(context) -> dict[str, Any]:
 
         raise AirflowFailException("the champion disappeared since plan: run deploy_model again")
     registry.set_alias("challenger", version)
-    rollout = deployment.start(get_lake(), version, champion["version"], cfg.canary_share, batch_date(context))
+    rollout = canary.start(get_lake(), version, champion["version"], cfg.canary_share, batch_date(context))
     _alert(context, f"Canary started: v{version} on {cfg.canary_share:.0%} of flights", "",
            {"champion": f"v{champion['version']}", "evidence": f"flights from {rollout['from_date']}",
             "needs": f"{cfg.min_labelled_per_arm} labelled flights per arm"})
@@ -81,15 +79,15 @@ def evidence_ready(context):
     the decision travels to ``decide`` as this sensor's XCom."""
     from airflow.sdk import PokeReturnValue
 
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.deploy import canary
     from include.mlops.core import registry
 
     from .connections import get_lake
 
     lake, cfg = get_lake(), _cfg(context)
     rollout = _running_rollout(lake, context)
-    df = deployment.labelled_predictions(lake, rollout)
-    ev = deployment.evidence(df, cfg)
+    df = canary.labelled_predictions(lake, rollout)
+    ev = canary.evidence(df, cfg)
     started = dt.datetime.fromisoformat(rollout["started_at"])
     waited_h = (dt.datetime.now(dt.timezone.utc) - started).total_seconds() / 3600
     timed_out = waited_h >= float(context["params"].get("wait_hours") or 72)
@@ -104,9 +102,9 @@ def evidence_ready(context):
     models = {}
     for arm, v in (("champion", rollout["champion"]), ("challenger", rollout["version"])):
         booster, spec = registry.load_version(v)
-        models[arm] = (booster, deployment.spec_of(spec))
-    result = deployment.compare(df, models["champion"], models["challenger"], cfg)
-    final = deployment.conclude(result, ev, timed_out)
+        models[arm] = (booster, canary.spec_of(spec))
+    result = canary.compare(df, models["champion"], models["challenger"], cfg)
+    final = canary.conclude(result, ev, timed_out)
     if final is None:
         ll = result["logloss"]
         log.info("inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
@@ -118,9 +116,10 @@ def evidence_ready(context):
 def _running_rollout(lake, context) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import rollouts
 
-    rollout = deployment.current(lake)
+
+    rollout = rollouts.current(lake)
     if not rollout or rollout.get("status") != "canary" or str(rollout.get("version")) != _version(context):
         raise AirflowFailException(f"no canary of v{_version(context)} is running (rollout: {rollout})")
     return rollout
@@ -139,7 +138,7 @@ def _json_safe(value):
 def decide(context) -> dict[str, Any]:
     """Promote or roll back on the sensor's decision. Each step can be retried: the aliases are set to where
     they belong, then the rollout ends."""
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.deploy import canary
     from include.mlops.core import registry
 
     from .connections import get_lake
@@ -156,9 +155,9 @@ def decide(context) -> dict[str, Any]:
         registry.set_alias("champion", rollout["version"])
     registry.delete_alias("challenger")
     lake.write_json(result, "reports", "deployments", f"v{rollout['version']}.json")
-    deployment.finish(lake, "promoted" if promote else "rolled_back", result)
+    canary.finish(lake, "promoted" if promote else "rolled_back", result)
     verb = "promoted to champion" if promote else "rolled back"
-    detail = deployment.describe(result) if "logloss" in result else result.get("why", "")
+    detail = canary.describe(result) if "logloss" in result else result.get("why", "")
     champion = registry.alias_version("champion")
     _alert(context, f"Model v{rollout['version']} {verb}", detail,
            {"champion now": f"v{champion['version']}" if champion else "none",
@@ -167,7 +166,8 @@ def decide(context) -> dict[str, Any]:
 
 
 def promote_now(context) -> dict[str, Any]:
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import rollouts
+    from include.mlops.deploy import canary
     from include.mlops.core import registry
 
     from .defaults import batch_date
@@ -178,10 +178,10 @@ def promote_now(context) -> dict[str, Any]:
     registry.set_alias("champion", version)
     registry.delete_alias("challenger")
     lake = get_lake()
-    rollout = deployment.current(lake)
+    rollout = rollouts.current(lake)
     if rollout is None or rollout.get("status") == "canary":
-        deployment.start(lake, version, before["version"] if before else None, 0.0, batch_date(context))
-        deployment.finish(lake, "promoted", {"manual": context["params"].get("action") == "promote"})
+        canary.start(lake, version, before["version"] if before else None, 0.0, batch_date(context))
+        canary.finish(lake, "promoted", {"manual": context["params"].get("action") == "promote"})
     _alert(context, f"Model v{version} promoted to champion",
            "first model: nothing to compare with" if before is None else
            f"by hand (was v{before['version']})", {})
@@ -189,7 +189,8 @@ def promote_now(context) -> dict[str, Any]:
 
 
 def rollback_now(context) -> dict[str, Any]:
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import rollouts
+    from include.mlops.deploy import canary
     from include.mlops.core import registry
 
     from .connections import get_lake
@@ -204,9 +205,9 @@ def rollback_now(context) -> dict[str, Any]:
     if challenger and challenger["version"] == version:
         registry.delete_alias("challenger")
     lake = get_lake()
-    rollout = deployment.current(lake)
+    rollout = rollouts.current(lake)
     if rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version:
-        deployment.finish(lake, "rolled_back", {"manual": True})
+        canary.finish(lake, "rolled_back", {"manual": True})
     _alert(context, f"Model v{version} rolled back by hand", "", {})
     return {"decision": "rollback", "version": version}
 
@@ -217,14 +218,16 @@ def abandon_canary(context) -> dict[str, Any]:
     Skipped when no canary of this version runs (``plan`` or ``start_canary`` failed before starting one)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import rollouts
+
+    from include.mlops.deploy import canary
     from include.mlops.core import registry
 
     from .connections import get_lake
 
     version = _version(context)
     lake = get_lake()
-    rollout = deployment.current(lake)
+    rollout = rollouts.current(lake)
     if not (rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version):
         raise AirflowSkipException(f"no canary of v{version} is running: nothing to take out of service")
     champion = registry.alias_version("champion")
@@ -232,7 +235,7 @@ def abandon_canary(context) -> dict[str, Any]:
     challenger = registry.alias_version("challenger")
     if challenger and challenger["version"] == version:
         registry.delete_alias("challenger")
-    deployment.finish(lake, "promoted" if promoted else "rolled_back",
+    canary.finish(lake, "promoted" if promoted else "rolled_back",
                       {"why": "deploy_model failed before it could decide on evidence"})
     if not promoted:
         _alert(context, f"Model v{version} rolled back: the canary could not be decided",

@@ -24,7 +24,7 @@ class BatchQuarantined(AirflowFailException):
 
 def _batch(dataset: str, context: dict[str, Any]):
     """The batch as this run handles it: the data date, and the run's own key (its staging folder)."""
-    from include.mlops.core.config import dataset as dataset_spec
+    from include.mlops.core.schema import dataset as dataset_spec
     from include.mlops.ingest.ingestion import batch
     from include.mlops.core.lake import UnsafePath, run_key
 

@@ -7,26 +7,25 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MONITOR_PARAMS = ("window_days", "min_drifted_features", "consecutive_days", "cooldown_days", "max_auc_drop")
-
-
 def _cfg(context):
-    from include.mlops.monitor.monitor import MonitorConfig
+    from include.mlops.monitor.config import MonitorConfig
 
-    p = context["params"]
-    return MonitorConfig.load(overrides={k: p.get(k) for k in MONITOR_PARAMS})
+    from .forms import overrides
+
+    return MonitorConfig(**overrides(MonitorConfig, context["params"]))
 
 
 def day_settled(context: dict[str, Any]) -> bool:
     """The date's flights were curated or quarantined by ingestion (monitoring runs after it, either way)."""
-    from include.mlops.core.lake import Lake
+    from include.mlops.core import layout
+    from include.mlops.core.schema import MODEL_DATASET
 
-    from .defaults import batch_date
     from .connections import get_lake
+    from .defaults import batch_date
 
     lake, d = get_lake(), batch_date(context)
-    return any(lake.exists(Lake.partition(zone, "flights", d), name)
-               for zone, name in (("curated", "part-00000.parquet"), ("quarantine", "report.json")))
+    return lake.exists(*layout.curated_file(MODEL_DATASET, d)) or lake.exists(
+        layout.quarantine(MODEL_DATASET, d), layout.QUARANTINE_REPORT)
 
 
 def report(context: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +41,7 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     champion = registry.alias_version("champion")
     if champion is None:
         raise AirflowSkipException("no champion yet: nothing to monitor")
-    profile = registry.load_artifact(champion["version"], "profile.json")
+    profile = registry.load_artifact(champion["version"], layout.TRAINING_PROFILE)
     if profile is None:
         raise AirflowSkipException(f"champion v{champion['version']} has no reference profile (profile.json)")
     r = monitor.report(get_lake(), batch_date(context), champion, profile, _cfg(context))
@@ -54,7 +53,7 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
 def check_thresholds(context: dict[str, Any]) -> bool:
     """Fire when a signal was up on enough consecutive days, outside the cool-down: Slack alert, and True (the
     trigger runs). The decision goes to XCom under ``decision`` (the trigger's conf takes the reason from it)."""
-    from include.mlops.deploy import canary as deployment
+    from include.mlops.core import rollouts
     from include.mlops.monitor import monitor
 
     from .notifiers import notify
@@ -62,7 +61,7 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     from .connections import get_lake
 
     lake, cfg = get_lake(), _cfg(context)
-    d = monitor.decide(lake, batch_date(context), cfg, rollout=deployment.current(lake))
+    d = monitor.decide(lake, batch_date(context), cfg, rollout=rollouts.current(lake))
     if d["fire"]:
         detail = "\n".join(f"{name}: " + "; ".join(reasons) for name, reasons in list(d["evidence"].items())[:6])
         notify(context, "drift", f"Drift on model v{d['champion']}: retraining", d["reason"] + "\n" + detail,

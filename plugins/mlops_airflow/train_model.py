@@ -26,12 +26,12 @@ def should_train(context: dict[str, Any]) -> bool:
     """Enough curated days, and a reason: a run started by new curated data (the Asset schedule) trains only
     while there is no champion yet; later models come from monitoring (drift, decay) or a person."""
     from include.mlops.core import registry
-    from include.mlops.train.pipeline import curated_dates
+    from include.mlops.train import pipeline
 
     from .connections import get_lake
 
     p = context["params"]
-    dates = curated_dates(get_lake(), p.get("end_date"))
+    dates = pipeline.curated_dates(get_lake(), p.get("end_date"))
     if len(dates) < int(p["min_days"]):
         log.info("%d curated day(s) of flights (need %d): skipping this run", len(dates), p["min_days"])
         return False
@@ -47,43 +47,41 @@ def should_train(context: dict[str, Any]) -> bool:
 
 
 def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.train.pipeline import build_training_set as build
+    from include.mlops.train import pipeline
 
     from .connections import get_lake
 
     p = context["params"]
-    meta = build(get_lake(), run_key(context), int(p["window_days"]), int(p["workers"]), end=p.get("end_date"),
-                 min_days=min(int(p["min_days"]), int(p["window_days"])))
+    meta = pipeline.build_training_set(get_lake(), run_key(context), int(p["window_days"]), int(p["workers"]),
+                                       end=p.get("end_date"), min_days=min(int(p["min_days"]), int(p["window_days"])))
     return {k: meta[k] for k in ("fingerprint", "rows", "window", "days", "shards")}
 
 
 def register(context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.train.pipeline import register as reg
+    from include.mlops.train import pipeline
+    from include.mlops.train.params import load
 
     from .connections import get_lake
 
     p = context["params"]
-    lgbm = {"learning_rate": float(p["learning_rate"]), "num_leaves": int(p["num_leaves"]),
-            "min_data_in_leaf": int(p["min_data_in_leaf"])}
-    result = reg(get_lake(), run_key(context), params={"lgbm": lgbm, "num_boost_round": int(p["num_boost_round"])},
-                 reason=str(p["reason"]), dag_run=context["dag_run"].run_id)
+    lgbm = {k: p[k] for k in load()["lgbm"]}  # the run's values of params.yaml's LightGBM parameters
+    result = pipeline.register(get_lake(), run_key(context),
+                               params={"lgbm": lgbm, "num_boost_round": int(p["num_boost_round"])},
+                               reason=str(p["reason"]), dag_run=context["dag_run"].run_id)
     log.info("registered %s version %s (test AUC %.4f)", result["model_name"], result["version"], result["test_auc"])
     return result
 
 
-GATE_PARAMS = ("min_auc", "max_auc_drop", "max_ece", "min_slice_rows", "max_slice_auc_drop")
-
-
 def gate(context: dict[str, Any]) -> dict[str, Any]:
     """The evaluation gate; one Slack message with the decision, the numbers and the report link."""
-    from include.mlops.train.pipeline import gate as run_gate
+    from include.mlops.evaluate import gate as evaluation
 
-    from .notifiers import notify
     from .connections import get_lake
+    from .forms import overrides
+    from .notifiers import notify
 
-    p = context["params"]
-    overrides = {k: p.get(f"gate_{k}") for k in GATE_PARAMS}
-    d = run_gate(get_lake(), run_key(context), overrides)
+    d = evaluation.run(get_lake(), run_key(context),
+                       overrides(evaluation.GateConfig, context["params"], prefix="gate_"))
     verdict = "passed: challenger" if d["passed"] else "failed: " + ", ".join(d["failed"])
     detail = "\n".join(("ok   " if c["passed"] else "FAIL ") + f"{c['name']}: {c['detail']}" for c in d["checks"])
     notify(context, "gate", f"Model v{d['version']} {verdict}", detail,

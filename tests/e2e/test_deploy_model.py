@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from include.mlops.deploy import canary as deployment
+from include.mlops.core import layout, rollouts
 from include.mlops.core import registry
 from include.mlops.ingest.traffic import replay
 from include.mlops.train import pipeline
@@ -62,7 +62,7 @@ class CanaryTraffic(threading.Thread):
         try:
             deadline = time.time() + 120
             while True:
-                r = deployment.current(self.lake)
+                r = rollouts.current(self.lake)
                 h = httpx.get(self.url + "/health").json()
                 if r and r["status"] == "canary" and str(r["version"]) == self.version \
                         and h["challenger"] == self.version and h["canary_share"] > 0:
@@ -103,7 +103,7 @@ def given(lake, champion: str | None) -> None:
         registry.delete_alias("champion")
     else:
         registry.set_alias("champion", champion)
-    lake.rm(*deployment.ROLLOUT)
+    lake.rm(*layout.ROLLOUT)
 
 
 def test_first_version_is_promoted_directly(run_dag, versions, curated, slack):
@@ -145,7 +145,7 @@ def test_a_worse_challenger_is_rolled_back(run_dag, versions, service, curated, 
     assert run.state == "success", run
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
-    assert deployment.current(curated)["status"] == "rolled_back"
+    assert rollouts.current(curated)["status"] == "rolled_back"
     evidence = curated.read_json("reports", "deployments", f"v{versions['bad']}.json")
     assert evidence["decision"] == "rollback" and evidence["logloss"]["ci95"][0] > 0
     assert any(f"Model v{versions['bad']} rolled back" in t for t in slack.texts())
@@ -161,7 +161,7 @@ def test_a_canary_without_evidence_is_rolled_back_after_wait_hours(run_dag, vers
     assert run.tasks["decide"][0] == "success" and time.monotonic() - t0 < 120
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
-    rollout = deployment.current(curated)
+    rollout = rollouts.current(curated)
     assert rollout["status"] == "rolled_back" and "not enough labelled canary flights" in rollout["evidence"]["why"]
     assert any(f"Model v{versions['bad']} rolled back" in t and "not enough" in t for t in slack.texts())
 

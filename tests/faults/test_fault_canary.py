@@ -10,10 +10,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from include.mlops.deploy import canary as deployment
+from include.mlops.core import layout, rollouts
+from include.mlops.deploy import canary
 from include.mlops.core import registry
 from include.mlops.core.lake import Lake
-from include.mlops.monitor import performance
+from include.mlops.core import predictions
 from include.mlops.ingest.traffic import requests_for
 
 from curation import curate_days
@@ -24,7 +25,7 @@ STARTED_ON = "2013-01-02"   # the data date of the run that started it
 
 
 @pytest.fixture
-def canary(tmp_path, monkeypatch):
+def live_canary(tmp_path, monkeypatch):
     """Champion v1 and challenger v2 on half the flights, behind a real service over a lake of this test's."""
     from servers import serve
 
@@ -35,7 +36,7 @@ def canary(tmp_path, monkeypatch):
     registry.set_alias("champion", champion)
     registry.set_alias("challenger", challenger)
     lake = Lake((tmp_path / "lake").as_uri())
-    rollout = deployment.start(lake, challenger, champion, 0.5, STARTED_ON)
+    rollout = canary.start(lake, challenger, champion, 0.5, STARTED_ON)
     with serve(create_app(registry_store(lake), lake, refresh_s=0.2, flush_rows=100, flush_s=0.2)) as url:
         deadline = time.time() + 10
         while httpx.get(url + "/health").json()["canary_share"] != 0.5 and time.time() < deadline:
@@ -57,11 +58,11 @@ def _flushed(url, lake, n):
     assert httpx.get(url + "/health").json()["logged"] >= n
 
 
-def test_a_client_cannot_steer_the_canary(canary):
+def test_a_client_cannot_steer_the_canary(live_canary):
     """Kills: the evidence window taken from the newest prediction partition (a request dated 2100 made the
     canary wait until its sensor timed out); the latest logged row per flight used as evidence (a re-post with
     altered features changed it)."""
-    url, lake, rollout = canary
+    url, lake, rollout = live_canary
     assert rollout["from_date"] == DAY                          # from the run's data date, not from clients
     flights = requests_for(DAY)
     _post(url, flights)
@@ -71,8 +72,8 @@ def test_a_client_cannot_steer_the_canary(canary):
     assert "date=2100-01-01" in lake.ls("predictions")
     curate_days(lake, DAY, 1)                                   # the outcomes arrive with the day's ingestion
 
-    before = deployment.labelled_predictions(lake, deployment.current(lake))
-    ev = deployment.evidence(before, deployment.DeployConfig(min_labelled_per_arm=100))
+    before = canary.labelled_predictions(lake, rollouts.current(lake))
+    ev = canary.evidence(before, canary.DeployConfig(min_labelled_per_arm=100))
     assert ev["ready"] and sum(ev["labelled"].values()) == len(before) > 0.9 * len(flights)
     assert set(before["flight_key"].str[:10]) == {DAY}
 
@@ -80,7 +81,7 @@ def test_a_client_cannot_steer_the_canary(canary):
     altered = [dict(f, distance=4999.0, sched_dep_time=2359) for f in flights]
     _post(url, altered)
     _flushed(url, lake, 2 * len(flights) + 1)
-    after = deployment.labelled_predictions(lake, deployment.current(lake))
+    after = canary.labelled_predictions(lake, rollouts.current(lake))
     cols = ["flight_key", "arm", "version", "score", "distance", "sched_dep_time"]
     pd.testing.assert_frame_equal(before[cols].sort_values("flight_key").reset_index(drop=True),
                                   after[cols].sort_values("flight_key").reset_index(drop=True))
@@ -89,21 +90,21 @@ def test_a_client_cannot_steer_the_canary(canary):
     log = pd.concat([lake.read_parquet(f"predictions/date={DAY}", f) for f in lake.ls(f"predictions/date={DAY}")])
     assert len(log) == 2 * len(flights) and (log["distance"] == 4999.0).sum() == len(flights)
     # and monitoring reads the same first answers
-    served = performance.predictions(lake, [DAY])
+    served = predictions.predictions(lake, [DAY])
     assert (served["distance"] != 4999.0).all() and len(served) == len(flights)
 
 
-def test_flights_first_served_before_the_rollout_started_are_not_evidence(canary):
-    url, lake, rollout = canary
+def test_flights_first_served_before_the_rollout_started_are_not_evidence(live_canary):
+    url, lake, rollout = live_canary
     flights = requests_for(DAY)[:200]
-    lake.write_json(rollout | {"started_at": "2099-01-01T00:00:00+00:00"}, *deployment.ROLLOUT)
+    lake.write_json(rollout | {"started_at": "2099-01-01T00:00:00+00:00"}, *layout.ROLLOUT)
     _post(url, flights)
     _flushed(url, lake, len(flights))
     curate_days(lake, DAY, 1)
-    assert deployment.labelled_predictions(lake, deployment.current(lake)).empty
+    assert canary.labelled_predictions(lake, rollouts.current(lake)).empty
 
 
 def test_a_rollout_without_its_data_date_is_refused(tmp_path):
     lake = Lake((tmp_path / "lake").as_uri())
     with pytest.raises(ValueError, match="no from_date"):
-        deployment.labelled_predictions(lake, {"version": "2", "champion": "1", "started_at": "2013-01-01"})
+        canary.labelled_predictions(lake, {"version": "2", "champion": "1", "started_at": "2013-01-01"})

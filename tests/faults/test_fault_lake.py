@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from include.mlops.core import lake as lake_module
+from include.mlops.core import layout
 from include.mlops.core.lake import Lake, UnsafePath, as_date, run_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ class _CutOff(io.RawIOBase):
 
 @pytest.mark.parametrize("cut_at", [0, 100, 5_000])
 def test_a_rewrite_cut_off_at_n_bytes_leaves_the_old_partition_whole(lake, monkeypatch, cut_at):
-    lake.replace_partition(table(1), FOLDER)
+    lake.replace_partition(table(1), FOLDER, FILE)
     before = lake.read_bytes(FOLDER, FILE)
 
     def full_disk(path, mode="r", *args, **kwargs):
@@ -79,7 +80,7 @@ def test_a_rewrite_cut_off_at_n_bytes_leaves_the_old_partition_whole(lake, monke
 
     monkeypatch.setattr(lake_module, "open", full_disk, raising=False)
     with pytest.raises(OSError, match="No space left"):
-        lake.replace_partition(table(2), FOLDER)
+        lake.replace_partition(table(2), FOLDER, FILE)
     monkeypatch.undo()
     assert lake.read_bytes(FOLDER, FILE) == before          # the old partition, byte for byte
     assert lake.ls(FOLDER) == [FILE] and on_disk(lake, FOLDER) == [FILE]   # no torn file, no temporary left
@@ -97,12 +98,12 @@ def stall(fd):          # the data is written; the process is killed before it i
     time.sleep(600)
 m.os.fsync = stall
 lake = m.Lake(sys.argv[2])
-lake.replace_partition(pd.DataFrame({"v": [2] * 20000, "x": range(20000)}), sys.argv[3])
+lake.replace_partition(pd.DataFrame({"v": [2] * 20000, "x": range(20000)}), sys.argv[3], "part-00000.parquet")
 """
 
 
 def test_a_writer_killed_mid_write_leaves_the_old_partition_and_nothing_visible(lake):
-    lake.replace_partition(table(1), FOLDER)
+    lake.replace_partition(table(1), FOLDER, FILE)
     before = lake.read_bytes(FOLDER, FILE)
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(ROOT), lake.url, FOLDER], stdout=subprocess.PIPE,
                             text=True)
@@ -113,13 +114,13 @@ def test_a_writer_killed_mid_write_leaves_the_old_partition_and_nothing_visible(
     assert lake.ls(FOLDER) == [FILE]                          # readers never list the temporary
     hidden = [n for n in on_disk(lake, FOLDER) if n != FILE]
     assert len(hidden) == 1 and hidden[0].startswith(".")     # the killed write's leftover is hidden
-    lake.replace_partition(table(3), FOLDER)                  # and does not get in the way of the next write
+    lake.replace_partition(table(3), FOLDER, FILE)                  # and does not get in the way of the next write
     assert (lake.read_parquet(FOLDER, FILE)["v"] == 3).all()
 
 
 def test_readers_hammering_a_partition_rewritten_50_times_see_only_whole_old_or_new_content(lake):
     """Kills: writes at the final path (61 of 712 reads failed with torn files before)."""
-    lake.replace_partition(table(0), FOLDER)
+    lake.replace_partition(table(0), FOLDER, FILE)
     stop = threading.Event()
     seen: list[int] = []
     errors: list[str] = []
@@ -139,7 +140,7 @@ def test_readers_hammering_a_partition_rewritten_50_times_see_only_whole_old_or_
     for t in readers:
         t.start()
     for i in range(1, 51):
-        lake.replace_partition(table(i), FOLDER)
+        lake.replace_partition(table(i), FOLDER, FILE)
     stop.set()
     for t in readers:
         t.join(30)
@@ -189,7 +190,7 @@ def test_a_run_id_of_dot_cannot_delete_every_training_run(lake, tmp_path):
 def test_a_data_set_name_cannot_leave_its_zone():
     for name in ("../reports", "a/b", "", "."):
         with pytest.raises((UnsafePath, ValueError)):
-            Lake.partition("curated", name, "2013-01-02")
+            layout.partition("curated", name, "2013-01-02")
 
 
 def test_removing_the_whole_lake_is_refused(lake):
@@ -213,7 +214,7 @@ def test_dates_and_timestamps_are_read():
 
 def test_a_read_that_races_a_rewrite_never_sees_an_empty_partition(lake):
     """Between the old partition and the new, the folder is never empty and its file never missing."""
-    lake.replace_partition(table(1), FOLDER)
+    lake.replace_partition(table(1), FOLDER, FILE)
     misses = []
     stop = threading.Event()
 
@@ -225,7 +226,7 @@ def test_a_read_that_races_a_rewrite_never_sees_an_empty_partition(lake):
     t = threading.Thread(target=watch)
     t.start()
     for i in range(30):
-        lake.replace_partition(table(i), FOLDER)
+        lake.replace_partition(table(i), FOLDER, FILE)
     stop.set()
     t.join(10)
     assert misses == []

@@ -11,7 +11,8 @@ import pytest
 
 from include.mlops.ingest import ingestion
 from include.mlops.core import registry
-from include.mlops.core.config import Settings, dataset
+from include.mlops.core.config import Settings
+from include.mlops.core.schema import dataset
 from include.mlops.core.lake import Lake
 from include.mlops.ingest.upstream import Upstream, day_table
 

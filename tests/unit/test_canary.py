@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.deploy.canary import DeployConfig, compare, conclude, evidence, verdict
+from include.mlops.deploy.canary import compare, conclude, evidence, verdict
+from include.mlops.deploy.config import DeployConfig
 
 RNG = np.random.default_rng(3)
 

@@ -1,6 +1,7 @@
 import pytest
 
-from include.mlops.core.config import DatasetSpec, Settings, dataset, load_datasets
+from include.mlops.core.config import Settings
+from include.mlops.core.schema import DatasetSpec, dataset, load_datasets
 
 
 def test_settings_defaults_follow_mlops_home(tmp_path):
@@ -20,7 +21,7 @@ def test_flights_spec_declares_key_label_and_date_columns():
     assert spec.key == ("year", "month", "day", "carrier", "flight", "origin")
     assert spec.label.source == "arr_delay" and spec.label.threshold == 15
     assert spec.event_time == "time_hour"
-    assert spec.columns["time_hour"] == "timestamp"
+    assert spec.columns["time_hour"].type == "timestamp"
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -8,6 +8,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from include.mlops.monitor import drift
+from include.mlops.core import profile as profile_sketch
 
 
 @pytest.fixture
@@ -20,13 +21,13 @@ def test_identical_samples_give_zero(rng):
     assert drift.ks_statistic(x, x) == 0.0
     assert drift.psi(x, x) == pytest.approx(0.0, abs=1e-12)
     assert drift.wasserstein(x, x) == 0.0
-    prof = drift.numeric_profile(x)
+    prof = profile_sketch.numeric_profile(x)
     got = drift.numeric_drift(prof, x)
-    assert got["ks"] <= 1 / (drift.LEVELS - 1) + 1e-9
+    assert got["ks"] <= 1 / (profile_sketch.LEVELS - 1) + 1e-9
     assert got["psi"] == pytest.approx(0.0, abs=1e-12)
     assert got["wasserstein"] < 0.01
-    shares = drift.category_shares(["a", "b", "b", "c"])
-    assert drift.categorical_drift(shares, ["a", "b", "b", "c"]) == {"psi": 0.0, "js": 0.0, "unseen_share": 0.0}
+    shares = profile_sketch.category_shares(["a", "b", "b", "c"])
+    assert drift.categorical_drift(shares, ["a", "b", "b", "c"]) == {"psi": 0.0, "js": 0.0, "kl": 0.0, "unseen_share": 0.0}
 
 
 def test_shifted_normal_matches_scipy_and_theory(rng):
@@ -43,7 +44,7 @@ def test_shifted_normal_matches_scipy_and_theory(rng):
 
 def test_profile_statistics_agree_with_exact_ones(rng):
     ref = rng.gamma(2.0, 3.0, 30000)
-    prof = drift.numeric_profile(ref)
+    prof = profile_sketch.numeric_profile(ref)
     for cur in (rng.gamma(2.0, 3.0, 5000), rng.gamma(2.5, 3.0, 5000), rng.gamma(2.0, 3.0, 5000) + 4):
         got = drift.numeric_drift(prof, cur)
         assert got["ks"] == pytest.approx(drift.ks_statistic(ref, cur), abs=0.005)
@@ -53,14 +54,14 @@ def test_profile_statistics_agree_with_exact_ones(rng):
 
 def test_profile_wasserstein_is_not_fooled_by_a_heavy_tail(rng):
     ref, cur = rng.pareto(1.5, 200000) + 1, rng.pareto(1.5, 200000) + 1   # same distribution, huge outliers
-    got = drift.numeric_drift(drift.numeric_profile(ref), cur)
+    got = drift.numeric_drift(profile_sketch.numeric_profile(ref), cur)
     assert drift.wasserstein(ref, cur) < 0.05 and got["wasserstein"] < 0.05  # far below the 0.1 threshold
 
 
 def test_discrete_feature_profile(rng):
     ref = rng.integers(0, 24, 20000).astype(float)
     cur = np.concatenate([rng.integers(0, 24, 8000), rng.integers(18, 24, 2000)]).astype(float)
-    got = drift.numeric_drift(drift.numeric_profile(ref), cur)
+    got = drift.numeric_drift(profile_sketch.numeric_profile(ref), cur)
     assert got["ks"] == pytest.approx(drift.ks_statistic(ref, cur), abs=0.005)
     assert got["ks"] == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=0.005)
 
@@ -78,12 +79,12 @@ def test_psi_hand_computed():
 
 
 def test_categorical_js_and_unseen():
-    ref = drift.category_shares(["JFK"] * 50 + ["LGA"] * 30 + ["EWR"] * 20)
+    ref = profile_sketch.category_shares(["JFK"] * 50 + ["LGA"] * 30 + ["EWR"] * 20)
     got = drift.categorical_drift(ref, ["JFK"] * 40 + ["LGA"] * 30 + ["EWR"] * 10 + ["XXX"] * 20)
     assert got["unseen_share"] == pytest.approx(0.2)
-    keys = ["EWR", "JFK", "LGA", drift.UNSEEN]
+    keys = ["EWR", "JFK", "LGA", profile_sketch.UNSEEN]
     p, q = [0.2, 0.5, 0.3, 0.0], [0.1, 0.4, 0.3, 0.2]
-    assert sorted(ref) + [drift.UNSEEN] == keys
+    assert sorted(ref) + [profile_sketch.UNSEEN] == keys
     assert got["js"] == pytest.approx(jensenshannon(p, q), rel=1e-9)
     assert got["psi"] == pytest.approx(drift.psi_from_shares(p, q))
     assert got["psi"] > 0.25  # a fifth of the flights from an airport never seen in training
@@ -93,7 +94,7 @@ def test_missing_values_are_their_own_signal(rng):
     ref = rng.normal(size=1000)
     cur = rng.normal(size=1000)
     cur[:300] = np.nan
-    prof = drift.numeric_profile(ref)
+    prof = profile_sketch.numeric_profile(ref)
     got = drift.numeric_drift(prof, cur)
     assert prof["missing"] == 0.0 and got["missing_cur"] == pytest.approx(0.3)
     assert got["ks"] < 0.1  # the values that are there did not move

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.evaluate.gate import GateConfig, decide
+from include.mlops.evaluate.config import GateConfig
+from include.mlops.evaluate.gate import decide
 
 RNG = np.random.default_rng(0)
 N = 4000

@@ -1,6 +1,7 @@
 import pandas as pd
 import pytest
 
+from include.mlops.core import layout
 from include.mlops.core.lake import Lake, as_date
 
 
@@ -21,9 +22,9 @@ def test_roundtrip_bytes_json_and_listing(lake):
 
 
 def test_partition_names_and_unknown_zone():
-    assert Lake.partition("curated", "flights", "2013-03-04") == "curated/flights/date=2013-03-04"
+    assert layout.partition("curated", "flights", "2013-03-04") == "curated/flights/date=2013-03-04"
     with pytest.raises(ValueError, match="unknown lake zone"):
-        Lake.partition("archive", "flights", "2013-03-04")
+        layout.partition("archive", "flights", "2013-03-04")
     with pytest.raises(ValueError, match="not a date"):
         as_date("yesterday")
 
@@ -32,8 +33,8 @@ def test_replace_partition_leaves_only_the_new_file(lake):
     folder = "curated/t/date=2013-01-01"
     lake.write_bytes(b"stale", folder, "part-00007.parquet")
     df = pd.DataFrame({"a": [1, 2]})
-    lake.replace_partition(df, folder)
-    lake.replace_partition(df, folder)
+    lake.replace_partition(df, folder, "part-00000.parquet")
+    lake.replace_partition(df, folder, "part-00000.parquet")
     assert lake.ls(folder) == ["part-00000.parquet"]
     pd.testing.assert_frame_equal(lake.read_parquet(folder, "part-00000.parquet"), df)
 

@@ -5,10 +5,11 @@ import datetime as dt
 import pytest
 
 from include.mlops.train import features as F
+from include.mlops.core import layout
 from include.mlops.core.lake import Lake
 from include.mlops.monitor import monitor
 from include.mlops.core import profile as P
-from include.mlops.monitor.monitor import MonitorConfig
+from include.mlops.monitor.config import MonitorConfig
 
 from curation import curate_days
 
@@ -25,7 +26,7 @@ def _reports(lake, start, signals_by_day):
                          "signals": {"data_drift": "data" in signals, "prediction_drift": False,
                                      "decay": "decay" in signals},
                          "prediction": {}, "performance": {"window": {"auc": 0.6}, "reference_auc": 0.7},
-                         "report": f"file:///r/{d}"}, monitor.FOLDER, f"date={d}", "report.json")
+                         "report": f"file:///r/{d}"}, layout.monitoring(d), "report.json")
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_fires_only_after_consecutive_days(lake):
 
 def test_a_missing_report_breaks_the_run(lake):
     _reports(lake, "2013-03-01", [{"data"}, {"data"}, {"data"}])
-    lake.rm(monitor.FOLDER, "date=2013-03-02")
+    lake.rm(layout.monitoring("2013-03-02"))
     assert not monitor.decide(lake, "2013-03-03", CFG)["fire"]
 
 
@@ -117,6 +118,7 @@ def test_quiet_on_the_reference_week_fires_on_a_july_week(flights_lake):
 def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
     import pandas as pd
 
+    from include.mlops.core import predictions
     from include.mlops.monitor import performance
 
     lake = flights_lake
@@ -128,7 +130,7 @@ def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
                           "score": list(0.8 * y + 0.1) + [0.5],
                           "predicted_at": pd.Timestamp("2026-01-01", tz="UTC").isoformat()})
     lake.write_parquet(preds, "predictions/date=2013-07-02", "part-0.parquet")
-    joined = performance.joined(lake, [dt.date(2013, 7, 2)], versions={"1"})
+    joined = predictions.joined(lake, [dt.date(2013, 7, 2)], versions={"1"})
     assert len(joined) == len(keys)                          # the unknown flight has no outcome
     s = performance.summary(joined)
     assert s["auc"] == pytest.approx(1.0) and s["rows"] == len(keys)

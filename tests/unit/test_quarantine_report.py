@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from include.mlops.ingest import ingestion
-from include.mlops.core.config import Settings, dataset
+from include.mlops.core.config import Settings
+from include.mlops.core.schema import dataset
 from include.mlops.core.lake import Lake
 from include.mlops.ingest.upstream import Upstream
 from include.mlops.ingest.validation import BatchRejected

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from include.mlops.core.config import Settings, dataset
+from include.mlops.core.config import Settings
+from include.mlops.core.schema import dataset
 from include.mlops.ingest.upstream import CORRUPT_FAULTS, corrupt, day_table, to_csv_bytes
 from include.mlops.ingest.validation import BatchRejected, read_csv, validate
 
@@ -15,7 +16,7 @@ GOOD_DAYS = ["2013-01-01", "2013-02-09", "2013-03-10", "2013-06-15", "2013-09-30
 def _validate(name, data: bytes, date):
     spec = dataset(name)
     df = read_csv(data, name, date)
-    return validate(df, name, date, spec.suite, SETTINGS.expectations_dir)
+    return validate(df, spec, date, SETTINGS.expectations_dir)
 
 
 @pytest.mark.parametrize("date", GOOD_DAYS)

@@ -1,12 +1,7 @@
 """One path API over the lake, for ``file://`` and ``s3://`` alike (fsspec underneath).
 
-Layout (every write is whole or absent: see ``write_bytes``; every path is checked to stay under the root)::
-
-    landing/<dataset>/date=YYYY-MM-DD/      what the upstream system drops (CSV + _SUCCESS marker)
-    staging/<dataset>/date=YYYY-MM-DD/run=<run>/   what one run's extraction fetched, validated from here
-    curated/<dataset>/date=YYYY-MM-DD/      validated Parquet, rewritten whole on a rerun
-    quarantine/<dataset>/date=YYYY-MM-DD/   the rejected file untouched plus report.json
-    predictions/, reports/
+Every write is whole or absent (see ``write_bytes``); every path is checked to stay under the root. Where things
+are in the lake is ``core.layout``'s knowledge, not this module's.
 
 The Airflow adapter (``plugins/mlops_airflow/connections.py``) hands in a filesystem built from the ``aws_default``
 connection; outside Airflow the filesystem comes from the URL and the usual AWS environment variables.
@@ -26,7 +21,6 @@ from typing import Any, Iterable
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-ZONES = ("landing", "staging", "curated", "quarantine", "predictions", "reports")
 TEMP_PREFIX = "."  # files being written are hidden (``.<name>.<uuid>.tmp``) until renamed into place
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -117,14 +111,6 @@ class Lake:
         segs = segments(*parts)
         return posixpath.join(self.url, *segs) if segs else self.url
 
-    @staticmethod
-    def partition(zone: str, dataset: str, date: dt.date | str) -> str:
-        if zone not in ZONES:
-            raise ValueError(f"unknown lake zone {zone!r}; zones: {ZONES}")
-        if len(segments(dataset)) != 1:
-            raise UnsafePath(f"a data set name is one path segment, not {dataset!r}")
-        return f"{zone}/{dataset}/date={as_date(date).isoformat()}"
-
     # queries -----------------------------------------------------------------------------------------------
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
@@ -140,12 +126,14 @@ class Lake:
         return sorted(n for n in names if not n.startswith(TEMP_PREFIX))  # never a file still being written
 
     def partitions(self, *parts: str) -> list[dt.date]:
-        """The dates present under a folder (``zone/dataset``, ``predictions``, ...) as ``date=`` partitions."""
+        """The dates present under a folder (``curated/flights``, ``predictions``, ...) as ``date=`` partitions."""
+        from .layout import DATE
+
         out = []
         for name in self.ls(*parts):
-            if name.startswith("date="):
+            if name.startswith(DATE):
                 try:
-                    out.append(as_date(name[5:]))
+                    out.append(as_date(name[len(DATE):]))
                 except ValueError:
                     continue
         return sorted(out)
@@ -217,7 +205,7 @@ class Lake:
 
         return pd.read_parquet(io.BytesIO(self.read_bytes(*parts)), engine="pyarrow")
 
-    def replace_partition(self, df, folder: str, filename: str = "part-00000.parquet") -> str:
+    def replace_partition(self, df, folder: str, filename: str) -> str:
         """Rewrite a partition whole: one deterministic file, every other file in it removed.
 
         A rerun therefore leaves exactly the new content, never a duplicate. The file is replaced atomically

@@ -20,33 +20,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core.config import PROJECT_ROOT, load_yaml_settings
+from .config import DeployConfig
 from ..train.features import FeatureSpec
+from ..core import layout, predictions
+from ..core import rollouts
 from ..core.lake import Lake, as_date
-from ..train.lgbm import metrics
+from ..core.metrics import metrics
 
-DEPLOY_FILE = PROJECT_ROOT / "include" / "config" / "deploy.yaml"
-ROLLOUT = ("deployments", "rollout.json")
-
-
-@dataclass(frozen=True)
-class DeployConfig:
-    canary_share: float = 0.2
-    min_labelled_per_arm: int = 300
-    max_labelled_per_arm: int = 3000
-    max_logloss_increase: float = 0.005
-    bootstrap: int = 300
-
-    @classmethod
-    def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "DeployConfig":
-        return load_yaml_settings(cls, path or DEPLOY_FILE, overrides)
 
 
 def now() -> str:
@@ -61,27 +46,15 @@ def start(lake: Lake, version: str, champion: str | None, share: float, data_dat
     rollout = {"version": str(version), "champion": champion, "canary_share": float(share), "started_at": now(),
                "status": "canary", "data_date": d.isoformat(),
                "from_date": (d + dt.timedelta(days=1)).isoformat()}
-    lake.write_json(rollout, *ROLLOUT)
+    lake.write_json(rollout, *layout.ROLLOUT)
     return rollout
 
 
-def current(lake: Lake) -> dict[str, Any] | None:
-    return lake.read_json(*ROLLOUT) if lake.exists(*ROLLOUT) else None
-
-
-def canary_share(rollout: dict[str, Any] | None, challenger: str | None) -> float:
-    """The challenger's share of traffic: the rollout's, while a canary of exactly that version runs; else 0."""
-    if not rollout or challenger is None or rollout.get("status") != "canary" \
-            or str(rollout.get("version")) != str(challenger):
-        return 0.0
-    return float(rollout.get("canary_share", 0.0))
-
-
 def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
-    rollout = (current(lake) or {}) | {"status": decision, "canary_share": 0.0, "finished_at": now(),
+    rollout = (rollouts.current(lake) or {}) | {"status": decision, "canary_share": 0.0, "finished_at": now(),
                                        "evidence": detail}
-    lake.write_json(rollout, *ROLLOUT)
-    lake.write_json(rollout, "deployments", "history",
+    lake.write_json(rollout, *layout.ROLLOUT)
+    lake.write_json(rollout, layout.ROLLOUT_HISTORY,
                     f"{rollout.get('started_at', now()).replace(':', '')}-v{rollout.get('version')}.json")
     return rollout
 
@@ -90,15 +63,14 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
     """The canary's labelled flights: each flight of the data dates from the rollout's ``from_date`` on, by its
     first logged prediction, kept when that prediction came from either arm's version after the rollout started;
     joined with its outcome. Only those prediction partitions are read."""
-    from ..monitor import performance
 
     if not rollout.get("from_date"):
         raise ValueError(f"rollout of v{rollout.get('version')} has no from_date: it was not started by this "
                          "version of deploy_model; roll it back and start it again")
     first = as_date(rollout["from_date"])
-    dates = [d for d in performance.prediction_dates(lake) if d >= first]
+    dates = [d for d in predictions.prediction_dates(lake) if d >= first]
     versions = {str(rollout["version"]), str(rollout.get("champion"))}
-    return performance.joined(lake, dates, versions, since=rollout["started_at"])
+    return predictions.joined(lake, dates, versions, since=rollout["started_at"])
 
 
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:
@@ -167,7 +139,7 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
                 "ci95": [float(np.percentile(auc_diffs, 2.5)), float(np.percentile(auc_diffs, 97.5))]
                 if auc_diffs else None},
         "live_auc_by_arm": live,
-        "config": asdict(cfg),
+        "config": cfg.as_dict(),
     }
 
 

@@ -1,41 +1,40 @@
 """The evaluation gate: a candidate against the current champion on the same, most recent held-out days.
 
-Checks (thresholds in ``include/config/gate.yaml``, overridable per run):
-  ``auc_floor``     candidate AUC >= ``min_auc``
-  ``calibration``   candidate expected calibration error <= ``max_ece``
-  ``auc_vs_champion``  candidate AUC >= champion AUC - ``max_auc_drop``           (only with a champion)
-  ``slices``        per origin and per carrier slice with >= ``min_slice_rows`` flights:
-                    candidate AUC >= champion AUC - ``max_slice_auc_drop``        (only with a champion)
+Rules are registered functions (``@rule``) in the order they are written here; each reads its thresholds from
+``include/config/gate.yaml`` (the one home of their values, overridable per run) and returns a ``Check``, or
+None where it does not apply (the champion rules for a first model). A new rule is one function here and its
+keys in gate.yaml; the train_model form offers every scalar key of gate.yaml as ``gate_<key>``.
+
+  ``auc_floor``        candidate AUC >= ``min_auc``
+  ``calibration``      candidate expected calibration error <= ``max_ece``
+  ``auc_vs_champion``  candidate AUC >= champion AUC - ``max_auc_drop``              (only with a champion)
+  ``slices``           per origin and per carrier slice with >= ``min_slice_rows`` flights:
+                       candidate AUC >= champion AUC - ``max_slice_auc_drop``        (only with a champion)
 The first model passes on the floor (and calibration) alone.
+
+``run`` is the gate of a training run: the candidate (its staged model) and the champion (from the registry)
+scored on the run's held-out days, the decision, an HTML report, the registry's alias and tags.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core.config import PROJECT_ROOT, load_yaml_settings
-from ..train.lgbm import metrics
+from ..core import layout
+from ..core.config import Settings
+from .config import GateConfig
+from ..core.lake import Lake
+from ..core.metrics import metrics
 
-GATE_FILE = PROJECT_ROOT / "include" / "config" / "gate.yaml"
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class GateConfig:
-    min_auc: float = 0.60
-    max_auc_drop: float = 0.01
-    max_ece: float = 0.05
-    slice_columns: tuple[str, ...] = ("origin", "carrier")
-    min_slice_rows: int = 500
-    max_slice_auc_drop: float = 0.05
-
-    @classmethod
-    def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "GateConfig":
-        return load_yaml_settings(cls, path or GATE_FILE, overrides)
 
 
 @dataclass
@@ -92,36 +91,138 @@ def slice_table(frame: pd.DataFrame, y: np.ndarray, cand: np.ndarray, champ: np.
     return rows
 
 
+@dataclass
+class Evidence:
+    """What every rule may look at: the held-out rows, the candidate's and the champion's scores and metrics,
+    the slice table."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    slices: list[dict[str, Any]]
+
+
+Rule = Callable[[Evidence, GateConfig], "Check | None"]
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str):
+    """Register a gate rule under ``name`` (its checks appear in this order in every decision)."""
+    def register(fn: Rule) -> Rule:
+        RULES[name] = fn
+        return fn
+    return register
+
+
+@rule("auc_floor")
+def auc_floor(ev: Evidence, cfg: GateConfig) -> Check:
+    auc = ev.candidate["auc"]
+    return Check("auc_floor", auc >= cfg.min_auc, auc, cfg.min_auc,
+                 f"candidate AUC {auc:.4f} vs floor {cfg.min_auc:.4f}")
+
+
+@rule("calibration")
+def calibration(ev: Evidence, cfg: GateConfig) -> Check:
+    ece = ev.candidate["ece"]
+    return Check("calibration", ece <= cfg.max_ece, ece, cfg.max_ece,
+                 f"expected calibration error {ece:.4f} vs max {cfg.max_ece:.4f}")
+
+
+@rule("auc_vs_champion")
+def auc_vs_champion(ev: Evidence, cfg: GateConfig) -> Check | None:
+    if ev.champion is None:
+        return None
+    drop = ev.champion["auc"] - ev.candidate["auc"]
+    return Check("auc_vs_champion", drop <= cfg.max_auc_drop, -drop, -cfg.max_auc_drop,
+                 f"candidate AUC {ev.candidate['auc']:.4f} vs champion {ev.champion['auc']:.4f} "
+                 f"(change {-drop:+.4f}, tolerance -{cfg.max_auc_drop:.4f})")
+
+
+@rule("slices")
+def slices(ev: Evidence, cfg: GateConfig) -> Check | None:
+    if ev.champion is None:
+        return None
+    judged = [s for s in ev.slices if s["rows"] >= cfg.min_slice_rows
+              and s["candidate_auc"] == s["candidate_auc"] and s["champion_auc"] == s["champion_auc"]]
+    regressions = [s for s in judged if s["champion_auc"] - s["candidate_auc"] > cfg.max_slice_auc_drop]
+    for s in ev.slices:
+        s["regression"] = s in regressions
+    worst = min((s["candidate_auc"] - s["champion_auc"] for s in judged), default=0.0)
+    names = ", ".join(f"{s['column']}={s['value']} ({s['candidate_auc']:.3f} vs {s['champion_auc']:.3f})"
+                      for s in regressions)
+    return Check("slices", not regressions, worst, -cfg.max_slice_auc_drop,
+                 f"{len(judged)} slice(s) judged, worst change {worst:+.4f}"
+                 + (f"; regressions: {names}" if regressions else ""))
+
+
 def decide(frame: pd.DataFrame, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None,
            config: GateConfig) -> GateDecision:
-    """Judge ``candidate`` scores (and ``champion`` scores on the same rows, if any) against ``config``."""
+    """Judge ``candidate`` scores (and ``champion`` scores on the same rows, if any) by every registered rule."""
     y = np.asarray(y, dtype=float)
     cand_m = metrics(y, candidate)
     champ_m = metrics(y, champion) if champion is not None else None
-    checks = [
-        Check("auc_floor", cand_m["auc"] >= config.min_auc, cand_m["auc"], config.min_auc,
-              f"candidate AUC {cand_m['auc']:.4f} vs floor {config.min_auc:.4f}"),
-        Check("calibration", cand_m["ece"] <= config.max_ece, cand_m["ece"], config.max_ece,
-              f"expected calibration error {cand_m['ece']:.4f} vs max {config.max_ece:.4f}"),
-    ]
-    slices = slice_table(frame, y, np.asarray(candidate), None if champion is None else np.asarray(champion),
-                         config.slice_columns)
-    if champ_m is not None:
-        drop = champ_m["auc"] - cand_m["auc"]
-        checks.append(Check("auc_vs_champion", drop <= config.max_auc_drop, cand_m["auc"] - champ_m["auc"],
-                            -config.max_auc_drop,
-                            f"candidate AUC {cand_m['auc']:.4f} vs champion {champ_m['auc']:.4f} "
-                            f"(change {-drop:+.4f}, tolerance -{config.max_auc_drop:.4f})"))
-        judged = [s for s in slices if s["rows"] >= config.min_slice_rows
-                  and s["candidate_auc"] == s["candidate_auc"] and s["champion_auc"] == s["champion_auc"]]
-        regressions = [s for s in judged if s["champion_auc"] - s["candidate_auc"] > config.max_slice_auc_drop]
-        for s in slices:
-            s["regression"] = s in regressions
-        worst = min((s["candidate_auc"] - s["champion_auc"] for s in judged), default=0.0)
-        names = ", ".join(f"{s['column']}={s['value']} ({s['candidate_auc']:.3f} vs {s['champion_auc']:.3f})"
-                          for s in regressions)
-        checks.append(Check("slices", not regressions, worst, -config.max_slice_auc_drop,
-                            f"{len(judged)} slice(s) judged, worst change {worst:+.4f}"
-                            + (f"; regressions: {names}" if regressions else "")))
+    table = slice_table(frame, y, np.asarray(candidate), None if champion is None else np.asarray(champion),
+                        tuple(config.slice_columns))
+    ev = Evidence(frame, y, cand_m, champ_m, table)
+    checks = [c for c in (fn(ev, config) for fn in RULES.values()) if c is not None]
     return GateDecision(passed=all(c.passed for c in checks), checks=checks, candidate=cand_m, champion=champ_m,
-                        slices=slices, config=asdict(config))
+                        slices=table, config=config.as_dict())
+
+
+def run(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
+        settings: Settings | None = None) -> dict[str, Any]:
+    """The gate of a training run: its candidate (this run's registered version) against the champion on the
+    run's held-out days; on a pass it becomes the challenger. The decision, every check and an HTML report go to
+    ``reports/gate/<run_key>/`` and to the MLflow run. A registry that cannot answer fails the gate (raised):
+    the champion comparison is never skipped on an error."""
+    import lightgbm as lgb
+
+    from ..core import registry
+    from ..train.features import FeatureSpec
+    from .report import gate_report
+
+    folder = layout.training(run_key)
+    reg = lake.read_json(folder, layout.TRAINING_REGISTERED)
+    meta = lake.read_json(folder, layout.TRAINING_SPEC)
+    cfg = GateConfig(**(overrides or {}))
+    holdout = lake.read_parquet(folder, layout.TRAINING_HOLDOUT)
+    y = holdout["label"].to_numpy()
+    cand_spec = FeatureSpec.from_dict(meta["spec"])
+    candidate = lgb.Booster(model_str=lake.read_bytes(folder, layout.TRAINING_MODEL).decode())
+    p_cand = candidate.predict(cand_spec.encode(holdout)[cand_spec.columns])
+    champ = registry.alias_version("champion", settings)
+    p_champ = None
+    if champ and champ["version"] != reg["version"]:
+        booster, spec = registry.load_version(champ["version"], settings)
+        ch_spec = FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")})
+        p_champ = booster.predict(ch_spec.encode(holdout)[ch_spec.columns])
+    decision = decide(holdout, y, p_cand, p_champ, cfg)
+    d = decision.to_dict() | {"version": reg["version"], "run_id": reg["run_id"],
+                              "champion_version": champ["version"] if p_champ is not None else None,
+                              "holdout_days": meta["split"]["test"], "run_key": run_key,
+                              "data_date": meta["window"][-1]}
+    report_dir = layout.gate(run_key)
+    curves = {f"candidate v{reg['version']}": p_cand}
+    if p_champ is not None:
+        curves[f"champion v{champ['version']}"] = p_champ
+    html = gate_report(f"Evaluation gate: {reg['model_name']} v{reg['version']}", d, y, curves,
+                       reg.get("feature_importance") or {},
+                       {"held-out days": ", ".join(meta["split"]["test"]), "flights": len(holdout),
+                        "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
+                        "data fingerprint": meta["fingerprint"][:16]})
+    lake.write_bytes(html.encode(), report_dir, layout.GATE_REPORT)
+    d["report"] = lake.uri(report_dir, layout.GATE_REPORT)
+    lake.write_json(d, report_dir, layout.GATE_DECISION)
+    lake.write_json(d, *layout.GATE_LATEST)
+    registry.log_to_run(reg["run_id"], {"gate_passed": float(decision.passed),
+                                        "gate_candidate_auc": decision.candidate["auc"],
+                                        **({"gate_champion_auc": decision.champion["auc"]}
+                                           if decision.champion else {})},
+                        {"gate/report.html": html}, {"gate/decision.json": d}, settings)
+    registry.tag_version(reg["version"], {"gate": "passed" if decision.passed else "failed",
+                                          "gate_report": d["report"]}, settings)
+    if decision.passed:
+        registry.set_alias("challenger", reg["version"], settings)
+    log.info("%s", decision.summary())
+    return d

@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.config import DatasetSpec, Settings
+from ..core.config import Settings
+from ..core.schema import BATCH_DATE, EVENT_HOUR, EVENT_WEEKDAY, IS_LABELLED, DatasetSpec
 from ..core.lake import Lake, as_date, segments
-from .landing import SUCCESS_MARKER, drop_folder, drop_ready, read_drop
+from ..core import layout
+from .landing import drop_ready, read_drop
 from .validation import BatchRejected, ValidationReport, read_csv, validate
 
 log = logging.getLogger(__name__)
 
-CURATED_FILE = "part-00000.parquet"
-REPORT_FILE = "report.json"
 
 
 class StaleDrop(RuntimeError):
@@ -55,12 +55,12 @@ class Batch:
         return f"{self.spec.name}/{self.date.isoformat()}"
 
     def folder(self, zone: str) -> str:
-        return Lake.partition(zone, self.spec.name, self.date)
+        return layout.partition(zone, self.spec.name, self.date)
 
     @property
     def staging(self) -> str:
         """This run's own staging folder."""
-        return f"{self.folder('staging')}/run={self.run}"
+        return layout.staging(self.spec.name, self.date, self.run)
 
 
 def batch(spec: DatasetSpec, date: dt.date | str, run: str = "local") -> Batch:
@@ -76,8 +76,8 @@ def extract(lake: Lake, b: Batch) -> dict[str, Any]:
     """Fetch the drop into staging; returns what was staged (bytes, checksum, location)."""
     if not is_ready(lake, b):
         raise FileNotFoundError(
-            f"batch {b.id}: no complete drop at {lake.uri(drop_folder(b.spec.name, b.date))} "
-            f"({SUCCESS_MARKER} missing)"
+            f"batch {b.id}: no complete drop at {lake.uri(layout.landing(b.spec.name, b.date))} "
+            f"({layout.SUCCESS} missing)"
         )
     data = read_drop(lake, b.spec.name, b.date, b.spec.landing_file)
     lake.rm(b.staging)
@@ -99,8 +99,8 @@ def staged(lake: Lake, b: Batch, sha256: str | None = None) -> bytes:
             return data
         raise StaleDrop(f"batch {b.id}: the staged copy at {lake.uri(b.staging)} is not the one extracted "
                         f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run")
-    landing = drop_folder(b.spec.name, b.date)
-    if sha256 is not None and lake.exists(landing, SUCCESS_MARKER) and lake.exists(landing, b.spec.landing_file):
+    landing = layout.landing(b.spec.name, b.date)
+    if sha256 is not None and lake.exists(landing, layout.SUCCESS) and lake.exists(landing, b.spec.landing_file):
         data = lake.read_bytes(landing, b.spec.landing_file)
         if _sha256(data) == sha256:
             return data
@@ -113,10 +113,10 @@ def staged(lake: Lake, b: Batch, sha256: str | None = None) -> bytes:
 def check(lake: Lake, b: Batch, settings: Settings, sha256: str | None = None) -> ValidationReport:
     """Validate the staged drop; quarantine it and raise ``BatchRejected`` when any rule fails."""
     data = staged(lake, b, sha256)
-    source = lake.uri(drop_folder(b.spec.name, b.date), b.spec.landing_file)
+    source = lake.uri(layout.landing(b.spec.name, b.date), b.spec.landing_file)
     try:
         df = read_csv(data, b.spec.name, b.date.isoformat(), b.spec.csv_options)
-        report = validate(df, b.spec.name, b.date, b.spec.suite, settings.expectations_dir, source=source)
+        report = validate(df, b.spec, b.date, settings.expectations_dir, source=source)
     except BatchRejected as exc:
         report = exc.report
         report.source = source
@@ -130,20 +130,20 @@ def quarantine(lake: Lake, b: Batch, report: ValidationReport, data: bytes | Non
     """Move the drop, byte for byte, to quarantine with its report; an earlier rejection is kept in history/.
     ``data``: the rejected bytes (else the landing drop, else this run's staged copy)."""
     q = b.folder("quarantine")
-    if lake.exists(q, REPORT_FILE):
-        previous = lake.read_json(q, REPORT_FILE).get("validated_at", "earlier").replace(":", "")
+    if lake.exists(q, layout.QUARANTINE_REPORT):
+        previous = lake.read_json(q, layout.QUARANTINE_REPORT).get("validated_at", "earlier").replace(":", "")
         for name in lake.ls(q):
-            if name != "history":
-                lake.copy((q, name), (q, "history", previous, name))
+            if name != layout.HISTORY:
+                lake.copy((q, name), (q, layout.HISTORY, previous, name))
                 lake.rm(q, name)
-    landing = drop_folder(b.spec.name, b.date)
+    landing = layout.landing(b.spec.name, b.date)
     if data is not None:
         lake.write_bytes(data, q, b.spec.landing_file)
     else:
         src = (landing, b.spec.landing_file) if lake.exists(landing, b.spec.landing_file) else (
             b.staging, b.spec.landing_file)
         lake.copy(src, (q, b.spec.landing_file))
-    lake.write_json(report.to_dict() | {"quarantined_at": _now()}, q, REPORT_FILE)
+    lake.write_json(report.to_dict() | {"quarantined_at": _now()}, q, layout.QUARANTINE_REPORT)
     lake.rm(landing)
     lake.rm(b.staging)
     lake.rmdir_if_empty(b.folder("staging"))
@@ -155,8 +155,8 @@ def quarantine(lake: Lake, b: Batch, report: ValidationReport, data: bytes | Non
 def transform(df: pd.DataFrame, spec: DatasetSpec, date: dt.date) -> pd.DataFrame:
     """Typed columns in the declared order, plus derived columns; rows sorted by key (deterministic)."""
     out = pd.DataFrame(index=df.index)
-    for col, kind in spec.columns.items():
-        s = df[col]
+    for col, column in spec.columns.items():
+        s, kind = df[col], column.type
         if kind == "int":
             out[col] = pd.to_numeric(s).astype("Int64")
         elif kind == "float":
@@ -169,15 +169,15 @@ def transform(df: pd.DataFrame, spec: DatasetSpec, date: dt.date) -> pd.DataFram
             out[col] = s.astype("boolean")
     if spec.event_time:
         ts = out[spec.event_time]
-        out["event_hour_utc"] = ts.dt.hour.astype("Int8")
-        out["event_weekday"] = ts.dt.weekday.astype("Int8")
+        out[EVENT_HOUR] = ts.dt.hour.astype("Int8")
+        out[EVENT_WEEKDAY] = ts.dt.weekday.astype("Int8")
     if spec.label:
         src = out[spec.label.source]
         labelled = src.notna()
         out[spec.label.name] = pd.array(np.where(labelled, src > spec.label.threshold, False), dtype="Int8")
         out.loc[~labelled, spec.label.name] = pd.NA
-        out["is_labelled"] = labelled.astype(bool)
-    out["batch_date"] = pd.Timestamp(date).date()
+        out[IS_LABELLED] = labelled.astype(bool)
+    out[BATCH_DATE] = pd.Timestamp(date).date()
     out = out.sort_values(list(spec.key), kind="mergesort").reset_index(drop=True)
     return out
 
@@ -187,13 +187,13 @@ def curate(lake: Lake, b: Batch, sha256: str | None = None) -> dict[str, Any]:
     data = staged(lake, b, sha256)
     df = transform(read_csv(data, b.spec.name, b.date.isoformat(), b.spec.csv_options), b.spec, b.date)
     folder = b.folder("curated")
-    lake.replace_partition(df, folder, CURATED_FILE)
+    lake.replace_partition(df, folder, layout.CURATED_FILE)
     lake.rm(b.staging)
     lake.rmdir_if_empty(b.folder("staging"))
     info: dict[str, Any] = {"dataset": b.spec.name, "date": b.date.isoformat(), "rows": int(len(df)),
-                            "sha256": _sha256(data), "uri": lake.uri(folder, CURATED_FILE)}
+                            "sha256": _sha256(data), "uri": lake.uri(folder, layout.CURATED_FILE)}
     if b.spec.label:
-        info["labelled"] = int(df["is_labelled"].sum())
+        info["labelled"] = int(df[IS_LABELLED].sum())
         info["positive_rate"] = round(float(df[b.spec.label.name].astype("Float64").mean()), 4)
     return info
 
@@ -218,9 +218,9 @@ def quarantined_without_drop(lake: Lake, b: Batch) -> dict[str, Any] | None:
     """The quarantine report of ``b`` when its drop was quarantined and ``landing/`` holds nothing newer (no
     file at all: an upstream writing a corrected drop counts as a new one); ``None`` otherwise."""
     q = b.folder("quarantine")
-    if not lake.exists(q, REPORT_FILE) or lake.ls(drop_folder(b.spec.name, b.date)):
+    if not lake.exists(q, layout.QUARANTINE_REPORT) or lake.ls(layout.landing(b.spec.name, b.date)):
         return None
-    return lake.read_json(q, REPORT_FILE) | {"quarantine_uri": lake.uri(q)}
+    return lake.read_json(q, layout.QUARANTINE_REPORT) | {"quarantine_uri": lake.uri(q)}
 
 
 def rerun_blocked_message(lake: Lake, b: Batch, record: dict[str, Any]) -> str:
@@ -228,9 +228,9 @@ def rerun_blocked_message(lake: Lake, b: Batch, record: dict[str, Any]) -> str:
     rules = ", ".join(record.get("failed_rules") or []) or "see report.json"
     return (
         f"batch {b.id} was quarantined (at {record.get('quarantined_at', 'an earlier run')}; failed: {rules}) and "
-        f"no new drop lies in {lake.uri(drop_folder(b.spec.name, b.date))}: quarantine moved the rejected file to "
+        f"no new drop lies in {lake.uri(layout.landing(b.spec.name, b.date))}: quarantine moved the rejected file to "
         f"{record['quarantine_uri']}, so this run would wait for a drop until the sensor's timeout. Either publish "
-        f"a corrected drop ({b.spec.landing_file}, then an empty {SUCCESS_MARKER} marker) and rerun, or, when the "
+        f"a corrected drop ({b.spec.landing_file}, then an empty {layout.SUCCESS} marker) and rerun, or, when the "
         f"quarantined file is right after all (the rule was wrong and has been fixed), put it back in landing/ "
         f"and rerun: {RELEASE_COMMAND.format(dataset=b.spec.name, date=b.date.isoformat())}"
     )
@@ -241,34 +241,34 @@ def release(lake: Lake, b: Batch) -> dict[str, Any]:
     (and validates) it again; the quarantine's report moves to ``quarantine/…/history/<validated_at>/`` with a
     ``released.json`` beside it. Refuses when there is nothing to release or landing/ already holds a drop."""
     q = b.folder("quarantine")
-    landing = drop_folder(b.spec.name, b.date)
+    landing = layout.landing(b.spec.name, b.date)
     name = b.spec.landing_file
     if not lake.exists(q, name):
         raise FileNotFoundError(f"batch {b.id}: nothing to release, {lake.uri(q, name)} does not exist")
     if lake.ls(landing):
         raise FileExistsError(f"batch {b.id}: {lake.uri(landing)} already holds a drop ({', '.join(lake.ls(landing))});"
                               " ingest or remove it first: releasing would overwrite it")
-    report = lake.read_json(q, REPORT_FILE) if lake.exists(q, REPORT_FILE) else {}
+    report = lake.read_json(q, layout.QUARANTINE_REPORT) if lake.exists(q, layout.QUARANTINE_REPORT) else {}
     stamp = str(report.get("validated_at") or _now()).replace(":", "")
     lake.copy((q, name), (landing, name))
-    lake.touch(landing, SUCCESS_MARKER)  # the marker last: the drop is complete
+    lake.touch(landing, layout.SUCCESS)  # the marker last: the drop is complete
     for entry in lake.ls(q):
-        if entry not in ("history", name):
-            lake.copy((q, entry), (q, "history", stamp, entry))
+        if entry not in (layout.HISTORY, name):
+            lake.copy((q, entry), (q, layout.HISTORY, stamp, entry))
             lake.rm(q, entry)
     record = {"batch": b.id, "released_at": _now(), "to": lake.uri(landing, name),
               "failed_rules": report.get("failed_rules", [])}
-    lake.write_json(record, q, "history", stamp, RELEASED_FILE)
+    lake.write_json(record, q, layout.HISTORY, stamp, RELEASED_FILE)
     lake.rm(q, name)
     log.warning("batch %s released from quarantine to %s", b.id, record["to"])
-    return record | {"history": lake.uri(q, "history", stamp)}
+    return record | {layout.HISTORY: lake.uri(q, layout.HISTORY, stamp)}
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ..core.config import dataset
+    from ..core.schema import dataset
     from ..core.lake import lake_from_settings
 
     ap = argparse.ArgumentParser(prog="python -m include.mlops.ingest.ingestion",
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"released {b.id}: {record['to']} (with {SUCCESS_MARKER}); report kept in {record['history']}")
+    print(f"released {b.id}: {record['to']} (with {layout.SUCCESS}); report kept in {record['history']}")
     print(f"now rerun that date, e.g. airflow dags test ingest_flights {b.date.isoformat()}")
     return 0
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ..core import layout
 from ..core.lake import Lake, as_date
-
-SUCCESS_MARKER = "_SUCCESS"
-UNAVAILABLE_MARKER = "_UNAVAILABLE"
 
 
 class TransientSourceError(RuntimeError):
@@ -27,26 +25,22 @@ class DropMissing(FileNotFoundError):
     """The drop's data file is absent although its marker says complete."""
 
 
-def drop_folder(dataset: str, date: dt.date | str) -> str:
-    return Lake.partition("landing", dataset, date)
-
-
 def drop_ready(lake: Lake, dataset: str, date: dt.date | str) -> bool:
-    return lake.exists(drop_folder(dataset, date), SUCCESS_MARKER)
+    return lake.exists(layout.landing(dataset, date), layout.SUCCESS)
 
 
 def read_drop(lake: Lake, dataset: str, date: dt.date | str, filename: str) -> bytes:
     """The raw bytes of the drop's data file, exactly as the upstream system wrote them."""
-    folder = drop_folder(dataset, as_date(date))
-    if lake.exists(folder, UNAVAILABLE_MARKER):
-        remaining = int((lake.read_bytes(folder, UNAVAILABLE_MARKER) or b"0").decode().strip() or 0)
+    folder = layout.landing(dataset, as_date(date))
+    if lake.exists(folder, layout.UNAVAILABLE):
+        remaining = int((lake.read_bytes(folder, layout.UNAVAILABLE) or b"0").decode().strip() or 0)
         if remaining > 0:
-            lake.write_bytes(str(remaining - 1).encode(), folder, UNAVAILABLE_MARKER)
+            lake.write_bytes(str(remaining - 1).encode(), folder, layout.UNAVAILABLE)
             raise TransientSourceError(
                 f"{dataset} drop for {as_date(date)} is temporarily unavailable upstream "
                 f"({remaining} failing read(s) left at {lake.uri(folder)})"
             )
-        lake.rm(folder, UNAVAILABLE_MARKER)
+        lake.rm(folder, layout.UNAVAILABLE)
     if not lake.exists(folder, filename):
         raise DropMissing(f"{dataset} drop for {as_date(date)}: {lake.uri(folder, filename)} does not exist")
     return lake.read_bytes(folder, filename)

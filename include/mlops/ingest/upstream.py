@@ -29,7 +29,7 @@ from functools import lru_cache
 import pandas as pd
 
 from ..core.lake import Lake, as_date, lake_from_settings
-from .landing import SUCCESS_MARKER, UNAVAILABLE_MARKER, drop_folder
+from ..core import layout
 
 FLIGHT_COLUMNS = [
     "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time", "sched_arr_time",
@@ -146,21 +146,21 @@ class Upstream:
             raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
         df = day_table(dataset, d)
         data = corrupt(df, fault) if fault in CORRUPT_FAULTS else to_csv_bytes(df)
-        folder = drop_folder(dataset, d)
+        folder = layout.landing(dataset, d)
         self.lake.rm(folder)  # a re-drop replaces whatever the upstream sent before
         self.lake.write_bytes(data, folder, f"{dataset}.csv")
         drop = Drop(dataset, d, self.lake.uri(folder, f"{dataset}.csv"), len(df), fault)
         if fault == "unavailable":
-            self.lake.write_bytes(str(int(failures)).encode(), folder, UNAVAILABLE_MARKER)
+            self.lake.write_bytes(str(int(failures)).encode(), folder, layout.UNAVAILABLE)
         if fault == "late":
             def _mark_later() -> None:
                 time.sleep(delay_s)
-                self.lake.touch(folder, SUCCESS_MARKER)
+                self.lake.touch(folder, layout.SUCCESS)
 
             drop.marker_thread = threading.Thread(target=_mark_later, name=f"late-{dataset}-{d}", daemon=True)
             drop.marker_thread.start()
         else:
-            self.lake.touch(folder, SUCCESS_MARKER)
+            self.lake.touch(folder, layout.SUCCESS)
         return drop
 
     def publish_day(self, date: dt.date | str, fault: str | None = None, fault_dataset: str = "flights",

@@ -135,28 +135,38 @@ def _gx_context():
 
 
 def load_suite(suite: str, expectations_dir: Path) -> dict[str, Any]:
+    """The suite file: the rules no declared column states (row counts, shares); it may list none."""
     path = Path(expectations_dir) / f"{suite}.json"
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"expectation suite {path} not found") from exc
-    if not raw.get("expectations"):
-        raise ValueError(f"expectation suite {path} has no expectations")
+    if not isinstance(raw.get("expectations", []), list):
+        raise ValueError(f"expectation suite {path}: 'expectations' must be a list")
     return raw
 
 
-def _definition(suite: str, expectations_dir: Path):
-    path = Path(expectations_dir) / f"{suite}.json"
-    cache_key = (str(path), str(path.stat().st_mtime_ns))
+def suite_expectations(spec, expectations_dir: Path) -> list[dict[str, Any]]:
+    """Every rule a data set is validated with: those its declaration implies (``core.schema.expectations``)
+    and those of its suite file."""
+    from ..core.schema import expectations
+
+    return expectations(spec) + list(load_suite(spec.suite, expectations_dir).get("expectations", []))
+
+
+def _definition(spec, expectations_dir: Path):
+    path = Path(expectations_dir) / f"{spec.suite}.json"
+    rules = suite_expectations(spec, expectations_dir)
+    cache_key = (str(path), json.dumps(rules, sort_keys=True, default=str))
     with _lock:
         if cache_key in _definitions:
             return _definitions[cache_key]
         import great_expectations as gx
 
         ctx = _gx_context()
-        raw = load_suite(suite, expectations_dir)
-        uid = f"{suite}-{len(_definitions)}"
-        gx_suite = ctx.suites.add(gx.ExpectationSuite(name=uid, expectations=raw["expectations"], meta=raw.get("meta")))
+        raw = load_suite(spec.suite, expectations_dir)
+        uid = f"{spec.suite}-{len(_definitions)}"
+        gx_suite = ctx.suites.add(gx.ExpectationSuite(name=uid, expectations=rules, meta=raw.get("meta")))
         asset = ctx.data_sources.add_pandas(f"src-{uid}").add_dataframe_asset(f"batch-{uid}")
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
         vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd-{uid}", data=batch_def, suite=gx_suite))
@@ -166,15 +176,16 @@ def _definition(suite: str, expectations_dir: Path):
 
 def validate(
     df: pd.DataFrame,
-    dataset: str,
+    spec,
     date: dt.date | str,
-    suite: str,
     expectations_dir: Path,
     source: str | None = None,
 ) -> ValidationReport:
-    """Run ``suite`` on ``df``; the batch's date is passed to the suite as ``batch_year/month/day``."""
+    """Run the data set's rules (``suite_expectations``) on ``df``; the batch's date is passed to them as
+    ``batch_year/month/day``."""
     d = dt.date.fromisoformat(str(date)[:10])
-    vd = _definition(suite, expectations_dir)
+    dataset, suite = spec.name, spec.suite
+    vd = _definition(spec, expectations_dir)
     # GX 1.24 does not recognise pandas 3's "str" dtype in type checks; it does judge object columns by the
     # Python type of their values, so string columns are handed over as object dtype.
     strings = [c for c in df.columns if pd.api.types.is_string_dtype(df[c].dtype) and df[c].dtype != object]

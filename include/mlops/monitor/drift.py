@@ -6,43 +6,37 @@ Numeric features
                    sum (c - r) ln(c / r), shares clipped at ``EPS`` as Evidently does
   ``wasserstein``  first Wasserstein distance divided by the reference's standard deviation (Evidently's
                    "normed" Wasserstein: 0.1 means the mass moved by a tenth of a standard deviation)
+  ``kl``           Kullback-Leibler divergence KL(current || reference) on the PSI bins
 Categorical features
-  ``psi`` and ``js`` (Jensen-Shannon distance, natural log, as ``scipy.spatial.distance.jensenshannon``) on
-  category shares; categories the reference never saw are counted together as ``UNSEEN``.
+  ``psi``, ``js`` (Jensen-Shannon distance, natural log, as ``scipy.spatial.distance.jensenshannon``) and ``kl``
+  on category shares; categories the reference never saw are counted together as ``UNSEEN``.
 Missing values are left out of every statistic and tracked as their own signal (``missing_ref``,
 ``missing_cur``).
 
-Each statistic exists twice: on two raw samples (exact; used by tests and the benchmark) and against a
-``profile`` (quantiles and shares of the reference, so monitoring never rereads a training set).
+Monitoring computes them against a ``profile`` of the reference (``core.profile``: quantiles and shares, so it
+never rereads a training set); each statistic there is a registered function (``@statistic``), judged against the
+threshold of its name in ``include/config/monitoring.yaml``. The exact two-sample forms below (``ks_statistic``,
+``psi``, ``wasserstein``, ``js_distance``) are the references the tests and the benchmark check them against.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..core.profile import (PSI_BINS, UNSEEN, bin_shares, category_shares, finite,
+                            missing_share, psi_edges)
+
 EPS = 1e-4
-UNSEEN = "__unseen__"
-LEVELS = 501            # quantile levels kept per numeric feature in a profile (KS error <= 1 / (LEVELS - 1))
-PSI_BINS = 10
 
 
-def _clean(x: Any) -> np.ndarray:
-    a = np.asarray(x, dtype="float64").ravel()
-    return a[~np.isnan(a)]
-
-
-def missing_share(x: Any) -> float:
-    a = np.asarray(x, dtype="float64").ravel()
-    return float(np.isnan(a).mean()) if a.size else 0.0
-
-
-# ---------------------------------------------------------------------------------------------- raw samples
 def ks_statistic(ref: Any, cur: Any) -> float:
     """Exact two-sample KS D (equals ``scipy.stats.ks_2samp(ref, cur).statistic``)."""
-    r, c = np.sort(_clean(ref)), np.sort(_clean(cur))
+    r, c = np.sort(finite(ref)), np.sort(finite(cur))
     if not r.size or not c.size:
         return float("nan")
     grid = np.concatenate([r, c])
@@ -51,22 +45,18 @@ def ks_statistic(ref: Any, cur: Any) -> float:
     return float(np.max(np.abs(fr - fc)))
 
 
-def psi_edges(ref: Any, bins: int = PSI_BINS) -> np.ndarray:
-    """Inner bin edges at the reference's quantiles (duplicates dropped: a discrete feature gets fewer bins)."""
-    r = _clean(ref)
-    return np.unique(np.quantile(r, np.linspace(0, 1, bins + 1)[1:-1])) if r.size else np.array([])
-
-
-def bin_shares(x: Any, edges: np.ndarray) -> np.ndarray:
-    a = _clean(x)
-    counts = np.bincount(np.searchsorted(edges, a, side="left"), minlength=len(edges) + 1)
-    return counts / max(a.size, 1)
-
-
 def psi_from_shares(ref_shares: Any, cur_shares: Any) -> float:
     r = np.clip(np.asarray(ref_shares, dtype="float64"), EPS, None)
     c = np.clip(np.asarray(cur_shares, dtype="float64"), EPS, None)
     return float(np.sum((c - r) * np.log(c / r)))
+
+
+def kl_divergence(ref_shares: Any, cur_shares: Any) -> float:
+    """KL(current || reference) on shares, both clipped at ``EPS`` as PSI's are (an empty bin is not infinite)."""
+    r = np.clip(np.asarray(ref_shares, dtype="float64"), EPS, None)
+    c = np.clip(np.asarray(cur_shares, dtype="float64"), EPS, None)
+    r, c = r / r.sum(), c / c.sum()
+    return float(np.sum(c * np.log(c / r)))
 
 
 def psi(ref: Any, cur: Any, bins: int = PSI_BINS) -> float:
@@ -76,7 +66,7 @@ def psi(ref: Any, cur: Any, bins: int = PSI_BINS) -> float:
 
 def wasserstein(ref: Any, cur: Any, normed: bool = True) -> float:
     """W1 between the samples (equals ``scipy.stats.wasserstein_distance``), divided by std(ref) if ``normed``."""
-    r, c = np.sort(_clean(ref)), np.sort(_clean(cur))
+    r, c = np.sort(finite(ref)), np.sort(finite(cur))
     if not r.size or not c.size:
         return float("nan")
     allv = np.sort(np.concatenate([r, c]))
@@ -89,17 +79,6 @@ def wasserstein(ref: Any, cur: Any, normed: bool = True) -> float:
 
 def _norm(w: float, std: float) -> float:
     return w / std if std > 0 else (0.0 if w == 0 else float("inf"))
-
-
-def category_shares(values: Any, categories: list[str] | None = None) -> dict[str, float]:
-    """Share of each category (missing values left out); with ``categories`` given, others go to UNSEEN."""
-    import pandas as pd
-
-    s = pd.Series(values, dtype="object").dropna().astype(str)
-    if categories is not None:
-        s = s.where(s.isin(set(categories)), UNSEEN)
-    vc = s.value_counts(normalize=True)
-    return {str(k): float(v) for k, v in vc.items()}
 
 
 def _aligned(ref: dict[str, float], cur: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -122,33 +101,14 @@ def js_distance(ref_shares: Any, cur_shares: Any) -> float:
 
 
 def categorical_drift(ref_shares: dict[str, float], cur_values: Any) -> dict[str, float]:
+    """Every registered categorical statistic of ``cur_values`` against reference shares, and the unseen share."""
     cur = category_shares(cur_values, [k for k in ref_shares if k != UNSEEN])
     r, c = _aligned(ref_shares, cur)
-    return {"psi": psi_from_shares(r, c), "js": js_distance(r, c) if c.sum() > 0 else float("nan"),
-            "unseen_share": float(cur.get(UNSEEN, 0.0))}
+    out = {name: (s.fn(r, c) if c.sum() > 0 else float("nan")) for name, s in STATISTICS["categorical"].items()}
+    return out | {"unseen_share": float(cur.get(UNSEEN, 0.0))}
 
 
 # ---------------------------------------------------------------------------------- against a saved profile
-def numeric_profile(x: Any, levels: int = LEVELS, bins: int = PSI_BINS) -> dict[str, Any]:
-    a = _clean(x)
-    if not a.size:
-        return {"kind": "numeric", "rows": 0, "missing": missing_share(x), "quantiles": [], "psi_edges": [],
-                "psi_shares": [], "mean": None, "std": None}
-    edges = psi_edges(a, bins)
-    return {"kind": "numeric", "rows": int(a.size), "missing": missing_share(x),
-            "quantiles": np.quantile(a, np.linspace(0, 1, levels)).tolist(),
-            "psi_edges": edges.tolist(), "psi_shares": bin_shares(a, edges).tolist(),
-            "mean": float(a.mean()), "std": float(a.std())}
-
-
-def categorical_profile(values: Any) -> dict[str, Any]:
-    import pandas as pd
-
-    s = pd.Series(values, dtype="object")
-    return {"kind": "categorical", "rows": int(s.notna().sum()), "missing": float(s.isna().mean()) if len(s) else 0.0,
-            "shares": category_shares(s)}
-
-
 def _profile_cdf(q: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The reference CDF from its quantiles: a step function, right-continuous, exact at each quantile."""
     levels = np.linspace(0, 1, q.size)
@@ -157,18 +117,78 @@ def _profile_cdf(q: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def numeric_drift(profile: dict[str, Any], cur: Any) -> dict[str, float]:
-    """KS D, PSI and normed Wasserstein of ``cur`` against a numeric profile."""
-    c = np.sort(_clean(cur))
+    """Every registered numeric statistic of ``cur`` against a numeric profile, and the missing shares."""
+    c = np.sort(finite(cur))
     q = np.asarray(profile["quantiles"], dtype="float64")
     out = {"missing_ref": float(profile["missing"]), "missing_cur": missing_share(cur), "rows": int(c.size)}
-    if not c.size or not q.size:
-        return out | {"ks": float("nan"), "psi": float("nan"), "wasserstein": float("nan")}
+    empty = not c.size or not q.size
+    return out | {name: (float("nan") if empty else float(s.fn(profile, c)))
+                  for name, s in STATISTICS["numeric"].items()}
+
+
+# ------------------------------------------------------------------------------------ statistics, registered
+@dataclass(frozen=True)
+class Statistic:
+    name: str
+    kind: str        # "numeric": fn(profile, sorted current values); "categorical": fn(ref shares, cur shares)
+    label: str       # how reports and alerts name it
+    fn: Callable
+
+
+STATISTICS: dict[str, dict[str, Statistic]] = {"numeric": {}, "categorical": {}}
+
+
+def statistic(name: str, kind: str, label: str):
+    """Register a drift statistic: computed for every feature of its kind in every report, judged against
+    ``monitoring.yaml``'s threshold of that name (``numeric: {name: ...}`` / ``categorical: {name: ...}``; null
+    reports it without judging). A new statistic is one function here and one YAML key."""
+    def register(fn: Callable) -> Callable:
+        STATISTICS[kind][name] = Statistic(name, kind, label, fn)
+        return fn
+    return register
+
+
+@statistic("ks", "numeric", "KS D")
+def _ks(profile: dict[str, Any], c: np.ndarray) -> float:
+    q = np.asarray(profile["quantiles"], dtype="float64")
     grid = np.concatenate([q, c])
-    ks = np.max(np.abs(_profile_cdf(q, grid) - np.searchsorted(c, grid, side="right") / c.size))
-    edges = np.asarray(profile["psi_edges"], dtype="float64")
-    psi_v = psi_from_shares(profile["psi_shares"], bin_shares(c, edges))
+    return float(np.max(np.abs(_profile_cdf(q, grid) - np.searchsorted(c, grid, side="right") / c.size)))
+
+
+@statistic("psi", "numeric", "PSI")
+def _psi(profile: dict[str, Any], c: np.ndarray) -> float:
+    return psi_from_shares(profile["psi_shares"], bin_shares(c, np.asarray(profile["psi_edges"], dtype="float64")))
+
+
+@statistic("wasserstein", "numeric", "normed Wasserstein")
+def _wasserstein(profile: dict[str, Any], c: np.ndarray) -> float:
     # W1 = integral over u of |Q_ref(u) - Q_cur(u)|, on the profile's interior quantile levels: the extreme
     # levels (sample minimum and maximum) are left out, or one outlier of a heavy tail would dominate
+    q = np.asarray(profile["quantiles"], dtype="float64")
     u = np.linspace(0, 1, q.size)[1:-1]
-    w = float(np.mean(np.abs(q[1:-1] - np.quantile(c, u))))
-    return out | {"ks": float(ks), "psi": psi_v, "wasserstein": _norm(w, float(profile["std"] or 0.0))}
+    return _norm(float(np.mean(np.abs(q[1:-1] - np.quantile(c, u)))), float(profile["std"] or 0.0))
+
+
+@statistic("kl", "numeric", "KL divergence")
+def _kl_numeric(profile: dict[str, Any], c: np.ndarray) -> float:
+    return kl_divergence(profile["psi_shares"], bin_shares(c, np.asarray(profile["psi_edges"], dtype="float64")))
+
+
+@statistic("psi", "categorical", "PSI")
+def _psi_categorical(r: np.ndarray, c: np.ndarray) -> float:
+    return psi_from_shares(r, c)
+
+
+@statistic("js", "categorical", "Jensen-Shannon")
+def _js(r: np.ndarray, c: np.ndarray) -> float:
+    return js_distance(r, c)
+
+
+@statistic("kl", "categorical", "KL divergence")
+def _kl_categorical(r: np.ndarray, c: np.ndarray) -> float:
+    return kl_divergence(r, c)
+
+
+def labels() -> dict[str, str]:
+    """Each statistic's name as reports show it."""
+    return {s.name: s.label for kind in STATISTICS.values() for s in kind.values()}

@@ -15,56 +15,33 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core.config import PROJECT_ROOT, load_yaml_settings
-from ..train.features import load_window
+from .config import MonitorConfig
+from ..train.features import join_weather, load_window
+from ..core import layout, predictions, schema
 from ..core.lake import Lake, as_date
 from . import drift, performance
-from ..core.profile import raw_features
 
 log = logging.getLogger(__name__)
-MONITORING_FILE = PROJECT_ROOT / "include" / "config" / "monitoring.yaml"
-FOLDER = "reports/monitoring"
-TRIGGERS = (FOLDER, "triggers.json")
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 SIGNALS = ("data_drift", "prediction_drift", "decay")
 
 
-@dataclass(frozen=True)
-class MonitorConfig:
-    window_days: int = 14
-    ignore: tuple = ("month",)
-    numeric: dict = field(default_factory=lambda: {"ks": 0.5, "psi": None, "wasserstein": None})
-    categorical: dict = field(default_factory=lambda: {"psi": 0.25, "js": 0.15})
-    features: dict = field(default_factory=dict)
-    missing_increase: float = 0.10
-    min_drifted_features: int = 2
-    prediction: dict = field(default_factory=lambda: {"psi": 0.25, "ks": None, "wasserstein": None})
-    label_rate_change: float | None = None
-    max_auc_drop: float = 0.05
-    min_labelled: int = 500
-    consecutive_days: int = 3
-    cooldown_days: int = 14
-
-    @classmethod
-    def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> "MonitorConfig":
-        return load_yaml_settings(cls, path or MONITORING_FILE, overrides)
-
-    def thresholds(self, feature: str, kind: str) -> dict[str, float | None]:
-        return {**(self.numeric if kind == "numeric" else self.categorical), **self.features.get(feature, {})}
-
-
-LABELS = {"ks": "KS D", "psi": "PSI", "wasserstein": "normed Wasserstein", "js": "Jensen-Shannon"}
 
 
 def _exceeds(stats: dict[str, float], thresholds: dict[str, float | None]) -> list[str]:
-    return [f"{LABELS.get(k, k)} {stats[k]:.3f} >= {t}" for k, t in thresholds.items()
+    return [f"{drift.labels().get(k, k)} {stats[k]:.3f} >= {t}" for k, t in thresholds.items()
             if t is not None and k in stats and stats[k] == stats[k] and stats[k] >= t]
+
+
+def raw_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+    """Flights with the joined weather and their key: the features as the service receives them."""
+    df = join_weather(flights, weather)
+    return df.assign(flight_key=schema.flight_key(df).to_numpy())
 
 
 def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorConfig) -> list[dict[str, Any]]:
@@ -103,7 +80,7 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
            cfg: MonitorConfig | None = None) -> dict[str, Any]:
     """Compute, write and return the report of ``date``. ``champion``: {"version": ...}; ``profile``: its
     reference profile (``profile.json`` of its run)."""
-    from ..core.reports import monitoring_report
+    from .report import monitoring_report
 
     cfg = cfg or MonitorConfig.load()
     d = as_date(date)
@@ -113,7 +90,7 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
     drifted = [f["feature"] for f in features if f["drifted"]]
 
     dates = [d - dt.timedelta(days=i) for i in range(cfg.window_days)]
-    served = performance.predictions(lake, dates, versions={str(champion["version"])})
+    served = predictions.predictions(lake, dates, versions={str(champion["version"])})
     pred = {"rows": int(len(served))}
     if len(served) and profile.get("score"):
         pred |= drift.numeric_drift(profile["score"], served["score"].to_numpy(dtype="float64"))
@@ -129,7 +106,7 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
     label["drifted"] = bool(cfg.label_rate_change is not None and label["change"] == label["change"]
                             and abs(label["change"]) >= cfg.label_rate_change)
 
-    live = performance.join(served, performance.labels_of(flights))  # the window's outcomes are loaded already
+    live = predictions.join(served, predictions.labels_of(flights))  # the window's outcomes are loaded already
     window = performance.summary(live)
     ref_auc = (profile.get("validation") or {}).get("auc")
     drop = ref_auc - window["auc"] if ref_auc is not None and window["auc"] == window["auc"] else float("nan")
@@ -144,31 +121,31 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
         "features": features, "drifted": drifted, "prediction": pred, "label_rate": label, "performance": perf,
         "signals": {"data_drift": len(drifted) >= cfg.min_drifted_features or label["drifted"],
                     "prediction_drift": pred["drifted"], "decay": perf["decayed"]},
-        "config": asdict(cfg),
+        "config": cfg.as_dict(),
     }
     out = _clean(out)
-    folder = f"{FOLDER}/date={d.isoformat()}"
-    lake.write_bytes(monitoring_report(out, profile, current, served).encode(), folder, "report.html")
-    out["report"] = lake.uri(folder, "report.html")
-    lake.write_json(out, folder, "report.json")
-    latest = lake.read_json(FOLDER, "latest.json") if lake.exists(FOLDER, "latest.json") else None
+    folder = layout.monitoring(d)
+    lake.write_bytes(monitoring_report(out, profile, current, served).encode(), folder, REPORT_HTML)
+    out["report"] = lake.uri(folder, REPORT_HTML)
+    lake.write_json(out, folder, REPORT_JSON)
+    latest = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
     if latest is None or latest.get("date", "") <= out["date"]:
         lake.write_json({k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")}
-                        | {"fired": False}, FOLDER, "latest.json")
+                        | {"fired": False}, *layout.MONITORING_LATEST)
     return out
 
 
 def reports(lake: Lake, dates: list[dt.date]) -> dict[str, dict[str, Any]]:
     out = {}
     for d in dates:
-        folder = f"{FOLDER}/date={d.isoformat()}"
-        if lake.exists(folder, "report.json"):
-            out[d.isoformat()] = lake.read_json(folder, "report.json")
+        folder = layout.monitoring(d)
+        if lake.exists(folder, REPORT_JSON):
+            out[d.isoformat()] = lake.read_json(folder, REPORT_JSON)
     return out
 
 
 def triggers(lake: Lake) -> list[dict[str, Any]]:
-    return lake.read_json(*TRIGGERS) if lake.exists(*TRIGGERS) else []
+    return lake.read_json(*layout.TRIGGERS) if lake.exists(*layout.TRIGGERS) else []
 
 
 def decide(lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None,
@@ -180,7 +157,7 @@ def decide(lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None,
     recent = reports(lake, days)
     today = recent.get(d.isoformat())
     if today is None:
-        raise FileNotFoundError(f"no monitoring report for {d} at {lake.uri(FOLDER)}")
+        raise FileNotFoundError(f"no monitoring report for {d} at {lake.uri(layout.MONITORING)}")
     fired = [s for s in SIGNALS if len(recent) == len(days) and all(r["signals"].get(s) for r in recent.values())]
     held = None
     previous = [t for t in triggers(lake) if t["date"] < d.isoformat()]
@@ -212,8 +189,8 @@ def record_trigger(lake: Lake, decision: dict[str, Any]) -> None:
     """Remember a retraining trigger (for the cool-down); a rerun of the same date replaces its entry."""
     entries = [t for t in triggers(lake) if t["date"] != decision["date"]]
     entries.append({k: decision[k] for k in ("date", "signals", "reason", "champion", "report")})
-    lake.write_json(sorted(entries, key=lambda t: t["date"]), *TRIGGERS)
-    if lake.exists(FOLDER, "latest.json"):
-        latest = lake.read_json(FOLDER, "latest.json")
+    lake.write_json(sorted(entries, key=lambda t: t["date"]), *layout.TRIGGERS)
+    if lake.exists(*layout.MONITORING_LATEST):
+        latest = lake.read_json(*layout.MONITORING_LATEST)
         if latest.get("date") == decision["date"]:
-            lake.write_json(latest | {"fired": True, "reason": decision["reason"]}, FOLDER, "latest.json")
+            lake.write_json(latest | {"fired": True, "reason": decision["reason"]}, *layout.MONITORING_LATEST)

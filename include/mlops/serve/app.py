@@ -27,6 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from ..train.features import FeatureSpec
+from ..core import layout
 from ..core.lake import Lake
 from .models import ModelStore, ServedModel
 
@@ -121,7 +122,7 @@ class PredictionLog:
         for date, part in df.groupby("flight_date"):
             name = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             try:
-                self.lake.write_parquet(part.reset_index(drop=True), f"predictions/date={date}", name)
+                self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
                 self.written += len(part)
             except Exception:  # never lose the service over the log; keep the records for the next try
                 log.exception("could not write %d prediction record(s); retrying later", len(part))
@@ -135,12 +136,12 @@ class PredictionLog:
 
 
 def registry_store(lake: Lake) -> ModelStore:
-    from ..deploy import canary as deployment
+    from ..core import rollouts
     from ..core import registry
 
     def resolve():
         aliases = {a: (registry.alias_version(a) or {}).get("version") for a in ("champion", "challenger")}
-        return aliases, deployment.canary_share(deployment.current(lake), aliases["challenger"])
+        return aliases, rollouts.canary_share(rollouts.current(lake), aliases["challenger"])
 
     def load(version: str) -> ServedModel:
         booster, spec = registry.load_version(version)

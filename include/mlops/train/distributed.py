@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import layout
+
 PHASES = ("started", "initialized", "data_loaded", "bins_agreed", "rendezvous_done", "trained", "done")
 
 
@@ -57,12 +59,12 @@ def write_training_set(lake, folder: str, ts, shards: int) -> dict[str, Any]:
     train, val, test = ts.part("train"), ts.part("validation"), ts.part("test")
     lake.rm(folder)
     for i in range(shards):
-        lake.write_parquet(train.iloc[i::shards], folder, "train", f"part-{i:05d}.parquet")
-    lake.write_parquet(val, folder, "validation.parquet")
-    lake.write_parquet(test, folder, "test.parquet")
+        lake.write_parquet(train.iloc[i::shards], folder, *layout.training_shard(i))
+    lake.write_parquet(val, folder, layout.TRAINING_VALIDATION)
+    lake.write_parquet(test, folder, layout.TRAINING_TEST)
     meta = {"spec": ts.spec.to_dict(), "split": ts.split, "fingerprint": ts.fingerprint, "shards": shards,
             "rows": {"train": len(train), "validation": len(val), "test": len(test)}}
-    lake.write_json(meta, folder, "spec.json")
+    lake.write_json(meta, folder, layout.TRAINING_SPEC)
     return meta
 
 
@@ -141,13 +143,13 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     status.phase("initialized", size=size)
     t0 = time.time()
     lake = Lake(job.lake_url, **job.storage_options)
-    meta = lake.read_json(job.training_set, "spec.json")
+    meta = lake.read_json(job.training_set, layout.TRAINING_SPEC)
     if meta["shards"] != size:
         raise ValueError(f"rank {rank}: the training set has {meta['shards']} shards for {size} workers")
     features = meta["spec"]["numeric"] + meta["spec"]["categorical"]
     categorical = meta["spec"]["categorical"]
-    shard = lake.read_parquet(job.training_set, "train", f"part-{rank:05d}.parquet")
-    validation = lake.read_parquet(job.training_set, "validation.parquet")
+    shard = lake.read_parquet(job.training_set, *layout.training_shard(rank))
+    validation = lake.read_parquet(job.training_set, layout.TRAINING_VALIDATION)
     status.phase("data_loaded", rows=len(shard))
     t_fit = time.time()  # from here: bins, rendezvous, Datasets, boosting (what a single process also does)
 

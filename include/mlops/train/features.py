@@ -1,8 +1,9 @@
 """The training set: curated flights joined with that hour's weather at the origin, features known before
 departure only, a time-ordered split, and a stable fingerprint of exactly what was used.
 
-Leakage: ``dep_time``, ``dep_delay``, ``arr_time``, ``air_time`` and ``arr_delay`` are known only after the
-flight; they never become features (``LEAKING`` below, enforced by ``build``).
+Which columns are features, which data set is joined and by what, and which columns are known only after the
+flight (``dep_time``, ``arr_delay``, ...: never features, enforced by ``build``) all come from the data sets'
+declaration (``core.schema``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core import schema
 from ..core.lake import Lake, as_date
-
-LEAKING = frozenset({"dep_time", "dep_delay", "arr_time", "air_time", "arr_delay", "label", "is_labelled"})
-NUMERIC = ["month", "event_weekday", "event_hour_utc", "sched_dep_time", "sched_arr_time", "distance",
-           "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
-CATEGORICAL = ["carrier", "origin", "dest"]
-WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
-KEY = ["year", "month", "day", "carrier", "flight", "origin"]
+from ..core import layout
 
 
 @dataclass(frozen=True)
@@ -72,34 +68,30 @@ class TrainingSet:
 def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame, pd.DataFrame, list[dt.date]]:
     """Curated flights and weather of the ``days`` curated dates up to ``end`` (missing dates are skipped)."""
     end = as_date(end)
-    dates = [d for d in lake.partitions("curated", "flights") if end - dt.timedelta(days=days) < d <= end]
+    scored, joined = schema.MODEL_DATASET, schema.dataset(schema.MODEL_DATASET).join.dataset
+    dates = [d for d in lake.partitions(layout.zone("curated", scored)) if end - dt.timedelta(days=days) < d <= end]
     if not dates:
-        raise ValueError(f"no curated flights in the {days} days up to {end} at {lake.uri('curated', 'flights')}")
-    flights = pd.concat([lake.read_parquet(Lake.partition("curated", "flights", d), "part-00000.parquet")
-                         for d in dates], ignore_index=True)
-    wdates = [d for d in lake.partitions("curated", "weather")
+        raise ValueError(f"no curated {scored} in the {days} days up to {end} at "
+                         f"{lake.uri(layout.zone('curated', scored))}")
+    flights = pd.concat([lake.read_parquet(*layout.curated_file(scored, d)) for d in dates], ignore_index=True)
+    wdates = [d for d in lake.partitions(layout.zone("curated", joined))
               if dates[0] - dt.timedelta(days=1) <= d <= dates[-1] + dt.timedelta(days=1)]
-    weather = (pd.concat([lake.read_parquet(Lake.partition("curated", "weather", d), "part-00000.parquet")
-                          for d in wdates], ignore_index=True) if wdates else pd.DataFrame())
+    weather = (pd.concat([lake.read_parquet(*layout.curated_file(joined, d)) for d in wdates], ignore_index=True)
+               if wdates else pd.DataFrame())
     return flights, weather, dates
 
 
-def flight_key(df: pd.DataFrame) -> pd.Series:
-    """A flight's stable identity, e.g. ``2013-01-05/UA/1545/EWR`` (the curated data's unique key)."""
-    date = (df["year"].astype(str) + "-" + df["month"].astype(int).map("{:02d}".format) + "-"
-            + df["day"].astype(int).map("{:02d}".format))
-    return date + "/" + df["carrier"].astype(str) + "/" + df["flight"].astype(str) + "/" + df["origin"].astype(str)
-
-
 def join_weather(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
-    """Each flight with the weather observed at its origin in its scheduled departure hour (UTC)."""
+    """Each flight with the weather observed at its origin in its scheduled departure hour (UTC): the declared
+    join (``core.schema``: the joined data set's feature columns, by its join columns)."""
+    f = schema.features()
     if weather.empty:
         out = flights.copy()
-        for c in WEATHER:
+        for c in f.joined:
             out[c] = np.nan
         return out
-    w = weather[["origin", "time_hour"] + WEATHER].drop_duplicates(["origin", "time_hour"])
-    return flights.merge(w, on=["origin", "time_hour"], how="left", validate="many_to_one")
+    w = weather[list(f.join_by) + f.joined].drop_duplicates(list(f.join_by))
+    return flights.merge(w, on=list(f.join_by), how="left", validate="many_to_one")
 
 
 def time_split(dates: list[dt.date], validation_share: float = 0.15, test_share: float = 0.15) -> dict[str, list[str]]:
@@ -128,19 +120,21 @@ def fingerprint(frame: pd.DataFrame, spec: FeatureSpec, split: dict[str, list[st
 def build(flights: pd.DataFrame, weather: pd.DataFrame, numeric: list[str] | None = None,
           categorical: list[str] | None = None, validation_share: float = 0.15,
           test_share: float = 0.15) -> TrainingSet:
-    numeric = list(numeric or NUMERIC)
-    categorical = list(categorical or CATEGORICAL)
-    leaks = LEAKING & set(numeric + categorical)
+    declared = schema.features()
+    numeric = list(numeric or declared.numeric)
+    categorical = list(categorical or declared.categorical)
+    leaks = schema.dataset(schema.MODEL_DATASET).after_event & set(numeric + categorical)
     if leaks:
         raise ValueError(f"features known only after departure cannot be used: {sorted(leaks)}")
     df = join_weather(flights[flights["is_labelled"]], weather)
-    df = df.sort_values(["batch_date"] + KEY, kind="mergesort").reset_index(drop=True)
+    key = list(schema.dataset(schema.MODEL_DATASET).key)
+    df = df.sort_values(["batch_date"] + key, kind="mergesort").reset_index(drop=True)
     dates = sorted({as_date(d) for d in df["batch_date"]})
     split = time_split(dates, validation_share, test_share)
     train_dates = set(split["train"])
     train = df[df["batch_date"].astype(str).isin(train_dates)]
     categories = {c: sorted(train[c].dropna().astype(str).unique().tolist()) for c in categorical}
     spec = FeatureSpec(numeric=numeric, categorical=categorical, categories=categories)
-    frame = pd.concat([flight_key(df).rename("flight_key"), df["batch_date"], spec.encode(df),
+    frame = pd.concat([schema.flight_key(df).rename("flight_key"), df["batch_date"], spec.encode(df),
                        df["label"].astype("int8").rename("label")], axis=1)
     return TrainingSet(frame=frame, spec=spec, split=split, fingerprint=fingerprint(frame, spec, split))

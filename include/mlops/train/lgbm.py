@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-DEFAULT_PARAMS: dict[str, Any] = {
+# what the model is, not what a run tunes (those are in params.yaml, section lgbm)
+FIXED_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "metric": ["auc", "binary_logloss"],
-    "learning_rate": 0.05,
-    "num_leaves": 63,
-    "min_data_in_leaf": 50,
-    "feature_fraction": 0.9,
-    "bagging_fraction": 1.0,
-    "lambda_l2": 1.0,
     "max_bin": 255,
     "seed": 7,
     "deterministic": True,
@@ -25,7 +19,10 @@ BIN_SAMPLE_ROWS = 200_000
 
 
 def params(overrides: dict[str, Any] | None = None, threads: int = 1) -> dict[str, Any]:
-    p = dict(DEFAULT_PARAMS)
+    """LightGBM's parameters of a run: the fixed ones, params.yaml's tunable ones, then the run's overrides."""
+    from .params import load
+
+    p = dict(FIXED_PARAMS) | load()["lgbm"]
     p.update(overrides or {})
     p["num_threads"] = int(threads)
     return p
@@ -51,24 +48,6 @@ def _dataset_params(p: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_bin", "min_data_in_bin", "bin_construct_sample_cnt", "seed", "verbosity", "num_threads",
             "pre_partition")
     return {k: p[k] for k in keys if k in p} | {"bin_construct_sample_cnt": BIN_SAMPLE_ROWS}
-
-
-def metrics(y: np.ndarray, p: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """AUC, log-loss, Brier score and expected calibration error (10 equal-width bins)."""
-    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-
-    y = np.asarray(y, dtype=float)
-    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
-    bins = np.minimum((p * 10).astype(int), 9)
-    ece = 0.0
-    for b in range(10):
-        m = bins == b
-        if m.any():
-            ece += m.mean() * abs(y[m].mean() - p[m].mean())
-    out = {"auc": roc_auc_score(y, p) if len(np.unique(y)) > 1 else float("nan"),
-           "logloss": log_loss(y, p, labels=[0, 1]), "brier": brier_score_loss(y, p), "ece": ece,
-           "positive_rate": float(y.mean()), "rows": float(len(y))}
-    return {f"{prefix}{k}": float(v) for k, v in out.items()}
 
 
 def train_single(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], categorical: list[str],

@@ -1,4 +1,5 @@
-"""The training lifecycle as plain functions: training set -> Horovod job -> evaluation -> registry.
+"""The training lifecycle as plain functions: training set -> Horovod job -> evaluation -> registry (the gate
+that follows is ``evaluate.gate.run``).
 
 Everything a step hands to the next lives in the lake under ``training/<run_key>/`` (training set shards,
 ``spec.json``, the model once whole), so each step can run on a different worker.
@@ -15,7 +16,9 @@ from typing import Any
 from . import features as F
 from ..core import profile as reference
 from ..core.config import Settings
-from ..core.lake import Lake, UnsafePath, as_date, segments
+from ..core import layout, schema
+from ..core.lake import Lake, as_date
+from ..core.metrics import metrics
 from . import lgbm
 from .distributed import Job, write_training_set
 from .launch import run_job
@@ -27,22 +30,14 @@ class NotEnoughData(RuntimeError):
     pass
 
 
-def training_folder(run_key: str) -> str:
-    """``training/<run_key>``; the key must be one safe path segment (``.``, ``..``, empty or ``a/b`` never reach
-    the lake, where staging a training set first deletes this folder)."""
-    if len(segments(run_key)) != 1:
-        raise UnsafePath(f"a run key is one path segment, not {run_key!r}")
-    return f"training/{run_key}"
-
-
 def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]:
-    dates = lake.partitions("curated", "flights")
+    dates = lake.partitions(layout.zone("curated", schema.MODEL_DATASET))
     return [d for d in dates if end is None or d <= as_date(end)]
 
 
 def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
                        end: dt.date | str | None = None, min_days: int = 3) -> dict[str, Any]:
-    training_folder(run_key)  # refuse an unsafe key before anything is read or written
+    layout.training(run_key)  # refuse an unsafe key before anything is read or written
     dates = curated_dates(lake, end)
     if not dates:
         raise NotEnoughData(f"no curated flights at {lake.uri('curated', 'flights')}")
@@ -52,21 +47,21 @@ def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
         raise NotEnoughData(f"only {len(used)} curated day(s) in the {window_days} days up to {end_date}; "
                             f"training needs at least {min_days}")
     ts = F.build(flights, weather)
-    meta = write_training_set(lake, training_folder(run_key), ts, shards=workers)
+    meta = write_training_set(lake, layout.training(run_key), ts, shards=workers)
     # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
     test_days = set(ts.split["test"])
     holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
     holdout = F.join_weather(holdout, weather)
     holdout = holdout.assign(flight_key=F.flight_key(holdout))[
         ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]]
-    lake.write_parquet(holdout.reset_index(drop=True), training_folder(run_key), "holdout.parquet")
+    lake.write_parquet(holdout.reset_index(drop=True), layout.training(run_key), layout.TRAINING_HOLDOUT)
     # the reference profile monitoring compares live data with (completed with scores at registration)
     train_rows = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(set(ts.split["train"]))]
     lake.write_json(reference.build(F.join_weather(train_rows, weather), ts.spec.numeric, ts.spec.categorical,
-                                    ts.split["train"]), training_folder(run_key), "profile.json")
+                                    ts.split["train"]), layout.training(run_key), layout.TRAINING_PROFILE)
     meta |= {"window_days": window_days, "window": [used[0].isoformat(), used[-1].isoformat()],
              "days": len(used), "run_key": run_key}
-    lake.write_json(meta, training_folder(run_key), "spec.json")
+    lake.write_json(meta, layout.training(run_key), layout.TRAINING_SPEC)
     log.info("training set %s: %s rows (train/validation/test), fingerprint %s", run_key, meta["rows"],
              meta["fingerprint"][:12])
     return meta
@@ -78,17 +73,17 @@ def train(lake: Lake, run_key: str, workers: int, *, params: dict[str, Any] | No
           ) -> dict[str, Any]:
     """Run the Horovod job; on success stage the model in the lake and return the job summary."""
     out_dir = out_dir or tempfile.mkdtemp(prefix=f"horovod-{run_key}-")
-    job = Job(lake_url=lake.url, training_set=training_folder(run_key), out_dir=out_dir, workers=workers,
+    job = Job(lake_url=lake.url, training_set=layout.training(run_key), out_dir=out_dir, workers=workers,
               threads_per_worker=threads_per_worker, num_boost_round=num_boost_round, params=params or {},
               hosts=hosts, timeout_s=timeout_s, storage_options=storage_options or {})
     res = run_job(job)
-    lake.write_bytes(res.model_path.read_bytes(), training_folder(run_key), "model.txt")
+    lake.write_bytes(res.model_path.read_bytes(), layout.training(run_key), layout.TRAINING_MODEL)
     summary = {"workers": workers, "threads_per_worker": threads_per_worker, "hosts": hosts or "localhost",
                "wall_s": round(res.wall_s, 2), "launch_s": round(res.launch_s, 2),
                "train_s": round(max(r["train_s"] for r in res.ranks), 2),
                "max_rss_mb": round(max(r["max_rss_mb"] for r in res.ranks), 1),
                "machines": res.ranks[0]["machines"], "num_trees": res.ranks[0].get("num_trees")}
-    lake.write_json(summary, training_folder(run_key), "job.json")
+    lake.write_json(summary, layout.training(run_key), layout.TRAINING_JOB)
     return summary
 
 
@@ -96,16 +91,16 @@ def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
     """Validation and test metrics of the staged model, and its gain-based feature importance."""
     import lightgbm as lgb
 
-    folder = training_folder(run_key)
-    meta = lake.read_json(folder, "spec.json")
-    booster = lgb.Booster(model_str=lake.read_bytes(folder, "model.txt").decode())
+    folder = layout.training(run_key)
+    meta = lake.read_json(folder, layout.TRAINING_SPEC)
+    booster = lgb.Booster(model_str=lake.read_bytes(folder, layout.TRAINING_MODEL).decode())
     cols = meta["spec"]["numeric"] + meta["spec"]["categorical"]
     out: dict[str, float] = {}
     scores = {}
     for part in ("validation", "test"):
-        df = lake.read_parquet(folder, f"{part}.parquet")
+        df = lake.read_parquet(folder, {"validation": layout.TRAINING_VALIDATION, "test": layout.TRAINING_TEST}[part])
         scores[part] = (df["label"].to_numpy(), booster.predict(df[cols]))
-        out |= lgbm.metrics(*scores[part], prefix=f"{part}_")
+        out |= metrics(*scores[part], prefix=f"{part}_")
     gain = booster.feature_importance(importance_type="gain")
     importance = {c: round(float(g), 3) for c, g in zip(booster.feature_name(), gain)}
     return {"metrics": out, "feature_importance": importance, "validation_scores": scores["validation"]}
@@ -116,18 +111,18 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
     """Track the run in MLflow and register the model as a new version (the last step, so never partial)."""
     from ..core import registry
 
-    folder = training_folder(run_key)
-    meta = lake.read_json(folder, "spec.json")
-    job = lake.read_json(folder, "job.json")
+    folder = layout.training(run_key)
+    meta = lake.read_json(folder, layout.TRAINING_SPEC)
+    job = lake.read_json(folder, layout.TRAINING_JOB)
     ev = evaluate(lake, run_key)
     y_val, p_val = ev["validation_scores"]
-    profile = reference.complete(lake.read_json(folder, "profile.json"), p_val, y_val,
+    profile = reference.complete(lake.read_json(folder, layout.TRAINING_PROFILE), p_val, y_val,
                                  {k[len("validation_"):]: v for k, v in ev["metrics"].items()
                                   if k.startswith("validation_")})
-    lake.write_json(profile, folder, "profile.json")
+    lake.write_json(profile, folder, layout.TRAINING_PROFILE)
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.txt"
-        model.write_bytes(lake.read_bytes(folder, "model.txt"))
+        model.write_bytes(lake.read_bytes(folder, layout.TRAINING_MODEL))
         reg = registry.log_training_run(
             model_path=model,
             params={**lgbm.params(params.get("lgbm"), threads=job["threads_per_worker"]),
@@ -140,68 +135,12 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
                   "reason": reason, "run_key": run_key, "dag_run": dag_run or "", "lake": lake.uri(folder)},
             feature_spec=meta["spec"] | {"split": meta["split"]},
             feature_importance=ev["feature_importance"],
-            extra_artifacts={"profile.json": profile},
+            extra_artifacts={layout.TRAINING_PROFILE: profile},
             settings=settings,
         )
     result = {"run_id": reg.run_id, "model_name": reg.model_name, "version": reg.version,
               "model_uri": reg.model_uri, "test_auc": round(ev["metrics"]["test_auc"], 4),
-              "validation_auc": round(ev["metrics"]["validation_auc"], 4), "fingerprint": meta["fingerprint"]}
-    lake.write_json(result, folder, "registered.json")
+              "validation_auc": round(ev["metrics"]["validation_auc"], 4), "fingerprint": meta["fingerprint"],
+              "feature_importance": ev["feature_importance"]}
+    lake.write_json(result, folder, layout.TRAINING_REGISTERED)
     return result
-
-
-def gate(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
-         settings: Settings | None = None) -> dict[str, Any]:
-    """Candidate (this run's version) against the champion on the held-out days; on a pass it becomes the
-    challenger. The decision, every check and an HTML report go to ``reports/gate/<run_key>/`` and the run."""
-    import lightgbm as lgb
-
-    from ..core import registry
-    from ..evaluate.gate import GateConfig, decide
-    from ..core.reports import gate_report
-
-    folder = training_folder(run_key)
-    reg = lake.read_json(folder, "registered.json")
-    meta = lake.read_json(folder, "spec.json")
-    cfg = GateConfig.load(overrides=overrides)
-    holdout = lake.read_parquet(folder, "holdout.parquet")
-    y = holdout["label"].to_numpy()
-    cand_spec = F.FeatureSpec.from_dict(meta["spec"])
-    candidate = lgb.Booster(model_str=lake.read_bytes(folder, "model.txt").decode())
-    p_cand = candidate.predict(cand_spec.encode(holdout)[cand_spec.columns])
-    champ = registry.alias_version("champion", settings)
-    p_champ = None
-    if champ and champ["version"] != reg["version"]:
-        booster, spec = registry.load_version(champ["version"], settings)
-        ch_spec = F.FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")})
-        p_champ = booster.predict(ch_spec.encode(holdout)[ch_spec.columns])
-    decision = decide(holdout, y, p_cand, p_champ, cfg)
-    d = decision.to_dict() | {"version": reg["version"], "run_id": reg["run_id"],
-                              "champion_version": champ["version"] if p_champ is not None else None,
-                              "holdout_days": meta["split"]["test"], "run_key": run_key,
-                              "data_date": meta["window"][-1]}
-    report_dir = f"reports/gate/{run_key}"
-    curves = {f"candidate v{reg['version']}": p_cand}
-    if p_champ is not None:
-        curves[f"champion v{champ['version']}"] = p_champ
-    ev = evaluate(lake, run_key)
-    html = gate_report(f"Evaluation gate: {reg['model_name']} v{reg['version']}", d, y, curves,
-                       ev["feature_importance"],
-                       {"held-out days": ", ".join(meta["split"]["test"]), "flights": len(holdout),
-                        "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
-                        "data fingerprint": meta["fingerprint"][:16]})
-    lake.write_bytes(html.encode(), report_dir, "report.html")
-    d["report"] = lake.uri(report_dir, "report.html")
-    lake.write_json(d, report_dir, "decision.json")
-    lake.write_json(d, "reports", "gate", "latest.json")
-    registry.log_to_run(reg["run_id"], {"gate_passed": float(decision.passed),
-                                        "gate_candidate_auc": decision.candidate["auc"],
-                                        **({"gate_champion_auc": decision.champion["auc"]}
-                                           if decision.champion else {})},
-                        {"gate/report.html": html}, {"gate/decision.json": d}, settings)
-    registry.tag_version(reg["version"], {"gate": "passed" if decision.passed else "failed",
-                                          "gate_report": d["report"]}, settings)
-    if decision.passed:
-        registry.set_alias("challenger", reg["version"], settings)
-    log.info("%s", decision.summary())
-    return d

@@ -1,0 +1,137 @@
+"""Every place in the lake, named once; everyone else asks here. Paths are relative to the lake's root, the same
+for ``file://`` and ``s3://`` (``Lake`` checks each one stays under the root)::
+
+    landing/<dataset>/date=D/                  what the upstream system drops: <dataset>.csv, then _SUCCESS
+    staging/<dataset>/date=D/run=<run>/        one run's extracted copy, validated from there
+    curated/<dataset>/date=D/part-00000.parquet   validated, typed; rewritten whole on a rerun
+    quarantine/<dataset>/date=D/               a rejected drop untouched, report.json, history/ of earlier ones
+    training/<run>/                            a training run: its staged set, model, job and registration
+    predictions/date=D/                        the prediction log, by flight date
+    reports/gate/<run>/, reports/gate/latest.json          the gate's decision and report
+    reports/monitoring/date=D/, latest.json, triggers.json the daily monitoring report, its summary, triggers
+    reports/deployments/v<N>.json              a canary's evidence and decision
+    deployments/rollout.json, deployments/history/         the current rollout and past ones
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+ZONES = ("landing", "staging", "curated", "quarantine", "predictions", "reports")
+DATE = "date="                      # a partition folder: date=YYYY-MM-DD
+SUCCESS = "_SUCCESS"                # a drop is complete once this marker exists
+UNAVAILABLE = "_UNAVAILABLE"        # the simulator's flapping-upstream fault
+CURATED_FILE = "part-00000.parquet"
+QUARANTINE_REPORT = "report.json"
+HISTORY = "history"
+
+
+def _date(value: dt.date | str) -> str:
+    from .lake import as_date
+
+    return as_date(value).isoformat()
+
+
+def partition(zone: str, dataset: str, date: dt.date | str) -> str:
+    """``<zone>/<dataset>/date=YYYY-MM-DD`` (a data set's name is one path segment)."""
+    from .lake import UnsafePath, segments
+
+    if zone not in ZONES:
+        raise ValueError(f"unknown lake zone {zone!r}; zones: {ZONES}")
+    if len(segments(dataset)) != 1:
+        raise UnsafePath(f"a data set name is one path segment, not {dataset!r}")
+    return f"{zone}/{dataset}/{DATE}{_date(date)}"
+
+
+def landing(dataset: str, date: dt.date | str) -> str:
+    return partition("landing", dataset, date)
+
+
+def staging(dataset: str, date: dt.date | str, run: str | None = None) -> str:
+    """A date's staging folder, or one run's own within it."""
+    folder = partition("staging", dataset, date)
+    return f"{folder}/run={run}" if run else folder
+
+
+def curated(dataset: str, date: dt.date | str) -> str:
+    return partition("curated", dataset, date)
+
+
+def curated_file(dataset: str, date: dt.date | str) -> tuple[str, str]:
+    return curated(dataset, date), CURATED_FILE
+
+
+def quarantine(dataset: str, date: dt.date | str) -> str:
+    return partition("quarantine", dataset, date)
+
+
+def zone(zone_: str, dataset: str) -> str:
+    """``<zone>/<dataset>``: where a data set's partitions of one zone are listed."""
+    return f"{zone_}/{dataset}"
+
+
+# training and evaluation ----------------------------------------------------------------------------------------
+def training(run_key: str) -> str:
+    """``training/<run_key>``; the key must be one path segment (``Lake`` refuses ``.``, ``..``, empty)."""
+    from .lake import UnsafePath, segments
+
+    if len(segments(run_key)) != 1:
+        raise UnsafePath(f"a run key is one path segment, not {run_key!r}")
+    return f"training/{run_key}"
+
+
+# what a training run's folder holds: its staged set, then the model, the job's summary, the registration
+TRAINING_SPEC = "spec.json"
+TRAINING_VALIDATION = "validation.parquet"
+TRAINING_TEST = "test.parquet"
+TRAINING_HOLDOUT = "holdout.parquet"        # the test days un-encoded, for scoring any model
+TRAINING_PROFILE = "profile.json"           # the reference profile, completed at registration
+TRAINING_MODEL = "model.txt"
+TRAINING_JOB = "job.json"
+TRAINING_REGISTERED = "registered.json"
+
+
+def training_shard(i: int) -> tuple[str, str]:
+    """One worker's training rows, relative to a training folder."""
+    return "train", f"part-{i:05d}.parquet"
+
+
+GATE_REPORT = "report.html"
+GATE_DECISION = "decision.json"
+
+
+def gate(run_key: str) -> str:
+    """The gate's ``decision.json`` and ``report.html`` of a training run."""
+    return f"reports/gate/{training(run_key).split('/', 1)[1]}"
+
+
+GATES = "reports/gate"
+GATE_LATEST = (GATES, "latest.json")
+
+
+# serving, deployment, monitoring --------------------------------------------------------------------------------
+PREDICTIONS = "predictions"
+
+
+def predictions(date: dt.date | str) -> str:
+    """The prediction log of one flight date."""
+    return f"{PREDICTIONS}/{DATE}{_date(date)}"
+
+
+ROLLOUT = ("deployments", "rollout.json")
+ROLLOUT_HISTORY = "deployments/history"
+DEPLOYMENT_REPORTS = "reports/deployments"
+
+
+def canary_evidence(version: str) -> tuple[str, str]:
+    return DEPLOYMENT_REPORTS, f"v{version}.json"
+
+
+MONITORING = "reports/monitoring"
+MONITORING_LATEST = (MONITORING, "latest.json")
+TRIGGERS = (MONITORING, "triggers.json")
+
+
+def monitoring(date: dt.date | str) -> str:
+    """The daily monitoring report's folder (``report.json``, ``report.html``)."""
+    return f"{MONITORING}/{DATE}{_date(date)}"

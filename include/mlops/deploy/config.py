@@ -1,0 +1,11 @@
+"""The canary's settings (``include/config/deploy.yaml``): cheap to import (the DAG's form is made from them)."""
+
+from __future__ import annotations
+
+from ..core.config import CONFIG_DIR, YamlConfig
+
+
+class DeployConfig(YamlConfig):
+    """The canary's share, the evidence it needs and the tolerance it is judged by (``include/config/deploy.yaml``)."""
+
+    FILE = CONFIG_DIR / "deploy.yaml"

@@ -32,7 +32,7 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     """The day's drift and performance report of the champion; skipped while there is no champion."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from include.mlops.core import registry
+    from include.mlops.core import layout, registry
     from include.mlops.monitor import monitor
 
     from .defaults import batch_date

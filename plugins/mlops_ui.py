@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlops_airflow.ui.model_state import app
+from mlops_airflow.ui.app import app
 
 
 class MlopsModelStatePlugin(AirflowPlugin):

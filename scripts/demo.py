@@ -172,7 +172,7 @@ class Lifecycle:
 
     # ------------------------------------------------------------------------------------------ the steps
     def ingest(self, day: dt.date, fault: str | None) -> bool:
-        from include.mlops.core.lake import Lake
+        from include.mlops.core import layout
         from include.mlops.ingest.upstream import Upstream
 
         drops = Upstream(self.lake).publish_day(day, fault=fault, delay_s=4, failures=2)
@@ -180,9 +180,9 @@ class Lifecycle:
         states = self.run("ingest_flights", day)
         for drop in drops:
             drop.wait(5)
-        quarantine = Lake.partition("quarantine", "flights", day)
-        if states["_run"] != "success" and self.lake.exists(quarantine, "report.json"):
-            rules = self.lake.read_json(quarantine, "report.json").get("failed_rules", [])
+        quarantine = layout.quarantine("flights", day)
+        if states["_run"] != "success" and self.lake.exists(quarantine, layout.QUARANTINE_REPORT):
+            rules = self.lake.read_json(quarantine, layout.QUARANTINE_REPORT).get("failed_rules", [])
             self.event(day, "quarantine", f"{fault} drop rejected, kept in {self.lake.uri(quarantine)}: "
                                           + "; ".join(rules)[:140])
             return False
@@ -193,7 +193,7 @@ class Lifecycle:
         return states["_run"] == "success"
 
     def train(self, day: dt.date, conf: dict) -> None:
-        from include.mlops.core import registry
+        from include.mlops.core import layout, registry
 
         before = {v["version"] for v in registry.versions(self.settings)}
         states = self.run("train_model", day, conf | {"workers": self.workers}, hour=6)
@@ -212,9 +212,9 @@ class Lifecycle:
         self.event(day, "train", f"{t.get('reason')}: window {t.get('data_window')}, {r.data.params.get('workers')} "
                                  f"Horovod workers, {m.get('train_s', 0):.1f} s fit, test AUC {m.get('test_auc', 0):.3f},"
                                  f" data {t.get('data_fingerprint', '')[:10]}", v["version"])
-        folder = f"reports/gate/{t.get('run_key')}"
-        if self.lake.exists(folder, "decision.json"):
-            d = self.lake.read_json(folder, "decision.json")
+        folder = layout.gate(t.get('run_key'))
+        if self.lake.exists(folder, layout.GATE_DECISION):
+            d = self.lake.read_json(folder, layout.GATE_DECISION)
             cand = d["candidate"]
             vs = (f" vs champion v{d['champion_version']} AUC {d['champion']['auc']:.3f}" if d.get("champion") else
                   " (first model)")
@@ -266,11 +266,12 @@ class Lifecycle:
         if proc.poll() is None:
             return
         self.canary = None
-        ev_name = f"v{version}.json"
+
+        from include.mlops.core import layout
         from include.mlops.deploy import canary
 
-        if self.lake.exists("reports", "deployments", ev_name):
-            ev = self.lake.read_json("reports", "deployments", ev_name)
+        if self.lake.exists(*layout.canary_evidence(version)):
+            ev = self.lake.read_json(*layout.canary_evidence(version))
             self.event(day, "decision", canary.describe(ev), version)
         else:
             self.event(day, "decision", f"deploy_model ended (rc {proc.returncode}) without a decision; see "
@@ -278,13 +279,15 @@ class Lifecycle:
         self.event(day, "champion", f"champion is v{self.champion()} (canary started {started})", self.champion())
 
     def monitor(self, day: dt.date) -> None:
+        from include.mlops.core import layout
+
         states = self.run("monitor_model", day)
-        folder = f"reports/monitoring/date={day.isoformat()}"
-        if not self.lake.exists(folder, "report.json"):
+        folder = layout.monitoring(day)
+        if not self.lake.exists(folder, layout.MONITORING_REPORT):
             return
-        r = self.lake.read_json(folder, "report.json")
+        r = self.lake.read_json(folder, layout.MONITORING_REPORT)
         if states.get("trigger_train_model") == "success":
-            d = next((t for t in reversed(self.lake.read_json("reports/monitoring", "triggers.json"))
+            d = next((t for t in reversed(self.lake.read_json(*layout.TRIGGERS))
                       if t["date"] == day.isoformat()), {})
             top = sorted((f for f in r["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))[:4]
             detail = ", ".join(f"{f['feature']} KS {f.get('ks') or 0:.2f} PSI {f.get('psi') or 0:.2f}" for f in top)

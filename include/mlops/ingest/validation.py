@@ -10,7 +10,6 @@ import datetime as dt
 import io
 import json
 import logging
-import math
 import numbers
 import os
 import threading
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..core.jsonsafe import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self) | {"failed_rules": self.failed_rules})
+        return json_safe(asdict(self) | {"failed_rules": self.failed_rules})
 
 
 def read_csv(data: bytes, dataset: str, date: str, options: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -359,24 +360,7 @@ def _distinct(values: pd.Series, n: int = 5) -> str:
 
 
 def _short(v: Any, limit: int = 160) -> str:
-    s = json.dumps(_jsonable(v), default=str)
+    s = json.dumps(json_safe(v), default=str)
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    if v is pd.NA or v is pd.NaT:
-        return None
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        try:
-            return _jsonable(v.item())
-        except (ValueError, AttributeError):
-            return str(v)
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,11 @@ import pandas as pd
 from .config import MonitorConfig
 from ..train.features import join_weather, load_window
 from ..core import layout, predictions, schema
+from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from . import drift, performance
 
 log = logging.getLogger(__name__)
-REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 SIGNALS = ("data_drift", "prediction_drift", "decay")
 
 
@@ -61,19 +60,6 @@ def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorCo
             reasons.append(f"missing share {stats['missing_cur']:.1%} (reference {stats['missing_ref']:.1%})")
         rows.append({"feature": name, "kind": ref["kind"], **stats, "drifted": bool(reasons), "reasons": reasons})
     return rows
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: dict[str, Any],
@@ -123,11 +109,11 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
                     "prediction_drift": pred["drifted"], "decay": perf["decayed"]},
         "config": cfg.as_dict(),
     }
-    out = _clean(out)
+    out = json_safe(out)
     folder = layout.monitoring(d)
-    lake.write_bytes(monitoring_report(out, profile, current, served).encode(), folder, REPORT_HTML)
-    out["report"] = lake.uri(folder, REPORT_HTML)
-    lake.write_json(out, folder, REPORT_JSON)
+    lake.write_bytes(monitoring_report(out, profile, current, served).encode(), folder, layout.MONITORING_HTML)
+    out["report"] = lake.uri(folder, layout.MONITORING_HTML)
+    lake.write_json(out, folder, layout.MONITORING_REPORT)
     latest = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
     if latest is None or latest.get("date", "") <= out["date"]:
         lake.write_json({k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")}
@@ -139,8 +125,8 @@ def reports(lake: Lake, dates: list[dt.date]) -> dict[str, dict[str, Any]]:
     out = {}
     for d in dates:
         folder = layout.monitoring(d)
-        if lake.exists(folder, REPORT_JSON):
-            out[d.isoformat()] = lake.read_json(folder, REPORT_JSON)
+        if lake.exists(folder, layout.MONITORING_REPORT):
+            out[d.isoformat()] = lake.read_json(folder, layout.MONITORING_REPORT)
     return out
 
 

@@ -121,7 +121,7 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
                                   if k.startswith("validation_")})
     lake.write_json(profile, folder, layout.TRAINING_PROFILE)
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "model.txt"
+        model = Path(tmp) / layout.TRAINING_MODEL
         model.write_bytes(lake.read_bytes(folder, layout.TRAINING_MODEL))
         reg = registry.log_training_run(
             model_path=model,

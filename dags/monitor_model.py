@@ -1,13 +1,15 @@
 """
 ### monitor_model
 
-Watches the champion every day, after ingestion: data drift of its features (KS, PSI, normed Wasserstein for
+Watches the champion every day, after ingestion (scheduled on its Assets: a day's flights and weather curated,
+or its flights quarantined): data drift of its features (KS, PSI, normed Wasserstein for
 numeric features; PSI and Jensen-Shannon for categories; missing shares), prediction drift of the scores it
 served, the delay rate, and live performance (its logged predictions joined with the outcomes ingestion
 brought in). The reference is the profile of the champion's training data saved with its model version.
 
-Tasks: **wait_for_ingestion** (the day's flights curated or quarantined) → **report** (HTML with per-feature
-plots and JSON in `reports/monitoring/date=…/`; skipped while there is no champion) → **check_thresholds**
+Tasks: **report** (for each data date the run's Asset events name, or the `date` param / logical date of a
+manual run: HTML with per-feature plots and JSON in `reports/monitoring/date=…/`; skipped while there is no
+champion) → **check_thresholds**
 (a signal fires after `consecutive_days` days in a row; held back during the cool-down after the last
 trigger and while a canary runs; a fire sends a Slack drift alert with the features, numbers and report
 link; otherwise the run ends here) → **trigger_train_model** with the reason in the conf.
@@ -24,7 +26,8 @@ from airflow.sdk import dag, task
 
 import mlops_airflow.monitor_model
 from include.mlops.monitor.config import MonitorConfig
-from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
+from mlops_airflow.assets import CURATED_FLIGHTS, CURATED_WEATHER, QUARANTINED_FLIGHTS
+from mlops_airflow.defaults import date_param, default_args
 from mlops_airflow.forms import overrides_form
 
 TITLES = {"window_days": "Window (days) compared with the reference",
@@ -33,10 +36,11 @@ TITLES = {"window_days": "Window (days) compared with the reference",
           "cooldown_days": "Cool-down after a retraining trigger (days)",
           "max_auc_drop": "Decay: tolerated live AUC drop"}
 
+
+
 @dag(
-    schedule="@daily",
+    schedule=(CURATED_FLIGHTS & CURATED_WEATHER) | QUARANTINED_FLIGHTS,
     start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
-    end_date=datetime(2013, 12, 31, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -50,12 +54,6 @@ TITLES = {"window_days": "Window (days) compared with the reference",
     default_args=default_args(),
 )
 def monitor_model():
-    # ingestion itself may wait SENSOR_TIMEOUT_S for its drop, then retry
-    @task.sensor(poke_interval=SENSOR_POKE_S, timeout=2 * SENSOR_TIMEOUT_S, mode="reschedule",
-                 exponential_backoff=False)
-    def wait_for_ingestion(**context) -> bool:
-        return mlops_airflow.monitor_model.day_settled(context)
-
     @task
     def report(**context) -> dict:
         return mlops_airflow.monitor_model.report(context)
@@ -71,7 +69,7 @@ def monitor_model():
               "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}"},
     )
 
-    wait_for_ingestion() >> report() >> check_thresholds() >> trigger_train
+    report() >> check_thresholds() >> trigger_train
 
 
 monitor_model()

@@ -12,6 +12,8 @@ from . import notifiers
 
 SENSOR_POKE_S = float(os.environ.get("MLOPS_SENSOR_POKE_S", "60"))
 RETRY_DELAY_S = float(os.environ.get("MLOPS_RETRY_DELAY_S", "30"))  # the first retry's delay; it doubles
+# a day's ingestion run not finished within this long of being queued is late (a deadline alert on Slack)
+INGEST_DEADLINE_S = float(os.environ.get("MLOPS_INGEST_DEADLINE_S", str(8 * 3600)))
 SENSOR_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(6 * 3600)))
 
 

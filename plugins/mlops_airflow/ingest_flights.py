@@ -104,3 +104,27 @@ def curate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     info = _fail_on_stale(_curate, get_lake(), _batch(dataset, context), _extracted_sha256(dataset, context))
     log.info("curated %s", info)
     return info
+
+
+def quarantined(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
+    """What this run's quarantine of the batch says (date, failed rules, where), for the ``quarantined_<dataset>``
+    Asset. Skipped unless validation of this run quarantined it (a failure of another kind is not a quarantine)."""
+    import datetime as dt
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.mlops.core import layout
+
+    from .connections import get_lake
+
+    lake, b = get_lake(), _batch(dataset, context)
+    folder = b.folder("quarantine")
+    if not lake.exists(folder, layout.QUARANTINE_REPORT):
+        raise AirflowSkipException(f"batch {b.id} was not quarantined: validation failed for another reason")
+    report = lake.read_json(folder, layout.QUARANTINE_REPORT)
+    started = getattr(context.get("dag_run"), "start_date", None)
+    at = report.get("quarantined_at")
+    if started and at and dt.datetime.fromisoformat(at) < started:
+        raise AirflowSkipException(f"batch {b.id}'s quarantine is older than this run: not this run's doing")
+    return {"dataset": dataset, "date": b.date.isoformat(), "failed_rules": report.get("failed_rules", []),
+            "uri": lake.uri(folder)}

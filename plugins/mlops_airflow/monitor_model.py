@@ -15,17 +15,20 @@ def _cfg(context):
     return MonitorConfig(**overrides(MonitorConfig, context["params"]))
 
 
-def day_settled(context: dict[str, Any]) -> bool:
-    """The date's flights were curated or quarantined by ingestion (monitoring runs after it, either way)."""
-    from include.mlops.core import layout
-    from include.mlops.core.schema import MODEL_DATASET
+def data_dates(context: dict[str, Any]) -> list[str]:
+    """The data dates this run reports on: those the triggering Asset events name (a day's flights curated or
+    quarantined; several when days were ingested faster than monitoring ran), else the ``date`` param or the
+    logical date of a manual run."""
+    from include.mlops.core.lake import as_date
 
-    from .connections import get_lake
     from .defaults import batch_date
 
-    lake, d = get_lake(), batch_date(context)
-    return lake.exists(*layout.curated_file(MODEL_DATASET, d)) or lake.exists(
-        layout.quarantine(MODEL_DATASET, d), layout.QUARANTINE_REPORT)
+    events = context.get("triggering_asset_events") or {}
+    dates = set()
+    for asset, evs in events.items():
+        if str(getattr(asset, "name", asset)).endswith("_flights"):
+            dates |= {as_date(e.extra["date"]).isoformat() for e in evs if (e.extra or {}).get("date")}
+    return sorted(dates) or [batch_date(context)]
 
 
 def report(context: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +38,6 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.core import layout, registry
     from include.mlops.monitor import monitor
 
-    from .defaults import batch_date
     from .connections import get_lake
 
     champion = registry.alias_version("champion")
@@ -44,9 +46,11 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     profile = registry.load_artifact(champion["version"], layout.TRAINING_PROFILE)
     if profile is None:
         raise AirflowSkipException(f"champion v{champion['version']} has no reference profile (profile.json)")
-    r = monitor.report(get_lake(), batch_date(context), champion, profile, _cfg(context))
-    log.info("monitoring %s, champion v%s: drifted %s; signals up: %s; report %s", r["date"], r["champion"],
-             r["drifted"] or "none", [k for k, v in r["signals"].items() if v] or "none", r["report"])
+    lake, cfg = get_lake(), _cfg(context)
+    for d in data_dates(context):
+        r = monitor.report(lake, d, champion, profile, cfg)
+        log.info("monitoring %s, champion v%s: drifted %s; signals up: %s; report %s", r["date"], r["champion"],
+                 r["drifted"] or "none", [k for k, v in r["signals"].items() if v] or "none", r["report"])
     return {k: r[k] for k in ("date", "champion", "drifted", "signals", "report")}
 
 
@@ -57,11 +61,10 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     from include.mlops.monitor import monitor
 
     from .notifiers import notify
-    from .defaults import batch_date
     from .connections import get_lake
 
     lake, cfg = get_lake(), _cfg(context)
-    d = monitor.decide(lake, batch_date(context), cfg, rollout=rollouts.current(lake))
+    d = monitor.decide(lake, data_dates(context)[-1], cfg, rollout=rollouts.current(lake))
     if d["fire"]:
         detail = "\n".join(f"{name}: " + "; ".join(reasons) for name, reasons in list(d["evidence"].items())[:6])
         notify(context, "drift", f"Drift on model v{d['champion']}: retraining", d["reason"] + "\n" + detail,

@@ -96,3 +96,20 @@ def on_task_retry(context: dict[str, Any]) -> None:
 def notify(context: dict[str, Any], kind: str, title: str, detail: str = "", fields: dict[str, Any] | None = None) -> str:
     """One message about a decision taken by the running task (gate, deployment, drift)."""
     return send(Alert(kind=kind, title=title, detail=detail, fields=fields or {}, **where(context)))
+
+
+async def ingestion_late(context: dict[str, Any], **kwargs: Any) -> None:
+    """The deadline alert of ``ingest_flights`` (run by the triggerer when a run is not done by its deadline):
+    one Slack message naming the run and its data date."""
+    import asyncio
+
+    run = context.get("dag_run") or {}
+    conf = run.get("conf") or {}
+    date = conf.get("date") or str(run.get("logical_date") or "")[:10] or None
+    deadline = (context.get("deadline") or {}).get("deadline_time")
+    alert = Alert(kind="failure", title=f"Ingestion of {date or 'a day'} is late",
+                  dag_id=run.get("dag_id"), date=date,
+                  detail=f"run {run.get('dag_run_id')} was not finished by its deadline {deadline}: the day's data "
+                         "is not curated yet (a drop missing or late upstream, or a task stuck)",
+                  fields={"state": run.get("state")})
+    await asyncio.to_thread(send, alert)

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from include.mlops.train import features as F
-from include.mlops.core import layout
+from include.mlops.core import layout, schema
 from include.mlops.core.lake import Lake
 from include.mlops.monitor import monitor
 from include.mlops.core import profile as P
@@ -86,7 +86,7 @@ def flights_lake(tmp_path_factory):
 
 def _reference(lake):
     fl, we, used = F.load_window(lake, "2013-01-07", 7)
-    return P.build(F.join_weather(fl[fl["is_labelled"]], we), F.NUMERIC, F.CATEGORICAL,
+    return P.build(F.join_weather(fl[fl["is_labelled"]], we), schema.features().numeric, schema.features().categorical,
                    [d.isoformat() for d in used])
 
 
@@ -124,7 +124,7 @@ def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
     lake = flights_lake
     cur = lake.read_parquet("curated/flights/date=2013-07-02", "part-00000.parquet")
     cur = cur[cur["is_labelled"]]
-    keys = F.flight_key(cur).to_numpy()
+    keys = schema.flight_key(cur).to_numpy()
     y = cur["label"].astype(int).to_numpy()
     preds = pd.DataFrame({"flight_key": list(keys) + ["2013-07-02/XX/1/JFK"], "arm": "champion", "version": "1",
                           "score": list(0.8 * y + 0.1) + [0.5],

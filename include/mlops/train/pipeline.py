@@ -52,7 +52,7 @@ def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
     test_days = set(ts.split["test"])
     holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
     holdout = F.join_weather(holdout, weather)
-    holdout = holdout.assign(flight_key=F.flight_key(holdout))[
+    holdout = holdout.assign(flight_key=schema.flight_key(holdout))[
         ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]]
     lake.write_parquet(holdout.reset_index(drop=True), layout.training(run_key), layout.TRAINING_HOLDOUT)
     # the reference profile monitoring compares live data with (completed with scores at registration)

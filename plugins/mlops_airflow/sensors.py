@@ -1,0 +1,49 @@
+"""Sensors that hold no worker slot while they wait."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Sequence
+
+from airflow.sdk import BaseSensorOperator
+
+
+class DropSensor(BaseSensorOperator):
+    """Waits for a data set's upstream drop of the run's data date (``landing/<dataset>/date=D/_SUCCESS``).
+
+    It looks once on a worker (failing at once, with what to do, when the date was quarantined and no new drop
+    came), then defers to ``LakeFileTrigger``: the waiting happens in the triggerer, and the worker slot is free
+    until the marker appears or ``timeout`` passes.
+    """
+
+    template_fields: Sequence[str] = ("dataset",)
+    ui_color = "#e6f0d8"
+
+    def __init__(self, *, dataset: str, **kwargs):
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.deferrable = True  # it always waits in the triggerer
+
+    def poke(self, context) -> bool:
+        from .ingest_flights import drop_is_ready
+
+        return drop_is_ready(self.dataset, context)
+
+    def execute(self, context) -> None:
+        if self.poke(context):
+            return
+        from include.mlops.core import layout
+
+        from .defaults import batch_date
+        from .triggers import LakeFileTrigger
+
+        self.defer(trigger=LakeFileTrigger([layout.landing(self.dataset, batch_date(context)), layout.SUCCESS],
+                                           poke_interval=self.poke_interval),
+                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
+        if not event or event.get("status") != "ready":
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(f"waiting for the {self.dataset} drop ended without it: {event}")
+        self.log.info("drop complete: %s", event.get("path"))

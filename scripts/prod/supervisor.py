@@ -1,0 +1,146 @@
+"""The production-shaped deployment's supervisor: starts the four components as separate processes, waits until
+the api-server reports them healthy, and stops each with the task processes it started (SIGTERM, then SIGKILL
+after the grace period)."""
+
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prod_config import COMPONENTS, ROOT  # noqa: E402
+
+
+def _airflow(env: dict[str, str]) -> str:
+    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    exe = shutil.which("airflow", path=path)
+    if not exe:
+        raise SystemExit("airflow is not installed next to this Python or on PATH")
+    return exe
+
+
+def _run_dir(env: dict[str, str]) -> Path:
+    d = Path(env["AIRFLOW_HOME"]) / "prod"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def prepare(env: dict[str, str]) -> None:
+    """Migrate the metadata database and create the pools the DAGs need."""
+    log = _run_dir(env) / "db-migrate.log"
+    with open(log, "ab") as out:
+        for cmd in (["db", "migrate"],
+                    ["pools", "set", "horovod", env.get("MLOPS_HOROVOD_POOL_SLOTS", "1"),
+                     "Concurrent Horovod training jobs (each uses several processes)"]):
+            rc = subprocess.run([_airflow(env), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                timeout=900).returncode
+            if rc:
+                raise SystemExit(f"airflow {' '.join(cmd)} failed (exit {rc}); see {log}")
+
+
+def start(env: dict[str, str]) -> dict[str, int]:
+    run = _run_dir(env)
+    pids = {}
+    for name in COMPONENTS:
+        out = open(run / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        p = subprocess.Popen([_airflow(env), name], env=env, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+        out.close()
+        pids[name] = p.pid
+    (run / "pids.json").write_text(json.dumps(pids))
+    return pids
+
+
+def health(env: dict[str, str]) -> dict | None:
+    try:
+        with urllib.request.urlopen(env["AIRFLOW__API__BASE_URL"] + "/api/v2/monitor/health", timeout=5) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def healthy(h: dict | None) -> bool:
+    if not h:
+        return False
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all((h.get(p) or {}).get("status") == "healthy" for p in parts)
+
+
+def wait_healthy(env: dict[str, str], pids: dict[str, int], timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    h = None
+    while time.monotonic() < deadline:
+        for name, pid in pids.items():
+            if not _alive(pid):
+                raise SystemExit(f"{name} exited during start-up; see {_run_dir(env) / (name + '.log')}")
+        h = health(env)
+        if healthy(h):
+            return h
+        time.sleep(2)
+    raise SystemExit(f"not healthy after {timeout_s:.0f} s: {h}; logs in {_run_dir(env)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except Exception:  # noqa: BLE001 - gone
+        return False
+
+
+def stop(env: dict[str, str], timeout_s: float = 60) -> list[int]:
+    """SIGTERM each component with everything it started (task processes run in their own process groups),
+    wait, then SIGKILL what is left. Returns the pids that had to be killed."""
+    import psutil
+
+    pid_file = _run_dir(env) / "pids.json"
+    if not pid_file.exists():
+        return []
+    pids = json.loads(pid_file.read_text())
+    procs: dict[int, psutil.Process] = {}
+    for name in COMPONENTS:  # the scheduler first: it starts no new task once it is told to stop
+        pid = pids.get(name)
+        if pid is None:
+            continue
+        try:
+            root = psutil.Process(pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in family:
+            procs[p.pid] = p
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the component's own session
+        except (ProcessLookupError, PermissionError):
+            pass
+        for p in family[1:]:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout_s)
+    killed = []
+    for p in alive:
+        try:
+            p.kill()
+            killed.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+    for pid in pids.values():
+        try:
+            os.killpg(pid, signal.SIGKILL)  # anything left in the components' groups
+        except (ProcessLookupError, PermissionError):
+            pass
+    pid_file.unlink(missing_ok=True)
+    return killed

@@ -7,6 +7,7 @@ FROM ${RUNTIME_IMAGE}
 
 ENV MLOPS_HOME=/usr/local/airflow/.mlops \
     GX_ANALYTICS_ENABLED=false \
+    MLOPS_INGEST_DEADLINE_S=28800 \
     AIRFLOW__CORE__LOAD_EXAMPLES=False
 # Production settings come from the environment: MLOPS_LAKE_URL=s3://<bucket>/<prefix>, the aws_default and
 # slack_default connections (AIRFLOW_CONN_* or a secrets backend), AIRFLOW__DATABASE__SQL_ALCHEMY_CONN,

@@ -9,8 +9,8 @@ its Great Expectations suite from `expectations/`, then either **quarantine** it
 with `report.json`, the run fails and Slack is told which rules failed) or **curate** it: typed Parquet with the
 label and the UTC hour, the partition rewritten whole, and an Asset event with the date and row count (a quarantine
 is announced as an Asset too, `quarantined_<dataset>`). The sensor waits in the triggerer (deferred), holding no
-worker slot; a day not curated within `MLOPS_INGEST_DEADLINE_S` of its run being queued sends a Slack message
-(a deadline alert).
+worker slot; with `MLOPS_INGEST_DEADLINE_S` set (the deployments set 8 hours), a day not curated that long after
+its run was queued sends a Slack message (a deadline alert).
 
 Trigger by hand with a logical date, or with the `date` param (YYYY-MM-DD) to ingest another day.
 """
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Metadata, TriggerRule, dag, task, task_group
+from airflow.sdk import Metadata, TriggerRule, dag, task, task_group
 
 import mlops_airflow.ingest_flights
 from mlops_airflow.assets import curated, quarantined
-from mlops_airflow.defaults import INGEST_DEADLINE_S, SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args
-from mlops_airflow.notifiers import ingestion_late
+from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args, ingest_deadline
 from mlops_airflow.sensors import DropSensor
 
 DATASETS = ("weather", "flights")
@@ -42,10 +41,8 @@ DATASETS = ("weather", "flights")
         "date": date_param("ingest"),
     },
     default_args=default_args(retries=3, execution_timeout=timedelta(minutes=30)),
-    # a day not curated within INGEST_DEADLINE_S of its run being queued is late: Slack hears of it
-    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
-                           interval=timedelta(seconds=INGEST_DEADLINE_S),
-                           callback=AsyncCallback(ingestion_late), name="day_curated"),
+    # a day not curated within MLOPS_INGEST_DEADLINE_S of its run being queued is late: Slack hears of it
+    deadline=ingest_deadline(),
 )
 def ingest_flights():
     for name in DATASETS:

@@ -33,6 +33,7 @@ DEFAULTS = {
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
     "AIRFLOW__CORE__HIDE_SENSITIVE_VAR_CONN_FIELDS": "True",
     "GX_ANALYTICS_ENABLED": "false",
+    "MLOPS_INGEST_DEADLINE_S": "28800",  # a day not ingested within 8 hours of its run being queued: Slack
 }
 
 

@@ -59,6 +59,8 @@ def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack):
 
 def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated):
     """A deliberately bad model goes through register and the gate: aliases stay where they were."""
+    from include.mlops.core import layout
+    from include.mlops.evaluate import gate
     from include.mlops.train import pipeline
 
     current = registry.versions()[-1]["version"]
@@ -66,14 +68,14 @@ def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated
     registry.set_alias("challenger", current)
     key = "shuffled-labels"
     pipeline.build_training_set(curated, key, 21, 2, end="2013-02-21")
-    folder = pipeline.training_folder(key)
+    folder = layout.training(key)
     for i in range(2):  # destroy the signal in the training shards only
         shard = curated.read_parquet(folder, "train", f"part-{i:05d}.parquet")
         shard["label"] = shard["label"].sample(frac=1, random_state=i).to_numpy()
         curated.write_parquet(shard, folder, "train", f"part-{i:05d}.parquet")
     pipeline.train(curated, key, 2, num_boost_round=60)
     reg = pipeline.register(curated, key, params={"num_boost_round": 60}, reason="shuffled labels")
-    decision = pipeline.gate(curated, key, {"min_auc": 0.55, "max_ece": 0.1})
+    decision = gate.run(curated, key, {"min_auc": 0.55, "max_ece": 0.1})
     assert not decision["passed"]
     assert {"auc_floor", "auc_vs_champion"} <= set(decision["failed"])
     assert registry.alias_version("champion")["version"] == current

@@ -84,6 +84,7 @@ def test_deploy_model_fails_closed_when_the_alias_lookup_fails(run_dag, own_regi
 def test_the_gate_fails_closed_when_the_champion_cannot_be_looked_up(curated, own_registry, tmp_path,
                                                                      alias_lookup_fails):
     """Kills: the gate skipping the champion comparison (first-model rules) on a registry error."""
+    from include.mlops.evaluate import gate
     from include.mlops.train import pipeline
 
     champion = tiny_version(tmp_path)
@@ -94,7 +95,7 @@ def test_the_gate_fails_closed_when_the_champion_cannot_be_looked_up(curated, ow
     candidate = pipeline.register(curated, key, params={"num_boost_round": 20}, reason="fault")["version"]
     alias_lookup_fails()
     with pytest.raises(Exception, match="503"):
-        pipeline.gate(curated, key, {"min_auc": 0.0, "max_ece": 1.0})
+        gate.run(curated, key, {"min_auc": 0.0, "max_ece": 1.0})
     assert not curated.exists(f"reports/gate/{key}", "decision.json")
     import mlflow
 

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from include.mlops.train import features as F
+from include.mlops.core.metrics import metrics
 from include.mlops.train import lgbm
 from include.mlops.train.distributed import Job, write_training_set
 from include.mlops.train.launch import TrainingJobError, run_job
@@ -48,8 +49,8 @@ def test_two_workers_match_a_single_process(curated_lake, training_set, tmp_path
                                lgbm.params({}, threads=2), ROUNDS)
     test = training_set.part("test")
     p_dist, p_single = dist.predict(test[cols]), single.predict(test[cols])
-    auc_dist = lgbm.metrics(test["label"], p_dist)["auc"]
-    auc_single = lgbm.metrics(test["label"], p_single)["auc"]
+    auc_dist = metrics(test["label"], p_dist)["auc"]
+    auc_single = metrics(test["label"], p_single)["auc"]
     corr = float(np.corrcoef(p_dist, p_single)[0, 1])
     print(f"test AUC: 2 Horovod workers {auc_dist:.4f}, single process {auc_single:.4f}, "
           f"prediction correlation {corr:.4f}, {len(test)} test flights")

@@ -15,6 +15,8 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export GX_ANALYTICS_ENABLED := false
+# the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
+export MLOPS_START_DATE ?= 2013-01-01
 
 .PHONY: help setup demo test up up-prod down-prod serve bench clean env
 
@@ -38,7 +40,7 @@ help:
 env:
 	@echo "export PATH=\"$(BIN):\$$PATH\" PYTHONPATH='$(PYTHONPATH)' MLOPS_HOME='$(MLOPS_HOME)' AIRFLOW_HOME='$(AIRFLOW_HOME)'"
 	@echo "export AIRFLOW__CORE__DAGS_FOLDER='$(AIRFLOW__CORE__DAGS_FOLDER)' AIRFLOW__CORE__PLUGINS_FOLDER='$(AIRFLOW__CORE__PLUGINS_FOLDER)'"
-	@echo "export AIRFLOW__CORE__LOAD_EXAMPLES=$(AIRFLOW__CORE__LOAD_EXAMPLES) AIRFLOW__CORE__PARALLELISM=$(AIRFLOW__CORE__PARALLELISM) GX_ANALYTICS_ENABLED=$(GX_ANALYTICS_ENABLED)"
+	@echo "export AIRFLOW__CORE__LOAD_EXAMPLES=$(AIRFLOW__CORE__LOAD_EXAMPLES) AIRFLOW__CORE__PARALLELISM=$(AIRFLOW__CORE__PARALLELISM) GX_ANALYTICS_ENABLED=$(GX_ANALYTICS_ENABLED) MLOPS_START_DATE=$(MLOPS_START_DATE)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

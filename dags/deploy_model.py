@@ -20,13 +20,13 @@ numbers either way. `action` = `promote` / `rollback` does it by hand.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
 import mlops_airflow.deploy_model
 from include.mlops.deploy.config import DeployConfig
-from mlops_airflow.defaults import date_param, default_args
+from mlops_airflow.defaults import date_param, default_args, schedule_window
 from mlops_airflow.forms import overrides_form
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
@@ -35,7 +35,7 @@ MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours dec
 
 @dag(
     schedule=None,
-    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    start_date=schedule_window()["start_date"],
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

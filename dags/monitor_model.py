@@ -19,7 +19,6 @@ Thresholds: `include/config/monitoring.yaml`; the form below overrides the main 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
@@ -27,7 +26,7 @@ from airflow.sdk import dag, task
 import mlops_airflow.monitor_model
 from include.mlops.monitor.config import MonitorConfig
 from mlops_airflow.assets import CURATED_FLIGHTS, CURATED_WEATHER, QUARANTINED_FLIGHTS
-from mlops_airflow.defaults import date_param, default_args
+from mlops_airflow.defaults import date_param, default_args, schedule_window
 from mlops_airflow.forms import overrides_form
 
 TITLES = {"window_days": "Window (days) compared with the reference",
@@ -40,7 +39,7 @@ TITLES = {"window_days": "Window (days) compared with the reference",
 
 @dag(
     schedule=(CURATED_FLIGHTS & CURATED_WEATHER) | QUARANTINED_FLIGHTS,
-    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    start_date=schedule_window()["start_date"],
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

@@ -21,7 +21,6 @@ version, when the gate passed.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
@@ -30,7 +29,7 @@ import mlops_airflow.train_model
 from include.mlops.evaluate.config import GateConfig
 from include.mlops.train.params import load as load_params
 from mlops_airflow.assets import CURATED_FLIGHTS
-from mlops_airflow.defaults import default_args
+from mlops_airflow.defaults import default_args, schedule_window
 from mlops_airflow.forms import overrides_form, values_form
 from mlops_airflow.operators import HorovodTrainOperator
 
@@ -50,7 +49,7 @@ GATE_TITLES = {"min_auc": "AUC floor", "max_auc_drop": "tolerated AUC drop vs ch
 
 @dag(
     schedule=[CURATED_FLIGHTS],
-    start_date=datetime(2013, 1, 1, tzinfo=timezone.utc),
+    start_date=schedule_window()["start_date"],
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

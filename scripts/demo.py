@@ -50,6 +50,7 @@ def configure_env() -> None:
     # the canary's process and this one share the SQLite database: wait for its lock instead of failing
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "mlops_airflow.sqlite.CONNECT_ARGS")
     env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    env.setdefault("MLOPS_START_DATE", "2013-01-01")  # the replay's days are in the DAGs' window
     env.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     env.setdefault("MLOPS_SENSOR_POKE_S", "1")
     env.setdefault("MLOPS_RETRY_DELAY_S", "1")

@@ -24,6 +24,7 @@ os.environ.update({
     "MLOPS_SENSOR_TIMEOUT_S": "60",
     "MLOPS_DEPLOY_POKE_S": "1",
     "GX_ANALYTICS_ENABLED": "false",
+    "MLOPS_START_DATE": "2013-01-01",   # the tests replay 2013 (include/config/schedule.yaml)
 })
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 for p in (str(ROOT / "tests" / "helpers"), str(ROOT / "plugins"), str(ROOT)):

@@ -61,3 +61,23 @@ def batch_date(context: dict[str, Any]) -> str:
 
         raise AirflowFailException("no data date: set the 'date' param or trigger with a logical date")
     return as_date(value).isoformat()
+
+
+def schedule_window() -> dict[str, Any]:
+    """``start_date``, ``end_date`` and ``catchup`` of the daily DAGs, from ``include/config/schedule.yaml`` (or
+    ``MLOPS_START_DATE`` / ``MLOPS_END_DATE`` / ``MLOPS_CATCHUP``): nothing in the DAGs assumes the reference data's
+    year. Without a start date the window starts today (midnight UTC), as a live source does."""
+    from datetime import date, datetime, timezone
+
+    from include.mlops.core.config import ScheduleConfig
+
+    cfg = ScheduleConfig.from_env()
+
+    def day(value) -> datetime | None:
+        if value in (None, ""):
+            return None
+        d = value if isinstance(value, date) else date.fromisoformat(str(value))
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+    start = day(cfg.start_date) or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"start_date": start, "end_date": day(cfg.end_date), "catchup": bool(cfg.catchup)}

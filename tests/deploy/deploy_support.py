@@ -176,6 +176,7 @@ def deployment_env(home: Path, db_url: str, slack: SlackEndpoint, aws_secret: st
         "MLOPS_RETRY_DELAY_S": "1",
         "MLOPS_DEPLOY_POKE_S": "1",
         "GX_ANALYTICS_ENABLED": "false",
+        "MLOPS_START_DATE": "2013-01-01",
         # secrets that must never reach a log
         "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps({"conn_type": "slackwebhook", "password": slack.url}),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "AKIADEPLOYTEST0000000",

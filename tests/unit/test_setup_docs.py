@@ -41,7 +41,7 @@ def test_readme_exports_match_the_makefile():
     by_hand = _env_after(_readme_exports())
     exported = ["PATH", "PYTHONPATH", "MLOPS_HOME", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER",
                 "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__PARALLELISM",
-                "GX_ANALYTICS_ENABLED"]
+                "GX_ANALYTICS_ENABLED", "MLOPS_START_DATE"]
     assert {k: from_make.get(k) for k in exported} == {k: by_hand.get(k) for k in exported}
     assert from_make["AIRFLOW_HOME"] == str(ROOT / ".mlops" / "airflow")  # per MLOPS_HOME, not a shared /tmp
     # and make env sets nothing the README leaves out

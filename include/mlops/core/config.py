@@ -90,3 +90,17 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of settings")
     return raw
+
+
+class ScheduleConfig(YamlConfig):
+    """When the daily DAGs run (``include/config/schedule.yaml``), with ``MLOPS_START_DATE``, ``MLOPS_END_DATE``
+    and ``MLOPS_CATCHUP`` overriding it for one deployment."""
+
+    FILE = CONFIG_DIR / "schedule.yaml"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "ScheduleConfig":
+        env = os.environ if env is None else env
+        catchup = env.get("MLOPS_CATCHUP")
+        return cls(start_date=env.get("MLOPS_START_DATE") or None, end_date=env.get("MLOPS_END_DATE") or None,
+                   catchup=None if catchup in (None, "") else catchup.strip().lower() in ("1", "true", "yes", "on"))

@@ -261,9 +261,13 @@ def key_columns(spec: DatasetSpec) -> tuple[list[str], list[str]]:
 def flight_key(df, settings: Settings | None = None):
     """Each row's stable identity as text, e.g. ``2013-01-05/UA/1545/EWR``: the date from the key's date columns,
     then the other key columns, ``/``-separated (the curated data's unique key)."""
+    import pandas as pd
+
     date_cols, rest = key_columns(dataset(MODEL_DATASET, settings))
+    if not len(df):
+        return pd.Series([], index=df.index, dtype=object)
     y, m, d = date_cols
-    key = (df[y].astype(str) + "-" + df[m].astype(int).map("{:02d}".format) + "-"
+    key = (df[y].astype(int).astype(str) + "-" + df[m].astype(int).map("{:02d}".format) + "-"
            + df[d].astype(int).map("{:02d}".format))
     for c in rest:
         key = key + "/" + df[c].astype(str)

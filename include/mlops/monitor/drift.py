@@ -103,9 +103,11 @@ def js_distance(ref_shares: Any, cur_shares: Any) -> float:
 def categorical_drift(ref_shares: dict[str, float], cur_values: Any) -> dict[str, float]:
     """Every registered categorical statistic of ``cur_values`` against reference shares, and the unseen share."""
     cur = category_shares(cur_values, [k for k in ref_shares if k != UNSEEN])
+    if not cur:  # no current value at all: every statistic undefined (as on the numeric side), not drift
+        return {name: float("nan") for name in STATISTICS["categorical"]} | {"unseen_share": float("nan")}
     r, c = _aligned(ref_shares, cur)
-    out = {name: (s.fn(r, c) if c.sum() > 0 else float("nan")) for name, s in STATISTICS["categorical"].items()}
-    return out | {"unseen_share": float(cur.get(UNSEEN, 0.0))}
+    return {name: s.fn(r, c) for name, s in STATISTICS["categorical"].items()} | {
+        "unseen_share": float(cur.get(UNSEEN, 0.0))}
 
 
 # ---------------------------------------------------------------------------------- against a saved profile

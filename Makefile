@@ -16,7 +16,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM ?= 4
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test up up-prod down-prod serve bench clean
+.PHONY: help setup demo test up up-prod down-prod serve bench mutation clean
 
 help:
 	@echo "make demo   set up, then the whole lifecycle on January to June 2013, day by day, with a timeline"
@@ -27,6 +27,8 @@ help:
 	@echo "make down-prod  stop them"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
+	@echo "make mutation   mutation score of the decision logic against the unit tests (mutmut; about an hour"
+	@echo "            on 2 cores): bench/results/mutation.txt, bench/README.md"
 	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod.sh
@@ -67,6 +69,21 @@ serve: setup
 
 bench: setup
 	$(BIN)/python bench/bench_ingest.py $(BENCH_ARGS)
+
+# mutation testing of the decision logic (gate, canary comparison, drift, firing rule, quarantine and validation
+# report, routing) against the unit tests that cover it; configuration in pyproject.toml, scope in
+# bench/mutation_report.py. A fresh measure each time: mutants/ is rebuilt.
+MUTATION_JOBS ?= 2
+MUTATION_TIMEOUT ?= 3h
+
+mutation: $(BIN)/.installed
+	@mkdir -p bench/results
+	rm -rf mutants
+	@start=$$(date +%s); \
+	  timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
+	    $$($(BIN)/python bench/mutation_report.py --scope) > bench/results/mutmut.log 2>&1; rc=$$?; \
+	  echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \
+	  $(BIN)/python bench/mutation_report.py
 
 clean:
 	rm -rf $(MLOPS_HOME)

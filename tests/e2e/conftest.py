@@ -2,38 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from datetime import datetime, timezone
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def airflow_db():
-    home = Path(os.environ["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True,
-                         text=True, env=os.environ, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "pools", "set", "horovod", "1", "horovod"],
-                         capture_output=True, text=True, env=os.environ, timeout=300)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return home
-
-
-@pytest.fixture(scope="session")
-def dagbag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    return bag
+from airflow_runs import Run, airflow_db, dagbag, run_dag, slack  # noqa: F401 - fixtures (tests/helpers)
 
 
 @pytest.fixture
@@ -42,50 +12,6 @@ def lake():
     from include.mlops.lake import Lake
 
     return Lake(Settings.from_env().lake_url)
-
-
-class Run:
-    """The outcome of one DAG run: its state, and each task's state and try count."""
-
-    def __init__(self, dag_run):
-        from airflow.models import TaskInstance
-        from airflow.models.asset import AssetEvent
-        from airflow.utils.session import create_session
-
-        self.run_id = dag_run.run_id
-        self.state = str(dag_run.state)
-        with create_session() as s:
-            tis = s.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
-            self.tasks = {ti.task_id: (str(ti.state), ti.try_number) for ti in tis}
-            events = s.query(AssetEvent).filter_by(source_dag_id=dag_run.dag_id, source_run_id=dag_run.run_id).all()
-            self.asset_events = {e.asset.name: dict(e.extra or {}) for e in events}
-
-    def __repr__(self):
-        return f"Run({self.state}, {self.tasks})"
-
-
-@pytest.fixture
-def run_dag(dagbag):
-    from airflow.dag_processing.dagbag import DagBag
-
-    def _run(dag_id: str, date: str, conf: dict | None = None) -> Run:
-        # a freshly parsed DAG per run, as a worker would have: dag.test() leaves a run's conf in the params
-        dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
-        d = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
-        return Run(dag.test(logical_date=d, run_conf=conf))
-
-    return _run
-
-
-@pytest.fixture
-def slack(monkeypatch):
-    from slack_endpoint import SlackEndpoint
-
-    endpoint = SlackEndpoint()
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT",
-                       json.dumps({"conn_type": "slackwebhook", "password": endpoint.url}))
-    yield endpoint
-    endpoint.close()
 
 
 @pytest.fixture(scope="session")

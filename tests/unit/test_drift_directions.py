@@ -39,7 +39,8 @@ def profile(ref):
 # ----------------------------------------------------------------------------------- KS, both directions
 @pytest.mark.parametrize("shift", [-1.0, 1.0])
 def test_ks_sees_a_shift_down_as_well_as_up(ref, profile, shift):
-    """kills: KS made one-sided (exact and profile): colder weather must raise drift as warmer weather does."""
+    """kills: KS made one-sided (exact); kills: KS made one-sided (profile). Colder weather must raise drift
+    as warmer weather does."""
     cur = np.random.default_rng(12).normal(shift, 1.0, 20000)
     expected = 2 * stats.norm.cdf(0.5) - 1                 # population D of a 1 sd shift: 0.3829
     exact = drift.ks_statistic(ref, cur)

@@ -282,3 +282,36 @@ def test_the_summary_names_every_check(data):
     assert record["failed"] == [c.name for c in bad.failed] and record["passed"] is False
     assert [c["name"] for c in record["checks"]] == ["auc_floor", "calibration", "auc_vs_champion", "slices"]
     assert record["champion"] == metrics(y, good)
+
+
+def test_every_regressed_slice_is_named(data):
+    frame, y, s = data
+    champ = scores(s, 0.3)
+    cand = champ.copy()
+    for origin, seed in (("JFK", 5), ("LGA", 6)):
+        m = (frame["origin"] == origin).to_numpy()
+        cand[m] = scores(s, 1.5, seed=seed)[m]
+    d = decide(frame, y, cand, champ, replace(LOOSE, max_auc_drop=1.0, slice_columns=("origin",)))
+    rows = {r["value"]: r for r in d.slices}
+    named = ", ".join(f"origin={o} ({rows[o]['candidate_auc']:.3f} vs {rows[o]['champion_auc']:.3f})"
+                      for o in ("JFK", "LGA"))
+    assert d.checks[-1].detail.endswith("; regressions: " + named)
+
+
+def test_a_slice_with_a_single_delayed_flight_is_still_judged(data):
+    frame, y, s = data
+    frame = frame.copy()
+    one = np.flatnonzero(y == 1)[:1].tolist() + np.flatnonzero(y == 0)[:399].tolist()
+    frame["carrier"] = "AA"
+    frame.loc[one, "carrier"] = "XX"                        # 400 flights, one of them delayed
+    champ = scores(s, 0.3)
+    row = next(r for r in slice_table(frame, y, champ, champ, ("carrier",)) if r["value"] == "XX")
+    assert row["rows"] == 400 and row["positive_rate"] == 1 / 400
+    assert row["candidate_auc"] == pytest.approx(auc_oracle(y[one], champ[one]), abs=1e-12)
+
+
+def test_unused_categories_make_no_slice(data):
+    frame, y, s = data
+    frame = frame.assign(origin=pd.Categorical(frame["origin"], categories=["EWR", "JFK", "LGA", "BOS"]))
+    rows = slice_table(frame, y, scores(s, 0.3), None, ("origin",))
+    assert [r["value"] for r in rows] == ["EWR", "JFK", "LGA"] and all(r["rows"] > 0 for r in rows)

@@ -41,6 +41,7 @@ def _staged(lake, fault="null_keys"):
 
 
 def test_quarantine_keeps_the_drop_and_its_report_and_clears_landing_and_staging(lake):
+    """kills: quarantine without report.json."""
     b, dropped = _staged(lake)
     uri = ingestion.quarantine(lake, b, _report())
     assert uri == lake.uri(Q)
@@ -51,6 +52,15 @@ def test_quarantine_keeps_the_drop_and_its_report_and_clears_landing_and_staging
     assert report["quarantined_at"] >= "2026" and report["validated_at"] == "2026-01-01T10:11:12+00:00"
     assert report["failures"][0]["sample_rows"] == [{"carrier": None}]
     assert not lake.exists(f"landing/flights/date={DATE}") and not lake.exists(f"staging/flights/date={DATE}")
+
+
+def test_quarantine_keeps_the_drop_as_upstream_delivered_it(lake, caplog):
+    b, dropped = _staged(lake)
+    lake.write_bytes(b"a staged copy that differs", f"staging/flights/date={DATE}", "flights.csv")
+    with caplog.at_level("WARNING", logger="include.mlops.ingestion"):
+        uri = ingestion.quarantine(lake, b, _report())
+    assert lake.read_bytes(Q, "flights.csv") == dropped                 # landing's bytes, not staging's
+    assert f"batch flights/{DATE} quarantined at {uri}: expect_column_values_to_not_be_null(carrier)" in caplog.text
 
 
 def test_quarantine_takes_the_staged_copy_when_landing_is_gone(lake):
@@ -78,6 +88,23 @@ def test_a_second_rejection_moves_the_first_to_history_named_by_its_time(lake):
     b, _ = _staged(lake, fault="duplicates")
     ingestion.quarantine(lake, b, _report(validated_at="2026-01-03T00:00:00+00:00"))
     assert sorted(lake.ls(Q, "history")) == ["2026-01-01T101112+0000", "2026-01-02T000000+0000"]
+
+
+def test_everything_of_an_earlier_rejection_moves_to_history(lake):
+    b, _ = _staged(lake)
+    ingestion.quarantine(lake, b, _report())
+    lake.write_bytes(b"checked by ops", Q, "notes.txt")                  # whatever else lay with it
+    b, _ = _staged(lake, fault="extra_column")
+    ingestion.quarantine(lake, b, _report(validated_at="2026-01-02T00:00:00+00:00"))
+    assert sorted(lake.ls(Q)) == ["flights.csv", "history", "report.json"]
+    assert sorted(lake.ls(Q, "history", "2026-01-01T101112+0000")) == ["flights.csv", "notes.txt", "report.json"]
+
+
+def test_a_quarantine_folder_without_a_report_is_no_earlier_rejection(lake):
+    lake.write_bytes(b"stray", Q, "stray.txt")
+    b, dropped = _staged(lake)
+    ingestion.quarantine(lake, b, _report())
+    assert lake.read_bytes(Q, "flights.csv") == dropped and not lake.exists(Q, "history")
 
 
 def test_an_earlier_report_without_its_time_goes_to_history_as_earlier(lake):

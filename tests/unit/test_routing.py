@@ -47,6 +47,7 @@ def test_no_canary_means_every_flight_to_the_champion():
     assert Arms(CHAMPION, CHALLENGER, -0.5).route(KEYS[:100]) == ["champion"] * 100
     assert Arms(CHAMPION, None, 0.5).route(KEYS[:100]) == ["champion"] * 100
     assert Arms(None, CHALLENGER, 0.2).route(KEYS[:100]) == ["challenger"] * 100     # nothing else to serve
+    assert Arms(None, CHALLENGER, 0.0).route(KEYS[:100]) == ["champion"] * 100       # no canary, no traffic
     assert Arms(CHAMPION, CHALLENGER, 1.0).route(KEYS) == ["challenger"] * len(KEYS)
     assert Arms(CHAMPION, CHALLENGER, 0.5).route([]) == []
 
@@ -81,14 +82,16 @@ class Registry:
         return arm(version)
 
 
-def test_the_store_follows_the_aliases_and_loads_each_version_once():
+def test_the_store_follows_the_aliases_and_loads_each_version_once(caplog):
+    caplog.set_level("INFO", logger="include.mlops.serving.models")
     reg = Registry()
     store = ModelStore(reg.resolve, reg.load)
     assert store.arms.describe() == {"champion": None, "challenger": None, "canary_share": 0.0}
     assert store.refresh() is False                                        # nothing to serve yet, nothing changed
     reg.aliases["champion"] = "3"
     assert store.refresh() is True and store.arms.champion.version == "3" and store.arms.challenger is None
-    assert store.refresh() is False
+    assert caplog.messages == ["serving {'champion': '3', 'challenger': None, 'canary_share': 0.0}"]
+    assert store.refresh() is False and len(caplog.messages) == 1          # logged on a change only
     reg.aliases["challenger"], reg.share = "4", 0.2
     assert store.refresh() is True and store.arms.describe() == {"champion": "3", "challenger": "4",
                                                                   "canary_share": 0.2}

@@ -85,8 +85,8 @@ def test_the_decision_follows_the_interval_not_the_mean(models, canary):
     lo, hi = base["logloss"]["ci95"]
     mean = base["logloss"]["diff"]
     assert lo < mean < hi and hi - lo > 0.01
-    # the whole interval within the tolerance: promote
-    assert compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=hi + 1e-6)
+    # the whole interval within the tolerance, its upper bound exactly on it: promote
+    assert compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=hi)
                    )["decision"] == "promote"
     # the mean within the tolerance, the interval not: the evidence does not show the challenger is good enough
     straddling = compare(canary, champion, challenger,
@@ -96,6 +96,37 @@ def test_the_decision_follows_the_interval_not_the_mean(models, canary):
     worse = compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=lo - 1e-6))
     assert worse["decision"] == "rollback"
     assert worse["logloss"]["tolerance"] == lo - 1e-6 and worse["config"]["bootstrap"] == 20
+
+
+def test_the_auc_interval_is_a_seeded_bootstrap_over_all_flights(models, canary):
+    from sklearn.metrics import roc_auc_score
+
+    champion, challenger = models
+    cfg = DeployConfig(bootstrap=40)
+    first, again = compare(canary, champion, challenger, cfg), compare(canary, champion, challenger, cfg)
+    assert first["auc"]["ci95"] == again["auc"]["ci95"]                  # the same evidence, the same interval
+    # the interval, resampled here: all n flights with replacement, seeded by `seed` (0)
+    X = canary.assign(event_hour_utc=canary["time_hour"].dt.hour, event_weekday=canary["time_hour"].dt.weekday)
+    y = canary["label"].to_numpy()
+    p_ch = champion[0].predict(SPEC.encode(X)[SPEC.columns])
+    p_cl = challenger[0].predict(SPEC.encode(X)[SPEC.columns])
+    rng, diffs = np.random.default_rng(0), []
+    for _ in range(40):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(roc_auc_score(y[i], p_cl[i]) - roc_auc_score(y[i], p_ch[i]))
+    assert first["auc"]["ci95"] == pytest.approx([np.percentile(diffs, 2.5), np.percentile(diffs, 97.5)], abs=1e-12)
+
+
+def test_an_arm_with_a_single_delayed_flight_still_has_a_live_auc(models, canary):
+    champion, challenger = models
+    one = canary.copy()
+    arm = one["arm"] == "challenger"
+    one.loc[arm, "label"] = 0
+    one.loc[one.index[arm][0], "label"] = 1
+    live = compare(one, champion, challenger, DeployConfig(bootstrap=5))["live_auc_by_arm"]
+    assert 0.0 <= live["challenger"] <= 1.0
+    none = one.assign(label=np.where(one["arm"] == "challenger", 0, one["label"]))
+    assert np.isnan(compare(none, champion, challenger, DeployConfig(bootstrap=5))["live_auc_by_arm"]["challenger"])
 
 
 def test_evidence_is_ready_when_each_arm_has_enough_outcomes(canary):

@@ -245,3 +245,26 @@ def test_profile_ks_uses_the_reference_step_function():
     assert drift.numeric_drift(prof, [10.0] * 4)["ks"] == pytest.approx(1.0)
     # the same five values: off by at most one level step (1 / (levels - 1)), as the module documents
     assert drift.numeric_drift(prof, [0.0, 1.0, 2.0, 3.0, 4.0])["ks"] == pytest.approx(0.2)
+
+
+def test_psi_uses_the_bins_it_is_given():
+    # quartiles of the uniform reference: edges 0.25, 0.5, 0.75; all current values in the top quarter
+    cur = np.repeat([0.8, 0.9], 50)
+    expected = 3 * (EPS - 0.25) * math.log(EPS / 0.25) + (1 - 0.25) * math.log(1 / 0.25)
+    assert drift.psi(UNIFORM, cur, bins=4) == pytest.approx(expected, rel=1e-9)
+    assert drift.psi(UNIFORM, cur, bins=4) != pytest.approx(drift.psi(UNIFORM, cur), rel=1e-3)
+
+
+def test_nothing_to_compare_is_undefined_without_dividing_by_zero():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # no 0/0 on the way to the NaN
+        for a, b in (([], [1.0]), ([1.0], []), ([], [])):
+            assert math.isnan(drift.ks_statistic(a, b)) and math.isnan(drift.wasserstein(a, b))
+    assert drift.numeric_profile([])["missing"] == 0.0 and drift.numeric_profile([])["rows"] == 0
+
+
+def test_category_keys_are_the_values_as_given():
+    prof = drift.categorical_profile([1, 2, 2, None])
+    assert prof["shares"] == {"2": pytest.approx(2 / 3), "1": pytest.approx(1 / 3)} and prof["missing"] == 0.25

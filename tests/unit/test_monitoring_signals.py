@@ -343,3 +343,49 @@ def test_recording_a_trigger_marks_latest_only_for_its_own_day(rule_lake):
     monitor.record_trigger(rule_lake, d)                                   # a rerun of an older day
     assert rule_lake.read_json(monitor.FOLDER, "latest.json") == {"date": "2013-05-03", "fired": False}
     assert len(monitor.triggers(rule_lake)) == 1
+
+
+def test_two_signals_at_once_are_both_in_the_reason(rule_lake):
+    for d in ("2013-05-01", "2013-05-02"):
+        _write(rule_lake, d, {"data", "decay"})
+    d = monitor.decide(rule_lake, "2013-05-02", CFG)
+    assert d["signals"] == ["data_drift", "decay"] and d["drifted"] == ["temp", "dewp"]
+    assert d["reason"] == ("data drift (temp, dewp); decay (live AUC 0.612, validation 0.700) "
+                           "for 2 consecutive days")
+
+
+def test_a_prediction_drift_without_a_psi_reads_zero(rule_lake):
+    for d in ("2013-05-01", "2013-05-02"):
+        _write(rule_lake, d, {"pred"}, prediction={})
+    assert monitor.decide(rule_lake, "2013-05-02", CFG)["reason"] == \
+        "prediction drift (score PSI 0.00) for 2 consecutive days"
+
+
+def test_drifted_categories_come_after_the_numeric_evidence(rule_lake):
+    features = [{"feature": "carrier", "drifted": True, "psi": 0.4, "reasons": ["PSI 0.400 >= 0.25"]},
+                {"feature": "temp", "drifted": True, "ks": 0.7, "reasons": ["KS D 0.700 >= 0.5"]}]
+    for d in ("2013-05-01", "2013-05-02"):
+        _write(rule_lake, d, {"data"}, features=features, drifted=["carrier", "temp"])
+    assert list(monitor.decide(rule_lake, "2013-05-02", CFG)["evidence"]) == ["temp", "carrier"]
+
+
+def test_a_day_whose_report_json_is_missing_counts_as_no_report(rule_lake):
+    _write(rule_lake, "2013-05-01", {"data"})
+    _write(rule_lake, "2013-05-02", {"data"})
+    rule_lake.rm(monitor.FOLDER, "date=2013-05-01", "report.json")
+    rule_lake.write_bytes(b"<html></html>", monitor.FOLDER, "date=2013-05-01", "report.html")  # a cut-off run
+    assert list(monitor.reports(rule_lake, [dt.date(2013, 5, 1), dt.date(2013, 5, 2)])) == ["2013-05-02"]
+    assert not monitor.decide(rule_lake, "2013-05-02", CFG)["fire"]
+    with pytest.raises(FileNotFoundError, match=f"no monitoring report for 2013-05-01 at {rule_lake.uri(monitor.FOLDER)}$"):
+        monitor.decide(rule_lake, "2013-05-01", CFG)
+
+
+def test_monitoring_thresholds_come_from_the_file_and_the_overrides(tmp_path):
+    f = tmp_path / "monitoring.yaml"
+    f.write_text("window_days: 7\nconsecutive_days: 2\n")
+    cfg = MonitorConfig.load(f, {"cooldown_days": 3, "window_days": None})
+    assert (cfg.window_days, cfg.consecutive_days, cfg.cooldown_days) == (7, 2, 3)
+    with pytest.raises(ValueError, match="unknown settings"):
+        MonitorConfig.load(f, {"window_dayz": 1})
+    shipped = MonitorConfig.load()                          # include/config/monitoring.yaml
+    assert shipped.consecutive_days >= 1 and shipped.cooldown_days >= 1

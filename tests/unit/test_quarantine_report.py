@@ -57,15 +57,18 @@ def test_quarantine_keeps_the_drop_and_its_report_and_clears_landing_and_staging
 def test_quarantine_keeps_the_drop_as_upstream_delivered_it(lake, caplog):
     b, dropped = _staged(lake)
     lake.write_bytes(b"a staged copy that differs", f"staging/flights/date={DATE}", "flights.csv")
+    report = _report()
+    report.failures.append(Failure("expect_table_row_count_to_be_between", None, 5, {}))
     with caplog.at_level("WARNING", logger="include.mlops.ingestion"):
-        uri = ingestion.quarantine(lake, b, _report())
+        uri = ingestion.quarantine(lake, b, report)
     assert lake.read_bytes(Q, "flights.csv") == dropped                 # landing's bytes, not staging's
-    assert f"batch flights/{DATE} quarantined at {uri}: expect_column_values_to_not_be_null(carrier)" in caplog.text
+    assert caplog.messages == [f"batch flights/{DATE} quarantined at {uri}: "
+                               "expect_column_values_to_not_be_null(carrier), expect_table_row_count_to_be_between"]
 
 
 def test_quarantine_takes_the_staged_copy_when_landing_is_gone(lake):
     b, dropped = _staged(lake)
-    lake.rm(f"landing/flights/date={DATE}")
+    lake.rm(f"landing/flights/date={DATE}", "flights.csv")             # only the _SUCCESS marker is left
     ingestion.quarantine(lake, b, _report())
     assert lake.read_bytes(Q, "flights.csv") == dropped
     assert not lake.exists(f"staging/flights/date={DATE}")
@@ -153,6 +156,7 @@ def test_jsonable_turns_what_gx_and_pandas_return_into_plain_json():
                    "t": ["2013-01-02 00:00:00+00:00", "s", "b'raw'"]}
     assert _jsonable(np.array([1, 2])) == "[1 2]"                    # .item() refuses arrays: kept readable
     assert _short({"a": 1}) == '{"a": 1}' and _short("x" * 10, limit=8) == '"xxxx...'
+    assert _short("x" * 6, limit=8) == '"xxxxxx"'                          # exactly the limit: kept whole
 
 
 def test_unreadable_and_empty_files_are_rejected_as_such():

@@ -60,6 +60,15 @@ def test_buckets_are_uniform_in_the_unit_interval():
     assert bucket("2013-01-01/AA/1/EWR") == bucket("2013-01-01/AA/1/EWR") != bucket("2013-01-01/AA/1/JFK")
 
 
+def test_the_rollout_gives_the_share_only_to_its_own_running_canary():
+    from include.mlops.deployment import canary_share
+
+    canary = {"version": "4", "status": "canary", "canary_share": 0.2}
+    assert canary_share(canary, "4") == 0.2 and canary_share(canary | {"version": 4}, 4) == 0.2
+    assert canary_share({"version": "4", "status": "canary"}, "4") == 0.0      # a rollout without a share
+    assert canary_share(canary | {"status": "promoted"}, "4") == 0.0 and canary_share({}, "4") == 0.0
+
+
 def test_describe():
     assert Arms(CHAMPION, CHALLENGER, 0.2).describe() == {"champion": "3", "challenger": "4", "canary_share": 0.2}
     assert Arms(None, None, 0.0).describe() == {"champion": None, "challenger": None, "canary_share": 0.0}

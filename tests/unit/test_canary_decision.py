@@ -70,6 +70,8 @@ def test_the_paired_difference_and_its_interval_match_an_independent_computation
     assert r["logloss"]["challenger"] == pytest.approx(_per_flight_logloss(y, p_cl).mean(), abs=1e-9)
     from sklearn.metrics import roc_auc_score
 
+    assert r["auc"]["champion"] == pytest.approx(roc_auc_score(y, p_ch), abs=1e-12)
+    assert r["auc"]["challenger"] == pytest.approx(roc_auc_score(y, p_cl), abs=1e-12)
     assert r["auc"]["diff"] == pytest.approx(roc_auc_score(y, p_cl) - roc_auc_score(y, p_ch), abs=1e-12)
     lo, hi = r["auc"]["ci95"]
     assert lo <= r["auc"]["diff"] <= hi
@@ -98,23 +100,34 @@ def test_the_decision_follows_the_interval_not_the_mean(models, canary):
     assert worse["logloss"]["tolerance"] == lo - 1e-6 and worse["config"]["bootstrap"] == 20
 
 
-def test_the_auc_interval_is_a_seeded_bootstrap_over_all_flights(models, canary):
+@pytest.mark.parametrize("n", [400, 12])
+def test_the_auc_interval_is_a_seeded_bootstrap_over_all_flights(models, canary, n):
+    """With 12 flights many resamples hold one class only: those are skipped, the others kept."""
     from sklearn.metrics import roc_auc_score
 
     champion, challenger = models
+    flights = canary.iloc[:n]
     cfg = DeployConfig(bootstrap=40)
-    first, again = compare(canary, champion, challenger, cfg), compare(canary, champion, challenger, cfg)
+    first, again = compare(flights, champion, challenger, cfg), compare(flights, champion, challenger, cfg)
     assert first["auc"]["ci95"] == again["auc"]["ci95"]                  # the same evidence, the same interval
     # the interval, resampled here: all n flights with replacement, seeded by `seed` (0)
-    X = canary.assign(event_hour_utc=canary["time_hour"].dt.hour, event_weekday=canary["time_hour"].dt.weekday)
-    y = canary["label"].to_numpy()
+    X = flights.assign(event_hour_utc=flights["time_hour"].dt.hour, event_weekday=flights["time_hour"].dt.weekday)
+    y = flights["label"].to_numpy()
+    assert 2 <= y.sum() <= n - 2
     p_ch = champion[0].predict(SPEC.encode(X)[SPEC.columns])
     p_cl = challenger[0].predict(SPEC.encode(X)[SPEC.columns])
     rng, diffs = np.random.default_rng(0), []
     for _ in range(40):
         i = rng.integers(0, len(y), len(y))
-        diffs.append(roc_auc_score(y[i], p_cl[i]) - roc_auc_score(y[i], p_ch[i]))
+        if len(set(y[i])) == 2:
+            diffs.append(roc_auc_score(y[i], p_cl[i]) - roc_auc_score(y[i], p_ch[i]))
+    assert 10 < len(diffs) <= 40
     assert first["auc"]["ci95"] == pytest.approx([np.percentile(diffs, 2.5), np.percentile(diffs, 97.5)], abs=1e-12)
+
+
+def test_no_bootstrap_no_auc_interval(models, canary):
+    champion, challenger = models
+    assert compare(canary, champion, challenger, DeployConfig(bootstrap=0))["auc"]["ci95"] is None
 
 
 def test_an_arm_with_a_single_delayed_flight_still_has_a_live_auc(models, canary):

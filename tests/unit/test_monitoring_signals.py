@@ -389,3 +389,9 @@ def test_monitoring_thresholds_come_from_the_file_and_the_overrides(tmp_path):
         MonitorConfig.load(f, {"window_dayz": 1})
     shipped = MonitorConfig.load()                          # include/config/monitoring.yaml
     assert shipped.consecutive_days >= 1 and shipped.cooldown_days >= 1
+
+
+def test_the_report_is_plain_json():
+    got = monitor._clean({"n": np.int64(3), "x": [np.float32(1.5), float("nan"), (np.inf, -np.inf)], "s": "a"})
+    assert got == {"n": 3, "x": [1.5, None, [None, None]], "s": "a"}
+    assert type(got["n"]) is int and type(got["x"][0]) is float

@@ -79,7 +79,7 @@ MUTATION_TIMEOUT ?= 3h
 mutation: $(BIN)/.installed
 	@mkdir -p bench/results
 	rm -rf mutants
-	@start=$$(date +%s); \
+	@set -f; start=$$(date +%s); \
 	  OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
 	    $$($(BIN)/python bench/mutation_report.py --scope) > bench/results/mutmut.log 2>&1; rc=$$?; \
 	  echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \

@@ -395,3 +395,76 @@ def test_the_report_is_plain_json():
     got = monitor._clean({"n": np.int64(3), "x": [np.float32(1.5), float("nan"), (np.inf, -np.inf)], "s": "a"})
     assert got == {"n": 3, "x": [1.5, None, [None, None]], "s": "a"}
     assert type(got["n"]) is int and type(got["x"][0]) is float
+
+
+def test_current_values_of_any_dtype_are_judged_as_numbers():
+    rng = np.random.default_rng(10)
+    prof = _numeric(rng.integers(0, 24, 2000).astype(float))
+    hours = pd.array(list(rng.integers(0, 24, 900)) + [None] * 100, dtype="Int64")     # curated: nullable ints
+    [row] = feature_drift(prof, pd.DataFrame({"x": hours}), QUIET)
+    assert row["missing_cur"] == pytest.approx(0.1) and row["rows"] == 900 and row["ks"] < 0.1
+    text = pd.Series(["3", "n/a", "7.5", None], dtype="object")                       # unparseable: missing
+    [row] = feature_drift(prof, pd.DataFrame({"x": text}), QUIET)
+    assert row["missing_cur"] == 0.5 and row["rows"] == 2
+
+
+def test_an_empty_window_has_no_missing_categories():
+    prof = {"features": {"origin": drift.categorical_profile(["EWR", "JFK"])}}
+    [row] = feature_drift(prof, pd.DataFrame({"origin": pd.Series([], dtype="object")}), QUIET)
+    assert row["missing_cur"] == 0.0 and row["missing_ref"] == 0.0
+
+
+@pytest.mark.xfail(strict=True, reason="BUG, reported (include/mlops/monitoring/drift.py, not ours to edit): "
+                   "categorical_drift computes PSI against no current values at all (every share floored at "
+                   "EPS) and flags drift, where the numeric path returns NaN and stays quiet")
+def test_no_current_category_at_all_is_undefined_not_drift():
+    prof = {"features": {"origin": drift.categorical_profile(["EWR", "JFK"])}}
+    [row] = feature_drift(prof, pd.DataFrame({"origin": pd.Series([None, None], dtype="object")}),
+                          replace(QUIET, missing_increase=2.0))
+    assert np.isnan(row["psi"]) and row["reasons"] == []
+
+
+def test_a_threshold_on_a_statistic_without_a_label_is_named_by_its_key():
+    prof = {"features": {"origin": drift.categorical_profile(["EWR"] * 7 + ["JFK"] * 3)}}
+    cfg = replace(QUIET, categorical={"psi": None, "js": None, "unseen_share": 0.2})
+    [row] = feature_drift(prof, pd.DataFrame({"origin": ["EWR"] * 7 + ["BOS"] * 3}), cfg)
+    assert row["reasons"] == ["unseen_share 0.300 >= 0.2"]
+
+
+def test_the_report_records_its_window_reference_and_config(lake, reference):
+    cfg = replace(ONLY_TEMP, window_days=200, min_drifted_features=1)
+    r = monitor.report(lake, JULY[-1], {"version": "1"}, reference, cfg)
+    assert r["window"] == [JANUARY[0], JULY[-1]] and r["days"] == 4
+    assert r["reference"] == {"rows": reference["rows"], "dates": reference["dates"]}
+    assert r["config"]["window_days"] == 200 and r["config"]["features"] == {"temp": {"ks": 0.5}}
+    assert lake.exists(f"reports/monitoring/date={JULY[-1]}", "report.html")
+
+
+def test_the_label_rate_edges(lake, reference):
+    cfg = replace(ONLY_TEMP, min_drifted_features=99, label_rate_change=0.05)
+    first = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": 0.5}, cfg)
+    change = first["label_rate"]["change"]
+    at = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": 0.5},
+                        replace(cfg, label_rate_change=abs(change)))
+    assert at["label_rate"]["drifted"] is True                           # exactly the threshold fires
+    none = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": None}, cfg)
+    assert none["label_rate"]["change"] is None and none["label_rate"]["drifted"] is False   # NaN -> null
+
+
+def test_decay_is_judged_from_exactly_min_labelled_outcomes(lake, reference):
+    for d in JANUARY:
+        log_predictions(lake, d, backwards)
+    rows = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, ONLY_TEMP)["performance"]["window"]["rows"]
+    at = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, replace(ONLY_TEMP, min_labelled=rows))
+    assert at["performance"]["judged"] is True and at["signals"]["decay"] is True
+    over = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, replace(ONLY_TEMP, min_labelled=rows + 1))
+    assert over["performance"]["judged"] is False
+
+
+def test_latest_follows_a_rerun_of_its_own_day_and_replaces_a_broken_file(lake, reference):
+    cfg = replace(ONLY_TEMP, min_drifted_features=1)
+    lake.write_json({"broken": True}, "reports/monitoring", "latest.json")          # no date in it
+    monitor.report(lake, JULY[-1], {"version": "1"}, reference, cfg)
+    assert lake.read_json("reports/monitoring", "latest.json")["drifted"] == ["temp"]
+    monitor.report(lake, JULY[-1], {"version": "1"}, reference, replace(cfg, features={}))   # rerun, other rules
+    assert lake.read_json("reports/monitoring", "latest.json")["drifted"] == []

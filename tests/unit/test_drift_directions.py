@@ -262,9 +262,11 @@ def test_nothing_to_compare_is_undefined_without_dividing_by_zero():
         warnings.simplefilter("error")                    # no 0/0 on the way to the NaN
         for a, b in (([], [1.0]), ([1.0], []), ([], [])):
             assert math.isnan(drift.ks_statistic(a, b)) and math.isnan(drift.wasserstein(a, b))
+        assert math.isnan(drift.categorical_drift(REF, [None, None])["js"])
     assert drift.numeric_profile([])["missing"] == 0.0 and drift.numeric_profile([])["rows"] == 0
 
 
 def test_category_keys_are_the_values_as_given():
     prof = drift.categorical_profile([1, 2, 2, None])
     assert prof["shares"] == {"2": pytest.approx(2 / 3), "1": pytest.approx(1 / 3)} and prof["missing"] == 0.25
+    assert drift.category_shares([1, 2, 2, None]) == {"2": pytest.approx(2 / 3), "1": pytest.approx(1 / 3)}

@@ -206,6 +206,7 @@ def test_validate_puts_table_rules_first_and_passes_the_batch_date():
     raw = day_table("flights", "2013-01-03").drop(columns=["distance"])
     report = validate(raw, "flights", "2013-01-04", "flights", settings.expectations_dir, source="here")
     assert not report.success and report.date == "2013-01-04" and report.source == "here"
+    assert (report.dataset, report.suite, report.columns) == ("flights", "flights", [str(c) for c in raw.columns])
     assert report.failures[0].rule == "expect_table_columns_to_match_set"
     assert "expect_column_values_to_be_between(day)" in report.failed_rules        # the batch's own date
     rest = [(f.rule, f.column or "") for f in report.failures[1:]]
@@ -213,3 +214,7 @@ def test_validate_puts_table_rules_first_and_passes_the_batch_date():
     good = validate(read_csv(corrupt(day_table("flights", "2013-01-03"), "out_of_range"), "flights", "2013-01-03"),
                     "flights", "2013-01-03", "flights", settings.expectations_dir)
     assert [f.column for f in good.failures] == ["distance"] and not math.isnan(good.failures[0].unexpected_percent)
+    # the batch date may come as a timestamp (a DAG's logical date): its day is the batch's
+    clean = validate(day_table("flights", "2013-01-03"), "flights", pd.Timestamp("2013-01-03 00:00:00", tz="UTC"),
+                     "flights", settings.expectations_dir)
+    assert clean.success is True and clean.failures == [] and clean.date == "2013-01-03"

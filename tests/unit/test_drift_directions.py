@@ -111,6 +111,13 @@ def test_a_value_on_an_edge_falls_in_the_bin_below():
     assert drift.bin_shares([1.0, 2.0, 2.5], edges).tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])
     assert drift.bin_shares([0.5, 1.0], edges).tolist() == [1.0, 0.0, 0.0]
     assert drift.bin_shares([], edges).tolist() == [0.0, 0.0, 0.0]
+    assert drift.bin_shares([5.0], edges).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_none_counts_as_missing_like_nan():
+    assert drift.missing_share([1.0, None]) == 0.5
+    assert drift.ks_statistic([1.0, 2.0, None], [1.0, 2.0]) == 0.0
+    assert drift.numeric_profile([1.0, None])["rows"] == 1
 
 
 @pytest.mark.parametrize("scale", [0.5, 2.0])
@@ -145,6 +152,10 @@ def test_wasserstein_in_every_direction_against_scipy(ref, profile, cur_params):
 
 
 def test_wasserstein_of_a_constant_reference():
+    prof = drift.numeric_profile([3.0] * 100)
+    assert prof["std"] == 0.0
+    assert drift.numeric_drift(prof, [4.0] * 10)["wasserstein"] == math.inf
+    assert drift.numeric_drift(prof, [3.0] * 10)["wasserstein"] == 0.0
     assert drift.wasserstein([3.0, 3.0], [3.0, 3.0]) == 0.0
     assert drift.wasserstein([3.0, 3.0], [4.0, 4.0]) == math.inf
     assert drift.wasserstein([3.0, 3.0], [4.0, 4.0], normed=False) == 1.0

@@ -177,6 +177,20 @@ def test_unreadable_and_empty_files_are_rejected_as_such():
     assert read_csv(b"a;b\n1;2\n", "flights", DATE, {"sep": ";"}).to_dict("list") == {"a": [1], "b": [2]}
 
 
+@pytest.mark.parametrize("data, options, rule", [(b"", None, "non_empty_file"),
+                                                 (b"a,b\n1,2\n", {"usecols": ["c" * 400]}, "readable_csv")],
+                         ids=["empty", "unreadable"])
+def test_a_rejected_file_has_a_whole_report(data, options, rule):
+    with pytest.raises(BatchRejected) as err:
+        read_csv(data, "weather", DATE, options)
+    r = err.value.report
+    assert (r.dataset, r.date, r.suite, r.success, r.rows, r.columns, r.evaluated) == \
+        ("weather", DATE, rule, False, 0, [], 1)
+    assert r.failed_rules == [rule] and str(err.value).startswith(f"Batch weather/{DATE} rejected by suite '{rule}'")
+    if rule == "readable_csv":
+        assert len(r.failures[0].observed) == 300                          # a long parser message, cut
+
+
 def test_a_gx_result_becomes_a_failure_with_sample_rows():
     df = pd.DataFrame({"distance": [100.0, -999.0, 200.0, -5.0]})
     r = {"expectation_config": {"type": "expect_column_values_to_be_between",

@@ -468,3 +468,19 @@ def test_latest_follows_a_rerun_of_its_own_day_and_replaces_a_broken_file(lake, 
     assert lake.read_json("reports/monitoring", "latest.json")["drifted"] == ["temp"]
     monitor.report(lake, JULY[-1], {"version": "1"}, reference, replace(cfg, features={}))   # rerun, other rules
     assert lake.read_json("reports/monitoring", "latest.json")["drifted"] == []
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG, reported (include/mlops/features.py, not ours to "
+                   "edit): flight_key() of an empty frame fails (str + int64), so monitor.report crashes in "
+                   "performance.labels_of when no flight of the window has an outcome")
+def test_a_window_without_one_outcome_has_no_label_rate(tmp_path, reference):
+    """Every flight of the window cancelled (no label): the delay rate is undefined, not an error."""
+    lake = Lake(tmp_path.as_uri())
+    write_curated(lake, JANUARY[-1:])
+    folder = Lake.partition("curated", "flights", dt.date.fromisoformat(JANUARY[-1]))
+    fl = lake.read_parquet(folder, "part-00000.parquet")
+    lake.write_parquet(fl.assign(is_labelled=False, label=pd.array([pd.NA] * len(fl), dtype="Int8")), folder,
+                       "part-00000.parquet")
+    r = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, replace(ONLY_TEMP, label_rate_change=0.05))
+    assert r["label_rate"]["current"] is None and r["label_rate"]["change"] is None
+    assert r["label_rate"]["drifted"] is False

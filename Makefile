@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup demo test up up-prod down-prod serve bench clean env
+.PHONY: help setup demo test up up-prod down-prod serve bench mutation clean env
 
 help:
 	@echo "make setup  create .venv with the pinned requirements and Horovod (built once per machine), migrate Airflow"
@@ -31,6 +31,8 @@ help:
 	@echo "make down-prod  stop them"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
+	@echo "make mutation   mutation score of the decision logic against the unit tests (mutmut; about an hour"
+	@echo "            on 2 cores): bench/results/mutation.txt, bench/README.md"
 	@echo "make env    print the settings above as export lines, for running airflow without make:"
 	@echo "            eval \"\$$(make -s env)\""
 	@echo "make clean  remove MLOPS_HOME (the lake, the registry, Airflow's database and logs); .venv stays"
@@ -81,6 +83,21 @@ serve: $(BIN)/.installed
 
 bench: setup
 	$(BIN)/python bench/bench_ingest.py $(BENCH_ARGS)
+
+# mutation testing of the decision logic (gate, canary comparison, drift, firing rule, quarantine and validation
+# report, routing) against the unit tests that cover it; configuration in pyproject.toml, scope in
+# bench/mutation_report.py. A fresh measure each time: mutants/ is rebuilt.
+MUTATION_JOBS ?= 2
+MUTATION_TIMEOUT ?= 3h
+
+mutation: $(BIN)/.installed
+	@mkdir -p bench/results
+	rm -rf mutants
+	@set -f; start=$$(date +%s); \
+	  OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
+	    $$($(BIN)/python bench/mutation_report.py --scope) > bench/results/mutmut.log 2>&1; rc=$$?; \
+	  echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \
+	  $(BIN)/python bench/mutation_report.py
 
 clean:
 	rm -rf $(MLOPS_HOME)

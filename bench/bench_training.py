@@ -33,7 +33,7 @@ from include.mlops.ingest import ingestion  # noqa: E402
 from include.mlops.core.config import Settings  # noqa: E402
 from include.mlops.core.schema import dataset  # noqa: E402
 from include.mlops.core.lake import Lake  # noqa: E402
-from include.mlops.train import lgbm  # noqa: E402
+from include.mlops.core.metrics import metrics  # noqa: E402
 from include.mlops.train.distributed import write_training_set  # noqa: E402
 from include.mlops.train.pipeline import train  # noqa: E402
 
@@ -84,6 +84,7 @@ def single(ts: F.TrainingSet, threads: int, rounds: int) -> dict:
 import json, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 import pandas as pd
+from include.mlops.core.metrics import metrics
 from include.mlops.train import lgbm
 t0 = time.time()
 tr, va, te = (pd.read_parquet({tmp!r} + f"/{{p}}.parquet") for p in ("train", "validation", "test"))
@@ -91,7 +92,7 @@ cols, cat = {ts.spec.columns!r}, {ts.spec.categorical!r}
 t1 = time.time()
 b = lgbm.train_single(tr, va, cols, cat, lgbm.params({{}}, threads={threads}), {rounds})
 t2 = time.time()
-auc = lgbm.metrics(te["label"], b.predict(te[cols]))["auc"]
+auc = metrics(te["label"], b.predict(te[cols]))["auc"]
 hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({{"wall_s": t2 - t0, "train_s": t2 - t1, "auc": auc, "max_rss_mb": hwm / 1024}}))
 """
@@ -106,7 +107,7 @@ def horovod(lake: Lake, key: str, ts: F.TrainingSet, workers: int, rounds: int) 
     s = train(lake, key, workers, num_boost_round=rounds, threads_per_worker=1, timeout_s=3600)
     booster = lgb.Booster(model_str=lake.read_bytes(f"training/{key}", "model.txt").decode())
     test = ts.part("test")
-    s["auc"] = lgbm.metrics(test["label"], booster.predict(test[ts.spec.columns]))["auc"]
+    s["auc"] = metrics(test["label"], booster.predict(test[ts.spec.columns]))["auc"]
     return s
 
 

@@ -3,12 +3,19 @@
 ``slack_default`` (or ``MLOPS_SLACK_CONN_ID``) may be a ``slackwebhook`` connection (incoming webhook) or a
 ``slack`` connection (API token; channel from the connection's ``channel`` extra or ``MLOPS_SLACK_CHANNEL``).
 The callbacks are plain callables, which work both under a scheduler and under ``dag.test()``.
+
+Every alert goes through Airflow's secrets masker before it is sent or logged: an exception's text may quote a
+connection's password, and Slack is outside Airflow's log masking. A send is bounded by
+``MLOPS_SLACK_TIMEOUT_S`` (default 10 s) in all, without retries: a Slack that errs or hangs costs the task at
+most that long and never changes its outcome.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
 from typing import Any
 
 from include.mlops.core.alerts import Alert
@@ -16,10 +23,52 @@ from include.mlops.core.alerts import Alert
 log = logging.getLogger("mlops.alerts")
 
 NOT_CONFIGURED = "[slack: not configured, message logged instead]"
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def slack_conn_id() -> str:
     return os.environ.get("MLOPS_SLACK_CONN_ID", "slack_default")
+
+
+def slack_timeout_s() -> float:
+    """The most one alert may take to send, in seconds (``MLOPS_SLACK_TIMEOUT_S``; 10 when unset or invalid)."""
+    try:
+        value = float(os.environ.get("MLOPS_SLACK_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+    return value if math.isfinite(value) and value > 0 else DEFAULT_TIMEOUT_S
+
+
+def masked(value: Any) -> Any:
+    """``value`` (text, or Slack blocks) with every secret Airflow's masker knows replaced by ``***``: the
+    passwords and extras of the connections this process has read, sensitive variables, ..."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    return redact(value)
+
+
+def _client(conn, conn_id: str, timeout_s: float):
+    """The provider hook's Slack client for ``conn`` (built here, in the task's thread: the connection is read
+    through the task's supervisor), with the time limit and no retries."""
+    timeout = max(1, math.ceil(timeout_s))
+    if conn.conn_type == "slackwebhook":
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=timeout, retry_handlers=[])
+        hook.client  # noqa: B018 - builds (and caches) the client now
+        return "webhook", hook
+    from airflow.providers.slack.hooks.slack import SlackHook
+
+    hook = SlackHook(slack_conn_id=conn_id, timeout=timeout, retry_handlers=[])
+    hook.client  # noqa: B018
+    return "api", hook
+
+
+def _post(via: str, hook, channel: str, text: str, blocks: list[dict[str, Any]]) -> None:
+    if via == "webhook":
+        hook.send(text=text, blocks=blocks)            # raises on a non-200 answer
+    else:
+        hook.client.chat_postMessage(channel=channel, text=text, blocks=blocks)   # raises on "ok": false
 
 
 def send(alert: Alert) -> str:
@@ -28,7 +77,7 @@ def send(alert: Alert) -> str:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     conn_id = slack_conn_id()
-    text = alert.text()
+    text = masked(alert.text())
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
@@ -36,23 +85,33 @@ def send(alert: Alert) -> str:
     if conn is None or not (conn.password or "").strip():  # absent, or declared without webhook URL / token
         log.warning("%s\n%s", NOT_CONFIGURED, text)
         return "log"
+    blocks = masked(alert.blocks())
+    timeout_s = slack_timeout_s()
+    outcome: dict[str, Any] = {}
     try:
-        if conn.conn_type == "slackwebhook":
-            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+        via, hook = _client(conn, conn_id, timeout_s)
+        channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
 
-            SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=text, blocks=alert.blocks())
-            via = "webhook"
-        else:
-            from airflow.providers.slack.hooks.slack import SlackHook
+        def deliver() -> None:
+            try:
+                _post(via, hook, channel, text, blocks)
+                outcome["via"] = via
+            except Exception as exc:  # reported by the caller; a thread must not die with it
+                outcome["error"] = exc
 
-            channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
-            SlackHook(slack_conn_id=conn_id).client.chat_postMessage(channel=channel, text=text,
-                                                                     blocks=alert.blocks())
-            via = "api"
+        sender = threading.Thread(target=deliver, name=f"slack-alert-{alert.kind}", daemon=True)
+        sender.start()
+        sender.join(timeout_s)
+        if sender.is_alive():
+            raise TimeoutError(f"no answer within {timeout_s:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
     except Exception as exc:  # an alert must never take the task down with it
-        log.error("Slack alert through %r failed (%s); the message was:\n%s", conn_id, type(exc).__name__, text)
+        # the exception's own text may hold the webhook URL: only its type is logged
+        log.error("Slack alert through %r failed (%s%s); the message was:\n%s", conn_id, type(exc).__name__,
+                  f" after {timeout_s:g} s" if isinstance(exc, TimeoutError) else "", text)
         return "error"
-    log.info("Slack alert sent through %r (%s): %s", conn_id, via, alert.title)
+    log.info("Slack alert sent through %r (%s): %s", conn_id, via, masked(alert.title))
     return via
 
 

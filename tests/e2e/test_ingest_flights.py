@@ -59,6 +59,39 @@ def test_late_drop_is_waited_for(run_dag, lake):
     assert lake.exists(CURATED.format("2013-01-06"), "part-00000.parquet")
 
 
+def test_a_drop_that_never_comes_times_the_sensor_out_with_an_alert(run_dag, lake, slack, monkeypatch):
+    """The flights drop of the day never arrives: the sensor gives up after MLOPS_SENSOR_TIMEOUT_S, the task
+    fails without retries and Slack gets one [FAILURE] message naming it."""
+    import importlib
+    import time
+
+    import mlops_airflow.defaults as defaults
+
+    Upstream(lake).publish("2013-01-28", "weather")              # weather arrives, flights never do
+    with monkeypatch.context() as m:
+        m.setenv("MLOPS_SENSOR_TIMEOUT_S", "4")                   # read when the DAG file is parsed
+        importlib.reload(defaults)
+        try:
+            t0 = time.monotonic()
+            run = run_dag("ingest_flights", "2013-01-28")
+            took = time.monotonic() - t0
+        finally:
+            m.undo()
+            importlib.reload(defaults)
+    assert defaults.SENSOR_TIMEOUT_S == 60                        # the suite's own setting is back
+    assert run.state == "failed", run
+    assert run.tasks["flights.wait_for_drop"][0] == "failed" and run.tasks["flights.extract"][0] == "upstream_failed"
+    assert run.tasks["weather.curate"][0] == "success"
+    assert took < 60, took                                        # gave up after its own timeout, not the suite's
+    [alert] = [p for p in slack.payloads if p["text"].startswith("[FAILURE]")]
+    text = alert["text"]
+    assert text.startswith("[FAILURE] Task flights.wait_for_drop failed\n"
+                           "DAG `ingest_flights`, task `flights.wait_for_drop`"), text
+    assert "date 2013-01-28" in text and "AirflowSensorTimeout" in text, text
+    assert not [t for t in slack.texts() if t.startswith("[RETRY]")]
+    assert not lake.exists(CURATED.format("2013-01-28"))
+
+
 CORRUPT_DATES = {kind: f"2013-01-{10 + i:02d}" for i, kind in enumerate(CORRUPT_FAULTS)}
 
 

@@ -1,7 +1,11 @@
-"""train_model end to end with dag.test(): real Horovod workers, MLflow tracking and registry."""
+"""train_model end to end with dag.test(): real Horovod workers, MLflow tracking and registry.
+
+Each test owns its registry state (its own registered model name, ``MLOPS_MODEL_NAME``, and the versions it
+creates itself), so that each passes alone and in any order."""
 
 from __future__ import annotations
 
+import pytest
 
 from include.mlops.core import registry
 
@@ -9,8 +13,26 @@ CONF = {"end_date": "2013-02-21", "window_days": 21, "min_days": 14, "num_boost_
         "gate_min_auc": 0.55, "gate_max_ece": 0.1}
 
 
-def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack):
+@pytest.fixture
+def model_name(request, monkeypatch):
+    """A registered model of the test's own (no version, no alias until the test makes one)."""
+    name = "e2e_" + request.node.name.removeprefix("test_")[:40]
+    monkeypatch.setenv("MLOPS_MODEL_NAME", name)
+    return name
+
+
+def _deploy_runs() -> dict[str, dict]:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as s:
+        return {r.run_id: dict(r.conf or {}) for r in s.query(DagRun).filter_by(dag_id="deploy_model").all()}
+
+
+def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack, model_name):
     before = registry.versions()
+    assert before == [] and registry.alias_version("champion") is None        # a first model
+    deploy_before = _deploy_runs()
     run = run_dag("train_model", "2013-02-21", conf=CONF | {"reason": "e2e test"})
     assert run.state == "success", run
     assert run.tasks["train"] == ("success", 1)
@@ -49,21 +71,20 @@ def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack):
     assert "report.html" in gate_msgs[0]
     # the gate passed: deploy_model is triggered with the version (dag.test queues that run, it does not run it)
     assert run.tasks["trigger_deploy_model"][0] == "success"
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as s:
-        queued = s.query(DagRun).filter_by(dag_id="deploy_model").all()
-        assert any(str((r.conf or {}).get("version")) == new["version"] for r in queued), [(r.run_id, r.conf, r.state) for r in queued]
+    queued = {k: v for k, v in _deploy_runs().items() if k not in deploy_before}
+    assert [str(c.get("version")) for c in queued.values()] == [new["version"]], queued
 
 
-def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated):
+def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated, model_name):
     """A deliberately bad model goes through register and the gate: aliases stay where they were."""
     from include.mlops.core import layout
     from include.mlops.evaluate import gate
     from include.mlops.train import pipeline
 
-    current = registry.versions()[-1]["version"]
+    # the champion: a sound model of this test's own
+    pipeline.build_training_set(curated, "sound-labels", 21, 1, end="2013-02-21")
+    pipeline.train(curated, "sound-labels", 1, num_boost_round=60)
+    current = pipeline.register(curated, "sound-labels", params={"num_boost_round": 60}, reason="champion")["version"]
     registry.set_alias("champion", current)
     registry.set_alias("challenger", current)
     key = "shuffled-labels"
@@ -83,16 +104,24 @@ def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated
     assert reg["version"] != current
 
 
-def test_a_failed_job_registers_nothing(run_dag, curated):
+def test_a_failed_job_registers_nothing_and_alerts(run_dag, curated, slack, model_name):
     before = registry.versions()
     run = run_dag("train_model", "2013-02-21", conf=CONF | {"hosts": "no-such-host.invalid:2",
                                                            "timeout_minutes": 1})
     assert run.state == "failed", run
-    assert run.tasks["train"][0] == "failed" and run.tasks["register"][0] == "upstream_failed"
+    assert run.tasks["train"] == ("failed", 1) and run.tasks["register"][0] == "upstream_failed"
     assert registry.versions() == before
+    # one [FAILURE] message, through the real HTTP stand-in: what failed, where, and why
+    [alert] = [p for p in slack.payloads if p["text"].startswith("[FAILURE]")]
+    text = alert["text"]
+    assert text.startswith("[FAILURE] Task train failed\nDAG `train_model`, task `train` (try 1), date 2013-02-21")
+    assert "AirflowFailException: Horovod job with 2 worker(s) failed" in text, text
+    assert "http://localhost:8080/dags/train_model/runs/" in text
+    assert alert["blocks"][0]["text"]["text"].startswith(":red_circle: *Task train failed*")
+    assert not [t for t in slack.texts() if t.startswith("[RETRY]")]              # a failed job is not retried
 
 
-def test_too_few_curated_days_skips_training(run_dag, curated):
+def test_too_few_curated_days_skips_training(run_dag, curated, model_name):
     before = registry.versions()
     run = run_dag("train_model", "2013-02-21", conf=CONF | {"min_days": 60})
     assert run.state == "success", run

@@ -1,5 +1,5 @@
 """Fixtures for real Airflow runs (``dag.test()``) against a real metadata DB, lake, S3 API (moto server) and HTTP
-endpoint; registered once for the whole suite by ``tests/conftest.py`` (``pytest_plugins``)."""
+endpoints (Slack); registered once for the whole suite by ``tests/conftest.py`` (``pytest_plugins``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]  # tests/helpers/ -> the project
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +37,8 @@ def dagbag(airflow_db):
     return bag
 
 
-@pytest.fixture
-def lake():
-    from include.mlops.core.config import Settings
-    from include.mlops.core.lake import Lake
-
-    return Lake(Settings.from_env().lake_url)
-
-
 class Run:
-    """The outcome of one DAG run: its state, and each task's state and try count."""
+    """The outcome of one DAG run: its state, and each task's state, try count and duration (seconds)."""
 
     def __init__(self, dag_run):
         from airflow.models import TaskInstance
@@ -58,11 +50,18 @@ class Run:
         with create_session() as s:
             tis = s.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
             self.tasks = {ti.task_id: (str(ti.state), ti.try_number) for ti in tis}
+            self.durations = {ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in tis
+                              if ti.start_date and ti.end_date}
             events = s.query(AssetEvent).filter_by(source_dag_id=dag_run.dag_id, source_run_id=dag_run.run_id).all()
             self.asset_events = {e.asset.name: dict(e.extra or {}) for e in events}
 
     def __repr__(self):
         return f"Run({self.state}, {self.tasks})"
+
+
+def run_test(dag, date: str, conf: dict | None = None) -> Run:
+    d = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
+    return Run(dag.test(logical_date=d, run_conf=conf))
 
 
 @pytest.fixture
@@ -71,22 +70,28 @@ def run_dag(dagbag):
 
     def _run(dag_id: str, date: str, conf: dict | None = None) -> Run:
         # a freshly parsed DAG per run, as a worker would have: dag.test() leaves a run's conf in the params
-        dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
-        d = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
-        return Run(dag.test(logical_date=d, run_conf=conf))
+        return run_test(DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id), date, conf)
 
     return _run
 
 
 @pytest.fixture
 def slack(monkeypatch):
+    """A webhook stand-in as the ``slack_default`` connection."""
     from slack_endpoint import SlackEndpoint
 
     endpoint = SlackEndpoint()
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT",
-                       json.dumps({"conn_type": "slackwebhook", "password": endpoint.url}))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT", json.dumps(endpoint.connection()))
     yield endpoint
     endpoint.close()
+
+
+@pytest.fixture
+def lake():
+    from include.mlops.core.config import Settings
+    from include.mlops.core.lake import Lake
+
+    return Lake(Settings.from_env().lake_url)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import datetime as dt
 from include.mlops.ingest import ingestion
 from include.mlops.core.config import Settings
 from include.mlops.core.schema import dataset
+from include.mlops.core import layout
 from include.mlops.core.lake import Lake
 from include.mlops.ingest.upstream import Upstream
 
@@ -20,3 +21,15 @@ def curate_days(lake: Lake, start: str, days: int) -> None:
             ingestion.extract(lake, b)
             ingestion.check(lake, b, settings)
             ingestion.curate(lake, b)
+
+
+def write_curated(lake: Lake, dates: list[str]) -> None:
+    """The curated partitions of those days straight from the simulator's tables (transform + write, no GX
+    validation: every day of 2013 passes the suites, see tests/unit/test_validation.py). For fast tests."""
+    from include.mlops.ingest.upstream import day_table
+
+    for d in dates:
+        date = dt.date.fromisoformat(d)
+        for name in ("weather", "flights"):
+            df = ingestion.transform(day_table(name, date), dataset(name), date)
+            lake.write_parquet(df, *layout.curated_file(name, date))

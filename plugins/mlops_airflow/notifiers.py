@@ -1,8 +1,11 @@
-"""Slack alerts through the slack provider, or the task log when no Slack connection is configured.
+"""Slack alerts through the slack provider's notifiers (``SlackWebhookNotifier``, ``SlackNotifier``), or the task
+log through the project's own ``LogNotifier`` when no Slack connection is configured.
 
 ``slack_default`` (or ``MLOPS_SLACK_CONN_ID``) may be a ``slackwebhook`` connection (incoming webhook) or a
 ``slack`` connection (API token; channel from the connection's ``channel`` extra or ``MLOPS_SLACK_CHANNEL``).
-The callbacks are plain callables, which work both under a scheduler and under ``dag.test()``.
+The task callbacks (``on_task_failure``, ``on_task_retry``) are plain callables that build one ``Alert`` per event
+and hand it to the notifier already rendered: a templated notifier as a callback fails under ``dag.test()``
+(no DAG template environment there), a plain callable works under a scheduler and ``dag.test()`` alike.
 
 Every alert goes through Airflow's secrets masker before it is sent or logged: an exception's text may quote a
 connection's password, and Slack is outside Airflow's log masking. A send is bounded by
@@ -17,6 +20,8 @@ import math
 import os
 import threading
 from typing import Any
+
+from airflow.sdk.bases.notifier import BaseNotifier
 
 from include.mlops.core.alerts import Alert
 
@@ -47,32 +52,42 @@ def masked(value: Any) -> Any:
     return redact(value)
 
 
-def _client(conn, conn_id: str, timeout_s: float):
-    """The provider hook's Slack client for ``conn`` (built here, in the task's thread: the connection is read
-    through the task's supervisor), with the time limit and no retries."""
+class LogNotifier(BaseNotifier):
+    """The project's own notifier for when no Slack connection is configured: the same message, to the task
+    log, marked as such."""
+
+    template_fields = ("text",)
+
+    def __init__(self, *, text: str, **kwargs):
+        super().__init__(**kwargs)
+        self.text = text
+
+    def notify(self, context) -> None:
+        log.warning("%s\n%s", NOT_CONFIGURED, self.text)
+
+
+def notifier_for(conn, conn_id: str, text: str, blocks: list[dict[str, Any]], timeout_s: float) -> BaseNotifier:
+    """The provider's notifier for the connection (``SlackWebhookNotifier`` for a webhook, ``SlackNotifier`` for
+    an API token), without retries and bounded by ``timeout_s``; ``LogNotifier`` when there is no connection."""
+    if conn is None or not (conn.password or "").strip():  # absent, or declared without webhook URL / token
+        return LogNotifier(text=text)
     timeout = max(1, math.ceil(timeout_s))
     if conn.conn_type == "slackwebhook":
-        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=timeout, retry_handlers=[])
-        hook.client  # noqa: B018 - builds (and caches) the client now
-        return "webhook", hook
-    from airflow.providers.slack.hooks.slack import SlackHook
+        return SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=text, blocks=blocks, timeout=timeout,
+                                    retry_handlers=[])
+    from airflow.providers.slack.notifications.slack import SlackNotifier
 
-    hook = SlackHook(slack_conn_id=conn_id, timeout=timeout, retry_handlers=[])
-    hook.client  # noqa: B018
-    return "api", hook
-
-
-def _post(via: str, hook, channel: str, text: str, blocks: list[dict[str, Any]]) -> None:
-    if via == "webhook":
-        hook.send(text=text, blocks=blocks)            # raises on a non-200 answer
-    else:
-        hook.client.chat_postMessage(channel=channel, text=text, blocks=blocks)   # raises on "ok": false
+    channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
+    return SlackNotifier(slack_conn_id=conn_id, text=text, channel=channel, blocks=blocks, timeout=timeout,
+                         retry_handlers=[])
 
 
 def send(alert: Alert) -> str:
-    """Send one alert; returns where it went ("webhook", "api", "log" or "error")."""
+    """Send one alert through the provider's notifier; returns where it went ("webhook", "api", "log" or
+    "error"). Already rendered: the notifier is called with ``notify`` (no template rendering, which under
+    ``dag.test()`` would need a DAG's template environment)."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -82,19 +97,19 @@ def send(alert: Alert) -> str:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         conn = None
-    if conn is None or not (conn.password or "").strip():  # absent, or declared without webhook URL / token
-        log.warning("%s\n%s", NOT_CONFIGURED, text)
-        return "log"
-    blocks = masked(alert.blocks())
     timeout_s = slack_timeout_s()
     outcome: dict[str, Any] = {}
     try:
-        via, hook = _client(conn, conn_id, timeout_s)
-        channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
+        n = notifier_for(conn, conn_id, text, masked(alert.blocks()), timeout_s)
+        if isinstance(n, LogNotifier):
+            n.notify({})
+            return "log"
+        via = "webhook" if conn.conn_type == "slackwebhook" else "api"
+        n.hook.client  # noqa: B018 - the hook reads the connection here, in the task's own thread
 
         def deliver() -> None:
             try:
-                _post(via, hook, channel, text, blocks)
+                n.notify({})
                 outcome["via"] = via
             except Exception as exc:  # reported by the caller; a thread must not die with it
                 outcome["error"] = exc

@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import json

@@ -37,6 +37,22 @@ class Settings:
 CONFIG_DIR = PROJECT_ROOT / "include" / "config"
 
 
+def config_dir() -> Path:
+    """Where the settings files are read: ``MLOPS_CONFIG_DIR`` (a copy of ``include/config/`` with your values),
+    else the project's own."""
+    return Path(os.environ.get("MLOPS_CONFIG_DIR") or CONFIG_DIR)
+
+
+class ConfigFile:
+    """A settings file by name, found in ``config_dir()`` when it is asked for (a class attribute: ``FILE``)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, owner) -> Path:
+        return config_dir() / self.name
+
+
 class YamlConfig:
     """Settings whose values live in one YAML file (``FILE``), the one home of each value: the code holds no
     defaults of its own. Read as attributes (``cfg.min_auc``); per-run overrides may change known keys only (None
@@ -96,7 +112,7 @@ class ScheduleConfig(YamlConfig):
     """When the daily DAGs run (``include/config/schedule.yaml``), with ``MLOPS_START_DATE``, ``MLOPS_END_DATE``
     and ``MLOPS_CATCHUP`` overriding it for one deployment."""
 
-    FILE = CONFIG_DIR / "schedule.yaml"
+    FILE = ConfigFile("schedule.yaml")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "ScheduleConfig":

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..core.config import CONFIG_DIR, YamlConfig
+from ..core.config import ConfigFile, YamlConfig
 
 
 class DeployConfig(YamlConfig):
     """The canary's share, the evidence it needs and the tolerance it is judged by (``include/config/deploy.yaml``)."""
 
-    FILE = CONFIG_DIR / "deploy.yaml"
+    FILE = ConfigFile("deploy.yaml")

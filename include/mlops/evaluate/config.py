@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..core.config import CONFIG_DIR, YamlConfig
+from ..core.config import ConfigFile, YamlConfig
 
 
 class GateConfig(YamlConfig):
     """The gate's thresholds (``include/config/gate.yaml``)."""
 
-    FILE = CONFIG_DIR / "gate.yaml"
+    FILE = ConfigFile("gate.yaml")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..core.config import CONFIG_DIR, YamlConfig
+from ..core.config import ConfigFile, YamlConfig
 
 
 class MonitorConfig(YamlConfig):
     """Monitoring's window, thresholds and firing rule (``include/config/monitoring.yaml``)."""
 
-    FILE = CONFIG_DIR / "monitoring.yaml"
+    FILE = ConfigFile("monitoring.yaml")
 
     def thresholds(self, feature: str, kind: str) -> dict[str, float | None]:
         return {**(self.numeric if kind == "numeric" else self.categorical), **self.features.get(feature, {})}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any, Sequence
 
@@ -38,10 +39,14 @@ class DropSensor(BaseSensorOperator):
         from .triggers import LakeFileTrigger
 
         self.defer(trigger=LakeFileTrigger([layout.landing(self.dataset, batch_date(context)), layout.SUCCESS],
-                                           poke_interval=self.poke_interval),
+                                           poke_interval=self.poke_interval, deadline=time.time() + self.timeout),
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
+        if event and event.get("status") == "timeout":
+            from airflow.sdk.exceptions import AirflowSensorTimeout
+
+            raise AirflowSensorTimeout(f"no {self.dataset} drop within {self.timeout:.0f} s: {event.get('path')}")
         if not event or event.get("status") != "ready":
             from airflow.sdk.exceptions import AirflowException
 

@@ -27,7 +27,9 @@ SCOPE = [
     "include.mlops.evaluate.gate.*",
     "include.mlops.deploy.canary.x_compare__mutmut_*",
     "include.mlops.deploy.canary.x_evidence__mutmut_*",
-    "include.mlops.deploy.canary.x_canary_share__mutmut_*",
+    "include.mlops.deploy.canary.x_verdict__mutmut_*",
+    "include.mlops.core.rollouts.x_canary_share__mutmut_*",
+    "include.mlops.core.rollouts.x_running_canary__mutmut_*",
     "include.mlops.monitor.drift.*",
     "include.mlops.monitor.monitor.*",
     "include.mlops.ingest.validation.xǁFailureǁdescribe__mutmut_*",
@@ -36,7 +38,6 @@ SCOPE = [
     "include.mlops.ingest.validation.x_validate__mutmut_*",
     "include.mlops.ingest.validation.x__failure__mutmut_*",
     "include.mlops.ingest.validation.x__short__mutmut_*",
-    "include.mlops.ingest.validation.x__jsonable__mutmut_*",
     "include.mlops.ingest.ingestion.x_quarantine__mutmut_*",
     "include.mlops.serve.models.*",
 ]

@@ -94,6 +94,25 @@ def test_a_client_cannot_steer_the_canary(live_canary):
     assert (served["distance"] != 4999.0).all() and len(served) == len(flights)
 
 
+def test_the_arms_are_compared_on_the_curated_features_not_on_what_a_client_sent(live_canary):
+    """Kills: the arms re-scored on the features a client posted (a client that lies about every flight from its
+    first request on would choose the evidence). The served score and arm stay as logged."""
+    url, lake, _ = live_canary
+    flights = requests_for(DAY)[:300]
+    _post(url, [dict(f, distance=4999.0, sched_dep_time=2359) for f in flights])
+    _flushed(url, lake, len(flights))
+    curate_days(lake, DAY, 1)
+    ev = canary.labelled_predictions(lake, rollouts.current(lake))
+    assert len(ev) > 0.9 * len(flights)
+    assert (ev["distance"] != 4999.0).all() and (ev["sched_dep_time"] != 2359).any()
+    true = {f"{DAY}/{f['carrier']}/{f['flight']}/{f['origin']}": f for f in flights}
+    for row in ev.head(20).itertuples():
+        assert row.distance == true[row.flight_key]["distance"]
+    served = predictions.predictions(lake, [DAY])
+    pd.testing.assert_series_equal(ev.set_index("flight_key")["score"].sort_index(),
+                                   served.set_index("flight_key")["score"].loc[ev["flight_key"]].sort_index())
+
+
 def test_flights_first_served_before_the_rollout_started_are_not_evidence(live_canary):
     url, lake, rollout = live_canary
     flights = requests_for(DAY)[:200]

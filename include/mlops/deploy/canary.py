@@ -7,7 +7,8 @@
               flight by its first logged prediction (a later re-post of the same flight cannot replace it),
               joined by flight key with the outcomes that ingestion brought in later; ready when each arm has
               enough labelled flights
-``compare``   both versions scored on the same labelled canary flights (the features first served for each):
+``compare``   both versions scored on the same labelled canary flights, with the features ingestion curated for
+              them (not those a client sent):
               the paired log-loss difference with a 95 % confidence interval, and the AUC difference with a
               bootstrap interval; also each arm's live AUC on the flights it actually served. The verdict:
               ``promote`` when the interval's upper end is within the tolerance, ``rollback`` when its lower end
@@ -26,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from .config import DeployConfig
-from ..train.features import FeatureSpec
+from ..core.schema import flight_key
+from ..train.features import FeatureSpec, join_weather, load_window
 from ..core import layout, predictions
 from ..core import rollouts
 from ..core.lake import Lake, as_date
@@ -70,7 +72,23 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
     first = as_date(rollout["from_date"])
     dates = [d for d in predictions.prediction_dates(lake) if d >= first]
     versions = {str(rollout["version"]), str(rollout.get("champion"))}
-    return predictions.joined(lake, dates, versions, since=rollout["started_at"])
+    return with_curated_features(lake, predictions.joined(lake, dates, versions, since=rollout["started_at"]))
+
+
+def with_curated_features(lake: Lake, served: pd.DataFrame) -> pd.DataFrame:
+    """The served flights with the features ingestion curated for them (flights joined with their weather) in
+    place of those the client sent: what a client posts decides what it was answered, never the evidence the
+    arms are compared on. The arm, version and served score stay as logged. A served flight that curation does
+    not know (a key the upstream never delivered) is dropped."""
+    if served.empty:
+        return served
+    dates = sorted({as_date(d) for d in served["date"]})
+    flights, weather, _ = load_window(lake, dates[-1], (dates[-1] - dates[0]).days + 1)
+    curated = join_weather(flights, weather)
+    curated = curated.assign(flight_key=flight_key(curated).to_numpy())
+    keep = [c for c in served.columns if c not in curated.columns or c in ("flight_key", "label", "date")]
+    return served[keep].merge(curated.drop(columns=[c for c in ("label", "date") if c in curated.columns]),
+                              on="flight_key", how="inner", validate="one_to_one")
 
 
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:

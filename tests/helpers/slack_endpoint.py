@@ -30,6 +30,11 @@ class SlackEndpoint:
                     return
                 payload = json.loads(body or b"{}")
                 if outer.api:
+                    # the Web API takes blocks and attachments as JSON text too (slack_sdk sends them so): read
+                    # them as Slack does
+                    for field in ("blocks", "attachments"):
+                        if isinstance(payload.get(field), str):
+                            payload[field] = json.loads(payload[field])
                     authorised = self.headers.get("Authorization") == f"Bearer {outer.token}"
                     ok = authorised and outer.behaviour == "ok" and self.path == "/api/chat.postMessage"
                     if ok:

@@ -46,14 +46,15 @@ class ReplayResult:
 
 
 def replay(date: dt.date | str, url: str, concurrency: int = 8, batch_size: int = 50,
-           timeout_s: float = 30.0) -> ReplayResult:
+           timeout_s: float = 30.0, headers: dict[str, str] | None = None) -> ReplayResult:
+    """The day's flights posted in batches; ``headers`` go with every request (e.g. an ``Authorization``)."""
     import httpx
 
     rows = requests_for(date)
     batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     arms: dict[str, int] = {}
     errors = 0
-    with httpx.Client(base_url=url, timeout=timeout_s) as client:
+    with httpx.Client(base_url=url, timeout=timeout_s, headers=headers or {}) as client:
         def send(batch):
             return client.post("/predict", json={"flights": batch})
 

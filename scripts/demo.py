@@ -79,6 +79,11 @@ def stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> str:
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): reported, never raised
         return "left running"
+    deadline = time.monotonic() + grace_s
+    while _group_alive(proc.pid):      # the leader's children die a moment after it
+        if time.monotonic() > deadline:
+            return "left running"
+        time.sleep(0.1)
     return how
 
 

@@ -30,14 +30,15 @@ def demo():
 def test_any_window_inside_2013(demo):
     days = demo.source_window("2013-07-01", "2013-10-31", False)
     assert (str(days[0]), str(days[-1]), len(days)) == ("2013-07-01", "2013-10-31", 123)
-    assert len(demo.source_window("2013-12-31", "2013-12-31", False)) == 1
+    assert len(demo.source_window("2013-12-30", "2013-12-30", False)) == 1
     fast = demo.source_window("2013-12-10", None, True)                 # six weeks, cut at the data's end
-    assert str(fast[-1]) == "2013-12-31"
+    assert str(fast[-1]) == "2013-12-30"
 
 
 @pytest.mark.parametrize("start, end, words", [
     ("2012-12-31", "2013-01-05", "--start 2012-12-31 is outside the reference data"),
     ("2013-12-01", "2014-01-01", "--end 2014-01-01 is outside the reference data"),
+    ("2013-12-01", "2013-12-31", "--end 2013-12-31 is outside the reference data"),  # its weather is missing
     ("2013-03-05", "2013-03-01", "--end 2013-03-01 is before --start 2013-03-05"),
     ("2013-3-5", "2013-03-06", "--start '2013-3-5' is not a date"),
 ])

@@ -28,7 +28,7 @@ def test_a_range_with_a_fault_on_chosen_days():
 
 def test_one_day_without_an_end_and_the_whole_year():
     assert [d.as_dict() for d in plan("2013-05-05").days] == [{"date": "2013-05-05", "fault": None}]
-    assert len(plan("2013-01-01", "2013-12-31").days) == 365
+    assert len(plan("2013-01-01", "2013-12-30").days) == 364     # the weather ends on 30 December
     assert plan("2013-02-01", "", "", []).days == [Day("2013-02-01")]  # the form's empty fields
     assert [d.date for d in plan("2013-02-01", "2013-02-03", "late", "2013-02-01, 2013-02-03").faulty] == \
         ["2013-02-01", "2013-02-03"]                                    # days as text, as a form may send them
@@ -41,7 +41,8 @@ def test_the_simulators_kinds_are_the_upstreams():
 @pytest.mark.parametrize("kwargs, param, value, words", [
     ({"start_date": "2013-03-10", "end_date": "2013-03-09"}, "end_date", "2013-03-09", "before start_date 2013-03-10"),
     ({"start_date": "2012-12-31"}, "start_date", "2012-12-31", "outside the reference data"),
-    ({"start_date": "2013-12-30", "end_date": "2014-01-02"}, "end_date", "2014-01-02", "2013-01-01 .. 2013-12-31"),
+    ({"start_date": "2013-12-30", "end_date": "2014-01-02"}, "end_date", "2014-01-02", "2013-01-01 .. 2013-12-30"),
+    ({"start_date": "2013-12-31"}, "start_date", "2013-12-31", "outside the reference data"),  # no weather that day
     ({"start_date": "2013-02-30"}, "start_date", "2013-02-30", "not a date"),
     ({"start_date": "2013-02-03garbage"}, "start_date", "2013-02-03garbage", "not a date"),
     ({"start_date": None}, "start_date", None, "not a date"),

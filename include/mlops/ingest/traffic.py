@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..core import schema
 from ..core.lake import as_date
+from .simulator import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
 from .upstream import day_table
 
 
@@ -28,7 +29,7 @@ def requests_for(date: dt.date | str) -> list[dict]:
     joined = schema.dataset(spec.join.dataset)
     flights = day_table(spec.name, d)
     weather = pd.concat([day_table(joined.name, x) for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
-                         if dt.date(2013, 1, 1) <= x <= dt.date(2013, 12, 30)])
+                         if SOURCE_FIRST_DAY <= x <= SOURCE_LAST_DAY])
     by = list(spec.join.by)
     w = weather[by + joined.request_columns(optional=True)].drop_duplicates(by)
     df = flights[spec.request_columns()].merge(w, on=by, how="left")

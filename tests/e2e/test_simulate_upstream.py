@@ -1,8 +1,6 @@
 """simulate_upstream end to end with dag.test(): two days published from the form (one with a corrupt flights
 drop), then ingest_flights curates the good day and quarantines the bad one; bad params fail naming themselves."""
 
-from __future__ import annotations
-
 import pytest
 
 from include.mlops.core import layout
@@ -56,3 +54,37 @@ def test_an_unknown_fault_is_refused_by_the_form(run_dag):
     with pytest.raises(ParamValidationError, match="fault.*gremlins|gremlins.*fault"):
         run_dag("simulate_upstream", "2013-03-11", {"start_date": "2013-03-11", "fault": "gremlins",
                                                    "fault_days": ["2013-03-11"]})
+
+
+def test_traffic_goes_to_the_service_named_in_the_environment_with_its_token(run_dag, lake, monkeypatch):
+    """MLOPS_SERVE_URL and MLOPS_SERVE_TOKEN as a deployment sets them: the day's flights reach the service, with
+    the token, before the day's drop; without replay_traffic nothing is sent."""
+    from fastapi import FastAPI, Request
+
+    from servers import serve
+
+    seen = {"auth": set(), "flights": 0, "before_drop": True}
+    app = FastAPI()
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        body = await request.json()
+        seen["auth"].add(request.headers.get("authorization"))
+        seen["flights"] += len(body["flights"])
+        seen["before_drop"] &= not lake.exists(layout.landing("flights", "2013-03-20"))
+        return {"predictions": [{"arm": "champion"} for _ in body["flights"]]}
+
+    with serve(app) as url:
+        monkeypatch.setenv("MLOPS_SERVE_URL", url)
+        monkeypatch.setenv("MLOPS_SERVE_TOKEN", "e2e-token")
+        run = run_dag("simulate_upstream", "2013-03-20", {"start_date": "2013-03-20", "replay_traffic": True})
+        assert run.state == "success", run
+        assert seen == {"auth": {"Bearer e2e-token"}, "flights": len(day_table("flights", "2013-03-20")),
+                        "before_drop": True}
+        quiet = run_dag("simulate_upstream", "2013-03-21", {"start_date": "2013-03-21", "replay_traffic": False})
+        assert quiet.state == "success" and seen["flights"] == len(day_table("flights", "2013-03-20"))
+    assert lake.exists(layout.landing("flights", "2013-03-21"), layout.SUCCESS)

@@ -23,7 +23,7 @@ at its end: a canary still waiting for evidence is given `--canary-wait` seconds
 stopped (SIGTERM, SIGKILL after a grace period) and the timeline says so. `--early-canary` makes a canary come
 within the first days (thresholds forced in a copy of include/config/ under $MLOPS_HOME, MLOPS_CONFIG_DIR).
 
-    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast] [--early-canary] [--canary-wait 120]
+    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast] [--early-canary] [--canary-wait 30]
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class Event:
 
 
 class Lifecycle:
-    def __init__(self, logs: Path, workers: int, canary_wait_s: float = 120.0):
+    def __init__(self, logs: Path, workers: int, canary_wait_s: float = 30.0):
         from include.mlops.core.config import Settings
         from include.mlops.core.lake import Lake
 
@@ -461,8 +461,11 @@ class Lifecycle:
             self.jobs.put(None)
             self.replayer.join(30)
         if self.canary is not None:  # the replay ended early (an error, Ctrl-C): its whole process group goes
-            stop_group(self.canary[0])
+            proc, version, started = self.canary
             self.canary = None
+            how = stop_group(proc)
+            self.event(self.events[-1].date if self.events else started, "canary",
+                       f"the replay ended early: deploy_model of the canary started {started} {how}", version)
         if self.service is not None and self.service.poll() is None:
             self.service.terminate()
             try:
@@ -501,8 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--early-canary", action="store_true",
                     help="a canary within the first days: the first model after 3 curated days, drift that fires "
                          "at once, a gate that passes (a copy of include/config/ under $MLOPS_HOME)")
-    ap.add_argument("--canary-wait", type=float, default=120.0, metavar="S",
-                    help="seconds a canary still running at the end is given before it is stopped (default 120)")
+    ap.add_argument("--canary-wait", type=float, default=30.0, metavar="S",
+                    help="seconds a canary still running at the end is given to decide on the evidence it has (it "
+                         "looks every MLOPS_DEPLOY_POKE_S, 2 s here) before it is stopped (default 30)")
     args = ap.parse_args(argv)
     if args.canary_wait < 0:
         ap.error(f"--canary-wait {args.canary_wait}: a number of seconds, 0 or more")

@@ -23,7 +23,8 @@ at its end: a canary still waiting for evidence is given `--canary-wait` seconds
 stopped (SIGTERM, SIGKILL after a grace period) and the timeline says so. `--early-canary` makes a canary come
 within the first days (thresholds forced in a copy of include/config/ under $MLOPS_HOME, MLOPS_CONFIG_DIR).
 
-    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast] [--early-canary] [--canary-wait 30]
+    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast] [--early-canary]
+                           [--canary-wait 30] [--stop-grace 15]
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class Event:
 
 
 class Lifecycle:
-    def __init__(self, logs: Path, workers: int, canary_wait_s: float = 30.0):
+    def __init__(self, logs: Path, workers: int, canary_wait_s: float = 30.0, stop_grace_s: float = STOP_GRACE_S):
         from include.mlops.core.config import Settings
         from include.mlops.core.lake import Lake
 
@@ -200,6 +201,7 @@ class Lifecycle:
         self.airflow_log = logs / "airflow.log"
         self.workers = workers
         self.canary_wait_s = canary_wait_s
+        self.stop_grace_s = stop_grace_s
         self.events: list[Event] = []
         self.service: subprocess.Popen | None = None
         self.url = ""
@@ -363,13 +365,13 @@ class Lifecycle:
             try:
                 proc.wait(timeout=self.canary_wait_s)
             except subprocess.TimeoutExpired:
-                how = stop_group(proc)
+                how = stop_group(proc, self.stop_grace_s)
                 self.canary = None
                 self.event(day, "canary", f"still waiting for evidence when the replay ended (started {started}, "
                                           f"waited {self.canary_wait_s:.0f} s more): stopped, " + {
                                               "stopped": "its process group ended on SIGTERM",
                                               "killed": f"its process group killed (SIGKILL) after ignoring SIGTERM "
-                                                        f"for {STOP_GRACE_S:.0f} s",
+                                                        f"for {self.stop_grace_s:.0f} s",
                                               "ended": "its process had just ended",
                                           }.get(how, f"its process group {how}")
                                           + f"; no decision, the rollout stays a canary; log "
@@ -463,7 +465,7 @@ class Lifecycle:
         if self.canary is not None:  # the replay ended early (an error, Ctrl-C): its whole process group goes
             proc, version, started = self.canary
             self.canary = None
-            how = stop_group(proc)
+            how = stop_group(proc, self.stop_grace_s)
             self.event(self.events[-1].date if self.events else started, "canary",
                        f"the replay ended early: deploy_model of the canary started {started} {how}", version)
         if self.service is not None and self.service.poll() is None:
@@ -507,9 +509,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--canary-wait", type=float, default=30.0, metavar="S",
                     help="seconds a canary still running at the end is given to decide on the evidence it has (it "
                          "looks every MLOPS_DEPLOY_POKE_S, 2 s here) before it is stopped (default 30)")
+    ap.add_argument("--stop-grace", type=float, default=STOP_GRACE_S, metavar="S",
+                    help=f"seconds a stopped canary's process group has after SIGTERM before SIGKILL (default "
+                         f"{STOP_GRACE_S:.0f})")
     args = ap.parse_args(argv)
-    if args.canary_wait < 0:
-        ap.error(f"--canary-wait {args.canary_wait}: a number of seconds, 0 or more")
+    for option, value in (("--canary-wait", args.canary_wait), ("--stop-grace", args.stop_grace)):
+        if not value >= 0:
+            ap.error(f"{option} {value}: a number of seconds, 0 or more")
     configure_env()
     try:
         days = source_window(args.start, args.end, args.fast)
@@ -530,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(os.environ["MLOPS_HOME"]) / "logs" / "demo"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "airflow.log").write_text("")
-    life = Lifecycle(logs, args.workers, args.canary_wait)
+    life = Lifecycle(logs, args.workers, args.canary_wait, args.stop_grace)
     print(f"MLOPS_HOME={os.environ['MLOPS_HOME']}\nlake: {life.lake.url}\nAirflow output: {life.airflow_log}\n"
           f"replaying {days[0]} .. {days[-1]} ({len(days)} days)\n")
     print(f"{'date':10s}  {'event':10s} {'model':5s} details", flush=True)

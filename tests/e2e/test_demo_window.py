@@ -39,8 +39,10 @@ def test_a_window_that_ends_while_a_canary_waits(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
 
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), "--start", "2013-01-01",
-                             "--end", "2013-01-03", "--early-canary", "--canary-wait", "0"], env=env, cwd=ROOT,
+    # the shortest window with a canary: the first model on the third day, drift at once, the canary started, the
+    # window over; the canary is given no time to decide and 3 s after SIGTERM
+    args = ["--start", "2013-01-01", "--end", "2013-01-03", "--early-canary", "--canary-wait", "0", "--stop-grace", "3"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=540)

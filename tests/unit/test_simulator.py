@@ -123,7 +123,8 @@ def test_traffic_goes_first_with_the_token(lake):
         out = simulate_day(Day("2013-01-11"), lake, replay=True, service=Service(url, {"Authorization": "Bearer t0k"}))
     n = len(day_table("flights", "2013-01-11"))
     assert out["traffic"]["sent"] == n == fake.flights and out["traffic"]["arms"] == {"champion": n}
-    assert set(fake.auth) == {"Bearer t0k"} == {fake.health_auth} and not any(fake.drops_seen)   # every request before the drop
+    assert set(fake.auth) == {"Bearer t0k"} == {fake.health_auth}
+    assert not any(fake.drops_seen)                                     # every request before the drop
     assert drop_ready(lake, "flights", "2013-01-11")
 
 

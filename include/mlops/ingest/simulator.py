@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 TRANSIENT_FAULTS = ("late", "unavailable")
 CORRUPT_FAULTS = (
@@ -135,7 +136,7 @@ class Service:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Service":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Service:
         env = os.environ if env is None else env
         token = env.get(SERVE_TOKEN_ENV) or ""
         return cls((env.get(SERVE_URL_ENV) or "").rstrip("/") or None,

@@ -8,9 +8,9 @@ has its own upstream that drops `<dataset>.csv` then `_SUCCESS` into `landing/`,
 For each day of the range (`start_date` .. `end_date`, within 2013; one day without an end), in date order:
 
 1. **traffic** (with `replay_traffic`, when `MLOPS_SERVE_URL` names the prediction service, e.g.
-   `http://127.0.0.1:8000` for `make serve`, and it serves a model): the day's scheduled flights are sent as
-   prediction requests before they fly, as the demo does; `MLOPS_SERVE_TOKEN`, when set, goes with them as
-   `Authorization: Bearer …`;
+   `http://127.0.0.1:8000` for `make serve`, and it answers with a model deployed): the day's scheduled flights
+   are sent as prediction requests before they fly, as the demo does; `MLOPS_SERVE_TOKEN`, when set, goes with
+   them as `Authorization: Bearer …`; requests the service refuses fail the day before anything is dropped;
 2. **drop**: the day's flights and weather written into `landing/<dataset>/date=…/`, then `_SUCCESS`.
 
 A `fault` (one of the simulator's kinds: `late`, `unavailable` survive ingestion; `missing_column`, `wrong_types`,

@@ -145,3 +145,14 @@ def test_refused_requests_fail_the_day_before_anything_is_published(lake):
     with serve(fake.app) as url, pytest.raises(TrafficFailed, match="prediction request"):
         simulate_day(Day("2013-01-11"), lake, replay=True, service=Service(url))
     assert not lake.exists(layout.landing("flights", "2013-01-11"))
+
+
+def test_no_traffic_while_the_service_does_not_answer(lake):
+    import socket
+
+    with socket.socket() as sock:                       # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    out = simulate_day(Day("2013-01-12"), lake, replay=True, service=Service(url))
+    assert out["traffic"]["sent"] == 0 and "does not answer (ConnectError)" in out["traffic"]["skipped"]
+    assert drop_ready(lake, "flights", "2013-01-12")

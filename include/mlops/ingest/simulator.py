@@ -152,7 +152,11 @@ def send_traffic(date: str, service: Service, concurrency: int = 8) -> dict[str,
 
     from .traffic import replay
 
-    health = httpx.get(service.url + "/health", headers=dict(service.headers), timeout=30.0)
+    try:
+        health = httpx.get(service.url + "/health", headers=dict(service.headers), timeout=30.0)
+    except httpx.TransportError as exc:  # not started yet (make serve needs a first model): the day goes on
+        log.warning("the prediction service at %s does not answer (%s): no traffic for %s", service.url, exc, date)
+        return {"sent": 0, "skipped": f"the service at {service.url} does not answer ({type(exc).__name__})"}
     if health.status_code != 200:
         raise TrafficFailed(f"{service.url}/health answered {health.status_code}: {health.text[:200]}")
     if health.json().get("status") == "no_model":

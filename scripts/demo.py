@@ -18,7 +18,13 @@ runs in its own process (`airflow dags test`), because its sensor waits while th
 rewrites every DAG to the database on each call; the driver does that once (the files do not change).
 Airflow's output goes to $MLOPS_HOME/logs/demo/airflow.log; the timeline and the Slack messages are printed.
 
-    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast]
+Any window inside 2013 (the reference data) ends with the timeline and the Slack summary, whatever still runs
+at its end: a canary still waiting for evidence is given `--canary-wait` seconds, then its process group is
+stopped (SIGTERM, SIGKILL after a grace period) and the timeline says so. `--early-canary` makes a canary come
+within the first days (thresholds forced in a copy of include/config/ under $MLOPS_HOME, MLOPS_CONFIG_DIR).
+
+    python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast] [--early-canary]
+                           [--canary-wait 30] [--stop-grace 15]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +44,101 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SLACK_MARK = "[slack: not configured, message logged instead]"
+STOP_GRACE_S = 15.0   # how long a process group has after SIGTERM before it is killed
+
+# --early-canary: the settings that make a canary start within the first days (and keep it waiting)
+EARLY_CANARY = {
+    "monitoring.yaml": {"numeric": {"ks": 0.0}, "min_drifted_features": 1, "consecutive_days": 1, "cooldown_days": 0},
+    "gate.yaml": {"min_auc": 0.0, "max_auc_drop": 1.0, "max_ece": 1.0, "max_slice_auc_drop": 1.0},
+}
+EARLY_CANARY_MIN_DAYS = 3   # curated days before the first model (train_model's form allows no fewer)
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> str:
+    """Stops a process started with ``start_new_session=True`` and everything in its process group: SIGTERM, then
+    SIGKILL for whatever is left after ``grace_s``. Returns what it took ("ended", "stopped" or "killed"); never
+    raises ``subprocess.TimeoutExpired``."""
+    def signal_group(sig) -> bool:
+        try:
+            os.killpg(proc.pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    if proc.poll() is not None and not signal_group(0):
+        return "ended"
+    how = "stopped"
+    signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while proc.poll() is None or _group_alive(proc.pid):
+        if time.monotonic() > deadline:  # ignored SIGTERM (or left a child that did)
+            how = "killed"
+            signal_group(signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): reported, never raised
+        return "left running"
+    deadline = time.monotonic() + grace_s
+    while _group_alive(proc.pid):      # the leader's children die a moment after it
+        if time.monotonic() > deadline:
+            return "left running"
+        time.sleep(0.1)
+    return how
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process but a zombie is in the process group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def source_window(start: str, end: str | None, fast: bool) -> list[dt.date]:
+    """The replay's days, inside the reference data (2013); ValueError naming the option otherwise."""
+    from include.mlops.ingest.simulator import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
+
+    def day(option: str, value: str) -> dt.date:
+        try:
+            d = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{option} {value!r} is not a date (YYYY-MM-DD)") from None
+        if not SOURCE_FIRST_DAY <= d <= SOURCE_LAST_DAY:
+            raise ValueError(f"{option} {value} is outside the reference data: the replay's window must lie inside "
+                             f"{SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}")
+        return d
+
+    first = day("--start", start)
+    last = min(first + dt.timedelta(days=41), SOURCE_LAST_DAY) if fast else day("--end", end)
+    if last < first:
+        raise ValueError(f"--end {last} is before --start {first}")
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def early_canary_config(home: Path) -> Path:
+    """A copy of the settings files under ``home`` with ``EARLY_CANARY``'s values (for MLOPS_CONFIG_DIR)."""
+    import shutil
+
+    import yaml
+
+    from include.mlops.core.config import config_dir
+
+    out = home / "demo-config"
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(config_dir(), out)
+    for name, values in EARLY_CANARY.items():
+        data = yaml.safe_load((out / name).read_text()) or {}
+        for k, v in values.items():
+            data[k] = (data.get(k) or {}) | v if isinstance(v, dict) else v
+        (out / name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
 
 
 def configure_env() -> None:
@@ -89,7 +191,7 @@ class Event:
 
 
 class Lifecycle:
-    def __init__(self, logs: Path, workers: int):
+    def __init__(self, logs: Path, workers: int, canary_wait_s: float = 30.0, stop_grace_s: float = STOP_GRACE_S):
         from include.mlops.core.config import Settings
         from include.mlops.core.lake import Lake
 
@@ -98,6 +200,8 @@ class Lifecycle:
         self.logs = logs
         self.airflow_log = logs / "airflow.log"
         self.workers = workers
+        self.canary_wait_s = canary_wait_s
+        self.stop_grace_s = stop_grace_s
         self.events: list[Event] = []
         self.service: subprocess.Popen | None = None
         self.url = ""
@@ -239,8 +343,10 @@ class Lifecycle:
             return
         when = dt.datetime(day.year, day.month, day.day, 7, tzinfo=dt.timezone.utc).isoformat()
         out = open(self.logs / f"deploy_model-v{conf['version']}.log", "w")
+        # a process group of its own: stopped as a whole when the replay ends before the canary does
         proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", "deploy_model", when,
-                                 "-c", json.dumps(conf)], stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+                                 "-c", json.dumps(conf)], stdout=out, stderr=subprocess.STDOUT, env=os.environ,
+                                start_new_session=True)
         self.canary = (proc, str(conf["version"]), day.isoformat())
         for _ in range(240):  # the canary is live once the rollout is written and the service routes to it
             r = rollouts.current(self.lake) or {}
@@ -257,12 +363,19 @@ class Lifecycle:
         proc, version, started = self.canary
         if wait:
             try:
-                proc.wait(timeout=120)
+                proc.wait(timeout=self.canary_wait_s)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait(30)
-                self.event(day, "canary", "still waiting for evidence when the replay ended", version)
+                how = stop_group(proc, self.stop_grace_s)
                 self.canary = None
+                self.event(day, "canary", f"still waiting for evidence when the replay ended (started {started}, "
+                                          f"waited {self.canary_wait_s:.0f} s more): stopped, " + {
+                                              "stopped": "its process group ended on SIGTERM",
+                                              "killed": f"its process group killed (SIGKILL) after ignoring SIGTERM "
+                                                        f"for {self.stop_grace_s:.0f} s",
+                                              "ended": "its process had just ended",
+                                          }.get(how, f"its process group {how}")
+                                          + f"; no decision, the rollout stays a canary; log "
+                                            f"{self.logs / f'deploy_model-v{version}.log'}", version)
                 return
         if proc.poll() is None:
             return
@@ -349,15 +462,19 @@ class Lifecycle:
         if self.replayer is not None:
             self.jobs.put(None)
             self.replayer.join(30)
-        for proc in (self.canary[0] if self.canary else None, self.service):
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()  # an `airflow dags test` may not end on SIGTERM: then it is killed
+        if self.canary is not None:  # the replay ended early (an error, Ctrl-C): its whole process group goes
+            proc, version, started = self.canary
+            self.canary = None
+            how = stop_group(proc, self.stop_grace_s)
+            self.event(self.events[-1].date if self.events else started, "canary",
+                       f"the replay ended early: deploy_model of the canary started {started} {how}", version)
+        if self.service is not None and self.service.poll() is None:
+            self.service.terminate()
             try:
-                proc.wait(15)
+                self.service.wait(15)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
+                self.service.kill()
+                self.service.wait(15)
 
 
 def replay_worker(url: str, jobs, results) -> None:
@@ -386,28 +503,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end", default="2013-06-21")
     ap.add_argument("--fast", action="store_true", help="a quick look: six weeks from --start")
     ap.add_argument("--workers", type=int, default=2, help="Horovod workers for train_model")
+    ap.add_argument("--early-canary", action="store_true",
+                    help="a canary within the first days: the first model after 3 curated days, drift that fires "
+                         "at once, a gate that passes (a copy of include/config/ under $MLOPS_HOME)")
+    ap.add_argument("--canary-wait", type=float, default=30.0, metavar="S",
+                    help="seconds a canary still running at the end is given to decide on the evidence it has (it "
+                         "looks every MLOPS_DEPLOY_POKE_S, 2 s here) before it is stopped (default 30)")
+    ap.add_argument("--stop-grace", type=float, default=STOP_GRACE_S, metavar="S",
+                    help=f"seconds a stopped canary's process group has after SIGTERM before SIGKILL (default "
+                         f"{STOP_GRACE_S:.0f})")
     args = ap.parse_args(argv)
+    for option, value in (("--canary-wait", args.canary_wait), ("--stop-grace", args.stop_grace)):
+        if not value >= 0:
+            ap.error(f"{option} {value}: a number of seconds, 0 or more")
     configure_env()
+    try:
+        days = source_window(args.start, args.end, args.fast)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.early_canary:
+        os.environ["MLOPS_CONFIG_DIR"] = str(early_canary_config(Path(os.environ["MLOPS_HOME"])))
+        os.environ["MLOPS_TRAIN_MIN_DAYS"] = str(EARLY_CANARY_MIN_DAYS)
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     sync_dags_once()
 
-    start = dt.date.fromisoformat(args.start)
-    end = start + dt.timedelta(days=41) if args.fast else dt.date.fromisoformat(args.end)
-    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    start = days[0]
     faults = {start + dt.timedelta(days=4): "unavailable", start + dt.timedelta(days=8): "duplicates",
               start + dt.timedelta(days=11): "late", start + dt.timedelta(days=100): "wrong_types"}
 
     logs = Path(os.environ["MLOPS_HOME"]) / "logs" / "demo"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "airflow.log").write_text("")
-    life = Lifecycle(logs, args.workers)
+    life = Lifecycle(logs, args.workers, args.canary_wait, args.stop_grace)
     print(f"MLOPS_HOME={os.environ['MLOPS_HOME']}\nlake: {life.lake.url}\nAirflow output: {life.airflow_log}\n"
           f"replaying {days[0]} .. {days[-1]} ({len(days)} days)\n")
     print(f"{'date':10s}  {'event':10s} {'model':5s} details", flush=True)
     t_all = time.monotonic()
     curated = 0
+    rc = 0
     try:
         pending = False
         for day in days:
@@ -427,6 +562,14 @@ def main(argv: list[str] | None = None) -> int:
         if pending:
             life.traffic_done()
         life.canary_done(days[-1], wait=True)
+    except Exception as exc:  # the timeline and the Slack summary still come, with what went wrong
+        import traceback
+
+        with open(life.airflow_log, "a") as f:
+            traceback.print_exc(file=f)
+        life.event(life.events[-1].date if life.events else days[0], "error",
+                   f"the replay stopped: {type(exc).__name__}: {str(exc)[:200]} (traceback in {life.airflow_log})")
+        rc = 1
     finally:
         life.stop()
 
@@ -450,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
           f"'{SLACK_MARK}'):")
     for m in msgs:
         print(f"  {m}")
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

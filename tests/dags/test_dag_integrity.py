@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED_DAGS = {"ingest_flights", "train_model", "deploy_model", "monitor_model"}
+EXPECTED_DAGS = {"ingest_flights", "train_model", "deploy_model", "monitor_model", "simulate_upstream"}
 
 # Imports a DAG file in a fresh interpreter after Airflow itself, with an audit hook that records every file
 # opened outside Python's own sources and every network connection: a DAG file must do neither at parse time.
@@ -73,6 +73,14 @@ def test_no_import_errors(dagbag):
 
 def test_the_lifecycle_dags_exist(dagbag):
     assert EXPECTED_DAGS <= set(dagbag.dag_ids)
+
+
+def test_the_simulator_is_marked_as_one_and_runs_only_by_hand(dagbag):
+    """simulate_upstream stands in for a real upstream system: tagged and documented as such, never scheduled."""
+    dag = dagbag.dags["simulate_upstream"]
+    assert "simulator" in dag.tags and "stand-in for the real upstream system" in dag.doc_md
+    assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None
+    assert set(dag.params) >= {"start_date", "end_date", "fault", "fault_days", "fault_dataset", "replay_traffic"}
 
 
 def test_no_sensor_holds_a_worker_slot_while_it_waits(dagbag):

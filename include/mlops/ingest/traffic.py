@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..core import schema
 from ..core.lake import as_date
+from .simulator import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
 from .upstream import day_table
 
 
@@ -28,7 +29,7 @@ def requests_for(date: dt.date | str) -> list[dict]:
     joined = schema.dataset(spec.join.dataset)
     flights = day_table(spec.name, d)
     weather = pd.concat([day_table(joined.name, x) for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
-                         if dt.date(2013, 1, 1) <= x <= dt.date(2013, 12, 30)])
+                         if SOURCE_FIRST_DAY <= x <= SOURCE_LAST_DAY])
     by = list(spec.join.by)
     w = weather[by + joined.request_columns(optional=True)].drop_duplicates(by)
     df = flights[spec.request_columns()].merge(w, on=by, how="left")
@@ -46,14 +47,15 @@ class ReplayResult:
 
 
 def replay(date: dt.date | str, url: str, concurrency: int = 8, batch_size: int = 50,
-           timeout_s: float = 30.0) -> ReplayResult:
+           timeout_s: float = 30.0, headers: dict[str, str] | None = None) -> ReplayResult:
+    """The day's flights posted in batches; ``headers`` go with every request (e.g. an ``Authorization``)."""
     import httpx
 
     rows = requests_for(date)
     batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     arms: dict[str, int] = {}
     errors = 0
-    with httpx.Client(base_url=url, timeout=timeout_s) as client:
+    with httpx.Client(base_url=url, timeout=timeout_s, headers=headers or {}) as client:
         def send(batch):
             return client.post("/predict", json={"flights": batch})
 

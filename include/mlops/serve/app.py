@@ -1,4 +1,5 @@
-"""The prediction API (FastAPI): ``/predict`` for one flight or a batch, ``/health``, ``/versions``.
+"""The prediction API (FastAPI): ``POST /predict`` for one flight, ``POST /predict/batch`` for
+``{"flights": [...]}``, ``GET /health``, ``GET /versions``.
 
 Serves the registry's ``champion`` and, during a rollout, its ``challenger``: each flight is routed by a stable
 hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
@@ -6,12 +7,19 @@ hash of its key, with the canary share from ``deployments/rollout.json`` in the 
 re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
 Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path.
 
+The request model is derived from the data sets' declaration (``serve.request``), decoded strictly with msgspec
+and encoded straight into the model's matrix (no pandas on the request path). A body over
+``MLOPS_SERVE_MAX_BODY_BYTES`` gets 413 before it is parsed, a batch over ``MLOPS_SERVE_MAX_BATCH`` flights 422;
+with ``MLOPS_SERVE_TOKEN`` (or ``MLOPS_SERVE_TOKEN_FILE``) set, /predict requires ``Authorization: Bearer
+<token>`` (compared in constant time); /health and /versions stay open.
+
     python -m include.mlops.serve.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 import os
 import queue
@@ -20,94 +28,64 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from starlette.requests import Request  # module level: FastAPI resolves the endpoints' annotations here
 
 from ..train.features import FeatureSpec
 from ..core import layout
+from ..core.config import serve_token as token_from_env
 from ..core.lake import Lake
 from .models import ModelStore, ServedModel
+from .request import MAX_MESSAGE, Decoded, RequestError, RequestModel
 
 log = logging.getLogger("mlops.serving")
 
 
-class Flight(BaseModel):
-    """A scheduled flight, as known before departure; weather at the origin is optional."""
-
-    year: Annotated[int, Field(ge=1900, le=2100)]
-    month: Annotated[int, Field(ge=1, le=12)]
-    day: Annotated[int, Field(ge=1, le=31)]
-    carrier: Annotated[str, Field(pattern=r"^[A-Z0-9]{2}$")]
-    flight: Annotated[int, Field(ge=1, le=9999)]
-    origin: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    dest: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    sched_dep_time: Annotated[int, Field(ge=0, le=2359)]
-    sched_arr_time: Annotated[int, Field(ge=0, le=2359)]
-    distance: Annotated[float, Field(gt=0, le=10000)]
-    time_hour: dt.datetime = Field(description="scheduled departure hour, UTC")
-    temp: float | None = None
-    dewp: float | None = None
-    humid: float | None = None
-    wind_dir: float | None = None
-    wind_speed: float | None = None
-    wind_gust: float | None = None
-    precip: float | None = None
-    pressure: float | None = None
-    visib: float | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.year}-{self.month:02d}-{self.day:02d}/{self.carrier}/{self.flight}/{self.origin}"
-
-
-class Batch(BaseModel):
-    flights: Annotated[list[Flight], Field(min_length=1, max_length=10_000)]
-
-
-class Prediction(BaseModel):
-    flight_key: str
-    delay_probability: float
-    version: str
-    arm: str
-
-
-class PredictResponse(BaseModel):
-    request_id: str
-    predictions: list[Prediction]
-
-
-def frame(flights: list[Flight]) -> pd.DataFrame:
-    df = pd.DataFrame([f.model_dump() for f in flights])
-    ts = pd.to_datetime(df["time_hour"], utc=True)
-    df["event_hour_utc"] = ts.dt.hour
-    df["event_weekday"] = ts.dt.weekday
-    return df
-
-
 class PredictionLog:
-    """Buffers prediction records and writes them to the lake in batches from a background thread."""
+    """Buffers prediction records and writes them to the lake in batches from a background thread. A request
+    hands over its decoded flights and answers in one piece (``put_request``); the records are built here."""
 
     def __init__(self, lake: Lake, flush_rows: int = 500, flush_s: float = 5.0):
         self.lake, self.flush_rows, self.flush_s = lake, flush_rows, flush_s
         self.q: queue.Queue = queue.Queue()
         self.written = 0
+        self._queued = 0          # rows handed over and not yet written
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
+    @property
+    def pending(self) -> int:
+        return self._queued
+
     def put(self, records: list[dict[str, Any]]) -> None:
-        for r in records:
-            self.q.put(r)
+        self._queued += len(records)
+        self.q.put(records)
+
+    def put_request(self, request_id: str, now: str, decoded: Decoded, scores, versions: list[str],
+                    routes: list[str], record) -> None:
+        self._queued += len(decoded.keys)
+        self.q.put((request_id, now, decoded, scores, versions, routes, record))
+
+    @staticmethod
+    def _records(item) -> list[dict[str, Any]]:
+        if isinstance(item, list):
+            return item
+        request_id, now, decoded, scores, versions, routes, record = item
+        return [{"request_id": request_id, "flight_key": k, "flight_date": k[:10], "score": float(s),
+                 "version": v, "arm": r, "predicted_at": now, **record(f)}
+                for k, s, v, r, f in zip(decoded.keys, scores.tolist(), versions, routes, decoded.flights)]
 
     def _run(self) -> None:
         buf: list[dict[str, Any]] = []
         last = time.monotonic()
         while not (self._stop.is_set() and self.q.empty()):
             try:
-                buf.append(self.q.get(timeout=0.2))
+                buf += self._records(self.q.get(timeout=0.2))
             except queue.Empty:
                 pass
             if buf and (len(buf) >= self.flush_rows or time.monotonic() - last >= self.flush_s
@@ -124,10 +102,11 @@ class PredictionLog:
             try:
                 self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
                 self.written += len(part)
+                self._queued -= len(part)
             except Exception:  # never lose the service over the log; keep the records for the next try
                 log.exception("could not write %d prediction record(s); retrying later", len(part))
-                for r in part.to_dict(orient="records"):
-                    self.q.put(r)
+                self._queued -= len(part)
+                self.put(part.to_dict(orient="records"))
                 time.sleep(1)
 
     def close(self, timeout: float = 30) -> None:
@@ -151,11 +130,26 @@ def registry_store(lake: Lake) -> ModelStore:
     return ModelStore(resolve, load)
 
 
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024   # about 20,000 flights with their weather
+DEFAULT_MAX_BATCH = 10_000
+INLINE_BYTES = 32 * 1024                    # bodies up to this size are answered on the event loop itself
+
+
 def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_rows: int = 500,
-               flush_s: float = 5.0):
-    from fastapi import FastAPI, HTTPException
+               flush_s: float = 5.0, *, token: str | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
+               threads: int = 1, settings=None):
+    """The service. ``token``: the bearer token /predict requires (None: open); ``max_body_bytes``: larger
+    bodies get 413 before they are parsed; ``max_batch``: the most flights in one batch; ``threads``: LightGBM
+    threads per prediction (1 fits concurrent requests on few cores)."""
+    import anyio
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
 
     state: dict[str, Any] = {"refresh": {"ok": None, "error": None, "failures": 0, "last_ok": None}}
+    requests = RequestModel(settings, max_batch=max_batch)
+    expected = f"Bearer {token}".encode() if token else None
 
     def refresh() -> None:
         """Re-read the aliases and the rollout. When that fails (registry or lake unreachable), what is loaded
@@ -186,6 +180,19 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
 
     app = FastAPI(title="Flight delay prediction", version="1", lifespan=lifespan)
 
+    def refused(exc: RequestError) -> Response:
+        headers = {"connection": "close"} if exc.status == 413 else None
+        if exc.status == 401:
+            headers = {"www-authenticate": "Bearer"}
+        detail = exc.msg if exc.status in (401, 413, 503) else exc.detail
+        return Response(msgspec.json.encode({"detail": detail}), status_code=exc.status, headers=headers,
+                        media_type="application/json")
+
+    @app.exception_handler(RequestValidationError)
+    async def small_422(request, exc):  # FastAPI's own validation (query, path): the field, never the input
+        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg"))[:MAX_MESSAGE],
+                                         "type": e.get("type")} for e in exc.errors()[:20]]}, status_code=422)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         arms = store.arms
@@ -193,44 +200,116 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
         status = "no_model" if not serving else ("ok" if state["refresh"]["ok"] is not False else "stale")
         return {"status": status, **arms.describe(), "refresh": dict(state["refresh"]),
                 "logged": state["log"].written if "log" in state else 0,
-                "pending_log": state["log"].q.qsize() if "log" in state else 0}
+                "pending_log": state["log"].pending if "log" in state else 0}
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:
         return store.arms.describe()
 
-    @app.post("/predict", response_model=PredictResponse)
-    def predict(body: Union[Batch, Flight]) -> PredictResponse:
-        flights = body.flights if isinstance(body, Batch) else [body]
+    def authorised(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise RequestError(401, ["header", "authorization"], "a bearer token is required "
+                               "(Authorization: Bearer <MLOPS_SERVE_TOKEN>)", "unauthorised")
+
+    async def read_body(request: Request) -> bytes:
+        """The body, refused with 413 once it is larger than allowed: by its Content-Length before a byte is
+        read, else (chunked) as soon as the bytes streamed pass the limit."""
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise RequestError(400, ["header", "content-length"], "Content-Length is not a number", "header")
+            if int(length) > max_body_bytes:
+                raise RequestError(413, ["body"], f"the body is {int(length)} bytes; at most {max_body_bytes} "
+                                   "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch", "too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise RequestError(413, ["body"], f"the body is over {max_body_bytes} bytes "
+                                   "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch", "too_large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def answer(body: bytes, batch: bool) -> bytes:
+        decoded = requests.decode_batch(body) if batch else requests.decode_one(body)
         arms = store.arms  # one snapshot for the whole request
         if arms.champion is None and arms.challenger is None:
-            raise HTTPException(status_code=503, detail="no model version is deployed yet")
-        keys = [f.key for f in flights]
-        routes = arms.route(keys)
-        df = frame(flights)
-        scores = np.empty(len(flights))
-        versions = [""] * len(flights)
+            raise RequestError(503, [], "no model version is deployed yet", "no_model")
+        routes = arms.route(decoded.keys)
+        n = len(decoded.keys)
+        scores = np.empty(n)
+        versions = [""] * n
         for arm_name in ("champion", "challenger"):
+            model = getattr(arms, arm_name)
+            if model is None:
+                continue
             idx = [i for i, r in enumerate(routes) if r == arm_name]
-            if idx:
-                model = getattr(arms, arm_name)
-                scores[idx] = model.predict(df.iloc[idx])
-                for i in idx:
-                    versions[i] = model.version
+            if not idx:
+                continue
+            part = decoded if len(idx) == n else decoded.subset(idx)
+            scores[idx] = model.predict_array(model.encoder.encode(part), threads)
+            for i in idx:
+                versions[i] = model.version
         request_id = uuid.uuid4().hex
         now = dt.datetime.now(dt.timezone.utc).isoformat()
-        state["log"].put([
-            {"request_id": request_id, "flight_key": k, "flight_date": k[:10], "score": float(s), "version": v,
-             "arm": r, "predicted_at": now, **{c: f.model_dump(mode="json").get(c) for c in FEATURE_FIELDS}}
-            for k, s, v, r, f in zip(keys, scores, versions, routes, flights)])
-        return PredictResponse(request_id=request_id, predictions=[
-            Prediction(flight_key=k, delay_probability=float(s), version=v, arm=r)
-            for k, s, v, r in zip(keys, scores, versions, routes)])
+        state["log"].put_request(request_id, now, decoded, scores, versions, routes, requests.record)
+        return msgspec.json.encode({"request_id": request_id, "predictions": [
+            {"flight_key": k, "delay_probability": float(s), "version": v, "arm": r}
+            for k, s, v, r in zip(decoded.keys, scores.tolist(), versions, routes)]})
 
+    async def serve_predict(request: Request, batch: bool) -> Response:
+        try:
+            authorised(request)
+            body = await read_body(request)
+            if len(body) <= INLINE_BYTES:
+                content = answer(body, batch)
+            else:  # a large batch: off the event loop, so /health and small requests keep answering
+                content = await anyio.to_thread.run_sync(answer, body, batch)
+        except RequestError as exc:
+            return refused(exc)
+        return Response(content, media_type="application/json")
+
+    schemas = requests.schema()
+
+    def documented(name: str) -> dict[str, Any]:
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
+                "responses": {"200": {"description": "one prediction per flight, in request order",
+                                      "content": {"application/json": {"schema": PREDICT_RESPONSE_SCHEMA}}},
+                              "401": {"description": "no or a wrong bearer token (when one is required)"},
+                              "413": {"description": "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES"},
+                              "422": {"description": "the fields that are wrong (the input is never echoed)"},
+                              "503": {"description": "no model version is deployed yet"}}}
+
+    @app.post("/predict", openapi_extra=documented("Flight"), summary="Predict one flight")
+    async def predict(request: Request):
+        return await serve_predict(request, batch=False)
+
+    @app.post("/predict/batch", openapi_extra=documented("Batch"), summary="Predict a batch of flights")
+    async def predict_batch(request: Request):
+        return await serve_predict(request, batch=True)
+
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = base_openapi()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas["components"])
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 
-FEATURE_FIELDS = [n for n in Flight.model_fields if n not in ("year", "month", "day", "flight")] + ["month"]
+PREDICT_RESPONSE_SCHEMA = {
+    "type": "object", "required": ["request_id", "predictions"],
+    "properties": {"request_id": {"type": "string"}, "predictions": {"type": "array", "items": {
+        "type": "object", "required": ["flight_key", "delay_probability", "version", "arm"],
+        "properties": {"flight_key": {"type": "string"}, "delay_probability": {"type": "number"},
+                       "version": {"type": "string"}, "arm": {"type": "string", "enum": ["champion", "challenger"]}}}}}}
 
 
 GET_A_MODEL = ("get one with `make demo` (the whole lifecycle; DEMO_ARGS=--fast replays six weeks), or run the "
@@ -279,10 +358,17 @@ def main() -> None:
     _start_up_check(settings)
     lake = Lake(settings.lake_url)
     store = registry_store(lake)
-    app = create_app(store, lake, refresh_s=float(os.environ.get("MLOPS_SERVE_REFRESH_S", "10")),
-                     flush_s=float(os.environ.get("MLOPS_SERVE_FLUSH_S", "5")))
-    host, port = os.environ.get("MLOPS_SERVE_HOST", "127.0.0.1"), int(os.environ.get("MLOPS_SERVE_PORT", "8000"))
-    log.info("serving on http://%s:%d (POST /predict, GET /health, GET /versions)", host, port)
+    token = token_from_env()
+    env = os.environ.get
+    app = create_app(store, lake, refresh_s=float(env("MLOPS_SERVE_REFRESH_S", "10")),
+                     flush_s=float(env("MLOPS_SERVE_FLUSH_S", "5")), token=token,
+                     max_body_bytes=int(env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+                     max_batch=int(env("MLOPS_SERVE_MAX_BATCH", str(DEFAULT_MAX_BATCH))),
+                     threads=int(env("MLOPS_SERVE_THREADS", "1")))
+    host, port = env("MLOPS_SERVE_HOST", "127.0.0.1"), int(env("MLOPS_SERVE_PORT", "8000"))
+    log.info("/predict %s", "requires the bearer token (MLOPS_SERVE_TOKEN)" if token else
+             "is open: set MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) to require a bearer token")
+    log.info("serving on http://%s:%d (POST /predict, POST /predict/batch, GET /health, GET /versions)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

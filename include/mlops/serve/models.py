@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +29,18 @@ class ServedModel:
     spec: FeatureSpec
 
     def predict(self, raw: pd.DataFrame) -> np.ndarray:
+        """Through pandas (``FeatureSpec.encode``): the reference the request path must equal."""
         return self.booster.predict(self.spec.encode(raw)[self.spec.columns])
+
+    @cached_property
+    def encoder(self):
+        from .request import Encoder
+
+        return Encoder(self.spec)
+
+    def predict_array(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """The model's matrix (``encoder.encode``) scored with ``threads`` LightGBM threads."""
+        return self.booster.predict(X, num_threads=threads)
 
 
 @dataclass(frozen=True)

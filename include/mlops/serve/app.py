@@ -5,7 +5,9 @@ Serves the registry's ``champion`` and, during a rollout, its ``challenger``: ea
 hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
 ``deploy_model``); a challenger alias without a running canary of that version gets no traffic. Aliases are
 re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
-Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path.
+Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path
+(``PredictionLog``: bounded in memory, spilled to local disk while the lake refuses writes, written once it
+takes them).
 
 The request model is derived from the data sets' declaration (``serve.request``), decoded strictly with msgspec
 and encoded straight into the model's matrix (no pandas on the request path). A body over
@@ -19,10 +21,12 @@ with ``MLOPS_SERVE_TOKEN`` (or ``MLOPS_SERVE_TOKEN_FILE``) set, /predict require
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 import uuid
@@ -46,30 +50,67 @@ log = logging.getLogger("mlops.serving")
 
 
 class PredictionLog:
-    """Buffers prediction records and writes them to the lake in batches from a background thread. A request
-    hands over its decoded flights and answers in one piece (``put_request``); the records are built here."""
+    """Writes prediction records to the lake in batches from a background thread, without losing one and within
+    a bounded memory.
 
-    def __init__(self, lake: Lake, flush_rows: int = 500, flush_s: float = 5.0):
-        self.lake, self.flush_rows, self.flush_s = lake, flush_rows, flush_s
+    A request hands over its decoded flights and answers in one piece (``put_request``); the records are built
+    here. At most ``max_rows`` rows wait in memory: beyond that a request's records go straight to the spill
+    folder (``spill_dir``, local disk under MLOPS_HOME). When the lake refuses a write, that batch is spilled too
+    and, until a retry succeeds, later batches are spilled without trying the lake; every ``retry_s`` the oldest
+    spilled files are written to the lake and removed. Spilled files left by an earlier process are written the
+    same way. ``close`` writes what is left, or spills it when the lake still refuses."""
+
+    def __init__(self, lake: Lake, flush_rows: int = 500, flush_s: float = 5.0, max_rows: int = 100_000,
+                 spill_dir: Path | None = None, retry_s: float = 2.0):
+        self.lake, self.flush_rows, self.flush_s, self.max_rows = lake, flush_rows, flush_s, max_rows
+        self.spill_dir = Path(spill_dir) if spill_dir else Path(tempfile.mkdtemp(prefix="prediction-spill-"))
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self.retry_s = retry_s
         self.q: queue.Queue = queue.Queue()
-        self.written = 0
-        self._queued = 0          # rows handed over and not yet written
+        self.written = 0           # rows written to the lake
+        self.spilled_total = 0     # rows ever spilled to local disk
+        self.lake_failures = 0
+        self.peak_pending = 0
+        self._queued = 0           # rows in memory, not yet written or spilled
+        self._lock = threading.Lock()
+        self._spill_lock = threading.Lock()
+        self._retry_at = 0.0       # while the lake refuses: when to try it again
+        self._down = False
         self._stop = threading.Event()
+        self._adopt_orphans()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
+    # state ---------------------------------------------------------------------------------------------------------
     @property
     def pending(self) -> int:
+        """Rows in memory, waiting to be written."""
         return self._queued
 
+    @property
+    def spilled(self) -> int:
+        """Rows in the spill folder, waiting for the lake."""
+        files = self._spill_files() + list(self.spill_dir.glob(".spill-*.claim-*"))  # claimed: being written
+        return sum(int(f.name.split("-rows", 1)[1].split(".", 1)[0]) for f in files)
+
+    # intake (request threads) ----------------------------------------------------------------------------------------
     def put(self, records: list[dict[str, Any]]) -> None:
-        self._queued += len(records)
-        self.q.put(records)
+        self._enqueue(records, len(records))
 
     def put_request(self, request_id: str, now: str, decoded: Decoded, scores, versions: list[str],
                     routes: list[str], record) -> None:
-        self._queued += len(decoded.keys)
-        self.q.put((request_id, now, decoded, scores, versions, routes, record))
+        self._enqueue((request_id, now, decoded, scores, versions, routes, record), len(decoded.keys))
+
+    def _enqueue(self, item, n: int) -> None:
+        with self._lock:
+            room = self._queued + n <= self.max_rows
+            if room:
+                self._queued += n
+                self.peak_pending = max(self.peak_pending, self._queued)
+        if room:
+            self.q.put(item)
+        else:  # memory is full: straight to local disk, never dropped, never blocking on the lake
+            self._spill(self._records(item))
 
     @staticmethod
     def _records(item) -> list[dict[str, Any]]:
@@ -80,38 +121,141 @@ class PredictionLog:
                  "version": v, "arm": r, "predicted_at": now, **record(f)}
                 for k, s, v, r, f in zip(decoded.keys, scores.tolist(), versions, routes, decoded.flights)]
 
+    # the writer thread ---------------------------------------------------------------------------------------------
     def _run(self) -> None:
         buf: list[dict[str, Any]] = []
+        taken = 0
         last = time.monotonic()
         while not (self._stop.is_set() and self.q.empty()):
             try:
-                buf += self._records(self.q.get(timeout=0.2))
+                item = self.q.get(timeout=0.2)
+                records = self._records(item)
+                buf += records
+                taken += len(records)
             except queue.Empty:
                 pass
             if buf and (len(buf) >= self.flush_rows or time.monotonic() - last >= self.flush_s
                         or self._stop.is_set()):
-                self._write(buf)
-                buf, last = [], time.monotonic()
+                self._flush(buf)
+                with self._lock:
+                    self._queued -= taken
+                buf, taken, last = [], 0, time.monotonic()
+            if time.monotonic() >= self._retry_at and self._spill_files():
+                self._recover()
         if buf:
-            self._write(buf)
+            self._flush(buf)
+            with self._lock:
+                self._queued -= taken
+        if self._spill_files():
+            self._recover()
 
-    def _write(self, records: list[dict[str, Any]]) -> None:
+    def _flush(self, records: list[dict[str, Any]]) -> None:
+        """Write to the lake by flight date; what the lake refuses goes to the spill folder."""
+        if time.monotonic() < self._retry_at:  # the lake refused lately: no wait on it before the retry
+            self._spill(records)
+            return
         df = pd.DataFrame(records)
         for date, part in df.groupby("flight_date"):
-            name = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+            if time.monotonic() < self._retry_at:
+                self._spill(part.to_dict(orient="records"))
+                continue
             try:
-                self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
-                self.written += len(part)
-                self._queued -= len(part)
-            except Exception:  # never lose the service over the log; keep the records for the next try
-                log.exception("could not write %d prediction record(s); retrying later", len(part))
-                self._queued -= len(part)
-                self.put(part.to_dict(orient="records"))
-                time.sleep(1)
+                self._write(part)
+            except Exception as exc:  # never lose the service, nor a record, over the log
+                self._refused(exc, len(part))
+                self._spill(part.to_dict(orient="records"))
+
+    def _write(self, part: pd.DataFrame) -> None:
+        date = part["flight_date"].iloc[0]
+        name = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
+        self.written += len(part)
+        if self._down:
+            self._down = False
+            log.info("the lake takes prediction records again")
+
+    def _refused(self, exc: Exception, n: int) -> None:
+        self.lake_failures += 1
+        self._retry_at = time.monotonic() + self.retry_s
+        if not self._down:  # once per outage; the count is in /health (log_lake_failures)
+            log.warning("the lake refuses prediction records (%s: %s): spilling them to %s, retrying every %.1f s",
+                        type(exc).__name__, str(exc)[:200], self.spill_dir, self.retry_s)
+        self._down = True
+
+    # the spill folder ------------------------------------------------------------------------------------------------
+    def _spill_files(self) -> list[Path]:
+        return sorted(self.spill_dir.glob("spill-*.jsonl"))
+
+    def _spill(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        name = (f"spill-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+                f"-rows{len(records)}.jsonl")
+        data = b"\n".join(msgspec.json.encode(r) for r in records)
+        tmp = self.spill_dir / f".{name}.tmp"
+        with self._spill_lock:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.rename(self.spill_dir / name)  # whole or absent: a reader never sees half a file
+            self.spilled_total += len(records)
+
+    def _adopt_orphans(self) -> None:
+        """Files claimed by a process that is gone (it stopped while writing them) are spilled files again."""
+        for f in self.spill_dir.glob(".spill-*.claim-*"):
+            pid = int(f.name.rsplit("-", 1)[1])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                f.rename(self.spill_dir / f.name[1:].rsplit(".claim-", 1)[0])
+            except PermissionError:
+                pass
+
+    def _recover(self) -> None:
+        """The oldest spilled files to the lake, each removed once written; stops at the first refusal. A file is
+        claimed first (renamed), so that two processes logging to the same lake never write it twice."""
+        for spilled in self._spill_files()[:20]:
+            f = self.spill_dir / f".{spilled.name}.claim-{os.getpid()}"
+            try:
+                spilled.rename(f)
+            except FileNotFoundError:
+                continue  # another process took it
+            records = [msgspec.json.decode(line) for line in f.read_bytes().splitlines() if line]
+            df = pd.DataFrame(records)
+            parts = list(df.groupby("flight_date"))
+            done = 0
+            try:
+                for _, part in parts:
+                    self._write(part)
+                    done += 1
+            except Exception as exc:  # still refused: keep what is left of the file for the next retry
+                self._refused(exc, len(df))
+                if done:  # the dates written are not written twice
+                    rest = pd.concat([p for _, p in parts[done:]]).to_dict(orient="records")
+                    self._spill(rest)
+                    f.unlink()
+                else:
+                    f.rename(spilled)
+                return
+            f.unlink()
+            log.info("wrote %d spilled prediction record(s) from %s to the lake", len(df), spilled.name)
 
     def close(self, timeout: float = 30) -> None:
+        """Write what is queued (spill it when the lake refuses), then stop. When the writer is stuck longer than
+        ``timeout`` (a lake that hangs), what is still queued is spilled from here."""
         self._stop.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            left = []
+            while True:
+                try:
+                    left += self._records(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            self._spill(left)
+            log.warning("the prediction log did not finish in %.0f s: %d queued record(s) spilled to %s", timeout,
+                        len(left), self.spill_dir)
 
 
 def registry_store(lake: Lake) -> ModelStore:
@@ -132,13 +276,24 @@ def registry_store(lake: Lake) -> ModelStore:
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024   # about 20,000 flights with their weather
 DEFAULT_MAX_BATCH = 10_000
+DEFAULT_LOG_MAX_ROWS = 100_000               # prediction records held in memory at most (then spilled to disk)
 INLINE_BYTES = 32 * 1024                    # bodies up to this size are answered on the event loop itself
+
+
+def default_spill_dir(lake: Lake) -> Path:
+    """Where the prediction log spills while the lake refuses writes: local disk under MLOPS_HOME, one folder per
+    lake (records spilled for one lake are never written to another)."""
+    from ..core.config import Settings
+
+    key = hashlib.sha256(lake.url.encode()).hexdigest()[:16]
+    return Settings.from_env().home / "serve" / "prediction-spill" / key
 
 
 def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_rows: int = 500,
                flush_s: float = 5.0, *, token: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-               threads: int = 1, settings=None):
+               threads: int = 1, settings=None, log_max_rows: int = DEFAULT_LOG_MAX_ROWS,
+               spill_dir: Path | None = None, log_retry_s: float = 2.0):
     """The service. ``token``: the bearer token /predict requires (None: open); ``max_body_bytes``: larger
     bodies get 413 before they are parsed; ``max_batch``: the most flights in one batch; ``threads``: LightGBM
     threads per prediction (1 fits concurrent requests on few cores)."""
@@ -173,7 +328,8 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
         stop = threading.Event()
         t = threading.Thread(target=refresher, args=(stop,), name="model-refresh", daemon=True)
         t.start()
-        state["log"] = PredictionLog(lake, flush_rows, flush_s)
+        state["log"] = PredictionLog(lake, flush_rows, flush_s, max_rows=log_max_rows,
+                                     spill_dir=spill_dir or default_spill_dir(lake), retry_s=log_retry_s)
         yield
         stop.set()
         state["log"].close()
@@ -200,7 +356,10 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
         status = "no_model" if not serving else ("ok" if state["refresh"]["ok"] is not False else "stale")
         return {"status": status, **arms.describe(), "refresh": dict(state["refresh"]),
                 "logged": state["log"].written if "log" in state else 0,
-                "pending_log": state["log"].pending if "log" in state else 0}
+                "pending_log": state["log"].pending if "log" in state else 0,
+                "spilled_log": state["log"].spilled if "log" in state else 0,
+                "log_peak_pending": state["log"].peak_pending if "log" in state else 0,
+                "log_lake_failures": state["log"].lake_failures if "log" in state else 0}
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:
@@ -364,7 +523,9 @@ def main() -> None:
                      flush_s=float(env("MLOPS_SERVE_FLUSH_S", "5")), token=token,
                      max_body_bytes=int(env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
                      max_batch=int(env("MLOPS_SERVE_MAX_BATCH", str(DEFAULT_MAX_BATCH))),
-                     threads=int(env("MLOPS_SERVE_THREADS", "1")))
+                     threads=int(env("MLOPS_SERVE_THREADS", "1")),
+                     log_max_rows=int(env("MLOPS_SERVE_LOG_MAX_ROWS", str(DEFAULT_LOG_MAX_ROWS))),
+                     spill_dir=Path(env("MLOPS_SERVE_SPILL_DIR")) if env("MLOPS_SERVE_SPILL_DIR") else None)
     host, port = env("MLOPS_SERVE_HOST", "127.0.0.1"), int(env("MLOPS_SERVE_PORT", "8000"))
     log.info("/predict %s", "requires the bearer token (MLOPS_SERVE_TOKEN)" if token else
              "is open: set MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) to require a bearer token")

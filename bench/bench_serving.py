@@ -175,25 +175,28 @@ def run_wrk(port: int, path: str, body: dict, concurrency: int, token: str = "",
 
 # in-process -----------------------------------------------------------------------------------------------------
 def in_process(model, requests_model, bodies: list, reps: int) -> dict:
-    """The request path's own work per request without HTTP: decode + encode + predict (1 thread); predict alone;
-    the former pandas path (DataFrame, event-time columns, ``FeatureSpec.encode``, predict)."""
+    """The request path's own work per request without HTTP: decode + encode + predict (1 thread); predict alone
+    (one row: LightGBM's single-row fast path); ``Booster.predict`` alone; the former pandas path (DataFrame,
+    event-time columns, ``FeatureSpec.encode``, predict)."""
     import pandas as pd
 
     raw = [json.dumps(b).encode() for b in bodies]
     batch = isinstance(bodies[0], dict) and "flights" in bodies[0]
     decode = requests_model.decode_batch if batch else requests_model.decode_one
     out = {}
-    for name in ("numpy_path", "predict_only", "pandas_path"):
+    for name in ("numpy_path", "predict_only", "booster_predict", "pandas_path"):
         lat = []
         for i in range(reps):
             b = raw[i % len(raw)]
-            if name == "predict_only":
+            if name in ("predict_only", "booster_predict"):
                 X = model.encoder.encode(decode(b))
             t = time.perf_counter()
             if name == "numpy_path":
                 model.predict_array(model.encoder.encode(decode(b)), 1)
             elif name == "predict_only":
                 model.predict_array(X, 1)
+            elif name == "booster_predict":  # without the single-row fast path
+                model.booster.predict(X, num_threads=1)
             else:
                 rows = bodies[i % len(bodies)]
                 df = pd.DataFrame(rows["flights"] if batch else [rows])

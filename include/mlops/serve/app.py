@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import logging
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -37,7 +36,6 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
-from starlette.requests import Request  # module level: FastAPI resolves the endpoints' annotations here
 
 from ..train.features import FeatureSpec
 from ..core import layout
@@ -66,7 +64,9 @@ class PredictionLog:
         self.spill_dir = Path(spill_dir) if spill_dir else Path(tempfile.mkdtemp(prefix="prediction-spill-"))
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         self.retry_s = retry_s
-        self.q: queue.Queue = queue.Queue()
+        self._items: list = []     # handed over by requests, not yet taken by the writer
+        self._waiting = 0          # their rows
+        self._wake = threading.Event()
         self.written = 0           # rows written to the lake
         self.spilled_total = 0     # rows ever spilled to local disk
         self.lake_failures = 0
@@ -75,9 +75,11 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._spill_lock = threading.Lock()
         self._retry_at = 0.0       # while the lake refuses: when to try it again
+        self._recover_at = 0.0     # when to look at the spill folder again
         self._down = False
         self._stop = threading.Event()
         self._adopt_orphans()
+        self._maybe_spilled = bool(self._spill_files())  # left by an earlier process: written first
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -98,65 +100,94 @@ class PredictionLog:
         self._enqueue(records, len(records))
 
     def put_request(self, request_id: str, now: str, decoded: Decoded, scores, versions: list[str],
-                    routes: list[str], record) -> None:
-        self._enqueue((request_id, now, decoded, scores, versions, routes, record), len(decoded.keys))
+                    routes: list[str], fields: list[str]) -> None:
+        """One request's flights and answers; ``fields``: the request fields the log keeps."""
+        self._enqueue((request_id, now, decoded, scores, versions, routes, fields), len(decoded.keys))
 
     def _enqueue(self, item, n: int) -> None:
-        with self._lock:
+        with self._lock:  # no thread wakes up per request: the writer takes what is there when it comes round
             room = self._queued + n <= self.max_rows
             if room:
                 self._queued += n
                 self.peak_pending = max(self.peak_pending, self._queued)
-        if room:
-            self.q.put(item)
-        else:  # memory is full: straight to local disk, never dropped, never blocking on the lake
+                self._items.append(item)
+                self._waiting += n
+                if self._waiting >= self.flush_rows:
+                    self._wake.set()
+        if not room:  # memory is full: straight to local disk, never dropped, never blocking on the lake
             self._spill(self._records(item))
 
     @staticmethod
     def _records(item) -> list[dict[str, Any]]:
         if isinstance(item, list):
             return item
-        request_id, now, decoded, scores, versions, routes, record = item
+        request_id, now, decoded, scores, versions, routes, fields = item
         return [{"request_id": request_id, "flight_key": k, "flight_date": k[:10], "score": float(s),
-                 "version": v, "arm": r, "predicted_at": now, **record(f)}
+                 "version": v, "arm": r, "predicted_at": now, **{c: getattr(f, c) for c in fields}}
                 for k, s, v, r, f in zip(decoded.keys, scores.tolist(), versions, routes, decoded.flights)]
 
+    @classmethod
+    def _frame(cls, items: list) -> pd.DataFrame:
+        """The items as one frame, built column by column (a dict per row costs the request path's CPU too)."""
+        frames, cols = [], None
+        for item in items:
+            if isinstance(item, list):
+                frames.append(pd.DataFrame(item))
+                continue
+            request_id, now, decoded, scores, versions, routes, fields = item
+            if cols is None:
+                cols = {c: [] for c in ("request_id", "flight_key", "flight_date", "score", "version", "arm",
+                                        "predicted_at", *fields)}
+            n = len(decoded.keys)
+            cols["request_id"] += [request_id] * n
+            cols["flight_key"] += decoded.keys
+            cols["flight_date"] += [k[:10] for k in decoded.keys]
+            cols["score"] += scores.tolist()
+            cols["version"] += versions
+            cols["arm"] += routes
+            cols["predicted_at"] += [now] * n
+            for c in fields:
+                cols[c] += [getattr(f, c) for f in decoded.flights]
+        if cols is not None:
+            frames.append(pd.DataFrame(cols))
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
     # the writer thread ---------------------------------------------------------------------------------------------
+    def _take(self) -> tuple[list, int]:
+        with self._lock:
+            items, n = self._items, self._waiting
+            self._items, self._waiting = [], 0
+            self._wake.clear()
+        return items, n
+
     def _run(self) -> None:
-        buf: list[dict[str, Any]] = []
+        held: list = []
         taken = 0
         last = time.monotonic()
-        while not (self._stop.is_set() and self.q.empty()):
-            try:
-                item = self.q.get(timeout=0.2)
-                records = self._records(item)
-                buf += records
-                taken += len(records)
-            except queue.Empty:
-                pass
-            if buf and (len(buf) >= self.flush_rows or time.monotonic() - last >= self.flush_s
-                        or self._stop.is_set()):
-                self._flush(buf)
+        while True:
+            stopping = self._stop.is_set()
+            self._wake.wait(min(0.2, self.flush_s))
+            items, n = self._take()
+            held += items
+            taken += n
+            if held and (taken >= self.flush_rows or time.monotonic() - last >= self.flush_s or stopping):
+                self._flush(self._frame(held))
                 with self._lock:
                     self._queued -= taken
-                buf, taken, last = [], 0, time.monotonic()
-            if time.monotonic() >= self._retry_at and self._spill_files():
+                held, taken, last = [], 0, time.monotonic()
+            if self._maybe_spilled and time.monotonic() >= max(self._retry_at, self._recover_at):
                 self._recover()
-        if buf:
-            self._flush(buf)
-            with self._lock:
-                self._queued -= taken
-        if self._spill_files():
+            if stopping and not held:
+                with self._lock:
+                    if not self._items:
+                        break
+        if self._maybe_spilled:
             self._recover()
 
-    def _flush(self, records: list[dict[str, Any]]) -> None:
+    def _flush(self, df: pd.DataFrame) -> None:
         """Write to the lake by flight date; what the lake refuses goes to the spill folder."""
-        if time.monotonic() < self._retry_at:  # the lake refused lately: no wait on it before the retry
-            self._spill(records)
-            return
-        df = pd.DataFrame(records)
         for date, part in df.groupby("flight_date"):
-            if time.monotonic() < self._retry_at:
+            if time.monotonic() < self._retry_at:  # the lake refused lately: no wait on it before the retry
                 self._spill(part.to_dict(orient="records"))
                 continue
             try:
@@ -200,6 +231,7 @@ class PredictionLog:
                 os.fsync(f.fileno())
             tmp.rename(self.spill_dir / name)  # whole or absent: a reader never sees half a file
             self.spilled_total += len(records)
+            self._maybe_spilled = True
 
     def _adopt_orphans(self) -> None:
         """Files claimed by a process that is gone (it stopped while writing them) are spilled files again."""
@@ -215,7 +247,12 @@ class PredictionLog:
     def _recover(self) -> None:
         """The oldest spilled files to the lake, each removed once written; stops at the first refusal. A file is
         claimed first (renamed), so that two processes logging to the same lake never write it twice."""
-        for spilled in self._spill_files()[:20]:
+        self._maybe_spilled = False  # before listing: a file spilled meanwhile sets it again
+        files = self._spill_files()
+        if len(files) > 20:
+            self._maybe_spilled = True
+        self._recover_at = time.monotonic() + min(self.retry_s, 1.0)  # at most once a second while files remain
+        for spilled in files[:20]:
             f = self.spill_dir / f".{spilled.name}.claim-{os.getpid()}"
             try:
                 spilled.rename(f)
@@ -230,6 +267,7 @@ class PredictionLog:
                     self._write(part)
                     done += 1
             except Exception as exc:  # still refused: keep what is left of the file for the next retry
+                self._maybe_spilled = True
                 self._refused(exc, len(df))
                 if done:  # the dates written are not written twice
                     rest = pd.concat([p for _, p in parts[done:]]).to_dict(orient="records")
@@ -245,14 +283,11 @@ class PredictionLog:
         """Write what is queued (spill it when the lake refuses), then stop. When the writer is stuck longer than
         ``timeout`` (a lake that hangs), what is still queued is spilled from here."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            left = []
-            while True:
-                try:
-                    left += self._records(self.q.get_nowait())
-                except queue.Empty:
-                    break
+            items, _ = self._take()
+            left = [r for item in items for r in self._records(item)]
             self._spill(left)
             log.warning("the prediction log did not finish in %.0f s: %d queued record(s) spilled to %s", timeout,
                         len(left), self.spill_dir)
@@ -300,7 +335,7 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
     import anyio
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse
 
     state: dict[str, Any] = {"refresh": {"ok": None, "error": None, "failures": 0, "last_ok": None}}
     requests = RequestModel(settings, max_batch=max_batch)
@@ -336,14 +371,6 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
 
     app = FastAPI(title="Flight delay prediction", version="1", lifespan=lifespan)
 
-    def refused(exc: RequestError) -> Response:
-        headers = {"connection": "close"} if exc.status == 413 else None
-        if exc.status == 401:
-            headers = {"www-authenticate": "Bearer"}
-        detail = exc.msg if exc.status in (401, 413, 503) else exc.detail
-        return Response(msgspec.json.encode({"detail": detail}), status_code=exc.status, headers=headers,
-                        media_type="application/json")
-
     @app.exception_handler(RequestValidationError)
     async def small_422(request, exc):  # FastAPI's own validation (query, path): the field, never the input
         return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg"))[:MAX_MESSAGE],
@@ -365,18 +392,15 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
     def versions() -> dict[str, Any]:
         return store.arms.describe()
 
-    def authorised(request: Request) -> None:
-        if expected is None:
-            return
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+    def authorised(given: bytes) -> None:
+        if expected is not None and not hmac.compare_digest(given, expected):
             raise RequestError(401, ["header", "authorization"], "a bearer token is required "
                                "(Authorization: Bearer <MLOPS_SERVE_TOKEN>)", "unauthorised")
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(headers: dict[bytes, bytes], receive) -> bytes:
         """The body, refused with 413 once it is larger than allowed: by its Content-Length before a byte is
         read, else (chunked) as soon as the bytes streamed pass the limit."""
-        length = request.headers.get("content-length")
+        length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
                 raise RequestError(400, ["header", "content-length"], "Content-Length is not a number", "header")
@@ -384,13 +408,18 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
                 raise RequestError(413, ["body"], f"the body is {int(length)} bytes; at most {max_body_bytes} "
                                    "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch", "too_large")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_body_bytes:
                 raise RequestError(413, ["body"], f"the body is over {max_body_bytes} bytes "
                                    "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch", "too_large")
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def answer(body: bytes, batch: bool) -> bytes:
         decoded = requests.decode_batch(body) if batch else requests.decode_one(body)
@@ -414,53 +443,93 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
                 versions[i] = model.version
         request_id = uuid.uuid4().hex
         now = dt.datetime.now(dt.timezone.utc).isoformat()
-        state["log"].put_request(request_id, now, decoded, scores, versions, routes, requests.record)
+        state["log"].put_request(request_id, now, decoded, scores, versions, routes, requests.logged)
         return msgspec.json.encode({"request_id": request_id, "predictions": [
-            {"flight_key": k, "delay_probability": float(s), "version": v, "arm": r}
+            {"flight_key": k, "delay_probability": s, "version": v, "arm": r}
             for k, s, v, r in zip(decoded.keys, scores.tolist(), versions, routes)]})
 
-    async def serve_predict(request: Request, batch: bool) -> Response:
+    JSON = (b"content-type", b"application/json")
+
+    async def predict_asgi(scope, receive, send, batch: bool) -> None:
+        """``POST /predict`` and ``POST /predict/batch`` as plain ASGI, ahead of FastAPI's routing: the token and
+        the body's size are checked before the body is read, the body is decoded once by msgspec."""
+        headers = dict(scope["headers"])
+        status, extra = 200, []
         try:
-            authorised(request)
-            body = await read_body(request)
+            if scope["method"] != "POST":
+                raise RequestError(405, [], "Method Not Allowed", "method")
+            authorised(headers.get(b"authorization", b""))
+            body = await read_body(headers, receive)
             if len(body) <= INLINE_BYTES:
                 content = answer(body, batch)
             else:  # a large batch: off the event loop, so /health and small requests keep answering
                 content = await anyio.to_thread.run_sync(answer, body, batch)
+        except ClientGone:
+            return
         except RequestError as exc:
-            return refused(exc)
-        return Response(content, media_type="application/json")
+            status = exc.status
+            content = msgspec.json.encode({"detail": exc.msg if status in (401, 405, 413, 503) else exc.detail})
+            if status == 413:
+                extra = [(b"connection", b"close")]
+            elif status == 401:
+                extra = [(b"www-authenticate", b"Bearer")]
+            elif status == 405:
+                extra = [(b"allow", b"POST")]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [JSON, (b"content-length", str(len(content)).encode()), *extra]})
+        await send({"type": "http.response.body", "body": content})
 
     schemas = requests.schema()
 
-    def documented(name: str) -> dict[str, Any]:
-        return {"requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
-                "responses": {"200": {"description": "one prediction per flight, in request order",
-                                      "content": {"application/json": {"schema": PREDICT_RESPONSE_SCHEMA}}},
-                              "401": {"description": "no or a wrong bearer token (when one is required)"},
-                              "413": {"description": "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES"},
-                              "422": {"description": "the fields that are wrong (the input is never echoed)"},
-                              "503": {"description": "no model version is deployed yet"}}}
-
-    @app.post("/predict", openapi_extra=documented("Flight"), summary="Predict one flight")
-    async def predict(request: Request):
-        return await serve_predict(request, batch=False)
-
-    @app.post("/predict/batch", openapi_extra=documented("Batch"), summary="Predict a batch of flights")
-    async def predict_batch(request: Request):
-        return await serve_predict(request, batch=True)
+    def documented(name: str, summary: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary, "operationId": f"predict_{name.lower()}",
+            "security": [{"bearer": []}] if token else [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
+            "responses": {"200": {"description": "one prediction per flight, in request order",
+                                  "content": {"application/json": {"schema": PREDICT_RESPONSE_SCHEMA}}},
+                          "401": {"description": "no or a wrong bearer token (when one is required)"},
+                          "413": {"description": "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES"},
+                          "422": {"description": "the fields that are wrong (the input is never echoed)"},
+                          "503": {"description": "no model version is deployed yet"}}}}
 
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = base_openapi()
-            doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas["components"])
+            doc["paths"] = {"/predict": documented("Flight", "Predict one flight"),
+                            "/predict/batch": documented("Batch", "Predict a batch of flights"), **doc["paths"]}
+            components = doc.setdefault("components", {})
+            components.setdefault("schemas", {}).update(schemas["components"])
+            components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi
-    return app
+    return PredictionService(app, {"/predict": False, "/predict/batch": True}, predict_asgi)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was read."""
+
+
+class PredictionService:
+    """The ASGI application: the prediction routes answered directly, everything else (``/health``,
+    ``/versions``, ``/docs``, ``/openapi.json``, lifespan) by the FastAPI app, whose attributes it passes on."""
+
+    def __init__(self, app, routes: dict[str, bool], handler):
+        self.app, self._routes, self._handler = app, routes, handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            batch = self._routes.get(scope["path"])
+            if batch is not None:
+                return await self._handler(scope, receive, send, batch)
+        await self.app(scope, receive, send)
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)
 
 
 PREDICT_RESPONSE_SCHEMA = {

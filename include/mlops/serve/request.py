@@ -213,9 +213,6 @@ class RequestModel:
                                                                  ref_template="#/components/schemas/{name}")
         return {"Flight": one, "Batch": many, "components": components}
 
-    def record(self, f: Any) -> dict[str, Any]:
-        return {c: getattr(f, c) for c in self.logged}
-
 
 class Encoder:
     """A model's ``FeatureSpec`` applied to decoded flights, straight into a float32 matrix."""

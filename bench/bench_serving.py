@@ -88,7 +88,7 @@ def serve_model(folder: Path, port: int) -> None:
     model = load_model(folder)
     store = ModelStore(lambda: ({"champion": "1", "challenger": None}, 0.0), lambda v: model)
     app = create_app(store, Lake((folder / "lake").as_uri()), refresh_s=3600, flush_rows=5000, flush_s=2,
-                     token=TOKEN)
+                     token=TOKEN, freeze_gc=True)  # as `make serve` runs it
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -140,23 +140,36 @@ def load(port: int, path: str, bodies_file: str, n: int, concurrency: int, token
         await asyncio.gather(*(_connection(port, p, lat, statuses) for p in parts))
         return lat, statuses
 
-    asyncio.run(run([p[:max(1, len(p) // 10)] for p in per]))   # warm-up
+    warm, _ = asyncio.run(run([p[:max(1, len(p) // 10)] for p in per]))   # warm-up
     t0 = time.perf_counter()
     lat, statuses = asyncio.run(run(per))
     wall = time.perf_counter() - t0
     return {"requests": len(lat), "statuses": statuses, "p50_ms": round(pct(lat, 50), 2),
-            "p99_ms": round(pct(lat, 99), 2), "requests_per_s": round(len(lat) / wall, 1)}
+            "p99_ms": round(pct(lat, 99), 2), "requests_per_s": round(len(lat) / wall, 1),
+            "sent_with_warm_up": len(lat) + len(warm)}
 
 
-def run_load(port: int, path: str, bodies: list, n: int, concurrency: int, token: str = "") -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux): the server's own cost, whatever else runs on the host."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(port: int, path: str, bodies: list, n: int, concurrency: int, token: str = "",
+             server: subprocess.Popen | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(bodies, f)
+    cpu0 = cpu_seconds(server.pid) if server and Path("/proc").exists() else None
     out = subprocess.run([sys.executable, __file__, "_load", str(port), path, f.name, str(n), str(concurrency),
                           token], capture_output=True, text=True, cwd=ROOT, timeout=900)
     os.unlink(f.name)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if cpu0 is not None:
+        result["server_cpu_us_per_request"] = round(
+            (cpu_seconds(server.pid) - cpu0) / result["sent_with_warm_up"] * 1e6)
+    return result
 
 
 def run_wrk(port: int, path: str, body: dict, concurrency: int, token: str = "", seconds: int = 10) -> dict | None:
@@ -247,7 +260,7 @@ def main() -> None:
     bare_port, port = free_port(), free_port()
     bare = start(["_bare", str(bare_port)], bare_port)
     try:
-        results["bare"] = run_load(bare_port, "/predict", singles, args.requests, args.concurrency)
+        results["bare"] = run_load(bare_port, "/predict", singles, args.requests, args.concurrency, server=bare)
         results["bare_wrk"] = run_wrk(bare_port, "/predict", singles[0], args.concurrency)
     finally:
         bare.terminate()
@@ -255,13 +268,14 @@ def main() -> None:
     print("bare", json.dumps(results["bare"]), flush=True)
     service = start(["_serve", str(folder), str(port)], port)
     try:
-        results["single"] = run_load(port, "/predict", singles, args.requests, args.concurrency, TOKEN)
+        results["single"] = run_load(port, "/predict", singles, args.requests, args.concurrency, TOKEN, service)
         print("single", json.dumps(results["single"]), flush=True)
         results["single_wrk"] = run_wrk(port, "/predict", singles[0], args.concurrency, TOKEN)
-        results[f"batch_{args.batch}"] = run_load(port, "/predict/batch", batches, args.batch_requests, 1, TOKEN)
+        results[f"batch_{args.batch}"] = run_load(port, "/predict/batch", batches, args.batch_requests, 1, TOKEN,
+                                                   service)
         print(f"batch_{args.batch} (1 client)", json.dumps(results[f"batch_{args.batch}"]), flush=True)
         results[f"batch_{args.batch}_c{args.concurrency}"] = run_load(
-            port, "/predict/batch", batches, args.batch_requests, args.concurrency, TOKEN)
+            port, "/predict/batch", batches, args.batch_requests, args.concurrency, TOKEN, service)
         print(f"batch_{args.batch} ({args.concurrency} clients)",
               json.dumps(results[f"batch_{args.batch}_c{args.concurrency}"]), flush=True)
     finally:
@@ -275,6 +289,7 @@ def main() -> None:
         "single_throughput_vs_bare": round(s["requests_per_s"] / b["requests_per_s"], 2),
         f"batch_{args.batch}_http_p50_vs_in_process_predict_p50": round(bat["p50_ms"] / one["predict_only"]["p50_ms"], 2),
         f"batch_{args.batch}_flights_per_s": round(bat["requests_per_s"] * args.batch),
+        "single_server_cpu_vs_bare": round(s["server_cpu_us_per_request"] / b["server_cpu_us_per_request"], 2),
         f"batch_{args.batch}_c{args.concurrency}_flights_per_s":
             round(results[f"batch_{args.batch}_c{args.concurrency}"]["requests_per_s"] * args.batch),
     }

@@ -113,7 +113,9 @@ class RequestModel:
 
         required = [(f.column.name, typed(f.column)) for f in self.fields if f.required]
         optional = [(f.column.name, typed(f.column) | None, None) for f in self.fields if not f.required]
-        flight = msgspec.defstruct(prefix + "Flight", required + optional, forbid_unknown_fields=True, kw_only=True)
+        # scalars only, so never in a reference cycle: untracked by the garbage collector (gc=False)
+        flight = msgspec.defstruct(prefix + "Flight", required + optional, forbid_unknown_fields=True, kw_only=True,
+                                   gc=False)
         batch = msgspec.defstruct(prefix + "Batch", [("flights", Annotated[list[flight], msgspec.Meta(min_length=1)])],
                                   forbid_unknown_fields=True)
         return flight, batch

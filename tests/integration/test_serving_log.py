@@ -158,3 +158,27 @@ def test_a_request_larger_than_the_memory_bound_goes_to_disk_then_to_the_lake(mo
         assert h["log_peak_pending"] == 0 and h["log_lake_failures"] == 0, h
     log = logged_rows(lake)
     assert len(log) == rows and not log.duplicated(["request_id", "flight_key"]).any()
+
+
+def test_when_the_lake_and_the_local_disk_both_refuse_requests_still_succeed_and_losses_are_counted(models, tmp_path):
+    """The last resort: with nowhere to put records, the service still answers every request, keeps at most the
+    bound in memory, counts what it had to drop (/health log_lost), and writes the rest once the lake is back."""
+    from servers import serve
+
+    root = tmp_path / "lake"
+    root.mkdir()
+    lake, spill, refusal = Lake(root.as_uri()), tmp_path / "spill", Refusal(root)
+    refusal.on()
+    with serve(_app(models, lake, spill)) as url:
+        spill.rmdir()
+        spill.write_text("the local disk refuses too")
+        sent = _load(url, requests_for(DAY), seconds=1.5)    # every request answered 200 (asserted in _load)
+        rows = sum(n for _, n in sent)
+        time.sleep(1.0)
+        h = httpx.get(url + "/health").json()
+        assert h["pending_log"] <= MAX_ROWS and h["log_lost"] > 0 and h["logged"] == 0, h
+        refusal.off()
+        spill.unlink()
+        spill.mkdir()
+        h = _wait(url, lambda h: h["pending_log"] == 0 and h["logged"] + h["log_lost"] == rows)
+    assert len(logged_rows(lake)) == h["logged"] > 0

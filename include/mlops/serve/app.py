@@ -73,6 +73,7 @@ class PredictionLog:
         self.spilled_total = 0     # rows ever spilled to local disk
         self.lake_failures = 0
         self.peak_pending = 0
+        self.lost = 0              # rows neither written nor spilled (the lake and the local disk both refused)
         self._queued = 0           # rows in memory, not yet written or spilled
         self._lock = threading.Lock()
         self._spill_lock = threading.Lock()
@@ -117,7 +118,11 @@ class PredictionLog:
                 if self._waiting >= self.flush_rows:
                     self._wake.set()
         if not room:  # memory is full: straight to local disk, never dropped, never blocking on the lake
-            self._spill(self._records(item))
+            try:
+                self._spill(self._records(item))
+            except OSError:  # the lake is behind and the local disk refuses too: the last resort, counted
+                self.lost += n
+                log.exception("could not spill %d prediction record(s): lost (%d so far)", n, self.lost)
 
     @staticmethod
     def _records(item) -> list[dict[str, Any]]:
@@ -166,30 +171,52 @@ class PredictionLog:
             held += items
             taken += n
             if held and (taken >= self.flush_rows or time.monotonic() - last >= self.flush_s or stopping):
-                self._flush(self._frame(held))
+                left = self._flush(self._frame(held))  # neither written nor spilled: kept for the next round
                 with self._lock:
-                    self._queued -= taken
-                held, taken, last = [], 0, time.monotonic()
+                    self._queued -= taken - len(left)
+                held, taken, last = ([left] if left else []), len(left), time.monotonic()
+                if left:
+                    if stopping:  # nowhere to put them: say so
+                        self.lost += len(left)
+                        log.error("%d prediction record(s) could be neither written nor spilled: lost", len(left))
+                        with self._lock:
+                            self._queued -= len(left)
+                        held, taken = [], 0
+                    else:
+                        self._stop.wait(1.0)
             if self._maybe_spilled and time.monotonic() >= max(self._retry_at, self._recover_at):
-                self._recover()
+                try:
+                    self._recover()
+                except Exception:  # noqa: BLE001 - the writer thread must outlive any one file
+                    log.exception("could not write spilled prediction records; retrying later")
             if stopping and not held:
                 with self._lock:
                     if not self._items:
                         break
         if self._maybe_spilled:
-            self._recover()
-
-    def _flush(self, df: pd.DataFrame) -> None:
-        """Write to the lake by flight date; what the lake refuses goes to the spill folder."""
-        for date, part in df.groupby("flight_date"):
-            if time.monotonic() < self._retry_at:  # the lake refused lately: no wait on it before the retry
-                self._spill(part.to_dict(orient="records"))
-                continue
             try:
-                self._write(part)
-            except Exception as exc:  # never lose the service, nor a record, over the log
-                self._refused(exc, len(part))
-                self._spill(part.to_dict(orient="records"))
+                self._recover()
+            except Exception:  # noqa: BLE001
+                log.exception("could not write spilled prediction records; the next start will")
+
+    def _flush(self, df: pd.DataFrame) -> list[dict[str, Any]]:
+        """Write to the lake by flight date; what the lake refuses goes to the spill folder. Returns the records
+        that could go to neither (the local disk refused too)."""
+        left: list[dict[str, Any]] = []
+        for date, part in df.groupby("flight_date"):
+            if time.monotonic() >= self._retry_at:  # after a refusal, no wait on the lake before the retry
+                try:
+                    self._write(part)
+                    continue
+                except Exception as exc:  # never lose the service, nor a record, over the log
+                    self._refused(exc, len(part))
+            records = part.to_dict(orient="records")
+            try:
+                self._spill(records)
+            except OSError:
+                log.exception("could not spill %d prediction record(s); keeping them in memory", len(records))
+                left += records
+        return left
 
     def _write(self, part: pd.DataFrame) -> None:
         date = part["flight_date"].iloc[0]
@@ -384,7 +411,8 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
                 "pending_log": state["log"].pending if "log" in state else 0,
                 "spilled_log": state["log"].spilled if "log" in state else 0,
                 "log_peak_pending": state["log"].peak_pending if "log" in state else 0,
-                "log_lake_failures": state["log"].lake_failures if "log" in state else 0}
+                "log_lake_failures": state["log"].lake_failures if "log" in state else 0,
+                "log_lost": state["log"].lost if "log" in state else 0}
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:

@@ -148,6 +148,12 @@ def test_the_default_limits_refuse_the_issues_hostile_batches_fast(models, tmp_p
         took = time.perf_counter() - t
         assert r.status_code == 422 and f"at most {DEFAULT_MAX_BATCH} flights" in r.text, r.text[:300]
         assert len(r.content) < 1000 and took < 2.0, (len(r.content), took)
+        # JSON nested a million deep: 422, not the decoder's recursion error as a 500
+        deep = b'{"flights": [' + b"[" * 1_500_000 + b"]" * 1_500_000 + b"]}"
+        for path in ("/predict/batch", "/predict"):
+            r = c.post(path, content=deep, headers={"content-type": "application/json"})
+            assert r.status_code == 422 and len(r.content) < 1000, (path, r.status_code, r.text[:300])
+        assert c.get("/health").status_code == 200
 
 
 def test_the_batch_cap_is_checked_before_any_flight_is_validated(service, flights):

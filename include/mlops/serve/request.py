@@ -48,6 +48,10 @@ class RequestError(ValueError):
         return [{"loc": self.loc, "msg": self.msg[:MAX_MESSAGE], "type": self.kind}]
 
 
+def too_deep() -> RequestError:
+    return RequestError(422, ["body"], "JSON nested too deeply", "json_invalid")
+
+
 def _loc(path: str | None, root: str) -> list[Any]:
     out: list[Any] = [root]
     for name, index in _PART.findall(path or ""):
@@ -128,6 +132,8 @@ class RequestModel:
             raise self._refused(exc, "body", batch=False) from None
         except msgspec.DecodeError as exc:
             raise RequestError(422, ["body"], f"malformed JSON: {exc}", "json_invalid") from None
+        except RecursionError:
+            raise too_deep() from None
         return self._checked([flight], ["body"])
 
     def decode_batch(self, body: bytes) -> Decoded:
@@ -136,6 +142,8 @@ class RequestModel:
                 n = len(self._count.decode(body).flights)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 n = 0  # the typed decode below says what is wrong
+            except RecursionError:
+                raise too_deep() from None
             if n > self.max_batch:
                 raise RequestError(422, ["body", "flights"], f"a batch holds at most {self.max_batch} flights, "
                                    f"got {n}: split it", "too_long")
@@ -145,6 +153,8 @@ class RequestModel:
             raise self._refused(exc, "body", batch=True) from None
         except msgspec.DecodeError as exc:
             raise RequestError(422, ["body"], f"malformed JSON: {exc}", "json_invalid") from None
+        except RecursionError:
+            raise too_deep() from None
         if len(batch.flights) > self.max_batch:
             raise RequestError(422, ["body", "flights"], f"a batch holds at most {self.max_batch} flights, got "
                                f"{len(batch.flights)}: split it", "too_long")

@@ -425,6 +425,10 @@ class Lifecycle:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        if not (os.environ.get("MLOPS_SERVE_TOKEN") or os.environ.get("MLOPS_SERVE_TOKEN_FILE")):
+            import secrets  # as in production, /predict requires a token; the replay (a child) reads it too
+
+            os.environ["MLOPS_SERVE_TOKEN"] = secrets.token_urlsafe(24)
         env = os.environ | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_SERVE_FLUSH_S": "3"}
         self.service = subprocess.Popen([sys.executable, "-m", "include.mlops.serve.app"], env=env, cwd=ROOT,
                                         stdout=open(self.logs / "serve.log", "w"), stderr=subprocess.STDOUT)

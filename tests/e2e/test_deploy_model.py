@@ -16,6 +16,8 @@ from include.mlops.train import pipeline
 
 from curation import curate_days
 
+SERVE_TOKEN = "e2e-serve-token"  # the service runs as in production: /predict requires a bearer token
+
 
 @pytest.fixture(scope="module")
 def versions(curated):
@@ -43,7 +45,7 @@ def service(versions, curated):
     from include.mlops.serve.app import create_app, registry_store
 
     with serve(create_app(registry_store(curated), curated, refresh_s=0.3, flush_rows=200,
-                          flush_s=0.3)) as url:
+                          flush_s=0.3, token=SERVE_TOKEN)) as url:  # as in production: /predict needs the token
         yield url
 
 
@@ -72,7 +74,7 @@ class CanaryTraffic(threading.Thread):
                     return
                 time.sleep(0.3)
             for d in self.days:
-                self.replayed.append(replay(d, self.url, concurrency=4))
+                self.replayed.append(replay(d, self.url, concurrency=4, token=SERVE_TOKEN))
             time.sleep(1.5)  # let the service flush its prediction log
             curate_days(self.lake, self.days[0], len(self.days))
         except Exception as exc:  # noqa: BLE001 - reported to the test by check()

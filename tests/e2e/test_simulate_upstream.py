@@ -70,7 +70,7 @@ def test_traffic_goes_to_the_service_named_in_the_environment_with_its_token(run
     def health():
         return {"status": "ok"}
 
-    @app.post("/predict")
+    @app.post("/predict/batch")
     async def predict(request: Request):
         body = await request.json()
         seen["auth"].add(request.headers.get("authorization"))

@@ -47,7 +47,7 @@ def live_canary(tmp_path, monkeypatch):
 def _post(url, flights):
     with httpx.Client(base_url=url, timeout=60) as c:
         for i in range(0, len(flights), 100):
-            r = c.post("/predict", json={"flights": flights[i:i + 100]})
+            r = c.post("/predict/batch", json={"flights": flights[i:i + 100]})
             assert r.status_code == 200, r.text[:300]
 
 

@@ -9,3 +9,20 @@ def curated_lake(tmp_path_factory):
     lake = Lake((tmp_path_factory.mktemp("train-lake") / "lake").as_uri())
     curate_days(lake, "2013-01-01", 42)
     return lake
+
+
+@pytest.fixture(scope="session")
+def models(curated_lake):
+    """Two small LightGBM versions trained on three weeks of January 2013 ("1": 15 leaves, "2": 63)."""
+    from include.mlops.serve.models import ServedModel
+    from include.mlops.train import features as F
+    from include.mlops.train import lgbm
+
+    fl, we, _ = F.load_window(curated_lake, "2013-01-21", 21)
+    ts = F.build(fl, we)
+    out = {}
+    for version, leaves in (("1", 15), ("2", 63)):
+        b = lgbm.train_single(ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical,
+                              lgbm.params({"num_leaves": leaves}, threads=1), 30)
+        out[version] = ServedModel(version, b, ts.spec)
+    return out

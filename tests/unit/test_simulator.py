@@ -66,7 +66,7 @@ def test_bad_params_are_refused_naming_the_param_and_value(kwargs, param, value,
 def test_the_service_and_its_token_come_from_the_environment():
     assert Service.from_env({}) == Service(None, {})
     s = Service.from_env({"MLOPS_SERVE_URL": "http://h:8000/", "MLOPS_SERVE_TOKEN": "s3cret"})
-    assert s.url == "http://h:8000" and s.headers == {"Authorization": "Bearer s3cret"}
+    assert s.url == "http://h:8000" and s.headers == {"authorization": "Bearer s3cret"}
     assert Service.from_env({"MLOPS_SERVE_URL": "http://h:8000", "MLOPS_SERVE_TOKEN": ""}).headers == {}
 
 
@@ -101,7 +101,7 @@ class FakeService:
             self.health_auth = request.headers.get("authorization")  # the last one: serve() probes it first
             return {"status": "ok" if model else "no_model"}
 
-        @app.post("/predict")
+        @app.post("/predict/batch")
         async def predict(request: Request):
             body = await request.json()
             with self.lock:

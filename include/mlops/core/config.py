@@ -34,6 +34,26 @@ class Settings:
         return cls(home=home, lake_url=lake_url.rstrip("/"), datasets_file=datasets, expectations_dir=expectations)
 
 
+def serve_token(env: dict[str, str] | None = None) -> str | None:
+    """The bearer token the prediction service requires on /predict: ``MLOPS_SERVE_TOKEN``, else the first line
+    of the file ``MLOPS_SERVE_TOKEN_FILE``; None (no token) when neither is set. The service and its callers (the
+    traffic replay) both read it here."""
+    env = os.environ if env is None else env
+    if env.get("MLOPS_SERVE_TOKEN", "").strip():
+        return env["MLOPS_SERVE_TOKEN"].strip()
+    if env.get("MLOPS_SERVE_TOKEN_FILE"):
+        lines = Path(env["MLOPS_SERVE_TOKEN_FILE"]).read_text().strip().splitlines()
+        if not lines or not lines[0].strip():
+            raise ValueError(f"MLOPS_SERVE_TOKEN_FILE={env['MLOPS_SERVE_TOKEN_FILE']} holds no token")
+        return lines[0].strip()
+    return None
+
+
+def serve_auth(token: str | None) -> dict[str, str]:
+    """The header a caller of /predict sends: the bearer token when there is one."""
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
 CONFIG_DIR = PROJECT_ROOT / "include" / "config"
 
 

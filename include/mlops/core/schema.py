@@ -251,6 +251,27 @@ def features(settings: Settings | None = None, name: str = MODEL_DATASET) -> Fea
     return Features(out["numeric"], out["categorical"], joined, spec.join.by if spec.join else ())
 
 
+@dataclass(frozen=True)
+class RequestField:
+    """One field of a prediction request: a declared column, and whether the request must carry it."""
+
+    column: Column
+    required: bool
+
+
+def request_fields(settings: Settings | None = None, name: str = MODEL_DATASET) -> list[RequestField]:
+    """What a prediction request carries, from the declaration: the scored data set's ``request: true`` columns
+    (required), its ``request: optional`` ones, then the joined data set's optional ones (the weather at the
+    origin), never a join column twice."""
+    spec = dataset(name, settings)
+    out = [RequestField(c, c.request is True) for c in spec.columns.values() if c.request]
+    seen = {f.column.name for f in out}
+    if spec.join:
+        out += [RequestField(c, False) for c in dataset(spec.join.dataset, settings).columns.values()
+                if c.request and c.name not in seen and c.name not in spec.join.by]
+    return out
+
+
 # keys ------------------------------------------------------------------------------------------------------------
 def key_columns(spec: DatasetSpec) -> tuple[list[str], list[str]]:
     """(date columns in year, month, day order; the other key columns) of a data set's key."""

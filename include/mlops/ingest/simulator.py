@@ -137,10 +137,10 @@ class Service:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Service:
+        from ..core.config import serve_auth, serve_token  # MLOPS_SERVE_TOKEN, or MLOPS_SERVE_TOKEN_FILE
+
         env = os.environ if env is None else env
-        token = env.get(SERVE_TOKEN_ENV) or ""
-        return cls((env.get(SERVE_URL_ENV) or "").rstrip("/") or None,
-                   {"Authorization": f"Bearer {token}"} if token else {})
+        return cls((env.get(SERVE_URL_ENV) or "").rstrip("/") or None, serve_auth(serve_token(env)))
 
 
 def send_traffic(date: str, service: Service, concurrency: int = 8) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Only what is known before departure is sent: the schedule and the weather observ
 departure hour. Requests go over real HTTP, concurrently, in batches.
 
     python -m include.mlops.ingest.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
+
+Batches go to ``POST /predict/batch``, with the bearer token of ``MLOPS_SERVE_TOKEN`` (or
+``MLOPS_SERVE_TOKEN_FILE``) when set.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..core import schema
+from ..core.config import serve_auth, serve_token
 from ..core.lake import as_date
 from .simulator import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
 from .upstream import day_table
@@ -47,17 +51,20 @@ class ReplayResult:
 
 
 def replay(date: dt.date | str, url: str, concurrency: int = 8, batch_size: int = 50,
-           timeout_s: float = 30.0, headers: dict[str, str] | None = None) -> ReplayResult:
-    """The day's flights posted in batches; ``headers`` go with every request (e.g. an ``Authorization``)."""
+           timeout_s: float = 30.0, token: str | None = None, headers: dict[str, str] | None = None
+           ) -> ReplayResult:
+    """The day's flights posted in batches. ``token``: the service's bearer token, by default
+    ``MLOPS_SERVE_TOKEN`` / ``MLOPS_SERVE_TOKEN_FILE``; ``headers`` go with every request too (they win)."""
     import httpx
 
     rows = requests_for(date)
     batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     arms: dict[str, int] = {}
     errors = 0
-    with httpx.Client(base_url=url, timeout=timeout_s, headers=headers or {}) as client:
+    token = token if token is not None else serve_token()
+    with httpx.Client(base_url=url, timeout=timeout_s, headers=serve_auth(token) | (headers or {})) as client:
         def send(batch):
-            return client.post("/predict", json={"flights": batch})
+            return client.post("/predict/batch", json={"flights": batch})
 
         with ThreadPoolExecutor(concurrency) as pool:
             for r in pool.map(send, batches):

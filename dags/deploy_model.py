@@ -20,7 +20,6 @@ numbers either way. `action` = `promote` / `rollback` does it by hand.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
@@ -28,9 +27,10 @@ import mlops_airflow.deploy_model
 from include.mlops.deploy.config import DeployConfig
 from mlops_airflow.defaults import date_param, default_args, schedule_window
 from mlops_airflow.forms import overrides_form
+from mlops_airflow.sensors import EvidenceSensor
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
-MAX_WAIT_HOURS = 24 * 30  # the sensor's own timeout, a backstop: wait_hours decides (and rolls back) first
+MAX_WAIT_HOURS = 24 * 30  # the longest wait_hours a run may ask for
 
 
 @dag(
@@ -60,10 +60,9 @@ def deploy_model():
     def start_canary(**context) -> dict:
         return mlops_airflow.deploy_model.start_canary(context)
 
-    @task.sensor(poke_interval=POKE_S, timeout=timedelta(hours=MAX_WAIT_HOURS + 1).total_seconds(),
-                 mode="reschedule")
-    def wait_for_evidence(**context):
-        return mlops_airflow.deploy_model.evidence_ready(context)
+    # looks every POKE_S, deferred in between (no slot held); the run's wait_hours (at most MAX_WAIT_HOURS) ends
+    # the wait with a roll-back
+    evidence = EvidenceSensor(task_id="wait_for_evidence", poke_interval=POKE_S)
 
     @task
     def decide(**context) -> dict:
@@ -82,7 +81,6 @@ def deploy_model():
         return mlops_airflow.deploy_model.rollback_now(context)
 
     route = plan()
-    evidence = wait_for_evidence()
     decision = decide()
     route >> start_canary() >> evidence >> decision
     [evidence, decision] >> rollback_on_failure()

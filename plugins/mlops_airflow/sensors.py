@@ -52,3 +52,38 @@ class DropSensor(BaseSensorOperator):
 
             raise AirflowException(f"waiting for the {self.dataset} drop ended without it: {event}")
         self.log.info("drop complete: %s", event.get("path"))
+
+
+class EvidenceSensor(BaseSensorOperator):
+    """``deploy_model``'s wait for canary evidence: looks on a worker (``evidence_ready``), and between looks
+    waits deferred (a ``TimeDeltaTrigger`` of ``poke_interval`` in the triggerer), holding no slot.
+
+    Not a rescheduled sensor: with a short poke interval the scheduler can queue a rescheduled task again before
+    it has processed the end of the previous poke, and then fails it as "changed externally" — which rolled a
+    canary back without any evidence. A deferred task is resumed by its trigger's event instead. The decision
+    (promote or roll back, with the comparison) is the task's return value (XCom)."""
+
+    ui_color = "#fbe9d0"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.deferrable = True
+
+    def poke(self, context):
+        from .deploy_model import evidence_ready
+
+        return evidence_ready(context)
+
+    def execute(self, context):
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+        from airflow.sdk import PokeReturnValue
+
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        if result is True:
+            return None
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.poke_interval)), method_name="execute_complete")
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None):
+        return self.execute(context)

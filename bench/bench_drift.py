@@ -50,9 +50,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 EVIDENTLY_VENV = HERE / ".venv-evidently"
 EVIDENTLY_REQUIREMENTS = HERE / "requirements-evidently.txt"
-THRESHOLD = 0.1          # Evidently's default for normed Wasserstein and Jensen-Shannon distance
-FEW_VALUES = 5           # Evidently: a numeric column with at most this many distinct values is tested like a category
-MIN_ROWS = 1000          # Evidently: reference rows above this use the distances; at or below, p-value tests
+THRESHOLD = 0.1  # Evidently's default for normed Wasserstein and Jensen-Shannon distance
+FEW_VALUES = 5  # Evidently: a numeric column with at most this many distinct values is tested like a category
+MIN_ROWS = 1000  # Evidently: reference rows above this use the distances; at or below, p-value tests
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -65,6 +65,7 @@ def _with_missing(gen, share):
         a = gen(rng, n)
         a[rng.random(n) < share] = np.nan
         return a
+
     return f
 
 
@@ -78,37 +79,73 @@ _C50 = [f"v{i:02d}" for i in range(50)]
 
 # name: (reference generator, current generator, expected to drift under Evidently's rules)
 NUMERIC = [
-    ("normal_shift30", _normal(0, 1), _normal(0.3, 1), True),                    # W/sd = 0.30
+    ("normal_shift30", _normal(0, 1), _normal(0.3, 1), True),  # W/sd = 0.30
     ("normal_stable", _normal(10, 2), _normal(10, 2), False),
-    ("lognormal_scale120", lambda r, n: r.lognormal(0, 0.75, n),
-     lambda r, n: 1.2 * r.lognormal(0, 0.75, n), True),                          # W/sd ~ 0.23
+    (
+        "lognormal_scale120",
+        lambda r, n: r.lognormal(0, 0.75, n),
+        lambda r, n: 1.2 * r.lognormal(0, 0.75, n),
+        True,
+    ),  # W/sd ~ 0.23
     ("exponential_stable", lambda r, n: r.exponential(1.0, n), lambda r, n: r.exponential(1.0, n), False),
     ("uniform_shift1", lambda r, n: r.uniform(0, 100, n), lambda r, n: r.uniform(1, 101, n), False),  # 0.035
     ("gamma_stable", lambda r, n: r.gamma(2.0, 3.0, n), lambda r, n: r.gamma(2.0, 3.0, n), False),
     ("beta_stable", lambda r, n: r.beta(2, 5, n), lambda r, n: r.beta(2, 5, n), False),
     ("t5_stable", lambda r, n: r.standard_t(5, n), lambda r, n: r.standard_t(5, n), False),
-    ("normal_scale150_missing", _with_missing(_normal(0, 1), 0.02),
-     _with_missing(_normal(0, 1.5), 0.05), True),                                # W/sd ~ 0.40, missing 2 -> 5 %
-    ("poisson_rate", lambda r, n: r.poisson(3.0, n).astype("float64"),
-     lambda r, n: r.poisson(3.5, n).astype("float64"), True),                    # W/sd ~ 0.29
-    ("binary_rate", lambda r, n: (r.random(n) < 0.30).astype("float64"),
-     lambda r, n: (r.random(n) < 0.36).astype("float64"), False),                # JS 0.045 (but W/sd 0.13)
-    ("bimodal_stable", lambda r, n: np.where(r.random(n) < 0.4, r.normal(-2, 0.5, n), r.normal(2, 1, n)),
-     lambda r, n: np.where(r.random(n) < 0.4, r.normal(-2, 0.5, n), r.normal(2, 1, n)), False),
-    ("int10_stable", lambda r, n: r.integers(0, 10, n).astype("float64"),
-     lambda r, n: r.integers(0, 10, n).astype("float64"), False),
-    ("normal_shift12", _normal(0, 1), _normal(0.12, 1), True),                   # W/sd = 0.12, near the line
+    (
+        "normal_scale150_missing",
+        _with_missing(_normal(0, 1), 0.02),
+        _with_missing(_normal(0, 1.5), 0.05),
+        True,
+    ),  # W/sd ~ 0.40, missing 2 -> 5 %
+    (
+        "poisson_rate",
+        lambda r, n: r.poisson(3.0, n).astype("float64"),
+        lambda r, n: r.poisson(3.5, n).astype("float64"),
+        True,
+    ),  # W/sd ~ 0.29
+    (
+        "binary_rate",
+        lambda r, n: (r.random(n) < 0.30).astype("float64"),
+        lambda r, n: (r.random(n) < 0.36).astype("float64"),
+        False,
+    ),  # JS 0.045 (but W/sd 0.13)
+    (
+        "bimodal_stable",
+        lambda r, n: np.where(r.random(n) < 0.4, r.normal(-2, 0.5, n), r.normal(2, 1, n)),
+        lambda r, n: np.where(r.random(n) < 0.4, r.normal(-2, 0.5, n), r.normal(2, 1, n)),
+        False,
+    ),
+    (
+        "int10_stable",
+        lambda r, n: r.integers(0, 10, n).astype("float64"),
+        lambda r, n: r.integers(0, 10, n).astype("float64"),
+        False,
+    ),
+    ("normal_shift12", _normal(0, 1), _normal(0.12, 1), True),  # W/sd = 0.12, near the line
     ("pareto_stable", lambda r, n: r.pareto(3.0, n) + 1, lambda r, n: r.pareto(3.0, n) + 1, False),
-    ("normal_shift08", _normal(5, 1), _normal(5.08, 1), False),                  # W/sd = 0.08, near the line
+    ("normal_shift08", _normal(5, 1), _normal(5.08, 1), False),  # W/sd = 0.08, near the line
 ]
 CATEGORICAL = [
     ("cat5_stable", _cats(list("abcde"), np.ones(5)), _cats(list("abcde"), np.ones(5)), False),
-    ("cat20_zipf_shift", _cats([f"k{i:02d}" for i in _ZIPF], 1 / _ZIPF ** 1.1),
-     _cats([f"k{i:02d}" for i in _ZIPF], 1 / _ZIPF ** 0.6), True),               # JS ~ 0.17
-    ("cat3_small_shift", _cats(["x", "y", "z"], [0.5, 0.3, 0.2]),
-     _cats(["x", "y", "z"], [0.47, 0.32, 0.21]), False),                         # JS ~ 0.02
-    ("cat50_new_category", _cats(_C50, np.ones(50)),
-     _cats(_C50 + ["unseen"], np.r_[np.ones(50) * 0.95 / 50, 0.05] * 50), True),  # JS ~ 0.13
+    (
+        "cat20_zipf_shift",
+        _cats([f"k{i:02d}" for i in _ZIPF], 1 / _ZIPF**1.1),
+        _cats([f"k{i:02d}" for i in _ZIPF], 1 / _ZIPF**0.6),
+        True,
+    ),  # JS ~ 0.17
+    (
+        "cat3_small_shift",
+        _cats(["x", "y", "z"], [0.5, 0.3, 0.2]),
+        _cats(["x", "y", "z"], [0.47, 0.32, 0.21]),
+        False,
+    ),  # JS ~ 0.02
+    (
+        "cat50_new_category",
+        _cats(_C50, np.ones(50)),
+        _cats(_C50 + ["unseen"], np.r_[np.ones(50) * 0.95 / 50, 0.05] * 50),
+        True,
+    ),  # JS ~ 0.13
 ]
 
 
@@ -117,8 +154,10 @@ def layout(features: int) -> tuple[list[tuple], list[tuple]]:
     n_cat = max(1, round(features / 5))
     n_num = features - n_cat
     num = [(f"n{i:02d}_{NUMERIC[i % len(NUMERIC)][0]}",) + NUMERIC[i % len(NUMERIC)][1:] for i in range(n_num)]
-    cat = [(f"c{i:02d}_{CATEGORICAL[i % len(CATEGORICAL)][0]}",) + CATEGORICAL[i % len(CATEGORICAL)][1:]
-           for i in range(n_cat)]
+    cat = [
+        (f"c{i:02d}_{CATEGORICAL[i % len(CATEGORICAL)][0]}",) + CATEGORICAL[i % len(CATEGORICAL)][1:]
+        for i in range(n_cat)
+    ]
     return num, cat
 
 
@@ -130,8 +169,12 @@ def generate(folder: Path, rows: int, features: int, seed: int) -> dict:
         ref[name], cur[name] = g_ref(rng, rows), g_cur(rng, rows)
     pd.DataFrame(ref).to_parquet(folder / "reference.parquet", index=False)
     pd.DataFrame(cur).to_parquet(folder / "current.parquet", index=False)
-    spec = {"rows": rows, "numeric": [f[0] for f in num], "categorical": [f[0] for f in cat],
-            "expected": sorted(f[0] for f in num + cat if f[3])}
+    spec = {
+        "rows": rows,
+        "numeric": [f[0] for f in num],
+        "categorical": [f[0] for f in cat],
+        "expected": sorted(f[0] for f in num + cat if f[3]),
+    }
     (folder / "spec.json").write_text(json.dumps(spec))
     return spec
 
@@ -153,7 +196,7 @@ class PeakMemory:
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.exact = True
-        except OSError:          # peak since process start then: an upper bound
+        except OSError:  # peak since process start then: an upper bound
             self.exact = False
         return self
 
@@ -211,15 +254,20 @@ def ours_evidently_rules(ref: pd.DataFrame, cur: pd.DataFrame, spec: dict, full:
         else:
             res = _decide("wasserstein", D.wasserstein(r, c, normed=True))
         if full:
-            res |= {"ks": D.ks_statistic(r, c), "psi": D.psi(r, c), "wasserstein": D.wasserstein(r, c),
-                    "missing_ref": D.missing_share(r), "missing_cur": D.missing_share(c)}
+            res |= {
+                "ks": D.ks_statistic(r, c),
+                "psi": D.psi(r, c),
+                "wasserstein": D.wasserstein(r, c),
+                "missing_ref": D.missing_share(r),
+                "missing_cur": D.missing_share(c),
+            }
         out[col] = res
     for col in spec["categorical"]:
         ref_shares = D.category_shares(ref[col])
-        if full:   # production's form: categories the reference never saw pooled as UNSEEN
+        if full:  # production's form: categories the reference never saw pooled as UNSEEN
             stats = D.categorical_drift(ref_shares, cur[col])
             out[col] = _decide("jensenshannon", stats["js"]) | stats
-        else:      # Evidently's form: every category of either side on its own
+        else:  # Evidently's form: every category of either side on its own
             out[col] = _decide("jensenshannon", D.js_distance(*D._aligned(ref_shares, D.category_shares(cur[col]))))
     return out
 
@@ -302,8 +350,12 @@ def evidently_stattests(ref: pd.DataFrame, cur: pd.DataFrame, spec: dict) -> dic
             c = cur[col].replace([-np.inf, np.inf], np.nan).dropna()
             test = get_stattest(r, c, kind, None)
             res = test(r, c, kind, None)
-            out[col] = {"method": test.display_name, "threshold": res.actual_threshold,
-                        "score": float(res.drift_score), "drifted": bool(res.drifted)}
+            out[col] = {
+                "method": test.display_name,
+                "threshold": res.actual_threshold,
+                "score": float(res.drift_score),
+                "drifted": bool(res.drifted),
+            }
     return out
 
 
@@ -312,13 +364,15 @@ def worker(side: str, folder: Path, repeats: int) -> dict:
     spec = json.loads((folder / "spec.json").read_text())
     t = time.perf_counter()
     if side.startswith("evidently"):
-        os.environ.setdefault("DO_NOT_TRACK", "1")           # no usage telemetry from the benchmark
+        os.environ.setdefault("DO_NOT_TRACK", "1")  # no usage telemetry from the benchmark
         import evidently
         from evidently import Report  # noqa: F401  (import cost outside the measurement)
+
         version = evidently.__version__
     else:
         sys.path.insert(0, str(ROOT))
         from include.mlops.monitor import drift  # noqa: F401
+
         version = "numpy " + np.__version__
     import_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -334,18 +388,26 @@ def worker(side: str, folder: Path, repeats: int) -> dict:
     elif side == "evidently-stattests":
         times, features, mem = _timed(lambda: evidently_stattests(ref, cur, spec), repeats)
     elif side in ("ours", "ours-full"):
-        times, features, mem = _timed(lambda: ours_evidently_rules(ref, cur, spec, full=side == "ours-full"),
-                                      repeats)
+        times, features, mem = _timed(lambda: ours_evidently_rules(ref, cur, spec, full=side == "ours-full"), repeats)
     elif side == "profile":
         build_times, prof, build_mem = _timed(lambda: ours_profile(ref, spec), 1)
-        res |= {"build_s": build_times[0], "build_peak_mb": build_mem.above_mb,
-                "profile_kb": len(json.dumps(prof)) / 1024}
+        res |= {
+            "build_s": build_times[0],
+            "build_peak_mb": build_mem.above_mb,
+            "profile_kb": len(json.dumps(prof)) / 1024,
+        }
         del ref
         times, features, mem = _timed(lambda: ours_against_profile(prof, cur, spec), repeats)
     else:
         raise SystemExit(f"unknown side {side}")
-    return res | {"times_s": times, "median_s": statistics.median(times), "peak_mb": mem.above_mb,
-                  "baseline_mb": mem.base_kb / 1024, "peak_exact": mem.exact, "features": features}
+    return res | {
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_mb": mem.above_mb,
+        "baseline_mb": mem.base_kb / 1024,
+        "peak_exact": mem.exact,
+        "features": features,
+    }
 
 
 def run_worker(python: str, side: str, folder: Path, repeats: int) -> dict:
@@ -360,12 +422,19 @@ def ensure_evidently_venv() -> str:
     """bench/.venv-evidently with requirements-evidently.txt; created (from PyPI) only when missing."""
     py = EVIDENTLY_VENV / "bin" / "python"
     pins = [ln.split("==") for ln in EVIDENTLY_REQUIREMENTS.read_text().splitlines() if "==" in ln]
-    check = [str(py), "-c", "import importlib.metadata as m; print(all(m.version(n) == v for n, v in "
-             f"{[(n.strip(), v.strip()) for n, v in pins]!r}))"]
+    check = [
+        str(py),
+        "-c",
+        "import importlib.metadata as m; print(all(m.version(n) == v for n, v in "
+        f"{[(n.strip(), v.strip()) for n, v in pins]!r}))",
+    ]
     if py.exists() and subprocess.run(check, capture_output=True, text=True).stdout.strip() == "True":
         return str(py)
-    print(f"creating {EVIDENTLY_VENV.relative_to(ROOT)} (pip install -r {EVIDENTLY_REQUIREMENTS.name}, "
-          "downloads evidently from PyPI)", flush=True)
+    print(
+        f"creating {EVIDENTLY_VENV.relative_to(ROOT)} (pip install -r {EVIDENTLY_REQUIREMENTS.name}, "
+        "downloads evidently from PyPI)",
+        flush=True,
+    )
     subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(EVIDENTLY_REQUIREMENTS)], check=True)
     return str(py)
@@ -392,8 +461,10 @@ def main() -> None:
         print(json.dumps(worker(args.worker, Path(args.data), args.repeats)), flush=True)
         return
     if args.rows <= MIN_ROWS:
-        raise SystemExit(f"--rows must be above {MIN_ROWS}: at or below, Evidently switches to p-value tests "
-                         "that this benchmark does not reproduce")
+        raise SystemExit(
+            f"--rows must be above {MIN_ROWS}: at or below, Evidently switches to p-value tests "
+            "that this benchmark does not reproduce"
+        )
 
     evidently_py = ensure_evidently_venv()
     started = dt.datetime.now()
@@ -401,59 +472,86 @@ def main() -> None:
         folder = Path(tmp)
         t = time.perf_counter()
         spec = generate(folder, args.rows, args.features, args.seed)
-        print(f"data: {args.rows:,} x {args.features} ({len(spec['numeric'])} numeric, "
-              f"{len(spec['categorical'])} categorical), reference + current, generated in "
-              f"{time.perf_counter() - t:.1f} s", flush=True)
+        print(
+            f"data: {args.rows:,} x {args.features} ({len(spec['numeric'])} numeric, "
+            f"{len(spec['categorical'])} categorical), reference + current, generated in "
+            f"{time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
         results = {}
-        for side, py, n in (("ours", sys.executable, args.repeats), ("ours-full", sys.executable, args.repeats),
-                            ("profile", sys.executable, args.repeats),
-                            ("evidently-stattests", evidently_py, args.repeats),
-                            ("evidently", evidently_py, args.evidently_repeats)):
+        for side, py, n in (
+            ("ours", sys.executable, args.repeats),
+            ("ours-full", sys.executable, args.repeats),
+            ("profile", sys.executable, args.repeats),
+            ("evidently-stattests", evidently_py, args.repeats),
+            ("evidently", evidently_py, args.evidently_repeats),
+        ):
             results[side] = run_worker(py, side, folder, n)
             r = results[side]
             extra = f", profile build {r['build_s']:.2f} s" if side == "profile" else ""
-            print(f"{side:10s} median {r['median_s']:7.2f} s over {len(r['times_s'])} "
-                  f"(runs: {', '.join(f'{x:.2f}' for x in r['times_s'])}), peak +{r['peak_mb']:,.0f} MB{extra}",
-                  flush=True)
+            print(
+                f"{side:10s} median {r['median_s']:7.2f} s over {len(r['times_s'])} "
+                f"(runs: {', '.join(f'{x:.2f}' for x in r['times_s'])}), peak +{r['peak_mb']:,.0f} MB{extra}",
+                flush=True,
+            )
 
     ev = results["evidently"]
     expected = spec["expected"]
-    print(f"\n{'feature':34s} {'expected':>8s} | {'Evidently method':30s} {'score':>7s} drift | "
-          f"{'ours':>7s} drift | {'full':>5s} | {'profile':>7s} drift")
+    print(
+        f"\n{'feature':34s} {'expected':>8s} | {'Evidently method':30s} {'score':>7s} drift | "
+        f"{'ours':>7s} drift | {'full':>5s} | {'profile':>7s} drift"
+    )
     for col in spec["numeric"] + spec["categorical"]:
         e, o, f, p = (results[s]["features"][col] for s in ("evidently", "ours", "ours-full", "profile"))
-        print(f"{col:34s} {str(col in expected):>8s} | {e['method']:30s} {e['score']:7.4f} {e['drifted']!s:5s} | "
-              f"{o['score']:7.4f} {o['drifted']!s:5s} | {f['drifted']!s:5s} | {p['score']:7.4f} {p['drifted']!s:5s}")
+        print(
+            f"{col:34s} {str(col in expected):>8s} | {e['method']:30s} {e['score']:7.4f} {e['drifted']!s:5s} | "
+            f"{o['score']:7.4f} {o['drifted']!s:5s} | {f['drifted']!s:5s} | {p['score']:7.4f} {p['drifted']!s:5s}"
+        )
 
     drifted = {s: _drifted(results[s]) for s in results}
     sides = {}
     for s, r in results.items():
-        sides[s] = {"median_s": r["median_s"], "peak_mb": r["peak_mb"], "drifted": len(drifted[s]),
-                    "agrees_with_evidently": drifted[s] == drifted["evidently"],
-                    "differs_from_evidently": sorted(set(drifted[s]) ^ set(drifted["evidently"])),
-                    "max_abs_score_diff_vs_evidently": max(abs(r["features"][c]["score"] - ev["features"][c]["score"])
-                                                           for c in ev["features"]),
-                    "time_ratio_evidently_over_this": ev["median_s"] / r["median_s"],
-                    "memory_ratio_evidently_over_this": ev["peak_mb"] / max(r["peak_mb"], 1e-9)}
+        sides[s] = {
+            "median_s": r["median_s"],
+            "peak_mb": r["peak_mb"],
+            "drifted": len(drifted[s]),
+            "agrees_with_evidently": drifted[s] == drifted["evidently"],
+            "differs_from_evidently": sorted(set(drifted[s]) ^ set(drifted["evidently"])),
+            "max_abs_score_diff_vs_evidently": max(
+                abs(r["features"][c]["score"] - ev["features"][c]["score"]) for c in ev["features"]
+            ),
+            "time_ratio_evidently_over_this": ev["median_s"] / r["median_s"],
+            "memory_ratio_evidently_over_this": ev["peak_mb"] / max(r["peak_mb"], 1e-9),
+        }
     summary = {
         "date": started.date().isoformat(),
         "command": " ".join([".venv/bin/python", "bench/bench_drift.py"] + sys.argv[1:]),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "rows": args.rows, "features": args.features, "expected": expected, "drifted": drifted,
+        "rows": args.rows,
+        "features": args.features,
+        "expected": expected,
+        "drifted": drifted,
         "sides": sides,
-        "profile_build_s": results["profile"]["build_s"], "profile_kb": results["profile"]["profile_kb"],
+        "profile_build_s": results["profile"]["build_s"],
+        "profile_kb": results["profile"]["profile_kb"],
         "evidently_breakdown_s": {k: ev[k] for k in ("import_s", "dataset_s", "run_s", "dict_s")},
-        "statistics_only_ratio_evidently_stattests_over_ours":
-            results["evidently-stattests"]["median_s"] / results["ours"]["median_s"],
+        "statistics_only_ratio_evidently_stattests_over_ours": results["evidently-stattests"]["median_s"]
+        / results["ours"]["median_s"],
     }
-    print(f"\n{'side':20s} {'median s':>9s} {'peak MB':>8s} {'Evidently/this: time':>21s} {'memory':>7s}  "
-          "drifted, agrees with Evidently")
+    print(
+        f"\n{'side':20s} {'median s':>9s} {'peak MB':>8s} {'Evidently/this: time':>21s} {'memory':>7s}  "
+        "drifted, agrees with Evidently"
+    )
     for s, v in sides.items():
-        print(f"{s:20s} {v['median_s']:9.2f} {v['peak_mb']:8.0f} {v['time_ratio_evidently_over_this']:20.1f}x "
-              f"{v['memory_ratio_evidently_over_this']:6.1f}x  {v['drifted']}, {v['agrees_with_evidently']}"
-              + (f" (differs on {', '.join(v['differs_from_evidently'])})" if v["differs_from_evidently"] else ""))
-    print(f"expected drifted: {len(expected)}; Evidently import {ev['import_s']:.1f} s (not timed); "
-          f"profile build {results['profile']['build_s']:.2f} s, {results['profile']['profile_kb']:.0f} KB of JSON")
+        print(
+            f"{s:20s} {v['median_s']:9.2f} {v['peak_mb']:8.0f} {v['time_ratio_evidently_over_this']:20.1f}x "
+            f"{v['memory_ratio_evidently_over_this']:6.1f}x  {v['drifted']}, {v['agrees_with_evidently']}"
+            + (f" (differs on {', '.join(v['differs_from_evidently'])})" if v["differs_from_evidently"] else "")
+        )
+    print(
+        f"expected drifted: {len(expected)}; Evidently import {ev['import_s']:.1f} s (not timed); "
+        f"profile build {results['profile']['build_s']:.2f} s, {results['profile']['profile_kb']:.0f} KB of JSON"
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"summary": summary, "results": results}, indent=2, default=str))

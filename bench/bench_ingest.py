@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from include.mlops.ingest import ingestion  # noqa: E402
 from include.mlops.core.config import Settings  # noqa: E402
-from include.mlops.core.schema import dataset  # noqa: E402
 from include.mlops.core.lake import Lake  # noqa: E402
+from include.mlops.core.schema import dataset  # noqa: E402
+from include.mlops.ingest import ingestion  # noqa: E402
 from include.mlops.ingest.upstream import Upstream  # noqa: E402
 from include.mlops.ingest.validation import read_csv, validate  # noqa: E402
 
@@ -62,7 +62,7 @@ def run(start: dt.date, days: int, with_airflow: bool) -> dict:
         if not report.success:
             failed.append((str(d), report.failed_rules))
 
-        def plain_parquet():  # the baseline: parse and write Parquet, nothing else
+        def plain_parquet(raw=raw, d=d):  # the baseline: parse and write Parquet, nothing else
             buf = io.BytesIO()
             pd.read_csv(io.BytesIO(raw)).to_parquet(buf, index=False, compression="zstd")
             lake.write_bytes(buf.getvalue(), "baseline", f"{d}.parquet")
@@ -70,7 +70,7 @@ def run(start: dt.date, days: int, with_airflow: bool) -> dict:
         _, p = timed(plain_parquet)
         b = ingestion.batch(spec, d)
 
-        def whole_day():
+        def whole_day(b=b):
             ingestion.extract(lake, b)
             ingestion.check(lake, b, settings)
             return ingestion.curate(lake, b)
@@ -109,16 +109,22 @@ def run(start: dt.date, days: int, with_airflow: bool) -> dict:
 
 def airflow_day(d: dt.date, tmp: Path) -> float:
     """One day through the real DAG (`airflow dags test`, both data sets), on a fresh SQLite home."""
-    env = dict(os.environ, MLOPS_HOME=str(tmp), AIRFLOW_HOME=str(tmp / "airflow"),
-               AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-               AIRFLOW__CORE__LOAD_EXAMPLES="False", PYTHONPATH=str(ROOT), MLOPS_SENSOR_POKE_S="1")
+    env = dict(
+        os.environ,
+        MLOPS_HOME=str(tmp),
+        AIRFLOW_HOME=str(tmp / "airflow"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        PYTHONPATH=str(ROOT),
+        MLOPS_SENSOR_POKE_S="1",
+    )
     env.pop("MLOPS_LAKE_URL", None)
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     Upstream(Lake((tmp / "lake").as_uri())).publish_day(d)
     t = time.perf_counter()
-    subprocess.run([airflow, "dags", "test", "ingest_flights", d.isoformat()], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([airflow, "dags", "test", "ingest_flights", d.isoformat()], env=env, check=True, capture_output=True)
     return round(time.perf_counter() - t, 1)
 
 

@@ -58,8 +58,12 @@ def serve_bare(port: int) -> None:
 
     @app.post("/predict")
     async def constant():
-        return {"request_id": "0", "predictions": [{"flight_key": "2013-02-05/UA/1545/EWR",
-                                                    "delay_probability": 0.25, "version": "1", "arm": "champion"}]}
+        return {
+            "request_id": "0",
+            "predictions": [
+                {"flight_key": "2013-02-05/UA/1545/EWR", "delay_probability": 0.25, "version": "1", "arm": "champion"}
+            ],
+        }
 
     @app.get("/health")
     async def health():
@@ -74,8 +78,11 @@ def load_model(folder: Path):
     from include.mlops.serve.models import ServedModel
     from include.mlops.train.features import FeatureSpec
 
-    return ServedModel("1", lgb.Booster(model_file=str(folder / "model.txt")),
-                       FeatureSpec.from_dict(json.loads((folder / "spec.json").read_text())))
+    return ServedModel(
+        "1",
+        lgb.Booster(model_file=str(folder / "model.txt")),
+        FeatureSpec.from_dict(json.loads((folder / "spec.json").read_text())),
+    )
 
 
 def serve_model(folder: Path, port: int) -> None:
@@ -87,8 +94,9 @@ def serve_model(folder: Path, port: int) -> None:
 
     model = load_model(folder)
     store = ModelStore(lambda: ({"champion": "1", "challenger": None}, 0.0), lambda v: model)
-    app = create_app(store, Lake((folder / "lake").as_uri()), refresh_s=3600, flush_rows=5000, flush_s=2,
-                     token=TOKEN, freeze_gc=True)  # as `make serve` runs it
+    app = create_app(
+        store, Lake((folder / "lake").as_uri()), refresh_s=3600, flush_rows=5000, flush_s=2, token=TOKEN, freeze_gc=True
+    )  # as `make serve` runs it
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -131,8 +139,12 @@ def load(port: int, path: str, bodies_file: str, n: int, concurrency: int, token
     previous one is answered; the bodies are cycled from ``bodies_file`` (a JSON list)."""
     bodies = [json.dumps(b).encode() for b in json.loads(Path(bodies_file).read_text())]
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    reqs = [f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{auth}"
-            f"Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
+    reqs = [
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{auth}"
+        f"Content-Length: {len(b)}\r\n\r\n".encode()
+        + b
+        for b in bodies
+    ]
     per = [[reqs[(c + i * concurrency) % len(reqs)] for i in range(n // concurrency)] for c in range(concurrency)]
 
     async def run(parts):
@@ -140,13 +152,18 @@ def load(port: int, path: str, bodies_file: str, n: int, concurrency: int, token
         await asyncio.gather(*(_connection(port, p, lat, statuses) for p in parts))
         return lat, statuses
 
-    warm, _ = asyncio.run(run([p[:max(1, len(p) // 10)] for p in per]))   # warm-up
+    warm, _ = asyncio.run(run([p[: max(1, len(p) // 10)] for p in per]))  # warm-up
     t0 = time.perf_counter()
     lat, statuses = asyncio.run(run(per))
     wall = time.perf_counter() - t0
-    return {"requests": len(lat), "statuses": statuses, "p50_ms": round(pct(lat, 50), 2),
-            "p99_ms": round(pct(lat, 99), 2), "requests_per_s": round(len(lat) / wall, 1),
-            "sent_with_warm_up": len(lat) + len(warm)}
+    return {
+        "requests": len(lat),
+        "statuses": statuses,
+        "p50_ms": round(pct(lat, 50), 2),
+        "p99_ms": round(pct(lat, 99), 2),
+        "requests_per_s": round(len(lat) / wall, 1),
+        "sent_with_warm_up": len(lat) + len(warm),
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -155,20 +172,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_load(port: int, path: str, bodies: list, n: int, concurrency: int, token: str = "",
-             server: subprocess.Popen | None = None) -> dict:
+def run_load(
+    port: int,
+    path: str,
+    bodies: list,
+    n: int,
+    concurrency: int,
+    token: str = "",
+    server: subprocess.Popen | None = None,
+) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(bodies, f)
     cpu0 = cpu_seconds(server.pid) if server and Path("/proc").exists() else None
-    out = subprocess.run([sys.executable, __file__, "_load", str(port), path, f.name, str(n), str(concurrency),
-                          token], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    out = subprocess.run(
+        [sys.executable, __file__, "_load", str(port), path, f.name, str(n), str(concurrency), token],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     os.unlink(f.name)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if cpu0 is not None:
         result["server_cpu_us_per_request"] = round(
-            (cpu_seconds(server.pid) - cpu0) / result["sent_with_warm_up"] * 1e6)
+            (cpu_seconds(server.pid) - cpu0) / result["sent_with_warm_up"] * 1e6
+        )
     return result
 
 
@@ -180,8 +210,20 @@ def run_wrk(port: int, path: str, body: dict, concurrency: int, token: str = "",
         if token:
             headers += f'wrk.headers["Authorization"] = "Bearer {token}"\n'
         f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}')
-    out = subprocess.run(["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", f.name,
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            f.name,
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     os.unlink(f.name)
     return {"output": out.stdout}
 
@@ -243,18 +285,23 @@ def main() -> None:
     curate_days(lake, "2013-01-01", 31)
     fl, we, _ = F.load_window(lake, "2013-01-31", 31)
     ts = F.build(fl, we)
-    booster = lgbm.train_single(ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical,
-                                lgbm.params({}, threads=1), 200)
+    booster = lgbm.train_single(
+        ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical, lgbm.params({}, threads=1), 200
+    )
     booster.save_model(str(folder / "model.txt"))
     (folder / "spec.json").write_text(json.dumps(ts.spec.to_dict()))
     model = load_model(folder)
     flights = requests_for("2013-02-05") + requests_for("2013-02-06")
     singles = flights[:1000]
-    batches = [{"flights": (flights * 2)[i * 97:i * 97 + args.batch]} for i in range(8)]
+    batches = [{"flights": (flights * 2)[i * 97 : i * 97 + args.batch]} for i in range(8)]
 
     requests_model = RequestModel()
-    results: dict = {"in_process": {"single": in_process(model, requests_model, singles, 2000),
-                                    f"batch_{args.batch}": in_process(model, requests_model, batches, 40)}}
+    results: dict = {
+        "in_process": {
+            "single": in_process(model, requests_model, singles, 2000),
+            f"batch_{args.batch}": in_process(model, requests_model, batches, 40),
+        }
+    }
     print("in-process", json.dumps(results["in_process"]), flush=True)
 
     bare_port, port = free_port(), free_port()
@@ -271,13 +318,18 @@ def main() -> None:
         results["single"] = run_load(port, "/predict", singles, args.requests, args.concurrency, TOKEN, service)
         print("single", json.dumps(results["single"]), flush=True)
         results["single_wrk"] = run_wrk(port, "/predict", singles[0], args.concurrency, TOKEN)
-        results[f"batch_{args.batch}"] = run_load(port, "/predict/batch", batches, args.batch_requests, 1, TOKEN,
-                                                   service)
+        results[f"batch_{args.batch}"] = run_load(
+            port, "/predict/batch", batches, args.batch_requests, 1, TOKEN, service
+        )
         print(f"batch_{args.batch} (1 client)", json.dumps(results[f"batch_{args.batch}"]), flush=True)
         results[f"batch_{args.batch}_c{args.concurrency}"] = run_load(
-            port, "/predict/batch", batches, args.batch_requests, args.concurrency, TOKEN, service)
-        print(f"batch_{args.batch} ({args.concurrency} clients)",
-              json.dumps(results[f"batch_{args.batch}_c{args.concurrency}"]), flush=True)
+            port, "/predict/batch", batches, args.batch_requests, args.concurrency, TOKEN, service
+        )
+        print(
+            f"batch_{args.batch} ({args.concurrency} clients)",
+            json.dumps(results[f"batch_{args.batch}_c{args.concurrency}"]),
+            flush=True,
+        )
     finally:
         service.terminate()
         service.wait(60)
@@ -287,15 +339,21 @@ def main() -> None:
     results["ratios"] = {
         "single_p99_vs_bare_p99": round(s["p99_ms"] / b["p99_ms"], 2),
         "single_throughput_vs_bare": round(s["requests_per_s"] / b["requests_per_s"], 2),
-        f"batch_{args.batch}_http_p50_vs_in_process_predict_p50": round(bat["p50_ms"] / one["predict_only"]["p50_ms"], 2),
+        f"batch_{args.batch}_http_p50_vs_in_process_predict_p50": round(
+            bat["p50_ms"] / one["predict_only"]["p50_ms"], 2
+        ),
         f"batch_{args.batch}_flights_per_s": round(bat["requests_per_s"] * args.batch),
         "single_server_cpu_vs_bare": round(s["server_cpu_us_per_request"] / b["server_cpu_us_per_request"], 2),
-        f"batch_{args.batch}_c{args.concurrency}_flights_per_s":
-            round(results[f"batch_{args.batch}_c{args.concurrency}"]["requests_per_s"] * args.batch),
+        f"batch_{args.batch}_c{args.concurrency}_flights_per_s": round(
+            results[f"batch_{args.batch}_c{args.concurrency}"]["requests_per_s"] * args.batch
+        ),
     }
     print("ratios", json.dumps(results["ratios"]), flush=True)
-    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-           "concurrency": args.concurrency, "results": results}
+    out = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "concurrency": args.concurrency,
+        "results": results,
+    }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -28,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from include.mlops.train import features as F  # noqa: E402
-from include.mlops.ingest import ingestion  # noqa: E402
 from include.mlops.core.config import Settings  # noqa: E402
-from include.mlops.core.schema import dataset  # noqa: E402
 from include.mlops.core.lake import Lake  # noqa: E402
 from include.mlops.core.metrics import metrics  # noqa: E402
+from include.mlops.core.schema import dataset  # noqa: E402
+from include.mlops.ingest import ingestion  # noqa: E402
+from include.mlops.train import features as F  # noqa: E402
 from include.mlops.train.distributed import write_training_set  # noqa: E402
 from include.mlops.train.pipeline import train  # noqa: E402
 
@@ -133,19 +133,31 @@ def main() -> None:
         for w in args.workers:
             base = single(ts, w, args.rounds)
             hv = horovod(lake, f"bench-{len(rows)}", ts, w, args.rounds)
-            row = {"data": name, "train_rows": n_train, "workers": w, "threads_total": w,
-                   "single_wall_s": round(base["wall_s"], 2), "single_train_s": round(base["train_s"], 2),
-                   "single_rss_mb": round(base["max_rss_mb"]), "single_auc": round(base["auc"], 4),
-                   "horovod_wall_s": hv["wall_s"], "horovod_launch_s": hv["launch_s"],
-                   "horovod_train_s": hv["train_s"], "horovod_rss_mb_per_worker": hv["max_rss_mb"],
-                   "horovod_auc": round(hv["auc"], 4),
-                   "ratio_wall": round(hv["wall_s"] / base["wall_s"], 2),
-                   "ratio_train": round(hv["train_s"] / base["train_s"], 2),
-                   "auc_diff": round(hv["auc"] - base["auc"], 4)}
+            row = {
+                "data": name,
+                "train_rows": n_train,
+                "workers": w,
+                "threads_total": w,
+                "single_wall_s": round(base["wall_s"], 2),
+                "single_train_s": round(base["train_s"], 2),
+                "single_rss_mb": round(base["max_rss_mb"]),
+                "single_auc": round(base["auc"], 4),
+                "horovod_wall_s": hv["wall_s"],
+                "horovod_launch_s": hv["launch_s"],
+                "horovod_train_s": hv["train_s"],
+                "horovod_rss_mb_per_worker": hv["max_rss_mb"],
+                "horovod_auc": round(hv["auc"], 4),
+                "ratio_wall": round(hv["wall_s"] / base["wall_s"], 2),
+                "ratio_train": round(hv["train_s"] / base["train_s"], 2),
+                "auc_diff": round(hv["auc"] - base["auc"], 4),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-           "rounds": args.rounds, "rows": rows}
+    res = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "rounds": args.rounds,
+        "rows": rows,
+    }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2))

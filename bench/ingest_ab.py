@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROBE = r'''
+PROBE = r"""
 import datetime as dt, json, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, ".")
@@ -58,12 +58,13 @@ for _ in range(5):
     t = time.process_time(); check(); out["validate"].append(time.process_time() - t)
     t = time.process_time(); day(); out["day"].append(time.process_time() - t)
 print(json.dumps(out))
-'''
+"""
 
 
 def probe(tree: Path, date: str) -> dict:
-    r = subprocess.run([str(ROOT / ".venv/bin/python"), "-c", PROBE, date], cwd=tree, capture_output=True,
-                       text=True, timeout=900)
+    r = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-c", PROBE, date], cwd=tree, capture_output=True, text=True, timeout=900
+    )
     if r.returncode != 0:
         raise SystemExit(f"probe failed in {tree}:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -84,14 +85,20 @@ def main() -> int:
                 for name, tree in (("base", base), ("head", ROOT)):
                     r = probe(tree, args.date)
                     runs[name].append(r)
-                    print(f"round {i + 1} {name}: validate {statistics.median(r['validate']):.3f} s, "
-                          f"day {statistics.median(r['day']):.3f} s (CPU)", flush=True)
+                    print(
+                        f"round {i + 1} {name}: validate {statistics.median(r['validate']):.3f} s, "
+                        f"day {statistics.median(r['day']):.3f} s (CPU)",
+                        flush=True,
+                    )
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
-    med = {n: {k: statistics.median(x for r in rs for x in r[k]) for k in ("validate", "day")}
-           for n, rs in runs.items()}
+    med = {
+        n: {k: statistics.median(x for r in rs for x in r[k]) for k in ("validate", "day")} for n, rs in runs.items()
+    }
     for k in ("validate", "day"):
-        print(f"{k}: base {med['base'][k]:.3f} s, head {med['head'][k]:.3f} s, head/base {med['head'][k] / med['base'][k]:.3f}")
+        print(
+            f"{k}: base {med['base'][k]:.3f} s, head {med['head'][k]:.3f} s, head/base {med['head'][k] / med['base'][k]:.3f}"
+        )
     return 0
 
 

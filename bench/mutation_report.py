@@ -41,8 +41,17 @@ SCOPE = [
     "include.mlops.ingest.ingestion.x_quarantine__mutmut_*",
     "include.mlops.serve.models.*",
 ]
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
-          37: "killed", None: "not checked"}  # 37: caught by the type checker (not used here)
+STATUS = {
+    1: "killed",
+    3: "killed",
+    0: "survived",
+    5: "no tests",
+    33: "no tests",
+    34: "skipped",
+    36: "timeout",
+    37: "killed",
+    None: "not checked",
+}  # 37: caught by the type checker (not used here)
 
 
 def in_scope(name: str) -> bool:
@@ -65,7 +74,7 @@ def main() -> int:
     ap.add_argument("--scope", action="store_true", help="print the mutant-name globs for `mutmut run` and stop")
     args = ap.parse_args()
     if args.scope:
-        print(" ".join(SCOPE))        # no pattern contains a space; the Makefile turns globbing off
+        print(" ".join(SCOPE))  # no pattern contains a space; the Makefile turns globbing off
         return 0
     metas = sorted((ROOT / "mutants").rglob("*.py.meta"))
     if not metas:
@@ -90,14 +99,21 @@ def main() -> int:
         other = n - c["killed"] - c["survived"]
         lines.append(f"{mod:<40} {n:>7} {c['killed']:>7} {c['survived']:>9} {other:>6} {c['killed'] / n:>6.1%}")
     n = sum(total.values())
-    lines.append(f"{'all':<40} {n:>7} {total['killed']:>7} {total['survived']:>9} "
-                 f"{n - total['killed'] - total['survived']:>6} {total['killed'] / max(n, 1):>6.1%}")
+    lines.append(
+        f"{'all':<40} {n:>7} {total['killed']:>7} {total['survived']:>9} "
+        f"{n - total['killed'] - total['survived']:>6} {total['killed'] / max(n, 1):>6.1%}"
+    )
     summary = "\n".join(lines)
     print(summary)
 
     survivors = sorted(k for k, st in status.items() if st != "killed")
-    out = [summary, "", f"{len(survivors)} mutant(s) not killed "
-           f"({len([s for s in survivors if s in known])} listed as equivalent in bench/README.md):", ""]
+    out = [
+        summary,
+        "",
+        f"{len(survivors)} mutant(s) not killed "
+        f"({len([s for s in survivors if s in known])} listed as equivalent in bench/README.md):",
+        "",
+    ]
     try:
         sys.path.insert(0, str(ROOT))
         from mutmut.mutation.diff_apply import get_diff_for_mutant

@@ -46,8 +46,13 @@ MAX_WAIT_HOURS = 24 * 30  # the longest wait_hours a run may ask for
         "date": date_param("start the canary after (its evidence is the flights of the following days)"),
         # empty means the value in include/config/deploy.yaml
         **overrides_form(DeployConfig, titles={"canary_share": "Canary share"}),
-        "wait_hours": Param(72, type="number", exclusiveMinimum=0, maximum=MAX_WAIT_HOURS,
-                            title="Roll back when no decision after (hours)"),
+        "wait_hours": Param(
+            72,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=MAX_WAIT_HOURS,
+            title="Roll back when no decision after (hours)",
+        ),
     },
     default_args=default_args(),
 )

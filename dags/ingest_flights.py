@@ -23,7 +23,14 @@ from airflow.sdk import Metadata, TriggerRule, dag, task, task_group
 
 import mlops_airflow.ingest_flights
 from mlops_airflow.assets import curated, quarantined
-from mlops_airflow.defaults import SENSOR_POKE_S, SENSOR_TIMEOUT_S, date_param, default_args, ingest_deadline, schedule_window
+from mlops_airflow.defaults import (
+    SENSOR_POKE_S,
+    SENSOR_TIMEOUT_S,
+    date_param,
+    default_args,
+    ingest_deadline,
+    schedule_window,
+)
 from mlops_airflow.sensors import DropSensor
 
 DATASETS = ("weather", "flights")
@@ -44,10 +51,13 @@ DATASETS = ("weather", "flights")
 )
 def ingest_flights():
     for name in DATASETS:
+
         @task_group(group_id=name)
-        def pipeline(dataset: str = name, asset=curated(name), rejected=quarantined(name)):
-            wait_for_drop = DropSensor(task_id="wait_for_drop", dataset=dataset, poke_interval=SENSOR_POKE_S,
-                                       timeout=SENSOR_TIMEOUT_S)
+        # the loop variable bound as defaults, once per data set
+        def pipeline(dataset: str = name, asset=curated(name), rejected=quarantined(name)):  # noqa: B008
+            wait_for_drop = DropSensor(
+                task_id="wait_for_drop", dataset=dataset, poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S
+            )
 
             @task
             def extract(**context) -> dict:

@@ -19,7 +19,6 @@ Thresholds: `include/config/monitoring.yaml`; the form below overrides the main 
 
 from __future__ import annotations
 
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
@@ -29,12 +28,13 @@ from mlops_airflow.assets import CURATED_FLIGHTS, CURATED_WEATHER, QUARANTINED_F
 from mlops_airflow.defaults import date_param, default_args, schedule_window
 from mlops_airflow.forms import overrides_form
 
-TITLES = {"window_days": "Window (days) compared with the reference",
-          "min_drifted_features": "Drifted features that raise the data-drift signal",
-          "consecutive_days": "Consecutive days a signal must be up to fire",
-          "cooldown_days": "Cool-down after a retraining trigger (days)",
-          "max_auc_drop": "Decay: tolerated live AUC drop"}
-
+TITLES = {
+    "window_days": "Window (days) compared with the reference",
+    "min_drifted_features": "Drifted features that raise the data-drift signal",
+    "consecutive_days": "Consecutive days a signal must be up to fire",
+    "cooldown_days": "Cool-down after a retraining trigger (days)",
+    "max_auc_drop": "Decay: tolerated live AUC drop",
+}
 
 
 @dag(
@@ -61,14 +61,16 @@ def monitor_model():
     def check_thresholds(**context) -> bool:
         return mlops_airflow.monitor_model.check_thresholds(context)
 
-    trigger_train = TriggerDagRunOperator(
+    trigger_train_model = TriggerDagRunOperator(
         task_id="trigger_train_model",
         trigger_dag_id="train_model",
-        conf={"reason": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['reason'] }}",
-              "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}"},
+        conf={
+            "reason": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['reason'] }}",
+            "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}",
+        },
     )
 
-    report() >> check_thresholds() >> trigger_train
+    report() >> check_thresholds() >> trigger_train_model
 
 
 monitor_model()

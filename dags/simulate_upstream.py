@@ -40,21 +40,44 @@ DAYS = f"within the reference data: {SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
     doc_md=__doc__,
     tags=["simulator", "upstream"],
     params={
-        "start_date": Param(SOURCE_FIRST_DAY.isoformat(), type="string", format="date", title="First day",
-                            description=f"The first day to publish (YYYY-MM-DD), {DAYS}."),
-        "end_date": Param(None, type=["null", "string"], format="date", title="Last day",
-                          description=f"The last day to publish, {DAYS}; empty: the first day only."),
-        "fault": Param(None, type=["null", "string"], enum=[None, *FAULTS], title="Fault to inject",
-                       description="Empty: good drops only. late and unavailable are transient (ingestion survives "
-                                   "them); the others are corrupt drops ingestion quarantines."),
-        "fault_days": Param([], type="array", items={"type": "string", "format": "date"}, title="Days with the fault",
-                            description="The days (YYYY-MM-DD, one per line) whose drop carries the fault; within "
-                                        "the range."),
+        "start_date": Param(
+            SOURCE_FIRST_DAY.isoformat(),
+            type="string",
+            format="date",
+            title="First day",
+            description=f"The first day to publish (YYYY-MM-DD), {DAYS}.",
+        ),
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Last day",
+            description=f"The last day to publish, {DAYS}; empty: the first day only.",
+        ),
+        "fault": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *FAULTS],
+            title="Fault to inject",
+            description="Empty: good drops only. late and unavailable are transient (ingestion survives "
+            "them); the others are corrupt drops ingestion quarantines.",
+        ),
+        "fault_days": Param(
+            [],
+            type="array",
+            items={"type": "string", "format": "date"},
+            title="Days with the fault",
+            description="The days (YYYY-MM-DD, one per line) whose drop carries the fault; within the range.",
+        ),
         "fault_dataset": Param("flights", type="string", enum=list(SOURCE_TABLES), title="Drop with the fault"),
-        "replay_traffic": Param(True, type="boolean", title="Replay the flights as prediction requests first",
-                                description="Send each day's scheduled flights to the prediction service at "
-                                            "MLOPS_SERVE_URL before its outcomes are published (skipped when it is "
-                                            "unset or the service has no model yet)."),
+        "replay_traffic": Param(
+            True,
+            type="boolean",
+            title="Replay the flights as prediction requests first",
+            description="Send each day's scheduled flights to the prediction service at "
+            "MLOPS_SERVE_URL before its outcomes are published (skipped when it is "
+            "unset or the service has no model yet).",
+        ),
     },
     default_args=default_args(),
 )

@@ -21,7 +21,6 @@ version, when the gate passed.
 
 from __future__ import annotations
 
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
@@ -35,16 +34,31 @@ from mlops_airflow.operators import HorovodTrainOperator
 
 PARAMS = load_params()  # params.yaml: the defaults of every field below but the run's own (end date, hosts, reason)
 HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
-TITLES = {"window_days": "Window (days)", "min_days": "Minimum curated days", "workers": "Horovod workers",
-          "num_boost_round": "Boosting rounds", "timeout_minutes": "Job timeout (minutes)"}
-LIMITS = {"window_days": {"minimum": 3, "maximum": 366}, "min_days": {"minimum": 3},
-          "workers": {"minimum": 1, "maximum": 64}, "threads_per_worker": {"minimum": 1, "maximum": 64},
-          "num_boost_round": {"minimum": 10, "maximum": 5000}, "timeout_minutes": {"minimum": 1, "maximum": 720},
-          "learning_rate": {"exclusiveMinimum": 0, "maximum": 1}, "num_leaves": {"minimum": 2, "maximum": 4096},
-          "min_data_in_leaf": {"minimum": 1}}
-GATE_TITLES = {"min_auc": "AUC floor", "max_auc_drop": "tolerated AUC drop vs champion",
-               "max_ece": "max calibration error", "min_slice_rows": "min flights per judged slice",
-               "max_slice_auc_drop": "tolerated AUC drop per slice"}
+TITLES = {
+    "window_days": "Window (days)",
+    "min_days": "Minimum curated days",
+    "workers": "Horovod workers",
+    "num_boost_round": "Boosting rounds",
+    "timeout_minutes": "Job timeout (minutes)",
+}
+LIMITS = {
+    "window_days": {"minimum": 3, "maximum": 366},
+    "min_days": {"minimum": 3},
+    "workers": {"minimum": 1, "maximum": 64},
+    "threads_per_worker": {"minimum": 1, "maximum": 64},
+    "num_boost_round": {"minimum": 10, "maximum": 5000},
+    "timeout_minutes": {"minimum": 1, "maximum": 720},
+    "learning_rate": {"exclusiveMinimum": 0, "maximum": 1},
+    "num_leaves": {"minimum": 2, "maximum": 4096},
+    "min_data_in_leaf": {"minimum": 1},
+}
+GATE_TITLES = {
+    "min_auc": "AUC floor",
+    "max_auc_drop": "tolerated AUC drop vs champion",
+    "max_ece": "max calibration error",
+    "min_slice_rows": "min flights per judged slice",
+    "max_slice_auc_drop": "tolerated AUC drop per slice",
+}
 
 
 @dag(
@@ -57,12 +71,26 @@ GATE_TITLES = {"min_auc": "AUC floor", "max_auc_drop": "tolerated AUC drop vs ch
     render_template_as_native_obj=True,
     params={
         **values_form(PARAMS["train"], TITLES, LIMITS),
-        "end_date": Param(None, type=["null", "string"], format="date", title="End date",
-                          description="Last day of the window; empty means the newest curated day."),
-        "hosts": Param(None, type=["null", "string"], pattern=HOSTS, title="Hosts",
-                       description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker."),
-        "reason": Param("scheduled", type="string", title="Reason",
-                        description="Why this model is trained (scheduled, manual, drift, decay, ...)."),
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="End date",
+            description="Last day of the window; empty means the newest curated day.",
+        ),
+        "hosts": Param(
+            None,
+            type=["null", "string"],
+            pattern=HOSTS,
+            title="Hosts",
+            description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker.",
+        ),
+        "reason": Param(
+            "scheduled",
+            type="string",
+            title="Reason",
+            description="Why this model is trained (scheduled, manual, drift, decay, ...).",
+        ),
         **values_form(PARAMS["lgbm"], {}, LIMITS),
         # evaluation gate: empty means the value in include/config/gate.yaml
         **overrides_form(GateConfig, prefix="gate_", title_prefix="Gate: ", titles=GATE_TITLES),
@@ -84,7 +112,7 @@ def train_model():
         threads_per_worker="{{ params.threads_per_worker }}",
         hosts="{{ params.hosts }}",
         num_boost_round="{{ params.num_boost_round }}",
-        lgbm_params={k: "{{ params.%s }}" % k for k in PARAMS["lgbm"]},
+        lgbm_params={k: f"{{{{ params.{k} }}}}" for k in PARAMS["lgbm"]},
         timeout_s="{{ params.timeout_minutes * 60 }}",
     )
 
@@ -100,16 +128,19 @@ def train_model():
     def gate_passed(decision: dict) -> bool:
         return bool(decision["passed"])
 
-    trigger_deploy = TriggerDagRunOperator(
+    trigger_deploy_model = TriggerDagRunOperator(
         task_id="trigger_deploy_model",
         trigger_dag_id="deploy_model",
-        conf={"version": "{{ ti.xcom_pull(task_ids='evaluation_gate')['version'] }}", "action": "canary",
-              "date": "{{ ti.xcom_pull(task_ids='evaluation_gate')['data_date'] }}"},
+        conf={
+            "version": "{{ ti.xcom_pull(task_ids='evaluation_gate')['version'] }}",
+            "action": "canary",
+            "date": "{{ ti.xcom_pull(task_ids='evaluation_gate')['data_date'] }}",
+        },
     )
 
     decision = evaluation_gate()
     should_train() >> build_training_set() >> train >> register() >> decision
-    gate_passed(decision) >> trigger_deploy
+    gate_passed(decision) >> trigger_deploy_model
 
 
 train_model()

@@ -16,11 +16,13 @@ from mlops_airflow.ui.app import app
 class MlopsModelStatePlugin(AirflowPlugin):
     name = "mlops_model_state"
     fastapi_apps = [{"app": app, "url_prefix": "/mlops", "name": "MLOps model state"}]
-    external_views = [{
-        "name": "Model state",
-        "href": "mlops/models",  # relative to the UI's base URL
-        "icon": "mlops/icon.svg",
-        "url_route": "model-state",
-        "destination": "nav",
-        "nav_top_level": True,
-    }]
+    external_views = [
+        {
+            "name": "Model state",
+            "href": "mlops/models",  # relative to the UI's base URL
+            "icon": "mlops/icon.svg",
+            "url_route": "model-state",
+            "destination": "nav",
+            "nav_top_level": True,
+        }
+    ]

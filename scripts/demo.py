@@ -44,20 +44,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SLACK_MARK = "[slack: not configured, message logged instead]"
-STOP_GRACE_S = 15.0   # how long a process group has after SIGTERM before it is killed
+STOP_GRACE_S = 15.0  # how long a process group has after SIGTERM before it is killed
 
 # --early-canary: the settings that make a canary start within the first days (and keep it waiting)
 EARLY_CANARY = {
     "monitoring.yaml": {"numeric": {"ks": 0.0}, "min_drifted_features": 1, "consecutive_days": 1, "cooldown_days": 0},
     "gate.yaml": {"min_auc": 0.0, "max_auc_drop": 1.0, "max_ece": 1.0, "max_slice_auc_drop": 1.0},
 }
-EARLY_CANARY_MIN_DAYS = 3   # curated days before the first model (train_model's form allows no fewer)
+EARLY_CANARY_MIN_DAYS = 3  # curated days before the first model (train_model's form allows no fewer)
 
 
 def stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> str:
     """Stops a process started with ``start_new_session=True`` and everything in its process group: SIGTERM, then
     SIGKILL for whatever is left after ``grace_s``. Returns what it took ("ended", "stopped" or "killed"); never
     raises ``subprocess.TimeoutExpired``."""
+
     def signal_group(sig) -> bool:
         try:
             os.killpg(proc.pid, sig)
@@ -81,7 +82,7 @@ def stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> str:
     except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): reported, never raised
         return "left running"
     deadline = time.monotonic() + grace_s
-    while _group_alive(proc.pid):      # the leader's children die a moment after it
+    while _group_alive(proc.pid):  # the leader's children die a moment after it
         if time.monotonic() > deadline:
             return "left running"
         time.sleep(0.1)
@@ -110,8 +111,10 @@ def source_window(start: str, end: str | None, fast: bool) -> list[dt.date]:
         except ValueError:
             raise ValueError(f"{option} {value!r} is not a date (YYYY-MM-DD)") from None
         if not SOURCE_FIRST_DAY <= d <= SOURCE_LAST_DAY:
-            raise ValueError(f"{option} {value} is outside the reference data: the replay's window must lie inside "
-                             f"{SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}")
+            raise ValueError(
+                f"{option} {value} is outside the reference data: the replay's window must lie inside "
+                f"{SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
+            )
         return d
 
     first = day("--start", start)
@@ -205,11 +208,11 @@ class Lifecycle:
         self.events: list[Event] = []
         self.service: subprocess.Popen | None = None
         self.url = ""
-        self.canary: tuple[subprocess.Popen, str, str] | None = None   # process, version, start date
+        self.canary: tuple[subprocess.Popen, str, str] | None = None  # process, version, start date
         self.served = 0
         self.runs: dict[str, int] = {}
-        self.seconds: dict[str, float] = {}   # wall time per DAG (and waiting for traffic)
-        self.replayer = None                   # the traffic process, once the service runs
+        self.seconds: dict[str, float] = {}  # wall time per DAG (and waiting for traffic)
+        self.replayer = None  # the traffic process, once the service runs
 
     # -------------------------------------------------------------------------------------------- plumbing
     def event(self, date, kind: str, text: str, version: str | None = None) -> None:
@@ -245,8 +248,11 @@ class Lifecycle:
         t0 = time.monotonic()
         n = self.runs[dag_id] = self.runs.get(dag_id, 0) + 1
         # data dates are midnight; triggered runs get a later, unique logical time on the same day
-        when = dt.datetime(day.year, day.month, day.day, hour, 0, n % 60, tzinfo=dt.timezone.utc) if hour else \
-            dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+        when = (
+            dt.datetime(day.year, day.month, day.day, hour, 0, n % 60, tzinfo=dt.UTC)
+            if hour
+            else dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        )
         with self.to_log():
             print(f"\n===== {dag_id} {when.isoformat()} conf={json.dumps(conf or {})} =====", flush=True)
             dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
@@ -288,13 +294,25 @@ class Lifecycle:
         quarantine = layout.quarantine("flights", day)
         if states["_run"] != "success" and self.lake.exists(quarantine, layout.QUARANTINE_REPORT):
             rules = self.lake.read_json(quarantine, layout.QUARANTINE_REPORT).get("failed_rules", [])
-            self.event(day, "quarantine", f"{fault} drop rejected, kept in {self.lake.uri(quarantine)}: "
-                                          + "; ".join(rules)[:140])
+            self.event(
+                day,
+                "quarantine",
+                f"{fault} drop rejected, kept in {self.lake.uri(quarantine)}: " + "; ".join(rules)[:140],
+            )
             return False
         if fault:
-            self.event(day, "ingest", f"{fault} drop: run {states['_run']} in {time.monotonic() - t0:.0f} s"
-                       + (" (retried with backoff)" if fault == "unavailable" else
-                          " (the sensor waited for it)" if fault == "late" else ""))
+            self.event(
+                day,
+                "ingest",
+                f"{fault} drop: run {states['_run']} in {time.monotonic() - t0:.0f} s"
+                + (
+                    " (retried with backoff)"
+                    if fault == "unavailable"
+                    else " (the sensor waited for it)"
+                    if fault == "late"
+                    else ""
+                ),
+            )
         return states["_run"] == "success"
 
     def train(self, day: dt.date, conf: dict) -> None:
@@ -306,26 +324,39 @@ class Lifecycle:
             return
         new = [v for v in registry.versions(self.settings) if v["version"] not in before]
         if not new:
-            self.event(day, "train", f"train_model {states['_run']}: no version registered "
-                                     f"({ {k: v for k, v in states.items() if v != 'success'} })")
+            self.event(
+                day,
+                "train",
+                f"train_model {states['_run']}: no version registered "
+                f"({ {k: v for k, v in states.items() if v != 'success'} })",
+            )
             return
         v = new[-1]
         import mlflow
 
         r = mlflow.get_run(v["run_id"])
         m, t = r.data.metrics, r.data.tags
-        self.event(day, "train", f"{t.get('reason')}: window {t.get('data_window')}, {r.data.params.get('workers')} "
-                                 f"Horovod workers, {m.get('train_s', 0):.1f} s fit, test AUC {m.get('test_auc', 0):.3f},"
-                                 f" data {t.get('data_fingerprint', '')[:10]}", v["version"])
-        folder = layout.gate(t.get('run_key'))
+        self.event(
+            day,
+            "train",
+            f"{t.get('reason')}: window {t.get('data_window')}, {r.data.params.get('workers')} "
+            f"Horovod workers, {m.get('train_s', 0):.1f} s fit, test AUC {m.get('test_auc', 0):.3f},"
+            f" data {t.get('data_fingerprint', '')[:10]}",
+            v["version"],
+        )
+        folder = layout.gate(t.get("run_key"))
         if self.lake.exists(folder, layout.GATE_DECISION):
             d = self.lake.read_json(folder, layout.GATE_DECISION)
             cand = d["candidate"]
-            vs = (f" vs champion v{d['champion_version']} AUC {d['champion']['auc']:.3f}" if d.get("champion") else
-                  " (first model)")
+            vs = (
+                f" vs champion v{d['champion_version']} AUC {d['champion']['auc']:.3f}"
+                if d.get("champion")
+                else " (first model)"
+            )
             verdict = "passed: challenger" if d["passed"] else "FAILED (" + ", ".join(d["failed"]) + ")"
-            self.event(day, "gate", f"{verdict}; AUC {cand['auc']:.3f}{vs} on {', '.join(d['holdout_days'])}",
-                       v["version"])
+            self.event(
+                day, "gate", f"{verdict}; AUC {cand['auc']:.3f}{vs} on {', '.join(d['holdout_days'])}", v["version"]
+            )
         for c in self.queued("deploy_model"):
             self.deploy(day, c)
 
@@ -334,19 +365,32 @@ class Lifecycle:
 
         if self.champion() is None:
             states = self.run("deploy_model", day, conf, hour=7)
-            self.event(day, "deploy", f"promoted directly (no champion yet): deploy_model {states['_run']}",
-                       self.champion())
+            self.event(
+                day, "deploy", f"promoted directly (no champion yet): deploy_model {states['_run']}", self.champion()
+            )
             self.start_service()
             return
         if self.canary is not None:
             self.event(day, "deploy", "a canary is already running: this version waits", conf.get("version"))
             return
-        when = dt.datetime(day.year, day.month, day.day, 7, tzinfo=dt.timezone.utc).isoformat()
+        when = dt.datetime(day.year, day.month, day.day, 7, tzinfo=dt.UTC).isoformat()
         out = open(self.logs / f"deploy_model-v{conf['version']}.log", "w")
         # a process group of its own: stopped as a whole when the replay ends before the canary does
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", "deploy_model", when,
-                                 "-c", json.dumps(conf)], stdout=out, stderr=subprocess.STDOUT, env=os.environ,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "airflow"),
+                "dags",
+                "test",
+                "deploy_model",
+                when,
+                "-c",
+                json.dumps(conf),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ,
+            start_new_session=True,
+        )
         self.canary = (proc, str(conf["version"]), day.isoformat())
         for _ in range(240):  # the canary is live once the rollout is written and the service routes to it
             r = rollouts.current(self.lake) or {}
@@ -354,8 +398,13 @@ class Lifecycle:
                 break
             time.sleep(0.5)
         r = rollouts.current(self.lake) or {}
-        self.event(day, "canary", f"started: {r.get('canary_share', 0):.0%} of flights against champion "
-                                  f"v{r.get('champion')} (deploy_model in its own process)", conf["version"])
+        self.event(
+            day,
+            "canary",
+            f"started: {r.get('canary_share', 0):.0%} of flights against champion "
+            f"v{r.get('champion')} (deploy_model in its own process)",
+            conf["version"],
+        )
 
     def canary_done(self, day: dt.date, wait: bool = False) -> None:
         if self.canary is None:
@@ -367,15 +416,21 @@ class Lifecycle:
             except subprocess.TimeoutExpired:
                 how = stop_group(proc, self.stop_grace_s)
                 self.canary = None
-                self.event(day, "canary", f"still waiting for evidence when the replay ended (started {started}, "
-                                          f"waited {self.canary_wait_s:.0f} s more): stopped, " + {
-                                              "stopped": "its process group ended on SIGTERM",
-                                              "killed": f"its process group killed (SIGKILL) after ignoring SIGTERM "
-                                                        f"for {self.stop_grace_s:.0f} s",
-                                              "ended": "its process had just ended",
-                                          }.get(how, f"its process group {how}")
-                                          + f"; no decision, the rollout stays a canary; log "
-                                            f"{self.logs / f'deploy_model-v{version}.log'}", version)
+                self.event(
+                    day,
+                    "canary",
+                    f"still waiting for evidence when the replay ended (started {started}, "
+                    f"waited {self.canary_wait_s:.0f} s more): stopped, "
+                    + {
+                        "stopped": "its process group ended on SIGTERM",
+                        "killed": f"its process group killed (SIGKILL) after ignoring SIGTERM "
+                        f"for {self.stop_grace_s:.0f} s",
+                        "ended": "its process had just ended",
+                    }.get(how, f"its process group {how}")
+                    + f"; no decision, the rollout stays a canary; log "
+                    f"{self.logs / f'deploy_model-v{version}.log'}",
+                    version,
+                )
                 return
         if proc.poll() is None:
             return
@@ -388,8 +443,13 @@ class Lifecycle:
             ev = self.lake.read_json(*layout.canary_evidence(version))
             self.event(day, "decision", canary.describe(ev), version)
         else:
-            self.event(day, "decision", f"deploy_model ended (rc {proc.returncode}) without a decision; see "
-                                        f"{self.logs / f'deploy_model-v{version}.log'}", version)
+            self.event(
+                day,
+                "decision",
+                f"deploy_model ended (rc {proc.returncode}) without a decision; see "
+                f"{self.logs / f'deploy_model-v{version}.log'}",
+                version,
+            )
         self.event(day, "champion", f"champion is v{self.champion()} (canary started {started})", self.champion())
 
     def monitor(self, day: dt.date) -> None:
@@ -401,22 +461,29 @@ class Lifecycle:
             return
         r = self.lake.read_json(folder, layout.MONITORING_REPORT)
         if states.get("trigger_train_model") == "success":
-            d = next((t for t in reversed(self.lake.read_json(*layout.TRIGGERS))
-                      if t["date"] == day.isoformat()), {})
+            d = next((t for t in reversed(self.lake.read_json(*layout.TRIGGERS)) if t["date"] == day.isoformat()), {})
             top = sorted((f for f in r["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))[:4]
             detail = ", ".join(f"{f['feature']} KS {f.get('ks') or 0:.2f} PSI {f.get('psi') or 0:.2f}" for f in top)
-            self.event(day, "drift", d.get("reason", "") + (f"; {detail}" if detail else "")
-                       + f"; report {r['report']}", r["champion"])
+            self.event(
+                day,
+                "drift",
+                d.get("reason", "") + (f"; {detail}" if detail else "") + f"; report {r['report']}",
+                r["champion"],
+            )
             for conf in self.queued("train_model"):
                 self.train(day, conf)
         elif day.weekday() == 6:  # a weekly line of what monitoring sees
             p = r["performance"]["window"]
             auc = f"{p['auc']:.3f}" if p.get("auc") is not None else "n/a"
             up = [k for k, v in r["signals"].items() if v]
-            self.event(day, "monitor", f"{r['days']} days to {day}: live AUC {auc} on {p['rows']} labelled predictions "
-                                       f"(validation {r['performance']['reference_auc'] or 0:.3f}); drifted: "
-                                       f"{', '.join(r['drifted']) or 'none'}; signals up: {', '.join(up) or 'none'}",
-                       r["champion"])
+            self.event(
+                day,
+                "monitor",
+                f"{r['days']} days to {day}: live AUC {auc} on {p['rows']} labelled predictions "
+                f"(validation {r['performance']['reference_auc'] or 0:.3f}); drifted: "
+                f"{', '.join(r['drifted']) or 'none'}; signals up: {', '.join(up) or 'none'}",
+                r["champion"],
+            )
 
     def start_service(self) -> None:
         import httpx
@@ -430,8 +497,13 @@ class Lifecycle:
 
             os.environ["MLOPS_SERVE_TOKEN"] = secrets.token_urlsafe(24)
         env = os.environ | {"MLOPS_SERVE_PORT": str(port), "MLOPS_SERVE_REFRESH_S": "1", "MLOPS_SERVE_FLUSH_S": "3"}
-        self.service = subprocess.Popen([sys.executable, "-m", "include.mlops.serve.app"], env=env, cwd=ROOT,
-                                        stdout=open(self.logs / "serve.log", "w"), stderr=subprocess.STDOUT)
+        self.service = subprocess.Popen(
+            [sys.executable, "-m", "include.mlops.serve.app"],
+            env=env,
+            cwd=ROOT,
+            stdout=open(self.logs / "serve.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(240):
             try:
                 if httpx.get(self.url + "/health").json().get("champion"):
@@ -470,8 +542,12 @@ class Lifecycle:
             proc, version, started = self.canary
             self.canary = None
             how = stop_group(proc, self.stop_grace_s)
-            self.event(self.events[-1].date if self.events else started, "canary",
-                       f"the replay ended early: deploy_model of the canary started {started} {how}", version)
+            self.event(
+                self.events[-1].date if self.events else started,
+                "canary",
+                f"the replay ended early: deploy_model of the canary started {started} {how}",
+                version,
+            )
         if self.service is not None and self.service.poll() is None:
             self.service.terminate()
             try:
@@ -507,15 +583,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end", default="2013-06-21")
     ap.add_argument("--fast", action="store_true", help="a quick look: six weeks from --start")
     ap.add_argument("--workers", type=int, default=2, help="Horovod workers for train_model")
-    ap.add_argument("--early-canary", action="store_true",
-                    help="a canary within the first days: the first model after 3 curated days, drift that fires "
-                         "at once, a gate that passes (a copy of include/config/ under $MLOPS_HOME)")
-    ap.add_argument("--canary-wait", type=float, default=30.0, metavar="S",
-                    help="seconds a canary still running at the end is given to decide on the evidence it has (it "
-                         "looks every MLOPS_DEPLOY_POKE_S, 2 s here) before it is stopped (default 30)")
-    ap.add_argument("--stop-grace", type=float, default=STOP_GRACE_S, metavar="S",
-                    help=f"seconds a stopped canary's process group has after SIGTERM before SIGKILL (default "
-                         f"{STOP_GRACE_S:.0f})")
+    ap.add_argument(
+        "--early-canary",
+        action="store_true",
+        help="a canary within the first days: the first model after 3 curated days, drift that fires "
+        "at once, a gate that passes (a copy of include/config/ under $MLOPS_HOME)",
+    )
+    ap.add_argument(
+        "--canary-wait",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a canary still running at the end is given to decide on the evidence it has (it "
+        "looks every MLOPS_DEPLOY_POKE_S, 2 s here) before it is stopped (default 30)",
+    )
+    ap.add_argument(
+        "--stop-grace",
+        type=float,
+        default=STOP_GRACE_S,
+        metavar="S",
+        help=f"seconds a stopped canary's process group has after SIGTERM before SIGKILL (default {STOP_GRACE_S:.0f})",
+    )
     args = ap.parse_args(argv)
     for option, value in (("--canary-wait", args.canary_wait), ("--stop-grace", args.stop_grace)):
         if not value >= 0:
@@ -534,15 +622,21 @@ def main(argv: list[str] | None = None) -> int:
     sync_dags_once()
 
     start = days[0]
-    faults = {start + dt.timedelta(days=4): "unavailable", start + dt.timedelta(days=8): "duplicates",
-              start + dt.timedelta(days=11): "late", start + dt.timedelta(days=100): "wrong_types"}
+    faults = {
+        start + dt.timedelta(days=4): "unavailable",
+        start + dt.timedelta(days=8): "duplicates",
+        start + dt.timedelta(days=11): "late",
+        start + dt.timedelta(days=100): "wrong_types",
+    }
 
     logs = Path(os.environ["MLOPS_HOME"]) / "logs" / "demo"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "airflow.log").write_text("")
     life = Lifecycle(logs, args.workers, args.canary_wait, args.stop_grace)
-    print(f"MLOPS_HOME={os.environ['MLOPS_HOME']}\nlake: {life.lake.url}\nAirflow output: {life.airflow_log}\n"
-          f"replaying {days[0]} .. {days[-1]} ({len(days)} days)\n")
+    print(
+        f"MLOPS_HOME={os.environ['MLOPS_HOME']}\nlake: {life.lake.url}\nAirflow output: {life.airflow_log}\n"
+        f"replaying {days[0]} .. {days[-1]} ({len(days)} days)\n"
+    )
     print(f"{'date':10s}  {'event':10s} {'model':5s} details", flush=True)
     t_all = time.monotonic()
     curated = 0
@@ -571,8 +665,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with open(life.airflow_log, "a") as f:
             traceback.print_exc(file=f)
-        life.event(life.events[-1].date if life.events else days[0], "error",
-                   f"the replay stopped: {type(exc).__name__}: {str(exc)[:200]} (traceback in {life.airflow_log})")
+        life.event(
+            life.events[-1].date if life.events else days[0],
+            "error",
+            f"the replay stopped: {type(exc).__name__}: {str(exc)[:200]} (traceback in {life.airflow_log})",
+        )
         rc = 1
     finally:
         life.stop()
@@ -585,16 +682,28 @@ def main(argv: list[str] | None = None) -> int:
     for e in life.events:
         print(f"{e.date}  {e.kind:10s} {e.version:5s} {e.text}")
     versions = registry.versions(life.settings)
-    print("\nwall time: " + ", ".join(f"{k} {v:.0f} s ({life.runs.get(k, '')}{' runs' if k in life.runs else ''})"
-                                      for k, v in sorted(life.seconds.items(), key=lambda kv: -kv[1])))
-    print(f"\n{curated} of {len(days)} days curated; {len(versions)} model version(s) registered; champion "
-          f"v{life.champion()}; {life.served} flights predicted over HTTP and logged to {life.lake.uri('predictions')}")
-    print(f"reports: {life.lake.uri('reports')} (gate/, monitoring/, deployments/); MLflow: "
-          f".venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(life.settings)}")
-    msgs = slack_messages(life.airflow_log) + sum((slack_messages(p) for p in sorted(logs.glob("deploy_model-*.log"))),
-                                                  [])
-    print(f"\nSlack messages ({len(msgs)}; no slack_default connection, so they went to the task logs marked "
-          f"'{SLACK_MARK}'):")
+    print(
+        "\nwall time: "
+        + ", ".join(
+            f"{k} {v:.0f} s ({life.runs.get(k, '')}{' runs' if k in life.runs else ''})"
+            for k, v in sorted(life.seconds.items(), key=lambda kv: -kv[1])
+        )
+    )
+    print(
+        f"\n{curated} of {len(days)} days curated; {len(versions)} model version(s) registered; champion "
+        f"v{life.champion()}; {life.served} flights predicted over HTTP and logged to {life.lake.uri('predictions')}"
+    )
+    print(
+        f"reports: {life.lake.uri('reports')} (gate/, monitoring/, deployments/); MLflow: "
+        f".venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(life.settings)}"
+    )
+    msgs = slack_messages(life.airflow_log) + sum(
+        (slack_messages(p) for p in sorted(logs.glob("deploy_model-*.log"))), []
+    )
+    print(
+        f"\nSlack messages ({len(msgs)}; no slack_default connection, so they went to the task logs marked "
+        f"'{SLACK_MARK}'):"
+    )
     for m in msgs:
         print(f"  {m}")
     return rc

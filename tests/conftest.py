@@ -13,19 +13,21 @@ _HOME = Path(tempfile.mkdtemp(prefix="mlops-test-"))
 for var in list(os.environ):  # MLOPS_TEST_* configure the tests themselves (e.g. MLOPS_TEST_PG): kept
     if var.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "MLOPS_")) and not var.startswith("MLOPS_TEST_"):
         del os.environ[var]
-os.environ.update({
-    "MLOPS_HOME": str(_HOME),
-    "AIRFLOW_HOME": str(_HOME / "airflow"),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "MLOPS_SENSOR_POKE_S": "1",
-    "MLOPS_RETRY_DELAY_S": "1",
-    "MLOPS_SENSOR_TIMEOUT_S": "60",
-    "MLOPS_DEPLOY_POKE_S": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "MLOPS_START_DATE": "2013-01-01",   # the tests replay 2013 (include/config/schedule.yaml)
-})
+os.environ.update(
+    {
+        "MLOPS_HOME": str(_HOME),
+        "AIRFLOW_HOME": str(_HOME / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "MLOPS_SENSOR_POKE_S": "1",
+        "MLOPS_RETRY_DELAY_S": "1",
+        "MLOPS_SENSOR_TIMEOUT_S": "60",
+        "MLOPS_DEPLOY_POKE_S": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLOPS_START_DATE": "2013-01-01",  # the tests replay 2013 (include/config/schedule.yaml)
+    }
+)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 for p in (str(ROOT / "tests" / "helpers"), str(ROOT / "plugins"), str(ROOT)):
     if p not in sys.path:

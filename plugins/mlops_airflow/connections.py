@@ -29,8 +29,11 @@ def worker_storage_options(settings: Settings | None = None) -> dict:
 
     hook = AwsBaseHook(aws_conn_id=os.environ.get(AWS_CONN_ID_ENV, "aws_default"), client_type="s3")
     creds = hook.get_credentials()
-    client_kwargs = {k: v for k, v in {"endpoint_url": hook.conn_config.endpoint_url,
-                                       "region_name": hook.conn_config.region_name}.items() if v}
+    client_kwargs = {
+        k: v
+        for k, v in {"endpoint_url": hook.conn_config.endpoint_url, "region_name": hook.conn_config.region_name}.items()
+        if v
+    }
     opts = {"key": creds.access_key, "secret": creds.secret_key, "client_kwargs": client_kwargs}
     if creds.token:
         opts["token"] = creds.token

@@ -5,7 +5,7 @@ the sensors' timing, and the `date` param of the DAGs whose logical date is a da
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from . import notifiers
@@ -26,16 +26,26 @@ def ingest_deadline():
 
     from .notifiers import ingestion_late
 
-    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(seconds=INGEST_DEADLINE_S),
-                         callback=AsyncCallback(ingestion_late), name="day_curated")
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(seconds=INGEST_DEADLINE_S),
+        callback=AsyncCallback(ingestion_late),
+        name="day_curated",
+    )
+
+
 SENSOR_TIMEOUT_S = float(os.environ.get("MLOPS_SENSOR_TIMEOUT_S", str(6 * 3600)))
 
 
 def date_param(what: str):
     from airflow.sdk import Param
 
-    return Param(None, type=["null", "string"], format="date",
-                 description=f"Data date to {what} (YYYY-MM-DD); empty means the run's logical date.")
+    return Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        description=f"Data date to {what} (YYYY-MM-DD); empty means the run's logical date.",
+    )
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
@@ -67,7 +77,7 @@ def schedule_window() -> dict[str, Any]:
     """``start_date``, ``end_date`` and ``catchup`` of the daily DAGs, from ``include/config/schedule.yaml`` (or
     ``MLOPS_START_DATE`` / ``MLOPS_END_DATE`` / ``MLOPS_CATCHUP``): nothing in the DAGs assumes the reference data's
     year. Without a start date the window starts today (midnight UTC), as a live source does."""
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
     from include.mlops.core.config import ScheduleConfig
 
@@ -77,7 +87,7 @@ def schedule_window() -> dict[str, Any]:
         if value in (None, ""):
             return None
         d = value if isinstance(value, date) else date.fromisoformat(str(value))
-        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
-    start = day(cfg.start_date) or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = day(cfg.start_date) or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return {"start_date": start, "end_date": day(cfg.end_date), "catchup": bool(cfg.catchup)}

@@ -13,6 +13,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
 def _cfg(context):
     from include.mlops.deploy.config import DeployConfig
 
@@ -53,11 +54,11 @@ def plan(context) -> str:
 
 
 def start_canary(context) -> dict[str, Any]:
-    from include.mlops.deploy import canary
     from include.mlops.core import registry
+    from include.mlops.deploy import canary
 
-    from .defaults import batch_date
     from .connections import get_lake
+    from .defaults import batch_date
 
     version, cfg = _version(context), _cfg(context)
     champion = registry.alias_version("champion")
@@ -67,9 +68,16 @@ def start_canary(context) -> dict[str, Any]:
         raise AirflowFailException("the champion disappeared since plan: run deploy_model again")
     registry.set_alias("challenger", version)
     rollout = canary.start(get_lake(), version, champion["version"], cfg.canary_share, batch_date(context))
-    _alert(context, f"Canary started: v{version} on {cfg.canary_share:.0%} of flights", "",
-           {"champion": f"v{champion['version']}", "evidence": f"flights from {rollout['from_date']}",
-            "needs": f"{cfg.min_labelled_per_arm} labelled flights per arm"})
+    _alert(
+        context,
+        f"Canary started: v{version} on {cfg.canary_share:.0%} of flights",
+        "",
+        {
+            "champion": f"v{champion['version']}",
+            "evidence": f"flights from {rollout['from_date']}",
+            "needs": f"{cfg.min_labelled_per_arm} labelled flights per arm",
+        },
+    )
     return rollout
 
 
@@ -90,14 +98,23 @@ def evidence_ready(context):
     df = canary.labelled_predictions(lake, rollout)
     ev = canary.evidence(df, cfg)
     started = dt.datetime.fromisoformat(rollout["started_at"])
-    waited_h = (dt.datetime.now(dt.timezone.utc) - started).total_seconds() / 3600
+    waited_h = (dt.datetime.now(dt.UTC) - started).total_seconds() / 3600
     timed_out = waited_h >= float(context["params"].get("wait_hours") or 72)
-    log.info("labelled canary predictions: %s (need %d per arm; %.1f of %s hours waited)", ev["labelled"],
-             cfg.min_labelled_per_arm, waited_h, context["params"].get("wait_hours"))
+    log.info(
+        "labelled canary predictions: %s (need %d per arm; %.1f of %s hours waited)",
+        ev["labelled"],
+        cfg.min_labelled_per_arm,
+        waited_h,
+        context["params"].get("wait_hours"),
+    )
     if not ev["ready"]:
         if timed_out:
-            result = {"decision": "rollback", "flights": int(len(df)), "labelled": ev["labelled"],
-                      "why": f"not enough labelled canary flights after {waited_h:.1f} hours"}
+            result = {
+                "decision": "rollback",
+                "flights": int(len(df)),
+                "labelled": ev["labelled"],
+                "why": f"not enough labelled canary flights after {waited_h:.1f} hours",
+            }
             return PokeReturnValue(is_done=True, xcom_value=result)
         return False
     models = {}
@@ -108,8 +125,13 @@ def evidence_ready(context):
     final = canary.conclude(result, ev, timed_out)
     if final is None:
         ll = result["logloss"]
-        log.info("inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
-                 "%+.4f; waiting for more flights", ll["diff"], *ll["ci95"], ll["tolerance"])
+        log.info(
+            "inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
+            "%+.4f; waiting for more flights",
+            ll["diff"],
+            *ll["ci95"],
+            ll["tolerance"],
+        )
         return False
     return PokeReturnValue(is_done=True, xcom_value=json_safe(final))
 
@@ -118,7 +140,6 @@ def _running_rollout(lake, context) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.mlops.core import rollouts
-
 
     rollout = rollouts.current(lake)
     if not rollout or rollout.get("status") != "canary" or str(rollout.get("version")) != _version(context):
@@ -129,8 +150,8 @@ def _running_rollout(lake, context) -> dict[str, Any]:
 def decide(context) -> dict[str, Any]:
     """Promote or roll back on the sensor's decision. Each step can be retried: the aliases are set to where
     they belong, then the rollout ends."""
-    from include.mlops.deploy import canary
     from include.mlops.core import registry
+    from include.mlops.deploy import canary
 
     from .connections import get_lake
 
@@ -150,19 +171,24 @@ def decide(context) -> dict[str, Any]:
     verb = "promoted to champion" if promote else "rolled back"
     detail = canary.describe(result) if "logloss" in result else result.get("why", "")
     champion = registry.alias_version("champion")
-    _alert(context, f"Model v{rollout['version']} {verb}", detail,
-           {"champion now": f"v{champion['version']}" if champion else "none",
-            "evidence": lake.uri("reports", "deployments", f"v{rollout['version']}.json")})
+    _alert(
+        context,
+        f"Model v{rollout['version']} {verb}",
+        detail,
+        {
+            "champion now": f"v{champion['version']}" if champion else "none",
+            "evidence": lake.uri("reports", "deployments", f"v{rollout['version']}.json"),
+        },
+    )
     return {"decision": result["decision"], "version": rollout["version"], "flights": result.get("flights")}
 
 
 def promote_now(context) -> dict[str, Any]:
-    from include.mlops.core import rollouts
+    from include.mlops.core import registry, rollouts
     from include.mlops.deploy import canary
-    from include.mlops.core import registry
 
-    from .defaults import batch_date
     from .connections import get_lake
+    from .defaults import batch_date
 
     version = _version(context)
     before = registry.alias_version("champion")
@@ -173,16 +199,18 @@ def promote_now(context) -> dict[str, Any]:
     if rollout is None or rollout.get("status") == "canary":
         canary.start(lake, version, before["version"] if before else None, 0.0, batch_date(context))
         canary.finish(lake, "promoted", {"manual": context["params"].get("action") == "promote"})
-    _alert(context, f"Model v{version} promoted to champion",
-           "first model: nothing to compare with" if before is None else
-           f"by hand (was v{before['version']})", {})
+    _alert(
+        context,
+        f"Model v{version} promoted to champion",
+        "first model: nothing to compare with" if before is None else f"by hand (was v{before['version']})",
+        {},
+    )
     return {"decision": "promote", "version": version}
 
 
 def rollback_now(context) -> dict[str, Any]:
-    from include.mlops.core import rollouts
+    from include.mlops.core import registry, rollouts
     from include.mlops.deploy import canary
-    from include.mlops.core import registry
 
     from .connections import get_lake
 
@@ -209,10 +237,8 @@ def abandon_canary(context) -> dict[str, Any]:
     Skipped when no canary of this version runs (``plan`` or ``start_canary`` failed before starting one)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from include.mlops.core import rollouts
-
+    from include.mlops.core import registry, rollouts
     from include.mlops.deploy import canary
-    from include.mlops.core import registry
 
     from .connections import get_lake
 
@@ -226,9 +252,16 @@ def abandon_canary(context) -> dict[str, Any]:
     challenger = registry.alias_version("challenger")
     if challenger and challenger["version"] == version:
         registry.delete_alias("challenger")
-    canary.finish(lake, "promoted" if promoted else "rolled_back",
-                      {"why": "deploy_model failed before it could decide on evidence"})
+    canary.finish(
+        lake,
+        "promoted" if promoted else "rolled_back",
+        {"why": "deploy_model failed before it could decide on evidence"},
+    )
     if not promoted:
-        _alert(context, f"Model v{version} rolled back: the canary could not be decided",
-               "wait_for_evidence or decide failed (see their logs); the challenger no longer gets traffic", {})
+        _alert(
+            context,
+            f"Model v{version} rolled back: the canary could not be decided",
+            "wait_for_evidence or decide failed (see their logs); the challenger no longer gets traffic",
+            {},
+        )
     return {"decision": "promote" if promoted else "rollback", "version": version}

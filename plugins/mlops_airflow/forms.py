@@ -24,18 +24,23 @@ def _humanize(key: str) -> str:
     return key.replace("_", " ").capitalize()
 
 
-def values_form(values: dict[str, Any], titles: dict[str, str] | None = None,
-                limits: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def values_form(
+    values: dict[str, Any], titles: dict[str, str] | None = None, limits: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """One field per value, its default the value (``params.yaml``: the run's own defaults)."""
     from airflow.sdk import Param
 
     titles, limits = titles or {}, limits or {}
-    return {k: Param(v, type=_type(v), title=titles.get(k, _humanize(k)), **limits.get(k, {}))
-            for k, v in values.items() if not isinstance(v, (list, dict))}
+    return {
+        k: Param(v, type=_type(v), title=titles.get(k, _humanize(k)), **limits.get(k, {}))
+        for k, v in values.items()
+        if not isinstance(v, (list, dict))
+    }
 
 
-def overrides_form(config_cls, prefix: str = "", title_prefix: str = "",
-                   titles: dict[str, str] | None = None) -> dict[str, Any]:
+def overrides_form(
+    config_cls, prefix: str = "", title_prefix: str = "", titles: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One optional field per scalar setting of a ``YamlConfig`` file: empty keeps the file's value."""
     from airflow.sdk import Param
 
@@ -45,13 +50,15 @@ def overrides_form(config_cls, prefix: str = "", title_prefix: str = "",
         if isinstance(v, (list, dict)):
             continue
         t = _type(v)
-        out[f"{prefix}{k}"] = Param(None, type=["null", *([t] if isinstance(t, str) else t[1:])],
-                                    title=f"{title_prefix}{titles.get(k, _humanize(k))}",
-                                    description=f"Empty: {v} (include/config/{config_cls.FILE.name})")
+        out[f"{prefix}{k}"] = Param(
+            None,
+            type=["null", *([t] if isinstance(t, str) else t[1:])],
+            title=f"{title_prefix}{titles.get(k, _humanize(k))}",
+            description=f"Empty: {v} (include/config/{config_cls.FILE.name})",
+        )
     return out
 
 
 def overrides(config_cls, params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """The run's overrides of a ``YamlConfig``, from the form fields ``overrides_form`` made."""
-    return {k: params.get(f"{prefix}{k}") for k, v in config_cls().as_dict().items()
-            if not isinstance(v, (list, dict))}
+    return {k: params.get(f"{prefix}{k}") for k, v in config_cls().as_dict().items() if not isinstance(v, (list, dict))}

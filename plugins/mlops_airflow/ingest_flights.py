@@ -24,9 +24,9 @@ class BatchQuarantined(AirflowFailException):
 
 def _batch(dataset: str, context: dict[str, Any]):
     """The batch as this run handles it: the data date, and the run's own key (its staging folder)."""
+    from include.mlops.core.lake import UnsafePath, run_key
     from include.mlops.core.schema import dataset as dataset_spec
     from include.mlops.ingest.ingestion import batch
-    from include.mlops.core.lake import UnsafePath, run_key
 
     try:
         key = run_key(context["run_id"])
@@ -126,5 +126,9 @@ def quarantined(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     at = report.get("quarantined_at")
     if started and at and dt.datetime.fromisoformat(at) < started:
         raise AirflowSkipException(f"batch {b.id}'s quarantine is older than this run: not this run's doing")
-    return {"dataset": dataset, "date": b.date.isoformat(), "failed_rules": report.get("failed_rules", []),
-            "uri": lake.uri(folder)}
+    return {
+        "dataset": dataset,
+        "date": b.date.isoformat(),
+        "failed_rules": report.get("failed_rules", []),
+        "uri": lake.uri(folder),
+    }

@@ -7,6 +7,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
 def _cfg(context):
     from include.mlops.monitor.config import MonitorConfig
 
@@ -49,8 +50,14 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     lake, cfg = get_lake(), _cfg(context)
     for d in data_dates(context):
         r = monitor.report(lake, d, champion, profile, cfg)
-        log.info("monitoring %s, champion v%s: drifted %s; signals up: %s; report %s", r["date"], r["champion"],
-                 r["drifted"] or "none", [k for k, v in r["signals"].items() if v] or "none", r["report"])
+        log.info(
+            "monitoring %s, champion v%s: drifted %s; signals up: %s; report %s",
+            r["date"],
+            r["champion"],
+            r["drifted"] or "none",
+            [k for k, v in r["signals"].items() if v] or "none",
+            r["report"],
+        )
     return {k: r[k] for k in ("date", "champion", "drifted", "signals", "report")}
 
 
@@ -60,20 +67,24 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     from include.mlops.core import rollouts
     from include.mlops.monitor import monitor
 
-    from .notifiers import notify
     from .connections import get_lake
+    from .notifiers import notify
 
     lake, cfg = get_lake(), _cfg(context)
     d = monitor.decide(lake, data_dates(context)[-1], cfg, rollout=rollouts.current(lake))
     if d["fire"]:
         detail = "\n".join(f"{name}: " + "; ".join(reasons) for name, reasons in list(d["evidence"].items())[:6])
-        notify(context, "drift", f"Drift on model v{d['champion']}: retraining", d["reason"] + "\n" + detail,
-               {"signals": ", ".join(d["signals"]), "report": d["report"]})
+        notify(
+            context,
+            "drift",
+            f"Drift on model v{d['champion']}: retraining",
+            d["reason"] + "\n" + detail,
+            {"signals": ", ".join(d["signals"]), "report": d["report"]},
+        )
         monitor.record_trigger(lake, d)
     elif d["signals"]:
         log.info("signals %s fired but are held back: %s", d["signals"], d["held"])
     else:
-        log.info("no signal up %s consecutive days (up today: %s)", cfg.consecutive_days,
-                 d["up_today"] or "none")
+        log.info("no signal up %s consecutive days (up today: %s)", cfg.consecutive_days, d["up_today"] or "none")
     context["ti"].xcom_push(key="decision", value=d)
     return bool(d["fire"])

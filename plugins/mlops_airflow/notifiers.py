@@ -75,13 +75,15 @@ def notifier_for(conn, conn_id: str, text: str, blocks: list[dict[str, Any]], ti
     if conn.conn_type == "slackwebhook":
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        return SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=text, blocks=blocks, timeout=timeout,
-                                    retry_handlers=[])
+        return SlackWebhookNotifier(
+            slack_webhook_conn_id=conn_id, text=text, blocks=blocks, timeout=timeout, retry_handlers=[]
+        )
     from airflow.providers.slack.notifications.slack import SlackNotifier
 
     channel = (conn.extra_dejson or {}).get("channel") or os.environ.get("MLOPS_SLACK_CHANNEL", "#mlops")
-    return SlackNotifier(slack_conn_id=conn_id, text=text, channel=channel, blocks=blocks, timeout=timeout,
-                         retry_handlers=[])
+    return SlackNotifier(
+        slack_conn_id=conn_id, text=text, channel=channel, blocks=blocks, timeout=timeout, retry_handlers=[]
+    )
 
 
 def send(alert: Alert) -> str:
@@ -123,8 +125,13 @@ def send(alert: Alert) -> str:
             raise outcome["error"]
     except Exception as exc:  # an alert must never take the task down with it
         # the exception's own text may hold the webhook URL: only its type is logged
-        log.error("Slack alert through %r failed (%s%s); the message was:\n%s", conn_id, type(exc).__name__,
-                  f" after {timeout_s:g} s" if isinstance(exc, TimeoutError) else "", text)
+        log.error(
+            "Slack alert through %r failed (%s%s); the message was:\n%s",
+            conn_id,
+            type(exc).__name__,
+            f" after {timeout_s:g} s" if isinstance(exc, TimeoutError) else "",
+            text,
+        )
         return "error"
     log.info("Slack alert sent through %r (%s): %s", conn_id, via, masked(alert.title))
     return via
@@ -150,11 +157,20 @@ def on_task_failure(context: dict[str, Any]) -> None:
     exc = context.get("exception")
     at = where(context)
     if isinstance(exc, BatchQuarantined):
-        alert = Alert(kind="quarantine", title=f"Batch {exc.batch_id} quarantined", detail=str(exc),
-                      fields={"quarantine": exc.quarantine_uri}, **at)
+        alert = Alert(
+            kind="quarantine",
+            title=f"Batch {exc.batch_id} quarantined",
+            detail=str(exc),
+            fields={"quarantine": exc.quarantine_uri},
+            **at,
+        )
     else:
-        alert = Alert(kind="failure", title=f"Task {at['task_id']} failed",
-                      detail=f"{type(exc).__name__}: {exc}" if exc else "no exception recorded", **at)
+        alert = Alert(
+            kind="failure",
+            title=f"Task {at['task_id']} failed",
+            detail=f"{type(exc).__name__}: {exc}" if exc else "no exception recorded",
+            **at,
+        )
     send(alert)
 
 
@@ -163,11 +179,20 @@ def on_task_retry(context: dict[str, Any]) -> None:
     at = where(context)
     ti = context.get("ti")
     retries = getattr(getattr(ti, "task", None), "retries", None)
-    send(Alert(kind="retry", title=f"Task {at['task_id']} will be retried",
-               detail=f"{type(exc).__name__}: {exc}" if exc else "", fields={"retries allowed": retries}, **at))
+    send(
+        Alert(
+            kind="retry",
+            title=f"Task {at['task_id']} will be retried",
+            detail=f"{type(exc).__name__}: {exc}" if exc else "",
+            fields={"retries allowed": retries},
+            **at,
+        )
+    )
 
 
-def notify(context: dict[str, Any], kind: str, title: str, detail: str = "", fields: dict[str, Any] | None = None) -> str:
+def notify(
+    context: dict[str, Any], kind: str, title: str, detail: str = "", fields: dict[str, Any] | None = None
+) -> str:
     """One message about a decision taken by the running task (gate, deployment, drift)."""
     return send(Alert(kind=kind, title=title, detail=detail, fields=fields or {}, **where(context)))
 
@@ -181,9 +206,13 @@ async def ingestion_late(context: dict[str, Any], **kwargs: Any) -> None:
     conf = run.get("conf") or {}
     date = conf.get("date") or str(run.get("logical_date") or "")[:10] or None
     deadline = (context.get("deadline") or {}).get("deadline_time")
-    alert = Alert(kind="failure", title=f"Ingestion of {date or 'a day'} is late",
-                  dag_id=run.get("dag_id"), date=date,
-                  detail=f"run {run.get('dag_run_id')} was not finished by its deadline {deadline}: the day's data "
-                         "is not curated yet (a drop missing or late upstream, or a task stuck)",
-                  fields={"state": run.get("state")})
+    alert = Alert(
+        kind="failure",
+        title=f"Ingestion of {date or 'a day'} is late",
+        dag_id=run.get("dag_id"),
+        date=date,
+        detail=f"run {run.get('dag_run_id')} was not finished by its deadline {deadline}: the day's data "
+        "is not curated yet (a drop missing or late upstream, or a task stuck)",
+        fields={"state": run.get("state")},
+    )
     await asyncio.to_thread(send, alert)

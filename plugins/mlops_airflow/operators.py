@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from airflow.sdk import BaseOperator
 
@@ -17,13 +18,31 @@ class HorovodTrainOperator(BaseOperator):
     jobs share the machines.
     """
 
-    template_fields: Sequence[str] = ("run_key", "workers", "hosts", "threads_per_worker", "num_boost_round",
-                                      "lgbm_params", "timeout_s")
+    template_fields: Sequence[str] = (
+        "run_key",
+        "workers",
+        "hosts",
+        "threads_per_worker",
+        "num_boost_round",
+        "lgbm_params",
+        "timeout_s",
+    )
     ui_color = "#c6e2ff"
 
-    def __init__(self, *, run_key: str | None = None, workers: Any = 2, hosts: Any = None, threads_per_worker: Any = 1,
-                 num_boost_round: Any = 200, lgbm_params: Any = None, timeout_s: Any = 1800,
-                 pool: str = "horovod", execution_timeout: timedelta = timedelta(hours=2), **kwargs):
+    def __init__(
+        self,
+        *,
+        run_key: str | None = None,
+        workers: Any = 2,
+        hosts: Any = None,
+        threads_per_worker: Any = 1,
+        num_boost_round: Any = 200,
+        lgbm_params: Any = None,
+        timeout_s: Any = 1800,
+        pool: str = "horovod",
+        execution_timeout: timedelta = timedelta(hours=2),
+        **kwargs,
+    ):
         super().__init__(pool=pool, execution_timeout=execution_timeout, **kwargs)
         self.run_key = run_key
         self.workers = workers
@@ -44,10 +63,17 @@ class HorovodTrainOperator(BaseOperator):
 
         key = str(self.run_key) if self.run_key else run_key(context)
         try:
-            summary = train(get_lake(), key, int(self.workers), params=dict(self.lgbm_params or {}),
-                            num_boost_round=int(self.num_boost_round),
-                            threads_per_worker=int(self.threads_per_worker), hosts=self.hosts or None,
-                            timeout_s=float(self.timeout_s), storage_options=worker_storage_options())
+            summary = train(
+                get_lake(),
+                key,
+                int(self.workers),
+                params=dict(self.lgbm_params or {}),
+                num_boost_round=int(self.num_boost_round),
+                threads_per_worker=int(self.threads_per_worker),
+                hosts=self.hosts or None,
+                timeout_s=float(self.timeout_s),
+                storage_options=worker_storage_options(),
+            )
         except (TrainingJobError, ValueError) as exc:
             # the job already had its timeout and its diagnosis: retrying a broken job wastes the machines
             self.log.error("%s", exc)

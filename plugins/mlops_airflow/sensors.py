@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
@@ -38,9 +39,15 @@ class DropSensor(BaseSensorOperator):
         from .defaults import batch_date
         from .triggers import LakeFileTrigger
 
-        self.defer(trigger=LakeFileTrigger([layout.landing(self.dataset, batch_date(context)), layout.SUCCESS],
-                                           poke_interval=self.poke_interval, deadline=time.time() + self.timeout),
-                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+        self.defer(
+            trigger=LakeFileTrigger(
+                [layout.landing(self.dataset, batch_date(context)), layout.SUCCESS],
+                poke_interval=self.poke_interval,
+                deadline=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
         if event and event.get("status") == "timeout":

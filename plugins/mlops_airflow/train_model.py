@@ -39,8 +39,10 @@ def should_train(context: dict[str, Any]) -> bool:
     if str(getattr(run_type, "value", run_type)) == "asset_triggered":
         champion = registry.alias_version("champion")
         if champion is not None:
-            log.info("new curated data, but champion v%s serves and monitoring decides on retraining: "
-                     "skipping this run", champion["version"])
+            log.info(
+                "new curated data, but champion v%s serves and monitoring decides on retraining: skipping this run",
+                champion["version"],
+            )
             return False
     log.info("%d curated day(s) of flights: training (%s)", len(dates), p.get("reason"))
     return True
@@ -52,8 +54,14 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
     from .connections import get_lake
 
     p = context["params"]
-    meta = pipeline.build_training_set(get_lake(), run_key(context), int(p["window_days"]), int(p["workers"]),
-                                       end=p.get("end_date"), min_days=min(int(p["min_days"]), int(p["window_days"])))
+    meta = pipeline.build_training_set(
+        get_lake(),
+        run_key(context),
+        int(p["window_days"]),
+        int(p["workers"]),
+        end=p.get("end_date"),
+        min_days=min(int(p["min_days"]), int(p["window_days"])),
+    )
     return {k: meta[k] for k in ("fingerprint", "rows", "window", "days", "shards")}
 
 
@@ -65,9 +73,13 @@ def register(context: dict[str, Any]) -> dict[str, Any]:
 
     p = context["params"]
     lgbm = {k: p[k] for k in load()["lgbm"]}  # the run's values of params.yaml's LightGBM parameters
-    result = pipeline.register(get_lake(), run_key(context),
-                               params={"lgbm": lgbm, "num_boost_round": int(p["num_boost_round"])},
-                               reason=str(p["reason"]), dag_run=context["dag_run"].run_id)
+    result = pipeline.register(
+        get_lake(),
+        run_key(context),
+        params={"lgbm": lgbm, "num_boost_round": int(p["num_boost_round"])},
+        reason=str(p["reason"]),
+        dag_run=context["dag_run"].run_id,
+    )
     log.info("registered %s version %s (test AUC %.4f)", result["model_name"], result["version"], result["test_auc"])
     return result
 
@@ -80,11 +92,19 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     from .forms import overrides
     from .notifiers import notify
 
-    d = evaluation.run(get_lake(), run_key(context),
-                       overrides(evaluation.GateConfig, context["params"], prefix="gate_"))
+    d = evaluation.run(
+        get_lake(), run_key(context), overrides(evaluation.GateConfig, context["params"], prefix="gate_")
+    )
     verdict = "passed: challenger" if d["passed"] else "failed: " + ", ".join(d["failed"])
     detail = "\n".join(("ok   " if c["passed"] else "FAIL ") + f"{c['name']}: {c['detail']}" for c in d["checks"])
-    notify(context, "gate", f"Model v{d['version']} {verdict}", detail,
-           {"champion": f"v{d['champion_version']}" if d["champion_version"] else "none (first model)",
-            "report": d["report"]})
+    notify(
+        context,
+        "gate",
+        f"Model v{d['version']} {verdict}",
+        detail,
+        {
+            "champion": f"v{d['champion_version']}" if d["champion_version"] else "none (first model)",
+            "report": d["report"],
+        },
+    )
     return {k: d[k] for k in ("passed", "failed", "version", "champion_version", "report", "data_date")}

@@ -28,8 +28,10 @@ class LakeFileTrigger(BaseTrigger):
         self.deadline = None if deadline is None else float(deadline)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("mlops_airflow.triggers.LakeFileTrigger",
-                {"parts": self.parts, "poke_interval": self.poke_interval, "deadline": self.deadline})
+        return (
+            "mlops_airflow.triggers.LakeFileTrigger",
+            {"parts": self.parts, "poke_interval": self.poke_interval, "deadline": self.deadline},
+        )
 
     async def run(self):
         from .connections import get_lake

@@ -26,7 +26,6 @@ password is ever printed, only the file that holds it.
 Component logs: ``$AIRFLOW_HOME/prod/<component>.log``; process ids: ``$AIRFLOW_HOME/prod/pids.json``.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -45,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detach", action="store_true", help="return once healthy, leaving the components running")
     ap.add_argument("--create-db", action="store_true", help="create the PostgreSQL database if it is missing")
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for a healthy deployment")
-    ap.add_argument("--grace", type=float, default=60,
-                    help="stop: seconds to wait after SIGTERM before killing what is still running")
+    ap.add_argument(
+        "--grace",
+        type=float,
+        default=60,
+        help="stop: seconds to wait after SIGTERM before killing what is still running",
+    )
     args = ap.parse_args(argv)
     env = environment()
 

@@ -2,7 +2,6 @@
 a small host where it sets nothing), the checks that refuse a configuration unfit for production, the users'
 passwords (never defaults, never printed) and the metadata database."""
 
-
 from __future__ import annotations
 
 import json
@@ -48,8 +47,9 @@ def environment(env: dict[str, str] | None = None) -> dict[str, str]:
         env.setdefault(k, v)
     home = Path(env.get("AIRFLOW_HOME") or Path(env.get("MLOPS_HOME") or ROOT / ".mlops") / "airflow-prod")
     env["AIRFLOW_HOME"] = str(home)
-    env.setdefault("AIRFLOW__API__BASE_URL", f"http://{_client_host(env['AIRFLOW__API__HOST'])}:"
-                                             f"{env['AIRFLOW__API__PORT']}")
+    env.setdefault(
+        "AIRFLOW__API__BASE_URL", f"http://{_client_host(env['AIRFLOW__API__HOST'])}:{env['AIRFLOW__API__PORT']}"
+    )
     env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(home / "secrets" / "passwords.json"))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
@@ -68,23 +68,31 @@ def check(env: dict[str, str]) -> list[str]:
     problems = []
     db = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
     if not db:
-        problems.append("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not set: give the PostgreSQL metadata database "
-                        "(postgresql+psycopg2://user:password@host:5432/airflow)")
+        problems.append(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not set: give the PostgreSQL metadata database "
+            "(postgresql+psycopg2://user:password@host:5432/airflow)"
+        )
     elif not db.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
-        problems.append("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN must name a PostgreSQL database "
-                        f"(got a {db.split(':', 1)[0]!r} URL)")
+        problems.append(
+            f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN must name a PostgreSQL database (got a {db.split(':', 1)[0]!r} URL)"
+        )
     jwt = env.get("AIRFLOW__API_AUTH__JWT_SECRET", "")
     if not jwt:
-        problems.append("AIRFLOW__API_AUTH__JWT_SECRET is not set: give a random secret of at least "
-                        f"{MIN_JWT_SECRET} characters (python -c 'import secrets; print(secrets.token_urlsafe(64))')")
+        problems.append(
+            "AIRFLOW__API_AUTH__JWT_SECRET is not set: give a random secret of at least "
+            f"{MIN_JWT_SECRET} characters (python -c 'import secrets; print(secrets.token_urlsafe(64))')"
+        )
     elif len(jwt) < MIN_JWT_SECRET:
-        problems.append(f"AIRFLOW__API_AUTH__JWT_SECRET is too short ({len(jwt)} characters, need at least "
-                        f"{MIN_JWT_SECRET})")
+        problems.append(
+            f"AIRFLOW__API_AUTH__JWT_SECRET is too short ({len(jwt)} characters, need at least {MIN_JWT_SECRET})"
+        )
     fernet = env.get("AIRFLOW__CORE__FERNET_KEY", "")
     if not fernet:
-        problems.append("AIRFLOW__CORE__FERNET_KEY is not set: connections and variables would be stored "
-                        "unencrypted (python -c 'from cryptography.fernet import Fernet; "
-                        "print(Fernet.generate_key().decode())')")
+        problems.append(
+            "AIRFLOW__CORE__FERNET_KEY is not set: connections and variables would be stored "
+            "unencrypted (python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')"
+        )
     else:
         try:
             from cryptography.fernet import Fernet
@@ -94,8 +102,10 @@ def check(env: dict[str, str]) -> list[str]:
         except Exception:  # noqa: BLE001 - any failure means the key is unusable
             problems.append("AIRFLOW__CORE__FERNET_KEY is not a valid Fernet key (32 url-safe base64 bytes)")
     if env["AIRFLOW__CORE__EXECUTOR"] != "LocalExecutor":
-        problems.append(f"this launcher runs the LocalExecutor only (AIRFLOW__CORE__EXECUTOR="
-                        f"{env['AIRFLOW__CORE__EXECUTOR']}); run Celery or Kubernetes workers with the Helm chart")
+        problems.append(
+            f"this launcher runs the LocalExecutor only (AIRFLOW__CORE__EXECUTOR="
+            f"{env['AIRFLOW__CORE__EXECUTOR']}); run Celery or Kubernetes workers with the Helm chart"
+        )
     if "SimpleAuthManager" in env["AIRFLOW__CORE__AUTH_MANAGER"]:
         if _truthy(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS")):
             problems.append("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS disables login: not in production")
@@ -148,14 +158,14 @@ def write_passwords(env: dict[str, str]) -> Path:
 
 def create_database(env: dict[str, str]) -> None:
     """Create the database named in the URL if it does not exist (local convenience: ``--create-db``)."""
-    from sqlalchemy.engine import make_url
-
     import psycopg2
     from psycopg2 import sql
+    from sqlalchemy.engine import make_url
 
     url = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    conn = psycopg2.connect(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
-                            password=url.password, dbname="postgres")
+    conn = psycopg2.connect(
+        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username, password=url.password, dbname="postgres"
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))

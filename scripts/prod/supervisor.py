@@ -2,7 +2,6 @@
 the api-server reports them healthy, and stops each with the task processes it started (SIGTERM, then SIGKILL
 after the grace period)."""
 
-
 from __future__ import annotations
 
 import json
@@ -37,11 +36,19 @@ def prepare(env: dict[str, str]) -> None:
     """Migrate the metadata database and create the pools the DAGs need."""
     log = _run_dir(env) / "db-migrate.log"
     with open(log, "ab") as out:
-        for cmd in (["db", "migrate"],
-                    ["pools", "set", "horovod", env.get("MLOPS_HOROVOD_POOL_SLOTS", "1"),
-                     "Concurrent Horovod training jobs (each uses several processes)"]):
-            rc = subprocess.run([_airflow(env), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                timeout=900).returncode
+        for cmd in (
+            ["db", "migrate"],
+            [
+                "pools",
+                "set",
+                "horovod",
+                env.get("MLOPS_HOROVOD_POOL_SLOTS", "1"),
+                "Concurrent Horovod training jobs (each uses several processes)",
+            ],
+        ):
+            rc = subprocess.run(
+                [_airflow(env), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900
+            ).returncode
             if rc:
                 raise SystemExit(f"airflow {' '.join(cmd)} failed (exit {rc}); see {log}")
 
@@ -51,8 +58,15 @@ def start(env: dict[str, str]) -> dict[str, int]:
     pids = {}
     for name in COMPONENTS:
         out = open(run / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        p = subprocess.Popen([_airflow(env), name], env=env, stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+        p = subprocess.Popen(
+            [_airflow(env), name],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(ROOT),
+        )
         out.close()
         pids[name] = p.pid
     (run / "pids.json").write_text(json.dumps(pids))

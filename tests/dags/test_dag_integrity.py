@@ -87,14 +87,18 @@ def test_no_sensor_holds_a_worker_slot_while_it_waits(dagbag):
     """A sensor waits deferred (in the triggerer) or rescheduled (the slot is given back between pokes)."""
     from airflow.sdk.bases.sensor import BaseSensorOperator
 
-    sensors = [(dag_id, t) for dag_id, dag in dagbag.dags.items() for t in dag.tasks
-               if isinstance(t, BaseSensorOperator) or getattr(t, "_is_sensor", False)
-               or "Sensor" in type(t).__name__]
+    sensors = [
+        (dag_id, t)
+        for dag_id, dag in dagbag.dags.items()
+        for t in dag.tasks
+        if isinstance(t, BaseSensorOperator) or getattr(t, "_is_sensor", False) or "Sensor" in type(t).__name__
+    ]
     assert sensors, "no sensor found: the check would pass for nothing"
     for dag_id, t in sensors:
         deferrable = bool(getattr(t, "deferrable", False)) or getattr(t, "start_trigger_args", None) is not None
-        assert deferrable or getattr(t, "mode", None) == "reschedule", \
+        assert deferrable or getattr(t, "mode", None) == "reschedule", (
             f"{dag_id}.{t.task_id} ({type(t).__name__}) pokes in mode {getattr(t, 'mode', None)!r}: it holds a slot"
+        )
 
 
 def test_every_dag_is_tagged_documented_and_retries(dagbag):
@@ -108,15 +112,19 @@ def test_every_dag_is_tagged_documented_and_retries(dagbag):
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_parses_fast_without_top_level_io(path):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                         env=os.environ, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=os.environ, timeout=120
+    )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert line, out.stderr[-3000:]
     result = json.loads(line[7:])
     record = ROOT / "test-output" / "dag_parse_times.json"
     times = json.loads(record.read_text()) if record.exists() else {}
-    times[path.name] = {"parse_s": round(result["parse_s"], 4), "airflow_sdk_import_s": round(result["sdk_import_s"], 2),
-                        "config_files_read": [str(Path(e.split(" ", 1)[1]).relative_to(ROOT)) for e in result["config"]]}
+    times[path.name] = {
+        "parse_s": round(result["parse_s"], 4),
+        "airflow_sdk_import_s": round(result["sdk_import_s"], 2),
+        "config_files_read": [str(Path(e.split(" ", 1)[1]).relative_to(ROOT)) for e in result["config"]],
+    }
     record.write_text(json.dumps(times, indent=2))
     print(f"{path.name}: parsed in {result['parse_s']:.3f} s (airflow.sdk import {result['sdk_import_s']:.1f} s)")
     assert not result["events"], f"{path.name} does I/O at parse time: {result['events'][:10]}"

@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackEndpoint, _alive, _family, deployment_env
 from pg_server import PostgresUnavailable, postgres_for_tests
 
@@ -39,15 +38,18 @@ def pg_server():
     try:
         with postgres_for_tests(PG) as (url, server):
             if server is not None:
-                print(f"\nno PostgreSQL at {PG}: started a throw-away server at {url} (pid {server.pid}, "
-                      f"{server.data_dir}, {server.start_s:.1f} s)")
+                print(
+                    f"\nno PostgreSQL at {PG}: started a throw-away server at {url} (pid {server.pid}, "
+                    f"{server.data_dir}, {server.start_s:.1f} s)"
+                )
             yield url
     except PostgresUnavailable as exc:
         pytest.fail(str(exc))
     if server is not None:
         record = server.stop()  # stopped on leaving the block: this reads what is left
-        (OUTPUT / "postgres_fallback.json").write_text(json.dumps(
-            {"requested": PG, "url": url, "databases_served": SERVED, **record}, indent=2))
+        (OUTPUT / "postgres_fallback.json").write_text(
+            json.dumps({"requested": PG, "url": url, "databases_served": SERVED, **record}, indent=2)
+        )
         assert not record["process_alive"] and not record["folder_exists"], record
 
 
@@ -72,8 +74,10 @@ def pg_database(pg_server):
         yield url
     finally:
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND "
-                        "pid <> pg_backend_pid()", (name,))
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             assert cur.fetchone() is None
@@ -87,27 +91,56 @@ def deployment(pg_database):
     aws_secret = "wJalrDeployTest" + secrets.token_hex(16)
     env = deployment_env(home, pg_database, slack, aws_secret)
     t0 = time.monotonic()
-    up = subprocess.run([sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"], env=env,
-                        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    up = subprocess.run(
+        [sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     dep = Deployment(home, env, slack, aws_secret)
     dep.start_output = up.stdout + up.stderr
     dep.start_s = time.monotonic() - t0
     try:
-        assert up.returncode == 0, f"launcher failed ({up.returncode}):\n{dep.start_output[-3000:]}\n" \
-                                   + dep.component_log_tails(40)
+        assert up.returncode == 0, (
+            f"launcher failed ({up.returncode}):\n{dep.start_output[-3000:]}\n" + dep.component_log_tails(40)
+        )
         yield dep
     finally:
-        pids = json.loads((home / "airflow" / "prod" / "pids.json").read_text()) \
-            if (home / "airflow" / "prod" / "pids.json").exists() else {}
+        pids = (
+            json.loads((home / "airflow" / "prod" / "pids.json").read_text())
+            if (home / "airflow" / "prod" / "pids.json").exists()
+            else {}
+        )
         family = _family(pids.values())
         t1 = time.monotonic()
-        down = subprocess.run([sys.executable, str(LAUNCHER), "stop", "--grace", "20"], env=env, capture_output=True, text=True,
-                              timeout=180, cwd=ROOT)
-        record = {"start_s": round(dep.start_s, 1), "stop_s": round(time.monotonic() - t1, 1),
-                  "stop_output": (down.stdout + down.stderr)[-500:]}
-        (OUTPUT / "deploy_lifecycle.json").write_text(json.dumps(
-            {**(json.loads((OUTPUT / "deploy_lifecycle.json").read_text())
-                if (OUTPUT / "deploy_lifecycle.json").exists() else {}), **record}, indent=2))
+        down = subprocess.run(
+            [sys.executable, str(LAUNCHER), "stop", "--grace", "20"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+        )
+        record = {
+            "start_s": round(dep.start_s, 1),
+            "stop_s": round(time.monotonic() - t1, 1),
+            "stop_output": (down.stdout + down.stderr)[-500:],
+        }
+        (OUTPUT / "deploy_lifecycle.json").write_text(
+            json.dumps(
+                {
+                    **(
+                        json.loads((OUTPUT / "deploy_lifecycle.json").read_text())
+                        if (OUTPUT / "deploy_lifecycle.json").exists()
+                        else {}
+                    ),
+                    **record,
+                },
+                indent=2,
+            )
+        )
         slack.close()
         survivors = [p for p in family if _alive(p)]
         for p in survivors:  # never leave anything behind, even when the stop failed
@@ -124,12 +157,19 @@ def chromium() -> str:
     path = shutil.which("chromium") or CHROMIUM
     if not Path(path).exists():
         if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.fail("the browser test needs Debian's Chromium: `apt-get install -y chromium` "
-                        "(or set MLOPS_CHROMIUM to a Chromium binary)")
+            pytest.fail(
+                "the browser test needs Debian's Chromium: `apt-get install -y chromium` "
+                "(or set MLOPS_CHROMIUM to a Chromium binary)"
+            )
         env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
-        out = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env,
-                             capture_output=True, text=True, timeout=1200)
+        out = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         path = shutil.which("chromium") or CHROMIUM
     return path
@@ -140,8 +180,9 @@ def page(chromium, deployment):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(60_000)
         try:

@@ -1,7 +1,6 @@
 """Helpers of the deployment tests: the deployment's handle (REST, lake, registry, logs), its environment, a
 Slack webhook stand-in. ``conftest.py`` starts and stops the deployment."""
 
-
 from __future__ import annotations
 
 import json
@@ -51,8 +50,7 @@ class Deployment:
         if self._token is None:
             import httpx
 
-            r = httpx.post(self.url + "/auth/token", json={"username": "admin", "password": self.password},
-                           timeout=30)
+            r = httpx.post(self.url + "/auth/token", json={"username": "admin", "password": self.password}, timeout=30)
             assert r.status_code in (200, 201), r.text
             self._token = r.json()["access_token"]
         return self._token
@@ -70,19 +68,22 @@ class Deployment:
         return r.json()
 
     def runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})[
-            "dag_runs"]
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})["dag_runs"]
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict]:
-        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances",
-                       params={"limit": 100})["task_instances"]
+        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances", params={"limit": 100})[
+            "task_instances"
+        ]
         return {ti["task_id"]: ti for ti in tis}
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """A task's log as the UI gets it (``/logs/<try>``), one line per record: the message, then the fields
         the record carries."""
-        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/"
-                            f"{try_number}", params={"full_content": "true"})
+        r = self.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"},
+        )
         assert r.status_code == 200, f"log of {dag_id}.{task_id}: {r.status_code} {r.text[:300]}"
         lines = []
         for rec in r.json()["content"]:
@@ -94,8 +95,7 @@ class Deployment:
         return "\n".join(lines)
 
     def trigger(self, dag_id: str, logical_date: str | None = None, conf: dict | None = None) -> dict:
-        r = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                     json={"logical_date": logical_date, "conf": conf or {}})
+        r = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf or {}})
         assert r.status_code == 200, f"trigger {dag_id}: {r.status_code} {r.text[:500]}"
         return r.json()
 
@@ -108,8 +108,10 @@ class Deployment:
             if value:
                 return value
             time.sleep(every_s)
-        pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last value: {value!r}\n"
-                    + self.component_log_tails())
+        pytest.fail(
+            f"timed out after {timeout_s:.0f} s waiting for {what}; last value: {value!r}\n"
+            + self.component_log_tails()
+        )
 
     def component_log_tails(self, lines: int = 15) -> str:
         out = []
@@ -127,8 +129,9 @@ class Deployment:
 
     def python(self, code: str) -> object:
         """Run Python in the deployment's environment (its registry, its lake); returns the JSON it prints."""
-        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
-                             timeout=180, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=180, cwd=ROOT
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -136,53 +139,63 @@ class Deployment:
         return self.python(
             "import json\nfrom include.mlops.core import registry\n"
             "print(json.dumps({'versions': registry.versions(), 'champion': registry.alias_version('champion'),"
-            " 'challenger': registry.alias_version('challenger')}))")
+            " 'challenger': registry.alias_version('challenger')}))"
+        )
 
     def all_logs(self) -> dict[Path, str]:
         """Every log the deployment wrote: components, migrations, task logs."""
-        files = [p for p in self.airflow_home.rglob("*") if p.is_file() and (p.suffix in (".log", ".json")
-                                                                             or "logs" in p.parts)]
+        files = [
+            p
+            for p in self.airflow_home.rglob("*")
+            if p.is_file() and (p.suffix in (".log", ".json") or "logs" in p.parts)
+        ]
         return {p: p.read_text(errors="replace") for p in files if "secrets" not in p.parts}
 
 
 def deployment_env(home: Path, db_url: str, slack: SlackEndpoint, aws_secret: str) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_", "MLFLOW_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_", "MLFLOW_"))}
     port = free_port()
-    env.update({
-        "MLOPS_HOME": str(home),
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "MLOPS_LAKE_URL": (home / "lake").as_uri(),
-        "PYTHONPATH": str(ROOT),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "airflow" / "secrets" / "passwords.json"),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__CORE__PARALLELISM": "3",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        # the lifecycle on a small scale: quick pokes and retries, a first model once 4 days are curated
-        "MLOPS_TRAIN_MIN_DAYS": "4",
-        "MLOPS_SENSOR_POKE_S": "1",
-        "MLOPS_SENSOR_TIMEOUT_S": "120",
-        "MLOPS_RETRY_DELAY_S": "1",
-        "MLOPS_DEPLOY_POKE_S": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "MLOPS_START_DATE": "2013-01-01",
-        # secrets that must never reach a log
-        "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps({"conn_type": "slackwebhook", "password": slack.url}),
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "AKIADEPLOYTEST0000000",
-                                                "password": aws_secret,
-                                                "extra": {"region_name": "us-east-1"}}),
-    })
+    env.update(
+        {
+            "MLOPS_HOME": str(home),
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "MLOPS_LAKE_URL": (home / "lake").as_uri(),
+            "PYTHONPATH": str(ROOT),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "airflow" / "secrets" / "passwords.json"),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__CORE__PARALLELISM": "3",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            # the lifecycle on a small scale: quick pokes and retries, a first model once 4 days are curated
+            "MLOPS_TRAIN_MIN_DAYS": "4",
+            "MLOPS_SENSOR_POKE_S": "1",
+            "MLOPS_SENSOR_TIMEOUT_S": "120",
+            "MLOPS_RETRY_DELAY_S": "1",
+            "MLOPS_DEPLOY_POKE_S": "1",
+            "GX_ANALYTICS_ENABLED": "false",
+            "MLOPS_START_DATE": "2013-01-01",
+            # secrets that must never reach a log
+            "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps({"conn_type": "slackwebhook", "password": slack.url}),
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "AKIADEPLOYTEST0000000",
+                    "password": aws_secret,
+                    "extra": {"region_name": "us-east-1"},
+                }
+            ),
+        }
+    )
     return env
 
 

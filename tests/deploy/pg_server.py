@@ -22,8 +22,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432"
 
@@ -107,18 +107,26 @@ class ThrowawayPostgres:
                 return pwd.getpwnam(name)
             except KeyError:
                 continue
-        raise PostgresUnavailable("running as root with neither a 'postgres' nor a 'nobody' user to run "
-                                  "PostgreSQL as (it refuses root)")
+        raise PostgresUnavailable(
+            "running as root with neither a 'postgres' nor a 'nobody' user to run PostgreSQL as (it refuses root)"
+        )
 
     def _run(self, exe: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         user = self._user()
         ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
-        env = {"PATH": f"{self.bindir}:/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "TZ": "UTC",
-               "HOME": str(self.base)}
+        env = {"PATH": f"{self.bindir}:/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "TZ": "UTC", "HOME": str(self.base)}
         # pg_ctl leaves the server running with the output handles it was given: files, never pipes
         with tempfile.TemporaryFile() as out:
-            proc = subprocess.run([str(self.bindir / exe), *args], stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, env=env, cwd=str(self.base), timeout=timeout, **ids)
+            proc = subprocess.run(
+                [str(self.bindir / exe), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=str(self.base),
+                timeout=timeout,
+                **ids,
+            )
             out.seek(0)
             proc.stdout = out.read().decode(errors="replace")
         return proc
@@ -146,13 +154,13 @@ class ThrowawayPostgres:
             self.bindir = copy / package.name / install.name / "bin"
 
     # lifecycle ---------------------------------------------------------------------------------------------
-    def __enter__(self) -> "ThrowawayPostgres":
+    def __enter__(self) -> ThrowawayPostgres:
         return self if self.pid else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "ThrowawayPostgres":
+    def start(self) -> ThrowawayPostgres:
         t0 = time.monotonic()
         self.base = Path(tempfile.mkdtemp(prefix="mlops-test-pg-"))
         user = self._user()
@@ -162,20 +170,43 @@ class ThrowawayPostgres:
         self.base.chmod(0o755)
         try:
             self._usable_binaries()
-            init = self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                             "--locale=C", "--no-sync")
+            init = self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
             if init.returncode != 0:
                 raise PostgresUnavailable(f"initdb failed ({init.returncode}):\n{init.stdout[-2000:]}")
-            for attempt in range(3):  # a free port can be taken between choosing and binding it
+            for _attempt in range(3):  # a free port can be taken between choosing and binding it
                 self.port = _free_port()
                 opts = f"-h {self.host} -p {self.port} -k {self.base} -F -c max_connections=200"
-                up = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.base / "postgres.log"), "-w",
-                               "-t", "90", "-o", opts, "start")
+                up = self._run(
+                    "pg_ctl",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.base / "postgres.log"),
+                    "-w",
+                    "-t",
+                    "90",
+                    "-o",
+                    opts,
+                    "start",
+                )
                 if up.returncode == 0:
                     break
             else:
-                log = (self.base / "postgres.log").read_text(errors="replace")[-2000:] \
-                    if (self.base / "postgres.log").exists() else ""
+                log = (
+                    (self.base / "postgres.log").read_text(errors="replace")[-2000:]
+                    if (self.base / "postgres.log").exists()
+                    else ""
+                )
                 raise PostgresUnavailable(f"pg_ctl start failed ({up.returncode}):\n{up.stdout[-2000:]}\n{log}")
             self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         except BaseException:
@@ -202,10 +233,16 @@ class ThrowawayPostgres:
             if self.base is not None:
                 shutil.rmtree(self.base, ignore_errors=True)
             self.stop_s = time.monotonic() - t0
-        return {"pid": self.pid, "port": self.port, "folder": str(self.base) if self.base else None,
-                "run_as": self.run_as, "process_alive": bool(self.pid and _alive(self.pid)),
-                "folder_exists": bool(self.base and self.base.exists()),
-                "start_s": round(self.start_s, 1) if self.start_s else None, "stop_s": round(self.stop_s, 1)}
+        return {
+            "pid": self.pid,
+            "port": self.port,
+            "folder": str(self.base) if self.base else None,
+            "run_as": self.run_as,
+            "process_alive": bool(self.pid and _alive(self.pid)),
+            "folder_exists": bool(self.base and self.base.exists()),
+            "start_s": round(self.start_s, 1) if self.start_s else None,
+            "stop_s": round(self.stop_s, 1),
+        }
 
 
 @contextlib.contextmanager
@@ -223,7 +260,8 @@ def postgres_for_tests(url: str | None = None) -> Iterator[tuple[str, ThrowawayP
             f"PostgreSQL is not reachable at {url} ({why}) and no server binaries were found to start a "
             "throw-away one: `pip install -r requirements-dev.txt` (the pgserver package brings them), or "
             "`apt-get install postgresql`, or set MLOPS_TEST_PG_BIN to a folder with initdb, pg_ctl and postgres, "
-            "or MLOPS_TEST_PG to a server that lets its user create databases")
+            "or MLOPS_TEST_PG to a server that lets its user create databases"
+        )
     server = ThrowawayPostgres(bindir).start()
     try:
         yield server.url, server

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from deploy_support import LAUNCHER, OUTPUT, ROOT, TERMINAL
 
 FIRST_DATES = ["2013-01-17", "2013-01-18", "2013-01-19"]
@@ -33,8 +32,9 @@ LIFECYCLE_DAGS = ("ingest_flights", "train_model", "deploy_model")
 
 
 def _launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(LAUNCHER), *args], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(LAUNCHER), *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 # security of the launcher's configuration (no deployment needed) ---------------------------------------------
@@ -43,10 +43,12 @@ def good_env(tmp_path):
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    return env | {"AIRFLOW_HOME": str(tmp_path / "airflow"),
-                  "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1:5432/unused",
-                  "AIRFLOW__API_AUTH__JWT_SECRET": "x" * 32,
-                  "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode()}
+    return env | {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1:5432/unused",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "x" * 32,
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+    }
 
 
 def test_launcher_accepts_a_production_configuration(good_env):
@@ -54,19 +56,33 @@ def test_launcher_accepts_a_production_configuration(good_env):
     assert out.returncode == 0, out.stderr
 
 
-@pytest.mark.parametrize("change, problem", [
-    ({"AIRFLOW__API_AUTH__JWT_SECRET": None}, "AIRFLOW__API_AUTH__JWT_SECRET is not set"),
-    ({"AIRFLOW__API_AUTH__JWT_SECRET": "y" * 31}, "AIRFLOW__API_AUTH__JWT_SECRET is too short (31 characters"),
-    ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": None}, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not set"),
-    ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////tmp/airflow.db"}, "must name a PostgreSQL database"),
-    ({"AIRFLOW__CORE__FERNET_KEY": None}, "AIRFLOW__CORE__FERNET_KEY is not set"),
-    ({"AIRFLOW__CORE__FERNET_KEY": "not-a-key"}, "not a valid Fernet key"),
-    ({"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}, "disables login"),
-    ({"MLOPS_PASSWORD_ADMIN": "admin"}, "user 'admin' has a default password"),
-    ({"MLOPS_PASSWORD_ADMIN": "short-pass"}, "shorter than 16 characters"),
-    ({"AIRFLOW__CORE__EXECUTOR": "SequentialExecutor"}, "LocalExecutor only"),
-], ids=["no-jwt", "short-jwt", "no-db", "sqlite", "no-fernet", "bad-fernet", "all-admins", "admin-admin",
-        "short-password", "executor"])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"AIRFLOW__API_AUTH__JWT_SECRET": None}, "AIRFLOW__API_AUTH__JWT_SECRET is not set"),
+        ({"AIRFLOW__API_AUTH__JWT_SECRET": "y" * 31}, "AIRFLOW__API_AUTH__JWT_SECRET is too short (31 characters"),
+        ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": None}, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not set"),
+        ({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////tmp/airflow.db"}, "must name a PostgreSQL database"),
+        ({"AIRFLOW__CORE__FERNET_KEY": None}, "AIRFLOW__CORE__FERNET_KEY is not set"),
+        ({"AIRFLOW__CORE__FERNET_KEY": "not-a-key"}, "not a valid Fernet key"),
+        ({"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}, "disables login"),
+        ({"MLOPS_PASSWORD_ADMIN": "admin"}, "user 'admin' has a default password"),
+        ({"MLOPS_PASSWORD_ADMIN": "short-pass"}, "shorter than 16 characters"),
+        ({"AIRFLOW__CORE__EXECUTOR": "SequentialExecutor"}, "LocalExecutor only"),
+    ],
+    ids=[
+        "no-jwt",
+        "short-jwt",
+        "no-db",
+        "sqlite",
+        "no-fernet",
+        "bad-fernet",
+        "all-admins",
+        "admin-admin",
+        "short-password",
+        "executor",
+    ],
+)
 def test_launcher_refuses_an_unsafe_configuration(good_env, change, problem):
     env = {k: v for k, v in (good_env | change).items() if v is not None}
     for cmd in ("check", "up"):
@@ -124,10 +140,13 @@ def test_the_lifecycle_through_the_rest_api(deployment):
 
     # security: no token, a forged token, a wrong password
     assert httpx.get(dep.url + "/api/v2/dags", timeout=30).status_code == 401
-    assert httpx.get(dep.url + "/api/v2/dags", headers={"Authorization": "Bearer not-a-jwt"},
-                     timeout=30).status_code in (401, 403)
-    assert httpx.post(dep.url + "/auth/token", json={"username": "admin", "password": "admin"},
-                      timeout=30).status_code == 401
+    assert httpx.get(
+        dep.url + "/api/v2/dags", headers={"Authorization": "Bearer not-a-jwt"}, timeout=30
+    ).status_code in (401, 403)
+    assert (
+        httpx.post(dep.url + "/auth/token", json={"username": "admin", "password": "admin"}, timeout=30).status_code
+        == 401
+    )
     assert httpx.get(dep.url + "/mlops/api/state", timeout=30).status_code == 401
     # the generated password: random, long, readable by the owner only, never printed by the launcher
     pw_file = Path(dep.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
@@ -137,15 +156,20 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert {health[c]["status"] for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {"healthy"}
 
     # the deployment runs what the documentation says it runs
-    cfg = dep.python("import json\nfrom airflow.configuration import conf\n"
-                     "print(json.dumps([conf.get('core', 'executor'), conf.get('database', 'sql_alchemy_conn')"
-                     ".split(':')[0]]))")
+    cfg = dep.python(
+        "import json\nfrom airflow.configuration import conf\n"
+        "print(json.dumps([conf.get('core', 'executor'), conf.get('database', 'sql_alchemy_conn')"
+        ".split(':')[0]]))"
+    )
     assert cfg == ["LocalExecutor", "postgresql+psycopg2"]
 
     # every DAG of dags/ parsed (the dag-processor's first pass), no import error
     expected = {p.stem for p in (ROOT / "dags").glob("*.py")}
-    dep.wait_for("every DAG to be parsed", lambda: expected <= {d["dag_id"] for d in dep.get(
-        "/api/v2/dags", params={"limit": 100})["dags"]}, 180)
+    dep.wait_for(
+        "every DAG to be parsed",
+        lambda: expected <= {d["dag_id"] for d in dep.get("/api/v2/dags", params={"limit": 100})["dags"]},
+        180,
+    )
     assert dep.get("/api/v2/importErrors")["total_entries"] == 0
     assert dep.get("/api/v2/plugins/importErrors")["total_entries"] == 0
     assert "mlops_model_state" in {p["name"] for p in dep.get("/api/v2/plugins")["plugins"]}
@@ -192,8 +216,10 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     train_run = dep.wait_for("the training run", trained, 420)
     timings["train_run_s"] = round(time.monotonic() - t1, 1)
     tis = dep.task_instances("train_model", train_run["dag_run_id"])
-    assert train_run["state"] == "success" and train_run["run_type"] == "asset_triggered", \
-        (train_run, {k: v["state"] for k, v in tis.items()})
+    assert train_run["state"] == "success" and train_run["run_type"] == "asset_triggered", (
+        train_run,
+        {k: v["state"] for k, v in tis.items()},
+    )
     for task in ("build_training_set", "train", "register", "evaluation_gate", "trigger_deploy_model"):
         assert tis[task]["state"] == "success", (task, tis[task]["state"])
     run_key = train_run["dag_run_id"].replace(":", "").replace("+", "")
@@ -215,14 +241,14 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     ingest_tis = dep.task_instances("ingest_flights", last)
     # a good day: every task succeeded; the quarantine announcement (runs only when validation rejected) skipped
     assert {k: t["state"] for k, t in ingest_tis.items() if t["state"] != "success"} == {
-        f"{ds}.announce_quarantine": "skipped" for ds in ("flights", "weather")}, ingest_tis
+        f"{ds}.announce_quarantine": "skipped" for ds in ("flights", "weather")
+    }, ingest_tis
     validate = ingest_tis["flights.validate"]
     log = dep.task_log("ingest_flights", last, "flights.validate", validate["try_number"])
     assert f"flights/{LAST_DATE}" in log and "passed" in log and "rule(s)" in log, log[-2000:]
     log = dep.task_log("train_model", train_run["dag_run_id"], "train", tis["train"]["try_number"])
     assert "Horovod job finished" in log, log[-2000:]
-    log = dep.task_log("train_model", train_run["dag_run_id"], "evaluation_gate",
-                       tis["evaluation_gate"]["try_number"])
+    log = dep.task_log("train_model", train_run["dag_run_id"], "evaluation_gate", tis["evaluation_gate"]["try_number"])
     assert "gate PASSED" in log, log[-2000:]
     log = dep.task_log("deploy_model", deploy_run["dag_run_id"], "plan", dtis["plan"]["try_number"])
     assert f"version {version} is promoted directly" in log, log[-2000:]
@@ -257,16 +283,26 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert dep.api("GET", "/mlops/gate/..%2F..%2Fsecrets/report").status_code == 404
 
     # no secret in any log: task logs, component logs, REST-served logs
-    secrets_ = {"slack webhook token": dep.slack.token, "aws secret key": dep.aws_secret,
-                "jwt secret": dep.env["AIRFLOW__API_AUTH__JWT_SECRET"], "fernet key": dep.env["AIRFLOW__CORE__FERNET_KEY"],
-                "admin password": dep.password}
+    secrets_ = {
+        "slack webhook token": dep.slack.token,
+        "aws secret key": dep.aws_secret,
+        "jwt secret": dep.env["AIRFLOW__API_AUTH__JWT_SECRET"],
+        "fernet key": dep.env["AIRFLOW__CORE__FERNET_KEY"],
+        "admin password": dep.password,
+    }
     logs = dep.all_logs()
     task_logs = [p for p in logs if "prod" not in p.parts]
     assert len(task_logs) >= 20, sorted(map(str, logs))
-    served = "".join(dep.task_log(d, r, t, ti["try_number"]) for d, r in
-                     (("train_model", train_run["dag_run_id"]), ("deploy_model", deploy_run["dag_run_id"]),
-                      ("ingest_flights", last))
-                     for t, ti in dep.task_instances(d, r).items() if ti["state"] == "success")
+    served = "".join(
+        dep.task_log(d, r, t, ti["try_number"])
+        for d, r in (
+            ("train_model", train_run["dag_run_id"]),
+            ("deploy_model", deploy_run["dag_run_id"]),
+            ("ingest_flights", last),
+        )
+        for t, ti in dep.task_instances(d, r).items()
+        if ti["state"] == "success"
+    )
     for name, value in secrets_.items():
         leaks = [str(p) for p, text in logs.items() if value in text]
         assert not leaks, f"the {name} appears in {leaks}"
@@ -274,8 +310,11 @@ def test_the_lifecycle_through_the_rest_api(deployment):
 
     timings["test_s"] = round(time.monotonic() - t0, 1)
     record = OUTPUT / "deploy_lifecycle.json"
-    record.write_text(json.dumps({**(json.loads(record.read_text()) if record.exists() else {}), **timings,
-                                  "version": version}, indent=2))
+    record.write_text(
+        json.dumps(
+            {**(json.loads(record.read_text()) if record.exists() else {}), **timings, "version": version}, indent=2
+        )
+    )
     print(json.dumps(timings))
 
 
@@ -291,9 +330,18 @@ def test_a_cleared_task_and_two_runs_of_one_date(deployment):
     folder = f"curated/flights/date={LAST_DATE}"
     before = lake.read_bytes(folder, "part-00000.parquet")
     tries = dep.task_instances("ingest_flights", last["dag_run_id"])["flights.curate"]["try_number"]
-    r = dep.api("POST", "/api/v2/dags/ingest_flights/clearTaskInstances",
-                json={"dry_run": False, "only_failed": False, "task_ids": ["flights.curate"],
-                      "dag_run_id": last["dag_run_id"], "include_downstream": False, "reset_dag_runs": True})
+    r = dep.api(
+        "POST",
+        "/api/v2/dags/ingest_flights/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "only_failed": False,
+            "task_ids": ["flights.curate"],
+            "dag_run_id": last["dag_run_id"],
+            "include_downstream": False,
+            "reset_dag_runs": True,
+        },
+    )
     assert r.status_code == 200, r.text
 
     def rerun_done():
@@ -304,17 +352,20 @@ def test_a_cleared_task_and_two_runs_of_one_date(deployment):
     assert ti["state"] == "success", ti
     assert lake.read_bytes(folder, "part-00000.parquet") == before
     others = dep.task_instances("ingest_flights", last["dag_run_id"])
-    assert others["flights.extract"]["try_number"] == 1           # only the cleared task ran again
+    assert others["flights.extract"]["try_number"] == 1  # only the cleared task ran again
 
     day = "2013-01-21"
     Upstream(lake).publish_day(day)
-    runs = [dep.trigger("ingest_flights", f"{day}T00:00:00Z")["dag_run_id"],
-            dep.trigger("ingest_flights", None, {"date": day})["dag_run_id"]]
+    runs = [
+        dep.trigger("ingest_flights", f"{day}T00:00:00Z")["dag_run_id"],
+        dep.trigger("ingest_flights", None, {"date": day})["dag_run_id"],
+    ]
     states = dep.wait_for("two runs of one date", lambda: _all_finished(dep, "ingest_flights", runs), 420)
     assert set(states.values()) == {"success"}, states
     df = lake.read_parquet(f"curated/flights/date={day}", "part-00000.parquet")
     assert len(df) == len(day_table("flights", day)) and lake.ls(f"curated/flights/date={day}") == [
-        "part-00000.parquet"]
+        "part-00000.parquet"
+    ]
     assert not lake.ls("staging", "flights") and not lake.ls("staging", "weather")
 
 
@@ -353,8 +404,17 @@ def test_ui_login_dags_and_trigger_form(page, deployment):
     form = page.get_by_role("dialog")
     expect(form.get_by_text("Trigger Dag - train_model")).to_be_visible()
     expect(form.get_by_text("Run Parameters")).to_be_visible()
-    for label in ("Window (days)", "End date", "Minimum curated days", "Horovod workers", "Hosts",
-                  "Boosting rounds", "Job timeout (minutes)", "Reason", "Gate: AUC floor"):
+    for label in (
+        "Window (days)",
+        "End date",
+        "Minimum curated days",
+        "Horovod workers",
+        "Hosts",
+        "Boosting rounds",
+        "Job timeout (minutes)",
+        "Reason",
+        "Gate: AUC floor",
+    ):
         expect(_field(form, label)).to_be_attached()
     # a small run: one worker, few rounds, a reason people can find again
     _fill(form, "Horovod workers", "1")
@@ -399,7 +459,8 @@ def champion(deployment) -> dict:
         "v = pipeline.register(lake, 'ui-champion', params={'num_boost_round': 20}, reason='ui test')['version']\n"
         "assert pipeline.gate(lake, 'ui-champion', {'min_auc': 0.5, 'max_ece': 1.0})['passed']\n"
         "registry.set_alias('champion', v)\n"
-        "print(json.dumps(registry.alias_version('champion')))")
+        "print(json.dumps(registry.alias_version('champion')))"
+    )
 
 
 def test_ui_model_state_page_shows_the_champion(page, deployment, champion):
@@ -422,8 +483,9 @@ def test_ui_model_state_page_shows_the_champion(page, deployment, champion):
 
 def _field(form, label: str):
     """The input of a Param row: each row is a group whose text starts with the Param's title."""
-    return form.get_by_role("group").filter(has_text=re.compile("^" + re.escape(label))).locator(
-        "input, textarea").first
+    return (
+        form.get_by_role("group").filter(has_text=re.compile("^" + re.escape(label))).locator("input, textarea").first
+    )
 
 
 def _fill(form, label: str, value: str) -> None:

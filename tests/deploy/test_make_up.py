@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 
 import psutil
-
 from deploy_support import ROOT, free_port
 
 
 def _listening(port: int) -> set[str]:
-    return {c.laddr.ip for c in psutil.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+    return {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+    }
 
 
 def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
@@ -28,17 +30,29 @@ def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
     venv_bin = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_"))}
     env |= {  # what the Makefile exports, and a free port for each server of the standalone
-        "PATH": f"{venv_bin}:{env.get('PATH', '')}", "PYTHONPATH": str(ROOT), "MLOPS_HOME": str(home),
-        "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "GX_ANALYTICS_ENABLED": "false", "AIRFLOW__API__PORT": str(port),
+        "PATH": f"{venv_bin}:{env.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        "MLOPS_HOME": str(home),
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "false",
+        "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
     }
     log = tmp_path / "up.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(ROOT / "scripts" / "up.sh")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "up.sh")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     sessions = {proc.pid}  # up.sh's own, and the one it starts standalone in
     try:
         deadline = time.monotonic() + 300

@@ -13,7 +13,6 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
-
 from pg_server import ThrowawayPostgres, postgres_for_tests, reachable, server_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,15 +59,22 @@ def test_a_reachable_server_is_used_as_it_is():
 
 
 def test_no_binaries_and_no_server_says_what_to_install(tmp_path):
-    code = ("import pg_server, sys\n"
-            "pg_server.server_binaries = lambda: None\n"
-            "try:\n"
-            "    with pg_server.postgres_for_tests(sys.argv[1]):\n"
-            "        pass\n"
-            "except pg_server.PostgresUnavailable as exc:\n"
-            "    print(exc)\n")
-    out = subprocess.run([sys.executable, "-c", code, NOBODY_THERE], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).parent)
+    code = (
+        "import pg_server, sys\n"
+        "pg_server.server_binaries = lambda: None\n"
+        "try:\n"
+        "    with pg_server.postgres_for_tests(sys.argv[1]):\n"
+        "        pass\n"
+        "except pg_server.PostgresUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, NOBODY_THERE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent,
+    )
     assert f"PostgreSQL is not reachable at {NOBODY_THERE}" in out.stdout, out.stdout + out.stderr
     assert "pgserver" in out.stdout and "apt-get install postgresql" in out.stdout and "MLOPS_TEST_PG" in out.stdout
 

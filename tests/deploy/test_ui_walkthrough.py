@@ -32,8 +32,9 @@ def _unpause_on_its_page(page, dep, dag_id: str) -> None:
     expect(toggle).not_to_be_checked()
     toggle.locator("xpath=..").click()  # the switch's label: the input itself is visually hidden
     expect(toggle).to_be_checked()
-    dep.wait_for(f"{dag_id} to be unpaused", lambda: dep.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False, 30,
-                 every_s=1)
+    dep.wait_for(
+        f"{dag_id} to be unpaused", lambda: dep.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False, 30, every_s=1
+    )
 
 
 def _pick_date(page, field: str, day: str) -> None:
@@ -53,8 +54,14 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
     dep = deployment
     t0 = time.monotonic()
     _login(page, dep)
-    dep.wait_for("every DAG to be parsed", lambda: {"simulate_upstream", "ingest_flights", *STARTED_BY_OTHERS}
-                 <= {d["dag_id"] for d in dep.get("/api/v2/dags", params={"limit": 100})["dags"]}, 180)
+    dep.wait_for(
+        "every DAG to be parsed",
+        lambda: (
+            {"simulate_upstream", "ingest_flights", *STARTED_BY_OTHERS}
+            <= {d["dag_id"] for d in dep.get("/api/v2/dags", params={"limit": 100})["dags"]}
+        ),
+        180,
+    )
     for dag_id in STARTED_BY_OTHERS:
         _unpause_on_its_page(page, dep, dag_id)
 
@@ -68,9 +75,14 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
     _field(form, "First day").scroll_into_view_if_needed()
     page.screenshot(path=str(OUTPUT / "ui_simulate_upstream_form.png"))
     form.get_by_role("button", name="Trigger", exact=True).click()
-    sim = dep.wait_for("the simulate_upstream run", lambda: next(
-        (r for r in dep.runs("simulate_upstream") if r["state"] in TERMINAL), None), 300)
-    assert sim["state"] == "success" and sim["conf"]["start_date"] == WEEK[0] and sim["conf"]["end_date"] == WEEK[1], sim
+    sim = dep.wait_for(
+        "the simulate_upstream run",
+        lambda: next((r for r in dep.runs("simulate_upstream") if r["state"] in TERMINAL), None),
+        300,
+    )
+    assert sim["state"] == "success" and sim["conf"]["start_date"] == WEEK[0] and sim["conf"]["end_date"] == WEEK[1], (
+        sim
+    )
     for d in DAYS:
         assert dep.lake.exists(f"landing/flights/date={d}", "_SUCCESS"), d
 
@@ -104,8 +116,10 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
             return None
         runs = dep.runs("deploy_model")
         waiting = [r for r in runs if r["state"] not in TERMINAL]
-        if any(dep.task_instances("deploy_model", r["dag_run_id"]).get("wait_for_evidence", {}).get("state")
-               != "deferred" for r in waiting):
+        if any(
+            dep.task_instances("deploy_model", r["dag_run_id"]).get("wait_for_evidence", {}).get("state") != "deferred"
+            for r in waiting
+        ):
             return None
         return champion, runs
 
@@ -128,7 +142,7 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
             assert len(live) <= 1 and all(not r["logical_date"].startswith("2013") for r in live), live
             runs = [r for r in runs if r["run_type"] != "scheduled"]
         states = {r["dag_run_id"]: r["state"] for r in runs}
-        assert states and set(states.values()) == {"success"}, (dag_id, states)   # every run green
+        assert states and set(states.values()) == {"success"}, (dag_id, states)  # every run green
 
     # the grid of ingest_flights, every day green
     page.goto(dep.url + "/dags/ingest_flights")
@@ -144,5 +158,7 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
     expect(frame.locator("#gate-verdict")).to_contain_text("PASSED")
     time.sleep(0.5)
     page.screenshot(path=str(OUTPUT / "ui_walkthrough_model_state.png"))
-    print(f"the week from the UI alone: published, backfilled, trained, gated, v{version} promoted in {took:.0f} s"
-          f" ({len(deploy_runs) - 1} later canary waiting for evidence)")
+    print(
+        f"the week from the UI alone: published, backfilled, trained, gated, v{version} promoted in {took:.0f} s"
+        f" ({len(deploy_runs) - 1} later canary waiting for evidence)"
+    )

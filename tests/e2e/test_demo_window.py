@@ -18,8 +18,10 @@ def processes_with(marker: str) -> list[str]:
     out = []
     for p in Path("/proc").glob("[0-9]*"):
         try:
-            if marker.encode() in (p / "environ").read_bytes().split(b"\0") and \
-                    (p / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            if (
+                marker.encode() in (p / "environ").read_bytes().split(b"\0")
+                and (p / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            ):
                 cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ")[:200].decode(errors="replace")
                 out.append(f"{p.name}: {cmdline}")
         except (OSError, IndexError):
@@ -29,8 +31,11 @@ def processes_with(marker: str) -> list[str]:
 
 def test_a_window_that_ends_while_a_canary_waits(tmp_path):
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLOPS_CONFIG_DIR", "MLOPS_MODEL_NAME", "MLOPS_SERVE_URL", "MLFLOW_TRACKING_URI")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLOPS_CONFIG_DIR", "MLOPS_MODEL_NAME", "MLOPS_SERVE_URL", "MLFLOW_TRACKING_URI")
+    }
     env |= {"MLOPS_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow")}
     airflow = str(Path(sys.executable).parent / "airflow")
     (home / "airflow").mkdir(parents=True)
@@ -42,14 +47,21 @@ def test_a_window_that_ends_while_a_canary_waits(tmp_path):
     # the shortest window with a canary: the first model on the third day, drift at once, the canary started, the
     # window over; the canary is given no time to decide and 3 s after SIGTERM
     args = ["--start", "2013-01-01", "--end", "2013-01-03", "--early-canary", "--canary-wait", "0", "--stop-grace", "3"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), *args], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=540)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        raise AssertionError("the driver ran past 9 minutes:\n" + out[-4000:])
+        raise AssertionError("the driver ran past 9 minutes:\n" + out[-4000:]) from None
     took = time.monotonic() - t0
     (ROOT / "test-output" / "demo_window.txt").write_text(out)
 

@@ -8,13 +8,11 @@ import time
 
 import httpx
 import pytest
+from curation import curate_days
 
-from include.mlops.core import layout, rollouts
-from include.mlops.core import registry
+from include.mlops.core import layout, registry, rollouts
 from include.mlops.ingest.traffic import replay
 from include.mlops.train import pipeline
-
-from curation import curate_days
 
 SERVE_TOKEN = "e2e-serve-token"  # the service runs as in production: /predict requires a bearer token
 
@@ -33,7 +31,9 @@ def versions(curated):
             shard["label"] = shard["label"].sample(frac=1, random_state=0).to_numpy()
             curated.write_parquet(shard, f"training/{key}", "train", "part-00000.parquet")
         pipeline.train(curated, key, 1, num_boost_round=rounds)
-        out[name] = pipeline.register(curated, key, params={"num_boost_round": rounds}, reason=f"deploy {name}")["version"]
+        out[name] = pipeline.register(curated, key, params={"num_boost_round": rounds}, reason=f"deploy {name}")[
+            "version"
+        ]
     yield out
     mp.undo()
 
@@ -44,8 +44,9 @@ def service(versions, curated):
 
     from include.mlops.serve.app import create_app, registry_store
 
-    with serve(create_app(registry_store(curated), curated, refresh_s=0.3, flush_rows=200,
-                          flush_s=0.3, token=SERVE_TOKEN)) as url:  # as in production: /predict needs the token
+    with serve(
+        create_app(registry_store(curated), curated, refresh_s=0.3, flush_rows=200, flush_s=0.3, token=SERVE_TOKEN)
+    ) as url:  # as in production: /predict needs the token
         yield url
 
 
@@ -66,8 +67,13 @@ class CanaryTraffic(threading.Thread):
             while True:
                 r = rollouts.current(self.lake)
                 h = httpx.get(self.url + "/health").json()
-                if r and r["status"] == "canary" and str(r["version"]) == self.version \
-                        and h["challenger"] == self.version and h["canary_share"] > 0:
+                if (
+                    r
+                    and r["status"] == "canary"
+                    and str(r["version"]) == self.version
+                    and h["challenger"] == self.version
+                    and h["canary_share"] > 0
+                ):
                     break
                 if time.time() > deadline:
                     self.error = f"the canary of v{self.version} never went live: rollout {r}, service {h}"
@@ -157,8 +163,11 @@ def test_a_canary_without_evidence_is_rolled_back_after_wait_hours(run_dag, vers
     """wait_hours is honoured: no flights come in, the waiting time ends, the challenger is rolled back."""
     given(curated, versions["good"])
     t0 = time.monotonic()
-    run = run_dag("deploy_model", "2013-02-27", conf={"version": versions["bad"], "date": "2013-03-10",
-                                                       "wait_hours": 0.001, "min_labelled_per_arm": 400})
+    run = run_dag(
+        "deploy_model",
+        "2013-02-27",
+        conf={"version": versions["bad"], "date": "2013-03-10", "wait_hours": 0.001, "min_labelled_per_arm": 400},
+    )
     assert run.state == "success", run
     assert run.tasks["decide"][0] == "success" and time.monotonic() - t0 < 120
     assert registry.alias_version("champion")["version"] == versions["good"]

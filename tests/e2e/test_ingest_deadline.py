@@ -4,12 +4,10 @@ run is queued); when a run misses it, the triggerer calls the callback, which se
 from __future__ import annotations
 
 import asyncio
-
 import json
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +25,9 @@ def _deadlines(env_value: str | None) -> list:
     env = {k: v for k, v in os.environ.items() if k != "MLOPS_INGEST_DEADLINE_S"}
     if env_value is not None:
         env["MLOPS_INGEST_DEADLINE_S"] = env_value
-    out = subprocess.run([sys.executable, "-c", PROBE.format(dags=ROOT / "dags")], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(dags=ROOT / "dags")], env=env, capture_output=True, text=True, timeout=120
+    )
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
     return json.loads(line[7:])
 
@@ -43,9 +42,16 @@ def test_a_missed_deadline_sends_slack_one_message(slack):
     """The callback as the triggerer calls it: the scheduler's context of the run and the deadline."""
     from mlops_airflow.notifiers import ingestion_late
 
-    context = {"dag_run": {"dag_id": "ingest_flights", "dag_run_id": "scheduled__2013-03-04T00:00:00+00:00",
-                           "logical_date": "2013-03-04T00:00:00+00:00", "state": "running", "conf": {}},
-               "deadline": {"id": "d1", "deadline_time": "2013-03-05T08:00:00+00:00"}}
+    context = {
+        "dag_run": {
+            "dag_id": "ingest_flights",
+            "dag_run_id": "scheduled__2013-03-04T00:00:00+00:00",
+            "logical_date": "2013-03-04T00:00:00+00:00",
+            "state": "running",
+            "conf": {},
+        },
+        "deadline": {"id": "d1", "deadline_time": "2013-03-05T08:00:00+00:00"},
+    }
     asyncio.run(ingestion_late(context=context))
     [text] = slack.texts()
     assert text.startswith("[FAILURE] Ingestion of 2013-03-04 is late")

@@ -67,9 +67,9 @@ def test_a_drop_that_never_comes_times_the_sensor_out_with_an_alert(run_dag, lak
 
     import mlops_airflow.defaults as defaults
 
-    Upstream(lake).publish("2013-01-28", "weather")              # weather arrives, flights never do
+    Upstream(lake).publish("2013-01-28", "weather")  # weather arrives, flights never do
     with monkeypatch.context() as m:
-        m.setenv("MLOPS_SENSOR_TIMEOUT_S", "4")                   # read when the DAG file is parsed
+        m.setenv("MLOPS_SENSOR_TIMEOUT_S", "4")  # read when the DAG file is parsed
         importlib.reload(defaults)
         try:
             t0 = time.monotonic()
@@ -78,15 +78,16 @@ def test_a_drop_that_never_comes_times_the_sensor_out_with_an_alert(run_dag, lak
         finally:
             m.undo()
             importlib.reload(defaults)
-    assert defaults.SENSOR_TIMEOUT_S == 60                        # the suite's own setting is back
+    assert defaults.SENSOR_TIMEOUT_S == 60  # the suite's own setting is back
     assert run.state == "failed", run
     assert run.tasks["flights.wait_for_drop"][0] == "failed" and run.tasks["flights.extract"][0] == "upstream_failed"
     assert run.tasks["weather.curate"][0] == "success"
-    assert took < 60, took                                        # gave up after its own timeout, not the suite's
+    assert took < 60, took  # gave up after its own timeout, not the suite's
     [alert] = [p for p in slack.payloads if p["text"].startswith("[FAILURE]")]
     text = alert["text"]
-    assert text.startswith("[FAILURE] Task flights.wait_for_drop failed\n"
-                           "DAG `ingest_flights`, task `flights.wait_for_drop`"), text
+    assert text.startswith(
+        "[FAILURE] Task flights.wait_for_drop failed\nDAG `ingest_flights`, task `flights.wait_for_drop`"
+    ), text
     assert "date 2013-01-28" in text and "AirflowSensorTimeout" in text, text
     assert not [t for t in slack.texts() if t.startswith("[RETRY]")]
     assert not lake.exists(CURATED.format("2013-01-28"))
@@ -142,24 +143,43 @@ def test_good_day_against_s3(run_dag, moto_server, monkeypatch):
 
     from include.mlops.core.lake import Lake
 
-    s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     s3.create_bucket(Bucket="mlops-lake")
     monkeypatch.setenv("MLOPS_LAKE_URL", "s3://mlops-lake/e2e")
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": moto_server, "region_name": "us-east-1"},
-    }))
-    lake = Lake("s3://mlops-lake/e2e", key="testing", secret="testing",
-                client_kwargs={"endpoint_url": moto_server, "region_name": "us-east-1"})
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": moto_server, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    lake = Lake(
+        "s3://mlops-lake/e2e",
+        key="testing",
+        secret="testing",
+        client_kwargs={"endpoint_url": moto_server, "region_name": "us-east-1"},
+    )
     Upstream(lake).publish_day("2013-01-08")
     run = run_dag("ingest_flights", "2013-01-08")
     assert run.state == "success", run
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="mlops-lake", Prefix="e2e/curated/")["Contents"]}
-    assert keys == {"e2e/curated/flights/date=2013-01-08/part-00000.parquet",
-                    "e2e/curated/weather/date=2013-01-08/part-00000.parquet"}
+    assert keys == {
+        "e2e/curated/flights/date=2013-01-08/part-00000.parquet",
+        "e2e/curated/weather/date=2013-01-08/part-00000.parquet",
+    }
     lake.fs.invalidate_cache()
     df = lake.read_parquet(CURATED.format("2013-01-08"), "part-00000.parquet")
     assert len(df) == len(day_table("flights", "2013-01-08"))
     assert run.asset_events["curated_flights"]["uri"] == (
-        "s3://mlops-lake/e2e/curated/flights/date=2013-01-08/part-00000.parquet")
+        "s3://mlops-lake/e2e/curated/flights/date=2013-01-08/part-00000.parquet"
+    )

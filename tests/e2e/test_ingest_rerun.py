@@ -20,8 +20,7 @@ LANDING = f"landing/flights/date={DATE}"
 PRODUCTION_SENSOR_TIMEOUT_S = 6 * 3600
 
 
-def test_rerun_of_a_quarantined_date_fails_fast_then_release_ingests_it(run_dag, lake, slack, monkeypatch,
-                                                                        tmp_path):
+def test_rerun_of_a_quarantined_date_fails_fast_then_release_ingests_it(run_dag, lake, slack, monkeypatch, tmp_path):
     import mlops_airflow.defaults as defaults
 
     # the sensor as production has it (the tests' 60 s timeout would make any wait look fast)
@@ -60,14 +59,27 @@ def test_rerun_of_a_quarantined_date_fails_fast_then_release_ingests_it(run_dag,
     assert f"batch flights/{DATE} was quarantined" in alert and "expect_table_row_count_to_be_between" in alert
     assert lake.uri(Q) in alert and f"python -m include.mlops.ingest.ingestion release flights {DATE}" in alert
     assert "sensor" in alert and "timeout" in alert.lower()
-    (ROOT / "test-output" / "ingest_rerun.json").write_text(json.dumps(
-        {"rerun_failed_after_s": round(elapsed, 1), "sensor_timeout_s": PRODUCTION_SENSOR_TIMEOUT_S, "alert": alert},
-        indent=2))
+    (ROOT / "test-output" / "ingest_rerun.json").write_text(
+        json.dumps(
+            {
+                "rerun_failed_after_s": round(elapsed, 1),
+                "sensor_timeout_s": PRODUCTION_SENSOR_TIMEOUT_S,
+                "alert": alert,
+            },
+            indent=2,
+        )
+    )
 
     # release it as the message says, rerun: the same file is validated again and curated
     env = {k: v for k, v in os.environ.items()} | {"MLOPS_LAKE_URL": lake.url}
-    out = subprocess.run([sys.executable, "-m", "include.mlops.ingest.ingestion", "release", "flights", DATE], env=env,
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "include.mlops.ingest.ingestion", "release", "flights", DATE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     released = run_dag("ingest_flights", DATE)
     assert released.state == "success", released

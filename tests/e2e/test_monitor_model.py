@@ -4,12 +4,11 @@ drift after three consecutive days, triggers train_model with the reason, then h
 from __future__ import annotations
 
 import pytest
+from curation import curate_days
 
 from include.mlops.core import registry
 from include.mlops.monitor import monitor
 from include.mlops.train import pipeline
-
-from curation import curate_days
 
 CONF = {"window_days": 7, "consecutive_days": 3, "cooldown_days": 14}
 
@@ -90,6 +89,6 @@ def test_new_data_alone_does_not_retrain_a_serving_champion(curated, champion):
     asset_run = {"params": params, "dag_run": SimpleNamespace(run_type="asset_triggered")}
     manual_run = {"params": params, "dag_run": SimpleNamespace(run_type="manual")}
     assert registry.alias_version("champion")["version"] == champion
-    assert not should_train(asset_run)          # monitoring decides on retraining once a champion serves
-    assert should_train(manual_run)             # a person (or monitor_model's trigger) still can
+    assert not should_train(asset_run)  # monitoring decides on retraining once a champion serves
+    assert should_train(manual_run)  # a person (or monitor_model's trigger) still can
     assert not should_train({"params": params | {"min_days": 60}, "dag_run": manual_run["dag_run"]})

@@ -9,8 +9,14 @@ import pytest
 
 from include.mlops.core import registry
 
-CONF = {"end_date": "2013-02-21", "window_days": 21, "min_days": 14, "num_boost_round": 60,
-        "gate_min_auc": 0.55, "gate_max_ece": 0.1}
+CONF = {
+    "end_date": "2013-02-21",
+    "window_days": 21,
+    "min_days": 14,
+    "num_boost_round": 60,
+    "gate_min_auc": 0.55,
+    "gate_max_ece": 0.1,
+}
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def _deploy_runs() -> dict[str, dict]:
 
 def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack, model_name):
     before = registry.versions()
-    assert before == [] and registry.alias_version("champion") is None        # a first model
+    assert before == [] and registry.alias_version("champion") is None  # a first model
     deploy_before = _deploy_runs()
     run = run_dag("train_model", "2013-02-21", conf=CONF | {"reason": "e2e test"})
     assert run.state == "success", run
@@ -106,8 +112,7 @@ def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated
 
 def test_a_failed_job_registers_nothing_and_alerts(run_dag, curated, slack, model_name):
     before = registry.versions()
-    run = run_dag("train_model", "2013-02-21", conf=CONF | {"hosts": "no-such-host.invalid:2",
-                                                           "timeout_minutes": 1})
+    run = run_dag("train_model", "2013-02-21", conf=CONF | {"hosts": "no-such-host.invalid:2", "timeout_minutes": 1})
     assert run.state == "failed", run
     assert run.tasks["train"] == ("failed", 1) and run.tasks["register"][0] == "upstream_failed"
     assert registry.versions() == before
@@ -118,7 +123,7 @@ def test_a_failed_job_registers_nothing_and_alerts(run_dag, curated, slack, mode
     assert "AirflowFailException: Horovod job with 2 worker(s) failed" in text, text
     assert "http://localhost:8080/dags/train_model/runs/" in text
     assert alert["blocks"][0]["text"]["text"].startswith(":red_circle: *Task train failed*")
-    assert not [t for t in slack.texts() if t.startswith("[RETRY]")]              # a failed job is not retried
+    assert not [t for t in slack.texts() if t.startswith("[RETRY]")]  # a failed job is not retried
 
 
 def test_too_few_curated_days_skips_training(run_dag, curated, model_name):

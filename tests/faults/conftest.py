@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from airflow_fixtures import run_test
 from tiny_models import tiny_version  # noqa: F401  (re-exported for the tests here)
 
@@ -29,14 +28,17 @@ def own_registry(monkeypatch):
 def alias_lookup_fails(monkeypatch):
     """From when it is called: the registry answers everything but the alias lookup, which fails as an
     unreachable or overloaded tracking server does."""
+
     def arm():
         import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
         def unavailable(self, name, alias):
-            raise MlflowException(f"API request to get alias {alias!r} of {name!r} failed: 503 Service Unavailable",
-                                  error_code=TEMPORARILY_UNAVAILABLE)
+            raise MlflowException(
+                f"API request to get alias {alias!r} of {name!r} failed: 503 Service Unavailable",
+                error_code=TEMPORARILY_UNAVAILABLE,
+            )
 
         monkeypatch.setattr(mlflow.MlflowClient, "get_model_version_by_alias", unavailable)
 
@@ -64,10 +66,15 @@ def probe(airflow_db, monkeypatch):
     """``probe(dag_id, date)``: run that probe DAG with ``dag.test()``; returns its ``Run``."""
     from airflow.dag_processing.dagbag import DagBag
 
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
-        {"name": "dags-folder", "classpath": LOCAL, "kwargs": {}},
-        {"name": "fault-probes", "classpath": LOCAL, "kwargs": {"path": str(PROBES)}},
-    ]))
+    monkeypatch.setenv(
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+        json.dumps(
+            [
+                {"name": "dags-folder", "classpath": LOCAL, "kwargs": {}},
+                {"name": "fault-probes", "classpath": LOCAL, "kwargs": {"path": str(PROBES)}},
+            ]
+        ),
+    )
     bag = DagBag(dag_folder=str(PROBES))
     assert not bag.import_errors, bag.import_errors
 

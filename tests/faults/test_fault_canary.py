@@ -9,19 +9,16 @@ import time
 import httpx
 import pandas as pd
 import pytest
-
-from include.mlops.core import layout, rollouts
-from include.mlops.deploy import canary
-from include.mlops.core import registry
-from include.mlops.core.lake import Lake
-from include.mlops.core import predictions
-from include.mlops.ingest.traffic import requests_for
-
 from curation import curate_days
 from tiny_models import tiny_version
 
-DAY = "2013-01-03"          # the canary's flights
-STARTED_ON = "2013-01-02"   # the data date of the run that started it
+from include.mlops.core import layout, predictions, registry, rollouts
+from include.mlops.core.lake import Lake
+from include.mlops.deploy import canary
+from include.mlops.ingest.traffic import requests_for
+
+DAY = "2013-01-03"  # the canary's flights
+STARTED_ON = "2013-01-02"  # the data date of the run that started it
 
 
 @pytest.fixture
@@ -47,7 +44,7 @@ def live_canary(tmp_path, monkeypatch):
 def _post(url, flights):
     with httpx.Client(base_url=url, timeout=60) as c:
         for i in range(0, len(flights), 100):
-            r = c.post("/predict/batch", json={"flights": flights[i:i + 100]})
+            r = c.post("/predict/batch", json={"flights": flights[i : i + 100]})
             assert r.status_code == 200, r.text[:300]
 
 
@@ -63,14 +60,14 @@ def test_a_client_cannot_steer_the_canary(live_canary):
     canary wait until its sensor timed out); the latest logged row per flight used as evidence (a re-post with
     altered features changed it)."""
     url, lake, rollout = live_canary
-    assert rollout["from_date"] == DAY                          # from the run's data date, not from clients
+    assert rollout["from_date"] == DAY  # from the run's data date, not from clients
     flights = requests_for(DAY)
     _post(url, flights)
     future = dict(flights[0], year=2100, month=1, day=1, time_hour="2100-01-01T15:00:00Z")
     _post(url, [future])
     _flushed(url, lake, len(flights) + 1)
     assert "date=2100-01-01" in lake.ls("predictions")
-    curate_days(lake, DAY, 1)                                   # the outcomes arrive with the day's ingestion
+    curate_days(lake, DAY, 1)  # the outcomes arrive with the day's ingestion
 
     before = canary.labelled_predictions(lake, rollouts.current(lake))
     ev = canary.evidence(before, canary.DeployConfig(min_labelled_per_arm=100))
@@ -83,8 +80,10 @@ def test_a_client_cannot_steer_the_canary(live_canary):
     _flushed(url, lake, 2 * len(flights) + 1)
     after = canary.labelled_predictions(lake, rollouts.current(lake))
     cols = ["flight_key", "arm", "version", "score", "distance", "sched_dep_time"]
-    pd.testing.assert_frame_equal(before[cols].sort_values("flight_key").reset_index(drop=True),
-                                  after[cols].sort_values("flight_key").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        before[cols].sort_values("flight_key").reset_index(drop=True),
+        after[cols].sort_values("flight_key").reset_index(drop=True),
+    )
     assert (after["distance"] != 4999.0).all()
     # the log still records exactly what was served, the re-posts included
     log = pd.concat([lake.read_parquet(f"predictions/date={DAY}", f) for f in lake.ls(f"predictions/date={DAY}")])
@@ -109,8 +108,10 @@ def test_the_arms_are_compared_on_the_curated_features_not_on_what_a_client_sent
     for row in ev.head(20).itertuples():
         assert row.distance == true[row.flight_key]["distance"]
     served = predictions.predictions(lake, [DAY])
-    pd.testing.assert_series_equal(ev.set_index("flight_key")["score"].sort_index(),
-                                   served.set_index("flight_key")["score"].loc[ev["flight_key"]].sort_index())
+    pd.testing.assert_series_equal(
+        ev.set_index("flight_key")["score"].sort_index(),
+        served.set_index("flight_key")["score"].loc[ev["flight_key"]].sort_index(),
+    )
 
 
 def test_flights_first_served_before_the_rollout_started_are_not_evidence(live_canary):

@@ -82,8 +82,8 @@ def test_a_rewrite_cut_off_at_n_bytes_leaves_the_old_partition_whole(lake, monke
     with pytest.raises(OSError, match="No space left"):
         lake.replace_partition(table(2), FOLDER, FILE)
     monkeypatch.undo()
-    assert lake.read_bytes(FOLDER, FILE) == before          # the old partition, byte for byte
-    assert lake.ls(FOLDER) == [FILE] and on_disk(lake, FOLDER) == [FILE]   # no torn file, no temporary left
+    assert lake.read_bytes(FOLDER, FILE) == before  # the old partition, byte for byte
+    assert lake.ls(FOLDER) == [FILE] and on_disk(lake, FOLDER) == [FILE]  # no torn file, no temporary left
     assert (lake.read_parquet(FOLDER, FILE)["v"] == 1).all()
 
 
@@ -105,16 +105,17 @@ lake.replace_partition(pd.DataFrame({"v": [2] * 20000, "x": range(20000)}), sys.
 def test_a_writer_killed_mid_write_leaves_the_old_partition_and_nothing_visible(lake):
     lake.replace_partition(table(1), FOLDER, FILE)
     before = lake.read_bytes(FOLDER, FILE)
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(ROOT), lake.url, FOLDER], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(ROOT), lake.url, FOLDER], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "WRITING"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     assert lake.read_bytes(FOLDER, FILE) == before
-    assert lake.ls(FOLDER) == [FILE]                          # readers never list the temporary
+    assert lake.ls(FOLDER) == [FILE]  # readers never list the temporary
     hidden = [n for n in on_disk(lake, FOLDER) if n != FILE]
-    assert len(hidden) == 1 and hidden[0].startswith(".")     # the killed write's leftover is hidden
-    lake.replace_partition(table(3), FOLDER, FILE)                  # and does not get in the way of the next write
+    assert len(hidden) == 1 and hidden[0].startswith(".")  # the killed write's leftover is hidden
+    lake.replace_partition(table(3), FOLDER, FILE)  # and does not get in the way of the next write
     assert (lake.read_parquet(FOLDER, FILE)["v"] == 3).all()
 
 
@@ -159,11 +160,25 @@ def test_monitoring_never_counts_a_partition_still_being_written_as_settled(lake
 
 
 # ----------------------------------------------------------------------------------------- unsafe paths
-@pytest.mark.parametrize("parts", [("training", ""), ("training/",), ("training", "."), ("training", ".."),
-                                   ("training/../..",), ("/etc/passwd",), ("curated", "flights/../../x")])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("training", ""),
+        ("training/",),
+        ("training", "."),
+        ("training", ".."),
+        ("training/../..",),
+        ("/etc/passwd",),
+        ("curated", "flights/../../x"),
+    ],
+)
 def test_unsafe_lake_paths_are_refused(lake, parts):
-    for op in (lambda: lake.path(*parts), lambda: lake.rm(*parts), lambda: lake.write_bytes(b"x", *parts),
-               lambda: lake.uri(*parts)):
+    for op in (
+        lambda: lake.path(*parts),
+        lambda: lake.rm(*parts),
+        lambda: lake.write_bytes(b"x", *parts),
+        lambda: lake.uri(*parts),
+    ):
         with pytest.raises(UnsafePath):
             op()
 
@@ -200,8 +215,9 @@ def test_removing_the_whole_lake_is_refused(lake):
     assert lake.exists("reports/r.json")
 
 
-@pytest.mark.parametrize("text", ["2013-01-02garbage", "2013-01-02 ; rm", "2013-1-2", "20130102", "2013-01-32",
-                                  "yesterday", ""])
+@pytest.mark.parametrize(
+    "text", ["2013-01-02garbage", "2013-01-02 ; rm", "2013-1-2", "20130102", "2013-01-32", "yesterday", ""]
+)
 def test_dates_with_trailing_text_are_refused(text):
     with pytest.raises(ValueError, match="not a date"):
         as_date(text)

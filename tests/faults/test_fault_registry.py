@@ -7,16 +7,18 @@ import time
 
 import httpx
 import pytest
+from tiny_models import tiny_version
 
 from include.mlops.core import registry
-
-from tiny_models import tiny_version
 
 
 def test_an_unreachable_tracking_server_is_an_error_not_an_absence(unreachable_tracking_server):
     """Kills: every registry exception turned into None ("no alias", "no versions")."""
-    for lookup in (lambda: registry.alias_version("champion"), registry.versions,
-                   lambda: registry.delete_alias("challenger")):
+    for lookup in (
+        lambda: registry.alias_version("champion"),
+        registry.versions,
+        lambda: registry.delete_alias("challenger"),
+    ):
         with pytest.raises(Exception) as err:
             lookup()
         assert not registry.is_absent(err.value)
@@ -25,8 +27,8 @@ def test_an_unreachable_tracking_server_is_an_error_not_an_absence(unreachable_t
 def test_absent_is_still_absent(own_registry, tmp_path):
     assert registry.alias_version("champion") is None and registry.versions() == []
     v = tiny_version(tmp_path)
-    assert registry.alias_version("champion") is None          # the model exists, the alias does not
-    registry.delete_alias("challenger")                        # removing an absent alias is fine
+    assert registry.alias_version("champion") is None  # the model exists, the alias does not
+    registry.delete_alias("challenger")  # removing an absent alias is fine
     registry.set_alias("champion", v)
     assert registry.alias_version("champion")["version"] == v
 
@@ -41,8 +43,19 @@ def test_the_service_keeps_its_champion_when_the_alias_lookup_fails(own_registry
     v = tiny_version(tmp_path)
     registry.set_alias("champion", v)
     lake = Lake((tmp_path / "lake").as_uri())
-    flight = {"year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH",
-              "sched_dep_time": 515, "sched_arr_time": 819, "distance": 1400.0, "time_hour": "2013-01-02T10:00:00Z"}
+    flight = {
+        "year": 2013,
+        "month": 1,
+        "day": 2,
+        "carrier": "UA",
+        "flight": 1545,
+        "origin": "EWR",
+        "dest": "IAH",
+        "sched_dep_time": 515,
+        "sched_arr_time": 819,
+        "distance": 1400.0,
+        "time_hour": "2013-01-02T10:00:00Z",
+    }
     with serve(create_app(registry_store(lake), lake, refresh_s=0.2, flush_s=0.2)) as url:
         assert httpx.get(url + "/health").json()["champion"] == v
         alias_lookup_fails()
@@ -56,17 +69,19 @@ def test_the_service_keeps_its_champion_when_the_alias_lookup_fails(own_registry
         assert r.status_code == 200 and r.json()["predictions"][0]["version"] == v
 
 
-def test_deploy_model_fails_closed_when_the_alias_lookup_fails(run_dag, own_registry, tmp_path, lake, slack,
-                                                                alias_lookup_fails):
+def test_deploy_model_fails_closed_when_the_alias_lookup_fails(
+    run_dag, own_registry, tmp_path, lake, slack, alias_lookup_fails
+):
     """Kills: plan promoting a candidate without a canary because "no champion" was read from an error."""
     champion, candidate = tiny_version(tmp_path, seed=1), tiny_version(tmp_path, seed=2)
     registry.set_alias("champion", champion)
-    rollout_before = lake.read_bytes("deployments", "rollout.json") if lake.exists("deployments", "rollout.json") \
-        else None
+    rollout_before = (
+        lake.read_bytes("deployments", "rollout.json") if lake.exists("deployments", "rollout.json") else None
+    )
     alias_lookup_fails()
     run = run_dag("deploy_model", "2013-02-21", conf={"version": candidate, "date": "2013-02-21"})
     assert run.state == "failed", run
-    assert run.tasks["plan"] == ("failed", 3)                   # retried twice, then failed
+    assert run.tasks["plan"] == ("failed", 3)  # retried twice, then failed
     assert run.tasks["promote_now"][0] != "success" and run.tasks["start_canary"][0] != "success"
     import mlflow
 
@@ -77,12 +92,12 @@ def test_deploy_model_fails_closed_when_the_alias_lookup_fails(run_dag, own_regi
     failures = [t for t in texts if t.startswith("[FAILURE]")]
     assert len(failures) == 1 and "plan" in failures[0] and "503" in failures[0]
     after = lake.read_bytes("deployments", "rollout.json") if lake.exists("deployments", "rollout.json") else None
-    assert after == rollout_before                              # no rollout started or finished
+    assert after == rollout_before  # no rollout started or finished
 
 
-
-def test_the_gate_fails_closed_when_the_champion_cannot_be_looked_up(curated, own_registry, tmp_path,
-                                                                     alias_lookup_fails):
+def test_the_gate_fails_closed_when_the_champion_cannot_be_looked_up(
+    curated, own_registry, tmp_path, alias_lookup_fails
+):
     """Kills: the gate skipping the champion comparison (first-model rules) on a registry error."""
     from include.mlops.evaluate import gate
     from include.mlops.train import pipeline
@@ -100,11 +115,12 @@ def test_the_gate_fails_closed_when_the_champion_cannot_be_looked_up(curated, ow
     import mlflow
 
     mv = mlflow.MlflowClient().get_model_version(registry.model_name(), candidate)
-    assert "gate" not in (mv.tags or {}) and not mv.aliases             # not judged, not the challenger
+    assert "gate" not in (mv.tags or {}) and not mv.aliases  # not judged, not the challenger
 
 
-def test_monitoring_fails_closed_when_the_champion_cannot_be_looked_up(run_dag, curated, own_registry, tmp_path,
-                                                                       slack, alias_lookup_fails):
+def test_monitoring_fails_closed_when_the_champion_cannot_be_looked_up(
+    run_dag, curated, own_registry, tmp_path, slack, alias_lookup_fails
+):
     """Kills: monitoring skipping the day ("no champion") on a registry error."""
     registry.set_alias("champion", tiny_version(tmp_path))
     alias_lookup_fails()

@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from include.mlops.ingest import ingestion
 from include.mlops.core import registry
 from include.mlops.core.config import Settings
-from include.mlops.core.schema import dataset
 from include.mlops.core.lake import Lake
+from include.mlops.core.schema import dataset
+from include.mlops.ingest import ingestion
 from include.mlops.ingest.upstream import Upstream, day_table
 
 SETTINGS = Settings.from_env()
@@ -39,11 +39,11 @@ def test_curate_cleared_and_run_again_after_success(lake):
     Upstream(lake).publish(DATE, "flights")
     first = _run(lake, "manual__1")
     before = lake.read_bytes(CURATED, "part-00000.parquet")
-    assert not lake.ls("staging", "flights")                   # the run cleaned up after itself
+    assert not lake.ls("staging", "flights")  # the run cleaned up after itself
     b = ingestion.batch(dataset("flights"), DATE, "manual__1")
-    again = ingestion.curate(lake, b, first["extracted"])      # the cleared task, with extract's XCom
+    again = ingestion.curate(lake, b, first["extracted"])  # the cleared task, with extract's XCom
     assert again["rows"] == first["rows"] and lake.read_bytes(CURATED, "part-00000.parquet") == before
-    ingestion.check(lake, b, SETTINGS, first["extracted"])    # validate cleared on its own works too
+    ingestion.check(lake, b, SETTINGS, first["extracted"])  # validate cleared on its own works too
 
 
 def test_a_cleared_step_never_curates_bytes_that_were_not_validated(lake):
@@ -51,12 +51,12 @@ def test_a_cleared_step_never_curates_bytes_that_were_not_validated(lake):
     up.publish(DATE, "flights")
     first = _run(lake, "manual__1")
     before = lake.read_bytes(CURATED, "part-00000.parquet")
-    up.publish(DATE, "flights", fault="out_of_range")          # upstream replaced the drop since
+    up.publish(DATE, "flights", fault="out_of_range")  # upstream replaced the drop since
     b = ingestion.batch(dataset("flights"), DATE, "manual__1")
     with pytest.raises(ingestion.StaleDrop, match="changed since it was extracted"):
         ingestion.curate(lake, b, first["extracted"])
     with pytest.raises(ingestion.StaleDrop):
-        ingestion.curate(lake, b, None)                        # no record of what was extracted: refuse
+        ingestion.curate(lake, b, None)  # no record of what was extracted: refuse
     assert lake.read_bytes(CURATED, "part-00000.parquet") == before
 
 
@@ -97,7 +97,7 @@ def test_a_rejected_drop_in_one_run_leaves_the_other_run_a_clear_failure(lake):
 
     with pytest.raises(BatchRejected):
         ingestion.check(lake, a, SETTINGS, sha_a)
-    with pytest.raises(BatchRejected):                        # its own staged copy: judged the same way
+    with pytest.raises(BatchRejected):  # its own staged copy: judged the same way
         ingestion.check(lake, b, SETTINGS, sha_b)
     assert lake.exists(f"quarantine/flights/date={DATE}", "flights.csv")
     assert not lake.exists(CURATED)
@@ -112,7 +112,7 @@ def test_register_retried_after_mlflow_accepted_the_version_registers_nothing_ne
     pipeline.build_training_set(curated, key, 7, 1, end="2013-02-07")
     pipeline.train(curated, key, 1, num_boost_round=20)
     first = pipeline.register(curated, key, params={"num_boost_round": 20}, reason="retry test")
-    curated.rm(f"training/{key}", "registered.json")           # the task died after MLflow accepted the version
+    curated.rm(f"training/{key}", "registered.json")  # the task died after MLflow accepted the version
     again = pipeline.register(curated, key, params={"num_boost_round": 20}, reason="retry test")
     assert again["version"] == first["version"] and again["run_id"] == first["run_id"]
     assert [v["version"] for v in registry.versions()] == [first["version"]]

@@ -10,13 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from curation import curate_days
 
-from include.mlops.train import features as F
 from include.mlops.core.lake import Lake
+from include.mlops.train import features as F
 from include.mlops.train.distributed import Job, write_training_set
 from include.mlops.train.launch import run_job
-
-from curation import curate_days
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +40,10 @@ def _cmdlines() -> dict[int, str]:
 
 def test_no_secret_on_any_command_line_or_in_any_file_during_a_real_job(small_lake, tmp_path, monkeypatch):
     """Kills: Horovod's launcher putting the task's whole environment on each worker's command line."""
-    fake = {name: f"{name.lower()}-{secrets.token_hex(10)}" for name in
-            ("AWS_SECRET_ACCESS_KEY", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")}
+    fake = {
+        name: f"{name.lower()}-{secrets.token_hex(10)}"
+        for name in ("AWS_SECRET_ACCESS_KEY", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
+    }
     db_password = "dbpw" + secrets.token_hex(8)
     slack_token = "xoxb" + secrets.token_hex(10)
     for k, v in fake.items():
@@ -64,8 +65,15 @@ def test_no_secret_on_any_command_line_or_in_any_file_during_a_real_job(small_la
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    job = Job(lake_url=small_lake.url, training_set="training/secrets", out_dir=str(tmp_path / "job"), workers=2,
-              num_boost_round=20, timeout_s=120, storage_options={"secret": lake_secret})
+    job = Job(
+        lake_url=small_lake.url,
+        training_set="training/secrets",
+        out_dir=str(tmp_path / "job"),
+        workers=2,
+        num_boost_round=20,
+        timeout_s=120,
+        storage_options={"secret": lake_secret},
+    )
     try:
         res = run_job(job)
     finally:
@@ -85,11 +93,18 @@ def test_no_secret_on_any_command_line_or_in_any_file_during_a_real_job(small_la
 def test_a_hosts_value_that_is_an_option_never_reaches_the_launcher(small_lake, tmp_path):
     """Kills: the hosts Param without a pattern (``-v:1`` got through)."""
     for hosts in ("-v:1", "node1:2 --gloo", "node1:2;rm", "node1", ":2"):
-        job = Job(lake_url=small_lake.url, training_set="training/secrets", out_dir=str(tmp_path / "j"),
-                  workers=2, num_boost_round=5, timeout_s=30, hosts=hosts)
+        job = Job(
+            lake_url=small_lake.url,
+            training_set="training/secrets",
+            out_dir=str(tmp_path / "j"),
+            workers=2,
+            num_boost_round=5,
+            timeout_s=30,
+            hosts=hosts,
+        )
         with pytest.raises(ValueError, match="not a Horovod host list"):
             run_job(job)
-        assert not (tmp_path / "j" / "job.log").exists()   # refused before anything started
+        assert not (tmp_path / "j" / "job.log").exists()  # refused before anything started
 
 
 def test_the_hosts_param_of_train_model_has_a_pattern(dagbag):
@@ -102,4 +117,3 @@ def test_the_hosts_param_of_train_model_has_a_pattern(dagbag):
         param.resolve("-v:1")
     assert param.resolve("node1:4,node2:4") == "node1:4,node2:4"
     assert param.resolve(None) is None
-

@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-
 from slack_endpoint import SlackEndpoint
 
 
@@ -28,7 +27,7 @@ def test_the_token_path_posts_to_chat_postmessage(probe, endpoint):
     by_title = {p["text"].splitlines()[0]: p for p in endpoint.payloads}
     assert set(by_title) == {"[GATE] Probe decision", "[FAILURE] Task fail failed"}, list(by_title)
     gate = by_title["[GATE] Probe decision"]
-    assert gate["path"] == "/api/chat.postMessage" and gate["channel"] == "#mlops-test"   # token checked there
+    assert gate["path"] == "/api/chat.postMessage" and gate["channel"] == "#mlops-test"  # token checked there
     assert "a decision worth telling" in gate["text"] and "probe: 1" in gate["text"]
     assert gate["blocks"][0]["text"]["text"].startswith(":vertical_traffic_light: *Probe decision*")
     assert "RuntimeError: probe failure" in by_title["[FAILURE] Task fail failed"]["text"]
@@ -37,8 +36,12 @@ def test_the_token_path_posts_to_chat_postmessage(probe, endpoint):
 TIMEOUT_S = 3
 
 
-@pytest.mark.parametrize("endpoint", [(False, "error"), (True, "error"), (False, "hang"), (True, "hang")],
-                         indirect=True, ids=["webhook-500", "api-not-ok", "webhook-hangs", "api-hangs"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [(False, "error"), (True, "error"), (False, "hang"), (True, "hang")],
+    indirect=True,
+    ids=["webhook-500", "api-not-ok", "webhook-hangs", "api-hangs"],
+)
 def test_a_broken_slack_neither_fails_nor_stalls_the_task(probe, endpoint, monkeypatch):
     monkeypatch.setenv("MLOPS_SLACK_TIMEOUT_S", str(TIMEOUT_S))
     t0 = time.monotonic()
@@ -46,10 +49,10 @@ def test_a_broken_slack_neither_fails_nor_stalls_the_task(probe, endpoint, monke
     took = time.monotonic() - t0
     # the outcomes are the tasks' own: the alerting one succeeds, the failing one fails (no error from Slack)
     assert run.tasks["notify"] == ("success", 1) and run.tasks["fail"] == ("failed", 1), run
-    assert endpoint.payloads == [] and endpoint.requests == 2           # each alert tried once, no retries
+    assert endpoint.payloads == [] and endpoint.requests == 2  # each alert tried once, no retries
     if endpoint.behaviour == "hang":
         # the alerting task waited for Slack about MLOPS_SLACK_TIMEOUT_S, not the hook's default or forever
         assert TIMEOUT_S - 0.5 <= run.durations["notify"] <= TIMEOUT_S + 5, run.durations
         assert took < 2 * TIMEOUT_S + 30, took
     else:
-        assert run.durations["notify"] < TIMEOUT_S, run.durations     # an error answer costs no waiting
+        assert run.durations["notify"] < TIMEOUT_S, run.durations  # an error answer costs no waiting

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,21 @@ ROOT = Path(__file__).resolve().parents[2]
 def airflow_db():
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True,
-                         text=True, env=os.environ, timeout=600)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    out = subprocess.run([str(Path(sys.executable).parent / "airflow"), "pools", "set", "horovod", "1", "horovod"],
-                         capture_output=True, text=True, env=os.environ, timeout=300)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "pools", "set", "horovod", "1", "horovod"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return home
 
@@ -50,8 +60,9 @@ class Run:
         with create_session() as s:
             tis = s.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
             self.tasks = {ti.task_id: (str(ti.state), ti.try_number) for ti in tis}
-            self.durations = {ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in tis
-                              if ti.start_date and ti.end_date}
+            self.durations = {
+                ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in tis if ti.start_date and ti.end_date
+            }
             events = s.query(AssetEvent).filter_by(source_dag_id=dag_run.dag_id, source_run_id=dag_run.run_id).all()
             self.asset_events = {e.asset.name: dict(e.extra or {}) for e in events}
 
@@ -60,7 +71,7 @@ class Run:
 
 
 def run_test(dag, date: str, conf: dict | None = None) -> Run:
-    d = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
+    d = datetime.fromisoformat(date).replace(tzinfo=UTC)
     return Run(dag.test(logical_date=d, run_conf=conf))
 
 
@@ -108,10 +119,10 @@ def moto_server():
 @pytest.fixture(scope="session")
 def curated(airflow_db):
     """Three weeks of February 2013, curated."""
+    from curation import curate_days
+
     from include.mlops.core.config import Settings
     from include.mlops.core.lake import Lake
-
-    from curation import curate_days
 
     lake = Lake(Settings.from_env().lake_url)
     curate_days(lake, "2013-02-01", 21)

@@ -2,11 +2,11 @@
 
 import datetime as dt
 
-from include.mlops.ingest import ingestion
-from include.mlops.core.config import Settings
-from include.mlops.core.schema import dataset
 from include.mlops.core import layout
+from include.mlops.core.config import Settings
 from include.mlops.core.lake import Lake
+from include.mlops.core.schema import dataset
+from include.mlops.ingest import ingestion
 from include.mlops.ingest.upstream import Upstream
 
 

@@ -15,6 +15,7 @@ def _rank() -> int:
 
 def raise_on_rank1(job):
     if _rank() == 1:
+
         def broken(*args, **kwargs):
             raise ValueError("injected fault: shard 1 is corrupt")
 

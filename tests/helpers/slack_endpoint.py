@@ -39,8 +39,11 @@ class SlackEndpoint:
                     ok = authorised and outer.behaviour == "ok" and self.path == "/api/chat.postMessage"
                     if ok:
                         outer.payloads.append({"path": self.path, **payload})
-                    answer = ({"ok": True, "channel": payload.get("channel"), "ts": "1.000001"} if ok else
-                              {"ok": False, "error": "invalid_auth" if not authorised else "internal_error"})
+                    answer = (
+                        {"ok": True, "channel": payload.get("channel"), "ts": "1.000001"}
+                        if ok
+                        else {"ok": False, "error": "invalid_auth" if not authorised else "internal_error"}
+                    )
                     self._answer(200, "application/json", json.dumps(answer).encode())
                 elif outer.behaviour == "error":
                     self._answer(500, "text/plain", b"internal_error")

@@ -16,22 +16,32 @@ def tiny_version(tmp_path, reason: str = "fault test", seed: int = 0) -> str:
     """A small real LightGBM model registered as a new version of the current MLOPS_MODEL_NAME."""
     import lightgbm as lgb
 
-    from include.mlops.train import features as F
     from include.mlops.core import registry
+    from include.mlops.train import features as F
 
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"distance": rng.uniform(100, 3000, 2000), "sched_dep_time": rng.integers(500, 2300, 2000),
-                       "carrier": rng.choice(["AA", "UA", "DL"], 2000)})
-    spec = F.FeatureSpec(numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL,
-                         categories={"carrier": ["AA", "DL", "UA"]})
+    df = pd.DataFrame(
+        {
+            "distance": rng.uniform(100, 3000, 2000),
+            "sched_dep_time": rng.integers(500, 2300, 2000),
+            "carrier": rng.choice(["AA", "UA", "DL"], 2000),
+        }
+    )
+    spec = F.FeatureSpec(numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL, categories={"carrier": ["AA", "DL", "UA"]})
     y = (df["sched_dep_time"] / 2400 + rng.normal(0, 0.3, 2000) > 0.6).astype(int)
-    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1},
-                        lgb.Dataset(spec.encode(df)[spec.columns], label=y), num_boost_round=10)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(spec.encode(df)[spec.columns], label=y),
+        num_boost_round=10,
+    )
     path = tmp_path / f"model-{uuid.uuid4().hex[:6]}.txt"
     booster.save_model(str(path))
-    reg = registry.log_training_run(model_path=path, params={"num_boost_round": 10}, metrics={"test_auc": 0.7},
-                                    tags={"reason": reason}, feature_spec=spec.to_dict(),
-                                    feature_importance={c: 1.0 for c in spec.columns})
+    reg = registry.log_training_run(
+        model_path=path,
+        params={"num_boost_round": 10},
+        metrics={"test_auc": 0.7},
+        tags={"reason": reason},
+        feature_spec=spec.to_dict(),
+        feature_importance={c: 1.0 for c in spec.columns},
+    )
     return reg.version
-
-

@@ -1,7 +1,7 @@
 import pytest
+from curation import curate_days
 
 from include.mlops.core.lake import Lake
-from curation import curate_days
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,13 @@ def models(curated_lake):
     ts = F.build(fl, we)
     out = {}
     for version, leaves in (("1", 15), ("2", 63)):
-        b = lgbm.train_single(ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical,
-                              lgbm.params({"num_leaves": leaves}, threads=1), 30)
+        b = lgbm.train_single(
+            ts.part("train"),
+            ts.part("validation"),
+            ts.spec.columns,
+            ts.spec.categorical,
+            lgbm.params({"num_leaves": leaves}, threads=1),
+            30,
+        )
         out[version] = ServedModel(version, b, ts.spec)
     return out

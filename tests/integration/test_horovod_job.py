@@ -11,8 +11,8 @@ import numpy as np
 import psutil
 import pytest
 
-from include.mlops.train import features as F
 from include.mlops.core.metrics import metrics
+from include.mlops.train import features as F
 from include.mlops.train import lgbm
 from include.mlops.train.distributed import Job, write_training_set
 from include.mlops.train.launch import TrainingJobError, run_job
@@ -30,8 +30,15 @@ def training_set(curated_lake):
 
 
 def _job(lake, tmp_path, **kw) -> Job:
-    return Job(lake_url=lake.url, training_set="training/test-2w", out_dir=str(tmp_path / "job"),
-               workers=2, num_boost_round=ROUNDS, timeout_s=120, **kw)
+    return Job(
+        lake_url=lake.url,
+        training_set="training/test-2w",
+        out_dir=str(tmp_path / "job"),
+        workers=2,
+        num_boost_round=ROUNDS,
+        timeout_s=120,
+        **kw,
+    )
 
 
 def test_two_workers_match_a_single_process(curated_lake, training_set, tmp_path):
@@ -45,15 +52,18 @@ def test_two_workers_match_a_single_process(curated_lake, training_set, tmp_path
     assert dist.num_trees() == ROUNDS
 
     cols, cat = training_set.spec.columns, training_set.spec.categorical
-    single = lgbm.train_single(training_set.part("train"), training_set.part("validation"), cols, cat,
-                               lgbm.params({}, threads=2), ROUNDS)
+    single = lgbm.train_single(
+        training_set.part("train"), training_set.part("validation"), cols, cat, lgbm.params({}, threads=2), ROUNDS
+    )
     test = training_set.part("test")
     p_dist, p_single = dist.predict(test[cols]), single.predict(test[cols])
     auc_dist = metrics(test["label"], p_dist)["auc"]
     auc_single = metrics(test["label"], p_single)["auc"]
     corr = float(np.corrcoef(p_dist, p_single)[0, 1])
-    print(f"test AUC: 2 Horovod workers {auc_dist:.4f}, single process {auc_single:.4f}, "
-          f"prediction correlation {corr:.4f}, {len(test)} test flights")
+    print(
+        f"test AUC: 2 Horovod workers {auc_dist:.4f}, single process {auc_single:.4f}, "
+        f"prediction correlation {corr:.4f}, {len(test)} test flights"
+    )
     assert abs(auc_dist - auc_single) < 0.005
     assert auc_single > 0.6
 

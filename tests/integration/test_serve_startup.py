@@ -24,8 +24,14 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 def test_a_home_without_a_store_is_refused_naming_the_path(tmp_path):
     home = tmp_path / "wrong-home"
-    out = subprocess.run([sys.executable, "-m", "include.mlops.serve.app"], env=_env(home), capture_output=True,
-                         text=True, timeout=180, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "include.mlops.serve.app"],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert out.returncode != 0
     store = home / "mlflow" / "mlflow.db"
     assert f"no MLflow store at {store}" in out.stderr, out.stderr[-2000:]
@@ -36,17 +42,27 @@ def test_a_home_without_a_store_is_refused_naming_the_path(tmp_path):
 
 def test_a_store_without_a_model_starts_and_says_how_to_get_one(tmp_path):
     home = tmp_path / "home"
-    made = subprocess.run([sys.executable, "-c", "from include.mlops.core import registry; print(registry.versions())"],
-                          env=_env(home), capture_output=True, text=True, timeout=180, cwd=ROOT)
+    made = subprocess.run(
+        [sys.executable, "-c", "from include.mlops.core import registry; print(registry.versions())"],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert made.returncode == 0 and made.stdout.strip() == "[]", made.stderr[-2000:]  # an empty store
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path / "serve.log"
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "include.mlops.serve.app"],
-                                env=_env(home, MLOPS_SERVE_PORT=str(port)), stdout=f, stderr=subprocess.STDOUT,
-                                cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "include.mlops.serve.app"],
+            env=_env(home, MLOPS_SERVE_PORT=str(port)),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     try:
         health = None
         for _ in range(240):

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from include.mlops.serve.app import create_app
-from include.mlops.serve.models import ModelStore, ServedModel, bucket
 from include.mlops.ingest.upstream import day_table
+from include.mlops.serve.app import create_app
+from include.mlops.serve.models import ModelStore, bucket
 
 
 class Aliases:
@@ -38,8 +38,19 @@ def service(models, tmp_path):
 
 def flights(date="2013-01-22"):
     df = day_table("flights", date)
-    cols = ["year", "month", "day", "carrier", "flight", "origin", "dest", "sched_dep_time", "sched_arr_time",
-            "distance", "time_hour"]
+    cols = [
+        "year",
+        "month",
+        "day",
+        "carrier",
+        "flight",
+        "origin",
+        "dest",
+        "sched_dep_time",
+        "sched_arr_time",
+        "distance",
+        "time_hour",
+    ]
     return df[cols].to_dict(orient="records")
 
 
@@ -54,13 +65,16 @@ def test_one_flight_and_a_batch(service):
     assert r.status_code == 200 and len(r.json()["predictions"]) == 20
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"carrier": "united"}, "carrier"),
-    ({"month": 13}, "month"),
-    ({"distance": "far"}, "distance"),
-    ({"time_hour": "yesterday"}, "time_hour"),
-    ({"origin": None}, "origin"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"carrier": "united"}, "carrier"),
+        ({"month": 13}, "month"),
+        ({"distance": "far"}, "distance"),
+        ({"time_hour": "yesterday"}, "time_hour"),
+        ({"origin": None}, "origin"),
+    ],
+)
 def test_malformed_requests_get_422_naming_the_field(service, change, field):
     url, _, _ = service
     body = flights()[0] | change
@@ -70,7 +84,10 @@ def test_malformed_requests_get_422_naming_the_field(service, change, field):
     missing = {k: v for k, v in flights()[0].items() if k != "dest"}
     r = httpx.post(url + "/predict/batch", json={"flights": [missing]})
     assert r.status_code == 422 and "dest" in r.text
-    assert httpx.post(url + "/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        httpx.post(url + "/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
 
 
 def test_routing_is_stable_by_flight_key(service):
@@ -96,7 +113,7 @@ def test_alias_changes_under_concurrent_load_fail_nothing_and_log_everything(ser
     def flip():
         i = 0
         while not stop.is_set():
-            aliases.champion, aliases.challenger = (("2", "1") if i % 2 else ("1", "2"))
+            aliases.champion, aliases.challenger = ("2", "1") if i % 2 else ("1", "2")
             aliases.share = (0.1, 0.5, 0.0)[i % 3]
             i += 1
             time.sleep(0.15)
@@ -154,7 +171,7 @@ def test_predictions_equal_the_pandas_path(service, models):
 
     url, aliases, _ = service
     rows = requests_for("2013-01-22")[:400]
-    rows[0] = rows[0] | {"carrier": "ZZ", "dest": "XYZ"}             # categories the model never saw
+    rows[0] = rows[0] | {"carrier": "ZZ", "dest": "XYZ"}  # categories the model never saw
     rows[1] = {k: v for k, v in rows[1].items() if k not in ("temp", "wind_gust", "visib")}
     aliases.challenger = "2"
     time.sleep(0.6)

@@ -22,7 +22,7 @@ from include.mlops.serve.app import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, c
 from include.mlops.serve.models import ModelStore
 
 DAY = "2013-01-22"
-SMALL_LIMIT = 256 * 1024      # the body limit of the service under test (the default is far larger)
+SMALL_LIMIT = 256 * 1024  # the body limit of the service under test (the default is far larger)
 TOKEN = "s3cret-token-for-tests"
 
 
@@ -33,8 +33,7 @@ def flights():
 
 def _app(models, tmp_path, **kwargs):
     store = ModelStore(lambda: ({"champion": "1", "challenger": None}, 0.0), lambda v: models[v])
-    return create_app(store, Lake((tmp_path / "lake").as_uri()), refresh_s=60, flush_rows=100, flush_s=0.3,
-                      **kwargs)
+    return create_app(store, Lake((tmp_path / "lake").as_uri()), refresh_s=60, flush_rows=100, flush_s=0.3, **kwargs)
 
 
 @pytest.fixture
@@ -90,8 +89,7 @@ def _head(path: str, length: int | None = None, extra: str = "") -> str:
 def test_a_body_announced_too_large_gets_413_before_a_byte_of_it_is_read(service):
     """The issue's 19.5 MB batch: refused from its Content-Length at once; /health answers within 100 ms while
     the refused request's connection is still open."""
-    status, text, took = raw_request(service, _head("/predict/batch", 19_500_000), body_chunks=[b"[" * 1000],
-                                     pause=0.5)
+    status, text, took = raw_request(service, _head("/predict/batch", 19_500_000), body_chunks=[b"[" * 1000], pause=0.5)
     assert status == 413 and took < 1.0, (status, took)
     assert "MLOPS_SERVE_MAX_BODY_BYTES" in text and len(text) < 1000
 
@@ -104,8 +102,9 @@ def test_a_streamed_body_is_cut_off_at_the_limit_and_health_keeps_answering(serv
     chunk = lambda b: f"{len(b):x}\r\n".encode() + b + b"\r\n"  # noqa: E731
     chunks = [chunk(piece)] + [chunk(b"," + b",".join([one] * 100))] * 40
     result = {}
-    sender = threading.Thread(target=lambda: result.update(r=raw_request(service, _head("/predict/batch"), chunks,
-                                                                         pause=0.05)))
+    sender = threading.Thread(
+        target=lambda: result.update(r=raw_request(service, _head("/predict/batch"), chunks, pause=0.05))
+    )
     sender.start()
     worst = 0.0
     with httpx.Client(base_url=service, timeout=5) as c:
@@ -179,18 +178,21 @@ def test_a_422_names_the_field_and_never_echoes_a_large_input(service, flights):
     assert err["loc"] == ["body", "flights", 50, "carrier"] and "regex" in err["msg"]
 
 
-@pytest.mark.parametrize("raw, field", [
-    ('"distance": NaN', None),                  # not JSON: no such literal
-    ('"distance": Infinity', None),
-    ('"distance": 1e999', "distance"),          # a number too large for a float
-    ('"temp": -1e999', "temp"),
-    ('"distance": -5', "distance"),             # out of physical range (datasets.yaml: min 1)
-    ('"distance": 60000', "distance"),
-    ('"humid": 101', "humid"),
-    ('"pressure": 0', "pressure"),
-    ('"sched_dep_time": 2400', "sched_dep_time"),
-    ('"month": 0', "month"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ('"distance": NaN', None),  # not JSON: no such literal
+        ('"distance": Infinity', None),
+        ('"distance": 1e999', "distance"),  # a number too large for a float
+        ('"temp": -1e999', "temp"),
+        ('"distance": -5', "distance"),  # out of physical range (datasets.yaml: min 1)
+        ('"distance": 60000', "distance"),
+        ('"humid": 101', "humid"),
+        ('"pressure": 0', "pressure"),
+        ('"sched_dep_time": 2400', "sched_dep_time"),
+        ('"month": 0', "month"),
+    ],
+)
 def test_nan_infinity_and_values_out_of_physical_range_get_422(service, flights, raw, field):
     key = raw.split(":")[0].strip('"')
     body = json.dumps({k: v for k, v in flights[0].items() if k != key})[:-1] + ", " + raw + "}"
@@ -200,16 +202,19 @@ def test_nan_infinity_and_values_out_of_physical_range_get_422(service, flights,
         assert r.json()["detail"][0]["loc"][-1] == field, r.text
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"sched_dep_time": "1000"}, "sched_dep_time"),   # a string for a number
-    ({"distance": "1400"}, "distance"),
-    ({"flight": True}, "flight"),                     # a bool for a flight number
-    ({"flight": 1545.0}, "flight"),                   # a float for an integer
-    ({"year": "2013"}, "year"),
-    ({"carrier": 12}, "carrier"),
-    ({"temp": "cold"}, "temp"),
-    ({"time_hour": 1358762400}, "time_hour"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"sched_dep_time": "1000"}, "sched_dep_time"),  # a string for a number
+        ({"distance": "1400"}, "distance"),
+        ({"flight": True}, "flight"),  # a bool for a flight number
+        ({"flight": 1545.0}, "flight"),  # a float for an integer
+        ({"year": "2013"}, "year"),
+        ({"carrier": 12}, "carrier"),
+        ({"temp": "cold"}, "temp"),
+        ({"time_hour": 1358762400}, "time_hour"),
+    ],
+)
 def test_no_silent_coercion(service, flights, change, field):
     r = httpx.post(service + "/predict", json=flights[0] | change)
     assert r.status_code == 422, r.text[:300]
@@ -218,19 +223,22 @@ def test_no_silent_coercion(service, flights, change, field):
 
 def test_unknown_fields_are_refused(service, flights):
     r = httpx.post(service + "/predict", json=flights[0] | {"arr_delay": 5.0})
-    assert r.status_code == 422 and "arr_delay" in r.text           # known only after the flight: never sent
+    assert r.status_code == 422 and "arr_delay" in r.text  # known only after the flight: never sent
     r = httpx.post(service + "/predict/batch", json={"flights": flights[:2], "priority": "high"})
     assert r.status_code == 422 and "priority" in r.text
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"month": 2, "day": 30, "time_hour": "2013-02-28T15:00:00Z"}, "day"),      # no 30 February
-    ({"month": 4, "day": 31, "time_hour": "2013-04-30T15:00:00Z"}, "day"),
-    ({"time_hour": "2013-01-25T15:00:00Z"}, "time_hour"),                      # three days after the flight's date
-    ({"time_hour": "2013-01-20T15:00:00Z"}, "time_hour"),                      # two days before
-    ({"time_hour": "2013-02-30T10:00:00Z"}, "time_hour"),                      # the format, but no such day
-    ({"time_hour": "2013-01-22 10:00"}, "time_hour"),                          # not the declared format
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"month": 2, "day": 30, "time_hour": "2013-02-28T15:00:00Z"}, "day"),  # no 30 February
+        ({"month": 4, "day": 31, "time_hour": "2013-04-30T15:00:00Z"}, "day"),
+        ({"time_hour": "2013-01-25T15:00:00Z"}, "time_hour"),  # three days after the flight's date
+        ({"time_hour": "2013-01-20T15:00:00Z"}, "time_hour"),  # two days before
+        ({"time_hour": "2013-02-30T10:00:00Z"}, "time_hour"),  # the format, but no such day
+        ({"time_hour": "2013-01-22 10:00"}, "time_hour"),  # not the declared format
+    ],
+)
 def test_the_date_is_real_and_agrees_with_the_departure_hour(service, flights, change, field):
     r = httpx.post(service + "/predict", json=flights[0] | change)
     assert r.status_code == 422, r.text[:300]
@@ -239,7 +247,9 @@ def test_the_date_is_real_and_agrees_with_the_departure_hour(service, flights, c
 
 def test_a_late_evening_flight_is_on_its_local_date(service, flights):
     """21:59 in New York on 22 January is 02:00 UTC on the 23rd: the same flight, accepted."""
-    r = httpx.post(service + "/predict", json=flights[0] | {"sched_dep_time": 2159, "time_hour": "2013-01-23T02:00:00Z"})
+    r = httpx.post(
+        service + "/predict", json=flights[0] | {"sched_dep_time": 2159, "time_hour": "2013-01-23T02:00:00Z"}
+    )
     assert r.status_code == 200, r.text
 
 
@@ -248,8 +258,10 @@ def test_one_flight_and_a_batch_have_routes_of_their_own(service, flights):
     assert r.status_code == 422 and "/predict/batch" in r.text
     r = httpx.post(service + "/predict/batch", json=flights[0])
     assert r.status_code == 422 and "flights" in r.text
-    assert httpx.post(service + "/predict", content=b"[1, 2", headers={"content-type": "application/json"}
-                      ).status_code == 422
+    assert (
+        httpx.post(service + "/predict", content=b"[1, 2", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
     assert httpx.post(service + "/predict", content=b"").status_code == 422
     doc = httpx.get(service + "/openapi.json").json()
     assert {"/predict", "/predict/batch"} <= set(doc["paths"])
@@ -261,15 +273,19 @@ def test_predict_requires_the_bearer_token_when_one_is_set(models, tmp_path, fli
     from servers import serve
 
     with serve(_app(models, tmp_path, token=TOKEN)) as url:
-        assert httpx.get(url + "/health").status_code == 200                 # open
+        assert httpx.get(url + "/health").status_code == 200  # open
         assert httpx.get(url + "/versions").status_code == 200
-        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN},
-                        {"authorization": f"Basic {TOKEN}"}, {"authorization": f"Bearer {TOKEN}x"}):
+        for headers in (
+            {},
+            {"authorization": "Bearer wrong"},
+            {"authorization": TOKEN},
+            {"authorization": f"Basic {TOKEN}"},
+            {"authorization": f"Bearer {TOKEN}x"},
+        ):
             r = httpx.post(url + "/predict", json=flights[0], headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", headers
             assert TOKEN not in r.text
-            assert httpx.post(url + "/predict/batch", json={"flights": flights[:2]}, headers=headers
-                              ).status_code == 401
+            assert httpx.post(url + "/predict/batch", json={"flights": flights[:2]}, headers=headers).status_code == 401
         ok = {"authorization": f"Bearer {TOKEN}"}
         assert httpx.post(url + "/predict", json=flights[0], headers=ok).status_code == 200
         assert httpx.post(url + "/predict/batch", json={"flights": flights[:2]}, headers=ok).status_code == 200

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-import pytest
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
@@ -26,8 +25,9 @@ MAX_ROWS = 500
 
 def _app(models, lake, spill):
     store = ModelStore(lambda: ({"champion": "1", "challenger": None}, 0.0), lambda v: models[v])
-    return create_app(store, lake, refresh_s=60, flush_rows=100, flush_s=0.2, log_max_rows=MAX_ROWS,
-                      spill_dir=spill, log_retry_s=0.3)
+    return create_app(
+        store, lake, refresh_s=60, flush_rows=100, flush_s=0.2, log_max_rows=MAX_ROWS, spill_dir=spill, log_retry_s=0.3
+    )
 
 
 class Refusal:
@@ -45,8 +45,11 @@ class Refusal:
 
 
 def logged_rows(lake: Lake) -> pd.DataFrame:
-    parts = [lake.read_parquet(layout.predictions(d), n) for d in lake.partitions(layout.PREDICTIONS)
-             for n in lake.ls(layout.predictions(d))]
+    parts = [
+        lake.read_parquet(layout.predictions(d), n)
+        for d in lake.partitions(layout.PREDICTIONS)
+        for n in lake.ls(layout.predictions(d))
+    ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["request_id", "flight_key"])
 
 
@@ -58,7 +61,7 @@ def _load(url, flights, seconds, batch=50):
         with httpx.Client(base_url=url, timeout=30) as c:
             j = i
             while time.time() < until:
-                body = flights[(j * batch) % (len(flights) - batch):][:batch]
+                body = flights[(j * batch) % (len(flights) - batch) :][:batch]
                 r = c.post("/predict/batch", json={"flights": body})
                 assert r.status_code == 200, r.text[:300]
                 out.append((r.json()["request_id"], len(body)))
@@ -103,21 +106,23 @@ def test_a_lake_refusing_writes_under_load_loses_nothing_and_memory_stays_bounde
         stop.set()
         watcher.join()
         rows = sum(n for _, n in sent)
-        assert rows > 3 * MAX_ROWS, rows                     # far more than memory may hold
+        assert rows > 3 * MAX_ROWS, rows  # far more than memory may hold
         assert h["logged"] == 0 and h["spilled_log"] == rows and h["log_lake_failures"] >= 1, h
         assert h["log_peak_pending"] <= MAX_ROWS and peak["pending"] <= MAX_ROWS, (h, peak)
         assert len(logged_rows(lake)) == 0
-        refusal.off()                                        # the lake recovers: the spilled rows are written
+        refusal.off()  # the lake recovers: the spilled rows are written
         h = _wait(url, lambda h: h["spilled_log"] == 0 and h["logged"] == rows)
         # and it keeps working normally afterwards
         more = _load(url, flights, seconds=0.5)
         rows += sum(n for _, n in more)
         _wait(url, lambda h: h["logged"] == rows and h["pending_log"] == 0)
     log = logged_rows(lake)
-    assert len(log) == rows                                  # nothing lost ...
+    assert len(log) == rows  # nothing lost ...
     assert not log.duplicated(["request_id", "flight_key"]).any()  # ... nothing twice
     assert set(log["request_id"]) == {rid for rid, _ in sent + more}
-    assert {"flight_key", "score", "version", "arm", "predicted_at", "carrier", "distance", "time_hour"} <= set(log.columns)
+    assert {"flight_key", "score", "version", "arm", "predicted_at", "carrier", "distance", "time_hour"} <= set(
+        log.columns
+    )
     assert not list(spill.glob("*spill*"))
 
 
@@ -149,8 +154,9 @@ def test_a_request_larger_than_the_memory_bound_goes_to_disk_then_to_the_lake(mo
 
     lake, spill = Lake((tmp_path / "lake").as_uri()), tmp_path / "spill"
     store = ModelStore(lambda: ({"champion": "1", "challenger": None}, 0.0), lambda v: models[v])
-    app = create_app(store, lake, refresh_s=60, flush_rows=100, flush_s=0.2, log_max_rows=40, spill_dir=spill,
-                     log_retry_s=0.3)
+    app = create_app(
+        store, lake, refresh_s=60, flush_rows=100, flush_s=0.2, log_max_rows=40, spill_dir=spill, log_retry_s=0.3
+    )
     with serve(app) as url:
         sent = _load(url, requests_for(DAY), seconds=0.5)
         rows = sum(n for _, n in sent)
@@ -172,7 +178,7 @@ def test_when_the_lake_and_the_local_disk_both_refuse_requests_still_succeed_and
     with serve(_app(models, lake, spill)) as url:
         spill.rmdir()
         spill.write_text("the local disk refuses too")
-        sent = _load(url, requests_for(DAY), seconds=1.5)    # every request answered 200 (asserted in _load)
+        sent = _load(url, requests_for(DAY), seconds=1.5)  # every request answered 200 (asserted in _load)
         rows = sum(n for _, n in sent)
         time.sleep(1.0)
         h = httpx.get(url + "/health").json()

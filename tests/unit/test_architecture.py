@@ -69,28 +69,41 @@ def test_the_rule_checker_sees_a_forbidden_import(tmp_path):
         bad.unlink()
 
 
-LAKE_PLACES = re.compile(r"""["'](landing|staging|curated|quarantine|predictions|reports|deployments|training)/"""
-                         r"""|^["']((rollout|latest|triggers|decision|registered|report|spec|profile|job)\.json"""
-                         r"""|report\.html|part-\d+\.parquet|holdout\.parquet|model\.txt)$""")
+LAKE_PLACES = re.compile(
+    r"""["'](landing|staging|curated|quarantine|predictions|reports|deployments|training)/"""
+    r"""|^["']((rollout|latest|triggers|decision|registered|report|spec|profile|job)\.json"""
+    r"""|report\.html|part-\d+\.parquet|holdout\.parquet|model\.txt)$"""
+)
 
 
 # the Horovod launcher and its ranks name the files of their own local job folder, not the lake's
 LOCAL_FILES = {"layout.py", "launch.py", "distributed.py"}
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if p.name not in LOCAL_FILES]
-                         + sorted((ROOT / "plugins").rglob("*.py")) + [ROOT / "scripts" / "demo.py"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if p.name not in LOCAL_FILES]
+    + sorted((ROOT / "plugins").rglob("*.py"))
+    + [ROOT / "scripts" / "demo.py"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_the_lake_is_named_only_in_the_layout(path):
     """Every place in the lake is named by core.layout; no module writes a lake path of its own."""
-    code = "\n".join(line for line in path.read_text().splitlines()
-                     if not line.lstrip().startswith("#"))
+    code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
     # docstrings describe the layout: only code strings count
     tree = ast.parse(code)
-    docs = {id(n.body[0].value) for n in ast.walk(tree)
-            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
-            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                and id(n) not in docs]
+    docs = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    literals = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    ]
     found = [s for s in literals if LAKE_PLACES.search(f'"{s}')]
     assert not found, f"{path.relative_to(ROOT)} names lake places itself: {found[:5]} (ask core.layout)"

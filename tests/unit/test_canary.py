@@ -35,9 +35,14 @@ class Spec:
 
 
 def frame(n):
-    return pd.DataFrame({"time_hour": pd.Timestamp("2013-03-01T12:00:00Z"),
-                         "arm": np.where(np.arange(n) % 2, "challenger", "champion"),
-                         "score": 0.5, "label": RNG.integers(0, 2, n)})
+    return pd.DataFrame(
+        {
+            "time_hour": pd.Timestamp("2013-03-01T12:00:00Z"),
+            "arm": np.where(np.arange(n) % 2, "challenger", "champion"),
+            "score": 0.5,
+            "label": RNG.integers(0, 2, n),
+        }
+    )
 
 
 def logloss(y, p):
@@ -77,18 +82,18 @@ def test_the_interval_decides_not_the_mean():
     noise = RNG.normal(0, 0.2, len(y))
     chall = np.clip(0.5 + noise, 0.05, 0.95)
     mean, (lo, hi) = oracle_ci(y, champ, chall)
-    tol = mean + (hi - mean) / 2       # the mean is within the tolerance, the upper end is not
+    tol = mean + (hi - mean) / 2  # the mean is within the tolerance, the upper end is not
     assert mean <= tol < hi and lo <= tol
     r = run(df, champ, chall, DeployConfig(max_logloss_increase=tol))
     assert r["decision"] == "inconclusive"
 
 
 def test_verdict_at_the_edges():
-    assert verdict([-0.02, 0.005], 0.005) == "promote"          # upper end exactly at the tolerance
-    assert verdict([0.0051, 0.02], 0.005) == "rollback"         # lower end just beyond it
-    assert verdict([0.005, 0.02], 0.005) == "inconclusive"      # lower end at the tolerance: not shown worse
+    assert verdict([-0.02, 0.005], 0.005) == "promote"  # upper end exactly at the tolerance
+    assert verdict([0.0051, 0.02], 0.005) == "rollback"  # lower end just beyond it
+    assert verdict([0.005, 0.02], 0.005) == "inconclusive"  # lower end at the tolerance: not shown worse
     assert verdict([-0.01, 0.01], 0.005) == "inconclusive"
-    assert verdict([float("nan"), float("nan")], 0.005) == "inconclusive"   # one flight: no interval, no decision
+    assert verdict([float("nan"), float("nan")], 0.005) == "inconclusive"  # one flight: no interval, no decision
 
 
 def test_an_inconclusive_canary_waits_then_is_rolled_back():
@@ -96,7 +101,7 @@ def test_an_inconclusive_canary_waits_then_is_rolled_back():
     cfg = DeployConfig(min_labelled_per_arm=300, max_labelled_per_arm=1000)
     some = evidence(frame(900), cfg)
     assert some["ready"] and not some["enough"]
-    assert conclude(result, some) is None                        # keep waiting for more flights
+    assert conclude(result, some) is None  # keep waiting for more flights
     final = conclude(result, some, timed_out=True)
     assert final["decision"] == "rollback" and "waiting time is over" in final["why"]
     full = evidence(frame(2000), cfg)

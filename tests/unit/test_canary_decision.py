@@ -8,7 +8,6 @@ bound is within the tolerance, otherwise roll back) and for a rule with a third,
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,8 +32,9 @@ def _flights(n, seed):
     hours = pd.Timestamp("2013-03-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 24 * 20, n), unit="h")
     temp = rng.normal(0, 1, n)
     y = (temp + 0.3 * hours.hour.to_numpy() / 24 + rng.normal(0, 1.2, n) > 0.6).astype(int)
-    return pd.DataFrame({"time_hour": hours, "temp": temp, "label": y,
-                         "event_hour_utc": hours.hour, "event_weekday": hours.weekday})
+    return pd.DataFrame(
+        {"time_hour": hours, "temp": temp, "label": y, "event_hour_utc": hours.hour, "event_weekday": hours.weekday}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,10 @@ def models():
 @pytest.fixture(scope="module")
 def canary():
     df = _flights(400, 3).drop(columns=["event_hour_utc", "event_weekday"])
-    return df.assign(arm=np.where(np.arange(len(df)) % 2, "challenger", "champion"),
-                     score=np.random.default_rng(4).uniform(0.1, 0.9, len(df)))
+    return df.assign(
+        arm=np.where(np.arange(len(df)) % 2, "challenger", "champion"),
+        score=np.random.default_rng(4).uniform(0.1, 0.9, len(df)),
+    )
 
 
 def _per_flight_logloss(y, p):
@@ -88,11 +90,12 @@ def test_the_decision_follows_the_interval_not_the_mean(models, canary):
     mean = base["logloss"]["diff"]
     assert lo < mean < hi and hi - lo > 0.01
     # the whole interval within the tolerance, its upper bound exactly on it: promote
-    assert compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=hi)
-                   )["decision"] == "promote"
+    assert (
+        compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=hi))["decision"]
+        == "promote"
+    )
     # the mean within the tolerance, the interval not: the evidence does not show the challenger is good enough
-    straddling = compare(canary, champion, challenger,
-                         DeployConfig(bootstrap=20, max_logloss_increase=(mean + hi) / 2))
+    straddling = compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=(mean + hi) / 2))
     assert straddling["decision"] != "promote"
     # the whole interval beyond the tolerance: roll back
     worse = compare(canary, champion, challenger, DeployConfig(bootstrap=20, max_logloss_increase=lo - 1e-6))
@@ -100,8 +103,9 @@ def test_the_decision_follows_the_interval_not_the_mean(models, canary):
     assert worse["logloss"]["tolerance"] == lo - 1e-6 and worse["config"]["bootstrap"] == 20
 
 
-@pytest.mark.parametrize("delayed, on_time", [(150, 200), (2, 10), (10, 2)],
-                         ids=["350-flights", "2-delayed-of-12", "2-on-time-of-12"])
+@pytest.mark.parametrize(
+    "delayed, on_time", [(150, 200), (2, 10), (10, 2)], ids=["350-flights", "2-delayed-of-12", "2-on-time-of-12"]
+)
 def test_the_auc_interval_is_a_seeded_bootstrap_over_all_flights(models, canary, delayed, on_time):
     """On 12 flights many resamples hold one class only (or a single flight of one): those with one class are
     skipped, every other one is kept."""
@@ -111,7 +115,7 @@ def test_the_auc_interval_is_a_seeded_bootstrap_over_all_flights(models, canary,
     flights = pd.concat([canary[canary["label"] == 1].head(delayed), canary[canary["label"] == 0].head(on_time)])
     cfg = DeployConfig(bootstrap=40)
     first, again = compare(flights, champion, challenger, cfg), compare(flights, champion, challenger, cfg)
-    assert first["auc"]["ci95"] == again["auc"]["ci95"]                  # the same evidence, the same interval
+    assert first["auc"]["ci95"] == again["auc"]["ci95"]  # the same evidence, the same interval
     # the interval, resampled here: all n flights with replacement, seeded by `seed` (0)
     X = flights.assign(event_hour_utc=flights["time_hour"].dt.hour, event_weekday=flights["time_hour"].dt.weekday)
     y = flights["label"].to_numpy()
@@ -146,11 +150,17 @@ def test_an_arm_with_a_single_delayed_flight_still_has_a_live_auc(models, canary
 
 def test_evidence_is_ready_when_each_arm_has_enough_outcomes(canary):
     cfg = DeployConfig(min_labelled_per_arm=200)
-    assert evidence(canary, cfg) == {"labelled": {"champion": 200, "challenger": 200}, "ready": True,
-                                     "enough": False}
+    assert evidence(canary, cfg) == {"labelled": {"champion": 200, "challenger": 200}, "ready": True, "enough": False}
     one_short = canary.iloc[1:]
-    assert evidence(one_short, cfg) == {"labelled": {"champion": 199, "challenger": 200}, "ready": False,
-                                         "enough": False}
+    assert evidence(one_short, cfg) == {
+        "labelled": {"champion": 199, "challenger": 200},
+        "ready": False,
+        "enough": False,
+    }
     only_champion = canary[canary["arm"] == "champion"]
     assert evidence(only_champion, cfg.replace(min_labelled_per_arm=1))["ready"] is False
-    assert evidence(canary.iloc[0:0], cfg) == {"labelled": {"champion": 0, "challenger": 0}, "ready": False, "enough": False}
+    assert evidence(canary.iloc[0:0], cfg) == {
+        "labelled": {"champion": 0, "challenger": 0},
+        "ready": False,
+        "enough": False,
+    }

@@ -24,12 +24,15 @@ def test_flights_spec_declares_key_label_and_date_columns():
     assert spec.columns["time_hour"].type == "timestamp"
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"columns": {"a": "int"}, "key": ["b"]}, "key columns ['b'] are not declared"),
-    ({"columns": {"a": "decimal"}, "key": ["a"]}, "column types must be one of"),
-    ({"key": ["a"]}, "'columns' is required"),
-    ({"columns": {"a": "int"}, "key": ["a"], "colums": {}}, "unknown keys ['colums']"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"columns": {"a": "int"}, "key": ["b"]}, "key columns ['b'] are not declared"),
+        ({"columns": {"a": "decimal"}, "key": ["a"]}, "column types must be one of"),
+        ({"key": ["a"]}, "'columns' is required"),
+        ({"columns": {"a": "int"}, "key": ["a"], "colums": {}}, "unknown keys ['colums']"),
+    ],
+)
 def test_bad_specs_are_named(raw, message):
     with pytest.raises(ValueError, match="dataset 'mine'") as err:
         DatasetSpec.from_dict("mine", raw)

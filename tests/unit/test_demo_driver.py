@@ -31,22 +31,29 @@ def test_any_window_inside_2013(demo):
     days = demo.source_window("2013-07-01", "2013-10-31", False)
     assert (str(days[0]), str(days[-1]), len(days)) == ("2013-07-01", "2013-10-31", 123)
     assert len(demo.source_window("2013-12-30", "2013-12-30", False)) == 1
-    fast = demo.source_window("2013-12-10", None, True)                 # six weeks, cut at the data's end
+    fast = demo.source_window("2013-12-10", None, True)  # six weeks, cut at the data's end
     assert str(fast[-1]) == "2013-12-30"
 
 
-@pytest.mark.parametrize("start, end, words", [
-    ("2012-12-31", "2013-01-05", "--start 2012-12-31 is outside the reference data"),
-    ("2013-12-01", "2014-01-01", "--end 2014-01-01 is outside the reference data"),
-    ("2013-12-01", "2013-12-31", "--end 2013-12-31 is outside the reference data"),  # its weather is missing
-    ("2013-03-05", "2013-03-01", "--end 2013-03-01 is before --start 2013-03-05"),
-    ("2013-3-5", "2013-03-06", "--start '2013-3-5' is not a date"),
-])
+@pytest.mark.parametrize(
+    "start, end, words",
+    [
+        ("2012-12-31", "2013-01-05", "--start 2012-12-31 is outside the reference data"),
+        ("2013-12-01", "2014-01-01", "--end 2014-01-01 is outside the reference data"),
+        ("2013-12-01", "2013-12-31", "--end 2013-12-31 is outside the reference data"),  # its weather is missing
+        ("2013-03-05", "2013-03-01", "--end 2013-03-01 is before --start 2013-03-05"),
+        ("2013-3-5", "2013-03-06", "--start '2013-3-5' is not a date"),
+    ],
+)
 def test_a_window_outside_2013_is_refused_with_exit_2(demo, start, end, words):
     with pytest.raises(ValueError, match=words):
         demo.source_window(start, end, False)
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--start", start, "--end", end],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--start", start, "--end", end],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and words in out.stderr, out.stderr
     assert "Timeline" not in out.stdout
 
@@ -69,8 +76,7 @@ def alive(pid: int) -> bool:
 
 
 def test_a_group_that_ignores_sigterm_is_killed_whole(demo):
-    proc = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True, start_new_session=True)
     child = int(proc.stdout.readline())
     t0 = time.monotonic()
     assert demo.stop_group(proc, grace_s=1.0) == "killed"

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from include.mlops.monitor import drift
 from include.mlops.core import profile as profile_sketch
+from include.mlops.monitor import drift
 
 
 @pytest.fixture
@@ -27,7 +27,12 @@ def test_identical_samples_give_zero(rng):
     assert got["psi"] == pytest.approx(0.0, abs=1e-12)
     assert got["wasserstein"] < 0.01
     shares = profile_sketch.category_shares(["a", "b", "b", "c"])
-    assert drift.categorical_drift(shares, ["a", "b", "b", "c"]) == {"psi": 0.0, "js": 0.0, "kl": 0.0, "unseen_share": 0.0}
+    assert drift.categorical_drift(shares, ["a", "b", "b", "c"]) == {
+        "psi": 0.0,
+        "js": 0.0,
+        "kl": 0.0,
+        "unseen_share": 0.0,
+    }
 
 
 def test_shifted_normal_matches_scipy_and_theory(rng):
@@ -53,7 +58,7 @@ def test_profile_statistics_agree_with_exact_ones(rng):
 
 
 def test_profile_wasserstein_is_not_fooled_by_a_heavy_tail(rng):
-    ref, cur = rng.pareto(1.5, 200000) + 1, rng.pareto(1.5, 200000) + 1   # same distribution, huge outliers
+    ref, cur = rng.pareto(1.5, 200000) + 1, rng.pareto(1.5, 200000) + 1  # same distribution, huge outliers
     got = drift.numeric_drift(profile_sketch.numeric_profile(ref), cur)
     assert drift.wasserstein(ref, cur) < 0.05 and got["wasserstein"] < 0.05  # far below the 0.1 threshold
 

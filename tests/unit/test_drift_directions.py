@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from include.mlops.monitor import drift
 from include.mlops.core import profile as profile_sketch
+from include.mlops.monitor import drift
 
 EPS = 1e-4  # the share floor the module documents (Evidently's)
 
@@ -43,7 +43,7 @@ def test_ks_sees_a_shift_down_as_well_as_up(ref, profile, shift):
     """kills: KS made one-sided (exact); kills: KS made one-sided (profile). Colder weather must raise drift
     as warmer weather does."""
     cur = np.random.default_rng(12).normal(shift, 1.0, 20000)
-    expected = 2 * stats.norm.cdf(0.5) - 1                 # population D of a 1 sd shift: 0.3829
+    expected = 2 * stats.norm.cdf(0.5) - 1  # population D of a 1 sd shift: 0.3829
     exact = drift.ks_statistic(ref, cur)
     assert exact == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
     assert exact == pytest.approx(expected, abs=0.02)
@@ -71,7 +71,7 @@ def test_ks_is_symmetric_and_bounded():
 
 
 # ------------------------------------------------------------------------------------ PSI, hand-worked
-UNIFORM = (np.arange(100000) + 0.5) / 100000     # its deciles, the bin edges, lie within 1e-5 of 0.1 .. 0.9
+UNIFORM = (np.arange(100000) + 0.5) / 100000  # its deciles, the bin edges, lie within 1e-5 of 0.1 .. 0.9
 CENTRES_UP = np.repeat([0.55, 0.65, 0.75, 0.85, 0.95], 200)
 CENTRES_DOWN = np.repeat([0.05, 0.15, 0.25, 0.35, 0.45], 200)
 
@@ -96,9 +96,13 @@ def test_psi_hand_worked_both_directions(cur):
 
 def test_psi_of_a_small_shift_by_hand():
     # three of the ten reference bins lose half their share to their neighbour above
-    cur = np.concatenate([np.repeat([0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95], 100),
-                          np.repeat([0.15, 0.35, 0.95], 50)])
-    cur = np.delete(cur, np.r_[0:50, 200:250, 800:850])        # half of the 0.05, 0.25 and 0.85 bins
+    cur = np.concatenate(
+        [
+            np.repeat([0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95], 100),
+            np.repeat([0.15, 0.35, 0.95], 50),
+        ]
+    )
+    cur = np.delete(cur, np.r_[0:50, 200:250, 800:850])  # half of the 0.05, 0.25 and 0.85 bins
     c = np.array([50, 150, 50, 150, 100, 100, 100, 100, 50, 150]) / 1000
     assert profile_sketch.bin_shares(cur, profile_sketch.psi_edges(UNIFORM)) == pytest.approx(c)
     expected = sum((ci - 0.1) * math.log(ci / 0.1) for ci in c)
@@ -124,7 +128,7 @@ def test_none_counts_as_missing_like_nan():
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_psi_wider_and_narrower_against_the_normal_cdf(ref, profile, scale):
     cur = np.random.default_rng(14).normal(0.0, scale, 200000)
-    inner = stats.norm.ppf(np.linspace(0, 1, 11)[1:-1])            # the population deciles of N(0, 1)
+    inner = stats.norm.ppf(np.linspace(0, 1, 11)[1:-1])  # the population deciles of N(0, 1)
     cdf = np.concatenate([[0.0], stats.norm.cdf(inner / scale), [1.0]])
     expected = psi_by_hand([0.1] * 10, np.diff(cdf))
     assert expected > 0.25
@@ -139,15 +143,16 @@ def test_psi_edges_of_a_discrete_feature_and_of_nothing():
 
 
 # --------------------------------------------------------------------------------------------- Wasserstein
-@pytest.mark.parametrize("cur_params", [(-1.0, 1.0), (1.0, 1.0), (0.0, 0.5), (0.0, 2.0)],
-                         ids=["down", "up", "narrower", "wider"])
+@pytest.mark.parametrize(
+    "cur_params", [(-1.0, 1.0), (1.0, 1.0), (0.0, 0.5), (0.0, 2.0)], ids=["down", "up", "narrower", "wider"]
+)
 def test_wasserstein_in_every_direction_against_scipy(ref, profile, cur_params):
     cur = np.random.default_rng(15).normal(*cur_params, 20000)
     exact = drift.wasserstein(ref, cur)
     assert exact == pytest.approx(stats.wasserstein_distance(ref, cur) / np.std(ref), rel=1e-9)
     assert drift.wasserstein(ref, cur, normed=False) == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-9)
     mu, sd = cur_params
-    theory = abs(mu) if sd == 1.0 else abs(sd - 1) * math.sqrt(2 / math.pi)   # W1 of N(0,1) vs N(mu, sd)
+    theory = abs(mu) if sd == 1.0 else abs(sd - 1) * math.sqrt(2 / math.pi)  # W1 of N(0,1) vs N(mu, sd)
     assert exact == pytest.approx(theory, abs=0.03)
     assert drift.numeric_drift(profile, cur)["wasserstein"] == pytest.approx(exact, rel=0.05, abs=0.005)
 
@@ -168,7 +173,7 @@ REF = {"EWR": 0.5, "JFK": 0.3, "LGA": 0.2}
 
 
 def test_a_category_lost():
-    cur = ["EWR"] * 60 + ["JFK"] * 40                       # LGA gone
+    cur = ["EWR"] * 60 + ["JFK"] * 40  # LGA gone
     got = drift.categorical_drift(REF, cur)
     # keys in order EWR, JFK, LGA, unseen
     expected = psi_by_hand([0.5, 0.3, 0.2, 0.0], [0.6, 0.4, 0.0, 0.0])
@@ -179,7 +184,7 @@ def test_a_category_lost():
 
 
 def test_a_category_gained():
-    cur = ["EWR"] * 50 + ["JFK"] * 30 + ["LGA"] * 0 + ["BOS"] * 15 + ["PHL"] * 5   # two airports never seen
+    cur = ["EWR"] * 50 + ["JFK"] * 30 + ["LGA"] * 0 + ["BOS"] * 15 + ["PHL"] * 5  # two airports never seen
     got = drift.categorical_drift(REF, cur)
     assert got["unseen_share"] == pytest.approx(0.2)
     p, q = [0.5, 0.3, 0.2, 0.0], [0.5, 0.3, 0.0, 0.2]
@@ -200,10 +205,14 @@ def test_missing_categories_are_left_out_and_nothing_left_is_undefined():
     assert shares == {"b": pytest.approx(2 / 3), "a": pytest.approx(1 / 3)}
     assert profile_sketch.category_shares(["a", "c"], ["a", "b"]) == {"a": 0.5, profile_sketch.UNSEEN: 0.5}
     empty = drift.categorical_drift(REF, [None, None])
-    assert all(math.isnan(v) for v in empty.values())   # nothing left: every statistic undefined, not drift
+    assert all(math.isnan(v) for v in empty.values())  # nothing left: every statistic undefined, not drift
     prof = profile_sketch.categorical_profile(["a", None, "b", "b"])
-    assert prof == {"kind": "categorical", "rows": 3, "missing": 0.25,
-                    "shares": {"b": pytest.approx(2 / 3), "a": pytest.approx(1 / 3)}}
+    assert prof == {
+        "kind": "categorical",
+        "rows": 3,
+        "missing": 0.25,
+        "shares": {"b": pytest.approx(2 / 3), "a": pytest.approx(1 / 3)},
+    }
     assert profile_sketch.categorical_profile([])["missing"] == 0.0
 
 
@@ -231,8 +240,16 @@ def test_statistics_of_nothing_are_undefined_not_zero(profile):
     assert gone["rows"] == 0 and gone["missing_cur"] == 1.0
     assert all(math.isnan(gone[k]) for k in ("ks", "psi", "wasserstein"))
     empty = profile_sketch.numeric_profile([np.nan, np.nan])
-    assert empty == {"kind": "numeric", "rows": 0, "missing": 1.0, "quantiles": [], "psi_edges": [],
-                     "psi_shares": [], "mean": None, "std": None}
+    assert empty == {
+        "kind": "numeric",
+        "rows": 0,
+        "missing": 1.0,
+        "quantiles": [],
+        "psi_edges": [],
+        "psi_shares": [],
+        "mean": None,
+        "std": None,
+    }
     against_empty = drift.numeric_drift(empty, [1.0, 2.0])
     assert against_empty["rows"] == 2 and math.isnan(against_empty["ks"])
 
@@ -250,7 +267,7 @@ def test_profile_keeps_quantiles_moments_and_bins(ref, profile):
 
 
 def test_profile_ks_uses_the_reference_step_function():
-    prof = profile_sketch.numeric_profile(np.arange(5.0), levels=5)    # quantiles 0..4 at levels 0, .25, .5, .75, 1
+    prof = profile_sketch.numeric_profile(np.arange(5.0), levels=5)  # quantiles 0..4 at levels 0, .25, .5, .75, 1
     # current all at 1.5: F_ref(1.5) = 0.25, F_cur jumps to 1 -> D = 0.75; below 0 both are 0
     assert drift.numeric_drift(prof, [1.5] * 4)["ks"] == pytest.approx(0.75)
     assert drift.numeric_drift(prof, [-1.0] * 4)["ks"] == pytest.approx(1.0)
@@ -271,7 +288,7 @@ def test_nothing_to_compare_is_undefined_without_dividing_by_zero():
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                    # no 0/0 on the way to the NaN
+        warnings.simplefilter("error")  # no 0/0 on the way to the NaN
         for a, b in (([], [1.0]), ([1.0], []), ([], [])):
             assert math.isnan(drift.ks_statistic(a, b)) and math.isnan(drift.wasserstein(a, b))
         assert math.isnan(drift.categorical_drift(REF, [None, None])["js"])

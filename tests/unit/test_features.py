@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.train import features as F
 from include.mlops.core import schema
 from include.mlops.core.schema import dataset
 from include.mlops.ingest.ingestion import transform
 from include.mlops.ingest.upstream import day_table
+from include.mlops.train import features as F
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,12 @@ def test_only_labelled_rows_and_weather_joined_on_origin_and_hour(curated):
     assert len(ts.frame) == int(fl["is_labelled"].sum())
     row = ts.frame.iloc[100]
     date, carrier, flight, origin = row["flight_key"].split("/")
-    src = fl[(fl["carrier"] == carrier) & (fl["flight"] == int(flight)) & (fl["origin"] == origin)
-             & (fl["batch_date"].astype(str) == date)].iloc[0]
+    src = fl[
+        (fl["carrier"] == carrier)
+        & (fl["flight"] == int(flight))
+        & (fl["origin"] == origin)
+        & (fl["batch_date"].astype(str) == date)
+    ].iloc[0]
     w = we[(we["origin"] == origin) & (we["time_hour"] == src["time_hour"])]
     assert np.isclose(row["temp"], w["temp"].iloc[0])
 
@@ -59,7 +63,8 @@ def test_fingerprint_is_stable_and_sensitive(curated):
 
 def test_unseen_categories_encode_as_minus_one(curated):
     ts = F.build(*curated)
-    x = ts.spec.encode(pd.DataFrame({c: [1.0] for c in ts.spec.numeric} | {"carrier": ["ZZ"], "origin": ["JFK"],
-                                                                               "dest": ["XXX"]}))
+    x = ts.spec.encode(
+        pd.DataFrame({c: [1.0] for c in ts.spec.numeric} | {"carrier": ["ZZ"], "origin": ["JFK"], "dest": ["XXX"]})
+    )
     assert x["carrier"].iloc[0] == -1 and x["dest"].iloc[0] == -1
     assert x["origin"].iloc[0] == ts.spec.categories["origin"].index("JFK")

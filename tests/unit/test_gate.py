@@ -84,7 +84,7 @@ def test_a_challenger_gets_traffic_only_while_its_own_canary_runs():
 
     canary = {"version": "4", "status": "canary", "canary_share": 0.2}
     assert canary_share(canary, "4") == 0.2
-    assert canary_share(None, "4") == 0.0                                   # alias set, rollout not started
-    assert canary_share(canary | {"version": "3"}, "4") == 0.0             # an older rollout's file
+    assert canary_share(None, "4") == 0.0  # alias set, rollout not started
+    assert canary_share(canary | {"version": "3"}, "4") == 0.0  # an older rollout's file
     assert canary_share(canary | {"status": "rolled_back"}, "4") == 0.0
     assert canary_share(canary, None) == 0.0

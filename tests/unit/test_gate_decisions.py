@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from include.mlops.evaluate.gate import decide, slice_table
-from include.mlops.evaluate.config import GateConfig
 from include.mlops.core.metrics import metrics
+from include.mlops.evaluate.config import GateConfig
+from include.mlops.evaluate.gate import decide, slice_table
 
 N = 4000
 
@@ -85,7 +85,7 @@ def test_ece_hand_worked():
 # ------------------------------------------------------------------------------------- calibration alone
 def miscalibrated(p):
     """The same ranking (so the same AUC), scores pushed far below the observed rates."""
-    return p ** 4
+    return p**4
 
 
 def test_the_gate_fails_on_calibration_alone(data):
@@ -93,7 +93,7 @@ def test_the_gate_fails_on_calibration_alone(data):
     frame, y, s = data
     good = scores(s, 0.3)
     bad = miscalibrated(good)
-    assert auc_oracle(y, bad) == pytest.approx(auc_oracle(y, good), abs=1e-12)   # ranking untouched
+    assert auc_oracle(y, bad) == pytest.approx(auc_oracle(y, good), abs=1e-12)  # ranking untouched
     e_good, e_bad = ece_oracle(y, good), ece_oracle(y, bad)
     assert e_good < 0.05 < 0.15 < e_bad
     cfg = LOOSE.replace(max_ece=0.1)
@@ -161,7 +161,7 @@ def test_the_gate_fails_on_one_slice_alone(data):
     champ = scores(s, 0.3)
     cand = champ.copy()
     ua = (frame["carrier"] == "UA").to_numpy()
-    cand[ua] = scores(s, 1.5, seed=5)[ua]          # much worse on UA only, same calibration
+    cand[ua] = scores(s, 1.5, seed=5)[ua]  # much worse on UA only, same calibration
     # the overall comparison cannot fail; slices by carrier (each origin holds both carriers)
     cfg = LOOSE.replace(max_auc_drop=1.0, slice_columns=("carrier",))
     d = decide(frame, y, cand, champ, cfg)
@@ -173,11 +173,13 @@ def test_the_gate_fails_on_one_slice_alone(data):
     assert ua_row["candidate_auc"] == pytest.approx(auc_oracle(y[ua], cand[ua]), abs=1e-12)
     assert ua_row["champion_auc"] == pytest.approx(auc_oracle(y[ua], champ[ua]), abs=1e-12)
     slices = d.checks[3]
-    judged = [r for r in d.slices]                   # every slice here has rows and both classes
+    judged = [r for r in d.slices]  # every slice here has rows and both classes
     worst = min(r["candidate_auc"] - r["champion_auc"] for r in judged)
     assert slices.value == pytest.approx(worst, abs=1e-12) and slices.threshold == -0.05
-    assert slices.detail == (f"2 slice(s) judged, worst change {worst:+.4f}; regressions: carrier=UA "
-                             f"({ua_row['candidate_auc']:.3f} vs {ua_row['champion_auc']:.3f})")
+    assert slices.detail == (
+        f"2 slice(s) judged, worst change {worst:+.4f}; regressions: carrier=UA "
+        f"({ua_row['candidate_auc']:.3f} vs {ua_row['champion_auc']:.3f})"
+    )
     # the same candidate without the UA damage passes
     assert decide(frame, y, champ, champ, cfg).passed
 
@@ -216,10 +218,10 @@ def test_min_slice_rows_binds(small_slice):
     """kills: gate ignores min_slice_rows."""
     frame, y, cand, champ = small_slice
     cfg = LOOSE.replace(max_auc_drop=1.0, slice_columns=("carrier",))
-    at = decide(frame, y, cand, champ, cfg.replace(min_slice_rows=K))           # just at it: judged
+    at = decide(frame, y, cand, champ, cfg.replace(min_slice_rows=K))  # just at it: judged
     assert names(at.failed) == ["slices"]
     assert at.checks[-1].detail.startswith("2 slice(s) judged") and "carrier=XX" in at.checks[-1].detail
-    above = decide(frame, y, cand, champ, cfg.replace(min_slice_rows=K + 1))    # just under it: not judged
+    above = decide(frame, y, cand, champ, cfg.replace(min_slice_rows=K + 1))  # just under it: not judged
     assert above.passed, above.summary()
     assert above.checks[-1].detail.startswith("1 slice(s) judged")
     xx = next(r for r in above.slices if r["value"] == "XX")
@@ -233,14 +235,13 @@ def test_min_slice_rows_binds(small_slice):
 def test_a_slice_with_one_class_is_not_judged(data):
     frame, y, s = data
     frame = frame.copy()
-    frame["carrier"] = np.where(y == 1, "AA", "ZZ")     # ZZ has no delayed flight, AA only delayed ones
+    frame["carrier"] = np.where(y == 1, "AA", "ZZ")  # ZZ has no delayed flight, AA only delayed ones
     frame.loc[np.flatnonzero(y == 0)[:50], "carrier"] = "AA"
     champ = scores(s, 0.3)
     cand = champ.copy()
     zz = (frame["carrier"] == "ZZ").to_numpy()
-    cand[zz] = 1 - cand[zz]                               # reversed: a disaster if ZZ could be scored
-    d = decide(frame, y, cand, champ, LOOSE.replace(max_auc_drop=1.0, max_ece=1.0,
-                                                slice_columns=("carrier",)))
+    cand[zz] = 1 - cand[zz]  # reversed: a disaster if ZZ could be scored
+    d = decide(frame, y, cand, champ, LOOSE.replace(max_auc_drop=1.0, max_ece=1.0, slice_columns=("carrier",)))
     zz_row = next(r for r in d.slices if r["value"] == "ZZ")
     assert math.isnan(zz_row["candidate_auc"]) and math.isnan(zz_row["champion_auc"])
     assert zz_row["positive_rate"] == 0.0 and zz_row["regression"] is False
@@ -252,8 +253,13 @@ def test_slice_table_against_pandas(data):
     frame, y, s = data
     cand, champ = scores(s, 0.3), scores(s, 0.5)
     rows = slice_table(frame, y, cand, champ, ("origin", "carrier"))
-    assert [(r["column"], r["value"]) for r in rows] == [("origin", "EWR"), ("origin", "JFK"), ("origin", "LGA"),
-                                                          ("carrier", "AA"), ("carrier", "UA")]
+    assert [(r["column"], r["value"]) for r in rows] == [
+        ("origin", "EWR"),
+        ("origin", "JFK"),
+        ("origin", "LGA"),
+        ("carrier", "AA"),
+        ("carrier", "UA"),
+    ]
     for r in rows:
         m = (frame[r["column"]] == r["value"]).to_numpy()
         assert r["rows"] == int(m.sum()) and r["positive_rate"] == pytest.approx(y[m].mean(), abs=1e-12)
@@ -269,9 +275,11 @@ def test_the_summary_names_every_check(data):
     good = scores(s, 0.3)
     d = decide(frame, y, good, None, LOOSE)
     m = metrics(y, good)
-    assert d.summary() == (f"gate PASSED\n"
-                           f"  ok   auc_floor: candidate AUC {m['auc']:.4f} vs floor 0.6000\n"
-                           f"  ok   calibration: expected calibration error {m['ece']:.4f} vs max 0.2000")
+    assert d.summary() == (
+        f"gate PASSED\n"
+        f"  ok   auc_floor: candidate AUC {m['auc']:.4f} vs floor 0.6000\n"
+        f"  ok   calibration: expected calibration error {m['ece']:.4f} vs max 0.2000"
+    )
     assert d.candidate == m and d.champion is None and d.config == LOOSE.as_dict()
     bad = decide(frame, y, miscalibrated(good), good, LOOSE.replace(max_ece=0.1, max_slice_auc_drop=0.0))
     lines = bad.summary().splitlines()
@@ -293,8 +301,9 @@ def test_every_regressed_slice_is_named(data):
         cand[m] = scores(s, 1.5, seed=seed)[m]
     d = decide(frame, y, cand, champ, LOOSE.replace(max_auc_drop=1.0, slice_columns=("origin",)))
     rows = {r["value"]: r for r in d.slices}
-    named = ", ".join(f"origin={o} ({rows[o]['candidate_auc']:.3f} vs {rows[o]['champion_auc']:.3f})"
-                      for o in ("JFK", "LGA"))
+    named = ", ".join(
+        f"origin={o} ({rows[o]['candidate_auc']:.3f} vs {rows[o]['champion_auc']:.3f})" for o in ("JFK", "LGA")
+    )
     assert d.checks[-1].detail.endswith("; regressions: " + named)
 
 
@@ -303,7 +312,7 @@ def test_a_slice_with_a_single_delayed_flight_is_still_judged(data):
     frame = frame.copy()
     one = np.flatnonzero(y == 1)[:1].tolist() + np.flatnonzero(y == 0)[:399].tolist()
     frame["carrier"] = "AA"
-    frame.loc[one, "carrier"] = "XX"                        # 400 flights, one of them delayed
+    frame.loc[one, "carrier"] = "XX"  # 400 flights, one of them delayed
     champ = scores(s, 0.3)
     row = next(r for r in slice_table(frame, y, champ, champ, ("carrier",)) if r["value"] == "XX")
     assert row["rows"] == 400 and row["positive_rate"] == 1 / 400

@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from include.mlops.ingest import ingestion
 from include.mlops.core.config import Settings
-from include.mlops.core.schema import dataset
 from include.mlops.core.lake import Lake
+from include.mlops.core.schema import dataset
+from include.mlops.ingest import ingestion
 from include.mlops.ingest.upstream import Upstream, day_table
 from include.mlops.ingest.validation import BatchRejected
 

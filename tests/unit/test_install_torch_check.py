@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "install_horovod.sh"
 
 
-def _wheel(index: Path, name: str, version: str, requires: list[str] = (), module: str | None = None,
-           source: str = "") -> None:
+def _wheel(
+    index: Path, name: str, version: str, requires: list[str] = (), module: str | None = None, source: str = ""
+) -> None:
     """A minimal valid wheel of ``name`` in ``index/<name>/`` (a file:// 'simple' index)."""
     dist = name.replace("-", "_")
     folder = index / name
@@ -27,7 +28,8 @@ def _wheel(index: Path, name: str, version: str, requires: list[str] = (), modul
     info = f"{dist}-{version}.dist-info"
     files = {
         f"{info}/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
-            name, version, "".join(f"Requires-Dist: {r}\n" for r in requires)),
+            name, version, "".join(f"Requires-Dist: {r}\n" for r in requires)
+        ),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     if module:
@@ -57,8 +59,9 @@ def _run(python: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "MLOPS_"))}
     # only the test's index: no pip.conf, no find-links, no constraints of this machine
     base |= {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "MLOPS_WHEELHOUSE": "/nonexistent"}
-    return subprocess.run(["bash", str(SCRIPT), str(python)], env=base | env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(python)], env=base | env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def _installed(python: Path, name: str) -> bool:
@@ -71,8 +74,9 @@ def test_a_cuda_torch_is_refused_before_anything_is_installed(venv, tmp_path):
     _wheel(index, "nvidia-cudnn-cu13", "9.20.0")
     out = _run(venv, {"MLOPS_TORCH_INDEX_URL": index.as_uri()})
     assert out.returncode == 1, out.stdout + out.stderr
-    assert f"torch==2.13.0 from {index.as_uri()} is a CUDA build: pip would install nvidia-cudnn-cu13 9.20.0" \
-        in out.stderr, out.stderr
+    assert (
+        f"torch==2.13.0 from {index.as_uri()} is a CUDA build: pip would install nvidia-cudnn-cu13 9.20.0" in out.stderr
+    ), out.stderr
     assert "MLOPS_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in out.stderr
     assert "MLOPS_TORCH_ALLOW_CUDA=1" in out.stderr
     assert not _installed(venv, "torch") and not _installed(venv, "nvidia-cudnn-cu13")
@@ -80,8 +84,7 @@ def test_a_cuda_torch_is_refused_before_anything_is_installed(venv, tmp_path):
 
 def test_the_cpu_build_from_the_configured_index_goes_through(venv, tmp_path):
     index = tmp_path / "simple"
-    _wheel(index, "torch", "2.13.0+cpu", [], "torch",
-           "__version__ = '2.13.0+cpu'\nclass version:\n    cuda = None\n")
+    _wheel(index, "torch", "2.13.0+cpu", [], "torch", "__version__ = '2.13.0+cpu'\nclass version:\n    cuda = None\n")
     # no MLOPS_TORCH_INDEX_URL: pip's own configuration (here PIP_INDEX_URL) decides, as on the project's machines
     out = _run(venv, {"PIP_INDEX_URL": index.as_uri()})
     assert "torch 2.13.0+cpu (CPU build)" in out.stdout, out.stdout + out.stderr
@@ -91,11 +94,26 @@ def test_the_cpu_build_from_the_configured_index_goes_through(venv, tmp_path):
 
 def test_an_installed_cuda_torch_is_refused(venv, tmp_path):
     index = tmp_path / "simple"
-    _wheel(index, "torch", "2.13.0+cu121", [], "torch",
-           "__version__ = '2.13.0+cu121'\nclass version:\n    cuda = '12.1'\n")
-    subprocess.run([str(venv), "-m", "pip", "install", "-q", "--force-reinstall", "--index-url", index.as_uri(),
-                    "torch==2.13.0+cu121"], check=True, env=os.environ | {"PIP_CONFIG_FILE": os.devnull},
-                   capture_output=True, timeout=300)
+    _wheel(
+        index, "torch", "2.13.0+cu121", [], "torch", "__version__ = '2.13.0+cu121'\nclass version:\n    cuda = '12.1'\n"
+    )
+    subprocess.run(
+        [
+            str(venv),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--force-reinstall",
+            "--index-url",
+            index.as_uri(),
+            "torch==2.13.0+cu121",
+        ],
+        check=True,
+        env=os.environ | {"PIP_CONFIG_FILE": os.devnull},
+        capture_output=True,
+        timeout=300,
+    )
     out = _run(venv, {"PIP_INDEX_URL": index.as_uri()})
     assert out.returncode == 1
     assert "the installed torch 2.13.0+cu121 is a CUDA build (CUDA 12.1)" in out.stderr, out.stderr

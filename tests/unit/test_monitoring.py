@@ -3,15 +3,14 @@
 import datetime as dt
 
 import pytest
+from curation import curate_days
 
-from include.mlops.train import features as F
 from include.mlops.core import layout, schema
+from include.mlops.core import profile as P
 from include.mlops.core.lake import Lake
 from include.mlops.monitor import monitor
-from include.mlops.core import profile as P
 from include.mlops.monitor.config import MonitorConfig
-
-from curation import curate_days
+from include.mlops.train import features as F
 
 
 # ------------------------------------------------------------------------------------------- the firing rule
@@ -19,14 +18,24 @@ def _reports(lake, start, signals_by_day):
     d0 = dt.date.fromisoformat(start)
     for i, signals in enumerate(signals_by_day):
         d = (d0 + dt.timedelta(days=i)).isoformat()
-        features = [{"feature": f, "drifted": bool(signals), "ks": 0.6, "reasons": ["KS D 0.600 >= 0.5"]}
-                    for f in ("temp", "dewp")]
-        lake.write_json({"date": d, "champion": "1", "drifted": ["temp", "dewp"] if signals else [],
-                         "features": features,
-                         "signals": {"data_drift": "data" in signals, "prediction_drift": False,
-                                     "decay": "decay" in signals},
-                         "prediction": {}, "performance": {"window": {"auc": 0.6}, "reference_auc": 0.7},
-                         "report": f"file:///r/{d}"}, layout.monitoring(d), "report.json")
+        features = [
+            {"feature": f, "drifted": bool(signals), "ks": 0.6, "reasons": ["KS D 0.600 >= 0.5"]}
+            for f in ("temp", "dewp")
+        ]
+        lake.write_json(
+            {
+                "date": d,
+                "champion": "1",
+                "drifted": ["temp", "dewp"] if signals else [],
+                "features": features,
+                "signals": {"data_drift": "data" in signals, "prediction_drift": False, "decay": "decay" in signals},
+                "prediction": {},
+                "performance": {"window": {"auc": 0.6}, "reference_auc": 0.7},
+                "report": f"file:///r/{d}",
+            },
+            layout.monitoring(d),
+            "report.json",
+        )
 
 
 @pytest.fixture
@@ -39,8 +48,8 @@ CFG = MonitorConfig(consecutive_days=3, cooldown_days=10)
 
 def test_fires_only_after_consecutive_days(lake):
     _reports(lake, "2013-03-01", [{"data"}, {"data"}, set(), {"data"}, {"data"}, {"data"}])
-    assert not monitor.decide(lake, "2013-03-02", CFG)["fire"]   # 2 days so far
-    assert not monitor.decide(lake, "2013-03-03", CFG)["fire"]   # a quiet day breaks the run
+    assert not monitor.decide(lake, "2013-03-02", CFG)["fire"]  # 2 days so far
+    assert not monitor.decide(lake, "2013-03-03", CFG)["fire"]  # a quiet day breaks the run
     assert not monitor.decide(lake, "2013-03-05", CFG)["fire"]
     d = monitor.decide(lake, "2013-03-06", CFG)
     assert d["fire"] and d["signals"] == ["data_drift"]
@@ -61,7 +70,7 @@ def test_cooldown_holds_and_then_releases(lake):
     for day in ("2013-03-04", "2013-03-12"):
         held = monitor.decide(lake, day, CFG)
         assert not held["fire"] and held["held"].startswith("cool-down: last retraining trigger on 2013-03-03")
-    assert monitor.decide(lake, "2013-03-13", CFG)["fire"]          # 10 days later
+    assert monitor.decide(lake, "2013-03-13", CFG)["fire"]  # 10 days later
     # a rerun of the trigger's own day is not held by itself
     assert monitor.decide(lake, "2013-03-03", CFG)["fire"]
     monitor.record_trigger(lake, first)
@@ -86,8 +95,12 @@ def flights_lake(tmp_path_factory):
 
 def _reference(lake):
     fl, we, used = F.load_window(lake, "2013-01-07", 7)
-    return P.build(F.join_weather(fl[fl["is_labelled"]], we), schema.features().numeric, schema.features().categorical,
-                   [d.isoformat() for d in used])
+    return P.build(
+        F.join_weather(fl[fl["is_labelled"]], we),
+        schema.features().numeric,
+        schema.features().categorical,
+        [d.isoformat() for d in used],
+    )
 
 
 WEEK = MonitorConfig(window_days=7, consecutive_days=3)
@@ -104,7 +117,7 @@ def test_quiet_on_the_reference_week_fires_on_a_july_week(flights_lake):
 
     july = monitor.reports(lake, [dt.date(2013, 7, 7)])["2013-07-07"]
     ks = {f["feature"]: f["ks"] for f in july["features"] if f["kind"] == "numeric"}
-    assert ks["temp"] > 0.95 and ks["dewp"] > 0.9            # January against July: every flight warmer
+    assert ks["temp"] > 0.95 and ks["dewp"] > 0.9  # January against July: every flight warmer
     assert {"temp", "dewp"} <= set(july["drifted"]) and "month" not in ks  # calendar features are ignored
     assert july["label_rate"]["current"] > july["label_rate"]["reference"]
     d = monitor.decide(lake, "2013-07-07", WEEK)
@@ -126,18 +139,29 @@ def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
     cur = cur[cur["is_labelled"]]
     keys = schema.flight_key(cur).to_numpy()
     y = cur["label"].astype(int).to_numpy()
-    preds = pd.DataFrame({"flight_key": list(keys) + ["2013-07-02/XX/1/JFK"], "arm": "champion", "version": "1",
-                          "score": list(0.8 * y + 0.1) + [0.5],
-                          "predicted_at": pd.Timestamp("2026-01-01", tz="UTC").isoformat()})
+    preds = pd.DataFrame(
+        {
+            "flight_key": list(keys) + ["2013-07-02/XX/1/JFK"],
+            "arm": "champion",
+            "version": "1",
+            "score": list(0.8 * y + 0.1) + [0.5],
+            "predicted_at": pd.Timestamp("2026-01-01", tz="UTC").isoformat(),
+        }
+    )
     lake.write_parquet(preds, "predictions/date=2013-07-02", "part-0.parquet")
     joined = predictions.joined(lake, [dt.date(2013, 7, 2)], versions={"1"})
-    assert len(joined) == len(keys)                          # the unknown flight has no outcome
+    assert len(joined) == len(keys)  # the unknown flight has no outcome
     s = performance.summary(joined)
     assert s["auc"] == pytest.approx(1.0) and s["rows"] == len(keys)
-    r = monitor.report(lake, "2013-07-03", {"version": "1"}, _reference(lake) | {"validation": {"auc": 0.7}},
-                       MonitorConfig(window_days=7, min_labelled=100))
+    r = monitor.report(
+        lake,
+        "2013-07-03",
+        {"version": "1"},
+        _reference(lake) | {"validation": {"auc": 0.7}},
+        MonitorConfig(window_days=7, min_labelled=100),
+    )
     assert r["performance"]["window"]["rows"] == len(keys)
-    assert not r["performance"]["decayed"]                    # live AUC 1.0 is no decay
+    assert not r["performance"]["decayed"]  # live AUC 1.0 is no decay
     assert r["prediction"]["rows"] == len(keys) + 1
 
 
@@ -146,7 +170,18 @@ def test_the_model_state_page_shows_the_last_drift_report(flights_lake):
 
     monitor.report(flights_lake, "2013-07-07", {"version": "1"}, _reference(flights_lake), WEEK)
     latest = flights_lake.read_json("reports/monitoring", "latest.json")
-    page = render({"model": "flight_delay", "errors": {}, "versions": [], "champion": {"version": "1"},
-                   "challenger": None, "drift": latest, "gate": None, "rollout": None, "lake": flights_lake.url})
+    page = render(
+        {
+            "model": "flight_delay",
+            "errors": {},
+            "versions": [],
+            "champion": {"version": "1"},
+            "challenger": None,
+            "drift": latest,
+            "gate": None,
+            "rollout": None,
+            "lake": flights_lake.url,
+        }
+    )
     assert latest["date"] in page and "dewp" in page and "temp" in page and latest["report"] in page
     assert "No monitoring report yet" not in page

@@ -12,18 +12,17 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from curation import write_curated
 
 from include.mlops.core import layout, schema
-from include.mlops.core.jsonsafe import json_safe
-from include.mlops.train import features as F
-from include.mlops.core.lake import Lake
-from include.mlops.core import profile as profile_sketch
 from include.mlops.core import profile as P
+from include.mlops.core import profile as profile_sketch
+from include.mlops.core.jsonsafe import json_safe
+from include.mlops.core.lake import Lake
 from include.mlops.monitor import monitor
-from include.mlops.monitor.monitor import feature_drift
 from include.mlops.monitor.config import MonitorConfig
-
-from curation import write_curated
+from include.mlops.monitor.monitor import feature_drift
+from include.mlops.train import features as F
 
 JANUARY = ["2013-01-02", "2013-01-03"]
 JULY = ["2013-07-02", "2013-07-03"]
@@ -50,7 +49,7 @@ def test_a_numeric_feature_drifts_up_and_down_and_stays_quiet_when_unchanged():
 def test_each_statistic_can_be_the_one_that_fires():
     rng = np.random.default_rng(4)
     prof = _numeric(rng.normal(0, 1, 5000))
-    cur = pd.DataFrame({"x": rng.normal(0.3, 1, 5000)})       # KS about 0.12, PSI about 0.09, W about 0.3
+    cur = pd.DataFrame({"x": rng.normal(0.3, 1, 5000)})  # KS about 0.12, PSI about 0.09, W about 0.3
     off = {"ks": None, "psi": None, "wasserstein": None}
     assert feature_drift(prof, cur, QUIET.replace(numeric=off))[0]["reasons"] == []
     for stat, label in (("ks", "KS D"), ("psi", "PSI"), ("wasserstein", "normed Wasserstein")):
@@ -69,8 +68,11 @@ def test_per_feature_thresholds_override_the_defaults():
     assert feature_drift(prof, cur, QUIET)[0]["drifted"]
     lenient = QUIET.replace(features={"x": {"ks": 0.99}})
     assert not feature_drift(prof, cur, lenient)[0]["drifted"]
-    assert QUIET.replace(features={"x": {"ks": 0.99}}).thresholds("x", "numeric") == \
-        {"ks": 0.99, "psi": None, "wasserstein": None}
+    assert QUIET.replace(features={"x": {"ks": 0.99}}).thresholds("x", "numeric") == {
+        "ks": 0.99,
+        "psi": None,
+        "wasserstein": None,
+    }
     assert QUIET.thresholds("y", "categorical") == {"psi": 0.25, "js": 0.15, "kl": None}
 
 
@@ -80,7 +82,7 @@ def test_a_missing_share_increase_fires_and_a_decrease_does_not():
     values = rng.normal(0, 1, 1000)
     prof = _numeric(values)
     holes = values.copy()
-    holes[:300] = np.nan                                   # the values that are there did not move
+    holes[:300] = np.nan  # the values that are there did not move
     [row] = feature_drift(prof, pd.DataFrame({"x": holes}), QUIET)
     assert row["ks"] < 0.1 and row["drifted"]
     assert row["reasons"] == ["missing share 30.0% (reference 0.0%)"]
@@ -114,12 +116,16 @@ def test_a_categorical_feature_drifts_on_gained_lost_or_missing_categories():
 
 def test_ignored_and_absent_features_are_not_judged():
     rng = np.random.default_rng(7)
-    prof = {"features": {"month": profile_sketch.numeric_profile(rng.normal(0, 1, 100)),
-                         "x": profile_sketch.numeric_profile(rng.normal(0, 1, 100)),
-                         "gone": profile_sketch.numeric_profile(rng.normal(0, 1, 100))}}
+    prof = {
+        "features": {
+            "month": profile_sketch.numeric_profile(rng.normal(0, 1, 100)),
+            "x": profile_sketch.numeric_profile(rng.normal(0, 1, 100)),
+            "gone": profile_sketch.numeric_profile(rng.normal(0, 1, 100)),
+        }
+    }
     cur = pd.DataFrame({"month": rng.normal(9, 1, 100), "x": rng.normal(9, 1, 100)})
     rows = feature_drift(prof, cur, QUIET)
-    assert [r["feature"] for r in rows] == ["x"]                  # month: ignored by default; gone: absent
+    assert [r["feature"] for r in rows] == ["x"]  # month: ignored by default; gone: absent
     assert [r["feature"] for r in feature_drift(prof, cur, QUIET.replace(ignore=()))] == ["month", "x"]
 
 
@@ -140,7 +146,12 @@ def lake(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(lake):
     fl, we, used = F.load_window(lake, JANUARY[-1], 2)
-    prof = P.build(F.join_weather(fl[fl["is_labelled"]], we), schema.features().numeric, schema.features().categorical, [d.isoformat() for d in used])
+    prof = P.build(
+        F.join_weather(fl[fl["is_labelled"]], we),
+        schema.features().numeric,
+        schema.features().categorical,
+        [d.isoformat() for d in used],
+    )
     scores = np.random.default_rng(8).uniform(0.0, 0.4, 3000)
     return prof | {"score": profile_sketch.numeric_profile(scores), "validation": {"auc": 0.75}}
 
@@ -157,35 +168,49 @@ def log_predictions(lake, date, scores_of, version="1"):
     folder = f"predictions/date={date}"
     for f in lake.ls(folder):
         lake.rm(folder, f)
-    lake.write_parquet(pd.DataFrame({"flight_key": keys, "arm": "champion", "version": version,
-                                     "score": scores_of(y), "predicted_at": "2026-01-01T00:00:00+00:00"}),
-                       folder, "part-0.parquet")
+    lake.write_parquet(
+        pd.DataFrame(
+            {
+                "flight_key": keys,
+                "arm": "champion",
+                "version": version,
+                "score": scores_of(y),
+                "predicted_at": "2026-01-01T00:00:00+00:00",
+            }
+        ),
+        folder,
+        "part-0.parquet",
+    )
 
 
 def the_same_scores(y):
     return np.random.default_rng(9).uniform(0.0, 0.4, len(y))
 
 
-def knowing(y):      # AUC 1 with scores from the reference's range
+def knowing(y):  # AUC 1 with scores from the reference's range
     return np.where(y == 1, 0.35, 0.05)
 
 
-def backwards(y):    # AUC 0
+def backwards(y):  # AUC 0
     return np.where(y == 1, 0.05, 0.35)
 
 
-ONLY_TEMP = MonitorConfig(window_days=2, numeric={"ks": None, "psi": None, "wasserstein": None},
-                          categorical={"psi": None, "js": None}, features={"temp": {"ks": 0.5}},
-                          missing_increase=1.0, min_labelled=100)
+ONLY_TEMP = MonitorConfig(
+    window_days=2,
+    numeric={"ks": None, "psi": None, "wasserstein": None},
+    categorical={"psi": None, "js": None},
+    features={"temp": {"ks": 0.5}},
+    missing_increase=1.0,
+    min_labelled=100,
+)
 
 
 def test_data_drift_needs_min_drifted_features(lake, reference):
     july = monitor.report(lake, JULY[-1], {"version": "1"}, reference, ONLY_TEMP)
-    assert july["drifted"] == ["temp"] and not july["signals"]["data_drift"]      # one feature, two needed
+    assert july["drifted"] == ["temp"] and not july["signals"]["data_drift"]  # one feature, two needed
     one = monitor.report(lake, JULY[-1], {"version": "1"}, reference, ONLY_TEMP.replace(min_drifted_features=1))
     assert one["signals"]["data_drift"]
-    january = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference,
-                             ONLY_TEMP.replace(min_drifted_features=1))
+    january = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, ONLY_TEMP.replace(min_drifted_features=1))
     assert january["drifted"] == [] and not january["signals"]["data_drift"]
     assert january["window"] == JANUARY and january["days"] == 2 and january["champion"] == "1"
 
@@ -195,9 +220,9 @@ def test_the_label_rate_signal_fires_both_ways_only_when_configured(lake, refere
     base = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)
     rate = base["label_rate"]["current"]
     assert base["label_rate"]["reference"] == reference["label_rate"]
-    assert not base["label_rate"]["drifted"] and not base["signals"]["data_drift"]      # not configured
+    assert not base["label_rate"]["drifted"] and not base["signals"]["data_drift"]  # not configured
     on = cfg.replace(label_rate_change=0.05)
-    for delta in (-0.08, 0.08):       # the delay rate went up, then down, by 8 points against the reference
+    for delta in (-0.08, 0.08):  # the delay rate went up, then down, by 8 points against the reference
         r = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": rate - delta}, on)
         assert r["label_rate"]["change"] == pytest.approx(delta)
         assert r["label_rate"]["drifted"] and r["signals"]["data_drift"], delta
@@ -212,17 +237,20 @@ def test_prediction_drift_fires_on_moved_scores_and_stays_quiet_on_the_same(lake
     same = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)
     assert same["prediction"]["rows"] > 500 and not same["prediction"]["drifted"]
     assert not same["signals"]["prediction_drift"] and same["prediction"]["psi"] < 0.25
-    for moved in (lambda y: the_same_scores(y) + 0.5, lambda y: the_same_scores(y) * 0.25):   # up, narrower
+    for moved in (lambda y: the_same_scores(y) + 0.5, lambda y: the_same_scores(y) * 0.25):  # up, narrower
         for d in JANUARY:
             log_predictions(lake, d, moved)
         r = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)
         assert r["prediction"]["drifted"] and r["signals"]["prediction_drift"]
         assert r["prediction"]["reasons"][0].startswith("PSI ") and r["prediction"]["psi"] >= 0.25
-        assert r["prediction"]["mean_score"] == pytest.approx(float(np.mean(np.concatenate(
-            [moved(labelled(lake, d)[1]) for d in JANUARY]))))
+        assert r["prediction"]["mean_score"] == pytest.approx(
+            float(np.mean(np.concatenate([moved(labelled(lake, d)[1]) for d in JANUARY])))
+        )
     # another version's predictions are not the champion's
-    assert monitor.report(lake, JANUARY[-1], {"version": "2"}, reference, cfg)["prediction"] == \
-        {"rows": 0, "drifted": False}
+    assert monitor.report(lake, JANUARY[-1], {"version": "2"}, reference, cfg)["prediction"] == {
+        "rows": 0,
+        "drifted": False,
+    }
 
 
 def test_decay_fires_when_live_auc_drops_and_enough_outcomes_are_in(lake, reference):
@@ -244,11 +272,21 @@ def test_decay_fires_when_live_auc_drops_and_enough_outcomes_are_in(lake, refere
     ok = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)
     assert ok["performance"]["window"]["auc"] == pytest.approx(1.0) and not ok["signals"]["decay"]
     # a drop of exactly max_auc_drop counts as decay (0.0625: exact in binary, so the boundary is exact)
-    at = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"validation": {"auc": 1.0625}},
-                        cfg.replace(max_auc_drop=0.0625))
+    at = monitor.report(
+        lake,
+        JANUARY[-1],
+        {"version": "1"},
+        reference | {"validation": {"auc": 1.0625}},
+        cfg.replace(max_auc_drop=0.0625),
+    )
     assert at["performance"]["auc_drop"] == 0.0625 and at["signals"]["decay"] is True
-    under = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"validation": {"auc": 1.0625}},
-                           cfg.replace(max_auc_drop=0.0626))
+    under = monitor.report(
+        lake,
+        JANUARY[-1],
+        {"version": "1"},
+        reference | {"validation": {"auc": 1.0625}},
+        cfg.replace(max_auc_drop=0.0626),
+    )
     assert under["signals"]["decay"] is False
     # no validation AUC to compare with: nothing to judge
     none = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"validation": None}, cfg)
@@ -261,22 +299,44 @@ def test_the_report_is_written_and_latest_only_moves_forward(lake, reference):
     folder = f"reports/monitoring/date={JULY[-1]}"
     assert lake.read_json(folder, "report.json") == r and r["report"] == lake.uri(folder, "report.html")
     latest = lake.read_json("reports/monitoring", "latest.json")
-    assert latest == {"date": JULY[-1], "window": JULY, "champion": "1", "drifted": ["temp"],
-                      "signals": r["signals"], "report": r["report"], "fired": False}
-    monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)     # an older day, rerun later
+    assert latest == {
+        "date": JULY[-1],
+        "window": JULY,
+        "champion": "1",
+        "drifted": ["temp"],
+        "signals": r["signals"],
+        "report": r["report"],
+        "fired": False,
+    }
+    monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)  # an older day, rerun later
     assert lake.read_json("reports/monitoring", "latest.json")["date"] == JULY[-1]
 
 
 # ------------------------------------------------------------------------------- the firing rule's output
 def _write(lake, date, signals, **extra):
-    lake.write_json({"date": date, "champion": "3", "drifted": ["temp", "dewp"],
-                     "features": [{"feature": "dewp", "drifted": True, "ks": 0.55, "reasons": ["KS D 0.550 >= 0.5"]},
-                                  {"feature": "wind", "drifted": False, "ks": 0.9, "reasons": []},
-                                  {"feature": "temp", "drifted": True, "ks": 0.7, "reasons": ["KS D 0.700 >= 0.5"]}],
-                     "signals": {"data_drift": "data" in signals, "prediction_drift": "pred" in signals,
-                                 "decay": "decay" in signals},
-                     "prediction": {"psi": 0.31}, "performance": {"window": {"auc": 0.612}, "reference_auc": 0.7},
-                     "report": f"file:///r/{date}"} | extra, layout.monitoring(date), layout.MONITORING_REPORT)
+    lake.write_json(
+        {
+            "date": date,
+            "champion": "3",
+            "drifted": ["temp", "dewp"],
+            "features": [
+                {"feature": "dewp", "drifted": True, "ks": 0.55, "reasons": ["KS D 0.550 >= 0.5"]},
+                {"feature": "wind", "drifted": False, "ks": 0.9, "reasons": []},
+                {"feature": "temp", "drifted": True, "ks": 0.7, "reasons": ["KS D 0.700 >= 0.5"]},
+            ],
+            "signals": {
+                "data_drift": "data" in signals,
+                "prediction_drift": "pred" in signals,
+                "decay": "decay" in signals,
+            },
+            "prediction": {"psi": 0.31},
+            "performance": {"window": {"auc": 0.612}, "reference_auc": 0.7},
+            "report": f"file:///r/{date}",
+        }
+        | extra,
+        layout.monitoring(date),
+        layout.MONITORING_REPORT,
+    )
 
 
 @pytest.fixture
@@ -287,11 +347,14 @@ def rule_lake(tmp_path):
 CFG = MonitorConfig(consecutive_days=2, cooldown_days=5)
 
 
-@pytest.mark.parametrize("signal, name, reason", [
-    ("data", "data_drift", "data drift (temp, dewp) for 2 consecutive days"),
-    ("pred", "prediction_drift", "prediction drift (score PSI 0.31) for 2 consecutive days"),
-    ("decay", "decay", "decay (live AUC 0.612, validation 0.700) for 2 consecutive days"),
-])
+@pytest.mark.parametrize(
+    "signal, name, reason",
+    [
+        ("data", "data_drift", "data drift (temp, dewp) for 2 consecutive days"),
+        ("pred", "prediction_drift", "prediction drift (score PSI 0.31) for 2 consecutive days"),
+        ("decay", "decay", "decay (live AUC 0.612, validation 0.700) for 2 consecutive days"),
+    ],
+)
 def test_each_signal_fires_the_rule_and_a_quiet_day_does_not(rule_lake, signal, name, reason):
     _write(rule_lake, "2013-05-01", {signal})
     _write(rule_lake, "2013-05-02", {signal})
@@ -319,17 +382,20 @@ def test_the_cool_down_counts_days_from_the_last_trigger(rule_lake):
         _write(rule_lake, f"2013-05-{i:02d}", {"data"})
     first = monitor.decide(rule_lake, "2013-05-02", CFG)
     monitor.record_trigger(rule_lake, first)
-    held = monitor.decide(rule_lake, "2013-05-06", CFG)                    # 4 of 5 days
+    held = monitor.decide(rule_lake, "2013-05-06", CFG)  # 4 of 5 days
     assert not held["fire"] and held["signals"] == ["data_drift"]
     assert held["held"] == "cool-down: last retraining trigger on 2013-05-02, 4 of 5 days ago"
-    assert monitor.decide(rule_lake, "2013-05-07", CFG)["fire"]           # 5 days: released
+    assert monitor.decide(rule_lake, "2013-05-07", CFG)["fire"]  # 5 days: released
     later = monitor.decide(rule_lake, "2013-05-07", CFG)
     monitor.record_trigger(rule_lake, later)
     assert [t["date"] for t in monitor.triggers(rule_lake)] == ["2013-05-02", "2013-05-07"]
-    assert monitor.decide(rule_lake, "2013-05-11", CFG)["held"].startswith("cool-down: last retraining trigger on 2013-05-07")
+    assert monitor.decide(rule_lake, "2013-05-11", CFG)["held"].startswith(
+        "cool-down: last retraining trigger on 2013-05-07"
+    )
     # a canary holds a fire, a finished rollout does not; the cool-down is named first
-    assert monitor.decide(rule_lake, "2013-05-11", CFG, rollout={"status": "canary", "version": 7})["held"] \
-        .startswith("cool-down")
+    assert monitor.decide(rule_lake, "2013-05-11", CFG, rollout={"status": "canary", "version": 7})["held"].startswith(
+        "cool-down"
+    )
 
 
 def test_recording_a_trigger_marks_latest_only_for_its_own_day(rule_lake):
@@ -338,12 +404,22 @@ def test_recording_a_trigger_marks_latest_only_for_its_own_day(rule_lake):
     rule_lake.write_json({"date": "2013-05-02", "fired": False}, *layout.MONITORING_LATEST)
     d = monitor.decide(rule_lake, "2013-05-02", CFG)
     monitor.record_trigger(rule_lake, d)
-    assert rule_lake.read_json(*layout.MONITORING_LATEST) == {"date": "2013-05-02", "fired": True,
-                                                                   "reason": d["reason"]}
-    assert monitor.triggers(rule_lake) == [{"date": "2013-05-02", "signals": ["data_drift"], "reason": d["reason"],
-                                            "champion": "3", "report": "file:///r/2013-05-02"}]
+    assert rule_lake.read_json(*layout.MONITORING_LATEST) == {
+        "date": "2013-05-02",
+        "fired": True,
+        "reason": d["reason"],
+    }
+    assert monitor.triggers(rule_lake) == [
+        {
+            "date": "2013-05-02",
+            "signals": ["data_drift"],
+            "reason": d["reason"],
+            "champion": "3",
+            "report": "file:///r/2013-05-02",
+        }
+    ]
     rule_lake.write_json({"date": "2013-05-03", "fired": False}, *layout.MONITORING_LATEST)
-    monitor.record_trigger(rule_lake, d)                                   # a rerun of an older day
+    monitor.record_trigger(rule_lake, d)  # a rerun of an older day
     assert rule_lake.read_json(*layout.MONITORING_LATEST) == {"date": "2013-05-03", "fired": False}
     assert len(monitor.triggers(rule_lake)) == 1
 
@@ -353,20 +429,23 @@ def test_two_signals_at_once_are_both_in_the_reason(rule_lake):
         _write(rule_lake, d, {"data", "decay"})
     d = monitor.decide(rule_lake, "2013-05-02", CFG)
     assert d["signals"] == ["data_drift", "decay"] and d["drifted"] == ["temp", "dewp"]
-    assert d["reason"] == ("data drift (temp, dewp); decay (live AUC 0.612, validation 0.700) "
-                           "for 2 consecutive days")
+    assert d["reason"] == ("data drift (temp, dewp); decay (live AUC 0.612, validation 0.700) for 2 consecutive days")
 
 
 def test_a_prediction_drift_without_a_psi_reads_zero(rule_lake):
     for d in ("2013-05-01", "2013-05-02"):
         _write(rule_lake, d, {"pred"}, prediction={})
-    assert monitor.decide(rule_lake, "2013-05-02", CFG)["reason"] == \
-        "prediction drift (score PSI 0.00) for 2 consecutive days"
+    assert (
+        monitor.decide(rule_lake, "2013-05-02", CFG)["reason"]
+        == "prediction drift (score PSI 0.00) for 2 consecutive days"
+    )
 
 
 def test_drifted_categories_come_after_the_numeric_evidence(rule_lake):
-    features = [{"feature": "carrier", "drifted": True, "psi": 0.4, "reasons": ["PSI 0.400 >= 0.25"]},
-                {"feature": "temp", "drifted": True, "ks": 0.7, "reasons": ["KS D 0.700 >= 0.5"]}]
+    features = [
+        {"feature": "carrier", "drifted": True, "psi": 0.4, "reasons": ["PSI 0.400 >= 0.25"]},
+        {"feature": "temp", "drifted": True, "ks": 0.7, "reasons": ["KS D 0.700 >= 0.5"]},
+    ]
     for d in ("2013-05-01", "2013-05-02"):
         _write(rule_lake, d, {"data"}, features=features, drifted=["carrier", "temp"])
     assert list(monitor.decide(rule_lake, "2013-05-02", CFG)["evidence"]) == ["temp", "carrier"]
@@ -379,19 +458,24 @@ def test_a_day_whose_report_json_is_missing_counts_as_no_report(rule_lake):
     rule_lake.write_bytes(b"<html></html>", layout.monitoring("2013-05-01"), layout.MONITORING_HTML)  # a cut-off run
     assert list(monitor.reports(rule_lake, [dt.date(2013, 5, 1), dt.date(2013, 5, 2)])) == ["2013-05-02"]
     assert not monitor.decide(rule_lake, "2013-05-02", CFG)["fire"]
-    with pytest.raises(FileNotFoundError, match=f"no monitoring report for 2013-05-01 at {rule_lake.uri(layout.MONITORING)}$"):
+    with pytest.raises(
+        FileNotFoundError, match=f"no monitoring report for 2013-05-01 at {rule_lake.uri(layout.MONITORING)}$"
+    ):
         monitor.decide(rule_lake, "2013-05-01", CFG)
 
 
 def test_monitoring_thresholds_come_from_the_file_and_the_overrides(tmp_path):
-    f = tmp_path / "monitoring.yaml"   # a file of one's own holds every value (the code holds none)
-    f.write_text(MonitorConfig.FILE.read_text().replace("window_days: 14", "window_days: 7")
-                 .replace("consecutive_days: 3", "consecutive_days: 2"))
+    f = tmp_path / "monitoring.yaml"  # a file of one's own holds every value (the code holds none)
+    f.write_text(
+        MonitorConfig.FILE.read_text()
+        .replace("window_days: 14", "window_days: 7")
+        .replace("consecutive_days: 3", "consecutive_days: 2")
+    )
     cfg = MonitorConfig.load(f, {"cooldown_days": 3, "window_days": None})
     assert (cfg.window_days, cfg.consecutive_days, cfg.cooldown_days) == (7, 2, 3)
     with pytest.raises(ValueError, match="unknown settings"):
         MonitorConfig.load(f, {"window_dayz": 1})
-    shipped = MonitorConfig.load()                          # include/config/monitoring.yaml
+    shipped = MonitorConfig.load()  # include/config/monitoring.yaml
     assert shipped.consecutive_days >= 1 and shipped.cooldown_days >= 1
 
 
@@ -404,10 +488,10 @@ def test_the_report_is_plain_json():
 def test_current_values_of_any_dtype_are_judged_as_numbers():
     rng = np.random.default_rng(10)
     prof = _numeric(rng.integers(0, 24, 2000).astype(float))
-    hours = pd.array(list(rng.integers(0, 24, 900)) + [None] * 100, dtype="Int64")     # curated: nullable ints
+    hours = pd.array(list(rng.integers(0, 24, 900)) + [None] * 100, dtype="Int64")  # curated: nullable ints
     [row] = feature_drift(prof, pd.DataFrame({"x": hours}), QUIET)
     assert row["missing_cur"] == pytest.approx(0.1) and row["rows"] == 900 and row["ks"] < 0.1
-    text = pd.Series(["3", "n/a", "7.5", None], dtype="object")                       # unparseable: missing
+    text = pd.Series(["3", "n/a", "7.5", None], dtype="object")  # unparseable: missing
     [row] = feature_drift(prof, pd.DataFrame({"x": text}), QUIET)
     assert row["missing_cur"] == 0.5 and row["rows"] == 2
 
@@ -420,8 +504,9 @@ def test_an_empty_window_has_no_missing_categories():
 
 def test_no_current_category_at_all_is_undefined_not_drift():
     prof = {"features": {"origin": profile_sketch.categorical_profile(["EWR", "JFK"])}}
-    [row] = feature_drift(prof, pd.DataFrame({"origin": pd.Series([None, None], dtype="object")}),
-                          QUIET.replace(missing_increase=2.0))
+    [row] = feature_drift(
+        prof, pd.DataFrame({"origin": pd.Series([None, None], dtype="object")}), QUIET.replace(missing_increase=2.0)
+    )
     assert np.isnan(row["psi"]) and row["reasons"] == []
 
 
@@ -445,11 +530,12 @@ def test_the_label_rate_edges(lake, reference):
     cfg = ONLY_TEMP.replace(min_drifted_features=99, label_rate_change=0.05)
     first = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": 0.5}, cfg)
     change = first["label_rate"]["change"]
-    at = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": 0.5},
-                        cfg.replace(label_rate_change=abs(change)))
-    assert at["label_rate"]["drifted"] is True                           # exactly the threshold fires
+    at = monitor.report(
+        lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": 0.5}, cfg.replace(label_rate_change=abs(change))
+    )
+    assert at["label_rate"]["drifted"] is True  # exactly the threshold fires
     none = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference | {"label_rate": None}, cfg)
-    assert none["label_rate"]["change"] is None and none["label_rate"]["drifted"] is False   # NaN -> null
+    assert none["label_rate"]["change"] is None and none["label_rate"]["drifted"] is False  # NaN -> null
 
 
 def test_decay_is_judged_from_exactly_min_labelled_outcomes(lake, reference):
@@ -464,10 +550,10 @@ def test_decay_is_judged_from_exactly_min_labelled_outcomes(lake, reference):
 
 def test_latest_follows_a_rerun_of_its_own_day_and_replaces_a_broken_file(lake, reference):
     cfg = ONLY_TEMP.replace(min_drifted_features=1)
-    lake.write_json({"broken": True}, "reports/monitoring", "latest.json")          # no date in it
+    lake.write_json({"broken": True}, "reports/monitoring", "latest.json")  # no date in it
     monitor.report(lake, JULY[-1], {"version": "1"}, reference, cfg)
     assert lake.read_json("reports/monitoring", "latest.json")["drifted"] == ["temp"]
-    monitor.report(lake, JULY[-1], {"version": "1"}, reference, cfg.replace(features={}))   # rerun, other rules
+    monitor.report(lake, JULY[-1], {"version": "1"}, reference, cfg.replace(features={}))  # rerun, other rules
     assert lake.read_json("reports/monitoring", "latest.json")["drifted"] == []
 
 
@@ -477,8 +563,9 @@ def test_a_window_without_one_outcome_has_no_label_rate(tmp_path, reference):
     write_curated(lake, JANUARY[-1:])
     folder = layout.partition("curated", "flights", dt.date.fromisoformat(JANUARY[-1]))
     fl = lake.read_parquet(folder, "part-00000.parquet")
-    lake.write_parquet(fl.assign(is_labelled=False, label=pd.array([pd.NA] * len(fl), dtype="Int8")), folder,
-                       "part-00000.parquet")
+    lake.write_parquet(
+        fl.assign(is_labelled=False, label=pd.array([pd.NA] * len(fl), dtype="Int8")), folder, "part-00000.parquet"
+    )
     r = monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, ONLY_TEMP.replace(label_rate_change=0.05))
     assert r["label_rate"]["current"] is None and r["label_rate"]["change"] is None
     assert r["label_rate"]["drifted"] is False

@@ -26,6 +26,7 @@ def gate_yaml_with(tmp_path, monkeypatch):
         f = tmp_path / "gate.yaml"
         f.write_text(GateConfig.FILE.read_text() + extra)
         monkeypatch.setattr(GateConfig, "FILE", f)
+
     return write
 
 
@@ -67,7 +68,7 @@ def test_a_new_drift_statistic_is_one_function_and_one_yaml_key(tmp_path, monkey
         from include.mlops.core.profile import numeric_profile
 
         prof = {"features": {"temp": numeric_profile(RNG.normal(0, 1, 5000))}}
-        moved = pd.DataFrame({"temp": RNG.normal(-1.0, 1, 3000)})     # colder by one standard deviation
+        moved = pd.DataFrame({"temp": RNG.normal(-1.0, 1, 3000)})  # colder by one standard deviation
         still = pd.DataFrame({"temp": RNG.normal(0.0, 1, 3000)})
         cfg = MonitorConfig(ignore=[])
         [row] = monitor.feature_drift(prof, moved, cfg)
@@ -103,8 +104,11 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
     assert "seats" in rules[("expect_table_columns_to_match_set", None)]["column_set"]
     assert ("expect_column_values_to_be_in_type_list", "seats") in rules
     assert ("expect_column_values_to_not_be_null", "seats") in rules
-    assert rules[("expect_column_values_to_be_between", "seats")] == {"column": "seats", "min_value": 1,
-                                                                      "max_value": 900}
+    assert rules[("expect_column_values_to_be_between", "seats")] == {
+        "column": "seats",
+        "min_value": 1,
+        "max_value": 900,
+    }
     # the model's features, after the declared order; the request carries it
     f = schema.features()
     assert f.numeric[-1] == "seats" and f.numeric[:-1] == list(schema.dataset("flights").features["numeric"])
@@ -116,8 +120,19 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
 
     requests = RequestModel()
     assert "seats" in requests.names and "seats" in requests.logged
-    flight = {"year": 2013, "month": 1, "day": 2, "sched_dep_time": 515, "sched_arr_time": 819, "carrier": "UA",
-              "flight": 1545, "origin": "EWR", "dest": "IAH", "distance": 1400, "time_hour": "2013-01-02T10:00:00Z"}
+    flight = {
+        "year": 2013,
+        "month": 1,
+        "day": 2,
+        "sched_dep_time": 515,
+        "sched_arr_time": 819,
+        "carrier": "UA",
+        "flight": 1545,
+        "origin": "EWR",
+        "dest": "IAH",
+        "distance": 1400,
+        "time_hour": "2013-01-02T10:00:00Z",
+    }
     assert requests.decode_one(json.dumps(flight | {"seats": 150}).encode()).flights[0].seats == 150
     for wrong in ({}, {"seats": 0}, {"seats": "150"}):
         with pytest.raises(RequestError) as err:
@@ -130,8 +145,15 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
     cur = transform(raw[spec.column_names], spec, d)
     assert str(cur["seats"].dtype) == "Int64"
     weather = transform(day_table("weather", d), schema.dataset("weather"), d)
-    assert "seats" in build(pd.concat([cur] * 3, ignore_index=True).assign(
-        batch_date=[d + dt.timedelta(days=i // len(cur)) for i in range(3 * len(cur))]), weather).spec.numeric
+    assert (
+        "seats"
+        in build(
+            pd.concat([cur] * 3, ignore_index=True).assign(
+                batch_date=[d + dt.timedelta(days=i // len(cur)) for i in range(3 * len(cur))]
+            ),
+            weather,
+        ).spec.numeric
+    )
 
 
 def test_the_simulator_says_when_its_source_lacks_a_declared_column(with_new_column):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from include.mlops.ingest import ingestion
 from include.mlops.core.config import Settings
-from include.mlops.core.schema import dataset
 from include.mlops.core.lake import Lake
+from include.mlops.core.schema import dataset
+from include.mlops.ingest import ingestion
 from include.mlops.ingest.upstream import Upstream
 from include.mlops.ingest.validation import BatchRejected
 
@@ -92,7 +92,9 @@ def test_release_command_line(tmp_path):
     lake = Lake((tmp_path / "lake").as_uri())
     _quarantined(lake)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")} | {
-        "MLOPS_LAKE_URL": lake.url, "PYTHONPATH": str(ROOT)}
+        "MLOPS_LAKE_URL": lake.url,
+        "PYTHONPATH": str(ROOT),
+    }
     cmd = [sys.executable, "-m", "include.mlops.ingest.ingestion", "release", "flights", DATE]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr

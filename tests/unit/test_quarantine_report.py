@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from include.mlops.ingest import ingestion
 from include.mlops.core.config import Settings
-from include.mlops.core.schema import dataset
 from include.mlops.core.lake import Lake
+from include.mlops.core.schema import dataset
+from include.mlops.ingest import ingestion
 from include.mlops.ingest.upstream import Upstream
 from include.mlops.ingest.validation import BatchRejected
 
@@ -53,8 +53,9 @@ def test_wrong_types_report_names_the_bad_values(lake, name, column):
     assert f"expect_column_values_to_be_in_type_list({column})" in message
 
 
-@pytest.mark.parametrize("fault", ["null_keys", "duplicates", "out_of_range", "missing_column", "extra_column",
-                                   "truncated"])
+@pytest.mark.parametrize(
+    "fault", ["null_keys", "duplicates", "out_of_range", "missing_column", "extra_column", "truncated"]
+)
 def test_every_failed_rule_has_an_observed_value(lake, fault):
     report, _ = _quarantine(lake, "flights", fault)
     assert report["failures"]

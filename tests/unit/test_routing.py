@@ -9,11 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.train.features import FeatureSpec
 from include.mlops.serve.models import Arms, ModelStore, ServedModel, bucket
+from include.mlops.train.features import FeatureSpec
 
-KEYS = [f"2013-{m:02d}-{d:02d}/{c}/{f}/{o}" for m in (1, 6) for d in (1, 15) for c in ("AA", "B6", "UA", "DL")
-        for f in range(1, 626) for o in ("EWR", "JFK")]                     # 20,000 realistic flight keys
+KEYS = [
+    f"2013-{m:02d}-{d:02d}/{c}/{f}/{o}"
+    for m in (1, 6)
+    for d in (1, 15)
+    for c in ("AA", "B6", "UA", "DL")
+    for f in range(1, 626)
+    for o in ("EWR", "JFK")
+]  # 20,000 realistic flight keys
 
 
 def arm(version: str) -> ServedModel:
@@ -34,7 +40,7 @@ def test_the_challenger_gets_its_share_of_flights(share):
 
 def test_routing_is_stable_and_a_bigger_share_only_adds_flights():
     small = Arms(CHAMPION, CHALLENGER, 0.1).route(KEYS)
-    assert small == Arms(arm("3"), arm("4"), 0.1).route(KEYS)          # same key, same arm, any process
+    assert small == Arms(arm("3"), arm("4"), 0.1).route(KEYS)  # same key, same arm, any process
     big = Arms(CHAMPION, CHALLENGER, 0.3).route(KEYS)
     moved_back = [k for k, a, b in zip(KEYS, small, big) if a == "challenger" and b == "champion"]
     assert not moved_back
@@ -46,8 +52,8 @@ def test_no_canary_means_every_flight_to_the_champion():
     assert Arms(CHAMPION, CHALLENGER, 0.0).route(KEYS[:100]) == ["champion"] * 100
     assert Arms(CHAMPION, CHALLENGER, -0.5).route(KEYS[:100]) == ["champion"] * 100
     assert Arms(CHAMPION, None, 0.5).route(KEYS[:100]) == ["champion"] * 100
-    assert Arms(None, CHALLENGER, 0.2).route(KEYS[:100]) == ["challenger"] * 100     # nothing else to serve
-    assert Arms(None, CHALLENGER, 0.0).route(KEYS[:100]) == ["champion"] * 100       # no canary, no traffic
+    assert Arms(None, CHALLENGER, 0.2).route(KEYS[:100]) == ["challenger"] * 100  # nothing else to serve
+    assert Arms(None, CHALLENGER, 0.0).route(KEYS[:100]) == ["champion"] * 100  # no canary, no traffic
     assert Arms(CHAMPION, CHALLENGER, 1.0).route(KEYS) == ["challenger"] * len(KEYS)
     assert Arms(CHAMPION, CHALLENGER, 0.5).route([]) == []
 
@@ -56,7 +62,7 @@ def test_buckets_are_uniform_in_the_unit_interval():
     b = np.array([bucket(k) for k in KEYS])
     assert b.min() >= 0.0 and b.max() < 1.0
     counts, _ = np.histogram(b, bins=10, range=(0, 1))
-    assert counts.min() > 1800 and counts.max() < 2200                      # 2,000 expected per tenth
+    assert counts.min() > 1800 and counts.max() < 2200  # 2,000 expected per tenth
     assert bucket("2013-01-01/AA/1/EWR") == bucket("2013-01-01/AA/1/EWR") != bucket("2013-01-01/AA/1/JFK")
 
 
@@ -65,7 +71,7 @@ def test_the_rollout_gives_the_share_only_to_its_own_running_canary():
 
     canary = {"version": "4", "status": "canary", "canary_share": 0.2}
     assert canary_share(canary, "4") == 0.2 and canary_share(canary | {"version": 4}, 4) == 0.2
-    assert canary_share({"version": "4", "status": "canary"}, "4") == 0.0      # a rollout without a share
+    assert canary_share({"version": "4", "status": "canary"}, "4") == 0.0  # a rollout without a share
     assert canary_share(canary | {"status": "promoted"}, "4") == 0.0 and canary_share({}, "4") == 0.0
 
 
@@ -96,21 +102,24 @@ def test_the_store_follows_the_aliases_and_loads_each_version_once(caplog):
     reg = Registry()
     store = ModelStore(reg.resolve, reg.load)
     assert store.arms.describe() == {"champion": None, "challenger": None, "canary_share": 0.0}
-    assert store.refresh() is False                                        # nothing to serve yet, nothing changed
+    assert store.refresh() is False  # nothing to serve yet, nothing changed
     reg.aliases["champion"] = "3"
     assert store.refresh() is True and store.arms.champion.version == "3" and store.arms.challenger is None
     assert caplog.messages == ["serving {'champion': '3', 'challenger': None, 'canary_share': 0.0}"]
-    assert store.refresh() is False and len(caplog.messages) == 1          # logged on a change only
+    assert store.refresh() is False and len(caplog.messages) == 1  # logged on a change only
     reg.aliases["challenger"], reg.share = "4", 0.2
-    assert store.refresh() is True and store.arms.describe() == {"champion": "3", "challenger": "4",
-                                                                  "canary_share": 0.2}
+    assert store.refresh() is True and store.arms.describe() == {
+        "champion": "3",
+        "challenger": "4",
+        "canary_share": 0.2,
+    }
     snapshot = store.arms
     reg.aliases = {"champion": "4", "challenger": None}
     reg.share = 0.0
     assert store.refresh() is True and store.arms.describe()["champion"] == "4"
-    assert snapshot.describe()["challenger"] == "4"                        # a request in flight keeps its arms
-    assert reg.loads == ["3", "4"]                                          # each version loaded once
-    reg.aliases = {"champion": "4", "challenger": "4"}                      # the same version twice: one arm
+    assert snapshot.describe()["challenger"] == "4"  # a request in flight keeps its arms
+    assert reg.loads == ["3", "4"]  # each version loaded once
+    reg.aliases = {"champion": "4", "challenger": "4"}  # the same version twice: one arm
     reg.share = 0.5
     store.refresh()
     assert store.arms.challenger is None and store.arms.route(KEYS[:10]) == ["champion"] * 10
@@ -123,9 +132,11 @@ def test_a_served_model_predicts_from_its_encoded_columns():
     X = pd.DataFrame({"temp": rng.normal(size=600), "origin": rng.choice(["EWR", "JFK"], 600)})
     y = ((X["temp"] > 0) & (X["origin"] == "JFK")).astype(int)
     spec = FeatureSpec(numeric=["temp"], categorical=["origin"], categories={"origin": ["EWR", "JFK"]})
-    booster = lgb.train({"objective": "binary", "verbosity": -1, "min_data_in_leaf": 5, "num_threads": 1},
-                        lgb.Dataset(spec.encode(X)[spec.columns], label=y, categorical_feature=["origin"]),
-                        num_boost_round=20)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "min_data_in_leaf": 5, "num_threads": 1},
+        lgb.Dataset(spec.encode(X)[spec.columns], label=y, categorical_feature=["origin"]),
+        num_boost_round=20,
+    )
     model = ServedModel("1", booster, spec)
     raw = pd.DataFrame({"origin": ["JFK", "EWR", "JFK"], "temp": [2.0, 2.0, -2.0], "ignored": [1, 2, 3]})
     p = model.predict(raw)

@@ -18,14 +18,15 @@ BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C"}
 
 
 def _env_after(script: str) -> dict[str, str]:
-    out = subprocess.run(["bash", "-c", f"set -e\n{script}\nenv -0"], env=BASE_ENV, cwd=ROOT, capture_output=True,
-                         timeout=60)
+    out = subprocess.run(
+        ["bash", "-c", f"set -e\n{script}\nenv -0"], env=BASE_ENV, cwd=ROOT, capture_output=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr.decode()
     return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
 
 
 def _readme_exports() -> str:
-    section = README[README.index("### Running the DAGs without the Makefile"):README.index("## Deploying")]
+    section = README[README.index("### Running the DAGs without the Makefile") : README.index("## Deploying")]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     lines, keep = [], False
     for line in block.splitlines():  # the export statements with their continuation lines
@@ -39,9 +40,18 @@ def _readme_exports() -> str:
 def test_readme_exports_match_the_makefile():
     from_make = _env_after('eval "$(make -s --no-print-directory env)"')
     by_hand = _env_after(_readme_exports())
-    exported = ["PATH", "PYTHONPATH", "MLOPS_HOME", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER",
-                "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__PARALLELISM",
-                "GX_ANALYTICS_ENABLED", "MLOPS_START_DATE"]
+    exported = [
+        "PATH",
+        "PYTHONPATH",
+        "MLOPS_HOME",
+        "AIRFLOW_HOME",
+        "AIRFLOW__CORE__DAGS_FOLDER",
+        "AIRFLOW__CORE__PLUGINS_FOLDER",
+        "AIRFLOW__CORE__LOAD_EXAMPLES",
+        "AIRFLOW__CORE__PARALLELISM",
+        "GX_ANALYTICS_ENABLED",
+        "MLOPS_START_DATE",
+    ]
     assert {k: from_make.get(k) for k in exported} == {k: by_hand.get(k) for k in exported}
     assert from_make["AIRFLOW_HOME"] == str(ROOT / ".mlops" / "airflow")  # per MLOPS_HOME, not a shared /tmp
     # and make env sets nothing the README leaves out
@@ -54,8 +64,9 @@ def test_make_help_names_every_target():
     phony = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
     targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
     assert targets <= set(phony) | {"help"}, targets - set(phony)
-    out = subprocess.run(["make", "-s", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     shown = set(re.findall(r"^make ([a-z-]+)", out.stdout, re.M))
     assert set(phony) - {"help"} <= shown, set(phony) - shown

@@ -20,42 +20,68 @@ def lake(tmp_path):
 
 def test_a_range_with_a_fault_on_chosen_days():
     p = plan("2013-03-30", "2013-04-02", "duplicates", ["2013-03-31", "2013-04-02"], "weather", True)
-    assert [(d.date, d.fault) for d in p.days] == [("2013-03-30", None), ("2013-03-31", "duplicates"),
-                                                   ("2013-04-01", None), ("2013-04-02", "duplicates")]
+    assert [(d.date, d.fault) for d in p.days] == [
+        ("2013-03-30", None),
+        ("2013-03-31", "duplicates"),
+        ("2013-04-01", None),
+        ("2013-04-02", "duplicates"),
+    ]
     assert p.fault_dataset == "weather" and p.replay is True
     assert [d.date for d in p.faulty] == ["2013-03-31", "2013-04-02"]
 
 
 def test_one_day_without_an_end_and_the_whole_year():
     assert [d.as_dict() for d in plan("2013-05-05").days] == [{"date": "2013-05-05", "fault": None}]
-    assert len(plan("2013-01-01", "2013-12-30").days) == 364     # the weather ends on 30 December
+    assert len(plan("2013-01-01", "2013-12-30").days) == 364  # the weather ends on 30 December
     assert plan("2013-02-01", "", "", []).days == [Day("2013-02-01")]  # the form's empty fields
-    assert [d.date for d in plan("2013-02-01", "2013-02-03", "late", "2013-02-01, 2013-02-03").faulty] == \
-        ["2013-02-01", "2013-02-03"]                                    # days as text, as a form may send them
+    assert [d.date for d in plan("2013-02-01", "2013-02-03", "late", "2013-02-01, 2013-02-03").faulty] == [
+        "2013-02-01",
+        "2013-02-03",
+    ]  # days as text, as a form may send them
 
 
 def test_the_simulators_kinds_are_the_upstreams():
     assert simulator.FAULTS == FAULTS and "late" in FAULTS and "wrong_types" in FAULTS
 
 
-@pytest.mark.parametrize("kwargs, param, value, words", [
-    ({"start_date": "2013-03-10", "end_date": "2013-03-09"}, "end_date", "2013-03-09", "before start_date 2013-03-10"),
-    ({"start_date": "2012-12-31"}, "start_date", "2012-12-31", "outside the reference data"),
-    ({"start_date": "2013-12-30", "end_date": "2014-01-02"}, "end_date", "2014-01-02", "2013-01-01 .. 2013-12-30"),
-    ({"start_date": "2013-12-31"}, "start_date", "2013-12-31", "outside the reference data"),  # no weather that day
-    ({"start_date": "2013-02-30"}, "start_date", "2013-02-30", "not a date"),
-    ({"start_date": "2013-02-03garbage"}, "start_date", "2013-02-03garbage", "not a date"),
-    ({"start_date": None}, "start_date", None, "not a date"),
-    ({"start_date": "2013-02-03", "fault": "gremlins", "fault_days": ["2013-02-03"]}, "fault", "gremlins",
-     "one of late, unavailable"),
-    ({"start_date": "2013-02-03", "fault": "late"}, "fault_days", [], "choose the days"),
-    ({"start_date": "2013-02-03", "fault_days": ["2013-02-03"]}, "fault_days", ["2013-02-03"], "no fault is set"),
-    ({"start_date": "2013-02-03", "end_date": "2013-02-05", "fault": "empty", "fault_days": ["2013-02-06"]},
-     "fault_days", ["2013-02-06"], "outside the range 2013-02-03 .. 2013-02-05"),
-    ({"start_date": "2013-02-03", "fault": "empty", "fault_days": ["2014-02-03"]}, "fault_days", "2014-02-03",
-     "outside the reference data"),
-    ({"start_date": "2013-02-03", "fault_dataset": "airports"}, "fault_dataset", "airports", "flights, weather"),
-])
+@pytest.mark.parametrize(
+    "kwargs, param, value, words",
+    [
+        (
+            {"start_date": "2013-03-10", "end_date": "2013-03-09"},
+            "end_date",
+            "2013-03-09",
+            "before start_date 2013-03-10",
+        ),
+        ({"start_date": "2012-12-31"}, "start_date", "2012-12-31", "outside the reference data"),
+        ({"start_date": "2013-12-30", "end_date": "2014-01-02"}, "end_date", "2014-01-02", "2013-01-01 .. 2013-12-30"),
+        ({"start_date": "2013-12-31"}, "start_date", "2013-12-31", "outside the reference data"),  # no weather that day
+        ({"start_date": "2013-02-30"}, "start_date", "2013-02-30", "not a date"),
+        ({"start_date": "2013-02-03garbage"}, "start_date", "2013-02-03garbage", "not a date"),
+        ({"start_date": None}, "start_date", None, "not a date"),
+        (
+            {"start_date": "2013-02-03", "fault": "gremlins", "fault_days": ["2013-02-03"]},
+            "fault",
+            "gremlins",
+            "one of late, unavailable",
+        ),
+        ({"start_date": "2013-02-03", "fault": "late"}, "fault_days", [], "choose the days"),
+        ({"start_date": "2013-02-03", "fault_days": ["2013-02-03"]}, "fault_days", ["2013-02-03"], "no fault is set"),
+        (
+            {"start_date": "2013-02-03", "end_date": "2013-02-05", "fault": "empty", "fault_days": ["2013-02-06"]},
+            "fault_days",
+            ["2013-02-06"],
+            "outside the range 2013-02-03 .. 2013-02-05",
+        ),
+        (
+            {"start_date": "2013-02-03", "fault": "empty", "fault_days": ["2014-02-03"]},
+            "fault_days",
+            "2014-02-03",
+            "outside the reference data",
+        ),
+        ({"start_date": "2013-02-03", "fault_dataset": "airports"}, "fault_dataset", "airports", "flights, weather"),
+    ],
+)
 def test_bad_params_are_refused_naming_the_param_and_value(kwargs, param, value, words):
     with pytest.raises(BadParam) as err:
         plan(**kwargs)
@@ -75,7 +101,7 @@ def test_a_day_without_traffic_publishes_the_drops_with_the_fault(lake):
     assert out["traffic"]["sent"] == 0 and "MLOPS_SERVE_URL is not set" in out["traffic"]["skipped"]
     assert {d["dataset"]: d["fault"] for d in out["drops"]} == {"weather": None, "flights": "duplicates"}
     flights = lake.read_bytes(layout.landing("flights", "2013-01-09"), "flights.csv").decode().splitlines()
-    assert len(flights) - 1 > len(day_table("flights", "2013-01-09"))       # duplicated rows in the drop
+    assert len(flights) - 1 > len(day_table("flights", "2013-01-09"))  # duplicated rows in the drop
     assert drop_ready(lake, "flights", "2013-01-09") and drop_ready(lake, "weather", "2013-01-09")
 
 
@@ -124,7 +150,7 @@ def test_traffic_goes_first_with_the_token(lake):
     n = len(day_table("flights", "2013-01-11"))
     assert out["traffic"]["sent"] == n == fake.flights and out["traffic"]["arms"] == {"champion": n}
     assert set(fake.auth) == {"Bearer t0k"} == {fake.health_auth}
-    assert not any(fake.drops_seen)                                     # every request before the drop
+    assert not any(fake.drops_seen)  # every request before the drop
     assert drop_ready(lake, "flights", "2013-01-11")
 
 
@@ -150,7 +176,7 @@ def test_refused_requests_fail_the_day_before_anything_is_published(lake):
 def test_no_traffic_while_the_service_does_not_answer(lake):
     import socket
 
-    with socket.socket() as sock:                       # a port nobody listens on
+    with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     out = simulate_day(Day("2013-01-12"), lake, replay=True, service=Service(url))

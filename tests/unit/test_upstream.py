@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.landing import TransientSourceError, drop_ready, read_drop
 from include.mlops.core.schema import dataset
+from include.mlops.ingest.landing import TransientSourceError, drop_ready, read_drop
 from include.mlops.ingest.upstream import Upstream, corrupt, day_table
 
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-ICONS = {"failure": ":red_circle:", "retry": ":large_orange_circle:", "quarantine": ":no_entry:",
-         "drift": ":chart_with_upwards_trend:", "gate": ":vertical_traffic_light:", "info": ":information_source:"}
+ICONS = {
+    "failure": ":red_circle:",
+    "retry": ":large_orange_circle:",
+    "quarantine": ":no_entry:",
+    "drift": ":chart_with_upwards_trend:",
+    "gate": ":vertical_traffic_light:",
+    "info": ":information_source:",
+}
 MAX_DETAIL = 2500  # Slack section text is limited to 3000 characters
 
 
@@ -58,13 +64,14 @@ class Alert:
         if self.detail:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{_clip(self.detail)}```"}})
         if self.fields:
-            blocks.append({"type": "section", "fields": [
-                {"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.fields.items())[:10]
-            ]})
+            blocks.append(
+                {
+                    "type": "section",
+                    "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.fields.items())[:10]],
+                }
+            )
         if self.link:
-            blocks.append({"type": "context", "elements": [
-                {"type": "mrkdwn", "text": f"<{self.link}|Task log>"}
-            ]})
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{self.link}|Task log>"}]})
         return blocks
 
 

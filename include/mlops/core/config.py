@@ -25,7 +25,7 @@ class Settings:
     expectations_dir: Path
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = Path(env.get("MLOPS_HOME") or PROJECT_ROOT / ".mlops").expanduser().resolve()
         lake_url = env.get("MLOPS_LAKE_URL") or (home / "lake").as_uri()
@@ -135,8 +135,11 @@ class ScheduleConfig(YamlConfig):
     FILE = ConfigFile("schedule.yaml")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "ScheduleConfig":
+    def from_env(cls, env: dict[str, str] | None = None) -> ScheduleConfig:
         env = os.environ if env is None else env
         catchup = env.get("MLOPS_CATCHUP")
-        return cls(start_date=env.get("MLOPS_START_DATE") or None, end_date=env.get("MLOPS_END_DATE") or None,
-                   catchup=None if catchup in (None, "") else catchup.strip().lower() in ("1", "true", "yes", "on"))
+        return cls(
+            start_date=env.get("MLOPS_START_DATE") or None,
+            end_date=env.get("MLOPS_END_DATE") or None,
+            catchup=None if catchup in (None, "") else catchup.strip().lower() in ("1", "true", "yes", "on"),
+        )

@@ -16,7 +16,8 @@ import os
 import posixpath
 import re
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -56,8 +57,10 @@ def run_key(run_id: str) -> str:
     Raises ``UnsafePath`` for anything else (``.``, ``..``, empty, a slash, ...)."""
     key = str(run_id).replace(":", "").replace("+", "")
     if not _RUN_KEY.match(key) or key in (".", ".."):
-        raise UnsafePath(f"run id {run_id!r} does not make a safe lake key (letters, digits, '_', '.', '=', '-'; "
-                         "starting with a letter or digit; at most 200 characters)")
+        raise UnsafePath(
+            f"run id {run_id!r} does not make a safe lake key (letters, digits, '_', '.', '=', '-'; "
+            "starting with a letter or digit; at most 200 characters)"
+        )
     return key
 
 
@@ -71,8 +74,9 @@ def segments(*parts: str) -> list[str]:
             raise UnsafePath(f"absolute path {text!r}: lake paths are relative to its root")
         for seg in text.split("/"):
             if seg in ("", ".", ".."):
-                raise UnsafePath(f"unsafe lake path {'/'.join(map(str, parts))!r}: segment {seg!r} "
-                                 "(empty, '.' and '..' are refused)")
+                raise UnsafePath(
+                    f"unsafe lake path {'/'.join(map(str, parts))!r}: segment {seg!r} (empty, '.' and '..' are refused)"
+                )
             if "\x00" in seg:
                 raise UnsafePath(f"unsafe lake path segment {seg!r}")
         out.extend(text.split("/"))
@@ -133,7 +137,7 @@ class Lake:
         for name in self.ls(*parts):
             if name.startswith(DATE):
                 try:
-                    out.append(as_date(name[len(DATE):]))
+                    out.append(as_date(name[len(DATE) :]))
                 except ValueError:
                     continue
         return sorted(out)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 
 ZONES = ("landing", "staging", "curated", "quarantine", "predictions", "reports")
-DATE = "date="                      # a partition folder: date=YYYY-MM-DD
-SUCCESS = "_SUCCESS"                # a drop is complete once this marker exists
-UNAVAILABLE = "_UNAVAILABLE"        # the simulator's flapping-upstream fault
+DATE = "date="  # a partition folder: date=YYYY-MM-DD
+SUCCESS = "_SUCCESS"  # a drop is complete once this marker exists
+UNAVAILABLE = "_UNAVAILABLE"  # the simulator's flapping-upstream fault
 CURATED_FILE = "part-00000.parquet"
 QUARANTINE_REPORT = "report.json"
 HISTORY = "history"
@@ -84,8 +84,8 @@ def training(run_key: str) -> str:
 TRAINING_SPEC = "spec.json"
 TRAINING_VALIDATION = "validation.parquet"
 TRAINING_TEST = "test.parquet"
-TRAINING_HOLDOUT = "holdout.parquet"        # the test days un-encoded, for scoring any model
-TRAINING_PROFILE = "profile.json"           # the reference profile, completed at registration
+TRAINING_HOLDOUT = "holdout.parquet"  # the test days un-encoded, for scoring any model
+TRAINING_PROFILE = "profile.json"  # the reference profile, completed at registration
 TRAINING_MODEL = "model.txt"
 TRAINING_JOB = "job.json"
 TRAINING_REGISTERED = "registered.json"

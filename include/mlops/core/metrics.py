@@ -18,7 +18,12 @@ def metrics(y: np.ndarray, p: np.ndarray, prefix: str = "") -> dict[str, float]:
         m = bins == b
         if m.any():
             ece += m.mean() * abs(y[m].mean() - p[m].mean())
-    out = {"auc": roc_auc_score(y, p) if len(np.unique(y)) > 1 else float("nan"),
-           "logloss": log_loss(y, p, labels=[0, 1]), "brier": brier_score_loss(y, p), "ece": ece,
-           "positive_rate": float(y.mean()), "rows": float(len(y))}
+    out = {
+        "auc": roc_auc_score(y, p) if len(np.unique(y)) > 1 else float("nan"),
+        "logloss": log_loss(y, p, labels=[0, 1]),
+        "brier": brier_score_loss(y, p),
+        "ece": ece,
+        "positive_rate": float(y.mean()),
+        "rows": float(len(y)),
+    }
     return {f"{prefix}{k}": float(v) for k, v in out.items()}

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .lake import Lake, as_date
 from . import layout
+from .lake import Lake, as_date
 from .schema import MODEL_DATASET, flight_key
 
 PREDICTION_COLUMNS = ["flight_key", "arm", "version", "score", "predicted_at"]
@@ -23,8 +23,9 @@ def prediction_dates(lake: Lake) -> list[dt.date]:
     return lake.partitions(layout.PREDICTIONS)
 
 
-def predictions(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None,
-                since: str | None = None) -> pd.DataFrame:
+def predictions(
+    lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None, since: str | None = None
+) -> pd.DataFrame:
     """The prediction log of the given flight dates (only those partitions are read): each flight once, by its
     first logged prediction. A later request for the same flight (a re-post, perhaps with other features) is
     still in the log, but never replaces the first answer in monitoring or a canary's evidence. ``versions`` and
@@ -54,8 +55,13 @@ def predictions(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] |
 def labels_of(flights: pd.DataFrame) -> pd.DataFrame:
     """flight_key, label, date of the labelled rows of curated flights."""
     cur = flights[flights["is_labelled"].astype(bool)]
-    return pd.DataFrame({"flight_key": flight_key(cur).to_numpy(), "label": cur["label"].astype(int).to_numpy(),
-                         "date": cur["batch_date"].astype(str).to_numpy()})
+    return pd.DataFrame(
+        {
+            "flight_key": flight_key(cur).to_numpy(),
+            "label": cur["label"].astype(int).to_numpy(),
+            "date": cur["batch_date"].astype(str).to_numpy(),
+        }
+    )
 
 
 def outcomes(lake: Lake, dates: Iterable[dt.date | str]) -> pd.DataFrame:
@@ -68,8 +74,9 @@ def outcomes(lake: Lake, dates: Iterable[dt.date | str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flight_key", "label", "date"])
 
 
-def joined(lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None,
-           since: str | None = None) -> pd.DataFrame:
+def joined(
+    lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None, since: str | None = None
+) -> pd.DataFrame:
     """Logged predictions of those flight dates that have an outcome, with their label."""
     dates = list(dates)
     return join(predictions(lake, dates, versions, since), outcomes(lake, dates))

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-UNSEEN = "__unseen__"   # categories the reference never saw, counted together
-LEVELS = 501            # quantile levels kept per numeric feature (KS error <= 1 / (LEVELS - 1))
-PSI_BINS = 10           # PSI bins at the reference's quantiles
+UNSEEN = "__unseen__"  # categories the reference never saw, counted together
+LEVELS = 501  # quantile levels kept per numeric feature (KS error <= 1 / (LEVELS - 1))
+PSI_BINS = 10  # PSI bins at the reference's quantiles
 
 
 def finite(x: Any) -> np.ndarray:
@@ -58,22 +58,39 @@ def category_shares(values: Any, categories: list[str] | None = None) -> dict[st
 def numeric_profile(x: Any, levels: int = LEVELS, bins: int = PSI_BINS) -> dict[str, Any]:
     a = finite(x)
     if not a.size:
-        return {"kind": "numeric", "rows": 0, "missing": missing_share(x), "quantiles": [], "psi_edges": [],
-                "psi_shares": [], "mean": None, "std": None}
+        return {
+            "kind": "numeric",
+            "rows": 0,
+            "missing": missing_share(x),
+            "quantiles": [],
+            "psi_edges": [],
+            "psi_shares": [],
+            "mean": None,
+            "std": None,
+        }
     edges = psi_edges(a, bins)
-    return {"kind": "numeric", "rows": int(a.size), "missing": missing_share(x),
-            "quantiles": np.quantile(a, np.linspace(0, 1, levels)).tolist(),
-            "psi_edges": edges.tolist(), "psi_shares": bin_shares(a, edges).tolist(),
-            "mean": float(a.mean()), "std": float(a.std())}
+    return {
+        "kind": "numeric",
+        "rows": int(a.size),
+        "missing": missing_share(x),
+        "quantiles": np.quantile(a, np.linspace(0, 1, levels)).tolist(),
+        "psi_edges": edges.tolist(),
+        "psi_shares": bin_shares(a, edges).tolist(),
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+    }
 
 
 def categorical_profile(values: Any) -> dict[str, Any]:
     import pandas as pd
 
     s = pd.Series(values, dtype="object")
-    return {"kind": "categorical", "rows": int(s.notna().sum()), "missing": float(s.isna().mean()) if len(s) else 0.0,
-            "shares": category_shares(s)}
-
+    return {
+        "kind": "categorical",
+        "rows": int(s.notna().sum()),
+        "missing": float(s.isna().mean()) if len(s) else 0.0,
+        "shares": category_shares(s),
+    }
 
 
 def feature_profile(df: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
@@ -87,14 +104,20 @@ def feature_profile(df: pd.DataFrame, numeric: list[str], categorical: list[str]
 
 def build(train_rows: pd.DataFrame, numeric: list[str], categorical: list[str], dates: list[str]) -> dict[str, Any]:
     labels = train_rows["label"].astype(float) if "label" in train_rows else pd.Series(dtype=float)
-    return {"rows": int(len(train_rows)), "dates": [dates[0], dates[-1]] if dates else [],
-            "features": feature_profile(train_rows, numeric, categorical),
-            "label_rate": float(labels.mean()) if len(labels) else None}
+    return {
+        "rows": int(len(train_rows)),
+        "dates": [dates[0], dates[-1]] if dates else [],
+        "features": feature_profile(train_rows, numeric, categorical),
+        "label_rate": float(labels.mean()) if len(labels) else None,
+    }
 
 
-def complete(profile: dict[str, Any], scores: np.ndarray, labels: np.ndarray, metrics: dict[str, float]
-             ) -> dict[str, Any]:
+def complete(
+    profile: dict[str, Any], scores: np.ndarray, labels: np.ndarray, metrics: dict[str, float]
+) -> dict[str, Any]:
     """Add what only the trained model knows: its score distribution and metrics on the validation days."""
-    return profile | {"score": numeric_profile(np.asarray(scores, dtype="float64")),
-                      "validation": {k: float(v) for k, v in metrics.items()}
-                      | {"label_rate": float(np.mean(labels)) if len(labels) else None}}
+    return profile | {
+        "score": numeric_profile(np.asarray(scores, dtype="float64")),
+        "validation": {k: float(v) for k, v in metrics.items()}
+        | {"label_rate": float(np.mean(labels)) if len(labels) else None},
+    }

@@ -54,10 +54,16 @@ def code_version() -> str:
     if os.environ.get("MLOPS_CODE_VERSION"):
         return os.environ["MLOPS_CODE_VERSION"]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -108,8 +114,12 @@ def log_training_run(
     if tags.get("run_key"):
         existing = version_for_run_key(tags["run_key"], settings)
         if existing is not None:
-            log.info("run key %s already registered as %s version %s: not registering again", tags["run_key"],
-                     existing.model_name, existing.version)
+            log.info(
+                "run key %s already registered as %s version %s: not registering again",
+                tags["run_key"],
+                existing.model_name,
+                existing.version,
+            )
             return existing
     booster = lgb.Booster(model_file=str(model_path))
     with mlflow.start_run(tags={"code_version": code_version(), **tags}) as run:
@@ -121,9 +131,13 @@ def log_training_run(
             mlflow.log_dict(obj, name)
         import lightgbm
 
-        info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=model_name(),
-                                         await_registration_for=60,
-                                         pip_requirements=[f"lightgbm=={lightgbm.__version__}"])
+        info = mlflow.lightgbm.log_model(
+            booster,
+            name="model",
+            registered_model_name=model_name(),
+            await_registration_for=60,
+            pip_requirements=[f"lightgbm=={lightgbm.__version__}"],
+        )
     version = str(info.registered_model_version)
     log.info("run %s registered as %s version %s", run.info.run_id, model_name(), version)
     return RegisteredRun(run.info.run_id, model_name(), version, f"models:/{model_name()}/{version}")
@@ -166,8 +180,13 @@ def versions(settings: Settings | None = None) -> list[dict[str, Any]]:
         if is_absent(exc):  # no registered model yet
             return []
         raise
-    return sorted(({"version": str(v.version), "run_id": v.run_id, "aliases": list(v.aliases or []),
-                    "status": v.status} for v in vs), key=lambda d: int(d["version"]))
+    return sorted(
+        (
+            {"version": str(v.version), "run_id": v.run_id, "aliases": list(v.aliases or []), "status": v.status}
+            for v in vs
+        ),
+        key=lambda d: int(d["version"]),
+    )
 
 
 def _client(settings: Settings | None = None):
@@ -216,8 +235,13 @@ def tag_version(version: str, tags: dict[str, str], settings: Settings | None = 
         client.set_model_version_tag(model_name(), str(version), k, str(v))
 
 
-def log_to_run(run_id: str, metrics: dict[str, float], texts: dict[str, str], dicts: dict[str, Any],
-               settings: Settings | None = None) -> None:
+def log_to_run(
+    run_id: str,
+    metrics: dict[str, float],
+    texts: dict[str, str],
+    dicts: dict[str, Any],
+    settings: Settings | None = None,
+) -> None:
     client = _client(settings)
     for k, v in metrics.items():
         if v == v:

@@ -17,8 +17,12 @@ def current(lake: Lake) -> dict[str, Any] | None:
 
 def canary_share(rollout: dict[str, Any] | None, challenger: str | None) -> float:
     """The challenger's share of traffic: the rollout's, while a canary of exactly that version runs; else 0."""
-    if not rollout or challenger is None or rollout.get("status") != "canary" \
-            or str(rollout.get("version")) != str(challenger):
+    if (
+        not rollout
+        or challenger is None
+        or rollout.get("status") != "canary"
+        or str(rollout.get("version")) != str(challenger)
+    ):
         return 0.0
     return float(rollout.get("canary_share", 0.0))
 

@@ -42,8 +42,13 @@ DERIVED = (EVENT_WEEKDAY, EVENT_HOUR)
 IS_LABELLED = "is_labelled"
 BATCH_DATE = "batch_date"
 # how pandas reads each declared type from CSV (what validation accepts)
-PANDAS_TYPES = {"int": ["int64", "Int64", "int32", "Int32"], "float": ["float64", "Float64", "int64", "Int64"],
-                "string": ["str"], "timestamp": ["str"], "bool": ["bool", "boolean"]}
+PANDAS_TYPES = {
+    "int": ["int64", "Int64", "int32", "Int32"],
+    "float": ["float64", "Float64", "int64", "Int64"],
+    "string": ["str"],
+    "timestamp": ["str"],
+    "bool": ["bool", "boolean"],
+}
 _COLUMN_KEYS = {"type", "required", "min", "max", "pattern", "mostly", "request", "after_event", "feature"}
 
 
@@ -56,28 +61,31 @@ class Column:
     max: float | None = None
     pattern: str | None = None
     mostly: float | None = None
-    request: bool | str = False          # True: a request field; "optional": may be sent
+    request: bool | str = False  # True: a request field; "optional": may be sent
     after_event: bool = False
-    feature: str | None = None            # "numeric" | "categorical"
+    feature: str | None = None  # "numeric" | "categorical"
 
     @classmethod
-    def parse(cls, dataset: str, name: str, raw: Any) -> "Column":
+    def parse(cls, dataset: str, name: str, raw: Any) -> Column:
         raw = {"type": raw} if isinstance(raw, str) else dict(raw or {})
         unknown = set(raw) - _COLUMN_KEYS
         if unknown:
-            raise ValueError(f"dataset {dataset!r}, column {name!r}: unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(_COLUMN_KEYS)}")
+            raise ValueError(
+                f"dataset {dataset!r}, column {name!r}: unknown keys {sorted(unknown)}; known: {sorted(_COLUMN_KEYS)}"
+            )
         col = cls(name=name, **raw)
         if col.type not in TYPES:
-            raise ValueError(f"dataset {dataset!r}: column types must be one of {sorted(TYPES)}, got "
-                             f"{ {name: col.type} }")
+            raise ValueError(
+                f"dataset {dataset!r}: column types must be one of {sorted(TYPES)}, got { {name: col.type} }"
+            )
         if col.feature not in (None, "numeric", "categorical"):
             raise ValueError(f"dataset {dataset!r}, column {name!r}: feature is 'numeric' or 'categorical'")
         if col.request not in (False, True, "optional"):
             raise ValueError(f"dataset {dataset!r}, column {name!r}: request is true, false or 'optional'")
         if col.feature and col.after_event:
-            raise ValueError(f"dataset {dataset!r}, column {name!r} is known only after the event: it cannot "
-                             "be a feature")
+            raise ValueError(
+                f"dataset {dataset!r}, column {name!r} is known only after the event: it cannot be a feature"
+            )
         return col
 
 
@@ -112,12 +120,22 @@ class DatasetSpec:
     label: LabelSpec | None = None
     csv_options: dict[str, Any] = field(default_factory=dict)
     join: Join | None = None
-    features: dict[str, tuple[str, ...]] = field(default_factory=dict)   # order of the model's features
+    features: dict[str, tuple[str, ...]] = field(default_factory=dict)  # order of the model's features
 
     @classmethod
-    def from_dict(cls, name: str, raw: dict[str, Any]) -> "DatasetSpec":
-        unknown = set(raw) - {"landing_file", "columns", "key", "suite", "event_time", "date_columns", "label",
-                              "csv_options", "join", "features"}
+    def from_dict(cls, name: str, raw: dict[str, Any]) -> DatasetSpec:
+        unknown = set(raw) - {
+            "landing_file",
+            "columns",
+            "key",
+            "suite",
+            "event_time",
+            "date_columns",
+            "label",
+            "csv_options",
+            "join",
+            "features",
+        }
         if unknown:
             raise ValueError(f"dataset {name!r}: unknown keys {sorted(unknown)}")
         for required in ("columns", "key"):
@@ -198,8 +216,10 @@ def datasets(settings: Settings | None = None) -> dict[str, DatasetSpec]:
 def dataset(name: str, settings: Settings | None = None) -> DatasetSpec:
     specs = datasets(settings)
     if name not in specs:
-        raise KeyError(f"dataset {name!r} is not declared in {(settings or Settings.from_env()).datasets_file}; "
-                       f"declared: {sorted(specs)}")
+        raise KeyError(
+            f"dataset {name!r} is not declared in {(settings or Settings.from_env()).datasets_file}; "
+            f"declared: {sorted(specs)}"
+        )
     return specs[name]
 
 
@@ -242,8 +262,10 @@ def features(settings: Settings | None = None, name: str = MODEL_DATASET) -> Fea
         order = list(spec.features.get(kind, ()))
         unknown = [f for f in order if f not in tagged[kind]]
         if unknown:
-            raise ValueError(f"dataset {name!r}: features.{kind} lists {unknown}, which are not {kind} features "
-                             f"(tag them with feature: {kind})")
+            raise ValueError(
+                f"dataset {name!r}: features.{kind} lists {unknown}, which are not {kind} features "
+                f"(tag them with feature: {kind})"
+            )
         out[kind] = order + [f for f in tagged[kind] if f not in order]
     leaks = spec.after_event & set(out["numeric"] + out["categorical"])
     if leaks:
@@ -267,8 +289,11 @@ def request_fields(settings: Settings | None = None, name: str = MODEL_DATASET) 
     out = [RequestField(c, c.request is True) for c in spec.columns.values() if c.request]
     seen = {f.column.name for f in out}
     if spec.join:
-        out += [RequestField(c, False) for c in dataset(spec.join.dataset, settings).columns.values()
-                if c.request and c.name not in seen and c.name not in spec.join.by]
+        out += [
+            RequestField(c, False)
+            for c in dataset(spec.join.dataset, settings).columns.values()
+            if c.request and c.name not in seen and c.name not in spec.join.by
+        ]
     return out
 
 
@@ -288,8 +313,13 @@ def flight_key(df, settings: Settings | None = None):
     if not len(df):
         return pd.Series([], index=df.index, dtype=object)
     y, m, d = date_cols
-    key = (df[y].astype(int).astype(str) + "-" + df[m].astype(int).map("{:02d}".format) + "-"
-           + df[d].astype(int).map("{:02d}".format))
+    key = (
+        df[y].astype(int).astype(str)
+        + "-"
+        + df[m].astype(int).map("{:02d}".format)
+        + "-"
+        + df[d].astype(int).map("{:02d}".format)
+    )
     for c in rest:
         key = key + "/" + df[c].astype(str)
     return key
@@ -315,26 +345,48 @@ def expectations(spec: DatasetSpec) -> list[dict[str, Any]]:
     column set, each column's type, the required columns, the key's uniqueness, the partition's date (GX suite
     parameters ``batch_year`` ...), ranges, formats. A suite file adds the rules no column states (row counts,
     shares)."""
+
     def rule(kind: str, **kwargs) -> dict[str, Any]:
         return {"type": kind, "kwargs": kwargs, "meta": {"from": "datasets.yaml"}}
 
     cols = list(spec.columns.values())
     out = [rule("expect_table_columns_to_match_set", column_set=[c.name for c in cols], exact_match=True)]
-    out += [rule("expect_column_values_to_be_in_type_list", column=c.name, type_list=PANDAS_TYPES[c.type])
-            for c in cols]
+    out += [
+        rule("expect_column_values_to_be_in_type_list", column=c.name, type_list=PANDAS_TYPES[c.type]) for c in cols
+    ]
     out += [rule("expect_column_values_to_not_be_null", column=c.name) for c in cols if c.required]
     if len(spec.key) > 1:
         out.append(rule("expect_compound_columns_to_be_unique", column_list=list(spec.key)))
     elif spec.key:
         out.append(rule("expect_column_values_to_be_unique", column=spec.key[0]))
     for part, col in spec.date_columns.items():
-        out.append(rule("expect_column_values_to_be_between", column=col,
-                        min_value={"$PARAMETER": f"batch_{part}"}, max_value={"$PARAMETER": f"batch_{part}"}))
+        out.append(
+            rule(
+                "expect_column_values_to_be_between",
+                column=col,
+                min_value={"$PARAMETER": f"batch_{part}"},
+                max_value={"$PARAMETER": f"batch_{part}"},
+            )
+        )
     for c in cols:
         mostly = {"mostly": c.mostly} if c.mostly is not None else {}
         if c.min is not None or c.max is not None:
-            out.append(rule("expect_column_values_to_be_between", column=c.name, **mostly,
-                            **{k: v for k, v in (("min_value", c.min), ("max_value", c.max)) if v is not None}))
-    out += [rule("expect_column_values_to_match_regex", column=c.name, regex=c.pattern,
-                 **({"mostly": c.mostly} if c.mostly is not None else {})) for c in cols if c.pattern]
+            out.append(
+                rule(
+                    "expect_column_values_to_be_between",
+                    column=c.name,
+                    **mostly,
+                    **{k: v for k, v in (("min_value", c.min), ("max_value", c.max)) if v is not None},
+                )
+            )
+    out += [
+        rule(
+            "expect_column_values_to_match_regex",
+            column=c.name,
+            regex=c.pattern,
+            **({"mostly": c.mostly} if c.mostly is not None else {}),
+        )
+        for c in cols
+        if c.pattern
+    ]
     return out

@@ -26,38 +26,48 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import DeployConfig
-from ..core.schema import flight_key
-from ..train.features import FeatureSpec, join_weather, load_window
-from ..core import layout, predictions
-from ..core import rollouts
+from ..core import layout, predictions, rollouts
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
-
+from ..core.schema import flight_key
+from ..train.features import FeatureSpec, join_weather, load_window
+from .config import DeployConfig
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
-def start(lake: Lake, version: str, champion: str | None, share: float, data_date: dt.date | str
-          ) -> dict[str, Any]:
+def start(lake: Lake, version: str, champion: str | None, share: float, data_date: dt.date | str) -> dict[str, Any]:
     """Start the rollout. ``data_date``: the data date of the run that starts it; the canary's evidence is the
     flights of the days after it."""
     d = as_date(data_date)
-    rollout = {"version": str(version), "champion": champion, "canary_share": float(share), "started_at": now(),
-               "status": "canary", "data_date": d.isoformat(),
-               "from_date": (d + dt.timedelta(days=1)).isoformat()}
+    rollout = {
+        "version": str(version),
+        "champion": champion,
+        "canary_share": float(share),
+        "started_at": now(),
+        "status": "canary",
+        "data_date": d.isoformat(),
+        "from_date": (d + dt.timedelta(days=1)).isoformat(),
+    }
     lake.write_json(rollout, *layout.ROLLOUT)
     return rollout
 
 
 def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
-    rollout = (rollouts.current(lake) or {}) | {"status": decision, "canary_share": 0.0, "finished_at": now(),
-                                       "evidence": detail}
+    rollout = (rollouts.current(lake) or {}) | {
+        "status": decision,
+        "canary_share": 0.0,
+        "finished_at": now(),
+        "evidence": detail,
+    }
     lake.write_json(rollout, *layout.ROLLOUT)
-    lake.write_json(rollout, layout.ROLLOUT_HISTORY,
-                    f"{rollout.get('started_at', now()).replace(':', '')}-v{rollout.get('version')}.json")
+    lake.write_json(
+        rollout,
+        layout.ROLLOUT_HISTORY,
+        f"{rollout.get('started_at', now()).replace(':', '')}-v{rollout.get('version')}.json",
+    )
     return rollout
 
 
@@ -67,8 +77,10 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
     joined with its outcome. Only those prediction partitions are read."""
 
     if not rollout.get("from_date"):
-        raise ValueError(f"rollout of v{rollout.get('version')} has no from_date: it was not started by this "
-                         "version of deploy_model; roll it back and start it again")
+        raise ValueError(
+            f"rollout of v{rollout.get('version')} has no from_date: it was not started by this "
+            "version of deploy_model; roll it back and start it again"
+        )
     first = as_date(rollout["from_date"])
     dates = [d for d in predictions.prediction_dates(lake) if d >= first]
     versions = {str(rollout["version"]), str(rollout.get("champion"))}
@@ -87,15 +99,22 @@ def with_curated_features(lake: Lake, served: pd.DataFrame) -> pd.DataFrame:
     curated = join_weather(flights, weather)
     curated = curated.assign(flight_key=flight_key(curated).to_numpy())
     keep = [c for c in served.columns if c not in curated.columns or c in ("flight_key", "label", "date")]
-    return served[keep].merge(curated.drop(columns=[c for c in ("label", "date") if c in curated.columns]),
-                              on="flight_key", how="inner", validate="one_to_one")
+    return served[keep].merge(
+        curated.drop(columns=[c for c in ("label", "date") if c in curated.columns]),
+        on="flight_key",
+        how="inner",
+        validate="one_to_one",
+    )
 
 
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:
     counts = df["arm"].value_counts().to_dict() if len(df) else {}
     per_arm = {arm: int(counts.get(arm, 0)) for arm in ("champion", "challenger")}
-    return {"labelled": per_arm, "ready": all(n >= cfg.min_labelled_per_arm for n in per_arm.values()),
-            "enough": all(n >= cfg.max_labelled_per_arm for n in per_arm.values())}
+    return {
+        "labelled": per_arm,
+        "ready": all(n >= cfg.min_labelled_per_arm for n in per_arm.values()),
+        "enough": all(n >= cfg.max_labelled_per_arm for n in per_arm.values()),
+    }
 
 
 def verdict(ci95: tuple[float, float] | list[float], tolerance: float) -> str:
@@ -116,8 +135,10 @@ def conclude(result: dict[str, Any], ev: dict[str, Any], timed_out: bool = False
         return result
     if ev["enough"] or timed_out:
         why = "the waiting time is over" if timed_out else "each arm reached max_labelled_per_arm"
-        return result | {"decision": "rollback", "why": f"inconclusive when {why}: the challenger was not shown "
-                                                        "to be no worse than the champion"}
+        return result | {
+            "decision": "rollback",
+            "why": f"inconclusive when {why}: the challenger was not shown to be no worse than the champion",
+        }
     return None
 
 
@@ -130,8 +151,10 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     """``champion`` / ``challenger``: (booster, FeatureSpec). Paired comparison on the same labelled flights."""
     X = _features(df)
     y = df["label"].to_numpy(dtype=float)
-    p = {name: m[0].predict(m[1].encode(X)[m[1].columns]) for name, m in
-         (("champion", champion), ("challenger", challenger))}
+    p = {
+        name: m[0].predict(m[1].encode(X)[m[1].columns])
+        for name, m in (("champion", champion), ("challenger", challenger))
+    }
     eps = 1e-7
     ll = {k: -(y * np.log(np.clip(v, eps, 1)) + (1 - y) * np.log(np.clip(1 - v, eps, 1))) for k, v in p.items()}
     diff = ll["challenger"] - ll["champion"]
@@ -151,11 +174,21 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     return {
         "decision": verdict(ci, cfg.max_logloss_increase),
         "flights": int(len(y)),
-        "logloss": {"champion": m_ch["logloss"], "challenger": m_cl["logloss"], "diff": mean,
-                    "ci95": list(ci), "tolerance": cfg.max_logloss_increase},
-        "auc": {"champion": m_ch["auc"], "challenger": m_cl["auc"], "diff": m_cl["auc"] - m_ch["auc"],
-                "ci95": [float(np.percentile(auc_diffs, 2.5)), float(np.percentile(auc_diffs, 97.5))]
-                if auc_diffs else None},
+        "logloss": {
+            "champion": m_ch["logloss"],
+            "challenger": m_cl["logloss"],
+            "diff": mean,
+            "ci95": list(ci),
+            "tolerance": cfg.max_logloss_increase,
+        },
+        "auc": {
+            "champion": m_ch["auc"],
+            "challenger": m_cl["auc"],
+            "diff": m_cl["auc"] - m_ch["auc"],
+            "ci95": [float(np.percentile(auc_diffs, 2.5)), float(np.percentile(auc_diffs, 97.5))]
+            if auc_diffs
+            else None,
+        },
         "live_auc_by_arm": live,
         "config": cfg.as_dict(),
     }
@@ -165,11 +198,13 @@ def describe(result: dict[str, Any]) -> str:
     ll, auc = result["logloss"], result["auc"]
     ci = auc.get("ci95") or [float("nan"), float("nan")]
     why = f" ({result['why']})" if result.get("why") else ""
-    return (f"{result['decision'].upper()}{why} on {result['flights']} labelled canary flights: log-loss challenger "
-            f"{ll['challenger']:.4f} vs champion {ll['champion']:.4f} (diff {ll['diff']:+.4f}, 95 % CI "
-            f"[{ll['ci95'][0]:+.4f}, {ll['ci95'][1]:+.4f}], tolerance +{ll['tolerance']:.4f}); AUC "
-            f"{auc['challenger']:.4f} vs {auc['champion']:.4f} (diff {auc['diff']:+.4f}, 95 % CI "
-            f"[{ci[0]:+.4f}, {ci[1]:+.4f}])")
+    return (
+        f"{result['decision'].upper()}{why} on {result['flights']} labelled canary flights: log-loss challenger "
+        f"{ll['challenger']:.4f} vs champion {ll['champion']:.4f} (diff {ll['diff']:+.4f}, 95 % CI "
+        f"[{ll['ci95'][0]:+.4f}, {ll['ci95'][1]:+.4f}], tolerance +{ll['tolerance']:.4f}); AUC "
+        f"{auc['challenger']:.4f} vs {auc['champion']:.4f} (diff {auc['diff']:+.4f}, 95 % CI "
+        f"[{ci[0]:+.4f}, {ci[1]:+.4f}])"
+    )
 
 
 def spec_of(feature_spec: dict[str, Any]) -> FeatureSpec:

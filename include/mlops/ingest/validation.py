@@ -34,7 +34,7 @@ TABLE_RULES = ("expect_table_columns_to_match_set", "expect_table_row_count_to_b
 class BatchRejected(Exception):
     """A batch failed validation; it has been (or must be) quarantined. Retrying cannot help."""
 
-    def __init__(self, report: "ValidationReport", quarantine_uri: str | None = None):
+    def __init__(self, report: ValidationReport, quarantine_uri: str | None = None):
         self.report = report
         self.quarantine_uri = quarantine_uri
         super().__init__(report.summary(quarantine_uri))
@@ -79,7 +79,7 @@ class ValidationReport:
     evaluated: int
     failures: list[Failure]
     source: str | None = None
-    validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
+    validated_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
 
     @property
     def failed_rules(self) -> list[str]:
@@ -102,14 +102,22 @@ class ValidationReport:
 def read_csv(data: bytes, dataset: str, date: str, options: dict[str, Any] | None = None) -> pd.DataFrame:
     """Parse a drop; an unreadable file becomes a ``BatchRejected`` naming the batch and the parser error."""
     if not data.strip():
-        failure = Failure(rule="non_empty_file", column=None, observed=f"{len(data)} byte(s)",
-                          expected={"min_rows": 1, "header": True})
+        failure = Failure(
+            rule="non_empty_file",
+            column=None,
+            observed=f"{len(data)} byte(s)",
+            expected={"min_rows": 1, "header": True},
+        )
         raise BatchRejected(ValidationReport(dataset, date, "non_empty_file", False, 0, [], 1, [failure]))
     try:
         return pd.read_csv(io.BytesIO(data), **(options or {}))
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        failure = Failure(rule="readable_csv", column=None, observed=str(exc).splitlines()[0][:300],
-                          expected={"format": "CSV with a header row"})
+        failure = Failure(
+            rule="readable_csv",
+            column=None,
+            observed=str(exc).splitlines()[0][:300],
+            expected={"format": "CSV with a header row"},
+        )
         raise BatchRejected(ValidationReport(dataset, date, "readable_csv", False, 0, [], 1, [failure])) from exc
 
 
@@ -194,13 +202,19 @@ def validate(
         df = df.astype({c: object for c in strings})
     params = {"batch_year": d.year, "batch_month": d.month, "batch_day": d.day, "batch_date": d.isoformat()}
     with _lock:  # GX contexts are not thread-safe
-        result = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params,
-                        result_format=RESULT_FORMAT)
+        result = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params, result_format=RESULT_FORMAT)
     failures = [_failure(r.to_json_dict(), df) for r in result.results if not r.success]
     failures.sort(key=lambda f: (f.rule not in TABLE_RULES, f.rule, f.column or ""))
     return ValidationReport(
-        dataset=dataset, date=d.isoformat(), suite=suite, success=not failures, rows=int(len(df)),
-        columns=[str(c) for c in df.columns], evaluated=len(result.results), failures=failures, source=source,
+        dataset=dataset,
+        date=d.isoformat(),
+        suite=suite,
+        success=not failures,
+        rows=int(len(df)),
+        columns=[str(c) for c in df.columns],
+        evaluated=len(result.results),
+        failures=failures,
+        source=source,
     )
 
 
@@ -226,8 +240,11 @@ def _failure(r: dict[str, Any], df: pd.DataFrame) -> Failure:
                 break
     observed = res.get("observed_value")
     if observed is None:
-        observed = {k: res[k] for k in ("element_count", "unexpected_count", "unexpected_percent", "missing_count")
-                    if res.get(k) is not None}
+        observed = {
+            k: res[k]
+            for k in ("element_count", "unexpected_count", "unexpected_percent", "missing_count")
+            if res.get(k) is not None
+        }
         if res.get("partial_unexpected_counts"):
             observed["unexpected_value_counts"] = res["partial_unexpected_counts"][:10]
     values = list(res.get("partial_unexpected_list") or [])[:SAMPLE_ROWS]
@@ -244,8 +261,17 @@ def _failure(r: dict[str, Any], df: pd.DataFrame) -> Failure:
         missing = sorted(expected_set - set(seen))
         extra = [c for c in seen if c not in expected_set]
         observed = {"columns": seen, "missing": missing, "unexpected": extra}
-        finding = "; ".join(p for p in (f"missing column(s) {missing}" if missing else "",
-                                        f"unexpected column(s) {extra}" if extra else "") if p) or None
+        finding = (
+            "; ".join(
+                p
+                for p in (
+                    f"missing column(s) {missing}" if missing else "",
+                    f"unexpected column(s) {extra}" if extra else "",
+                )
+                if p
+            )
+            or None
+        )
     elif single and rule in TYPE_RULES:
         offenders, finding, extra = _type_offenders(df[single], kwargs.get("type_list") or [kwargs.get("type_")])
         observed = (observed if isinstance(observed, dict) else {"observed_value": observed}) | extra
@@ -321,10 +347,16 @@ def _type_offenders(s: pd.Series, type_list: list[Any]):
     bad = present[~present.map(lambda v: _readable(v, kinds))]
     if len(bad):
         counts = bad.astype(str).value_counts()
-        extra |= {"not_of_type": int(len(bad)), "not_of_type_values": {str(k): int(n) for k, n in counts.head(10).items()}}
+        extra |= {
+            "not_of_type": int(len(bad)),
+            "not_of_type_values": {str(k): int(n) for k, n in counts.head(10).items()},
+        }
         read = "text" if set(extra["value_types"]) == {"str"} else str(s.dtype)
-        return list(bad.index), (f"{len(bad)} of {len(s)} value(s) are not {expected} (the column was read as "
-                                 f"{read}): {_distinct(bad)}"), extra
+        return (
+            list(bad.index),
+            (f"{len(bad)} of {len(s)} value(s) are not {expected} (the column was read as {read}): {_distinct(bad)}"),
+            extra,
+        )
     if kinds == {"int"} and s.isna().any() and pd.api.types.is_float_dtype(s.dtype):
         missing = s[s.isna()]
         extra |= {"missing": int(len(missing))}
@@ -337,10 +369,14 @@ def _range_offenders(s: pd.Series, low: Any, high: Any):
     present = s[s.notna()]
     num = pd.to_numeric(present, errors="coerce")
     not_numbers = present[num.isna()]
-    out = num[num.notna() & (((num < low) if low is not None else False) | ((num > high) if high is not None else False))]
+    out = num[
+        num.notna() & (((num < low) if low is not None else False) | ((num > high) if high is not None else False))
+    ]
     extra: dict[str, Any] = {"non_numeric": int(len(not_numbers)), "out_of_range": int(len(out))}
     if len(not_numbers):
-        extra["non_numeric_values"] = {str(k): int(n) for k, n in not_numbers.astype(str).value_counts().head(10).items()}
+        extra["non_numeric_values"] = {
+            str(k): int(n) for k, n in not_numbers.astype(str).value_counts().head(10).items()
+        }
     if len(num.dropna()):
         extra |= {"min": num.min(), "max": num.max()}
     index = list(not_numbers.index) + list(out.index)
@@ -362,5 +398,3 @@ def _distinct(values: pd.Series, n: int = 5) -> str:
 def _short(v: Any, limit: int = 160) -> str:
     s = json.dumps(json_safe(v), default=str)
     return s if len(s) <= limit else s[: limit - 3] + "..."
-
-

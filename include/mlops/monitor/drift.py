@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.profile import (PSI_BINS, UNSEEN, bin_shares, category_shares, finite,
-                            missing_share, psi_edges)
+from ..core.profile import PSI_BINS, UNSEEN, bin_shares, category_shares, finite, missing_share, psi_edges
 
 EPS = 1e-4
 
@@ -107,7 +106,8 @@ def categorical_drift(ref_shares: dict[str, float], cur_values: Any) -> dict[str
         return {name: float("nan") for name in STATISTICS["categorical"]} | {"unseen_share": float("nan")}
     r, c = _aligned(ref_shares, cur)
     return {name: s.fn(r, c) for name, s in STATISTICS["categorical"].items()} | {
-        "unseen_share": float(cur.get(UNSEEN, 0.0))}
+        "unseen_share": float(cur.get(UNSEEN, 0.0))
+    }
 
 
 # ---------------------------------------------------------------------------------- against a saved profile
@@ -124,16 +124,17 @@ def numeric_drift(profile: dict[str, Any], cur: Any) -> dict[str, float]:
     q = np.asarray(profile["quantiles"], dtype="float64")
     out = {"missing_ref": float(profile["missing"]), "missing_cur": missing_share(cur), "rows": int(c.size)}
     empty = not c.size or not q.size
-    return out | {name: (float("nan") if empty else float(s.fn(profile, c)))
-                  for name, s in STATISTICS["numeric"].items()}
+    return out | {
+        name: (float("nan") if empty else float(s.fn(profile, c))) for name, s in STATISTICS["numeric"].items()
+    }
 
 
 # ------------------------------------------------------------------------------------ statistics, registered
 @dataclass(frozen=True)
 class Statistic:
     name: str
-    kind: str        # "numeric": fn(profile, sorted current values); "categorical": fn(ref shares, cur shares)
-    label: str       # how reports and alerts name it
+    kind: str  # "numeric": fn(profile, sorted current values); "categorical": fn(ref shares, cur shares)
+    label: str  # how reports and alerts name it
     fn: Callable
 
 
@@ -144,9 +145,11 @@ def statistic(name: str, kind: str, label: str):
     """Register a drift statistic: computed for every feature of its kind in every report, judged against
     ``monitoring.yaml``'s threshold of that name (``numeric: {name: ...}`` / ``categorical: {name: ...}``; null
     reports it without judging). A new statistic is one function here and one YAML key."""
+
     def register(fn: Callable) -> Callable:
         STATISTICS[kind][name] = Statistic(name, kind, label, fn)
         return fn
+
     return register
 
 

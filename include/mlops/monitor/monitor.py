@@ -19,22 +19,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import MonitorConfig
-from ..train.features import join_weather, load_window
 from ..core import layout, predictions, schema
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
+from ..train.features import join_weather, load_window
 from . import drift, performance
+from .config import MonitorConfig
 
 log = logging.getLogger(__name__)
 SIGNALS = ("data_drift", "prediction_drift", "decay")
 
 
-
-
 def _exceeds(stats: dict[str, float], thresholds: dict[str, float | None]) -> list[str]:
-    return [f"{drift.labels().get(k, k)} {stats[k]:.3f} >= {t}" for k, t in thresholds.items()
-            if t is not None and k in stats and stats[k] == stats[k] and stats[k] >= t]
+    return [
+        f"{drift.labels().get(k, k)} {stats[k]:.3f} >= {t}"
+        for k, t in thresholds.items()
+        if t is not None and k in stats and stats[k] == stats[k] and stats[k] >= t
+    ]
 
 
 def raw_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +55,9 @@ def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorCo
         else:
             values = current[name].astype("object").where(current[name].notna(), None)
             stats = drift.categorical_drift(ref["shares"], values) | {
-                "missing_ref": ref["missing"], "missing_cur": float(values.isna().mean()) if len(values) else 0.0}
+                "missing_ref": ref["missing"],
+                "missing_cur": float(values.isna().mean()) if len(values) else 0.0,
+            }
         reasons = _exceeds(stats, cfg.thresholds(name, ref["kind"]))
         if stats["missing_cur"] - stats["missing_ref"] >= cfg.missing_increase:
             reasons.append(f"missing share {stats['missing_cur']:.1%} (reference {stats['missing_ref']:.1%})")
@@ -62,8 +65,9 @@ def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorCo
     return rows
 
 
-def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: dict[str, Any],
-           cfg: MonitorConfig | None = None) -> dict[str, Any]:
+def report(
+    lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: dict[str, Any], cfg: MonitorConfig | None = None
+) -> dict[str, Any]:
     """Compute, write and return the report of ``date``. ``champion``: {"version": ...}; ``profile``: its
     reference profile (``profile.json`` of its run)."""
     from .report import monitoring_report
@@ -87,26 +91,47 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
     labelled = current[current["is_labelled"].astype(bool)] if "is_labelled" in current else current.iloc[0:0]
     rate = float(labelled["label"].astype(float).mean()) if len(labelled) else float("nan")
     ref_rate = profile.get("label_rate")
-    label = {"reference": ref_rate, "current": rate,
-             "change": rate - ref_rate if ref_rate is not None and rate == rate else float("nan")}
-    label["drifted"] = bool(cfg.label_rate_change is not None and label["change"] == label["change"]
-                            and abs(label["change"]) >= cfg.label_rate_change)
+    label = {
+        "reference": ref_rate,
+        "current": rate,
+        "change": rate - ref_rate if ref_rate is not None and rate == rate else float("nan"),
+    }
+    label["drifted"] = bool(
+        cfg.label_rate_change is not None
+        and label["change"] == label["change"]
+        and abs(label["change"]) >= cfg.label_rate_change
+    )
 
     live = predictions.join(served, predictions.labels_of(flights))  # the window's outcomes are loaded already
     window = performance.summary(live)
     ref_auc = (profile.get("validation") or {}).get("auc")
     drop = ref_auc - window["auc"] if ref_auc is not None and window["auc"] == window["auc"] else float("nan")
-    perf = {"daily": performance.daily(live), "window": window, "reference_auc": ref_auc, "auc_drop": drop,
-            "judged": window["rows"] >= cfg.min_labelled}
+    perf = {
+        "daily": performance.daily(live),
+        "window": window,
+        "reference_auc": ref_auc,
+        "auc_drop": drop,
+        "judged": window["rows"] >= cfg.min_labelled,
+    }
     perf["decayed"] = bool(perf["judged"] and drop == drop and drop >= cfg.max_auc_drop)
 
     out = {
-        "date": d.isoformat(), "window": [used[0].isoformat(), used[-1].isoformat()], "days": len(used),
-        "rows": int(len(current)), "champion": str(champion["version"]),
+        "date": d.isoformat(),
+        "window": [used[0].isoformat(), used[-1].isoformat()],
+        "days": len(used),
+        "rows": int(len(current)),
+        "champion": str(champion["version"]),
         "reference": {"rows": profile.get("rows"), "dates": profile.get("dates")},
-        "features": features, "drifted": drifted, "prediction": pred, "label_rate": label, "performance": perf,
-        "signals": {"data_drift": len(drifted) >= cfg.min_drifted_features or label["drifted"],
-                    "prediction_drift": pred["drifted"], "decay": perf["decayed"]},
+        "features": features,
+        "drifted": drifted,
+        "prediction": pred,
+        "label_rate": label,
+        "performance": perf,
+        "signals": {
+            "data_drift": len(drifted) >= cfg.min_drifted_features or label["drifted"],
+            "prediction_drift": pred["drifted"],
+            "decay": perf["decayed"],
+        },
         "config": cfg.as_dict(),
     }
     out = json_safe(out)
@@ -116,8 +141,10 @@ def report(lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: d
     lake.write_json(out, folder, layout.MONITORING_REPORT)
     latest = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
     if latest is None or latest.get("date", "") <= out["date"]:
-        lake.write_json({k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")}
-                        | {"fired": False}, *layout.MONITORING_LATEST)
+        lake.write_json(
+            {k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")} | {"fired": False},
+            *layout.MONITORING_LATEST,
+        )
     return out
 
 
@@ -134,8 +161,9 @@ def triggers(lake: Lake) -> list[dict[str, Any]]:
     return lake.read_json(*layout.TRIGGERS) if lake.exists(*layout.TRIGGERS) else []
 
 
-def decide(lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None,
-           rollout: dict[str, Any] | None = None) -> dict[str, Any]:
+def decide(
+    lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None, rollout: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Whether monitoring triggers retraining on ``date``, and why (or why not)."""
     cfg = cfg or MonitorConfig.load()
     d = as_date(date)
@@ -165,10 +193,18 @@ def decide(lake: Lake, date: dt.date | str, cfg: MonitorConfig | None = None,
             parts.append(f"decay (live AUC {p['window']['auc']:.3f}, validation {p['reference_auc']:.3f})")
         reason = "; ".join(parts) + f" for {cfg.consecutive_days} consecutive days"
     worst = sorted((f for f in today["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))
-    return {"date": d.isoformat(), "fire": bool(fired and not held), "signals": fired, "held": held,
-            "reason": reason, "drifted": today["drifted"], "champion": today["champion"],
-            "evidence": {f["feature"]: f["reasons"] for f in worst},
-            "report": today.get("report"), "up_today": [s for s, v in today["signals"].items() if v]}
+    return {
+        "date": d.isoformat(),
+        "fire": bool(fired and not held),
+        "signals": fired,
+        "held": held,
+        "reason": reason,
+        "drifted": today["drifted"],
+        "champion": today["champion"],
+        "evidence": {f["feature"]: f["reasons"] for f in worst},
+        "report": today.get("report"),
+        "up_today": [s for s, v in today["signals"].items() if v],
+    }
 
 
 def record_trigger(lake: Lake, decision: dict[str, Any]) -> None:

@@ -10,16 +10,29 @@ import pandas as pd
 
 from ..core.metrics import metrics
 
+
 def summary(df: pd.DataFrame) -> dict[str, Any]:
     """AUC, log-loss, calibration (ECE) and counts of labelled predictions; NaN where undefined."""
     if df.empty:
-        return {"rows": 0, "auc": float("nan"), "logloss": float("nan"), "ece": float("nan"),
-                "positive_rate": float("nan"), "mean_score": float("nan")}
+        return {
+            "rows": 0,
+            "auc": float("nan"),
+            "logloss": float("nan"),
+            "ece": float("nan"),
+            "positive_rate": float("nan"),
+            "mean_score": float("nan"),
+        }
     y = df["label"].to_numpy(dtype=float)
     p = df["score"].to_numpy(dtype=float)
     m = metrics(y, p)
-    return {"rows": int(len(df)), "auc": m["auc"], "logloss": m["logloss"], "ece": m["ece"],
-            "positive_rate": m["positive_rate"], "mean_score": float(np.mean(p))}
+    return {
+        "rows": int(len(df)),
+        "auc": m["auc"],
+        "logloss": m["logloss"],
+        "ece": m["ece"],
+        "positive_rate": m["positive_rate"],
+        "mean_score": float(np.mean(p)),
+    }
 
 
 def daily(df: pd.DataFrame) -> list[dict[str, Any]]:

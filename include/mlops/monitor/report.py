@@ -17,8 +17,11 @@ STATS = NUMERIC_STATS + [s for s in STATISTICS["categorical"] if s not in NUMERI
 def _feature_plots(report: dict[str, Any], profile: dict[str, Any], current, scores) -> str:
     """Reference against current per feature: CDFs for numeric features (on the reference's range), shares of
     the reference's top categories for categorical ones; the score's CDF too when the service served."""
-    rows = report["features"] + ([{"feature": "score", "kind": "numeric", "drifted": report["prediction"]["drifted"]}]
-                                 if len(scores) and profile.get("score") else [])
+    rows = report["features"] + (
+        [{"feature": "score", "kind": "numeric", "drifted": report["prediction"]["drifted"]}]
+        if len(scores) and profile.get("score")
+        else []
+    )
     levels = np.linspace(0, 1, 101)
     out = []
     for row in rows:
@@ -32,14 +35,27 @@ def _feature_plots(report: dict[str, Any], profile: dict[str, Any], current, sco
             lo, hi = float(min(q[0], cq.min() if cq.size else q[0])), float(max(q[-1], cq.max() if cq.size else q[-1]))
             span = (hi - lo) or 1.0
             rq = np.interp(levels, np.linspace(0, 1, q.size), q)
-            out.append(svg_chart(name, row.get("drifted"), [
-                ("reference", "#1f77b4", [((x - lo) / span, y) for x, y in zip(rq, levels)]),
-                ("current", "#ff7f0e", [((x - lo) / span, y) for x, y in zip(cq, levels)])]))
+            out.append(
+                svg_chart(
+                    name,
+                    row.get("drifted"),
+                    [
+                        ("reference", "#1f77b4", [((x - lo) / span, y) for x, y in zip(rq, levels)]),
+                        ("current", "#ff7f0e", [((x - lo) / span, y) for x, y in zip(cq, levels)]),
+                    ],
+                )
+            )
         elif ref["kind"] == "categorical":
             top = sorted(ref["shares"], key=lambda k: -ref["shares"][k])[:8]
             cur = current[name].astype("object").dropna().astype(str).value_counts(normalize=True)
-            out.append(svg_chart(name, row.get("drifted"), [],
-                            bars=(top, [ref["shares"][k] for k in top], [float(cur.get(k, 0.0)) for k in top])))
+            out.append(
+                svg_chart(
+                    name,
+                    row.get("drifted"),
+                    [],
+                    bars=(top, [ref["shares"][k] for k in top], [float(cur.get(k, 0.0)) for k in top]),
+                )
+            )
     return "<div>" + "".join(out) + "</div>"
 
 
@@ -50,27 +66,31 @@ def monitoring_report(report: dict[str, Any], profile: dict[str, Any], current, 
     perf = report["performance"]
     feat_rows = [{**r, "regression": r["drifted"], "reasons": "; ".join(r["reasons"])} for r in report["features"]]
     pred = report["prediction"]
+
     def num(v, f="{:.3f}"):
         return "n/a" if v is None else f.format(v)
 
     lr = report["label_rate"]
-    ctx = {"champion": f"v{report['champion']}", "window": " .. ".join(report["window"]),
-           "flights in window": report["rows"],
-           "reference": f"{report['reference']['rows']} training flights, {' .. '.join(report['reference']['dates'] or [])}",
-           "signals up": ", ".join(up) or "none",
-           "delay rate": f"{num(lr['current'], '{:.1%}')} (reference {num(lr['reference'], '{:.1%}')})",
-           "predictions served in window": pred["rows"],
-           "live AUC (window)": f"{num(perf['window']['auc'])} on {perf['window']['rows']} labelled predictions "
-                                f"(validation AUC {num(perf['reference_auc'])})"}
+    ctx = {
+        "champion": f"v{report['champion']}",
+        "window": " .. ".join(report["window"]),
+        "flights in window": report["rows"],
+        "reference": f"{report['reference']['rows']} training flights, {' .. '.join(report['reference']['dates'] or [])}",
+        "signals up": ", ".join(up) or "none",
+        "delay rate": f"{num(lr['current'], '{:.1%}')} (reference {num(lr['reference'], '{:.1%}')})",
+        "predictions served in window": pred["rows"],
+        "live AUC (window)": f"{num(perf['window']['auc'])} on {perf['window']['rows']} labelled predictions "
+        f"(validation AUC {num(perf['reference_auc'])})",
+    }
     li = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in ctx.items())
     title = f"Monitoring {report['date']}: model v{report['champion']}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background:#fdd}}</style></head><body>
 <h1>{html.escape(title)}</h1><ul>{li}</ul>
-<h3>Data drift ({len(report['drifted'])} feature(s) drifted: {html.escape(', '.join(report['drifted']) or 'none')})</h3>
-{table(feat_rows, ['feature', 'kind', *STATS, 'unseen_share', 'missing_ref', 'missing_cur', 'reasons'])}
-<h3>Prediction drift</h3>{table([{**pred, 'regression': pred['drifted']}], ['rows', *NUMERIC_STATS, 'mean_score'])}
-<h3>Live performance per day</h3>{table(perf['daily'], ['date', 'rows', 'auc', 'logloss', 'ece', 'positive_rate', 'mean_score'])}
+<h3>Data drift ({len(report["drifted"])} feature(s) drifted: {html.escape(", ".join(report["drifted"]) or "none")})</h3>
+{table(feat_rows, ["feature", "kind", *STATS, "unseen_share", "missing_ref", "missing_cur", "reasons"])}
+<h3>Prediction drift</h3>{table([{**pred, "regression": pred["drifted"]}], ["rows", *NUMERIC_STATS, "mean_score"])}
+<h3>Live performance per day</h3>{table(perf["daily"], ["date", "rows", "auc", "logloss", "ece", "positive_rate", "mean_score"])}
 <h3>Reference (blue) against current (orange)</h3>{_feature_plots(report, profile, current, scores)}
 </body></html>"""

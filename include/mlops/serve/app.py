@@ -39,10 +39,10 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from ..train.features import FeatureSpec
 from ..core import layout
 from ..core.config import serve_token as token_from_env
 from ..core.lake import Lake
+from ..train.features import FeatureSpec
 from .models import ModelStore, ServedModel
 from .request import MAX_MESSAGE, Decoded, RequestError, RequestModel
 
@@ -60,25 +60,32 @@ class PredictionLog:
     spilled files are written to the lake and removed. Spilled files left by an earlier process are written the
     same way. ``close`` writes what is left, or spills it when the lake still refuses."""
 
-    def __init__(self, lake: Lake, flush_rows: int = 500, flush_s: float = 5.0, max_rows: int = 100_000,
-                 spill_dir: Path | None = None, retry_s: float = 2.0):
+    def __init__(
+        self,
+        lake: Lake,
+        flush_rows: int = 500,
+        flush_s: float = 5.0,
+        max_rows: int = 100_000,
+        spill_dir: Path | None = None,
+        retry_s: float = 2.0,
+    ):
         self.lake, self.flush_rows, self.flush_s, self.max_rows = lake, flush_rows, flush_s, max_rows
         self.spill_dir = Path(spill_dir) if spill_dir else Path(tempfile.mkdtemp(prefix="prediction-spill-"))
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         self.retry_s = retry_s
-        self._items: list = []     # handed over by requests, not yet taken by the writer
-        self._waiting = 0          # their rows
+        self._items: list = []  # handed over by requests, not yet taken by the writer
+        self._waiting = 0  # their rows
         self._wake = threading.Event()
-        self.written = 0           # rows written to the lake
-        self.spilled_total = 0     # rows ever spilled to local disk
+        self.written = 0  # rows written to the lake
+        self.spilled_total = 0  # rows ever spilled to local disk
         self.lake_failures = 0
         self.peak_pending = 0
-        self.lost = 0              # rows neither written nor spilled (the lake and the local disk both refused)
-        self._queued = 0           # rows in memory, not yet written or spilled
+        self.lost = 0  # rows neither written nor spilled (the lake and the local disk both refused)
+        self._queued = 0  # rows in memory, not yet written or spilled
         self._lock = threading.Lock()
         self._spill_lock = threading.Lock()
-        self._retry_at = 0.0       # while the lake refuses: when to try it again
-        self._recover_at = 0.0     # when to look at the spill folder again
+        self._retry_at = 0.0  # while the lake refuses: when to try it again
+        self._recover_at = 0.0  # when to look at the spill folder again
         self._down = False
         self._stop = threading.Event()
         self._adopt_orphans()
@@ -102,8 +109,16 @@ class PredictionLog:
     def put(self, records: list[dict[str, Any]]) -> None:
         self._enqueue(records, len(records))
 
-    def put_request(self, request_id: str, now: str, decoded: Decoded, scores, versions: list[str],
-                    routes: list[str], fields: list[str]) -> None:
+    def put_request(
+        self,
+        request_id: str,
+        now: str,
+        decoded: Decoded,
+        scores,
+        versions: list[str],
+        routes: list[str],
+        fields: list[str],
+    ) -> None:
         """One request's flights and answers; ``fields``: the request fields the log keeps."""
         self._enqueue((request_id, now, decoded, scores, versions, routes, fields), len(decoded.keys))
 
@@ -129,9 +144,19 @@ class PredictionLog:
         if isinstance(item, list):
             return item
         request_id, now, decoded, scores, versions, routes, fields = item
-        return [{"request_id": request_id, "flight_key": k, "flight_date": k[:10], "score": float(s),
-                 "version": v, "arm": r, "predicted_at": now, **{c: getattr(f, c) for c in fields}}
-                for k, s, v, r, f in zip(decoded.keys, scores.tolist(), versions, routes, decoded.flights)]
+        return [
+            {
+                "request_id": request_id,
+                "flight_key": k,
+                "flight_date": k[:10],
+                "score": float(s),
+                "version": v,
+                "arm": r,
+                "predicted_at": now,
+                **{c: getattr(f, c) for c in fields},
+            }
+            for k, s, v, r, f in zip(decoded.keys, scores.tolist(), versions, routes, decoded.flights)
+        ]
 
     @classmethod
     def _frame(cls, items: list) -> pd.DataFrame:
@@ -143,10 +168,15 @@ class PredictionLog:
             fields = requests[0][6]
             flights = [f for r in requests for f in r[2].flights]
             keys = [k for r in requests for k in r[2].keys]
-            cols = {"request_id": [r[0] for r in requests for _ in r[2].keys], "flight_key": keys,
-                    "flight_date": [k[:10] for k in keys], "score": np.concatenate([r[3] for r in requests]),
-                    "version": [v for r in requests for v in r[4]], "arm": [a for r in requests for a in r[5]],
-                    "predicted_at": [r[1] for r in requests for _ in r[2].keys]}
+            cols = {
+                "request_id": [r[0] for r in requests for _ in r[2].keys],
+                "flight_key": keys,
+                "flight_date": [k[:10] for k in keys],
+                "score": np.concatenate([r[3] for r in requests]),
+                "version": [v for r in requests for v in r[4]],
+                "arm": [a for r in requests for a in r[5]],
+                "predicted_at": [r[1] for r in requests for _ in r[2].keys],
+            }
             for c in fields:
                 cols[c] = list(map(operator.attrgetter(c), flights))
             frames.append(pd.DataFrame(cols))
@@ -203,7 +233,7 @@ class PredictionLog:
         """Write to the lake by flight date; what the lake refuses goes to the spill folder. Returns the records
         that could go to neither (the local disk refused too)."""
         left: list[dict[str, Any]] = []
-        for date, part in df.groupby("flight_date"):
+        for _date, part in df.groupby("flight_date"):
             if time.monotonic() >= self._retry_at:  # after a refusal, no wait on the lake before the retry
                 try:
                     self._write(part)
@@ -220,7 +250,7 @@ class PredictionLog:
 
     def _write(self, part: pd.DataFrame) -> None:
         date = part["flight_date"].iloc[0]
-        name = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
         self.written += len(part)
         if self._down:
@@ -231,8 +261,13 @@ class PredictionLog:
         self.lake_failures += 1
         self._retry_at = time.monotonic() + self.retry_s
         if not self._down:  # once per outage; the count is in /health (log_lake_failures)
-            log.warning("the lake refuses prediction records (%s: %s): spilling them to %s, retrying every %.1f s",
-                        type(exc).__name__, str(exc)[:200], self.spill_dir, self.retry_s)
+            log.warning(
+                "the lake refuses prediction records (%s: %s): spilling them to %s, retrying every %.1f s",
+                type(exc).__name__,
+                str(exc)[:200],
+                self.spill_dir,
+                self.retry_s,
+            )
         self._down = True
 
     # the spill folder ------------------------------------------------------------------------------------------------
@@ -242,8 +277,7 @@ class PredictionLog:
     def _spill(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        name = (f"spill-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-                f"-rows{len(records)}.jsonl")
+        name = f"spill-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-rows{len(records)}.jsonl"
         data = b"\n".join(msgspec.json.encode(r) for r in records)
         tmp = self.spill_dir / f".{name}.tmp"
         with self._spill_lock:
@@ -311,13 +345,16 @@ class PredictionLog:
             items, _ = self._take()
             left = [r for item in items for r in self._records(item)]
             self._spill(left)
-            log.warning("the prediction log did not finish in %.0f s: %d queued record(s) spilled to %s", timeout,
-                        len(left), self.spill_dir)
+            log.warning(
+                "the prediction log did not finish in %.0f s: %d queued record(s) spilled to %s",
+                timeout,
+                len(left),
+                self.spill_dir,
+            )
 
 
 def registry_store(lake: Lake) -> ModelStore:
-    from ..core import rollouts
-    from ..core import registry
+    from ..core import registry, rollouts
 
     def resolve():
         aliases = {a: (registry.alias_version(a) or {}).get("version") for a in ("champion", "challenger")}
@@ -325,16 +362,19 @@ def registry_store(lake: Lake) -> ModelStore:
 
     def load(version: str) -> ServedModel:
         booster, spec = registry.load_version(version)
-        return ServedModel(version, booster, FeatureSpec.from_dict(
-            {k: spec[k] for k in ("numeric", "categorical", "categories", "label")}))
+        return ServedModel(
+            version,
+            booster,
+            FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")}),
+        )
 
     return ModelStore(resolve, load)
 
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024   # about 20,000 flights with their weather
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 20,000 flights with their weather
 DEFAULT_MAX_BATCH = 10_000
-DEFAULT_LOG_MAX_ROWS = 100_000               # prediction records held in memory at most (then spilled to disk)
-INLINE_BYTES = 32 * 1024                    # bodies up to this size are answered on the event loop itself
+DEFAULT_LOG_MAX_ROWS = 100_000  # prediction records held in memory at most (then spilled to disk)
+INLINE_BYTES = 32 * 1024  # bodies up to this size are answered on the event loop itself
 
 
 def default_spill_dir(lake: Lake) -> Path:
@@ -346,11 +386,23 @@ def default_spill_dir(lake: Lake) -> Path:
     return Settings.from_env().home / "serve" / "prediction-spill" / key
 
 
-def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_rows: int = 500,
-               flush_s: float = 5.0, *, token: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-               threads: int = 1, settings=None, log_max_rows: int = DEFAULT_LOG_MAX_ROWS,
-               spill_dir: Path | None = None, log_retry_s: float = 2.0, freeze_gc: bool = False):
+def create_app(
+    store: ModelStore,
+    lake: Lake,
+    refresh_s: float = 10.0,
+    flush_rows: int = 500,
+    flush_s: float = 5.0,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    threads: int = 1,
+    settings=None,
+    log_max_rows: int = DEFAULT_LOG_MAX_ROWS,
+    spill_dir: Path | None = None,
+    log_retry_s: float = 2.0,
+    freeze_gc: bool = False,
+):
     """The service. ``token``: the bearer token /predict requires (None: open); ``max_body_bytes``: larger
     bodies get 413 before they are parsed; ``max_batch``: the most flights in one batch; ``threads``: LightGBM
     threads per prediction (1 fits concurrent requests on few cores)."""
@@ -373,7 +425,7 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
             r.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}", failures=r["failures"] + 1)
             log.exception("model refresh failed; still serving %s", store.arms.describe())
         else:
-            r.update(ok=True, error=None, last_ok=dt.datetime.now(dt.timezone.utc).isoformat())
+            r.update(ok=True, error=None, last_ok=dt.datetime.now(dt.UTC).isoformat())
 
     def refresher(stop: threading.Event) -> None:
         while not stop.wait(refresh_s):
@@ -388,8 +440,14 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
         stop = threading.Event()
         t = threading.Thread(target=refresher, args=(stop,), name="model-refresh", daemon=True)
         t.start()
-        state["log"] = PredictionLog(lake, flush_rows, flush_s, max_rows=log_max_rows,
-                                     spill_dir=spill_dir or default_spill_dir(lake), retry_s=log_retry_s)
+        state["log"] = PredictionLog(
+            lake,
+            flush_rows,
+            flush_s,
+            max_rows=log_max_rows,
+            spill_dir=spill_dir or default_spill_dir(lake),
+            retry_s=log_retry_s,
+        )
         yield
         stop.set()
         state["log"].close()
@@ -398,21 +456,32 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
 
     @app.exception_handler(RequestValidationError)
     async def small_422(request, exc):  # FastAPI's own validation (query, path): the field, never the input
-        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg"))[:MAX_MESSAGE],
-                                         "type": e.get("type")} for e in exc.errors()[:20]]}, status_code=422)
+        return JSONResponse(
+            {
+                "detail": [
+                    {"loc": list(e.get("loc", ())), "msg": str(e.get("msg"))[:MAX_MESSAGE], "type": e.get("type")}
+                    for e in exc.errors()[:20]
+                ]
+            },
+            status_code=422,
+        )
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         arms = store.arms
         serving = bool(arms.champion or arms.challenger)
         status = "no_model" if not serving else ("ok" if state["refresh"]["ok"] is not False else "stale")
-        return {"status": status, **arms.describe(), "refresh": dict(state["refresh"]),
-                "logged": state["log"].written if "log" in state else 0,
-                "pending_log": state["log"].pending if "log" in state else 0,
-                "spilled_log": state["log"].spilled if "log" in state else 0,
-                "log_peak_pending": state["log"].peak_pending if "log" in state else 0,
-                "log_lake_failures": state["log"].lake_failures if "log" in state else 0,
-                "log_lost": state["log"].lost if "log" in state else 0}
+        return {
+            "status": status,
+            **arms.describe(),
+            "refresh": dict(state["refresh"]),
+            "logged": state["log"].written if "log" in state else 0,
+            "pending_log": state["log"].pending if "log" in state else 0,
+            "spilled_log": state["log"].spilled if "log" in state else 0,
+            "log_peak_pending": state["log"].peak_pending if "log" in state else 0,
+            "log_lake_failures": state["log"].lake_failures if "log" in state else 0,
+            "log_lost": state["log"].lost if "log" in state else 0,
+        }
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:
@@ -420,8 +489,12 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
 
     def authorised(given: bytes) -> None:
         if expected is not None and not hmac.compare_digest(given, expected):
-            raise RequestError(401, ["header", "authorization"], "a bearer token is required "
-                               "(Authorization: Bearer <MLOPS_SERVE_TOKEN>)", "unauthorised")
+            raise RequestError(
+                401,
+                ["header", "authorization"],
+                "a bearer token is required (Authorization: Bearer <MLOPS_SERVE_TOKEN>)",
+                "unauthorised",
+            )
 
     async def read_body(headers: dict[bytes, bytes], receive) -> bytes:
         """The body, refused with 413 once it is larger than allowed: by its Content-Length before a byte is
@@ -431,8 +504,13 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
             if not length.isdigit():
                 raise RequestError(400, ["header", "content-length"], "Content-Length is not a number", "header")
             if int(length) > max_body_bytes:
-                raise RequestError(413, ["body"], f"the body is {int(length)} bytes; at most {max_body_bytes} "
-                                   "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch", "too_large")
+                raise RequestError(
+                    413,
+                    ["body"],
+                    f"the body is {int(length)} bytes; at most {max_body_bytes} "
+                    "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch",
+                    "too_large",
+                )
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -441,8 +519,12 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_body_bytes:
-                raise RequestError(413, ["body"], f"the body is over {max_body_bytes} bytes "
-                                   "(MLOPS_SERVE_MAX_BODY_BYTES): split the batch", "too_large")
+                raise RequestError(
+                    413,
+                    ["body"],
+                    f"the body is over {max_body_bytes} bytes (MLOPS_SERVE_MAX_BODY_BYTES): split the batch",
+                    "too_large",
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -468,11 +550,17 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
             for i in idx:
                 versions[i] = model.version
         request_id = uuid.uuid4().hex
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        now = dt.datetime.now(dt.UTC).isoformat()
         state["log"].put_request(request_id, now, decoded, scores, versions, routes, requests.logged)
-        return msgspec.json.encode({"request_id": request_id, "predictions": [
-            {"flight_key": k, "delay_probability": s, "version": v, "arm": r}
-            for k, s, v, r in zip(decoded.keys, scores.tolist(), versions, routes)]})
+        return msgspec.json.encode(
+            {
+                "request_id": request_id,
+                "predictions": [
+                    {"flight_key": k, "delay_probability": s, "version": v, "arm": r}
+                    for k, s, v, r in zip(decoded.keys, scores.tolist(), versions, routes)
+                ],
+            }
+        )
 
     JSON = (b"content-type", b"application/json")
 
@@ -501,31 +589,47 @@ def create_app(store: ModelStore, lake: Lake, refresh_s: float = 10.0, flush_row
                 extra = [(b"www-authenticate", b"Bearer")]
             elif status == 405:
                 extra = [(b"allow", b"POST")]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [JSON, (b"content-length", str(len(content)).encode()), *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [JSON, (b"content-length", str(len(content)).encode()), *extra],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
 
     schemas = requests.schema()
 
     def documented(name: str, summary: str) -> dict[str, Any]:
-        return {"post": {
-            "summary": summary, "operationId": f"predict_{name.lower()}",
-            "security": [{"bearer": []}] if token else [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
-            "responses": {"200": {"description": "one prediction per flight, in request order",
-                                  "content": {"application/json": {"schema": PREDICT_RESPONSE_SCHEMA}}},
-                          "401": {"description": "no or a wrong bearer token (when one is required)"},
-                          "413": {"description": "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES"},
-                          "422": {"description": "the fields that are wrong (the input is never echoed)"},
-                          "503": {"description": "no model version is deployed yet"}}}}
+        return {
+            "post": {
+                "summary": summary,
+                "operationId": f"predict_{name.lower()}",
+                "security": [{"bearer": []}] if token else [],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
+                "responses": {
+                    "200": {
+                        "description": "one prediction per flight, in request order",
+                        "content": {"application/json": {"schema": PREDICT_RESPONSE_SCHEMA}},
+                    },
+                    "401": {"description": "no or a wrong bearer token (when one is required)"},
+                    "413": {"description": "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES"},
+                    "422": {"description": "the fields that are wrong (the input is never echoed)"},
+                    "503": {"description": "no model version is deployed yet"},
+                },
+            }
+        }
 
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = base_openapi()
-            doc["paths"] = {"/predict": documented("Flight", "Predict one flight"),
-                            "/predict/batch": documented("Batch", "Predict a batch of flights"), **doc["paths"]}
+            doc["paths"] = {
+                "/predict": documented("Flight", "Predict one flight"),
+                "/predict/batch": documented("Batch", "Predict a batch of flights"),
+                **doc["paths"],
+            }
             components = doc.setdefault("components", {})
             components.setdefault("schemas", {}).update(schemas["components"])
             components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
@@ -559,17 +663,33 @@ class PredictionService:
 
 
 PREDICT_RESPONSE_SCHEMA = {
-    "type": "object", "required": ["request_id", "predictions"],
-    "properties": {"request_id": {"type": "string"}, "predictions": {"type": "array", "items": {
-        "type": "object", "required": ["flight_key", "delay_probability", "version", "arm"],
-        "properties": {"flight_key": {"type": "string"}, "delay_probability": {"type": "number"},
-                       "version": {"type": "string"}, "arm": {"type": "string", "enum": ["champion", "challenger"]}}}}}}
+    "type": "object",
+    "required": ["request_id", "predictions"],
+    "properties": {
+        "request_id": {"type": "string"},
+        "predictions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["flight_key", "delay_probability", "version", "arm"],
+                "properties": {
+                    "flight_key": {"type": "string"},
+                    "delay_probability": {"type": "number"},
+                    "version": {"type": "string"},
+                    "arm": {"type": "string", "enum": ["champion", "challenger"]},
+                },
+            },
+        },
+    },
+}
 
 
-GET_A_MODEL = ("get one with `make demo` (the whole lifecycle; DEMO_ARGS=--fast replays six weeks), or run the "
-               "DAGs: publish drops (python -m include.mlops.ingest.upstream publish 2013-01-01 --days 14), ingest "
-               "them (ingest_flights), then trigger train_model (`make up`, or airflow dags test train_model); the "
-               "first version that passes the gate is promoted to champion by deploy_model")
+GET_A_MODEL = (
+    "get one with `make demo` (the whole lifecycle; DEMO_ARGS=--fast replays six weeks), or run the "
+    "DAGs: publish drops (python -m include.mlops.ingest.upstream publish 2013-01-01 --days 14), ingest "
+    "them (ingest_flights), then trigger train_model (`make up`, or airflow dags test train_model); the "
+    "first version that passes the gate is promoted to champion by deploy_model"
+)
 
 
 def _start_up_check(settings) -> str:
@@ -580,25 +700,38 @@ def _start_up_check(settings) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.home / 'mlflow' / 'mlflow.db'}"
     log.info("registry: %s (model %r, MLOPS_HOME=%s)", uri, registry.model_name(), settings.home)
     log.info("lake: %s (rollouts read from deployments/, predictions logged to predictions/)", settings.lake_url)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise SystemExit(
-            f"\nERROR: no MLflow store at {uri[len('sqlite:///'):]}: nothing was ever trained with MLOPS_HOME="
+            f"\nERROR: no MLflow store at {uri[len('sqlite:///') :]}: nothing was ever trained with MLOPS_HOME="
             f"{settings.home}.\n  Wrong place? Point MLOPS_HOME (or MLFLOW_TRACKING_URI) at the one your models are "
             f"in, e.g. `make serve MLOPS_HOME=/path/to/.mlops`.\n  No model yet? {GET_A_MODEL[:1].upper() + GET_A_MODEL[1:]}.\n"
-            "The service does not create an empty store.")
+            "The service does not create an empty store."
+        )
     versions = registry.versions(settings)
     champion = registry.alias_version("champion", settings)
     if not versions:
-        log.warning("NO MODEL: the registry %s has no version of %r yet, so /predict answers 503 and /health "
-                    "'no_model' until a champion is registered (the service checks every MLOPS_SERVE_REFRESH_S); "
-                    "%s", uri, registry.model_name(), GET_A_MODEL)
+        log.warning(
+            "NO MODEL: the registry %s has no version of %r yet, so /predict answers 503 and /health "
+            "'no_model' until a champion is registered (the service checks every MLOPS_SERVE_REFRESH_S); "
+            "%s",
+            uri,
+            registry.model_name(),
+            GET_A_MODEL,
+        )
     elif not champion:
-        log.warning("NO CHAMPION: %d version(s) of %r registered, none is champion yet: deploy_model promotes one "
-                    "(triggered by a passed gate of train_model, or by hand with the version in its conf)",
-                    len(versions), registry.model_name())
+        log.warning(
+            "NO CHAMPION: %d version(s) of %r registered, none is champion yet: deploy_model promotes one "
+            "(triggered by a passed gate of train_model, or by hand with the version in its conf)",
+            len(versions),
+            registry.model_name(),
+        )
     else:
-        log.info("champion: version %s of %r (%d version(s) registered)", champion["version"], registry.model_name(),
-                 len(versions))
+        log.info(
+            "champion: version %s of %r (%d version(s) registered)",
+            champion["version"],
+            registry.model_name(),
+            len(versions),
+        )
     return uri
 
 
@@ -614,17 +747,26 @@ def main() -> None:
     store = registry_store(lake)
     token = token_from_env()
     env = os.environ.get
-    app = create_app(store, lake, refresh_s=float(env("MLOPS_SERVE_REFRESH_S", "10")),
-                     flush_s=float(env("MLOPS_SERVE_FLUSH_S", "5")), token=token,
-                     max_body_bytes=int(env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
-                     max_batch=int(env("MLOPS_SERVE_MAX_BATCH", str(DEFAULT_MAX_BATCH))),
-                     threads=int(env("MLOPS_SERVE_THREADS", "1")),
-                     log_max_rows=int(env("MLOPS_SERVE_LOG_MAX_ROWS", str(DEFAULT_LOG_MAX_ROWS))),
-                     spill_dir=Path(env("MLOPS_SERVE_SPILL_DIR")) if env("MLOPS_SERVE_SPILL_DIR") else None,
-                     freeze_gc=True)
+    app = create_app(
+        store,
+        lake,
+        refresh_s=float(env("MLOPS_SERVE_REFRESH_S", "10")),
+        flush_s=float(env("MLOPS_SERVE_FLUSH_S", "5")),
+        token=token,
+        max_body_bytes=int(env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        max_batch=int(env("MLOPS_SERVE_MAX_BATCH", str(DEFAULT_MAX_BATCH))),
+        threads=int(env("MLOPS_SERVE_THREADS", "1")),
+        log_max_rows=int(env("MLOPS_SERVE_LOG_MAX_ROWS", str(DEFAULT_LOG_MAX_ROWS))),
+        spill_dir=Path(env("MLOPS_SERVE_SPILL_DIR")) if env("MLOPS_SERVE_SPILL_DIR") else None,
+        freeze_gc=True,
+    )
     host, port = env("MLOPS_SERVE_HOST", "127.0.0.1"), int(env("MLOPS_SERVE_PORT", "8000"))
-    log.info("/predict %s", "requires the bearer token (MLOPS_SERVE_TOKEN)" if token else
-             "is open: set MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) to require a bearer token")
+    log.info(
+        "/predict %s",
+        "requires the bearer token (MLOPS_SERVE_TOKEN)"
+        if token
+        else "is open: set MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) to require a bearer token",
+    )
     log.info("serving on http://%s:%d (POST /predict, POST /predict/batch, GET /health, GET /versions)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

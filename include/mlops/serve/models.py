@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,10 +71,18 @@ class SingleRow:
         self._lock = threading.Lock()
         self._config = ctypes.c_void_p()
         num_iteration = booster.best_iteration if booster.best_iteration > 0 else -1
-        _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-            booster._handle, ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(num_iteration),
-            ctypes.c_int(0),  # C_API_DTYPE_FLOAT32
-            ctypes.c_int32(n_features), _c_str("num_threads=1"), ctypes.byref(self._config)))
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(0),
+                ctypes.c_int(0),
+                ctypes.c_int(num_iteration),
+                ctypes.c_int(0),  # C_API_DTYPE_FLOAT32
+                ctypes.c_int32(n_features),
+                _c_str("num_threads=1"),
+                ctypes.byref(self._config),
+            )
+        )
         self._out = np.empty(1, dtype=np.float64)
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._len = ctypes.c_int64(0)
@@ -82,8 +91,11 @@ class SingleRow:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         row = np.ascontiguousarray(X[0], dtype=np.float32)
         with self._lock:
-            self._safe_call(self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                self._config, row.ctypes.data_as(self._ct.c_void_p), self._len_ref, self._out_ptr))
+            self._safe_call(
+                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                    self._config, row.ctypes.data_as(self._ct.c_void_p), self._len_ref, self._out_ptr
+                )
+            )
             return self._out.copy()
 
     def __del__(self):
@@ -108,9 +120,11 @@ class Arms:
         return ["challenger" if bucket(k) < self.canary_share else "champion" for k in flight_keys]
 
     def describe(self) -> dict[str, Any]:
-        return {"champion": self.champion.version if self.champion else None,
-                "challenger": self.challenger.version if self.challenger else None,
-                "canary_share": self.canary_share}
+        return {
+            "champion": self.champion.version if self.champion else None,
+            "challenger": self.challenger.version if self.challenger else None,
+            "canary_share": self.canary_share,
+        }
 
 
 def bucket(flight_key: str) -> float:
@@ -125,8 +139,8 @@ class ModelStore:
     """Keeps ``arms`` in step with the registry aliases; loads each version once."""
 
     def __init__(self, resolve: Loader, load: Callable[[str], ServedModel]):
-        self._resolve = resolve      # () -> ({"champion": v, "challenger": v}, canary share)
-        self._load = load            # version -> ServedModel
+        self._resolve = resolve  # () -> ({"champion": v, "challenger": v}, canary share)
+        self._load = load  # version -> ServedModel
         self._cache: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self.arms = Arms(None, None, 0.0)
@@ -141,8 +155,11 @@ class ModelStore:
                 if v and v not in self._cache:
                     self._cache[v] = self._load(v)
                 models[arm] = self._cache.get(v) if v else None
-            if models["challenger"] is not None and models["champion"] is not None \
-                    and models["challenger"].version == models["champion"].version:
+            if (
+                models["challenger"] is not None
+                and models["champion"] is not None
+                and models["challenger"].version == models["champion"].version
+            ):
                 models["challenger"] = None
             new = Arms(models["champion"], models["challenger"], share)
             changed = new.describe() != self.arms.describe()

@@ -82,7 +82,7 @@ class Decoded:
     keys: list[str]
     times: list[dt.datetime]
 
-    def subset(self, idx: list[int]) -> "Decoded":
+    def subset(self, idx: list[int]) -> Decoded:
         return Decoded([self.flights[i] for i in idx], [self.keys[i] for i in idx], [self.times[i] for i in idx])
 
 
@@ -100,8 +100,11 @@ class RequestModel:
         # expression on every flight)
         self.Flight, self.Batch = self._types("", patterns=True)
         self._Flight, self._Batch = self._types("Decoded", patterns=False)
-        self.patterns = [(f.column.name, re.compile(f.column.pattern)) for f in self.fields
-                         if f.column.pattern and f.column.type in ("string", "timestamp")]
+        self.patterns = [
+            (f.column.name, re.compile(f.column.pattern))
+            for f in self.fields
+            if f.column.pattern and f.column.type in ("string", "timestamp")
+        ]
         self._one = msgspec.json.Decoder(self._Flight)
         self._many = msgspec.json.Decoder(self._Batch)
         self._count = msgspec.json.Decoder(msgspec.defstruct("Count", [("flights", list[msgspec.Raw])]))
@@ -118,10 +121,14 @@ class RequestModel:
         required = [(f.column.name, typed(f.column)) for f in self.fields if f.required]
         optional = [(f.column.name, typed(f.column) | None, None) for f in self.fields if not f.required]
         # scalars only, so never in a reference cycle: untracked by the garbage collector (gc=False)
-        flight = msgspec.defstruct(prefix + "Flight", required + optional, forbid_unknown_fields=True, kw_only=True,
-                                   gc=False)
-        batch = msgspec.defstruct(prefix + "Batch", [("flights", Annotated[list[flight], msgspec.Meta(min_length=1)])],
-                                  forbid_unknown_fields=True)
+        flight = msgspec.defstruct(
+            prefix + "Flight", required + optional, forbid_unknown_fields=True, kw_only=True, gc=False
+        )
+        batch = msgspec.defstruct(
+            prefix + "Batch",
+            [("flights", Annotated[list[flight], msgspec.Meta(min_length=1)])],
+            forbid_unknown_fields=True,
+        )
         return flight, batch
 
     # decoding ----------------------------------------------------------------------------------------------------
@@ -145,8 +152,12 @@ class RequestModel:
             except RecursionError:
                 raise too_deep() from None
             if n > self.max_batch:
-                raise RequestError(422, ["body", "flights"], f"a batch holds at most {self.max_batch} flights, "
-                                   f"got {n}: split it", "too_long")
+                raise RequestError(
+                    422,
+                    ["body", "flights"],
+                    f"a batch holds at most {self.max_batch} flights, got {n}: split it",
+                    "too_long",
+                )
         try:
             batch = self._many.decode(body)
         except msgspec.ValidationError as exc:
@@ -156,8 +167,12 @@ class RequestModel:
         except RecursionError:
             raise too_deep() from None
         if len(batch.flights) > self.max_batch:
-            raise RequestError(422, ["body", "flights"], f"a batch holds at most {self.max_batch} flights, got "
-                               f"{len(batch.flights)}: split it", "too_long")
+            raise RequestError(
+                422,
+                ["body", "flights"],
+                f"a batch holds at most {self.max_batch} flights, got {len(batch.flights)}: split it",
+                "too_long",
+            )
         return self._checked(batch.flights, ["body", "flights"])
 
     def _refused(self, exc: Exception, root: str, batch: bool) -> RequestError:
@@ -182,8 +197,12 @@ class RequestModel:
                 if v is None or v in seen:
                     continue
                 if pattern.search(v) is None:
-                    raise RequestError(422, (loc + [i] if many else loc) + [name],
-                                       f"Expected `str` matching regex {pattern.pattern!r}", "pattern")
+                    raise RequestError(
+                        422,
+                        (loc + [i] if many else loc) + [name],
+                        f"Expected `str` matching regex {pattern.pattern!r}",
+                        "pattern",
+                    )
                 seen.add(v)
         keys, times = [], []
         days: dict = {}
@@ -212,17 +231,22 @@ class RequestModel:
                 raise RequestError(422, at + [self.event_time], f"not a real time: {exc}", "timestamp") from None
         if when.tzinfo is None:
             raise RequestError(422, at + [self.event_time], "a time zone is required (UTC: ...Z)", "timestamp")
-        when = when.astimezone(dt.timezone.utc)
+        when = when.astimezone(dt.UTC)
         offset = when.replace(tzinfo=None) - dt.datetime(day.year, day.month, day.day)
         if not EARLIEST <= offset < LATEST:
-            raise RequestError(422, at + [self.event_time], f"{self.event_time} {when:%Y-%m-%dT%H:%MZ} is not on "
-                               f"{day} in any time zone", "date_mismatch")
+            raise RequestError(
+                422,
+                at + [self.event_time],
+                f"{self.event_time} {when:%Y-%m-%dT%H:%MZ} is not on {day} in any time zone",
+                "date_mismatch",
+            )
         return day.isoformat(), when
 
     def schema(self) -> dict[str, Any]:
         """JSON schemas of the two bodies, for the OpenAPI document."""
-        (one, many), components = msgspec.json.schema_components([self.Flight, self.Batch],
-                                                                 ref_template="#/components/schemas/{name}")
+        (one, many), components = msgspec.json.schema_components(
+            [self.Flight, self.Batch], ref_template="#/components/schemas/{name}"
+        )
         return {"Flight": one, "Batch": many, "components": components}
 
 

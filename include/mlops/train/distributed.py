@@ -35,13 +35,13 @@ PHASES = ("started", "initialized", "data_loaded", "bins_agreed", "rendezvous_do
 @dataclass
 class Job:
     lake_url: str
-    training_set: str                  # folder in the lake, e.g. training/<run>/
-    out_dir: str                       # a local folder: model.txt and rank status files go here
+    training_set: str  # folder in the lake, e.g. training/<run>/
+    out_dir: str  # a local folder: model.txt and rank status files go here
     workers: int = 2
     threads_per_worker: int = 1
     num_boost_round: int = 200
     params: dict[str, Any] = field(default_factory=dict)
-    hosts: str | None = None           # "h1:2,h2:2"; default all workers on this host
+    hosts: str | None = None  # "h1:2,h2:2"; default all workers on this host
     timeout_s: float = 900.0
     storage_options: dict[str, Any] = field(default_factory=dict)
     fn: str = "include.mlops.train.distributed:train_rank"
@@ -50,7 +50,7 @@ class Job:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, s: str) -> "Job":
+    def from_json(cls, s: str) -> Job:
         return cls(**json.loads(s))
 
 
@@ -62,8 +62,13 @@ def write_training_set(lake, folder: str, ts, shards: int) -> dict[str, Any]:
         lake.write_parquet(train.iloc[i::shards], folder, *layout.training_shard(i))
     lake.write_parquet(val, folder, layout.TRAINING_VALIDATION)
     lake.write_parquet(test, folder, layout.TRAINING_TEST)
-    meta = {"spec": ts.spec.to_dict(), "split": ts.split, "fingerprint": ts.fingerprint, "shards": shards,
-            "rows": {"train": len(train), "validation": len(val), "test": len(test)}}
+    meta = {
+        "spec": ts.spec.to_dict(),
+        "split": ts.split,
+        "fingerprint": ts.fingerprint,
+        "shards": shards,
+        "rows": {"train": len(train), "validation": len(val), "test": len(test)},
+    }
     lake.write_json(meta, folder, layout.TRAINING_SPEC)
     return meta
 
@@ -98,7 +103,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _my_host(job: "Job") -> str:
+def _my_host(job: Job) -> str:
     """The address the other ranks reach this one at: loopback when every rank runs on this host."""
     hosts = [h.split(":")[0] for h in (job.hosts or "").split(",") if h.strip()]
     if len(set(hosts)) <= 1:
@@ -172,15 +177,26 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     dtrain = lgbm.dataset(shard, features, categorical, p, reference=ref).construct()
     dval = lgbm.dataset(validation, features, categorical, p, reference=dtrain).construct()
     if size > 1:
-        p.update({"tree_learner": "data", "num_machines": size, "machines": ",".join(peers),
-                  "local_listen_port": port,
-                  "time_out": max(1, int(job.timeout_s // 60))})
-    booster = lgb.train(p, dtrain, num_boost_round=job.num_boost_round, valid_sets=[dval],
-                        valid_names=["validation"])
+        p.update(
+            {
+                "tree_learner": "data",
+                "num_machines": size,
+                "machines": ",".join(peers),
+                "local_listen_port": port,
+                "time_out": max(1, int(job.timeout_s // 60)),
+            }
+        )
+    booster = lgb.train(p, dtrain, num_boost_round=job.num_boost_round, valid_sets=[dval], valid_names=["validation"])
     train_s = time.time() - t_fit
     status.phase("trained", train_s=train_s)
-    result = {"rank": rank, "rows": len(shard), "train_s": train_s, "total_s": time.time() - t0,
-              "machines": peers, "max_rss_mb": _max_rss_mb()}
+    result = {
+        "rank": rank,
+        "rows": len(shard),
+        "train_s": train_s,
+        "total_s": time.time() - t0,
+        "machines": peers,
+        "max_rss_mb": _max_rss_mb(),
+    }
     if rank == 0:
         out = Path(job.out_dir)
         tmp = out / "model.txt.partial"

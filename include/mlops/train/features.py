@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import schema
+from ..core import layout, schema
 from ..core.lake import Lake, as_date
-from ..core import layout
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class FeatureSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FeatureSpec":
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(**d)
 
     def encode(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -55,7 +54,7 @@ class FeatureSpec:
 
 @dataclass
 class TrainingSet:
-    frame: pd.DataFrame          # flight_key, batch_date, features, label; labelled rows only, ordered by date and key
+    frame: pd.DataFrame  # flight_key, batch_date, features, label; labelled rows only, ordered by date and key
     spec: FeatureSpec
     split: dict[str, list[str]]  # train / validation / test -> dates
     fingerprint: str
@@ -71,13 +70,20 @@ def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame
     scored, joined = schema.MODEL_DATASET, schema.dataset(schema.MODEL_DATASET).join.dataset
     dates = [d for d in lake.partitions(layout.zone("curated", scored)) if end - dt.timedelta(days=days) < d <= end]
     if not dates:
-        raise ValueError(f"no curated {scored} in the {days} days up to {end} at "
-                         f"{lake.uri(layout.zone('curated', scored))}")
+        raise ValueError(
+            f"no curated {scored} in the {days} days up to {end} at {lake.uri(layout.zone('curated', scored))}"
+        )
     flights = pd.concat([lake.read_parquet(*layout.curated_file(scored, d)) for d in dates], ignore_index=True)
-    wdates = [d for d in lake.partitions(layout.zone("curated", joined))
-              if dates[0] - dt.timedelta(days=1) <= d <= dates[-1] + dt.timedelta(days=1)]
-    weather = (pd.concat([lake.read_parquet(*layout.curated_file(joined, d)) for d in wdates], ignore_index=True)
-               if wdates else pd.DataFrame())
+    wdates = [
+        d
+        for d in lake.partitions(layout.zone("curated", joined))
+        if dates[0] - dt.timedelta(days=1) <= d <= dates[-1] + dt.timedelta(days=1)
+    ]
+    weather = (
+        pd.concat([lake.read_parquet(*layout.curated_file(joined, d)) for d in wdates], ignore_index=True)
+        if wdates
+        else pd.DataFrame()
+    )
     return flights, weather, dates
 
 
@@ -105,7 +111,7 @@ def time_split(dates: list[dt.date], validation_share: float = 0.15, test_share:
     if n_train < 1:
         n_train, n_val, n_test = len(ds) - 2, 1, 1
     iso = [d.isoformat() for d in ds]
-    return {"train": iso[:n_train], "validation": iso[n_train:n_train + n_val], "test": iso[n_train + n_val:]}
+    return {"train": iso[:n_train], "validation": iso[n_train : n_train + n_val], "test": iso[n_train + n_val :]}
 
 
 def fingerprint(frame: pd.DataFrame, spec: FeatureSpec, split: dict[str, list[str]]) -> str:
@@ -117,9 +123,14 @@ def fingerprint(frame: pd.DataFrame, spec: FeatureSpec, split: dict[str, list[st
     return h.hexdigest()
 
 
-def build(flights: pd.DataFrame, weather: pd.DataFrame, numeric: list[str] | None = None,
-          categorical: list[str] | None = None, validation_share: float = 0.15,
-          test_share: float = 0.15) -> TrainingSet:
+def build(
+    flights: pd.DataFrame,
+    weather: pd.DataFrame,
+    numeric: list[str] | None = None,
+    categorical: list[str] | None = None,
+    validation_share: float = 0.15,
+    test_share: float = 0.15,
+) -> TrainingSet:
     declared = schema.features()
     numeric = list(numeric or declared.numeric)
     categorical = list(categorical or declared.categorical)
@@ -135,6 +146,13 @@ def build(flights: pd.DataFrame, weather: pd.DataFrame, numeric: list[str] | Non
     train = df[df["batch_date"].astype(str).isin(train_dates)]
     categories = {c: sorted(train[c].dropna().astype(str).unique().tolist()) for c in categorical}
     spec = FeatureSpec(numeric=numeric, categorical=categorical, categories=categories)
-    frame = pd.concat([schema.flight_key(df).rename("flight_key"), df["batch_date"], spec.encode(df),
-                       df["label"].astype("int8").rename("label")], axis=1)
+    frame = pd.concat(
+        [
+            schema.flight_key(df).rename("flight_key"),
+            df["batch_date"],
+            spec.encode(df),
+            df["label"].astype("int8").rename("label"),
+        ],
+        axis=1,
+    )
     return TrainingSet(frame=frame, spec=spec, split=split, fingerprint=fingerprint(frame, spec, split))

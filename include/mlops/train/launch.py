@@ -35,13 +35,40 @@ from .distributed import PHASES, Job
 log = logging.getLogger(__name__)
 SECRET_ENV = "MLOPS_LAKE_STORAGE_OPTIONS"
 # what a rank may see of the task's environment; MLOPS_HOROVOD_ENV adds names (comma-separated)
-RANK_ENV = frozenset({
-    "PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
-    "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "PYTHONUNBUFFERED", "PYTHONHASHSEED", "MLOPS_HOROVOD_CYCLE_TIME",
-    "MLOPS_HOROVOD_ENV", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-    "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_STS_REGIONAL_ENDPOINTS", "AWS_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-})
+RANK_ENV = frozenset(
+    {
+        "PATH",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "LD_LIBRARY_PATH",
+        "OMP_NUM_THREADS",
+        "PYTHONUNBUFFERED",
+        "PYTHONHASHSEED",
+        "MLOPS_HOROVOD_CYCLE_TIME",
+        "MLOPS_HOROVOD_ENV",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+    }
+)
 RANK_ENV_PREFIXES = ("LC_", "HOROVOD_", "NCCL_", "GLOO_")
 HOSTS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$")
 
@@ -49,8 +76,11 @@ HOSTS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Z
 def rank_environment(env: dict[str, str]) -> dict[str, str]:
     """The allow-listed part of ``env`` that the launcher and the ranks get (see the module's docstring)."""
     extra = {n.strip() for n in env.get("MLOPS_HOROVOD_ENV", "").split(",") if n.strip()}
-    return {k: v for k, v in env.items()
-            if k in RANK_ENV or k in extra or (k.startswith(RANK_ENV_PREFIXES) and "SECRET" not in k)}
+    return {
+        k: v
+        for k, v in env.items()
+        if k in RANK_ENV or k in extra or (k.startswith(RANK_ENV_PREFIXES) and "SECRET" not in k)
+    }
 
 
 def check_hosts(hosts: str | None) -> None:
@@ -69,8 +99,8 @@ class TrainingJobError(RuntimeError):
 class JobResult:
     model_path: Path
     ranks: list[dict[str, Any]]
-    wall_s: float          # the whole job, launch included
-    launch_s: float        # from start to the slowest rank's Horovod initialisation
+    wall_s: float  # the whole job, launch included
+    launch_s: float  # from start to the slowest rank's Horovod initialisation
     log_path: Path
 
 
@@ -99,8 +129,11 @@ def diagnose(out_dir: Path, workers: int, timed_out: bool, timeout_s: float) -> 
         behind = {r: s.get("phase") for r, s in states.items() if order.get(s.get("phase"), -1) < furthest}
         names = [f"rank {r} stuck in phase '{ph}'" for r, ph in sorted(behind.items())]
         names += [f"rank {r} never started" for r in missing]
-        what = "; ".join(names) if names else (
-            "all ranks stuck in phase '" + str(PHASES[furthest] if furthest >= 0 else "start") + "'")
+        what = (
+            "; ".join(names)
+            if names
+            else ("all ranks stuck in phase '" + str(PHASES[furthest] if furthest >= 0 else "start") + "'")
+        )
         return f"timed out after {timeout_s:.0f} s: {what}"
     if missing:
         return "rank(s) " + ", ".join(map(str, missing)) + " never started"
@@ -153,12 +186,16 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
     log_path = out / "job.log"
     child_env = rank_environment(dict(os.environ if env is None else env))
     child_env[SECRET_ENV] = json.dumps(job.storage_options)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p)
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p)
     t0 = time.time()
     with open(log_path, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "include.mlops.train.launch", str(out / "job.json")],
-                                stdout=fh, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "include.mlops.train.launch", str(out / "job.json")],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            start_new_session=True,
+        )
         timed_out = False
         try:
             rc = proc.wait(timeout=job.timeout_s)
@@ -172,13 +209,19 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
         why = diagnose(out, job.workers, timed_out, job.timeout_s)
         tail = log_path.read_text(errors="replace")[-1500:]
         (out / "model.txt.partial").unlink(missing_ok=True)
-        raise TrainingJobError(f"Horovod job with {job.workers} worker(s) failed: {why}\n--- job log tail ---\n{tail}",
-                               _rank_states(out))
+        raise TrainingJobError(
+            f"Horovod job with {job.workers} worker(s) failed: {why}\n--- job log tail ---\n{tail}", _rank_states(out)
+        )
     result = json.loads((out / "result.json").read_text())
     states = _rank_states(out)
     inits = [s["phases"].get("initialized", t0) for s in states.values()]
-    return JobResult(model_path=out / "model.txt", ranks=result, wall_s=wall,
-                     launch_s=(max(inits) - t0) if inits else float("nan"), log_path=log_path)
+    return JobResult(
+        model_path=out / "model.txt",
+        ranks=result,
+        wall_s=wall,
+        launch_s=(max(inits) - t0) if inits else float("nan"),
+        log_path=log_path,
+    )
 
 
 def _load_fn(ref: str):
@@ -198,8 +241,14 @@ def main(job_file: str) -> int:
     fn = _load_fn(job.fn)
     hosts = job.hosts or f"localhost:{job.workers}"
     os.environ.setdefault("OMP_NUM_THREADS", str(job.threads_per_worker))  # the workers inherit this env
-    results = hvd_run(fn, args=(json.loads(job.to_json()),), np=job.workers, hosts=hosts, use_gloo=True,
-                      start_timeout=max(30, int(job.timeout_s)))
+    results = hvd_run(
+        fn,
+        args=(json.loads(job.to_json()),),
+        np=job.workers,
+        hosts=hosts,
+        use_gloo=True,
+        start_timeout=max(30, int(job.timeout_s)),
+    )
     Path(job.out_dir, "result.json").write_text(json.dumps(results, default=str))
     return 0
 

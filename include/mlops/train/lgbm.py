@@ -32,26 +32,51 @@ def reference_dataset(sample: pd.DataFrame, features: list[str], categorical: li
     """The Dataset whose bin boundaries every rank shares (built from the same pooled sample everywhere)."""
     import lightgbm as lgb
 
-    ref = lgb.Dataset(sample[features], label=sample["label"], categorical_feature=categorical,
-                      params=_dataset_params(p), free_raw_data=False)
+    ref = lgb.Dataset(
+        sample[features],
+        label=sample["label"],
+        categorical_feature=categorical,
+        params=_dataset_params(p),
+        free_raw_data=False,
+    )
     return ref.construct()
 
 
 def dataset(df: pd.DataFrame, features: list[str], categorical: list[str], p: dict[str, Any], reference=None):
     import lightgbm as lgb
 
-    return lgb.Dataset(df[features], label=df["label"], categorical_feature=categorical,
-                       params=_dataset_params(p), reference=reference, free_raw_data=False)
+    return lgb.Dataset(
+        df[features],
+        label=df["label"],
+        categorical_feature=categorical,
+        params=_dataset_params(p),
+        reference=reference,
+        free_raw_data=False,
+    )
 
 
 def _dataset_params(p: dict[str, Any]) -> dict[str, Any]:
-    keys = ("max_bin", "min_data_in_bin", "bin_construct_sample_cnt", "seed", "verbosity", "num_threads",
-            "pre_partition")
+    keys = (
+        "max_bin",
+        "min_data_in_bin",
+        "bin_construct_sample_cnt",
+        "seed",
+        "verbosity",
+        "num_threads",
+        "pre_partition",
+    )
     return {k: p[k] for k in keys if k in p} | {"bin_construct_sample_cnt": BIN_SAMPLE_ROWS}
 
 
-def train_single(train: pd.DataFrame, validation: pd.DataFrame, features: list[str], categorical: list[str],
-                 p: dict[str, Any], num_boost_round: int, bin_sample: pd.DataFrame | None = None):
+def train_single(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    p: dict[str, Any],
+    num_boost_round: int,
+    bin_sample: pd.DataFrame | None = None,
+):
     """The single-process baseline, binned from the same sample the distributed job uses."""
     import lightgbm as lgb
 

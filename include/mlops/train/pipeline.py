@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import features as F
+from ..core import layout, schema
 from ..core import profile as reference
 from ..core.config import Settings
-from ..core import layout, schema
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
+from . import features as F
 from . import lgbm
 from .distributed import Job, write_training_set
 from .launch import run_job
@@ -35,8 +35,9 @@ def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]
     return [d for d in dates if end is None or d <= as_date(end)]
 
 
-def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
-                       end: dt.date | str | None = None, min_days: int = 3) -> dict[str, Any]:
+def build_training_set(
+    lake: Lake, run_key: str, window_days: int, workers: int, end: dt.date | str | None = None, min_days: int = 3
+) -> dict[str, Any]:
     layout.training(run_key)  # refuse an unsafe key before anything is read or written
     dates = curated_dates(lake, end)
     if not dates:
@@ -44,8 +45,10 @@ def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
     end_date = as_date(end) if end else dates[-1]
     flights, weather, used = F.load_window(lake, end_date, window_days)
     if len(used) < min_days:
-        raise NotEnoughData(f"only {len(used)} curated day(s) in the {window_days} days up to {end_date}; "
-                            f"training needs at least {min_days}")
+        raise NotEnoughData(
+            f"only {len(used)} curated day(s) in the {window_days} days up to {end_date}; "
+            f"training needs at least {min_days}"
+        )
     ts = F.build(flights, weather)
     meta = write_training_set(lake, layout.training(run_key), ts, shards=workers)
     # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
@@ -53,36 +56,72 @@ def build_training_set(lake: Lake, run_key: str, window_days: int, workers: int,
     holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
     holdout = F.join_weather(holdout, weather)
     holdout = holdout.assign(flight_key=schema.flight_key(holdout))[
-        ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]]
+        ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]
+    ]
     lake.write_parquet(holdout.reset_index(drop=True), layout.training(run_key), layout.TRAINING_HOLDOUT)
     # the reference profile monitoring compares live data with (completed with scores at registration)
     train_rows = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(set(ts.split["train"]))]
-    lake.write_json(reference.build(F.join_weather(train_rows, weather), ts.spec.numeric, ts.spec.categorical,
-                                    ts.split["train"]), layout.training(run_key), layout.TRAINING_PROFILE)
-    meta |= {"window_days": window_days, "window": [used[0].isoformat(), used[-1].isoformat()],
-             "days": len(used), "run_key": run_key}
+    lake.write_json(
+        reference.build(F.join_weather(train_rows, weather), ts.spec.numeric, ts.spec.categorical, ts.split["train"]),
+        layout.training(run_key),
+        layout.TRAINING_PROFILE,
+    )
+    meta |= {
+        "window_days": window_days,
+        "window": [used[0].isoformat(), used[-1].isoformat()],
+        "days": len(used),
+        "run_key": run_key,
+    }
     lake.write_json(meta, layout.training(run_key), layout.TRAINING_SPEC)
-    log.info("training set %s: %s rows (train/validation/test), fingerprint %s", run_key, meta["rows"],
-             meta["fingerprint"][:12])
+    log.info(
+        "training set %s: %s rows (train/validation/test), fingerprint %s",
+        run_key,
+        meta["rows"],
+        meta["fingerprint"][:12],
+    )
     return meta
 
 
-def train(lake: Lake, run_key: str, workers: int, *, params: dict[str, Any] | None = None,
-          num_boost_round: int = 200, threads_per_worker: int = 1, hosts: str | None = None,
-          timeout_s: float = 1800, out_dir: str | None = None, storage_options: dict[str, Any] | None = None
-          ) -> dict[str, Any]:
+def train(
+    lake: Lake,
+    run_key: str,
+    workers: int,
+    *,
+    params: dict[str, Any] | None = None,
+    num_boost_round: int = 200,
+    threads_per_worker: int = 1,
+    hosts: str | None = None,
+    timeout_s: float = 1800,
+    out_dir: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the Horovod job; on success stage the model in the lake and return the job summary."""
     out_dir = out_dir or tempfile.mkdtemp(prefix=f"horovod-{run_key}-")
-    job = Job(lake_url=lake.url, training_set=layout.training(run_key), out_dir=out_dir, workers=workers,
-              threads_per_worker=threads_per_worker, num_boost_round=num_boost_round, params=params or {},
-              hosts=hosts, timeout_s=timeout_s, storage_options=storage_options or {})
+    job = Job(
+        lake_url=lake.url,
+        training_set=layout.training(run_key),
+        out_dir=out_dir,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        num_boost_round=num_boost_round,
+        params=params or {},
+        hosts=hosts,
+        timeout_s=timeout_s,
+        storage_options=storage_options or {},
+    )
     res = run_job(job)
     lake.write_bytes(res.model_path.read_bytes(), layout.training(run_key), layout.TRAINING_MODEL)
-    summary = {"workers": workers, "threads_per_worker": threads_per_worker, "hosts": hosts or "localhost",
-               "wall_s": round(res.wall_s, 2), "launch_s": round(res.launch_s, 2),
-               "train_s": round(max(r["train_s"] for r in res.ranks), 2),
-               "max_rss_mb": round(max(r["max_rss_mb"] for r in res.ranks), 1),
-               "machines": res.ranks[0]["machines"], "num_trees": res.ranks[0].get("num_trees")}
+    summary = {
+        "workers": workers,
+        "threads_per_worker": threads_per_worker,
+        "hosts": hosts or "localhost",
+        "wall_s": round(res.wall_s, 2),
+        "launch_s": round(res.launch_s, 2),
+        "train_s": round(max(r["train_s"] for r in res.ranks), 2),
+        "max_rss_mb": round(max(r["max_rss_mb"] for r in res.ranks), 1),
+        "machines": res.ranks[0]["machines"],
+        "num_trees": res.ranks[0].get("num_trees"),
+    }
     lake.write_json(summary, layout.training(run_key), layout.TRAINING_JOB)
     return summary
 
@@ -106,8 +145,15 @@ def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
     return {"metrics": out, "feature_importance": importance, "validation_scores": scores["validation"]}
 
 
-def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, dag_run: str | None = None,
-             settings: Settings | None = None) -> dict[str, Any]:
+def register(
+    lake: Lake,
+    run_key: str,
+    *,
+    params: dict[str, Any],
+    reason: str,
+    dag_run: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
     """Track the run in MLflow and register the model as a new version (the last step, so never partial)."""
     from ..core import registry
 
@@ -116,31 +162,55 @@ def register(lake: Lake, run_key: str, *, params: dict[str, Any], reason: str, d
     job = lake.read_json(folder, layout.TRAINING_JOB)
     ev = evaluate(lake, run_key)
     y_val, p_val = ev["validation_scores"]
-    profile = reference.complete(lake.read_json(folder, layout.TRAINING_PROFILE), p_val, y_val,
-                                 {k[len("validation_"):]: v for k, v in ev["metrics"].items()
-                                  if k.startswith("validation_")})
+    profile = reference.complete(
+        lake.read_json(folder, layout.TRAINING_PROFILE),
+        p_val,
+        y_val,
+        {k[len("validation_") :]: v for k, v in ev["metrics"].items() if k.startswith("validation_")},
+    )
     lake.write_json(profile, folder, layout.TRAINING_PROFILE)
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / layout.TRAINING_MODEL
         model.write_bytes(lake.read_bytes(folder, layout.TRAINING_MODEL))
         reg = registry.log_training_run(
             model_path=model,
-            params={**lgbm.params(params.get("lgbm"), threads=job["threads_per_worker"]),
-                    "num_boost_round": params.get("num_boost_round"), "window_days": meta["window_days"],
-                    "workers": job["workers"], "hosts": job["hosts"]},
-            metrics={**ev["metrics"], "wall_s": job["wall_s"], "launch_s": job["launch_s"],
-                     "train_s": job["train_s"], "max_rss_mb": job["max_rss_mb"],
-                     **{f"rows_{k}": v for k, v in meta["rows"].items()}},
-            tags={"data_fingerprint": meta["fingerprint"], "data_window": "..".join(meta["window"]),
-                  "reason": reason, "run_key": run_key, "dag_run": dag_run or "", "lake": lake.uri(folder)},
+            params={
+                **lgbm.params(params.get("lgbm"), threads=job["threads_per_worker"]),
+                "num_boost_round": params.get("num_boost_round"),
+                "window_days": meta["window_days"],
+                "workers": job["workers"],
+                "hosts": job["hosts"],
+            },
+            metrics={
+                **ev["metrics"],
+                "wall_s": job["wall_s"],
+                "launch_s": job["launch_s"],
+                "train_s": job["train_s"],
+                "max_rss_mb": job["max_rss_mb"],
+                **{f"rows_{k}": v for k, v in meta["rows"].items()},
+            },
+            tags={
+                "data_fingerprint": meta["fingerprint"],
+                "data_window": "..".join(meta["window"]),
+                "reason": reason,
+                "run_key": run_key,
+                "dag_run": dag_run or "",
+                "lake": lake.uri(folder),
+            },
             feature_spec=meta["spec"] | {"split": meta["split"]},
             feature_importance=ev["feature_importance"],
             extra_artifacts={layout.TRAINING_PROFILE: profile},
             settings=settings,
         )
-    result = {"run_id": reg.run_id, "model_name": reg.model_name, "version": reg.version,
-              "model_uri": reg.model_uri, "test_auc": round(ev["metrics"]["test_auc"], 4),
-              "validation_auc": round(ev["metrics"]["validation_auc"], 4), "fingerprint": meta["fingerprint"],
-              "feature_importance": ev["feature_importance"]}
+    result = {
+        "run_id": reg.run_id,
+        "model_name": reg.model_name,
+        "version": reg.version,
+        "model_uri": reg.model_uri,
+        "test_auc": round(ev["metrics"]["test_auc"], 4),
+        "validation_auc": round(ev["metrics"]["validation_auc"], 4),
+        "fingerprint": meta["fingerprint"],
+        "feature_importance": ev["feature_importance"],
+    }
     lake.write_json(result, folder, layout.TRAINING_REGISTERED)
     return result

@@ -14,15 +14,16 @@ the plugins, and only the api-server ever serves this page.
 
 from __future__ import annotations
 
-ICON = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24' fill='none' stroke='#017cee' "
-        "stroke-width='2'><path d='M3 17l6-6 4 4 8-8'/><path d='M14 7h7v7'/></svg>")
+ICON = (
+    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24' fill='none' stroke='#017cee' "
+    "stroke-width='2'><path d='M3 17l6-6 4 4 8-8'/><path d='M14 7h7v7'/></svg>"
+)
 
 
 def build_app():
+    from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-
-    from airflow.api_fastapi.core_api.security import get_user
 
     app = FastAPI(title="MLOps model state", docs_url=None, redoc_url=None, openapi_url=None)
     auth = [Depends(get_user)]

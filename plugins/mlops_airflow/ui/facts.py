@@ -5,7 +5,7 @@ report. Each part carries its own error, so that one unreachable store shows as 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,7 @@ def _versions() -> list[dict[str, Any]]:
             mv = client.get_model_version(registry.model_name(), v["version"])
             v["aliases"] = sorted(set(v.get("aliases") or []) | set(mv.aliases or []))  # search omits them
             v["gate"] = (mv.tags or {}).get("gate")
-            v["registered"] = datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime(
-                "%Y-%m-%d %H:%M UTC")
+            v["registered"] = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
             run = client.get_run(v["run_id"])
             v["test_auc"] = run.data.metrics.get("test_auc")
             v["reason"] = run.data.tags.get("reason")
@@ -75,11 +74,8 @@ def state() -> dict[str, Any]:
         lake = get_lake()
         facts["lake"] = lake.url
         facts["gate"] = _last_gate(lake)
-        facts["drift"] = (lake.read_json(*layout.MONITORING_LATEST)
-                          if lake.exists(*layout.MONITORING_LATEST) else None)
+        facts["drift"] = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
         facts["rollout"] = rollouts.current(lake)
     except Exception as exc:  # noqa: BLE001
         facts["errors"]["lake"] = f"{type(exc).__name__}: {exc}"
     return facts
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 RUN_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -32,30 +32,40 @@ def _versions_html(facts: dict[str, Any]) -> str:
             f"<td>{_badge(gate, 'pass' if gate == 'passed' else 'fail') if gate else '–'}</td>"
             f"<td>{_num(v.get('test_auc'))}</td><td>{_e(v.get('window') or '–')}</td>"
             f"<td>{_e(v.get('reason') or '–')}</td><td>{_e(v.get('registered') or '–')}</td>"
-            f"<td><code>{_e((v.get('run_id') or '')[:12])}</code></td></tr>")
+            f"<td><code>{_e((v.get('run_id') or '')[:12])}</code></td></tr>"
+        )
     if not rows:
         return "<p class='muted'>No model version registered yet.</p>"
-    return ("<table id='versions'><tr><th>version</th><th>aliases</th><th>gate</th><th>test AUC</th>"
-            "<th>data window</th><th>reason</th><th>registered</th><th>MLflow run</th></tr>" + "".join(rows)
-            + "</table>")
+    return (
+        "<table id='versions'><tr><th>version</th><th>aliases</th><th>gate</th><th>test AUC</th>"
+        "<th>data window</th><th>reason</th><th>registered</th><th>MLflow run</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _gate_html(gate: dict[str, Any] | None) -> str:
     if not gate:
         return "<p class='muted'>No gate decision yet.</p>"
-    verdict = _badge("PASSED", "pass") if gate.get("passed") else _badge(
-        "FAILED: " + ", ".join(gate.get("failed") or []), "fail")
+    verdict = (
+        _badge("PASSED", "pass")
+        if gate.get("passed")
+        else _badge("FAILED: " + ", ".join(gate.get("failed") or []), "fail")
+    )
     champ = gate.get("champion_version")
     checks = "".join(
         f"<tr><td>{_badge('ok', 'pass') if c.get('passed') else _badge('FAIL', 'fail')}</td>"
-        f"<td>{_e(c.get('name'))}</td><td>{_e(c.get('detail'))}</td></tr>" for c in gate.get("checks") or [])
+        f"<td>{_e(c.get('name'))}</td><td>{_e(c.get('detail'))}</td></tr>"
+        for c in gate.get("checks") or []
+    )
     key = gate.get("run_key")
-    link = (f" · <a href='../gate/{_e(key)}/report' target='_blank'>report</a>"
-            if key and RUN_KEY.match(str(key)) else "")
-    return (f"<p id='gate-verdict'>Version v{_e(gate.get('version'))} {verdict} against "
-            f"{'champion v' + _e(champ) if champ else 'no champion (first model)'}; held-out days "
-            f"{_e(', '.join(gate.get('holdout_days') or []))}{link}</p>"
-            f"<table><tr><th></th><th>check</th><th>detail</th></tr>{checks}</table>")
+    link = (
+        f" · <a href='../gate/{_e(key)}/report' target='_blank'>report</a>" if key and RUN_KEY.match(str(key)) else ""
+    )
+    return (
+        f"<p id='gate-verdict'>Version v{_e(gate.get('version'))} {verdict} against "
+        f"{'champion v' + _e(champ) if champ else 'no champion (first model)'}; held-out days "
+        f"{_e(', '.join(gate.get('holdout_days') or []))}{link}</p>"
+        f"<table><tr><th></th><th>check</th><th>detail</th></tr>{checks}</table>"
+    )
 
 
 def _drift_html(drift: dict[str, Any] | None) -> str:
@@ -64,29 +74,35 @@ def _drift_html(drift: dict[str, Any] | None) -> str:
     fired = drift.get("fired")
     drifted = drift.get("drifted") or []
     signals = drift.get("signals") or {}
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v if not isinstance(v, float) else f'{v:.4f}')}</td></tr>"
-                   for k, v in signals.items())
-    return (f"<p id='drift'>{_e(drift.get('date'))}: "
-            f"{_badge('retraining triggered', 'fail') if fired else _badge('no action needed', 'pass')}"
-            f" · drifted features: {_e(', '.join(drifted)) if drifted else 'none'}"
-            f" · report: <code>{_e(drift.get('report') or '–')}</code></p>"
-            + (f"<table><tr><th>signal</th><th>value</th></tr>{rows}</table>" if rows else ""))
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_e(v if not isinstance(v, float) else f'{v:.4f}')}</td></tr>"
+        for k, v in signals.items()
+    )
+    return (
+        f"<p id='drift'>{_e(drift.get('date'))}: "
+        f"{_badge('retraining triggered', 'fail') if fired else _badge('no action needed', 'pass')}"
+        f" · drifted features: {_e(', '.join(drifted)) if drifted else 'none'}"
+        f" · report: <code>{_e(drift.get('report') or '–')}</code></p>"
+        + (f"<table><tr><th>signal</th><th>value</th></tr>{rows}</table>" if rows else "")
+    )
 
 
 def _rollout_html(rollout: dict[str, Any] | None) -> str:
     if not rollout:
         return "<p class='muted'>No rollout yet.</p>"
-    return (f"<p id='rollout'>v{_e(rollout.get('version'))}: <b>{_e(rollout.get('status'))}</b>"
-            f" (champion before: {_e('v' + str(rollout['champion']) if rollout.get('champion') else 'none')},"
-            f" canary share {_num(rollout.get('canary_share'), 2)}, started {_e(rollout.get('started_at'))}"
-            f"{', finished ' + _e(rollout.get('finished_at')) if rollout.get('finished_at') else ''})</p>")
+    return (
+        f"<p id='rollout'>v{_e(rollout.get('version'))}: <b>{_e(rollout.get('status'))}</b>"
+        f" (champion before: {_e('v' + str(rollout['champion']) if rollout.get('champion') else 'none')},"
+        f" canary share {_num(rollout.get('canary_share'), 2)}, started {_e(rollout.get('started_at'))}"
+        f"{', finished ' + _e(rollout.get('finished_at')) if rollout.get('finished_at') else ''})</p>"
+    )
 
 
 def render(facts: dict[str, Any]) -> str:
     champ, chall = facts.get("champion"), facts.get("challenger")
     errors = "".join(f"<p class='error'>{_e(k)} unavailable: {_e(v)}</p>" for k, v in facts["errors"].items())
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Model state · {_e(facts['model'])}</title>
+<html><head><meta charset="utf-8"><title>Model state · {_e(facts["model"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #1a202c; }}
 h1 {{ font-size: 1.4rem; margin: 0 0 .25rem; }} h2 {{ font-size: 1.1rem; margin: 1.5rem 0 .5rem; }}
@@ -100,19 +116,17 @@ th, td {{ border-bottom: 1px solid #e2e8f0; padding: .3rem .7rem; text-align: le
 .muted {{ color: #718096; }} .error {{ color: #c53030; }}
 </style></head>
 <body>
-<h1>Model state: {_e(facts['model'])}</h1>
-<p class="muted">Registry and lake ({_e(facts.get('lake', '?'))}) as of
-{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}</p>
+<h1>Model state: {_e(facts["model"])}</h1>
+<p class="muted">Registry and lake ({_e(facts.get("lake", "?"))}) as of
+{datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}</p>
 {errors}
 <div class="cards">
-  <div class="card" id="champion">champion<div class="v">{'v' + _e(champ['version']) if champ else 'none'}</div></div>
-  <div class="card" id="challenger">challenger<div class="v">{'v' + _e(chall['version']) if chall else 'none'}</div></div>
-  <div class="card">versions<div class="v">{len(facts.get('versions') or [])}</div></div>
+  <div class="card" id="champion">champion<div class="v">{"v" + _e(champ["version"]) if champ else "none"}</div></div>
+  <div class="card" id="challenger">challenger<div class="v">{"v" + _e(chall["version"]) if chall else "none"}</div></div>
+  <div class="card">versions<div class="v">{len(facts.get("versions") or [])}</div></div>
 </div>
-<h2>Rollout</h2>{_rollout_html(facts.get('rollout'))}
-<h2>Last gate decision</h2>{_gate_html(facts.get('gate'))}
-<h2>Last drift report</h2>{_drift_html(facts.get('drift'))}
+<h2>Rollout</h2>{_rollout_html(facts.get("rollout"))}
+<h2>Last gate decision</h2>{_gate_html(facts.get("gate"))}
+<h2>Last drift report</h2>{_drift_html(facts.get("drift"))}
 <h2>Registered versions</h2>{_versions_html(facts)}
 </body></html>"""
-
-

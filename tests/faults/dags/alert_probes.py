@@ -3,13 +3,13 @@ the project's dags/): tasks that fail, or alert, on purpose."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 
 from mlops_airflow.defaults import default_args
 
-START = datetime(2013, 1, 1, tzinfo=timezone.utc)
+START = datetime(2013, 1, 1, tzinfo=UTC)
 
 
 @dag(schedule=None, start_date=START, catchup=False, default_args=default_args(retries=0), tags=["test"])

@@ -45,3 +45,26 @@ def tiny_version(tmp_path, reason: str = "fault test", seed: int = 0) -> str:
         feature_importance={c: 1.0 for c in spec.columns},
     )
     return reg.version
+
+
+def tiny_served(version: str, seed: int = 0):
+    """A small real LightGBM model on three of the request's columns, as the prediction service serves it (no
+    registry): a second to train, where the contract or the counters do not depend on what a model learnt."""
+    import lightgbm as lgb
+
+    from include.mlops.serve.models import ServedModel
+    from include.mlops.train import features as F
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "distance": rng.uniform(100, 3000, 1000),
+            "sched_dep_time": rng.integers(500, 2300, 1000),
+            "carrier": rng.choice(["AA", "UA", "DL"], 1000),
+        }
+    )
+    spec = F.FeatureSpec(numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL, categories={"carrier": ["AA", "DL", "UA"]})
+    y = (df["sched_dep_time"] / 2400 + rng.normal(0, 0.3, len(df)) > 0.6).astype(int)
+    params = {"objective": "binary", "verbosity": -1, "num_threads": 1}
+    booster = lgb.train(params, lgb.Dataset(spec.encode(df)[spec.columns], label=y), num_boost_round=5)
+    return ServedModel(version, booster, spec)

@@ -1,5 +1,5 @@
 """The prediction API (FastAPI): ``POST /predict`` for one flight, ``POST /predict/batch`` for
-``{"flights": [...]}``, ``GET /health``, ``GET /versions``.
+``{"flights": [...]}``, ``GET /health``, ``GET /versions``, ``GET /metrics`` (Prometheus: ``serve.metrics``).
 
 Serves the registry's ``champion`` and, during a rollout, its ``challenger``: each flight is routed by a stable
 hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
@@ -13,7 +13,8 @@ The request model is derived from the data sets' declaration (``serve.request``)
 and encoded straight into the model's matrix (no pandas on the request path). A body over
 ``MLOPS_SERVE_MAX_BODY_BYTES`` gets 413 before it is parsed, a batch over ``MLOPS_SERVE_MAX_BATCH`` flights 422;
 with ``MLOPS_SERVE_TOKEN`` (or ``MLOPS_SERVE_TOKEN_FILE``) set, /predict requires ``Authorization: Bearer
-<token>`` (compared in constant time); /health and /versions stay open.
+<token>`` (compared in constant time); /health, /versions and /metrics stay open (a gateway in front should keep
+/metrics to the scraper).
 
     python -m include.mlops.serve.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
 """
@@ -43,6 +44,7 @@ from ..core import layout
 from ..core.config import serve_token as token_from_env
 from ..core.lake import Lake
 from ..train.features import FeatureSpec
+from .metrics import ServiceMetrics, route_of
 from .models import ModelStore, ServedModel
 from .request import MAX_MESSAGE, Decoded, RequestError, RequestModel
 
@@ -409,11 +411,13 @@ def create_app(
     import anyio
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST
 
     state: dict[str, Any] = {"refresh": {"ok": None, "error": None, "failures": 0, "last_ok": None}}
     requests = RequestModel(settings, max_batch=max_batch)
     expected = f"Bearer {token}".encode() if token else None
+    metrics = ServiceMetrics(lambda: (state.get("log"), store.arms, state["refresh"]["ok"]))
 
     def refresh() -> None:
         """Re-read the aliases and the rollout. When that fails (registry or lake unreachable), what is loaded
@@ -423,6 +427,7 @@ def create_app(
             store.refresh()
         except Exception as exc:  # a registry hiccup must not stop serving what is loaded
             r.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}", failures=r["failures"] + 1)
+            metrics.refresh_failed()
             log.exception("model refresh failed; still serving %s", store.arms.describe())
         else:
             r.update(ok=True, error=None, last_ok=dt.datetime.now(dt.UTC).isoformat())
@@ -487,6 +492,11 @@ def create_app(
     def versions() -> dict[str, Any]:
         return store.arms.describe()
 
+    @app.get("/metrics", response_class=Response)
+    def prometheus_metrics():
+        """The service's telemetry in Prometheus' text format (``serve.metrics``)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     def authorised(given: bytes) -> None:
         if expected is not None and not hmac.compare_digest(given, expected):
             raise RequestError(
@@ -549,6 +559,7 @@ def create_app(
             scores[idx] = model.predict_array(model.encoder.encode(part), threads)
             for i in idx:
                 versions[i] = model.version
+            metrics.predicted(arm_name, model.version, len(idx))
         request_id = uuid.uuid4().hex
         now = dt.datetime.now(dt.UTC).isoformat()
         state["log"].put_request(request_id, now, decoded, scores, versions, routes, requests.logged)
@@ -567,6 +578,7 @@ def create_app(
     async def predict_asgi(scope, receive, send, batch: bool) -> None:
         """``POST /predict`` and ``POST /predict/batch`` as plain ASGI, ahead of FastAPI's routing: the token and
         the body's size are checked before the body is read, the body is decoded once by msgspec."""
+        started = time.perf_counter()
         headers = dict(scope["headers"])
         status, extra = 200, []
         try:
@@ -579,9 +591,12 @@ def create_app(
             else:  # a large batch: off the event loop, so /health and small requests keep answering
                 content = await anyio.to_thread.run_sync(answer, body, batch)
         except ClientGone:
+            metrics.observe(scope["path"], 499, time.perf_counter() - started)
             return
         except RequestError as exc:
             status = exc.status
+            if status in (413, 422):
+                metrics.rejected(scope["path"], status, exc.kind)
             content = msgspec.json.encode({"detail": exc.msg if status in (401, 405, 413, 503) else exc.detail})
             if status == 413:
                 extra = [(b"connection", b"close")]
@@ -597,6 +612,7 @@ def create_app(
             }
         )
         await send({"type": "http.response.body", "body": content})
+        metrics.observe(scope["path"], status, time.perf_counter() - started)
 
     schemas = requests.schema()
 
@@ -608,14 +624,25 @@ def create_app(
                 "security": [{"bearer": []}] if token else [],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
                 "responses": {
-                    "200": {
-                        "description": "one prediction per flight, in request order",
-                        "content": {"application/json": {"schema": PREDICT_RESPONSE_SCHEMA}},
-                    },
-                    "401": {"description": "no or a wrong bearer token (when one is required)"},
-                    "413": {"description": "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES"},
-                    "422": {"description": "the fields that are wrong (the input is never echoed)"},
-                    "503": {"description": "no model version is deployed yet"},
+                    "200": _json("one prediction per flight, in request order", "Predictions"),
+                    "400": _json("the Content-Length header is not a number", "Message"),
+                    **(
+                        {
+                            "401": {
+                                **_json("no or a wrong bearer token", "Message"),
+                                "headers": {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}},
+                            }
+                        }
+                        if token
+                        else {}
+                    ),
+                    "413": _json(
+                        "the body is larger than MLOPS_SERVE_MAX_BODY_BYTES (the connection is closed)", "Message"
+                    ),
+                    "422": _json(
+                        "what is wrong with the body: the fields (loc) and why, never the input itself", "FieldErrors"
+                    ),
+                    "503": _json("no model version is deployed yet", "Message"),
                 },
             }
         }
@@ -630,14 +657,22 @@ def create_app(
                 "/predict/batch": documented("Batch", "Predict a batch of flights"),
                 **doc["paths"],
             }
+            for path, name in (("/health", "Health"), ("/versions", "Versions")):
+                doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = _ref(name)
+            doc["paths"]["/metrics"]["get"]["responses"]["200"] = {
+                "description": "counters, gauges and histograms in Prometheus' text format (open, like /health: "
+                "a gateway in front of the service should keep it to the scraper)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
             components = doc.setdefault("components", {})
             components.setdefault("schemas", {}).update(schemas["components"])
+            components["schemas"].update(RESPONSE_SCHEMAS)
             components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi
-    return PredictionService(app, {"/predict": False, "/predict/batch": True}, predict_asgi)
+    return PredictionService(app, {"/predict": False, "/predict/batch": True}, predict_asgi, metrics)
 
 
 class ClientGone(Exception):
@@ -648,37 +683,140 @@ class PredictionService:
     """The ASGI application: the prediction routes answered directly, everything else (``/health``,
     ``/versions``, ``/docs``, ``/openapi.json``, lifespan) by the FastAPI app, whose attributes it passes on."""
 
-    def __init__(self, app, routes: dict[str, bool], handler):
-        self.app, self._routes, self._handler = app, routes, handler
+    def __init__(self, app, routes: dict[str, bool], handler, metrics: ServiceMetrics):
+        self.app, self._routes, self._handler, self.metrics = app, routes, handler, metrics
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            batch = self._routes.get(scope["path"])
-            if batch is not None:
-                return await self._handler(scope, receive, send, batch)
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        batch = self._routes.get(scope["path"])
+        if batch is not None:
+            return await self._handler(scope, receive, send, batch)  # counts and times itself
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.observe(route_of(scope["path"]), status[0], time.perf_counter() - started)
 
     def __getattr__(self, name: str):
         return getattr(self.app, name)
 
 
-PREDICT_RESPONSE_SCHEMA = {
-    "type": "object",
-    "required": ["request_id", "predictions"],
-    "properties": {
-        "request_id": {"type": "string"},
-        "predictions": {
-            "type": "array",
-            "items": {
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, name: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+_NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+_COUNT = {"type": "integer", "minimum": 0}
+_ARMS = {
+    "champion": {**_NULLABLE_STRING, "description": "the champion's version (null: none)"},
+    "challenger": {**_NULLABLE_STRING, "description": "the challenger's version while it gets traffic (null: none)"},
+    "canary_share": {"type": "number", "minimum": 0, "maximum": 1},
+}
+# what the service answers, described exactly (additionalProperties: false), so that a contract test can hold the
+# service to it (tests/integration/test_serving_contract.py)
+RESPONSE_SCHEMAS: dict[str, Any] = {
+    "Prediction": {
+        "type": "object",
+        "required": ["flight_key", "delay_probability", "version", "arm"],
+        "additionalProperties": False,
+        "properties": {
+            "flight_key": {"type": "string", "description": "the flight's date and key columns, /-separated"},
+            "delay_probability": {"type": "number", "minimum": 0, "maximum": 1},
+            "version": {"type": "string", "description": "the model version that scored it"},
+            "arm": {"type": "string", "enum": ["champion", "challenger"]},
+        },
+    },
+    "Predictions": {
+        "type": "object",
+        "required": ["request_id", "predictions"],
+        "additionalProperties": False,
+        "properties": {
+            "request_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "predictions": {"type": "array", "minItems": 1, "items": _ref("Prediction")},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "required": ["detail"],
+        "additionalProperties": False,
+        "properties": {"detail": {"type": "string"}},
+    },
+    "FieldErrors": {
+        "type": "object",
+        "required": ["detail"],
+        "additionalProperties": False,
+        "properties": {
+            "detail": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["loc", "msg", "type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                        "msg": {"type": "string", "maxLength": MAX_MESSAGE},
+                        "type": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+    "Versions": {
+        "type": "object",
+        "required": list(_ARMS),
+        "additionalProperties": False,
+        "properties": _ARMS,
+    },
+    "Health": {
+        "type": "object",
+        "required": [
+            "status",
+            *_ARMS,
+            "refresh",
+            "logged",
+            "pending_log",
+            "spilled_log",
+            "log_peak_pending",
+            "log_lake_failures",
+            "log_lost",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "status": {
+                "type": "string",
+                "enum": ["ok", "stale", "no_model"],
+                "description": "stale: the last refresh of the aliases failed; what is loaded keeps serving",
+            },
+            **_ARMS,
+            "refresh": {
                 "type": "object",
-                "required": ["flight_key", "delay_probability", "version", "arm"],
+                "required": ["ok", "error", "failures", "last_ok"],
+                "additionalProperties": False,
                 "properties": {
-                    "flight_key": {"type": "string"},
-                    "delay_probability": {"type": "number"},
-                    "version": {"type": "string"},
-                    "arm": {"type": "string", "enum": ["champion", "challenger"]},
+                    "ok": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+                    "error": _NULLABLE_STRING,
+                    "failures": _COUNT,
+                    "last_ok": _NULLABLE_STRING,
                 },
             },
+            "logged": {**_COUNT, "description": "prediction records written to the lake"},
+            "pending_log": {**_COUNT, "description": "records waiting in memory"},
+            "spilled_log": {**_COUNT, "description": "records in the spill folder, waiting for the lake"},
+            "log_peak_pending": _COUNT,
+            "log_lake_failures": _COUNT,
+            "log_lost": _COUNT,
         },
     },
 }
@@ -767,7 +905,11 @@ def main() -> None:
         if token
         else "is open: set MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) to require a bearer token",
     )
-    log.info("serving on http://%s:%d (POST /predict, POST /predict/batch, GET /health, GET /versions)", host, port)
+    log.info(
+        "serving on http://%s:%d (POST /predict, POST /predict/batch, GET /health, GET /versions, GET /metrics)",
+        host,
+        port,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

@@ -68,6 +68,8 @@ def _field_type(col: schema.Column, pattern: bool = True) -> Any:
         meta["le"] = int(col.max) if col.type == "int" else float(col.max)
     if col.pattern and col.type in ("string", "timestamp") and pattern:
         meta["pattern"] = col.pattern
+    if col.type == "int":  # JSON Schema's integer admits 1545.0; the decoder does not
+        meta["description"] = "an integer written without a fraction or exponent (1545, not 1545.0)"
     t = PY_TYPES[col.type]
     if col.type == "timestamp" and not col.pattern:
         t = dt.datetime
@@ -247,6 +249,12 @@ class RequestModel:
         (one, many), components = msgspec.json.schema_components(
             [self.Flight, self.Batch], ref_template="#/components/schemas/{name}"
         )
+        y, m, d = self.date_cols
+        components["Flight"]["description"] = (
+            f"One flight. Beyond the fields' types, ranges and patterns: {y}/{m}/{d} must name a real date, and "
+            f"{self.event_time} a real time on that calendar day in some time zone (UTC-12 to UTC+14); otherwise 422."
+        )
+        components["Batch"]["description"] = f"At least one flight, at most {self.max_batch} (otherwise 422)."
         return {"Flight": one, "Batch": many, "components": components}
 
 

@@ -115,6 +115,8 @@ def test_the_schema_describes_every_route_and_answer(service):
     assert doc["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Health"
     }
+    assert set(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert "security" not in doc["paths"]["/metrics"]["get"]  # open, like /health: the gateway keeps it private
 
 
 def test_a_valid_flight_is_answered_as_documented(service):

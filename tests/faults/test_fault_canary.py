@@ -63,10 +63,10 @@ def test_a_client_cannot_steer_the_canary(live_canary):
     assert rollout["from_date"] == DAY  # from the run's data date, not from clients
     flights = requests_for(DAY)
     _post(url, flights)
-    future = dict(flights[0], year=2100, month=1, day=1, time_hour="2100-01-01T15:00:00Z")
+    future = dict(flights[0], year=2099, month=12, day=31, time_hour="2099-12-31T15:00:00Z")
     _post(url, [future])
     _flushed(url, lake, len(flights) + 1)
-    assert "date=2100-01-01" in lake.ls("predictions")
+    assert "date=2099-12-31" in lake.ls("predictions")
     curate_days(lake, DAY, 1)  # the outcomes arrive with the day's ingestion
 
     before = canary.labelled_predictions(lake, rollouts.current(lake))

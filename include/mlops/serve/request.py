@@ -134,16 +134,19 @@ class RequestModel:
         return flight, batch
 
     # decoding ----------------------------------------------------------------------------------------------------
-    def decode_one(self, body: bytes) -> Decoded:
+    def _decode(self, decoder, body: bytes, batch: bool):
+        """The typed decode of a body; every way it can fail as the 422 that names it."""
         try:
-            flight = self._one.decode(body)
+            return decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise self._refused(exc, "body", batch=False) from None
+            raise self._refused(exc, "body", batch=batch) from None
         except msgspec.DecodeError as exc:
             raise RequestError(422, ["body"], f"malformed JSON: {exc}", "json_invalid") from None
         except RecursionError:
             raise too_deep() from None
-        return self._checked([flight], ["body"])
+
+    def decode_one(self, body: bytes) -> Decoded:
+        return self._checked([self._decode(self._one, body, batch=False)], ["body"])
 
     def decode_batch(self, body: bytes) -> Decoded:
         if len(body) > self._count_above:
@@ -160,14 +163,7 @@ class RequestModel:
                     f"a batch holds at most {self.max_batch} flights, got {n}: split it",
                     "too_long",
                 )
-        try:
-            batch = self._many.decode(body)
-        except msgspec.ValidationError as exc:
-            raise self._refused(exc, "body", batch=True) from None
-        except msgspec.DecodeError as exc:
-            raise RequestError(422, ["body"], f"malformed JSON: {exc}", "json_invalid") from None
-        except RecursionError:
-            raise too_deep() from None
+        batch = self._decode(self._many, body, batch=True)
         if len(batch.flights) > self.max_batch:
             raise RequestError(
                 422,

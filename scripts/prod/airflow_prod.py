@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A production-shaped Airflow on one host: scheduler, dag-processor, triggerer and api-server as separate
-processes, LocalExecutor, PostgreSQL metadata database, every setting from the environment.
+processes, LocalExecutor, PostgreSQL metadata database, every setting from the environment; and the prediction
+service (``python -m include.mlops.serve.app``) as a fifth process on the same MLOPS_HOME, with its bearer token.
 
     python scripts/prod/airflow_prod.py check            # validate the configuration, start nothing
-    python scripts/prod/airflow_prod.py up [--detach]    # migrate, then start the four components
+    python scripts/prod/airflow_prod.py up [--detach]    # migrate, then start the five components
     python scripts/prod/airflow_prod.py status
     python scripts/prod/airflow_prod.py stop             # SIGTERM every component and its children, then wait
 
@@ -15,7 +16,13 @@ It refuses to start (exit 2, naming each problem) when the configuration is not 
   in the database);
 - an executor other than the LocalExecutor (this launcher runs no Celery / Kubernetes workers);
 - the simple auth manager with ``simple_auth_manager_all_admins`` (no login at all), or a user whose password
-  is a default or shorter than 16 characters.
+  is a default or shorter than 16 characters;
+- no token for the prediction service (``MLOPS_SERVE_TOKEN``, or the file ``MLOPS_SERVE_TOKEN_FILE``), or one
+  shorter than 32 characters.
+
+The service binds ``MLOPS_SERVE_HOST``:``MLOPS_SERVE_PORT`` (127.0.0.1:8000); the Airflow components get
+``MLOPS_SERVE_URL`` (that address, unless set) and the same token, so ``simulate_upstream``'s traffic reaches it.
+``MLOPS_SERVE_COMPONENT=false`` leaves the service out (one that runs elsewhere, named by ``MLOPS_SERVE_URL``).
 
 Passwords of the simple auth manager's users (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``, default
 ``admin:admin``, i.e. user ``admin`` with role ``admin``) come from ``MLOPS_PASSWORD_<USER>`` (e.g.
@@ -34,8 +41,18 @@ import signal
 import sys
 import time
 
-from prod_config import check, create_database, environment, users, write_passwords  # noqa: E402
-from supervisor import _alive, _run_dir, health, healthy, prepare, start, stop, wait_healthy  # noqa: E402
+from prod_config import check, create_database, environment, serve_url, serves, users, write_passwords  # noqa: E402
+from supervisor import (  # noqa: E402
+    _alive,
+    _run_dir,
+    health,
+    healthy,
+    prepare,
+    serve_health,
+    start,
+    stop,
+    wait_healthy,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         h = health(env)
         print(json.dumps(h, indent=2) if h else f"no api-server at {env['AIRFLOW__API__BASE_URL']}")
-        return 0 if healthy(h) else 1
+        if not serves(env):
+            return 0 if healthy(h) else 1
+        s = serve_health(env)
+        print(f"prediction service at {serve_url(env)}: " + (s["status"] if s else "does not answer"))
+        return 0 if healthy(h) and s is not None else 1
 
     problems = check(env)
     if problems:
@@ -86,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         stop(env)
         raise
     print(f"Airflow at {env['AIRFLOW__API__BASE_URL']}  (users: {', '.join(users(env))}; passwords in {pw_file})")
+    if serves(env):
+        token_from = "MLOPS_SERVE_TOKEN" if env.get("MLOPS_SERVE_TOKEN", "").strip() else env["MLOPS_SERVE_TOKEN_FILE"]
+        print(f"prediction service at {serve_url(env)}  (bearer token in {token_from})")
     print(f"components: {json.dumps(pids)}; logs in {_run_dir(env)}")
     if args.detach:
         return 0

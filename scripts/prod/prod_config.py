@@ -1,17 +1,24 @@
 """The production-shaped deployment's configuration: the components' environment (the caller's, with defaults for
 a small host where it sets nothing), the checks that refuse a configuration unfit for production, the users'
-passwords (never defaults, never printed) and the metadata database."""
+passwords (never defaults, never printed), the prediction service's token and the metadata database."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from include.mlops.core.config import serve_token  # noqa: E402 - the one reader of MLOPS_SERVE_TOKEN(_FILE)
+
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")  # Airflow's, each `airflow <name>`
+SERVE = "serve"  # the prediction service: python -m include.mlops.serve.app
 MIN_JWT_SECRET = 32
+MIN_SERVE_TOKEN = 32
 MIN_PASSWORD = 16
 WEAK_PASSWORDS = {"admin", "airflow", "password", "changeme", "secret", "test", "123456", "letmein"}
 
@@ -33,6 +40,9 @@ DEFAULTS = {
     "AIRFLOW__CORE__HIDE_SENSITIVE_VAR_CONN_FIELDS": "True",
     "GX_ANALYTICS_ENABLED": "false",
     "MLOPS_INGEST_DEADLINE_S": "28800",  # a day not ingested within 8 hours of its run being queued: Slack
+    "MLOPS_SERVE_COMPONENT": "true",  # false: the prediction service runs elsewhere (MLOPS_SERVE_URL names it)
+    "MLOPS_SERVE_HOST": "127.0.0.1",
+    "MLOPS_SERVE_PORT": "8000",
 }
 
 
@@ -47,16 +57,33 @@ def environment(env: dict[str, str] | None = None) -> dict[str, str]:
         env.setdefault(k, v)
     home = Path(env.get("AIRFLOW_HOME") or Path(env.get("MLOPS_HOME") or ROOT / ".mlops") / "airflow-prod")
     env["AIRFLOW_HOME"] = str(home)
+    env.setdefault("MLOPS_HOME", str(ROOT / ".mlops"))  # the registry and lake of Airflow and the service alike
     env.setdefault(
         "AIRFLOW__API__BASE_URL", f"http://{_client_host(env['AIRFLOW__API__HOST'])}:{env['AIRFLOW__API__PORT']}"
     )
     env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(home / "secrets" / "passwords.json"))
+    if serves(env):  # the DAGs' traffic (simulate_upstream) goes to this deployment's own service
+        env.setdefault("MLOPS_SERVE_URL", serve_url(env))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
 def _client_host(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+
+
+def serves(env: dict[str, str]) -> bool:
+    """Whether the prediction service is one of this deployment's components (``MLOPS_SERVE_COMPONENT``)."""
+    return _truthy(env.get("MLOPS_SERVE_COMPONENT", "true"))
+
+
+def components(env: dict[str, str]) -> tuple[str, ...]:
+    return (*COMPONENTS, SERVE) if serves(env) else COMPONENTS
+
+
+def serve_url(env: dict[str, str]) -> str:
+    """The service component's own address (what its health check asks), from where it binds."""
+    return f"http://{_client_host(env['MLOPS_SERVE_HOST'])}:{env['MLOPS_SERVE_PORT']}"
 
 
 def users(env: dict[str, str]) -> list[str]:
@@ -101,6 +128,8 @@ def check(env: dict[str, str]) -> list[str]:
                 Fernet(key.strip().encode())
         except Exception:  # noqa: BLE001 - any failure means the key is unusable
             problems.append("AIRFLOW__CORE__FERNET_KEY is not a valid Fernet key (32 url-safe base64 bytes)")
+    if serves(env) or env.get("MLOPS_SERVE_URL"):  # the service's /predict, and its callers, need the token
+        problems += _serve_token_problems(env)
     if env["AIRFLOW__CORE__EXECUTOR"] != "LocalExecutor":
         problems.append(
             f"this launcher runs the LocalExecutor only (AIRFLOW__CORE__EXECUTOR="
@@ -126,6 +155,26 @@ def check(env: dict[str, str]) -> list[str]:
                 if env.get(_password_var(user)) is None:
                     problems += _weak(user, pw, str(pw_file))
     return problems
+
+
+def _serve_token_problems(env: dict[str, str]) -> list[str]:
+    try:
+        token = serve_token(env)
+    except (OSError, ValueError) as exc:
+        return [f"MLOPS_SERVE_TOKEN_FILE cannot be read: {exc}"]
+    if token is None:
+        return [
+            "MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) is not set: the prediction service's /predict would be "
+            f"open to anyone who reaches its port; give a random token of at least {MIN_SERVE_TOKEN} characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))' > a file only the deployment reads)"
+        ]
+    if len(token) < MIN_SERVE_TOKEN:
+        where = "MLOPS_SERVE_TOKEN" if (env.get("MLOPS_SERVE_TOKEN") or "").strip() else "MLOPS_SERVE_TOKEN_FILE"
+        return [
+            f"the prediction service's token ({where}) is too short ({len(token)} characters, need at least "
+            f"{MIN_SERVE_TOKEN})"
+        ]
+    return []
 
 
 def _password_var(user: str) -> str:

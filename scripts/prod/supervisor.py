@@ -1,6 +1,6 @@
-"""The production-shaped deployment's supervisor: starts the four components as separate processes, waits until
-the api-server reports them healthy, and stops each with the task processes it started (SIGTERM, then SIGKILL
-after the grace period)."""
+"""The production-shaped deployment's supervisor: starts the components as separate processes (Airflow's four and
+the prediction service), waits until the api-server reports Airflow's healthy and the service answers its
+/health, and stops each with the processes it started (SIGTERM, then SIGKILL after the grace period)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from prod_config import COMPONENTS, ROOT  # noqa: E402
+from prod_config import COMPONENTS, ROOT, SERVE, components, serve_url, serves  # noqa: E402
 
 
 def _airflow(env: dict[str, str]) -> str:
@@ -33,7 +33,8 @@ def _run_dir(env: dict[str, str]) -> Path:
 
 
 def prepare(env: dict[str, str]) -> None:
-    """Migrate the metadata database and create the pools the DAGs need."""
+    """Migrate the metadata database, create the pools the DAGs need and, for the service component, the
+    embedded model registry when there is none yet."""
     log = _run_dir(env) / "db-migrate.log"
     with open(log, "ab") as out:
         for cmd in (
@@ -51,15 +52,34 @@ def prepare(env: dict[str, str]) -> None:
             ).returncode
             if rc:
                 raise SystemExit(f"airflow {' '.join(cmd)} failed (exit {rc}); see {log}")
+        if serves(env) and not env.get("MLFLOW_TRACKING_URI"):
+            # the service refuses a missing embedded registry (a wrong MLOPS_HOME); this deployment owns its
+            # MLOPS_HOME, so the store is made here, as the first training run would make it
+            rc = subprocess.run(
+                [sys.executable, "-c", "from include.mlops.core import registry; registry.versions()"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                cwd=str(ROOT),
+            ).returncode
+            if rc:
+                raise SystemExit(f"creating the model registry under MLOPS_HOME failed (exit {rc}); see {log}")
+
+
+def _command(env: dict[str, str], name: str) -> list[str]:
+    if name == SERVE:  # this interpreter; MLOPS_HOME, MLOPS_SERVE_HOST/PORT and the token from env
+        return [sys.executable, "-m", "include.mlops.serve.app"]
+    return [_airflow(env), name]
 
 
 def start(env: dict[str, str]) -> dict[str, int]:
     run = _run_dir(env)
     pids = {}
-    for name in COMPONENTS:
+    for name in components(env):
         out = open(run / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         p = subprocess.Popen(
-            [_airflow(env), name],
+            _command(env, name),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -81,6 +101,16 @@ def health(env: dict[str, str]) -> dict | None:
         return None
 
 
+def serve_health(env: dict[str, str]) -> dict | None:
+    """The service component's /health (its status is "no_model" until a first champion: it answers, so it is
+    up); None when it does not answer."""
+    try:
+        with urllib.request.urlopen(serve_url(env) + "/health", timeout=5) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
 def healthy(h: dict | None) -> bool:
     if not h:
         return False
@@ -96,9 +126,11 @@ def wait_healthy(env: dict[str, str], pids: dict[str, int], timeout_s: float) ->
             if not _alive(pid):
                 raise SystemExit(f"{name} exited during start-up; see {_run_dir(env) / (name + '.log')}")
         h = health(env)
-        if healthy(h):
+        if healthy(h) and (SERVE not in pids or serve_health(env) is not None):
             return h
         time.sleep(2)
+    if healthy(h):
+        h = f"the prediction service does not answer at {serve_url(env)}/health"
     raise SystemExit(f"not healthy after {timeout_s:.0f} s: {h}; logs in {_run_dir(env)}")
 
 
@@ -122,7 +154,7 @@ def stop(env: dict[str, str], timeout_s: float = 60) -> list[int]:
         return []
     pids = json.loads(pid_file.read_text())
     procs: dict[int, psutil.Process] = {}
-    for name in COMPONENTS:  # the scheduler first: it starts no new task once it is told to stop
+    for name in (*COMPONENTS, SERVE):  # the scheduler first: it starts no new task once it is told to stop
         pid = pids.get(name)
         if pid is None:
             continue

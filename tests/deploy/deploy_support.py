@@ -39,7 +39,12 @@ class Deployment:
         self.slack = slack
         self.aws_secret = aws_secret
         self.airflow_home = Path(env["AIRFLOW_HOME"])
+        self.serve_url = f"http://127.0.0.1:{env['MLOPS_SERVE_PORT']}"  # the prediction service component
         self._token: str | None = None
+
+    @property
+    def serve_token(self) -> str:
+        return Path(self.env["MLOPS_SERVE_TOKEN_FILE"]).read_text().strip()
 
     # auth and REST --------------------------------------------------------------------------------------------
     @property
@@ -157,6 +162,12 @@ def deployment_env(home: Path, db_url: str, slack: SlackEndpoint, aws_secret: st
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_", "MLFLOW_"))}
     port = free_port()
+    # the prediction service's bearer token, generated for this deployment, readable by its owner only
+    serve_token = home / "secrets" / "serve_token"
+    serve_token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(serve_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
     env.update(
         {
             "MLOPS_HOME": str(home),
@@ -172,6 +183,10 @@ def deployment_env(home: Path, db_url: str, slack: SlackEndpoint, aws_secret: st
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "airflow" / "secrets" / "passwords.json"),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            # the fifth component: the prediction service on this MLOPS_HOME, its token on
+            "MLOPS_SERVE_PORT": str(free_port()),
+            "MLOPS_SERVE_TOKEN_FILE": str(serve_token),
+            "MLOPS_SERVE_REFRESH_S": "2",
             "AIRFLOW__CORE__PARALLELISM": "3",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",

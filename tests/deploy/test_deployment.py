@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import stat
 import subprocess
 import sys
@@ -42,12 +43,15 @@ def _launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def good_env(tmp_path):
     from cryptography.fernet import Fernet
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_SERVE_"))}
+    token = tmp_path / "serve_token"
+    token.write_text(secrets.token_urlsafe(32) + "\n")
     return env | {
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1:5432/unused",
         "AIRFLOW__API_AUTH__JWT_SECRET": "x" * 32,
         "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "MLOPS_SERVE_TOKEN_FILE": str(token),
     }
 
 
@@ -69,6 +73,9 @@ def test_launcher_accepts_a_production_configuration(good_env):
         ({"MLOPS_PASSWORD_ADMIN": "admin"}, "user 'admin' has a default password"),
         ({"MLOPS_PASSWORD_ADMIN": "short-pass"}, "shorter than 16 characters"),
         ({"AIRFLOW__CORE__EXECUTOR": "SequentialExecutor"}, "LocalExecutor only"),
+        ({"MLOPS_SERVE_TOKEN_FILE": None}, "MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) is not set"),
+        ({"MLOPS_SERVE_TOKEN": "z" * 31}, "token (MLOPS_SERVE_TOKEN) is too short (31 characters"),
+        ({"MLOPS_SERVE_TOKEN_FILE": "/nonexistent/serve_token"}, "MLOPS_SERVE_TOKEN_FILE cannot be read"),
     ],
     ids=[
         "no-jwt",
@@ -81,6 +88,9 @@ def test_launcher_accepts_a_production_configuration(good_env):
         "admin-admin",
         "short-password",
         "executor",
+        "no-serve-token",
+        "short-serve-token",
+        "no-serve-token-file",
     ],
 )
 def test_launcher_refuses_an_unsafe_configuration(good_env, change, problem):
@@ -100,6 +110,28 @@ def test_launcher_refuses_a_default_password_in_the_passwords_file(good_env):
     pw.write_text(json.dumps({"admin": "admin"}))
     out = _launcher(good_env, "check")
     assert out.returncode == 2 and "user 'admin' has a default password" in out.stderr, out.stderr
+
+
+def test_launcher_refuses_a_short_serve_token_in_its_file(good_env):
+    Path(good_env["MLOPS_SERVE_TOKEN_FILE"]).write_text("t" * 20 + "\n")
+    out = _launcher(good_env, "check")
+    assert out.returncode == 2 and "token (MLOPS_SERVE_TOKEN_FILE) is too short (20 characters" in out.stderr
+    assert "t" * 20 not in out.stdout + out.stderr  # the token is never printed
+
+
+def test_the_service_component_shares_its_address_and_token(good_env, monkeypatch):
+    """The fifth component listens where MLOPS_SERVE_URL of the Airflow components points; without it (a
+    service that runs elsewhere) no URL is made up and no token is required."""
+    monkeypatch.syspath_prepend(str(LAUNCHER.parent))
+    from prod_config import components, environment
+
+    env = environment(good_env | {"MLOPS_SERVE_PORT": "8123"})
+    assert components(env) == ("scheduler", "dag-processor", "triggerer", "api-server", "serve")
+    assert env["MLOPS_SERVE_URL"] == "http://127.0.0.1:8123" and env["MLOPS_SERVE_HOST"] == "127.0.0.1"
+    assert environment(good_env | {"MLOPS_SERVE_URL": "https://gw.example"})["MLOPS_SERVE_URL"] == "https://gw.example"
+    off = {k: v for k, v in good_env.items() if k != "MLOPS_SERVE_TOKEN_FILE"} | {"MLOPS_SERVE_COMPONENT": "false"}
+    assert "serve" not in components(environment(off)) and "MLOPS_SERVE_URL" not in environment(off)
+    assert _launcher(off, "check").returncode == 0
 
 
 def test_repository_configuration_has_no_default_credentials():
@@ -269,6 +301,31 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert reg["champion"]["version"] == version and reg["challenger"] is None
     assert [v["version"] for v in reg["versions"]] == [version]
 
+    # the prediction service, the fifth component: the champion, behind the bearer token; /health open
+    from include.mlops.ingest.traffic import requests_for
+
+    assert "serve" in json.loads((dep.airflow_home / "prod" / "pids.json").read_text())
+    dep.wait_for(
+        "the service to serve the champion",
+        lambda: httpx.get(dep.serve_url + "/health", timeout=30).json()["champion"] == version,
+        60,
+        every_s=1,
+    )
+    batch = {"flights": requests_for(LAST_DATE)[:2]}
+    assert httpx.post(dep.serve_url + "/predict/batch", json=batch, timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer " + secrets.token_urlsafe(32)}
+    assert httpx.post(dep.serve_url + "/predict/batch", json=batch, headers=wrong, timeout=30).status_code == 401
+    r = httpx.post(
+        dep.serve_url + "/predict/batch",
+        json=batch,
+        headers={"Authorization": f"Bearer {dep.serve_token}"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert len(predictions) == 2 and {p["version"] for p in predictions} == {version}, predictions
+    assert all(0 <= p["delay_probability"] <= 1 for p in predictions), predictions
+
     # Slack got the decisions through the webhook connection
     texts = dep.slack.texts()
     assert any(t.startswith("[GATE]") and f"Model v{version} passed" in t for t in texts), texts
@@ -289,6 +346,7 @@ def test_the_lifecycle_through_the_rest_api(deployment):
         "jwt secret": dep.env["AIRFLOW__API_AUTH__JWT_SECRET"],
         "fernet key": dep.env["AIRFLOW__CORE__FERNET_KEY"],
         "admin password": dep.password,
+        "prediction service token": dep.serve_token,
     }
     logs = dep.all_logs()
     task_logs = [p for p in logs if "prod" not in p.parts]

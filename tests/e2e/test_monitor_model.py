@@ -55,6 +55,8 @@ def test_drift_alerts_and_triggers_train_model_then_cools_down(run_dag, curated,
     report = curated.read_json("reports/monitoring/date=2013-07-03", "report.json")
     assert report["champion"] == champion and {"temp", "dewp"} <= set(report["drifted"])
     assert curated.exists("reports/monitoring/date=2013-07-03", "report.html")
+    assert report["service"]["status"] == "not configured"  # MLOPS_SERVE_URL unset: said, no alert
+    assert run.tasks["service_health"][0] == "success"
     [msg] = _drift_messages(slack)
     assert f"Drift on model v{champion}: retraining" in msg and "temp" in msg and "report.html" in msg
     assert "KS" in msg and "3 consecutive days" in msg

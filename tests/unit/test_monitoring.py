@@ -209,7 +209,7 @@ def test_the_report_shows_the_service_and_its_signals_never_retrain(flights_lake
         ],
         "reset": False,
         "signals": {"service_down": False, "latency": True, "errors": False, "rejected": False},
-        "reasons": ["p99 412.5 ms over 250.0 ms (120 requests)"],
+        "reasons": ["p99 412.5 ms over 250 ms (120 requests)"],
         "alert": True,
     }
     if lake.exists(*layout.MONITORING_LATEST):  # the module's lake: a later date's summary from another test
@@ -221,7 +221,7 @@ def test_the_report_shows_the_service_and_its_signals_never_retrain(flights_lake
     assert not monitor.decide(lake, "2013-01-07", WEEK)["fire"]
     page = lake.read_bytes("reports/monitoring/date=2013-01-07", "report.html").decode()
     assert "Prediction service" in page and "412.5 ms" in page and "3.2 ms" in page and "5.00%" in page
-    assert "champion" in page and "latency" in page and "p99 412.5 ms over 250.0 ms" in page
+    assert "champion" in page and "latency" in page and "p99 412.5 ms over 250 ms" in page
     latest = lake.read_json("reports/monitoring", "latest.json")
     assert latest["service"] == {"status": "ok", "signals": slow["signals"], "reasons": slow["reasons"]}
     # a date the run did not check the service on says so

@@ -192,17 +192,16 @@ def judge(section: dict[str, Any], thresholds: dict[str, Any]) -> tuple[dict[str
         return signals, reasons
     if section["status"] != "ok" or section["requests"] < (thresholds.get("min_requests") or 0):
         return signals, reasons
-    for key, signal, fmt in (
-        ("p50_ms", "latency", "{:.1f} ms"),
-        ("p99_ms", "latency", "{:.1f} ms"),
-        ("error_rate", "errors", "{:.2%}"),
-        ("rejected_rate", "rejected", "{:.2%}"),
+    for key, signal, name, fmt, fmt_limit in (
+        ("p50_ms", "latency", "p50", "{:.1f} ms", "{:g} ms"),
+        ("p99_ms", "latency", "p99", "{:.1f} ms", "{:g} ms"),
+        ("error_rate", "errors", "5xx rate", "{:.2%}", "{:.2%}"),
+        ("rejected_rate", "rejected", "rejected rate", "{:.2%}", "{:.2%}"),
     ):
         limit, got = thresholds.get(key), section.get(key)
         if limit is not None and got is not None and got > limit:
             signals[signal] = True
-            name = key.replace("_ms", "").replace("_", " ").replace("error rate", "5xx rate")
-            reasons.append(f"{name} {fmt.format(got)} over {fmt.format(limit)} ({section['requests']} requests)")
+            reasons.append(f"{name} {fmt.format(got)} over {fmt_limit.format(limit)} ({section['requests']} requests)")
     return signals, reasons
 
 

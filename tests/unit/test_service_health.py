@@ -127,7 +127,7 @@ def test_the_thresholds_raise_their_signals_on_enough_requests():
     section = {"status": "ok", "requests": 100, "p50_ms": 3.0, "p99_ms": 400.0, "error_rate": 0.05}
     signals, reasons = service.judge(section | {"rejected_rate": 0.5}, LIMITS)
     assert signals == {"service_down": False, "latency": True, "errors": True, "rejected": False}
-    assert reasons == ["p99 400.0 ms over 250.0 ms (100 requests)", "5xx rate 5.00% over 1.00% (100 requests)"]
+    assert reasons == ["p99 400.0 ms over 250 ms (100 requests)", "5xx rate 5.00% over 1.00% (100 requests)"]
     signals, _ = service.judge(section | {"requests": 19, "rejected_rate": 0.5}, LIMITS)  # too few to judge
     assert not any(signals.values())
     ok = {"status": "ok", "requests": 100, "p50_ms": 3.0, "p99_ms": 40.0, "error_rate": 0.0, "rejected_rate": 0.0}

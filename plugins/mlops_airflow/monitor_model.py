@@ -109,7 +109,10 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     if profile is None:
         raise AirflowSkipException(f"champion v{champion['version']} has no reference profile (profile.json)")
     lake, cfg = get_lake(), _cfg(context)
-    service = context["ti"].xcom_pull(task_ids="service_health")  # None when that task failed
+    service = context["ti"].xcom_pull(task_ids="service_health") or {
+        "status": "not checked",
+        "note": "service_health returned nothing in this run (it failed: see its log and its failure alert)",
+    }
     dates = data_dates(context)
     for d in dates:
         r = monitor.report(lake, d, champion, profile, cfg, service=service if d == dates[-1] else None)

@@ -7,20 +7,25 @@ numeric features; PSI and Jensen-Shannon for categories; missing shares), predic
 served, the delay rate, and live performance (its logged predictions joined with the outcomes ingestion
 brought in). The reference is the profile of the champion's training data saved with its model version.
 
-Tasks: **report** (for each data date the run's Asset events name, or the `date` param / logical date of a
-manual run: HTML with per-feature plots and JSON in `reports/monitoring/date=…/`; skipped while there is no
-champion) → **check_thresholds**
+Tasks: **service_health** (the prediction service named by `MLOPS_SERVE_URL`, read from its `/metrics` for the
+period since the previous run: requests, latency p50/p99, 5xx and rejected (4xx) rates, per route and per
+arm/version; a threshold of the `service:` block crossed, or the service not answering, sends a Slack alert:
+never a retraining; unset: "not configured") → **report** (runs whatever service_health's outcome; for each
+data date the run's Asset events name, or the `date` param / logical date of a
+manual run: HTML with per-feature plots and JSON in `reports/monitoring/date=…/`, the last date's with the
+service's section; skipped while there is no champion) → **check_thresholds**
 (a signal fires after `consecutive_days` days in a row; held back during the cool-down after the last
 trigger and while a canary runs; a fire sends a Slack drift alert with the features, numbers and report
 link; otherwise the run ends here) → **trigger_train_model** with the reason in the conf.
 
-Thresholds: `include/config/monitoring.yaml`; the form below overrides the main ones per run.
+Thresholds: `include/config/monitoring.yaml` (the service's under `service:`, not in the form); the form below
+overrides the main ones per run.
 """
 
 from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import dag, task
+from airflow.sdk import TriggerRule, dag, task
 
 import mlops_airflow.monitor_model
 from include.mlops.monitor.config import MonitorConfig
@@ -54,6 +59,10 @@ TITLES = {
 )
 def monitor_model():
     @task
+    def service_health(**context) -> dict:
+        return mlops_airflow.monitor_model.service_health(context)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)  # the drift path never waits on the service's health
     def report(**context) -> dict:
         return mlops_airflow.monitor_model.report(context)
 
@@ -70,7 +79,7 @@ def monitor_model():
         },
     )
 
-    report() >> check_thresholds() >> trigger_train_model
+    service_health() >> report() >> check_thresholds() >> trigger_train_model
 
 
 monitor_model()

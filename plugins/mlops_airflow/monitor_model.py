@@ -1,4 +1,5 @@
-"""Task callables of ``monitor_model``: the daily report, the firing rule, the Slack drift alert."""
+"""Task callables of ``monitor_model``: the prediction service's health (a Slack alert, never a retraining), the
+daily report, the firing rule, the Slack drift alert."""
 
 from __future__ import annotations
 
@@ -32,8 +33,68 @@ def data_dates(context: dict[str, Any]) -> list[str]:
     return sorted(dates) or [batch_date(context)]
 
 
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f} ms"
+
+
+def _rate(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2%}"
+
+
+def service_health(context: dict[str, Any]) -> dict[str, Any]:
+    """The prediction service (``MLOPS_SERVE_URL``) since the previous run: latency p50/p99, 5xx and 4xx rates from
+    its /metrics, judged against the ``service:`` thresholds of ``monitoring.yaml``. A crossed threshold or a
+    service that does not answer sends a Slack alert of kind ``service``; nothing here retrains. The section goes
+    to XCom for the report of the run's last data date."""
+    from include.mlops.monitor import service
+
+    from .connections import get_lake
+    from .notifiers import notify
+
+    lake, cfg = get_lake(), _cfg(context)
+    s = service.check(lake, cfg.service)
+    if s["status"] == "ok":
+        log.info(
+            "prediction service %s, %s .. %s: %s requests, p50 %s, p99 %s, 5xx %s, rejected %s%s",
+            s["url"],
+            s["from"] or "its start",
+            s["to"],
+            s["requests"],
+            _ms(s["p50_ms"]),
+            _ms(s["p99_ms"]),
+            _rate(s["error_rate"]),
+            _rate(s["rejected_rate"]),
+            " (counters reset: the service restarted)" if s["reset"] else "",
+        )
+    else:
+        log.info("prediction service: %s %s", s["status"], s.get("error") or "(MLOPS_SERVE_URL unset)")
+    if s["alert"]:
+        if s["signals"]["service_down"]:
+            title = f"Prediction service unreachable at {s['url']}"
+            fields = {"url": s["url"], "last answer": s.get("from") or "never"}
+        else:
+            title = "Prediction service: " + "; ".join(r.split(" (")[0] for r in s["reasons"])
+            fields = {
+                "requests": s["requests"],
+                "p50": _ms(s["p50_ms"]),
+                "p99": _ms(s["p99_ms"]),
+                "5xx rate": _rate(s["error_rate"]),
+                "rejected rate": _rate(s["rejected_rate"]),
+                "period": f"{s['from'] or 'service start'} .. {s['to']}",
+            }
+        notify(
+            context,
+            "service",
+            title,
+            "\n".join(s["reasons"]) + "\nan alert only: a service signal does not retrain the model",
+            fields,
+        )
+    return s
+
+
 def report(context: dict[str, Any]) -> dict[str, Any]:
-    """The day's drift and performance report of the champion; skipped while there is no champion."""
+    """The day's drift and performance report of the champion; skipped while there is no champion. The report of
+    the run's last data date carries the run's check of the prediction service (``service_health``'s XCom)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from include.mlops.core import layout, registry
@@ -48,8 +109,13 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     if profile is None:
         raise AirflowSkipException(f"champion v{champion['version']} has no reference profile (profile.json)")
     lake, cfg = get_lake(), _cfg(context)
-    for d in data_dates(context):
-        r = monitor.report(lake, d, champion, profile, cfg)
+    service = context["ti"].xcom_pull(task_ids="service_health") or {
+        "status": "not checked",
+        "note": "service_health returned nothing in this run (it failed: see its log and its failure alert)",
+    }
+    dates = data_dates(context)
+    for d in dates:
+        r = monitor.report(lake, d, champion, profile, cfg, service=service if d == dates[-1] else None)
         log.info(
             "monitoring %s, champion v%s: drifted %s; signals up: %s; report %s",
             r["date"],

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from curation import curate_days
+from tiny_service import send, tiny_service
 
 from include.mlops.core import registry
+from include.mlops.ingest.traffic import requests_for
 from include.mlops.monitor import monitor
 from include.mlops.train import pipeline
 
@@ -39,7 +41,9 @@ def _drift_messages(slack):
     return [t for t in slack.texts() if t.startswith("[DRIFT]")]
 
 
-def test_drift_alerts_and_triggers_train_model_then_cools_down(run_dag, curated, champion, slack):
+def test_drift_alerts_and_triggers_train_model_then_cools_down(
+    run_dag, curated, champion, slack, tmp_path, monkeypatch
+):
     from airflow.models import DagRun
     from airflow.utils.session import create_session
 
@@ -49,12 +53,26 @@ def test_drift_alerts_and_triggers_train_model_then_cools_down(run_dag, curated,
         assert run.tasks["report"][0] == "success" and run.tasks["trigger_train_model"][0] == "skipped"
     assert not _drift_messages(slack)
 
-    run = run_dag("monitor_model", "2013-07-03", conf=CONF)
+    report = curated.read_json("reports/monitoring/date=2013-07-02", "report.json")
+    assert report["service"]["status"] == "not configured"  # MLOPS_SERVE_URL unset: said, no alert
+
+    # the third day with the prediction service running: its requests and latency in the day's report
+    with tiny_service(tmp_path) as url:
+        monkeypatch.setenv("MLOPS_SERVE_URL", url)
+        send(url, requests_for("2013-07-03"), singles=8, batches=2)
+        run = run_dag("monitor_model", "2013-07-03", conf=CONF)
+    monkeypatch.delenv("MLOPS_SERVE_URL")
     assert run.state == "success", run
-    assert run.tasks["trigger_train_model"][0] == "success"
+    assert run.tasks["trigger_train_model"][0] == "success" and run.tasks["service_health"][0] == "success"
     report = curated.read_json("reports/monitoring/date=2013-07-03", "report.json")
     assert report["champion"] == champion and {"temp", "dewp"} <= set(report["drifted"])
     assert curated.exists("reports/monitoring/date=2013-07-03", "report.html")
+    svc = report["service"]
+    assert svc["status"] == "ok" and svc["requests"] == 10 and svc["errors"] == 0 and svc["error_rate"] == 0
+    assert 0 < svc["p50_ms"] <= svc["p99_ms"] and not svc["alert"]  # 10 requests: under min_requests, not judged
+    page = curated.read_bytes("reports/monitoring/date=2013-07-03", "report.html").decode()
+    assert "Prediction service" in page and "latency p50 / p99" in page and "5xx rate" in page
+    assert not [t for t in slack.texts() if t.startswith("[SERVICE]")]
     [msg] = _drift_messages(slack)
     assert f"Drift on model v{champion}: retraining" in msg and "temp" in msg and "report.html" in msg
     assert "KS" in msg and "3 consecutive days" in msg

@@ -75,16 +75,19 @@ def test_the_counters_match_a_known_load(service):
     flights = requests_for("2013-01-22")
     good_one, batches, batch_size = 12, 3, 40
     arms: Counter = Counter()
+    answered: Counter = Counter()  # (route, arm, version): answered requests that arm and version scored in
     with httpx.Client(timeout=30) as client:
         for f in flights[:good_one]:
             r = client.post(url + "/predict", json=f, headers=AUTH)
             assert r.status_code == 200, r.text
             arms.update((p["arm"], p["version"]) for p in r.json()["predictions"])
+            answered.update({("/predict", p["arm"], p["version"]) for p in r.json()["predictions"]})
         for i in range(batches):
             body = {"flights": flights[i * batch_size : (i + 1) * batch_size]}
             r = client.post(url + "/predict/batch", json=body, headers=AUTH)
             assert r.status_code == 200, r.text
             arms.update((p["arm"], p["version"]) for p in r.json()["predictions"])
+            answered.update({("/predict/batch", p["arm"], p["version"]) for p in r.json()["predictions"]})
         # rejected: 4 invalid (3 kinds), 2 too large, 1 too long a batch, 2 without the token
         bad = [
             ("/predict", flights[0] | {"distance": "far"}),  # validation
@@ -126,6 +129,17 @@ def test_the_counters_match_a_known_load(service):
 
     for (arm, version), n in arms.items():
         assert value(samples, "mlops_serve_predictions_total", arm=arm, version=version) == n
+    # answered prediction requests by arm and version: a single flight once, a batch once per arm that scored in it
+    served = "mlops_serve_prediction_duration_seconds"
+    assert sum(answered[k] for k in answered if k[0] == "/predict") == good_one
+    assert batches <= sum(answered[k] for k in answered if k[0] == "/predict/batch") <= 2 * batches
+    for (route, arm, version), n in answered.items():
+        labels = {"route": route, "arm": arm, "version": version}
+        assert value(samples, served + "_count", **labels) == n, (route, arm, version)
+        assert value(samples, served + "_bucket", **labels, le="+Inf") == n
+        assert 0 < value(samples, served + "_sum", **labels) < n * 5
+    got = {labels for name, labels in samples if name == served + "_count"}
+    assert got == {tuple(sorted({"route": r, "arm": a, "version": v}.items())) for r, a, v in answered}
     rejected = "mlops_serve_rejected_total"
     assert value(samples, rejected, route="/predict", status="422", reason="validation") == 2
     assert value(samples, rejected, route="/predict", status="422", reason="pattern") == 1

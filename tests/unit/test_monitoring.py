@@ -185,3 +185,47 @@ def test_the_model_state_page_shows_the_last_drift_report(flights_lake):
     )
     assert latest["date"] in page and "dewp" in page and "temp" in page and latest["report"] in page
     assert "No monitoring report yet" not in page
+
+
+def test_the_report_shows_the_service_and_its_signals_never_retrain(flights_lake):
+    """The run's check of the prediction service is in report.json, the HTML and latest.json; a latency signal up
+    on three consecutive days still triggers no retraining (it alerts, from monitor_model's service_health)."""
+    lake, prof = flights_lake, _reference(flights_lake)
+    slow = {
+        "status": "ok",
+        "url": "http://svc:8000",
+        "from": "2013-01-03T06:00:00+00:00",
+        "to": "2013-01-04T06:00:00+00:00",
+        "requests": 120,
+        "p50_ms": 3.2,
+        "p99_ms": 412.5,
+        "errors": 0,
+        "rejected": 6,
+        "error_rate": 0.0,
+        "rejected_rate": 0.05,
+        "by_route": {"/predict": {"requests": 120, "errors": 0, "rejected": 6, "p50_ms": 3.2, "p99_ms": 412.5}},
+        "by_arm": [
+            {"route": "/predict", "arm": "champion", "version": "1", "requests": 114, "p50_ms": 3.1, "p99_ms": 9.0}
+        ],
+        "reset": False,
+        "signals": {"service_down": False, "latency": True, "errors": False, "rejected": False},
+        "reasons": ["p99 412.5 ms over 250 ms (120 requests)"],
+        "alert": True,
+    }
+    if lake.exists(*layout.MONITORING_LATEST):  # the module's lake: a later date's summary from another test
+        lake.rm(*layout.MONITORING_LATEST)
+    for day in ("2013-01-05", "2013-01-06", "2013-01-07"):
+        monitor.report(lake, day, {"version": "1"}, prof, WEEK, service=slow)
+    r = monitor.reports(lake, [dt.date(2013, 1, 7)])["2013-01-07"]
+    assert r["service"] == slow and set(r["signals"]) == set(monitor.SIGNALS)  # not a retraining signal
+    assert not monitor.decide(lake, "2013-01-07", WEEK)["fire"]
+    page = lake.read_bytes("reports/monitoring/date=2013-01-07", "report.html").decode()
+    assert "Prediction service" in page and "412.5 ms" in page and "3.2 ms" in page and "5.00%" in page
+    assert "champion" in page and "latency" in page and "p99 412.5 ms over 250 ms" in page
+    latest = lake.read_json("reports/monitoring", "latest.json")
+    assert latest["service"] == {"status": "ok", "signals": slow["signals"], "reasons": slow["reasons"]}
+    # a date the run did not check the service on says so
+    monitor.report(lake, "2013-01-07", {"version": "1"}, prof, WEEK)
+    r = monitor.reports(lake, [dt.date(2013, 1, 7)])["2013-01-07"]
+    assert r["service"]["status"] == "not checked"
+    assert "not checked" in lake.read_bytes("reports/monitoring/date=2013-01-07", "report.html").decode()

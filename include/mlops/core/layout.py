@@ -9,6 +9,7 @@ for ``file://`` and ``s3://`` (``Lake`` checks each one stays under the root)::
     predictions/date=D/                        the prediction log, by flight date
     reports/gate/<run>/, reports/gate/latest.json          the gate's decision and report
     reports/monitoring/date=D/, latest.json, triggers.json the daily monitoring report, its summary, triggers
+    reports/monitoring/service_scrape.json     the prediction service's counters at the last check
     reports/deployments/v<N>.json              a canary's evidence and decision
     deployments/rollout.json, deployments/history/         the current rollout and past ones
 """
@@ -130,6 +131,8 @@ def canary_evidence(version: str) -> tuple[str, str]:
 MONITORING = "reports/monitoring"
 MONITORING_LATEST = (MONITORING, "latest.json")
 TRIGGERS = (MONITORING, "triggers.json")
+# the prediction service's /metrics at the last check: the next check's period starts from these counters
+SERVICE_SCRAPE = (MONITORING, "service_scrape.json")
 
 
 MONITORING_REPORT = "report.json"

@@ -4,7 +4,9 @@
             profile (data drift per feature), the scores it served against its validation scores (prediction
             drift), the delay rate, and live performance from predictions joined with outcomes; written to
             ``reports/monitoring/date=D/report.json`` and ``report.html`` and summarised in
-            ``reports/monitoring/latest.json``
+            ``reports/monitoring/latest.json``; with the prediction service's latency and error rates when the
+            run checked it (``service.check``: once per run, shown in the report of the run's last data date;
+            its signals alert and never retrain: they are not among ``SIGNALS``)
 ``decide``  a signal (data drift, prediction drift, decay) fires when it is up in each of the last
             ``consecutive_days`` reports; a fire is held back during a cool-down after the last trigger and
             while a canary is running (retraining then would race the rollout)
@@ -65,11 +67,23 @@ def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorCo
     return rows
 
 
+NOT_CHECKED = {
+    "status": "not checked",
+    "note": "the service is checked once per monitor_model run, in the report of the run's last data date",
+}
+
+
 def report(
-    lake: Lake, date: dt.date | str, champion: dict[str, Any], profile: dict[str, Any], cfg: MonitorConfig | None = None
+    lake: Lake,
+    date: dt.date | str,
+    champion: dict[str, Any],
+    profile: dict[str, Any],
+    cfg: MonitorConfig | None = None,
+    service: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute, write and return the report of ``date``. ``champion``: {"version": ...}; ``profile``: its
-    reference profile (``profile.json`` of its run)."""
+    reference profile (``profile.json`` of its run); ``service``: the run's check of the prediction service
+    (``service.check``), shown as it is, else "not checked"."""
     from .report import monitoring_report
 
     cfg = cfg or MonitorConfig.load()
@@ -132,6 +146,7 @@ def report(
             "prediction_drift": pred["drifted"],
             "decay": perf["decayed"],
         },
+        "service": service or NOT_CHECKED,
         "config": cfg.as_dict(),
     }
     out = json_safe(out)
@@ -142,7 +157,8 @@ def report(
     latest = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
     if latest is None or latest.get("date", "") <= out["date"]:
         lake.write_json(
-            {k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")} | {"fired": False},
+            {k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")}
+            | {"fired": False, "service": {k: out["service"].get(k) for k in ("status", "signals", "reasons")}},
             *layout.MONITORING_LATEST,
         )
     return out

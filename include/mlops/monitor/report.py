@@ -1,4 +1,5 @@
-"""Monitoring's daily HTML report: the signals, the drift of each feature with a chart, live performance."""
+"""Monitoring's daily HTML report: the signals, the drift of each feature with a chart, live performance, the
+prediction service's latency and errors."""
 
 from __future__ import annotations
 
@@ -59,6 +60,50 @@ def _feature_plots(report: dict[str, Any], profile: dict[str, Any], current, sco
     return "<div>" + "".join(out) + "</div>"
 
 
+def _service(s: dict[str, Any]) -> str:
+    """The prediction service's period: requests, p50/p99, 5xx and 4xx rates, per route and per arm/version."""
+
+    def ms(v):
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    def rate(v):
+        return "n/a" if v is None else f"{v:.2%}"
+
+    up = [k for k, v in (s.get("signals") or {}).items() if v]
+    facts = {"status": s.get("status"), "url": s.get("url")}
+    if s.get("status") == "ok":
+        facts |= {
+            "period": f"{s.get('from') or 'service start'} .. {s.get('to')}"
+            + (" (counters reset)" if s.get("reset") else ""),
+            "requests (/predict, /predict/batch)": s.get("requests"),
+            "latency p50 / p99": f"{ms(s.get('p50_ms'))} / {ms(s.get('p99_ms'))}",
+            "5xx rate": f"{rate(s.get('error_rate'))} ({s.get('errors')})",
+            "rejected (4xx) rate": f"{rate(s.get('rejected_rate'))} ({s.get('rejected')})",
+        }
+    facts |= {
+        "error": s.get("error"),
+        "note": s.get("note"),
+        "thresholds": ", ".join(f"{k} {v}" for k, v in (s.get("thresholds") or {}).items() if v is not None) or None,
+        "signals up (alert, no retraining)": ", ".join(up) or "none",
+        "why": "; ".join(s.get("reasons") or []) or None,
+    }
+    li = "".join(
+        f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in facts.items() if v is not None
+    )
+    out = f"<h3>Prediction service</h3><ul>{li}</ul>"
+    if s.get("status") == "ok":
+        routes = [
+            {"route": r, **{k: ms(v) if k.endswith("_ms") else v for k, v in row.items()}}
+            for r, row in (s.get("by_route") or {}).items()
+        ]
+        out += table(routes, ["route", "requests", "p50_ms", "p99_ms", "errors", "rejected"])
+        arms = [
+            {**row, "p50_ms": ms(row.get("p50_ms")), "p99_ms": ms(row.get("p99_ms"))} for row in s.get("by_arm") or []
+        ]
+        out += table(arms, ["route", "arm", "version", "requests", "p50_ms", "p99_ms"])
+    return out
+
+
 def monitoring_report(report: dict[str, Any], profile: dict[str, Any], current, served) -> str:
     """The daily drift and performance report of the champion (``monitoring.monitor.report``)."""
     scores = served["score"].to_numpy(dtype="float64") if len(served) else np.array([])
@@ -92,5 +137,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background
 {table(feat_rows, ["feature", "kind", *STATS, "unseen_share", "missing_ref", "missing_cur", "reasons"])}
 <h3>Prediction drift</h3>{table([{**pred, "regression": pred["drifted"]}], ["rows", *NUMERIC_STATS, "mean_score"])}
 <h3>Live performance per day</h3>{table(perf["daily"], ["date", "rows", "auc", "logloss", "ece", "positive_rate", "mean_score"])}
+{_service(report.get("service") or {})}
 <h3>Reference (blue) against current (orange)</h3>{_feature_plots(report, profile, current, scores)}
 </body></html>"""

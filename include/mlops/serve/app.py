@@ -539,7 +539,8 @@ def create_app(
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def answer(body: bytes, batch: bool) -> bytes:
+    def answer(body: bytes, batch: bool) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        """The answer's body, and the (arm, version) pairs that scored its flights."""
         decoded = requests.decode_batch(body) if batch else requests.decode_one(body)
         arms = store.arms  # one snapshot for the whole request
         if arms.champion is None and arms.challenger is None:
@@ -548,6 +549,7 @@ def create_app(
         n = len(decoded.keys)
         scores = np.empty(n)
         versions = [""] * n
+        served = []
         for arm_name in ("champion", "challenger"):
             model = getattr(arms, arm_name)
             if model is None:
@@ -560,10 +562,11 @@ def create_app(
             for i in idx:
                 versions[i] = model.version
             metrics.predicted(arm_name, model.version, len(idx))
+            served.append((arm_name, model.version))
         request_id = uuid.uuid4().hex
         now = dt.datetime.now(dt.UTC).isoformat()
         state["log"].put_request(request_id, now, decoded, scores, versions, routes, requests.logged)
-        return msgspec.json.encode(
+        content = msgspec.json.encode(
             {
                 "request_id": request_id,
                 "predictions": [
@@ -572,6 +575,7 @@ def create_app(
                 ],
             }
         )
+        return content, tuple(served)
 
     JSON = (b"content-type", b"application/json")
 
@@ -580,16 +584,16 @@ def create_app(
         the body's size are checked before the body is read, the body is decoded once by msgspec."""
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        status, extra = 200, []
+        status, extra, served = 200, [], ()
         try:
             if scope["method"] != "POST":
                 raise RequestError(405, [], "Method Not Allowed", "method")
             authorised(headers.get(b"authorization", b""))
             body = await read_body(headers, receive)
             if len(body) <= INLINE_BYTES:
-                content = answer(body, batch)
+                content, served = answer(body, batch)
             else:  # a large batch: off the event loop, so /health and small requests keep answering
-                content = await anyio.to_thread.run_sync(answer, body, batch)
+                content, served = await anyio.to_thread.run_sync(answer, body, batch)
         except ClientGone:
             metrics.observe(scope["path"], 499, time.perf_counter() - started)
             return
@@ -612,7 +616,10 @@ def create_app(
             }
         )
         await send({"type": "http.response.body", "body": content})
-        metrics.observe(scope["path"], status, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.observe(scope["path"], status, seconds)
+        if served:
+            metrics.served(scope["path"], served, seconds)
 
     schemas = requests.schema()
 

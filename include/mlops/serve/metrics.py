@@ -6,6 +6,10 @@ One registry per service (two services in one process, as in the tests, never sh
   (a histogram): every HTTP request, by route (``/predict``, ``/predict/batch``, ``/health``, ``/versions``,
   ``/metrics``, ``/docs``, ``/openapi.json``; any other path is ``other``) and status code (499: the client went
   away before its body was read); the duration runs from the request's arrival to its last byte sent;
+- ``mlops_serve_prediction_duration_seconds{route,arm,version}`` (a histogram): the duration of each answered
+  prediction request (200), by the arm and model version that scored it: a single flight once, a batch once per
+  arm and version that scored flights in it, with the whole batch's duration (a batch split between the arms
+  counts under both); monitoring's daily report reads its p50 and p99 per arm and version from it;
 - ``mlops_serve_predictions_total{arm,version}``: flights scored, by arm and model version;
 - ``mlops_serve_rejected_total{route,status,reason}``: bodies refused as invalid (422) or too large (413), by the
   reason the answer names (``validation``, ``pattern``, ``date``, ``too_long``, ``too_large``, ...);
@@ -19,8 +23,8 @@ One registry per service (two services in one process, as in the tests, never sh
 - ``process_*``: the process's CPU seconds, resident and virtual memory, open files, start time (the client's
   default process collector; Linux only).
 
-The request path pays one dictionary look-up and two locked additions per request: the labelled children are
-made once and kept.
+The request path pays one dictionary look-up and two locked additions per request (one more per arm and version
+that answered it): the labelled children are made once and kept.
 """
 
 from __future__ import annotations
@@ -63,6 +67,14 @@ class ServiceMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._prediction_duration = Histogram(
+            PREFIX + "prediction_duration_seconds",
+            "time from an answered prediction request's arrival to its last byte sent, by route and the arm and "
+            "model version that scored it (a batch split between the arms counts under both)",
+            ["route", "arm", "version"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
         self._predictions = Counter(
             PREFIX + "predictions",
             "flights scored, by arm and model version",
@@ -82,6 +94,7 @@ class ServiceMetrics:
         )
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._predicted: dict[tuple[str, str], Any] = {}
+        self._served: dict[tuple[str, str, str], Any] = {}
         ProcessCollector(registry=self.registry)
         self.registry.register(_StateCollector(state))
 
@@ -102,6 +115,14 @@ class ServiceMetrics:
         if child is None:
             child = self._predicted[(arm, version)] = self._predictions.labels(arm, version)
         child.inc(n)
+
+    def served(self, route: str, arms: tuple[tuple[str, str], ...], seconds: float) -> None:
+        """An answered prediction request: its duration, once per (arm, version) that scored flights in it."""
+        for arm, version in arms:
+            child = self._served.get((route, arm, version))
+            if child is None:
+                child = self._served[(route, arm, version)] = self._prediction_duration.labels(route, arm, version)
+            child.observe(seconds)
 
     def rejected(self, route: str, status: int, reason: str) -> None:
         self._rejected.labels(route, str(status), reason).inc()

@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup demo test up up-prod down-prod serve bench mutation clean env
+.PHONY: help setup demo test up replay up-prod down-prod serve bench mutation clean env
 
 help:
 	@echo "make setup  create .venv with the pinned requirements and Horovod (built once per machine), migrate Airflow"
@@ -27,6 +27,8 @@ help:
 	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack, deployment, browser)"
 	@echo "            (PYTEST_ARGS=tests/unit: some of them)"
 	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080 (airflow standalone, 127.0.0.1)"
+	@echo "make replay the same UI, with the scheduler replaying 2013 day by day on its own (REPLAY_START, REPLAY_END;"
+	@echo "            state in MLOPS_HOME/replay): upstream drops, traffic to the prediction service, the lifecycle"
 	@echo "make up-prod    scheduler, dag-processor, triggerer, api-server as separate processes on PostgreSQL,"
 	@echo "            and the prediction service (bearer token in MLOPS_HOME/secrets/serve_token)"
 	@echo "make down-prod  stop them"
@@ -68,6 +70,16 @@ test: $(BIN)/.installed
 
 up: setup
 	PATH=$(BIN):$$PATH scripts/up.sh
+
+# the closed loop under the scheduler: simulate_upstream on the daily schedule of the window (with catch-up), the
+# prediction service beside Airflow, the DAGs unpaused; its own MLOPS_HOME, so that `make up` is left as it was
+REPLAY_START ?= 2013-01-01
+REPLAY_END ?= 2013-03-31
+REPLAY_HOME ?= $(MLOPS_HOME)/replay
+
+replay: $(BIN)/.installed
+	$(MAKE) up MLOPS_HOME=$(REPLAY_HOME) AIRFLOW_HOME=$(REPLAY_HOME)/airflow MLOPS_START_DATE=$(REPLAY_START) \
+	  MLOPS_END_DATE=$(REPLAY_END) MLOPS_CATCHUP=true MLOPS_REPLAY=true AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 
 # production-shaped: separate processes, LocalExecutor, PostgreSQL (README, "Deploying")
 PROD_AIRFLOW_HOME ?= $(MLOPS_HOME)/airflow-prod

@@ -19,6 +19,13 @@ the `fault_dataset` drop of each of `fault_days`. It writes only to `landing/` a
 
 Then ingest the days: trigger `ingest_flights` for one of them, or backfill it over the range from its trigger
 form.
+
+**The replay** (`make replay`; `replay: true` in `include/config/schedule.yaml` or `MLOPS_REPLAY=true`): the DAG
+runs on the daily schedule of the window (`MLOPS_START_DATE` .. `MLOPS_END_DATE`, with catch-up), one run at a
+time; each run is its logical date's day, with its traffic and no fault. **wait_for_turn** holds the day (deferred,
+no slot taken) until the day before is ingested (curated or quarantined) and no `train_model` or `monitor_model`
+run is in flight, so the scheduler advances the days in order as fast as the lifecycle follows. A manual run does
+not wait.
 """
 
 from __future__ import annotations
@@ -27,15 +34,18 @@ from airflow.sdk import Param, dag, task
 
 import mlops_airflow.simulate_upstream
 from include.mlops.ingest.simulator import FAULTS, SOURCE_FIRST_DAY, SOURCE_LAST_DAY, SOURCE_TABLES
-from mlops_airflow.defaults import default_args, schedule_window
+from mlops_airflow.defaults import default_args, replay, schedule_window
+from mlops_airflow.sensors import ReplayTurnSensor
 
 DAYS = f"within the reference data: {SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
+REPLAY = replay()
+TURN_TIMEOUT_S = 6 * 3600  # a day whose turn has not come in six hours fails (a stuck ingestion, a hung training)
 
 
 @dag(
-    schedule=None,  # by hand: the form below
-    start_date=schedule_window()["start_date"],
-    catchup=False,
+    # by hand (the form below); in the replay also every day of the window
+    schedule="@daily" if REPLAY["on"] else None,
+    **schedule_window(),
     max_active_runs=1,
     doc_md=__doc__,
     tags=["simulator", "upstream"],
@@ -90,7 +100,9 @@ def simulate_upstream():
     def publish_day(day: dict, **context) -> dict:
         return mlops_airflow.simulate_upstream.publish_day(day, context)
 
-    publish_day.expand(day=plan())
+    days = plan()
+    wait_for_turn = ReplayTurnSensor(task_id="wait_for_turn", poke_interval=REPLAY["poke_s"], timeout=TURN_TIMEOUT_S)
+    days >> wait_for_turn >> publish_day.expand(day=days)
 
 
 simulate_upstream()

@@ -11,6 +11,8 @@ mkdir -p "$secrets" && chmod 700 "$secrets"
 export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$secrets/jwt_secret")}"
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# the tasks reach the api-server's execution API through its base URL (otherwise localhost:8080, whatever the port)
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:$AIRFLOW__API__PORT}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export MLOPS_INGEST_DEADLINE_S="${MLOPS_INGEST_DEADLINE_S:-28800}"   # a day not ingested within 8 h: Slack
 export AIRFLOW__SCHEDULER__PARSING_PROCESSES="${AIRFLOW__SCHEDULER__PARSING_PROCESSES:-1}"
@@ -24,8 +26,26 @@ case "$AIRFLOW__API__HOST" in
   *) url="http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT" ;;
 esac
 
+# The replay (`make replay`, MLOPS_REPLAY=true): the prediction service runs beside Airflow, with a bearer token
+# generated once into $MLOPS_HOME/secrets/serve_token, so that simulate_upstream's traffic reaches it.
+serve_pid=""
+case "${MLOPS_REPLAY:-}" in
+  1|true|True|yes|on)
+    umask_was=$(umask); umask 077
+    [ -s "$secrets/serve_token" ] || python -c 'import secrets; print(secrets.token_urlsafe(48))' > "$secrets/serve_token"
+    umask "$umask_was"
+    export MLOPS_SERVE_TOKEN_FILE="${MLOPS_SERVE_TOKEN_FILE:-$secrets/serve_token}"
+    export MLOPS_SERVE_PORT="${MLOPS_SERVE_PORT:-8000}"
+    export MLOPS_SERVE_URL="${MLOPS_SERVE_URL:-http://127.0.0.1:$MLOPS_SERVE_PORT}"
+    python -m include.mlops.serve.app > "$MLOPS_HOME/serve.log" 2>&1 &
+    serve_pid=$!
+    echo "replay of $MLOPS_START_DATE .. ${MLOPS_END_DATE:-(no end)}: prediction service at $MLOPS_SERVE_URL" \
+      "(token in $MLOPS_SERVE_TOKEN_FILE, log $MLOPS_HOME/serve.log); the DAGs start unpaused"
+    ;;
+esac
+
 # an empty lake: nothing for ingest_flights to find until upstream drops land
-python - <<'EOF' || true
+[ -n "$serve_pid" ] || python - <<'EOF' || true
 from include.mlops.core.config import Settings
 from include.mlops.core.lake import Lake
 
@@ -62,3 +82,4 @@ airflow standalone &
 standalone=$!
 trap 'kill -INT "$standalone" 2>/dev/null || true' INT TERM
 while kill -0 "$standalone" 2>/dev/null; do wait "$standalone" || true; done
+if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi

@@ -91,3 +91,12 @@ def schedule_window() -> dict[str, Any]:
 
     start = day(cfg.start_date) or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return {"start_date": start, "end_date": day(cfg.end_date), "catchup": bool(cfg.catchup)}
+
+
+def replay() -> dict[str, Any]:
+    """The replay's settings (``include/config/schedule.yaml``, ``MLOPS_REPLAY``): whether ``simulate_upstream``
+    runs on the daily schedule, and how often a day looks whether its turn has come."""
+    from include.mlops.core.config import ScheduleConfig
+
+    cfg = ScheduleConfig.from_env()
+    return {"on": bool(cfg.replay), "poke_s": float(cfg.replay_poke_s)}

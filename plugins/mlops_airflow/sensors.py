@@ -61,36 +61,62 @@ class DropSensor(BaseSensorOperator):
         self.log.info("drop complete: %s", event.get("path"))
 
 
-class EvidenceSensor(BaseSensorOperator):
-    """``deploy_model``'s wait for canary evidence: looks on a worker (``evidence_ready``), and between looks
-    waits deferred (a ``TimeDeltaTrigger`` of ``poke_interval`` in the triggerer), holding no slot.
+class DeferredPollSensor(BaseSensorOperator):
+    """Looks on a worker (``poke``), and between looks waits deferred (a ``TimeDeltaTrigger`` of ``poke_interval``
+    in the triggerer), holding no slot. ``timeout`` counts from the task's first start, across the deferrals.
 
     Not a rescheduled sensor: with a short poke interval the scheduler can queue a rescheduled task again before
     it has processed the end of the previous poke, and then fails it as "changed externally" — which rolled a
-    canary back without any evidence. A deferred task is resumed by its trigger's event instead. The decision
-    (promote or roll back, with the comparison) is the task's return value (XCom)."""
-
-    ui_color = "#fbe9d0"
+    canary back without any evidence. A deferred task is resumed by its trigger's event instead. A look that
+    returns a ``PokeReturnValue`` that is done ends the task with its value (XCom)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.deferrable = True
+
+    def execute(self, context, since: float | None = None):
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+        from airflow.sdk import PokeReturnValue
+
+        since = time.time() if since is None else since
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        if result is True:
+            return None
+        if self.timeout is not None and time.time() - since > self.timeout:
+            from airflow.sdk.exceptions import AirflowSensorTimeout
+
+            raise AirflowSensorTimeout(f"{self.task_id}: still waiting after {self.timeout:.0f} s")
+        self.defer(
+            trigger=TimeDeltaTrigger(timedelta(seconds=self.poke_interval)),
+            method_name="execute_complete",
+            kwargs={"since": since},  # the first look's time, carried across the deferrals
+        )
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None, since: float | None = None):
+        return self.execute(context, since=since)
+
+
+class EvidenceSensor(DeferredPollSensor):
+    """``deploy_model``'s wait for canary evidence (``evidence_ready``); the decision (promote or roll back, with
+    the comparison) is the task's return value (XCom)."""
+
+    ui_color = "#fbe9d0"
 
     def poke(self, context):
         from .deploy_model import evidence_ready
 
         return evidence_ready(context)
 
-    def execute(self, context):
-        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
-        from airflow.sdk import PokeReturnValue
 
-        result = self.poke(context)
-        if isinstance(result, PokeReturnValue) and result.is_done:
-            return result.xcom_value
-        if result is True:
-            return None
-        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.poke_interval)), method_name="execute_complete")
+class ReplayTurnSensor(DeferredPollSensor):
+    """``simulate_upstream``'s wait, in a scheduled replay, for its day's turn (``replay_turn``): the day before
+    ingested and no retraining or monitoring in flight. A manual run does not wait."""
 
-    def execute_complete(self, context, event: dict[str, Any] | None = None):
-        return self.execute(context)
+    ui_color = "#e8e0f4"
+
+    def poke(self, context) -> bool:
+        from .simulate_upstream import replay_turn
+
+        return replay_turn(context)

@@ -26,9 +26,24 @@ def _plan(params: dict[str, Any]):
         raise AirflowFailException(str(exc)) from None
 
 
+def scheduled(context: dict[str, Any]) -> bool:
+    """A run of the replay's schedule (or a backfill of it): its day is its logical date, not the form's range."""
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return str(getattr(run_type, "value", run_type)) in ("scheduled", "backfill")
+
+
+def _run_plan(context: dict[str, Any]):
+    if scheduled(context):  # the replay: the run's own day, its traffic first, no fault
+        from .defaults import batch_date
+
+        return _plan({"start_date": batch_date(context), "replay_traffic": True})
+    return _plan(context["params"])
+
+
 def plan(context: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's days (each with its fault or none), checked before anything is written."""
-    p = _plan(context["params"])
+    """The run's days (each with its fault or none), checked before anything is written: the form's range in a
+    manual run, the logical date in a scheduled one."""
+    p = _run_plan(context)
     log.info(
         "simulating %d day(s) %s .. %s; fault %s on %s (%s); traffic replay %s",
         len(p.days),
@@ -49,7 +64,7 @@ def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
     from .connections import get_lake
 
-    p = _plan(context["params"])
+    p = _run_plan(context)
     return simulate_day(
         Day(day["date"], day.get("fault")),
         get_lake(),
@@ -57,3 +72,26 @@ def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         replay=p.replay,
         service=Service.from_env(),
     )
+
+
+def replay_turn(context: dict[str, Any]) -> bool:
+    """Whether a scheduled run's day may be published now (``simulator.replay_waits``): the day before ingested and
+    no ``train_model`` / ``monitor_model`` run in flight, counted through the task SDK (``get_dr_count``). A manual
+    run publishes at once."""
+    if not scheduled(context):
+        return True
+    from include.mlops.ingest.simulator import REPLAY_RUNS_COUNTED, replay_waits
+
+    from .connections import get_lake
+    from .defaults import batch_date
+
+    ti = context["ti"]
+    runs = {
+        dag_id: {state: ti.get_dr_count(dag_id=dag_id, states=[state]) for state in states}
+        for dag_id, states in REPLAY_RUNS_COUNTED.items()
+    }
+    day = batch_date(context)
+    waits = replay_waits(get_lake(), day, context["dag"].start_date.date(), runs)
+    if waits:
+        log.info("%s waits for: %s", day, "; ".join(waits))
+    return not waits

@@ -182,3 +182,48 @@ def test_no_traffic_while_the_service_does_not_answer(lake):
     out = simulate_day(Day("2013-01-12"), lake, replay=True, service=Service(url))
     assert out["traffic"]["sent"] == 0 and "does not answer (ConnectError)" in out["traffic"]["skipped"]
     assert drop_ready(lake, "flights", "2013-01-12")
+
+
+# the replay under the scheduler: when a day's turn comes -----------------------------------------------------------
+def _ingest(lake, date, table, outcome):
+    if outcome == "curated":
+        lake.write_bytes(b"parquet", *layout.curated_file(table, date))
+    else:
+        lake.write_json({"success": False}, layout.quarantine(table, date), layout.QUARANTINE_REPORT)
+
+
+IDLE = {dag_id: {} for dag_id in simulator.REPLAY_RUNS_COUNTED}
+
+
+def test_a_replay_day_waits_for_the_day_before_to_be_ingested(lake):
+    assert simulator.replay_waits(lake, "2013-01-01", "2013-01-01", IDLE) == []  # the first day waits for nothing
+    waits = simulator.replay_waits(lake, "2013-01-02", "2013-01-01", IDLE)
+    assert waits == ["ingestion of 2013-01-01 (flights, weather neither curated nor quarantined)"]
+    _ingest(lake, "2013-01-01", "weather", "curated")
+    assert simulator.replay_waits(lake, "2013-01-02", "2013-01-01", IDLE) == [
+        "ingestion of 2013-01-01 (flights neither curated nor quarantined)"
+    ]
+    _ingest(lake, "2013-01-01", "flights", "quarantined")  # a rejected day is done too: it is not dropped again
+    assert simulator.replay_waits(lake, "2013-01-02", "2013-01-01", IDLE) == []
+    # a replay that starts later does not wait for a day before its window
+    assert simulator.replay_waits(lake, "2013-03-01", "2013-03-01", IDLE) == []
+    assert simulator.replay_waits(lake, "2013-03-02", "2013-03-01", IDLE) != []
+
+
+def test_a_replay_day_waits_while_training_or_monitoring_is_in_flight(lake):
+    for table in simulator.SOURCE_TABLES:
+        _ingest(lake, "2013-01-04", table, "curated")
+    go = simulator.replay_waits
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE) == []
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"train_model": {"queued": 1}}) == ["train_model: 1 queued"]
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"train_model": {"running": 1}}) == ["train_model: 1 running"]
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"monitor_model": {"queued": 1, "running": 1}}) == [
+        "monitor_model: 1 queued, 1 running"
+    ]
+    # a deploy_model run waiting to start its canary holds the day; a running one (a canary waiting for evidence,
+    # which only the next days' traffic brings) does not, even with another queued behind it
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"queued": 1}}) == [
+        "deploy_model: 1 queued (its canary has not started)"
+    ]
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"running": 1}}) == []
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"queued": 1, "running": 1}}) == []

@@ -130,16 +130,21 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
 
 class ScheduleConfig(YamlConfig):
     """When the daily DAGs run (``include/config/schedule.yaml``), with ``MLOPS_START_DATE``, ``MLOPS_END_DATE``
-    and ``MLOPS_CATCHUP`` overriding it for one deployment."""
+    ``MLOPS_CATCHUP`` and ``MLOPS_REPLAY`` overriding it for one deployment."""
 
     FILE = ConfigFile("schedule.yaml")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ScheduleConfig:
         env = os.environ if env is None else env
-        catchup = env.get("MLOPS_CATCHUP")
+
+        def flag(name: str) -> bool | None:
+            value = env.get(name)
+            return None if value in (None, "") else value.strip().lower() in ("1", "true", "yes", "on")
+
         return cls(
             start_date=env.get("MLOPS_START_DATE") or None,
             end_date=env.get("MLOPS_END_DATE") or None,
-            catchup=None if catchup in (None, "") else catchup.strip().lower() in ("1", "true", "yes", "on"),
+            catchup=flag("MLOPS_CATCHUP"),
+            replay=flag("MLOPS_REPLAY"),
         )

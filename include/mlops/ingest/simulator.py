@@ -221,3 +221,47 @@ def simulate_day(
         traffic,
     )
     return out
+
+
+# the replay under the scheduler ------------------------------------------------------------------------------------
+# Runs that must be over before the simulator publishes the next day: a retraining (its candidate would otherwise
+# be trained, gated and canaried while the days run past it) and the monitoring of the day before (its decision
+# may trigger a retraining). A deploy_model run counts only while it waits in the queue (between the gate's trigger
+# and the canary's start): a running one is a canary waiting for the very traffic the next days bring.
+REPLAY_WAITS_FOR = ("train_model", "monitor_model")
+REPLAY_RUNS_COUNTED = {dag_id: ("queued", "running") for dag_id in (*REPLAY_WAITS_FOR, "deploy_model")}
+
+
+def day_ingested(lake, date: dt.date | str) -> list[str]:
+    """The source tables of ``date`` not yet ingested: neither curated nor quarantined (empty: the day is done)."""
+    from ..core import layout
+
+    return [
+        table
+        for table in SOURCE_TABLES
+        if not lake.exists(*layout.curated_file(table, date))
+        and not lake.exists(layout.quarantine(table, date), layout.QUARANTINE_REPORT)
+    ]
+
+
+def replay_waits(
+    lake, date: dt.date | str, first_day: dt.date | str, runs: Mapping[str, Mapping[str, int]]
+) -> list[str]:
+    """What the scheduled replay of ``date`` still waits for before it sends that day's traffic and drops (empty:
+    its turn has come): the day before ingested (unless ``date`` is the replay's first day), and no run of
+    ``REPLAY_WAITS_FOR`` in flight. ``runs``: {dag_id: {state: number of its runs in that state}}."""
+    day, first = dt.date.fromisoformat(str(date)[:10]), dt.date.fromisoformat(str(first_day)[:10])
+    waits = []
+    before = day - dt.timedelta(days=1)
+    if day > first and before >= SOURCE_FIRST_DAY:
+        missing = day_ingested(lake, before)
+        if missing:
+            waits.append(f"ingestion of {before} ({', '.join(missing)} neither curated nor quarantined)")
+    for dag_id in REPLAY_WAITS_FOR:
+        n = {s: runs.get(dag_id, {}).get(s, 0) for s in REPLAY_RUNS_COUNTED[dag_id]}
+        if any(n.values()):
+            waits.append(f"{dag_id}: " + ", ".join(f"{v} {s}" for s, v in n.items() if v))
+    deploy = runs.get("deploy_model", {})
+    if deploy.get("queued", 0) and not deploy.get("running", 0):
+        waits.append(f"deploy_model: {deploy['queued']} queued (its canary has not started)")
+    return waits

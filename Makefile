@@ -76,10 +76,13 @@ up: setup
 REPLAY_START ?= 2013-01-01
 REPLAY_END ?= 2013-03-31
 REPLAY_HOME ?= $(MLOPS_HOME)/replay
+REPLAY_POKE_S ?= 5          # the drop sensors look this often (a live source: 60)
+REPLAY_DEPLOY_POKE_S ?= 60  # a canary looks for evidence this often (a live source: 600)
 
 replay: $(BIN)/.installed
 	$(MAKE) up MLOPS_HOME=$(REPLAY_HOME) AIRFLOW_HOME=$(REPLAY_HOME)/airflow MLOPS_START_DATE=$(REPLAY_START) \
-	  MLOPS_END_DATE=$(REPLAY_END) MLOPS_CATCHUP=true MLOPS_REPLAY=true AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+	  MLOPS_END_DATE=$(REPLAY_END) MLOPS_CATCHUP=true MLOPS_REPLAY=true AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+	  MLOPS_SENSOR_POKE_S=$(REPLAY_POKE_S) MLOPS_DEPLOY_POKE_S=$(REPLAY_DEPLOY_POKE_S)
 
 # production-shaped: separate processes, LocalExecutor, PostgreSQL (README, "Deploying")
 PROD_AIRFLOW_HOME ?= $(MLOPS_HOME)/airflow-prod

@@ -590,6 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         "at once, a gate that passes (a copy of include/config/ under $MLOPS_HOME)",
     )
     ap.add_argument(
+        "--no-faults",
+        action="store_true",
+        help="good drops only (to compare with the scheduler's replay, which injects none)",
+    )
+    ap.add_argument(
         "--canary-wait",
         type=float,
         default=30.0,
@@ -628,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
         start + dt.timedelta(days=11): "late",
         start + dt.timedelta(days=100): "wrong_types",
     }
+    if args.no_faults:
+        faults = {}
 
     logs = Path(os.environ["MLOPS_HOME"]) / "logs" / "demo"
     logs.mkdir(parents=True, exist_ok=True)

@@ -76,10 +76,11 @@ def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 def replay_turn(context: dict[str, Any]) -> bool:
     """Whether a scheduled run's day may be published now (``simulator.replay_waits``): the day before ingested and
-    no ``train_model`` / ``monitor_model`` run in flight, counted through the task SDK (``get_dr_count``). A manual
-    run publishes at once."""
+    no ``train_model`` / ``monitor_model`` / ``deploy_model`` run in flight (but a running canary's), counted through the
+    task SDK (``get_dr_count``). A manual run publishes at once."""
     if not scheduled(context):
         return True
+    from include.mlops.core import rollouts
     from include.mlops.ingest.simulator import REPLAY_RUNS_COUNTED, replay_waits
 
     from .connections import get_lake
@@ -90,8 +91,10 @@ def replay_turn(context: dict[str, Any]) -> bool:
         dag_id: {state: ti.get_dr_count(dag_id=dag_id, states=[state]) for state in states}
         for dag_id, states in REPLAY_RUNS_COUNTED.items()
     }
-    day = batch_date(context)
-    waits = replay_waits(get_lake(), day, context["dag"].start_date.date(), runs)
+    day, lake = batch_date(context), get_lake()
+    waits = replay_waits(
+        lake, day, context["dag"].start_date.date(), runs, rollouts.running_canary(rollouts.current(lake))
+    )
     if waits:
         log.info("%s waits for: %s", day, "; ".join(waits))
     return not waits

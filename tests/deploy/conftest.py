@@ -85,11 +85,15 @@ def pg_database(pg_server):
 
 
 @pytest.fixture(scope="module")
-def deployment(pg_database):
+def deployment(pg_database, request):
+    """The deployment; a test module may add settings with ``deployment_settings(home) -> dict`` (the replay's)."""
     home = Path(tempfile.mkdtemp(prefix="mlops-deploy-"))
     slack = SlackEndpoint()
     aws_secret = "wJalrDeployTest" + secrets.token_hex(16)
     env = deployment_env(home, pg_database, slack, aws_secret)
+    settings = getattr(request.module, "deployment_settings", None)
+    if settings is not None:
+        env.update(settings(home))
     t0 = time.monotonic()
     up = subprocess.run(
         [sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"],

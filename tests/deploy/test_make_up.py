@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from deploy_support import ROOT, free_port
 
 
@@ -24,7 +25,8 @@ def _listening(port: int) -> set[str]:
     }
 
 
-def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
+def _up(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, Path, int, set[int]]:
+    """scripts/up.sh started as `make up` starts it, in a session of its own; its log, port and sessions."""
     home = tmp_path / "mlops"
     port = free_port()
     venv_bin = Path(sys.executable).parent
@@ -41,7 +43,7 @@ def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-    }
+    } | extra
     log = tmp_path / "up.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -53,17 +55,44 @@ def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
             cwd=ROOT,
             start_new_session=True,
         )
-    sessions = {proc.pid}  # up.sh's own, and the one it starts standalone in
+    return proc, log, port, {proc.pid}  # up.sh's own session, and (later) the one it starts standalone in
+
+
+def _wait_until(proc, log: Path, sessions: set[int], what: str, done, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"up.sh ended ({proc.returncode}):\n" + log.read_text()[-3000:]
+        sessions |= {_sid(c) for c in psutil.Process(proc.pid).children()} - {None}
+        if done():
+            return
+        time.sleep(2)
+    raise AssertionError(f"{what} not within {timeout_s:.0f} s:\n" + log.read_text()[-3000:])
+
+
+def _ctrl_c(proc, sessions: set[int]) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole foreground group); then nothing of it may be left."""
+    os.killpg(proc.pid, signal.SIGINT)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"up.sh ended ({proc.returncode}):\n" + log.read_text()[-3000:]
-            sessions |= {_sid(c) for c in psutil.Process(proc.pid).children()} - {None}
-            if _listening(port) and "Airflow UI:" in log.read_text():
-                break
-            time.sleep(2)
-        else:
-            raise AssertionError("the UI did not come up in 300 s:\n" + log.read_text()[-3000:])
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 30
+    while _in_sessions(sessions) and time.monotonic() < deadline:
+        time.sleep(1)
+    survivors = {p.pid: " ".join(p.cmdline())[:200] for p in _in_sessions(sessions)}
+    for sid in sessions:  # never leave anything behind
+        try:
+            os.killpg(sid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert proc.returncode is not None, "up.sh still ran 90 s after Ctrl-C"
+    assert not survivors, f"processes left after Ctrl-C: {survivors}"
+
+
+def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
+    proc, log, port, sessions = _up(tmp_path)
+    try:
+        _wait_until(proc, log, sessions, "the UI", lambda: _listening(port) and "Airflow UI:" in log.read_text(), 300)
         assert _listening(port) == {"127.0.0.1"}, _listening(port)  # not 0.0.0.0
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
@@ -71,22 +100,56 @@ def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
         assert f"Airflow UI: http://localhost:{port}   login: admin   password: " in text
         assert "holds no drop yet" in text and "python -m include.mlops.ingest.upstream publish 2013-01-01" in text
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: SIGINT to the whole foreground group
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + 30
-        while _in_sessions(sessions) and time.monotonic() < deadline:
-            time.sleep(1)
-        survivors = {p.pid: " ".join(p.cmdline())[:200] for p in _in_sessions(sessions)}
-        for sid in sessions:  # never leave anything behind
-            try:
-                os.killpg(sid, signal.SIGKILL)
-            except OSError:
-                pass
-    assert proc.returncode is not None, "up.sh still ran 90 s after Ctrl-C"
-    assert not survivors, f"processes left after Ctrl-C: {survivors}"
+        _ctrl_c(proc, sessions)
+
+
+def test_make_replay_starts_the_replay_without_any_other_command(tmp_path):
+    """`make replay`'s settings on `make up`: the DAGs unpaused at creation, simulate_upstream on the window's
+    daily schedule, the prediction service beside Airflow with a generated token; the scheduler publishes and
+    ingests the first days with nobody doing anything, and Ctrl-C stops the service too."""
+    import httpx
+
+    from include.mlops.core.lake import Lake
+
+    serve_port = free_port()
+    proc, log, port, sessions = _up(
+        tmp_path,
+        MLOPS_REPLAY="true",
+        MLOPS_START_DATE="2013-01-01",
+        MLOPS_END_DATE="2013-01-02",
+        MLOPS_CATCHUP="true",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        MLOPS_SENSOR_POKE_S="2",
+        MLOPS_RETRY_DELAY_S="1",
+        MLOPS_SERVE_PORT=str(serve_port),
+    )
+    home = tmp_path / "mlops"
+    lake = Lake((home / "lake").as_uri())
+    try:
+        _wait_until(
+            proc,
+            log,
+            sessions,
+            "two days published and curated by the scheduler alone",
+            lambda: all(lake.exists(f"curated/flights/date=2013-01-0{d}", "part-00000.parquet") for d in (1, 2)),
+            420,
+        )
+        text = log.read_text()
+        assert "replay of 2013-01-01 .. 2013-01-02: prediction service at http://127.0.0.1:" in text
+        token = (home / "secrets" / "serve_token").read_text().strip()
+        assert len(token) >= 32 and token not in text
+        assert (home / "secrets" / "serve_token").stat().st_mode & 0o077 == 0
+        health = httpx.get(f"http://127.0.0.1:{serve_port}/health", timeout=10)
+        assert health.status_code == 200, health.text  # no model yet, but up and answering
+        # nothing outside the window was published or ingested (no run for a later day, nor for today)
+        assert sorted(p.name for p in (home / "lake" / "curated" / "flights").iterdir()) == [
+            "date=2013-01-01",
+            "date=2013-01-02",
+        ]
+    finally:
+        _ctrl_c(proc, sessions)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{serve_port}/health", timeout=5)
 
 
 def _sid(p: psutil.Process) -> int | None:

@@ -307,6 +307,7 @@ def test_the_report_is_written_and_latest_only_moves_forward(lake, reference):
         "signals": r["signals"],
         "report": r["report"],
         "fired": False,
+        "service": {"status": "not checked", "signals": None, "reasons": None},  # no check in this run
     }
     monitor.report(lake, JANUARY[-1], {"version": "1"}, reference, cfg)  # an older day, rerun later
     assert lake.read_json("reports/monitoring", "latest.json")["date"] == JULY[-1]
@@ -392,9 +393,10 @@ def test_the_cool_down_counts_days_from_the_last_trigger(rule_lake):
     assert monitor.decide(rule_lake, "2013-05-11", CFG)["held"].startswith(
         "cool-down: last retraining trigger on 2013-05-07"
     )
-    # a canary holds a fire, a finished rollout does not; the cool-down is named first
-    assert monitor.decide(rule_lake, "2013-05-11", CFG, rollout={"status": "canary", "version": 7})["held"].startswith(
-        "cool-down"
+    # a canary holds a fire, a finished rollout does not; every hold is named, the cool-down first
+    both = monitor.decide(rule_lake, "2013-05-11", CFG, rollout={"status": "canary", "version": 7})["held"]
+    assert both.startswith("cool-down: last retraining trigger on 2013-05-07") and both.endswith(
+        "; a canary of v7 is running"
     )
 
 

@@ -220,10 +220,13 @@ def test_a_replay_day_waits_while_training_or_monitoring_is_in_flight(lake):
     assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"monitor_model": {"queued": 1, "running": 1}}) == [
         "monitor_model: 1 queued, 1 running"
     ]
-    # a deploy_model run waiting to start its canary holds the day; a running one (a canary waiting for evidence,
-    # which only the next days' traffic brings) does not, even with another queued behind it
-    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"queued": 1}}) == [
-        "deploy_model: 1 queued (its canary has not started)"
+    # a deployment in flight (a first model being promoted, a canary being started) holds the day; while a canary
+    # runs, its deploy_model run waits for the very traffic the next days bring, so it does not (nor one queued
+    # behind it)
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"queued": 1}}) == ["deploy_model: 1 queued"]
+    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"running": 1}}) == ["deploy_model: 1 running"]
+    busy = IDLE | {"deploy_model": {"queued": 1, "running": 1}}
+    assert go(lake, "2013-01-05", "2013-01-01", busy, canary="2") == []
+    assert go(lake, "2013-01-05", "2013-01-01", busy | {"train_model": {"running": 1}}, canary="2") == [
+        "train_model: 1 running"
     ]
-    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"running": 1}}) == []
-    assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"queued": 1, "running": 1}}) == []

@@ -225,11 +225,12 @@ def simulate_day(
 
 # the replay under the scheduler ------------------------------------------------------------------------------------
 # Runs that must be over before the simulator publishes the next day: a retraining (its candidate would otherwise
-# be trained, gated and canaried while the days run past it) and the monitoring of the day before (its decision
-# may trigger a retraining). A deploy_model run counts only while it waits in the queue (between the gate's trigger
-# and the canary's start): a running one is a canary waiting for the very traffic the next days bring.
-REPLAY_WAITS_FOR = ("train_model", "monitor_model")
-REPLAY_RUNS_COUNTED = {dag_id: ("queued", "running") for dag_id in (*REPLAY_WAITS_FOR, "deploy_model")}
+# be trained, gated and canaried while the days run past it), the monitoring of the day before (its decision may
+# trigger a retraining) and a deployment (a first model being promoted, a canary being started) -- except while a
+# canary runs: its deploy_model run waits for the very traffic the next days bring, and any run queued behind it
+# waits for that run.
+REPLAY_WAITS_FOR = ("train_model", "monitor_model", "deploy_model")
+REPLAY_RUNS_COUNTED = {dag_id: ("queued", "running") for dag_id in REPLAY_WAITS_FOR}
 
 
 def day_ingested(lake, date: dt.date | str) -> list[str]:
@@ -245,11 +246,16 @@ def day_ingested(lake, date: dt.date | str) -> list[str]:
 
 
 def replay_waits(
-    lake, date: dt.date | str, first_day: dt.date | str, runs: Mapping[str, Mapping[str, int]]
+    lake,
+    date: dt.date | str,
+    first_day: dt.date | str,
+    runs: Mapping[str, Mapping[str, int]],
+    canary: str | None = None,
 ) -> list[str]:
     """What the scheduled replay of ``date`` still waits for before it sends that day's traffic and drops (empty:
     its turn has come): the day before ingested (unless ``date`` is the replay's first day), and no run of
-    ``REPLAY_WAITS_FOR`` in flight. ``runs``: {dag_id: {state: number of its runs in that state}}."""
+    ``REPLAY_WAITS_FOR`` in flight (``deploy_model``'s not counted while the canary of version ``canary`` runs).
+    ``runs``: {dag_id: {state: number of its runs in that state}}."""
     day, first = dt.date.fromisoformat(str(date)[:10]), dt.date.fromisoformat(str(first_day)[:10])
     waits = []
     before = day - dt.timedelta(days=1)
@@ -258,10 +264,9 @@ def replay_waits(
         if missing:
             waits.append(f"ingestion of {before} ({', '.join(missing)} neither curated nor quarantined)")
     for dag_id in REPLAY_WAITS_FOR:
+        if dag_id == "deploy_model" and canary is not None:
+            continue
         n = {s: runs.get(dag_id, {}).get(s, 0) for s in REPLAY_RUNS_COUNTED[dag_id]}
         if any(n.values()):
             waits.append(f"{dag_id}: " + ", ".join(f"{v} {s}" for s, v in n.items() if v))
-    deploy = runs.get("deploy_model", {})
-    if deploy.get("queued", 0) and not deploy.get("running", 0):
-        waits.append(f"deploy_model: {deploy['queued']} queued (its canary has not started)")
     return waits

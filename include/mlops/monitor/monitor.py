@@ -189,14 +189,17 @@ def decide(
     if today is None:
         raise FileNotFoundError(f"no monitoring report for {d} at {lake.uri(layout.MONITORING)}")
     fired = [s for s in SIGNALS if len(recent) == len(days) and all(r["signals"].get(s) for r in recent.values())]
-    held = None
+    holds = []  # every reason that holds a fire back, the cool-down first
     previous = [t for t in triggers(lake) if t["date"] < d.isoformat()]
     if fired and previous:
         last = as_date(previous[-1]["date"])
         if (d - last).days < cfg.cooldown_days:
-            held = f"cool-down: last retraining trigger on {last}, {(d - last).days} of {cfg.cooldown_days} days ago"
-    if fired and not held and rollout and rollout.get("status") == "canary":
-        held = f"a canary of v{rollout.get('version')} is running"
+            holds.append(
+                f"cool-down: last retraining trigger on {last}, {(d - last).days} of {cfg.cooldown_days} days ago"
+            )
+    if fired and rollout and rollout.get("status") == "canary":
+        holds.append(f"a canary of v{rollout.get('version')} is running")
+    held = "; ".join(holds) or None
     reason = ""
     if fired:
         parts = []

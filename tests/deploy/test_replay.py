@@ -203,11 +203,16 @@ def test_the_closed_loop_runs_under_the_scheduler(deployment):
     assert rollout["data_date"] == fired_on and rollout["status"] in ("promoted", "rolled_back"), rollout
     evidence = rollout["evidence"]
     assert evidence, rollout
+    import pandas as pd
+
     from include.mlops.core import predictions
 
     canary_days = [d for d in DAYS if rollout["from_date"] <= d]
-    served = predictions.predictions(lake, canary_days)  # each flight by its first answer
-    during = served[served["version"].astype(str).isin([v1, v2])]
+    # each flight by its first answer, given while the canary ran
+    served = predictions.predictions(lake, canary_days, since=rollout["started_at"])
+    at = pd.to_datetime(served["predicted_at"], utc=True, format="ISO8601")
+    during = served[(at <= pd.Timestamp(rollout["finished_at"])).to_numpy()]
+    assert set(during["version"].astype(str)) == {v1, v2}, during["version"].value_counts()
     share = float((during["version"].astype(str) == v2).mean())
     assert len(during) > 400 and abs(share - CANARY_SHARE) < 0.1, (len(during), share)
 

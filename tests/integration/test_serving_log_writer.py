@@ -99,8 +99,9 @@ def test_the_writer_dies_with_the_service_and_writes_what_it_was_sent(tmp_path):
         from test_serving_log_writer import _records
         log = PredictionLog(Lake({lake_url!r}), flush_rows=10_000, flush_s=60, spill_dir={str(tmp_path / "spill")!r})
         log.put(_records(100, "k"))
-        while not log._unacked:
+        while not log._unacked:  # registered, then written to the pipe: give the write a moment
             time.sleep(0.05)
+        time.sleep(0.5)
         print(log._proc.pid, flush=True)
         time.sleep(600)
         """
@@ -120,3 +121,31 @@ def test_the_writer_dies_with_the_service_and_writes_what_it_was_sent(tmp_path):
             service.kill()
     rows = _logged(Lake(lake_url))
     assert len(rows) == 100 and not rows.duplicated(["flight_key"]).any()
+
+
+def test_a_writer_killed_after_writing_some_dates_of_a_frame_writes_none_twice(tmp_path):
+    """The writer says which (frame, flight date) parts it has done: a frame it wrote one date of before dying is
+    spilled by the service without that date."""
+    root, spill = tmp_path / "lake", tmp_path / "spill"
+    blocker = root / layout.predictions("2013-01-23")  # the lake refuses this date only
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    spill.write_text("the local disk refuses too")  # so that the writer keeps that date in memory
+    lake = Lake(root.as_uri())
+    log = PredictionLog(lake, flush_rows=1, flush_s=0.1, spill_dir=spill, retry_s=0.3)
+    try:
+        log.put(_records(100, "p"))  # 50 flights of the 22nd, 50 of the 23rd
+        _until(lambda: log.written == 50 and log._parts)  # the 22nd written, the 23rd held by the writer
+        writer = log._proc.pid
+        os.kill(writer, signal.SIGSTOP)  # frozen while the local disk comes back, then killed
+        spill.unlink()
+        spill.mkdir()
+        os.kill(writer, signal.SIGKILL)
+        _until(lambda: log.writer_crashes == 1 and log.pending == 0)
+        assert log.spilled_total == 50 and log.lost == 0  # the 23rd only
+        blocker.unlink()
+        _until(lambda: log.written == 100 and log.spilled == 0)
+    finally:
+        log.close()
+    rows = _logged(lake)
+    assert len(rows) == 100 and not rows.duplicated(["request_id", "flight_key"]).any()

@@ -393,7 +393,10 @@ def main() -> None:
     gc.freeze()  # what the imports made is never garbage: the collector never walks it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = json.loads(sys.argv[1])
-    run(config, sys.stdin.buffer, sys.stdout.buffer)
+    acks = os.fdopen(os.dup(1), "wb")  # the acknowledgements' own descriptor: a stray print cannot corrupt them
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    run(config, sys.stdin.buffer, acks)
 
 
 if __name__ == "__main__":

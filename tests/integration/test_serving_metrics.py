@@ -185,18 +185,14 @@ def test_the_counters_match_a_known_load(service):
     assert health["refresh"]["failures"] == 3
 
 
-def test_the_prediction_log_under_a_refusing_lake_shows_in_the_metrics(service):
-    """Queue depth and spilled rows: with the lake refusing writes, the records are spilled and counted."""
+def test_the_prediction_log_under_a_refusing_lake_shows_in_the_metrics(service, tmp_path):
+    """Queue depth and spilled rows: with the lake refusing writes, the records are spilled and counted. The lake
+    refuses in the filesystem (its predictions folder is a plain file): the log's writer is a process of its own."""
     url, _ = service
     flights = requests_for("2013-01-22")[:30]
-    from include.mlops.core import lake as lake_module
-
-    original = lake_module.Lake.write_parquet
-
-    def refuse(self, *args, **kwargs):
-        raise OSError("lake refuses")
-
-    lake_module.Lake.write_parquet = refuse
+    blocker = tmp_path / "lake" / "predictions"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
     try:
         r = httpx.post(url + "/predict/batch", json={"flights": flights}, headers=AUTH)
         assert r.status_code == 200
@@ -212,7 +208,7 @@ def test_the_prediction_log_under_a_refusing_lake_shows_in_the_metrics(service):
         assert value(samples, log + "lake_failures_total") >= 1
         assert value(samples, log + "written_rows_total") == 0
     finally:
-        lake_module.Lake.write_parquet = original
+        blocker.unlink()
     deadline = time.time() + 15  # the lake takes them again: written, the spill folder empty
     while time.time() < deadline:
         samples = scrape(url)

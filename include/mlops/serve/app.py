@@ -7,7 +7,7 @@ hash of its key, with the canary share from ``deployments/rollout.json`` in the 
 re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
 Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path
 (``PredictionLog``: bounded in memory, spilled to local disk while the lake refuses writes, written once it
-takes them).
+takes them; the frames and the Parquet are made by a child process, ``serve.logwriter``, out of this interpreter).
 
 The request model is derived from the data sets' declaration (``serve.request``), decoded strictly with msgspec
 and encoded straight into the model's matrix (no pandas on the request path). A body over
@@ -25,9 +25,11 @@ import datetime as dt
 import gc
 import hashlib
 import hmac
+import json
 import logging
-import operator
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,12 +40,11 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import pandas as pd
 
-from ..core import layout
 from ..core.config import serve_token as token_from_env
 from ..core.lake import Lake
 from ..train.features import FeatureSpec
+from . import logwriter
 from .metrics import ServiceMetrics, route_of
 from .models import ModelStore, ServedModel
 from .request import MAX_MESSAGE, Decoded, RequestError, RequestModel
@@ -52,15 +53,20 @@ log = logging.getLogger("mlops.serving")
 
 
 class PredictionLog:
-    """Writes prediction records to the lake in batches from a background thread, without losing one and within
-    a bounded memory.
+    """Writes prediction records to the lake in batches, without losing one and within a bounded memory, from a
+    child process (``serve.logwriter``): building frames and writing Parquet never hold the requests' interpreter.
 
-    A request hands over its decoded flights and answers in one piece (``put_request``); the records are built
-    here. At most ``max_rows`` rows wait in memory: beyond that a request's records go straight to the spill
-    folder (``spill_dir``, local disk under MLOPS_HOME). When the lake refuses a write, that batch is spilled too
-    and, until a retry succeeds, later batches are spilled without trying the lake; every ``retry_s`` the oldest
-    spilled files are written to the lake and removed. Spilled files left by an earlier process are written the
-    same way. ``close`` writes what is left, or spills it when the lake still refuses."""
+    A request hands over its decoded flights and answers in one piece (``put_request``); a feeder thread sends
+    what is there to the writer, one msgpack frame per round, and keeps each frame until the writer says it is
+    written or spilled. At most ``max_rows`` rows wait (here or in the writer): beyond that a request's records
+    go straight to the spill folder (``spill_dir``, local disk under MLOPS_HOME). When the lake refuses a write,
+    the writer spills that batch too and, until a retry succeeds, later batches without trying the lake; every
+    ``retry_s`` it writes the oldest spilled files to the lake and removes them. Spilled files left by an earlier
+    process are written the same way. When the writer dies, the frames it had not finished are spilled from here
+    (counted in ``writer_crashes``, logged) and a new writer is started. ``close`` has the writer write what is
+    left, or spill it when the lake still refuses; a writer stuck longer than the timeout is stopped and what it
+    held is spilled from here. The writer reads its frames from a pipe: when the service dies, it writes what it
+    holds and exits."""
 
     def __init__(
         self,
@@ -73,25 +79,26 @@ class PredictionLog:
     ):
         self.lake, self.flush_rows, self.flush_s, self.max_rows = lake, flush_rows, flush_s, max_rows
         self.spill_dir = Path(spill_dir) if spill_dir else Path(tempfile.mkdtemp(prefix="prediction-spill-"))
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
         self.retry_s = retry_s
-        self._items: list = []  # handed over by requests, not yet taken by the writer
+        self._local = logwriter.Writer(lake, self.spill_dir, retry_s)  # spills from here: overflow, a dead writer
+        self._items: list = []  # handed over by requests, not yet sent to the writer
         self._waiting = 0  # their rows
         self._wake = threading.Event()
-        self.written = 0  # rows written to the lake
-        self.spilled_total = 0  # rows ever spilled to local disk
-        self.lake_failures = 0
         self.peak_pending = 0
-        self.lost = 0  # rows neither written nor spilled (the lake and the local disk both refused)
-        self._queued = 0  # rows in memory, not yet written or spilled
+        self.writer_crashes = 0
+        self._queued = 0  # rows in memory here or in the writer, not yet written or spilled
         self._lock = threading.Lock()
-        self._spill_lock = threading.Lock()
-        self._retry_at = 0.0  # while the lake refuses: when to try it again
-        self._recover_at = 0.0  # when to look at the spill folder again
-        self._down = False
         self._stop = threading.Event()
-        self._adopt_orphans()
-        self._maybe_spilled = bool(self._spill_files())  # left by an earlier process: written first
+        self._encoder = msgspec.msgpack.Encoder()
+        self._seq = 0
+        self._unacked: dict[int, tuple[bytes, int]] = {}  # frames sent, not yet done: payload, rows
+        self._parts: set = set()  # (frame, flight date) done of frames not done whole
+        self._counters = [0, 0, 0, 0]  # the writers' written, spilled_total, lake_failures, lost: those gone ...
+        self._child = [0, 0, 0, 0]  # ... and the current one's
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._start_at = 0.0
+        self._start_writer()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -104,8 +111,27 @@ class PredictionLog:
     @property
     def spilled(self) -> int:
         """Rows in the spill folder, waiting for the lake."""
-        files = self._spill_files() + list(self.spill_dir.glob(".spill-*.claim-*"))  # claimed: being written
+        files = self._local.spill_files() + list(self.spill_dir.glob(".spill-*.claim-*"))  # claimed: being written
         return sum(int(f.name.split("-rows", 1)[1].split(".", 1)[0]) for f in files)
+
+    def _counter(self, i: int) -> int:
+        return self._counters[i] + self._child[i]
+
+    @property
+    def written(self) -> int:
+        return self._counter(0)
+
+    @property
+    def spilled_total(self) -> int:
+        return self._counter(1) + self._local.spilled_total
+
+    @property
+    def lake_failures(self) -> int:
+        return self._counter(2)
+
+    @property
+    def lost(self) -> int:
+        return self._counter(3) + self._local.lost
 
     # intake (request threads) ----------------------------------------------------------------------------------------
     def put(self, records: list[dict[str, Any]]) -> None:
@@ -125,7 +151,7 @@ class PredictionLog:
         self._enqueue((request_id, now, decoded, scores, versions, routes, fields), len(decoded.keys))
 
     def _enqueue(self, item, n: int) -> None:
-        with self._lock:  # no thread wakes up per request: the writer takes what is there when it comes round
+        with self._lock:  # no thread wakes up per request: the feeder takes what is there when it comes round
             room = self._queued + n <= self.max_rows
             if room:
                 self._queued += n
@@ -135,224 +161,160 @@ class PredictionLog:
                 if self._waiting >= self.flush_rows:
                     self._wake.set()
         if not room:  # memory is full: straight to local disk, never dropped, never blocking on the lake
-            try:
-                self._spill(self._records(item))
-            except OSError:  # the lake is behind and the local disk refuses too: the last resort, counted
-                self.lost += n
-                log.exception("could not spill %d prediction record(s): lost (%d so far)", n, self.lost)
+            self._spill_here(
+                lambda: logwriter.records(self._decode(logwriter.encode_frame(self._encoder, 0, [item]))), n
+            )
+
+    def _spill_here(self, rows, n: int) -> None:
+        try:
+            self._local.spill(rows())
+        except OSError:  # the lake is behind and the local disk refuses too: the last resort, counted
+            self._local.lost += n
+            log.exception("could not spill %d prediction record(s): lost (%d so far)", n, self.lost)
 
     @staticmethod
-    def _records(item) -> list[dict[str, Any]]:
-        if isinstance(item, list):
-            return item
-        request_id, now, decoded, scores, versions, routes, fields = item
-        return [
-            {
-                "request_id": request_id,
-                "flight_key": k,
-                "flight_date": k[:10],
-                "score": float(s),
-                "version": v,
-                "arm": r,
-                "predicted_at": now,
-                **{c: getattr(f, c) for c in fields},
-            }
-            for k, s, v, r, f in zip(decoded.keys, scores.tolist(), versions, routes, decoded.flights)
+    def _decode(payload: bytes) -> list:
+        return logwriter.decode_frame(payload)
+
+    # the writer process ------------------------------------------------------------------------------------------
+    def _start_writer(self) -> None:
+        root = Path(__file__).resolve().parents[len(__package__.split("."))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        config = {
+            "lake": self.lake.url,
+            "spill_dir": str(self.spill_dir),
+            "retry_s": self.retry_s,
+            "flush_rows": self.flush_rows,
+            "flush_s": self.flush_s,
+        }
+        self._start_at = time.monotonic() + self.retry_s  # a writer that keeps dying: a new one at most this often
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"{__package__}.logwriter", json.dumps(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+        except OSError:
+            log.exception("could not start the prediction log's writer; records wait in memory (then spill)")
+            return
+        self._child = [0, 0, 0, 0]
+        self._proc = proc
+        self._reader = threading.Thread(target=self._read, args=(proc,), name="prediction-log-acks", daemon=True)
+        self._reader.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        """The writer's acknowledgements; at their end (the writer exited), what it did not finish is spilled."""
+        while (data := logwriter.receive(proc.stdout)) is not None:
+            message = msgspec.msgpack.decode(data)
+            with self._lock:
+                self._child = message["c"]
+                self._parts.update((s, d) for s, d in message["parts"])
+                for seq in message["seqs"]:
+                    _, n = self._unacked.pop(seq)
+                    self._queued -= n
+                    self._parts = {p for p in self._parts if p[0] != seq}
+        code = proc.wait()
+        with self._lock:
+            unacked, parts = self._unacked, self._parts
+            self._unacked, self._parts = {}, set()
+            self._counters = [a + b for a, b in zip(self._counters, self._child)]
+            self._child = [0, 0, 0, 0]
+            self._proc = None
+        n = sum(rows for _, rows in unacked.values())
+        if not unacked and code == 0 and self._stop.is_set():
+            return
+        if not self._stop.is_set():
+            self.writer_crashes += 1
+        left = [
+            r
+            for seq, (payload, _) in sorted(unacked.items())
+            for r in logwriter.records(self._decode(payload))
+            if (seq, r["flight_date"]) not in parts
         ]
+        log.error(
+            "the prediction log's writer exited (code %s) with %d record(s) not written: spilling %d from the "
+            "service (%d part(s) it had finished)",
+            code,
+            n,
+            len(left),
+            n - len(left),
+        )
+        self._spill_here(lambda: left, len(left))
+        with self._lock:
+            self._queued -= n
+        self._wake.set()
 
-    @classmethod
-    def _frame(cls, items: list) -> pd.DataFrame:
-        """The items as one frame, built column by column over all their flights at once (a dict per row, or a
-        loop per request, would cost the request path's CPU too: they share the interpreter)."""
-        frames = [pd.DataFrame(item) for item in items if isinstance(item, list)]
-        requests = [item for item in items if not isinstance(item, list)]
-        if requests:
-            fields = requests[0][6]
-            flights = [f for r in requests for f in r[2].flights]
-            keys = [k for r in requests for k in r[2].keys]
-            cols = {
-                "request_id": [r[0] for r in requests for _ in r[2].keys],
-                "flight_key": keys,
-                "flight_date": [k[:10] for k in keys],
-                "score": np.concatenate([r[3] for r in requests]),
-                "version": [v for r in requests for v in r[4]],
-                "arm": [a for r in requests for a in r[5]],
-                "predicted_at": [r[1] for r in requests for _ in r[2].keys],
-            }
-            for c in fields:
-                cols[c] = list(map(operator.attrgetter(c), flights))
-            frames.append(pd.DataFrame(cols))
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    def _send(self, proc: subprocess.Popen, items: list, n: int) -> None:
+        self._seq += 1
+        payload = logwriter.encode_frame(self._encoder, self._seq, items)
+        with self._lock:
+            if self._proc is not proc:  # the writer is gone meanwhile: for the next one
+                self._items[:0] = items
+                self._waiting += n
+                return
+            self._unacked[self._seq] = (payload, n)  # from here on, the reader answers for it
+        try:
+            proc.stdin.write(logwriter.HEADER.pack(len(payload)) + payload)
+            proc.stdin.flush()
+        except (OSError, ValueError):  # the writer is gone: its reader spills what it did not finish
+            pass
 
-    # the writer thread ---------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            self._wake.wait(min(0.2, self.flush_s))
+            self._wake.clear()
+            if self._proc is None and not stopping and time.monotonic() >= self._start_at:
+                self._start_writer()
+            proc = self._proc
+            if proc is not None:
+                items, n = self._take()
+                if items:
+                    self._send(proc, items, n)
+            if stopping:
+                break
+        proc = self._proc
+        if proc is not None:
+            try:
+                proc.stdin.close()  # the end of input: the writer writes what it holds and exits
+            except OSError:
+                pass
+
     def _take(self) -> tuple[list, int]:
         with self._lock:
             items, n = self._items, self._waiting
             self._items, self._waiting = [], 0
-            self._wake.clear()
         return items, n
-
-    def _run(self) -> None:
-        held: list = []
-        taken = 0
-        last = time.monotonic()
-        while True:
-            stopping = self._stop.is_set()
-            self._wake.wait(min(0.2, self.flush_s))
-            items, n = self._take()
-            held += items
-            taken += n
-            if held and (taken >= self.flush_rows or time.monotonic() - last >= self.flush_s or stopping):
-                left = self._flush(self._frame(held))  # neither written nor spilled: kept for the next round
-                with self._lock:
-                    self._queued -= taken - len(left)
-                held, taken, last = ([left] if left else []), len(left), time.monotonic()
-                if left:
-                    if stopping:  # nowhere to put them: say so
-                        self.lost += len(left)
-                        log.error("%d prediction record(s) could be neither written nor spilled: lost", len(left))
-                        with self._lock:
-                            self._queued -= len(left)
-                        held, taken = [], 0
-                    else:
-                        self._stop.wait(1.0)
-            if self._maybe_spilled and time.monotonic() >= max(self._retry_at, self._recover_at):
-                try:
-                    self._recover()
-                except Exception:  # noqa: BLE001 - the writer thread must outlive any one file
-                    log.exception("could not write spilled prediction records; retrying later")
-            if stopping and not held:
-                with self._lock:
-                    if not self._items:
-                        break
-        if self._maybe_spilled:
-            try:
-                self._recover()
-            except Exception:  # noqa: BLE001
-                log.exception("could not write spilled prediction records; the next start will")
-
-    def _flush(self, df: pd.DataFrame) -> list[dict[str, Any]]:
-        """Write to the lake by flight date; what the lake refuses goes to the spill folder. Returns the records
-        that could go to neither (the local disk refused too)."""
-        left: list[dict[str, Any]] = []
-        for _date, part in df.groupby("flight_date"):
-            if time.monotonic() >= self._retry_at:  # after a refusal, no wait on the lake before the retry
-                try:
-                    self._write(part)
-                    continue
-                except Exception as exc:  # never lose the service, nor a record, over the log
-                    self._refused(exc, len(part))
-            records = part.to_dict(orient="records")
-            try:
-                self._spill(records)
-            except OSError:
-                log.exception("could not spill %d prediction record(s); keeping them in memory", len(records))
-                left += records
-        return left
-
-    def _write(self, part: pd.DataFrame) -> None:
-        date = part["flight_date"].iloc[0]
-        name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
-        self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
-        self.written += len(part)
-        if self._down:
-            self._down = False
-            log.info("the lake takes prediction records again")
-
-    def _refused(self, exc: Exception, n: int) -> None:
-        self.lake_failures += 1
-        self._retry_at = time.monotonic() + self.retry_s
-        if not self._down:  # once per outage; the count is in /health (log_lake_failures)
-            log.warning(
-                "the lake refuses prediction records (%s: %s): spilling them to %s, retrying every %.1f s",
-                type(exc).__name__,
-                str(exc)[:200],
-                self.spill_dir,
-                self.retry_s,
-            )
-        self._down = True
-
-    # the spill folder ------------------------------------------------------------------------------------------------
-    def _spill_files(self) -> list[Path]:
-        return sorted(self.spill_dir.glob("spill-*.jsonl"))
-
-    def _spill(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        name = f"spill-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-rows{len(records)}.jsonl"
-        data = b"\n".join(msgspec.json.encode(r) for r in records)
-        tmp = self.spill_dir / f".{name}.tmp"
-        with self._spill_lock:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.rename(self.spill_dir / name)  # whole or absent: a reader never sees half a file
-            self.spilled_total += len(records)
-            self._maybe_spilled = True
-
-    def _adopt_orphans(self) -> None:
-        """Files claimed by a process that is gone (it stopped while writing them) are spilled files again."""
-        for f in self.spill_dir.glob(".spill-*.claim-*"):
-            pid = int(f.name.rsplit("-", 1)[1])
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                f.rename(self.spill_dir / f.name[1:].rsplit(".claim-", 1)[0])
-            except PermissionError:
-                pass
-
-    def _recover(self) -> None:
-        """The oldest spilled files to the lake, each removed once written; stops at the first refusal. A file is
-        claimed first (renamed), so that two processes logging to the same lake never write it twice."""
-        self._maybe_spilled = False  # before listing: a file spilled meanwhile sets it again
-        files = self._spill_files()
-        if len(files) > 20:
-            self._maybe_spilled = True
-        self._recover_at = time.monotonic() + min(self.retry_s, 1.0)  # at most once a second while files remain
-        for spilled in files[:20]:
-            f = self.spill_dir / f".{spilled.name}.claim-{os.getpid()}"
-            try:
-                spilled.rename(f)
-            except FileNotFoundError:
-                continue  # another process took it
-            records = [msgspec.json.decode(line) for line in f.read_bytes().splitlines() if line]
-            df = pd.DataFrame(records)
-            parts = list(df.groupby("flight_date"))
-            done = 0
-            try:
-                for _, part in parts:
-                    self._write(part)
-                    done += 1
-            except Exception as exc:  # still refused: keep what is left of the file for the next retry
-                self._maybe_spilled = True
-                self._refused(exc, len(df))
-                if done:  # the dates written are not written twice
-                    rest = pd.concat([p for _, p in parts[done:]]).to_dict(orient="records")
-                    self._spill(rest)
-                    f.unlink()
-                else:
-                    f.rename(spilled)
-                return
-            f.unlink()
-            log.info("wrote %d spilled prediction record(s) from %s to the lake", len(df), spilled.name)
 
     def close(self, timeout: float = 30) -> None:
         """Write what is queued (spill it when the lake refuses), then stop. When the writer is stuck longer than
-        ``timeout`` (a lake that hangs), what is still queued is spilled from here."""
+        ``timeout`` (a lake that hangs), it is stopped and what it had not finished is spilled from here."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
-        if self._thread.is_alive():
-            items, _ = self._take()
-            left = [r for item in items for r in self._records(item)]
-            self._spill(left)
-            log.warning(
-                "the prediction log did not finish in %.0f s: %d queued record(s) spilled to %s",
-                timeout,
-                len(left),
-                self.spill_dir,
+        proc, reader = self._proc, self._reader
+        if proc is not None:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("the prediction log's writer did not finish in %.0f s: stopping it", timeout)
+                proc.kill()
+            if reader is not None:
+                reader.join(timeout)
+        items, n = self._take()  # never sent (no writer): spilled from here
+        if items:
+            self._spill_here(
+                lambda: [
+                    r
+                    for i in items
+                    for r in logwriter.records(self._decode(logwriter.encode_frame(self._encoder, 0, [i])))
+                ],
+                n,
             )
+            with self._lock:
+                self._queued -= n
+            log.warning("%d prediction record(s) never reached the writer: spilled to %s", n, self.spill_dir)
 
 
 def registry_store(lake: Lake) -> ModelStore:
@@ -486,6 +448,7 @@ def create_app(
             "log_peak_pending": state["log"].peak_pending if "log" in state else 0,
             "log_lake_failures": state["log"].lake_failures if "log" in state else 0,
             "log_lost": state["log"].lost if "log" in state else 0,
+            "log_writer_crashes": state["log"].writer_crashes if "log" in state else 0,
         }
 
     @app.get("/versions")
@@ -798,6 +761,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "log_peak_pending",
             "log_lake_failures",
             "log_lost",
+            "log_writer_crashes",
         ],
         "additionalProperties": False,
         "properties": {
@@ -824,6 +788,10 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "log_peak_pending": _COUNT,
             "log_lake_failures": _COUNT,
             "log_lost": _COUNT,
+            "log_writer_crashes": {
+                **_COUNT,
+                "description": "times the log's writer process died: what it held was spilled, a new one started",
+            },
         },
     },
 }

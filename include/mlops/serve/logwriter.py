@@ -1,0 +1,403 @@
+"""The prediction log's writer: a child process of the service that turns the requests' records into Parquet in
+the lake, spills to local disk while the lake refuses and writes the spilled files once it takes them again.
+
+It runs out of the serving interpreter so that building frames and writing Parquet never hold the requests' GIL.
+The service (``app.PredictionLog``) sends it frames on its stdin and reads its acknowledgements on its stdout,
+both as 4-byte little-endian lengths followed by msgpack:
+
+- in: ``[seq, fields, requests, records]``: ``requests`` a list of ``[request_id, predicted_at, flights (maps),
+  keys, scores (float64 bytes), versions, routes]``, ``records`` a list of finished records (maps);
+- out: ``{"parts": [[seq, flight_date], ...], "seqs": [seq, ...], "c": [written, spilled_total, lake_failures,
+  lost]}``: the (frame, flight date) parts written, spilled or (lake and disk refusing) counted lost, the frames
+  done whole, and the writer's counters so far.
+
+End of input (the service closed the pipe, or died) writes what is held, or spills it, and exits: the writer
+never outlives the service by more than its last flush.
+
+    python -m include.mlops.serve.logwriter '{"lake": URL, "spill_dir": DIR, ...}'   # started by the service
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import operator
+import os
+import struct
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from ..core import layout
+from ..core.lake import Lake
+
+log = logging.getLogger("mlops.serving")
+
+HEADER = struct.Struct("<I")
+SEQ = "_seq"
+
+
+# the frames --------------------------------------------------------------------------------------------------------
+def encode_frame(encoder: msgspec.msgpack.Encoder, seq: int, items: list) -> bytes:
+    """The service's side: one cheap encoding per batch of requests (the flights' structs as msgpack maps)."""
+    requests = [i for i in items if not isinstance(i, list)]
+    records = [r for i in items if isinstance(i, list) for r in i]
+    fields = requests[0][6] if requests else []
+    return encoder.encode(
+        [
+            seq,
+            fields,
+            [(rid, now, d.flights, d.keys, s.tobytes(), v, a) for rid, now, d, s, v, a, _ in requests],
+            records,
+        ]
+    )
+
+
+_FRAME = msgspec.msgpack.Decoder(tuple[int, list[str], msgspec.Raw, list[dict[str, Any]]])
+_REQUESTS: dict[tuple[str, ...], msgspec.msgpack.Decoder] = {}
+
+
+def decode_frame(data: bytes) -> list:
+    """A frame as sent, the flights decoded into structs of the logged fields only (no dict per flight)."""
+    seq, fields, raw, records = _FRAME.decode(data)
+    decoder = _REQUESTS.get(tuple(fields))
+    if decoder is None:
+        flight = msgspec.defstruct("LoggedFlight", [(c, Any, None) for c in fields], gc=False)
+        decoder = _REQUESTS[tuple(fields)] = msgspec.msgpack.Decoder(
+            list[tuple[str, str, list[flight], list[str], bytes, list[str], list[str]]]
+        )
+    return [seq, fields, decoder.decode(raw), records]
+
+
+def columns(frame: list) -> dict[str, list]:
+    """A decoded frame's records as columns (with the frame's number in ``_seq``)."""
+    seq, fields, requests, records = frame
+    keys = [k for r in requests for k in r[3]]
+    cols: dict[str, Any] = {
+        "request_id": [r[0] for r in requests for _ in r[3]],
+        "flight_key": keys,
+        "flight_date": [k[:10] for k in keys],
+        "score": np.concatenate([np.frombuffer(r[4], dtype=np.float64) for r in requests]) if requests else [],
+        "version": [v for r in requests for v in r[5]],
+        "arm": [a for r in requests for a in r[6]],
+        "predicted_at": [r[1] for r in requests for _ in r[3]],
+    }
+    flights = [f for r in requests for f in r[2]]
+    for c in fields:
+        cols[c] = list(map(operator.attrgetter(c), flights))
+    if records:  # finished records (``PredictionLog.put``): their own columns
+        names = list(cols) if requests else list(dict.fromkeys(k for r in records for k in r))
+        for c in names:
+            cols.setdefault(c, [None] * len(keys))
+            cols[c] = list(cols[c]) + [r.get(c) for r in records]
+    n = len(cols["flight_date"]) if "flight_date" in cols else 0
+    cols[SEQ] = [seq] * n
+    return cols
+
+
+def records(frame: list) -> list[dict[str, Any]]:
+    """A decoded frame's records, as dicts (for spilling from the service)."""
+    cols = columns(frame)
+    cols.pop(SEQ)
+    cols["score"] = [float(x) for x in cols["score"]]
+    names = list(cols)
+    return [dict(zip(names, row)) for row in zip(*cols.values())]
+
+
+def send(out, message: dict) -> None:
+    data = msgspec.msgpack.encode(message)
+    out.write(HEADER.pack(len(data)) + data)
+    out.flush()
+
+
+def receive(inp) -> bytes | None:
+    head = inp.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return None
+    n = HEADER.unpack(head)[0]
+    data = inp.read(n)
+    return data if len(data) == n else None
+
+
+def _frame(frames: list, fresh: list[dict]):
+    """One DataFrame of the frames left over and the columns taken: lists joined first, one frame built."""
+    import pandas as pd
+
+    groups: list[dict] = []
+    for cols in fresh:
+        if groups and list(groups[-1]) == list(cols):
+            for c, v in cols.items():
+                groups[-1][c].append(v)
+        else:
+            groups.append({c: [v] for c, v in cols.items()})
+    for g in groups:
+        frames.append(
+            pd.DataFrame(
+                {c: np.concatenate(v) if c == "score" else [x for part in v for x in part] for c, v in g.items()}
+            )
+        )
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+# the writer ----------------------------------------------------------------------------------------------------------
+class Writer:
+    """Writes records to the lake by flight date; what the lake refuses goes to the spill folder, written back
+    every ``retry_s`` once the lake takes writes again. Used in the child process, and by the service itself for
+    spilling (``spill``) when memory is full or the child is gone."""
+
+    def __init__(self, lake: Lake, spill_dir: Path, retry_s: float = 2.0):
+        self.lake, self.spill_dir, self.retry_s = lake, Path(spill_dir), retry_s
+        try:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:  # each spill says so (and counts what it loses)
+            log.exception("the spill folder %s cannot be made", self.spill_dir)
+        self.written = 0  # rows written to the lake
+        self.spilled_total = 0  # rows ever spilled to local disk
+        self.lake_failures = 0
+        self.lost = 0  # rows neither written nor spilled (the lake and the local disk both refused)
+        self._spill_lock = threading.Lock()
+        self._retry_at = 0.0  # while the lake refuses: when to try it again
+        self._recover_at = 0.0  # when to look at the spill folder again
+        self._down = False
+        self.maybe_spilled = bool(self.spill_files())
+
+    @property
+    def counters(self) -> list[int]:
+        return [self.written, self.spilled_total, self.lake_failures, self.lost]
+
+    def flush(self, df, done) -> Any:
+        """Write ``df`` (with ``_seq``) to the lake by flight date, spilling what the lake refuses; ``done(seqs,
+        date)`` after each part. Returns the part that could go to neither (the local disk refused too), or None."""
+        import pandas as pd
+
+        left = []
+        for date, part in df.groupby("flight_date"):
+            seqs = part[SEQ].unique().tolist()
+            rows = part.drop(columns=SEQ)
+            if time.monotonic() >= self._retry_at:  # after a refusal, no wait on the lake before the retry
+                try:
+                    self.write(rows)
+                    done(seqs, date)
+                    continue
+                except Exception as exc:  # never lose the service, nor a record, over the log
+                    self.refused(exc, len(part))
+            try:
+                self.spill(rows.to_dict(orient="records"))
+                done(seqs, date)
+            except OSError:
+                log.exception("could not spill %d prediction record(s); keeping them in memory", len(part))
+                left.append(part)
+        return pd.concat(left, ignore_index=True) if left else None
+
+    def write(self, part) -> None:
+        date = part["flight_date"].iloc[0]
+        name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
+        self.written += len(part)
+        if self._down:
+            self._down = False
+            log.info("the lake takes prediction records again")
+
+    def refused(self, exc: Exception, n: int) -> None:
+        self.lake_failures += 1
+        self._retry_at = time.monotonic() + self.retry_s
+        if not self._down:  # once per outage; the count is in /health (log_lake_failures)
+            log.warning(
+                "the lake refuses prediction records (%s: %s): spilling them to %s, retrying every %.1f s",
+                type(exc).__name__,
+                str(exc)[:200],
+                self.spill_dir,
+                self.retry_s,
+            )
+        self._down = True
+
+    # the spill folder ------------------------------------------------------------------------------------------------
+    def spill_files(self) -> list[Path]:
+        return sorted(self.spill_dir.glob("spill-*.jsonl"))
+
+    def spill(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        name = f"spill-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-rows{len(rows)}.jsonl"
+        data = b"\n".join(msgspec.json.encode(r) for r in rows)
+        tmp = self.spill_dir / f".{name}.tmp"
+        with self._spill_lock:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.rename(self.spill_dir / name)  # whole or absent: a reader never sees half a file
+            self.spilled_total += len(rows)
+            self.maybe_spilled = True
+
+    def adopt_orphans(self) -> None:
+        """Files claimed by a process that is gone (it stopped while writing them) are spilled files again."""
+        for f in self.spill_dir.glob(".spill-*.claim-*"):
+            pid = int(f.name.rsplit("-", 1)[1])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                f.rename(self.spill_dir / f.name[1:].rsplit(".claim-", 1)[0])
+            except PermissionError:
+                pass
+
+    def recover_if_due(self) -> None:
+        if not self.maybe_spilled and time.monotonic() >= self._recover_at:  # spilled by the service itself
+            self.maybe_spilled = bool(self.spill_files())
+            self._recover_at = time.monotonic() + min(self.retry_s, 1.0)
+        if self.maybe_spilled and time.monotonic() >= max(self._retry_at, self._recover_at):
+            try:
+                self.recover()
+            except Exception:  # noqa: BLE001 - the writer must outlive any one file
+                log.exception("could not write spilled prediction records; retrying later")
+
+    def recover(self) -> None:
+        """The oldest spilled files to the lake, each removed once written; stops at the first refusal. A file is
+        claimed first (renamed), so that two processes logging to the same lake never write it twice."""
+        import pandas as pd
+
+        self.maybe_spilled = False  # before listing: a file spilled meanwhile sets it again
+        files = self.spill_files()
+        if len(files) > 20:
+            self.maybe_spilled = True
+        self._recover_at = time.monotonic() + min(self.retry_s, 1.0)  # at most once a second while files remain
+        for spilled in files[:20]:
+            f = self.spill_dir / f".{spilled.name}.claim-{os.getpid()}"
+            try:
+                spilled.rename(f)
+            except FileNotFoundError:
+                continue  # another process took it
+            rows = [msgspec.json.decode(line) for line in f.read_bytes().splitlines() if line]
+            df = pd.DataFrame(rows)
+            parts = list(df.groupby("flight_date"))
+            done = 0
+            try:
+                for _, part in parts:
+                    self.write(part)
+                    done += 1
+            except Exception as exc:  # still refused: keep what is left of the file for the next retry
+                self.maybe_spilled = True
+                self.refused(exc, len(df))
+                if done:  # the dates written are not written twice
+                    self.spill(pd.concat([p for _, p in parts[done:]]).to_dict(orient="records"))
+                    f.unlink()
+                else:
+                    f.rename(spilled)
+                return
+            f.unlink()
+            log.info("wrote %d spilled prediction record(s) from %s to the lake", len(df), spilled.name)
+
+
+# the child process ---------------------------------------------------------------------------------------------------
+def run(config: dict[str, Any], inp, out) -> None:
+    """Read frames until the end of input; write them every ``flush_rows`` rows or ``flush_s`` seconds."""
+
+    writer = Writer(Lake(config["lake"]), Path(config["spill_dir"]), config["retry_s"])
+    writer.adopt_orphans()
+    flush_rows, flush_s = config["flush_rows"], config["flush_s"]
+    frames: list = []
+    cond = threading.Condition()
+    eof = threading.Event()
+
+    def reader() -> None:
+        while (data := receive(inp)) is not None:
+            frame = decode_frame(data)
+            with cond:
+                frames.append(frame)
+                cond.notify()
+        eof.set()
+        with cond:
+            cond.notify()
+
+    threading.Thread(target=reader, name="prediction-log-reader", daemon=True).start()
+    held = None  # a frame of rows that could be neither written nor spilled last time
+    fresh: list[dict] = []  # the columns of the frames taken since the last flush
+    rows = 0  # rows held and fresh
+    dates: dict[int, set] = {}  # per frame taken: its flight dates not yet done
+    last, sent = time.monotonic(), None
+    gone = threading.Event()  # the service reads no more acknowledgements (it died): the writing goes on
+
+    def tell(message: dict) -> None:
+        if not gone.is_set():
+            try:
+                send(out, message)
+            except OSError:
+                gone.set()
+
+    def done(seqs, date) -> None:
+        finished = []
+        for s in seqs:
+            left = dates.get(s, set())
+            left.discard(date)
+            if not left:
+                dates.pop(s, None)
+                finished.append(s)
+        tell({"parts": [[s, date] for s in seqs], "seqs": finished, "c": writer.counters})
+
+    while True:
+        with cond:
+            if not frames and not eof.is_set():
+                cond.wait(min(0.2, flush_s))
+            stopping = eof.is_set()  # read before taking: every frame came before the end of input
+            taken, frames[:] = list(frames), []
+        for frame in taken:
+            cols = columns(frame)
+            if not cols[SEQ]:  # an empty frame: done at once
+                dates[frame[0]] = {None}
+                done([frame[0]], None)
+                continue
+            dates[frame[0]] = set(cols["flight_date"])
+            fresh.append(cols)
+            rows += len(cols[SEQ])
+        if rows and (rows >= flush_rows or time.monotonic() - last >= flush_s or stopping):
+            held = _frame(([held] if held is not None else []), fresh)  # one frame per flush, not per round
+            fresh, rows = [], 0
+            held, last = writer.flush(held, done), time.monotonic()
+            if held is not None:
+                rows = len(held)
+                if stopping:  # nowhere to put them: say so
+                    writer.lost += len(held)
+                    log.error("%d prediction record(s) could be neither written nor spilled: lost", len(held))
+                    for date, part in held.groupby("flight_date"):
+                        done(part[SEQ].unique().tolist(), date)
+                    held, rows = None, 0
+                else:
+                    time.sleep(1.0)
+        writer.recover_if_due()
+        if writer.counters != sent:
+            tell({"parts": [], "seqs": [], "c": writer.counters})
+            sent = writer.counters
+        if stopping and not rows:
+            break
+    if writer.maybe_spilled:
+        try:
+            writer.recover()
+        except Exception:  # noqa: BLE001
+            log.exception("could not write spilled prediction records; the next start will")
+    tell({"parts": [], "seqs": [], "c": writer.counters})
+
+
+def main() -> None:
+    import gc
+
+    import pandas  # noqa: F401 - imported before the first frame, and frozen with the rest
+
+    gc.collect()
+    gc.freeze()  # what the imports made is never garbage: the collector never walks it
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = json.loads(sys.argv[1])
+    acks = os.fdopen(os.dup(1), "wb")  # the acknowledgements' own descriptor: a stray print cannot corrupt them
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    run(config, sys.stdin.buffer, acks)
+
+
+if __name__ == "__main__":
+    main()

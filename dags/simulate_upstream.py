@@ -23,7 +23,7 @@ form.
 **The replay** (`make replay`; `replay: true` in `include/config/schedule.yaml` or `MLOPS_REPLAY=true`): the DAG
 runs on the daily schedule of the window (`MLOPS_START_DATE` .. `MLOPS_END_DATE`, with catch-up), one run at a
 time; each run is its logical date's day, with its traffic and no fault. **wait_for_turn** holds the day (deferred,
-no slot taken) until the day before is ingested (curated or quarantined) and no `train_model` or `monitor_model`
+no slot taken) until the day before is ingested (curated or quarantined) and, once a model serves, monitored, and no `train_model` or `monitor_model`
 run is in flight (nor a `deploy_model` one, unless it is a canary waiting for traffic), so the scheduler advances the days in order as fast as the lifecycle follows. A manual run does
 not wait.
 """

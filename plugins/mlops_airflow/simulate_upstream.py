@@ -75,8 +75,8 @@ def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 
 def replay_turn(context: dict[str, Any]) -> bool:
-    """Whether a scheduled run's day may be published now (``simulator.replay_waits``): the day before ingested and
-    no ``train_model`` / ``monitor_model`` / ``deploy_model`` run in flight (but a running canary's), counted through the
+    """Whether a scheduled run's day may be published now (``simulator.replay_waits``): the day before ingested
+    (and monitored, once a model serves) and no ``train_model`` / ``monitor_model`` / ``deploy_model`` run in flight (but a running canary's), counted through the
     task SDK (``get_dr_count``). A manual run publishes at once."""
     if not scheduled(context):
         return True
@@ -92,9 +92,7 @@ def replay_turn(context: dict[str, Any]) -> bool:
         for dag_id, states in REPLAY_RUNS_COUNTED.items()
     }
     day, lake = batch_date(context), get_lake()
-    waits = replay_waits(
-        lake, day, context["dag"].start_date.date(), runs, rollouts.running_canary(rollouts.current(lake))
-    )
+    waits = replay_waits(lake, day, context["dag"].start_date.date(), runs, rollouts.current(lake))
     if waits:
         log.info("%s waits for: %s", day, "; ".join(waits))
     return not waits

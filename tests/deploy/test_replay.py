@@ -213,6 +213,9 @@ def test_the_closed_loop_runs_under_the_scheduler(deployment):
     at = pd.to_datetime(served["predicted_at"], utc=True, format="ISO8601")
     during = served[(at <= pd.Timestamp(rollout["finished_at"])).to_numpy()]
     assert set(during["version"].astype(str)) == {v1, v2}, during["version"].value_counts()
+    # from the first day after the drift: that day's traffic waited for the retraining and the canary's start
+    first_day = predictions.predictions(lake, [rollout["from_date"]])["version"].astype(str)
+    assert len(first_day) > 300 and (first_day == v2).mean() > 0.3, first_day.value_counts()
     share = float((during["version"].astype(str) == v2).mean())
     assert len(during) > 400 and abs(share - CANARY_SHARE) < 0.1, (len(during), share)
 

@@ -226,7 +226,25 @@ def test_a_replay_day_waits_while_training_or_monitoring_is_in_flight(lake):
     assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"queued": 1}}) == ["deploy_model: 1 queued"]
     assert go(lake, "2013-01-05", "2013-01-01", IDLE | {"deploy_model": {"running": 1}}) == ["deploy_model: 1 running"]
     busy = IDLE | {"deploy_model": {"queued": 1, "running": 1}}
-    assert go(lake, "2013-01-05", "2013-01-01", busy, canary="2") == []
-    assert go(lake, "2013-01-05", "2013-01-01", busy | {"train_model": {"running": 1}}, canary="2") == [
+    canary = {"version": "2", "status": "canary", "data_date": "2013-01-04", "from_date": "2013-01-05"}
+    assert go(lake, "2013-01-05", "2013-01-01", busy, canary) == []
+    assert go(lake, "2013-01-05", "2013-01-01", busy | {"train_model": {"running": 1}}, canary) == [
         "train_model: 1 running"
     ]
+
+
+def test_once_a_model_serves_a_replay_day_waits_for_the_day_before_to_be_monitored(lake):
+    """Monitoring starts from the day's Asset events a moment after ingestion (the scheduler makes the run): the
+    next day waits for its report, else its traffic could run ahead of a retraining that monitoring triggers."""
+    for day in ("2013-01-07", "2013-01-08"):
+        for table in simulator.SOURCE_TABLES:
+            _ingest(lake, day, table, "curated")
+    v1 = {"version": "1", "status": "promoted", "data_date": "2013-01-07", "from_date": "2013-01-08"}
+    # the day the first model was trained on is not monitored by it: no wait
+    assert simulator.replay_waits(lake, "2013-01-08", "2013-01-01", IDLE, v1) == []
+    assert simulator.replay_waits(lake, "2013-01-09", "2013-01-01", IDLE, v1) == [
+        "monitoring of 2013-01-08 (model v1 serves since 2013-01-08)"
+    ]
+    lake.write_json({"date": "2013-01-08"}, layout.monitoring("2013-01-08"), layout.MONITORING_REPORT)
+    assert simulator.replay_waits(lake, "2013-01-09", "2013-01-01", IDLE, v1) == []
+    assert simulator.replay_waits(lake, "2013-01-09", "2013-01-01", IDLE, None) == []  # no model: no monitoring

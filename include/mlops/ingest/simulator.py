@@ -250,12 +250,16 @@ def replay_waits(
     date: dt.date | str,
     first_day: dt.date | str,
     runs: Mapping[str, Mapping[str, int]],
-    canary: str | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """What the scheduled replay of ``date`` still waits for before it sends that day's traffic and drops (empty:
-    its turn has come): the day before ingested (unless ``date`` is the replay's first day), and no run of
-    ``REPLAY_WAITS_FOR`` in flight (``deploy_model``'s not counted while the canary of version ``canary`` runs).
-    ``runs``: {dag_id: {state: number of its runs in that state}}."""
+    its turn has come): the day before ingested (unless ``date`` is the replay's first day) and, once a model was
+    deployed for an earlier day, monitored (its report written: the scheduler starts monitoring from the day's
+    Asset events a moment after ingestion, and its decision may retrain); and no run of ``REPLAY_WAITS_FOR`` in
+    flight (``deploy_model``'s not counted while a canary runs). ``runs``: {dag_id: {state: number of its runs in
+    that state}}; ``rollout``: the current rollout (``core.rollouts.current``)."""
+    from ..core import layout, rollouts
+
     day, first = dt.date.fromisoformat(str(date)[:10]), dt.date.fromisoformat(str(first_day)[:10])
     waits = []
     before = day - dt.timedelta(days=1)
@@ -263,6 +267,16 @@ def replay_waits(
         missing = day_ingested(lake, before)
         if missing:
             waits.append(f"ingestion of {before} ({', '.join(missing)} neither curated nor quarantined)")
+        elif (
+            rollout
+            and rollout.get("from_date")
+            and before.isoformat() >= rollout["from_date"]
+            and not lake.exists(layout.monitoring(before), layout.MONITORING_REPORT)
+        ):
+            waits.append(
+                f"monitoring of {before} (model v{rollout.get('version')} serves since {rollout['from_date']})"
+            )
+    canary = rollouts.running_canary(rollout)
     for dag_id in REPLAY_WAITS_FOR:
         if dag_id == "deploy_model" and canary is not None:
             continue

@@ -37,6 +37,9 @@ case "${MLOPS_REPLAY:-}" in
     export MLOPS_SERVE_TOKEN_FILE="${MLOPS_SERVE_TOKEN_FILE:-$secrets/serve_token}"
     export MLOPS_SERVE_PORT="${MLOPS_SERVE_PORT:-8000}"
     export MLOPS_SERVE_URL="${MLOPS_SERVE_URL:-http://127.0.0.1:$MLOPS_SERVE_PORT}"
+    # the service refuses an empty MLflow store (a wrong MLOPS_HOME, usually); this deployment's own is created
+    # here, as training would, so that the service waits for its first model instead of exiting
+    [ -n "${MLFLOW_TRACKING_URI:-}" ] || python -c 'from include.mlops.core import registry; registry.versions()'
     python -m include.mlops.serve.app > "$MLOPS_HOME/serve.log" 2>&1 &
     serve_pid=$!
     echo "replay of $MLOPS_START_DATE .. ${MLOPS_END_DATE:-(no end)}: prediction service at $MLOPS_SERVE_URL" \

@@ -84,7 +84,20 @@ def _drift_html(drift: dict[str, Any] | None) -> str:
         f" · drifted features: {_e(', '.join(drifted)) if drifted else 'none'}"
         f" · report: <code>{_e(drift.get('report') or '–')}</code></p>"
         + (f"<table><tr><th>signal</th><th>value</th></tr>{rows}</table>" if rows else "")
+        + _service_html(drift.get("service"))
     )
+
+
+def _service_html(service: dict[str, Any] | None) -> str:
+    """The prediction service's check in that monitoring run (latency, errors, reachable): an alert, never a
+    retraining signal."""
+    if not service:
+        return ""
+    status = str(service.get("status") or "not checked")
+    up = [k for k, v in (service.get("signals") or {}).items() if v]
+    badge = _badge("alert: " + ", ".join(up), "fail") if up else _badge(status, "pass" if status == "ok" else "muted")
+    reasons = "; ".join(service.get("reasons") or [])
+    return f"<p id='service'>prediction service: {badge}{' · ' + _e(reasons) if reasons else ''}</p>"
 
 
 def _rollout_html(rollout: dict[str, Any] | None) -> str:

@@ -112,7 +112,8 @@ class EvidenceSensor(DeferredPollSensor):
 
 class ReplayTurnSensor(DeferredPollSensor):
     """``simulate_upstream``'s wait, in a scheduled replay, for its day's turn (``replay_turn``): the day before
-    ingested and no retraining or monitoring in flight. A manual run does not wait."""
+    ingested (and monitored, once a model serves), no retraining, monitoring or deployment in flight (a canary
+    waiting for traffic excepted). A manual run does not wait."""
 
     ui_color = "#e8e0f4"
 

@@ -61,7 +61,7 @@ def deploy_model():
     def plan(**context) -> str:
         return mlops_airflow.deploy_model.plan(context)
 
-    @task
+    @task(multiple_outputs=False)
     def start_canary(**context) -> dict:
         return mlops_airflow.deploy_model.start_canary(context)
 
@@ -69,19 +69,19 @@ def deploy_model():
     # the wait with a roll-back
     evidence = EvidenceSensor(task_id="wait_for_evidence", poke_interval=POKE_S)
 
-    @task
+    @task(multiple_outputs=False)
     def decide(**context) -> dict:
         return mlops_airflow.deploy_model.decide(context)
 
-    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    @task(trigger_rule=TriggerRule.ONE_FAILED, multiple_outputs=False)
     def rollback_on_failure(**context) -> dict:
         return mlops_airflow.deploy_model.abandon_canary(context)
 
-    @task
+    @task(multiple_outputs=False)
     def promote_now(**context) -> dict:
         return mlops_airflow.deploy_model.promote_now(context)
 
-    @task
+    @task(multiple_outputs=False)
     def rollback_now(**context) -> dict:
         return mlops_airflow.deploy_model.rollback_now(context)
 

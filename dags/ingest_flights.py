@@ -3,7 +3,9 @@
 
 Daily ingestion of the upstream flights and weather drops (logical date = data date; backfillable).
 
-For each data set: **wait** for the day's complete drop in `landing/` (a deferred sensor, `_SUCCESS`
+**check_window**: a run whose logical date or data date is outside the window of `include/config/schedule.yaml`
+fails, naming the window (and the sensors skip: nothing outside it is ingested). For each data set: **wait** for
+the day's complete drop in `landing/` (a deferred sensor, `_SUCCESS`
 marker), **extract** it to `staging/` (retried with exponential backoff on upstream faults), **validate** it with
 its Great Expectations suite from `expectations/`, then either **quarantine** it (`quarantine/<dataset>/date=…/`
 with `report.json`, the run fails and Slack is told which rules failed) or **curate** it: typed Parquet with the
@@ -29,27 +31,37 @@ from mlops_airflow.defaults import (
     date_param,
     default_args,
     ingest_deadline,
-    schedule_window,
+    window_on_tasks,
 )
 from mlops_airflow.sensors import DropSensor
 
 DATASETS = ("weather", "flights")
+# include/config/schedule.yaml: the window of data dates, on the tasks (check_window runs in a run dated before it)
+WINDOW, TASK_WINDOW = window_on_tasks()
 
 
 @dag(
     schedule="@daily",
-    **schedule_window(),  # include/config/schedule.yaml: a live source starts today; the replay sets 2013
+    **WINDOW,
     max_active_runs=4,
     doc_md=__doc__,
     tags=["ingestion", "flights", "great-expectations"],
     params={
         "date": date_param("ingest"),
     },
-    default_args=default_args(retries=3, execution_timeout=timedelta(minutes=30)),
+    default_args=default_args(retries=3, execution_timeout=timedelta(minutes=30), **TASK_WINDOW),
     # a day not curated within MLOPS_INGEST_DEADLINE_S of its run being queued is late: Slack hears of it
     deadline=ingest_deadline(),
 )
 def ingest_flights():
+    # no start date of its own and nothing downstream: in a run dated before the window it is the one task
+    # Airflow makes, and its failure fails the run (a run's state is its leaves')
+    @task(start_date=None)
+    def check_window(**context) -> str:
+        """Fails the run (at once, no retry) when its logical date or its data date is outside the window."""
+        return mlops_airflow.ingest_flights.check_window(context)
+
+    check_window()
     for name in DATASETS:
 
         @task_group(group_id=name)
@@ -59,11 +71,11 @@ def ingest_flights():
                 task_id="wait_for_drop", dataset=dataset, poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S
             )
 
-            @task
+            @task(multiple_outputs=False)
             def extract(**context) -> dict:
                 return mlops_airflow.ingest_flights.extract(dataset, context)
 
-            @task
+            @task(multiple_outputs=False)
             def validate(**context) -> dict:
                 return mlops_airflow.ingest_flights.validate(dataset, context)
 

@@ -58,11 +58,12 @@ TITLES = {
     default_args=default_args(),
 )
 def monitor_model():
-    @task
+    @task(multiple_outputs=False)
     def service_health(**context) -> dict:
         return mlops_airflow.monitor_model.service_health(context)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)  # the drift path never waits on the service's health
+    # the drift path never waits on the service's health
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def report(**context) -> dict:
         return mlops_airflow.monitor_model.report(context)
 

@@ -96,7 +96,7 @@ def simulate_upstream():
     def plan(**context) -> list[dict]:
         return mlops_airflow.simulate_upstream.plan(context)
 
-    @task(max_active_tis_per_dagrun=1)  # one day at a time, as the days come
+    @task(max_active_tis_per_dagrun=1, multiple_outputs=False)  # one day at a time, as the days come
     def publish_day(day: dict, **context) -> dict:
         return mlops_airflow.simulate_upstream.publish_day(day, context)
 

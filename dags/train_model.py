@@ -26,6 +26,7 @@ from airflow.sdk import Param, dag, task
 
 import mlops_airflow.train_model
 from include.mlops.evaluate.config import GateConfig
+from include.mlops.train.params import SETTINGS
 from include.mlops.train.params import load as load_params
 from mlops_airflow.assets import CURATED_FLIGHTS
 from mlops_airflow.defaults import default_args, schedule_window
@@ -40,17 +41,6 @@ TITLES = {
     "workers": "Horovod workers",
     "num_boost_round": "Boosting rounds",
     "timeout_minutes": "Job timeout (minutes)",
-}
-LIMITS = {
-    "window_days": {"minimum": 3, "maximum": 366},
-    "min_days": {"minimum": 3},
-    "workers": {"minimum": 1, "maximum": 64},
-    "threads_per_worker": {"minimum": 1, "maximum": 64},
-    "num_boost_round": {"minimum": 10, "maximum": 5000},
-    "timeout_minutes": {"minimum": 1, "maximum": 720},
-    "learning_rate": {"exclusiveMinimum": 0, "maximum": 1},
-    "num_leaves": {"minimum": 2, "maximum": 4096},
-    "min_data_in_leaf": {"minimum": 1},
 }
 GATE_TITLES = {
     "min_auc": "AUC floor",
@@ -70,7 +60,7 @@ GATE_TITLES = {
     tags=["training", "horovod", "lightgbm", "mlflow"],
     render_template_as_native_obj=True,
     params={
-        **values_form(PARAMS["train"], TITLES, LIMITS),
+        **values_form(PARAMS["train"], TITLES, SETTINGS["train"]),
         "end_date": Param(
             None,
             type=["null", "string"],
@@ -91,7 +81,7 @@ GATE_TITLES = {
             title="Reason",
             description="Why this model is trained (scheduled, manual, drift, decay, ...).",
         ),
-        **values_form(PARAMS["lgbm"], {}, LIMITS),
+        **values_form(PARAMS["lgbm"], {}, SETTINGS["lgbm"]),
         # evaluation gate: empty means the value in include/config/gate.yaml
         **overrides_form(GateConfig, prefix="gate_", title_prefix="Gate: ", titles=GATE_TITLES),
     },
@@ -102,7 +92,7 @@ def train_model():
     def should_train(**context) -> bool:
         return mlops_airflow.train_model.should_train(context)
 
-    @task
+    @task(multiple_outputs=False)
     def build_training_set(**context) -> dict:
         return mlops_airflow.train_model.build_training_set(context)
 
@@ -116,11 +106,11 @@ def train_model():
         timeout_s="{{ params.timeout_minutes * 60 }}",
     )
 
-    @task
+    @task(multiple_outputs=False)
     def register(**context) -> dict:
         return mlops_airflow.train_model.register(context)
 
-    @task
+    @task(multiple_outputs=False)
     def evaluation_gate(**context) -> dict:
         return mlops_airflow.train_model.gate(context)
 

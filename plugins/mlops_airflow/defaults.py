@@ -76,21 +76,29 @@ def batch_date(context: dict[str, Any]) -> str:
 def schedule_window() -> dict[str, Any]:
     """``start_date``, ``end_date`` and ``catchup`` of the daily DAGs, from ``include/config/schedule.yaml`` (or
     ``MLOPS_START_DATE`` / ``MLOPS_END_DATE`` / ``MLOPS_CATCHUP``): nothing in the DAGs assumes the reference data's
-    year. Without a start date the window starts today (midnight UTC), as a live source does."""
-    from datetime import date, datetime
+    year, and the start is a fixed date (a start date moving with the day the files are parsed is not a window).
+    An unset or invalid start date is an error while the DAG files are parsed, naming the setting."""
+    from datetime import datetime
 
     from include.mlops.core.config import ScheduleConfig
 
     cfg = ScheduleConfig.from_env()
+    start, end = cfg.window()
 
-    def day(value) -> datetime | None:
-        if value in (None, ""):
-            return None
-        d = value if isinstance(value, date) else date.fromisoformat(str(value))
-        return datetime(d.year, d.month, d.day, tzinfo=UTC)
+    def midnight(d) -> datetime | None:
+        return None if d is None else datetime(d.year, d.month, d.day, tzinfo=UTC)
 
-    start = day(cfg.start_date) or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return {"start_date": start, "end_date": day(cfg.end_date), "catchup": bool(cfg.catchup)}
+    return {"start_date": midnight(start), "end_date": midnight(end), "catchup": bool(cfg.catchup)}
+
+
+def window_on_tasks() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The window of a DAG whose runs are data dates (``ingest_flights``), as (the DAG's arguments, its tasks'
+    ``default_args``): the start and end on the tasks rather than on the DAG. The scheduler reads the window from
+    the tasks all the same, but a task that sets ``start_date=None`` (``check_window``) then has a task instance in
+    a run dated before the start, and fails it: with the start on the DAG, Airflow creates no task instance for
+    such a run, and it ends green having done nothing. (A run dated after ``end_date`` gets none either.)"""
+    w = schedule_window()
+    return {"start_date": None, "catchup": w["catchup"]}, {"start_date": w["start_date"], "end_date": w["end_date"]}
 
 
 def replay() -> dict[str, Any]:

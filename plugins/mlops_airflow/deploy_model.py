@@ -15,11 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def _cfg(context):
+    """deploy.yaml with the run's overrides, checked (``forms.run_config``): ``plan`` makes it first of all."""
     from include.mlops.deploy.config import DeployConfig
 
-    from .forms import overrides
+    from .forms import run_config
 
-    return DeployConfig(**overrides(DeployConfig, context["params"]))
+    return run_config(DeployConfig, context["params"])
 
 
 def _version(context) -> str:
@@ -39,9 +40,11 @@ def _alert(context, title: str, detail: str, fields: dict[str, Any]) -> None:
 
 def plan(context) -> str:
     """Which path this run takes: a canary, or an immediate promotion / rollback. A registry that cannot answer
-    fails the task: "no champion" is decided only on the registry saying so."""
+    fails the task: "no champion" is decided only on the registry saying so. The run's settings are checked
+    first: one out of its range fails the run here, before any alias, rollout or message."""
     from include.mlops.core import registry
 
+    _cfg(context)
     action = context["params"].get("action", "canary")
     version = _version(context)
     champion = registry.alias_version("champion")
@@ -53,8 +56,28 @@ def plan(context) -> str:
     return "start_canary"
 
 
+def _claim(lake, version: str, context) -> str:
+    """``rollouts.claim`` for this run: whether a canary's owner run is still queued or running is Airflow's
+    answer; a canary in the way fails the task at once (a retry would find it in the way all the same)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops.core import rollouts
+
+    ti, dag_id = context["ti"], context["dag"].dag_id
+
+    def active(run_id: str) -> bool:
+        return ti.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=list(rollouts.ACTIVE_RUN_STATES)) > 0
+
+    try:
+        return rollouts.claim(rollouts.current(lake), version, context["run_id"], active)
+    except rollouts.CanaryInTheWay as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 def start_canary(context) -> dict[str, Any]:
-    from include.mlops.core import registry
+    """Start the canary of the run's version, owned by this run; a retry resumes it, and a canary of the same
+    version whose run is over is adopted (``rollouts.claim``)."""
+    from include.mlops.core import registry, rollouts
     from include.mlops.deploy import canary
 
     from .connections import get_lake
@@ -66,8 +89,22 @@ def start_canary(context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException("the champion disappeared since plan: run deploy_model again")
+    lake, run_id = get_lake(), context["run_id"]
+    step = _claim(lake, version, context)  # a canary in the way fails the task here, before any alias is set
     registry.set_alias("challenger", version)
-    rollout = canary.start(get_lake(), version, champion["version"], cfg.canary_share, batch_date(context))
+    if step != "start":  # this run's own canary (a retry), or one whose run is over: watched from here on
+        rollout = rollouts.current(lake)
+        if step == "adopt":
+            rollout = rollouts.adopt(lake, rollout, run_id)
+            _alert(
+                context,
+                f"Canary of v{version} adopted: watched by this run again",
+                f"its run {rollout['adopted_from'] or '(unrecorded)'} is over; clock and evidence kept",
+                {"started": rollout["started_at"], "evidence": f"flights from {rollout['from_date']}"},
+            )
+        log.info("%s the canary of v%s started %s", step, version, rollout["started_at"])
+        return rollout
+    rollout = canary.start(lake, version, champion["version"], cfg.canary_share, batch_date(context), owner=run_id)
     _alert(
         context,
         f"Canary started: v{version} on {cfg.canary_share:.0%} of flights",
@@ -93,7 +130,7 @@ def evidence_ready(context):
 
     from .connections import get_lake
 
-    lake, cfg = get_lake(), _cfg(context)
+    cfg, lake = _cfg(context), get_lake()
     rollout = _running_rollout(lake, context)
     df = canary.labelled_predictions(lake, rollout)
     ev = canary.evidence(df, cfg)
@@ -144,6 +181,10 @@ def _running_rollout(lake, context) -> dict[str, Any]:
     rollout = rollouts.current(lake)
     if not rollout or rollout.get("status") != "canary" or str(rollout.get("version")) != _version(context):
         raise AirflowFailException(f"no canary of v{_version(context)} is running (rollout: {rollout})")
+    if not rollouts.owned_by(rollout, context["run_id"]):
+        raise AirflowFailException(
+            f"the canary of v{rollout['version']} is watched by deploy_model run {rollout['owner']} now, not this one"
+        )
     return rollout
 
 
@@ -234,8 +275,10 @@ def rollback_now(context) -> dict[str, Any]:
 def abandon_canary(context) -> dict[str, Any]:
     """After ``wait_for_evidence`` or ``decide`` failed for good: take the challenger out of service (fail
     closed), unless ``decide`` had already made it the champion, in which case the rollout is closed as such.
-    Skipped when no canary of this version runs (``plan`` or ``start_canary`` failed before starting one)."""
-    from airflow.sdk.exceptions import AirflowSkipException
+    Skipped when no canary of this version runs or another run adopted it, unless ``start_canary`` failed: then
+    it fails, since this task is the run's leaf and a skip here would end the run green with nothing deployed
+    (a failed ``plan`` fails the run on its own)."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from include.mlops.core import registry, rollouts
     from include.mlops.deploy import canary
@@ -245,8 +288,17 @@ def abandon_canary(context) -> dict[str, Any]:
     version = _version(context)
     lake = get_lake()
     rollout = rollouts.current(lake)
+    why = None
     if not (rollout and rollout.get("status") == "canary" and str(rollout.get("version")) == version):
-        raise AirflowSkipException(f"no canary of v{version} is running: nothing to take out of service")
+        why = f"no canary of v{version} is running: nothing to take out of service"
+    elif not rollouts.owned_by(rollout, context["run_id"]):  # another run adopted it and decides it
+        why = f"the canary of v{version} is watched by deploy_model run {rollout['owner']}: it decides"
+    if why:
+        ti, run_id = context["ti"], context["run_id"]
+        states = ti.get_task_states(dag_id=context["dag"].dag_id, task_ids=["start_canary"], run_ids=[run_id])
+        if (states.get(run_id) or {}).get("start_canary") == "failed":
+            raise AirflowFailException(f"{why}; start_canary failed (see its log): this run deployed nothing")
+        raise AirflowSkipException(why)
     champion = registry.alias_version("champion")
     promoted = bool(champion and champion["version"] == version)
     challenger = registry.alias_version("challenger")

@@ -22,6 +22,30 @@ class BatchQuarantined(AirflowFailException):
         self.failed_rules = failed_rules
 
 
+def outside_window(context: dict[str, Any]) -> str | None:
+    """Why this run is outside the window of ``include/config/schedule.yaml`` (its logical date, or its data date:
+    the ``date`` param), naming the window and the settings that move it; None when it is inside."""
+    from include.mlops.core.config import ScheduleConfig
+
+    cfg = ScheduleConfig.from_env()
+    for what, d in (("the run's logical date", context.get("ds")), ("its data date", batch_date(context))):
+        why = cfg.outside(d) if d else None
+        if why:
+            return f"{what} {why}: nothing is ingested for it"
+    return None
+
+
+def check_window(context: dict[str, Any]) -> str:
+    """Fails the task (no retry: waiting changes nothing) when the run is outside the window; the data date else.
+    A leaf without a start date: in a run dated before the window, the one task Airflow makes, so the run fails
+    instead of ending green with nothing done."""
+    why = outside_window(context)
+    if why:
+        raise AirflowFailException(why)
+    log.info("data date %s is in the window of include/config/schedule.yaml", batch_date(context))
+    return batch_date(context)
+
+
 def _batch(dataset: str, context: dict[str, Any]):
     """The batch as this run handles it: the data date, and the run's own key (its staging folder)."""
     from include.mlops.core.lake import UnsafePath, run_key
@@ -51,6 +75,11 @@ def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
 
     from .connections import get_lake
 
+    why = outside_window(context)
+    if why:  # check_window fails the run, saying so; nothing outside the window is ingested
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(why)
     lake = get_lake()
     b = _batch(dataset, context)
     ready = is_ready(lake, b)

@@ -10,11 +10,13 @@ log = logging.getLogger(__name__)
 
 
 def _cfg(context):
+    """monitoring.yaml with the run's overrides, checked (``forms.run_config``): each task makes it before it
+    reads or writes anything, ``service_health`` first of all."""
     from include.mlops.monitor.config import MonitorConfig
 
-    from .forms import overrides
+    from .forms import run_config
 
-    return MonitorConfig(**overrides(MonitorConfig, context["params"]))
+    return run_config(MonitorConfig, context["params"])
 
 
 def data_dates(context: dict[str, Any]) -> list[str]:
@@ -51,7 +53,7 @@ def service_health(context: dict[str, Any]) -> dict[str, Any]:
     from .connections import get_lake
     from .notifiers import notify
 
-    lake, cfg = get_lake(), _cfg(context)
+    cfg, lake = _cfg(context), get_lake()
     s = service.check(lake, cfg.service)
     if s["status"] == "ok":
         log.info(
@@ -80,6 +82,9 @@ def service_health(context: dict[str, Any]) -> dict[str, Any]:
                 "p99": _ms(s["p99_ms"]),
                 "5xx rate": _rate(s["error_rate"]),
                 "rejected rate": _rate(s["rejected_rate"]),
+                "log: spilled / lake failures / lost": " / ".join(
+                    "n/a" if s.get(k) is None else str(s[k]) for k in ("log_spilled", "log_lake_failures", "log_lost")
+                ),
                 "period": f"{s['from'] or 'service start'} .. {s['to']}",
             }
         notify(
@@ -102,13 +107,14 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
 
     from .connections import get_lake
 
+    cfg = _cfg(context)
     champion = registry.alias_version("champion")
     if champion is None:
         raise AirflowSkipException("no champion yet: nothing to monitor")
     profile = registry.load_artifact(champion["version"], layout.TRAINING_PROFILE)
     if profile is None:
         raise AirflowSkipException(f"champion v{champion['version']} has no reference profile (profile.json)")
-    lake, cfg = get_lake(), _cfg(context)
+    lake = get_lake()
     service = context["ti"].xcom_pull(task_ids="service_health") or {
         "status": "not checked",
         "note": "service_health returned nothing in this run (it failed: see its log and its failure alert)",
@@ -136,7 +142,7 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     from .connections import get_lake
     from .notifiers import notify
 
-    lake, cfg = get_lake(), _cfg(context)
+    cfg, lake = _cfg(context), get_lake()
     d = monitor.decide(lake, data_dates(context)[-1], cfg, rollout=rollouts.current(lake))
     if d["fire"]:
         detail = "\n".join(f"{name}: " + "; ".join(reasons) for name, reasons in list(d["evidence"].items())[:6])

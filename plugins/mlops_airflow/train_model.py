@@ -22,17 +22,37 @@ def run_key(context: dict[str, Any]) -> str:
         raise AirflowFailException(str(exc)) from None
 
 
-def should_train(context: dict[str, Any]) -> bool:
-    """Enough curated days, and a reason: a run started by new curated data (the Asset schedule) trains only
-    while there is no champion yet; later models come from monitoring (drift, decay) or a person."""
-    from include.mlops.core import registry
+def _training_dates(lake, end) -> list:
+    """The curated days of the model's data set up to ``end``; none (or too few in the window, for
+    ``build_training_set``) fails the task at once, naming the data set and the days searched: a retry finds no
+    more data, and a run that trains nothing must not end green."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.mlops.train import pipeline
 
+    try:
+        return pipeline.training_dates(lake, end)
+    except pipeline.NotEnoughData as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
+def should_train(context: dict[str, Any]) -> bool:
+    """Enough curated days, and a reason: a run started by new curated data (the Asset schedule) trains only
+    while there is no champion yet; later models come from monitoring (drift, decay) or a person. The run's
+    parameters and gate thresholds are checked first: one out of its range fails the run here, before the lake,
+    the Horovod job or the registry see it."""
+    from include.mlops.core import registry
+    from include.mlops.evaluate.config import GateConfig
+
     from .connections import get_lake
+    from .forms import run_config, run_params
 
     p = context["params"]
-    dates = pipeline.curated_dates(get_lake(), p.get("end_date"))
+    run_params(p)
+    run_config(GateConfig, p, prefix="gate_")
+    dates = _training_dates(get_lake(), p.get("end_date"))  # none at all fails the run, naming the data set
     if len(dates) < int(p["min_days"]):
+        # a designed wait (the Asset schedule starts a run per curated day): the next curated day tries again
         log.info("%d curated day(s) of flights (need %d): skipping this run", len(dates), p["min_days"])
         return False
     run_type = getattr(context["dag_run"], "run_type", "")
@@ -49,19 +69,24 @@ def should_train(context: dict[str, Any]) -> bool:
 
 
 def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.mlops.train import pipeline
 
     from .connections import get_lake
 
     p = context["params"]
-    meta = pipeline.build_training_set(
-        get_lake(),
-        run_key(context),
-        int(p["window_days"]),
-        int(p["workers"]),
-        end=p.get("end_date"),
-        min_days=min(int(p["min_days"]), int(p["window_days"])),
-    )
+    try:
+        meta = pipeline.build_training_set(
+            get_lake(),
+            run_key(context),
+            int(p["window_days"]),
+            int(p["workers"]),
+            end=p.get("end_date"),
+            min_days=min(int(p["min_days"]), int(p["window_days"])),
+        )
+    except pipeline.NotEnoughData as exc:  # the window holds too few days: a retry finds no more
+        raise AirflowFailException(str(exc)) from None
     return {k: meta[k] for k in ("fingerprint", "rows", "window", "days", "shards")}
 
 

@@ -1,6 +1,7 @@
 """Each piece of knowledge has one home: a new gate rule, a new drift statistic and a new flight column are each
 added here by touching one place (plus, for a rule or a statistic, its key in the YAML file that holds its
-threshold), and show up everywhere they belong."""
+threshold, and for a rule that key's type and range in ``GateConfig.SETTINGS``: a drift statistic's range is its
+section's), and show up everywhere they belong."""
 
 from __future__ import annotations
 
@@ -22,16 +23,20 @@ RNG = np.random.default_rng(11)
 
 @pytest.fixture
 def gate_yaml_with(tmp_path, monkeypatch):
-    def write(extra: str):
+    def write(extra: str, **declarations: dict):
         f = tmp_path / "gate.yaml"
         f.write_text(GateConfig.FILE.read_text() + extra)
         monkeypatch.setattr(GateConfig, "FILE", f)
+        monkeypatch.setattr(GateConfig, "SETTINGS", GateConfig.SETTINGS | declarations)
 
     return write
 
 
 def test_a_new_gate_rule_is_one_function_and_one_yaml_key(gate_yaml_with):
-    gate_yaml_with("max_brier: 0.2\n")
+    with pytest.raises(ValueError, match=r"\['max_brier'\] have no declaration"):  # a key with no range is refused
+        gate_yaml_with("max_brier: 0.2\n")
+        GateConfig()
+    gate_yaml_with("max_brier: 0.2\n", max_brier={"type": "number", "minimum": 0, "maximum": 1})
 
     @gate.rule("brier")
     def brier(ev, cfg):
@@ -47,10 +52,13 @@ def test_a_new_gate_rule_is_one_function_and_one_yaml_key(gate_yaml_with):
         assert [c.name for c in d.checks] == ["auc_floor", "calibration", "brier"] and d.passed
         d = gate.decide(frame, y, good, None, GateConfig(min_auc=0.5, max_ece=1.0, max_brier=0.001))
         assert not d.passed and [c.name for c in d.failed] == ["brier"]
-        # the train_model form offers its threshold, empty meaning gate.yaml's value
+        with pytest.raises(ValueError, match=r"max_brier = 2: must be a number >= 0 and <= 1"):
+            GateConfig(max_brier=2)
+        # the train_model form offers its threshold, empty meaning gate.yaml's value, within its range
         from mlops_airflow.forms import overrides_form
 
-        assert "gate_max_brier" in overrides_form(GateConfig, prefix="gate_")
+        field = overrides_form(GateConfig, prefix="gate_")["gate_max_brier"]
+        assert (field.schema["type"], field.schema["minimum"], field.schema["maximum"]) == (["null", "number"], 0, 1)
     finally:
         del gate.RULES["brier"]
 

@@ -9,6 +9,9 @@ Environment:
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,20 @@ def serve_token(env: dict[str, str] | None = None) -> str | None:
     return None
 
 
+MIN_SERVE_TOKEN = 32  # characters: a random token this long cannot be guessed
+
+
+def serve_token_problem(token: str, where: str = "MLOPS_SERVE_TOKEN") -> str | None:
+    """Why the prediction service refuses ``token`` (None: it takes it); ``where``: where it came from. One rule
+    for the service, which refuses to start with it, and the production launcher (``scripts/prod/prod_config.py``)."""
+    if len(token) < MIN_SERVE_TOKEN:
+        return (
+            f"the prediction service's token ({where}) is too short ({len(token)} characters, need at least "
+            f"{MIN_SERVE_TOKEN}): make one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return None
+
+
 def serve_auth(token: str | None) -> dict[str, str]:
     """The header a caller of /predict sends: the bearer token when there is one."""
     return {"authorization": f"Bearer {token}"} if token else {}
@@ -78,24 +95,40 @@ class YamlConfig:
     defaults of its own. Read as attributes (``cfg.min_auc``); per-run overrides may change known keys only (None
     keeps the file's value), so a misspelt override is refused instead of ignored.
 
+    ``SETTINGS`` declares what each key may hold, as JSON-schema keywords (``type``, ``minimum``, ``maximum``,
+    ``exclusiveMinimum``, ``exclusiveMaximum``, ``enum``, ``items``, ``properties``, ``additionalProperties``,
+    ``required``): the one home of each setting's type and range. The config checks itself against it when it is
+    made (the file's values and the run's overrides alike; every declared key must be in the file, and a key of
+    the file must be declared), and the DAGs' forms carry the same bounds (``mlops_airflow.forms``). A value out of
+    its range is a ValueError naming the file, the key, the value and what is allowed.
+
     ``GateConfig(**overrides)`` is the file's values with those overrides; ``load(path, overrides)`` reads
     another file."""
 
     FILE: Path
+    SETTINGS: dict[str, dict[str, Any]] = {}
 
-    def __init__(self, values: dict[str, Any] | None = None, /, **overrides: Any):
+    def __init__(self, values: dict[str, Any] | None = None, source: str | None = None, /, **overrides: Any):
         base = dict(values) if values is not None else read_yaml(self.FILE)
+        source = source or str(self.FILE)
         known = set(base)
         unknown = {k for k, v in overrides.items() if k not in known}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)} for {self.FILE.name}; known: {sorted(known)}")
-        base |= {k: v for k, v in overrides.items() if v is not None}
+        changed = {k: v for k, v in overrides.items() if v is not None}
+        base |= changed
+        check_settings(base, self.SETTINGS, source, overridden=set(changed), declared_in=type(self).__name__)
+        self._check(base, f"{source}, overridden" if changed else source)
         object.__setattr__(self, "_values", base)
+        object.__setattr__(self, "_source", source)
+
+    def _check(self, values: dict[str, Any], source: str) -> None:
+        """Rules between settings (each one's own range is ``SETTINGS``'); none by default."""
 
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: dict[str, Any] | None = None):
         values = read_yaml(Path(path)) if path else None
-        return cls(values, **(overrides or {}))
+        return cls(values, str(path) if path else None, **(overrides or {}))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -116,7 +149,131 @@ class YamlConfig:
         return dict(self.__dict__["_values"])
 
     def replace(self, **overrides: Any):
-        return type(self)(self.as_dict(), **overrides)
+        return type(self)(self.as_dict(), self.__dict__["_source"], **overrides)
+
+
+_KINDS = {
+    "null": "null",
+    "boolean": "true or false",
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+}
+_BOUNDS = (
+    ("exclusiveMinimum", ">", operator.gt),
+    ("minimum", ">=", operator.ge),
+    ("exclusiveMaximum", "<", operator.lt),
+    ("maximum", "<=", operator.le),
+)
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    t = schema.get("type", [])
+    return [t] if isinstance(t, str) else list(t)
+
+
+def _is(value: Any, kind: str, schema: dict[str, Any]) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":  # a bool is an int to Python, never to a setting
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "string":  # YAML reads an unquoted 2013-01-01 as a date
+        return isinstance(value, str) or (schema.get("format") == "date" and isinstance(value, dt.date))
+    if kind == "array":
+        return isinstance(value, (list, tuple))
+    if kind == "object":
+        return isinstance(value, dict)
+    raise ValueError(f"unknown type {kind!r} in a setting's declaration")
+
+
+def describe(schema: dict[str, Any]) -> str:
+    """What a declaration allows, in words: ``null or a number > 0 and < 1``."""
+    kinds = _types(schema)
+    words = []
+    for kind in kinds:
+        if kind == "null":
+            continue
+        w = "a date YYYY-MM-DD" if kind == "string" and schema.get("format") == "date" else _KINDS[kind]
+        if kind in ("integer", "number"):
+            bounds = [f"{op} {schema[k]}" for k, op, _ in _BOUNDS if k in schema]
+            w += (" " + " and ".join(bounds)) if bounds else ""
+        if kind == "array" and isinstance(schema.get("items"), dict):
+            w += f" (each {describe(schema['items'])})"
+        words.append(w)
+    if "enum" in schema:
+        words = [f"one of {[v for v in schema['enum'] if v is not None]}"]
+    return " or ".join((["null"] if "null" in kinds else []) + words)
+
+
+def check_value(schema: dict[str, Any], value: Any, field: str) -> None:
+    """``value`` against a setting's declaration (JSON-schema keywords, see ``YamlConfig``); a ValueError names
+    ``field``, the value and what is allowed. Nested keys are named ``numeric.ks``, list items ``ignore[0]``."""
+
+    def refuse(why: str = "") -> None:
+        raise ValueError(f"{field} = {value!r}: must be {describe(schema)}{why}")
+
+    kinds = [k for k in _types(schema) if _is(value, k, schema)]
+    if not kinds:
+        refuse()
+    if value is None:
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        refuse()
+    kind = kinds[0]
+    if kind in ("integer", "number"):
+        if any(key in schema and not holds(value, schema[key]) for key, _, holds in _BOUNDS):
+            refuse()
+    elif kind == "string" and schema.get("format") == "date" and isinstance(value, str):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            refuse()
+    elif kind == "array" and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            check_value(schema["items"], item, f"{field}[{i}]")
+    elif kind == "object":
+        props, other = schema.get("properties", {}), schema.get("additionalProperties", True)
+        missing = [k for k in schema.get("required", []) if k not in value]
+        if missing:
+            refuse(f" with the keys {missing} (missing)")
+        for k, v in value.items():
+            sub = props.get(k, other)
+            if sub is False:
+                refuse(f"; {k!r} is not one of its keys {sorted(props)}")
+            if isinstance(sub, dict):
+                check_value(sub, v, f"{field}.{k}")
+
+
+def check_settings(
+    values: dict[str, Any],
+    settings: dict[str, dict[str, Any]],
+    source: str,
+    overridden: set[str] | frozenset[str] = frozenset(),
+    declared_in: str = "SETTINGS",
+) -> None:
+    """A file's settings (with a run's overrides, ``overridden``) against their declarations: every declared key
+    present, none undeclared, each value in its range. A ValueError names ``source``, the key, the value and
+    what is allowed."""
+    missing = [k for k in settings if k not in values]
+    if missing:
+        raise ValueError(f"{source}: settings {missing} are missing (the file holds every value)")
+    undeclared = sorted(set(values) - set(settings))
+    if undeclared:
+        raise ValueError(
+            f"{source}: settings {undeclared} have no declaration (their type and range) in {declared_in}.SETTINGS"
+        )
+    for k, schema in settings.items():
+        try:
+            check_value(schema, values[k], k)
+        except ValueError as exc:
+            where = f"{source}, overridden" if k in overridden else source
+            raise ValueError(f"{where}: {exc}") from None
 
 
 def read_yaml(path: Path | str) -> dict[str, Any]:
@@ -130,9 +287,21 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
 
 class ScheduleConfig(YamlConfig):
     """When the daily DAGs run (``include/config/schedule.yaml``), with ``MLOPS_START_DATE``, ``MLOPS_END_DATE``
-    ``MLOPS_CATCHUP`` and ``MLOPS_REPLAY`` overriding it for one deployment."""
+    ``MLOPS_CATCHUP`` and ``MLOPS_REPLAY`` overriding it for one deployment.
+
+    The window of data dates is fixed: ``start_date`` is required (a date never moves with the day the files are
+    parsed), ``end_date`` is optional (no end) and not before it. ``outside(day)`` says why a data date is not in
+    the window (None when it is)."""
 
     FILE = ConfigFile("schedule.yaml")
+    ENV = {"start_date": "MLOPS_START_DATE", "end_date": "MLOPS_END_DATE"}
+    SETTINGS = {
+        "start_date": {"type": "string", "format": "date"},
+        "end_date": {"type": ["null", "string"], "format": "date"},
+        "catchup": {"type": "boolean"},
+        "replay": {"type": "boolean"},
+        "replay_poke_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+    }
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ScheduleConfig:
@@ -142,9 +311,51 @@ class ScheduleConfig(YamlConfig):
             value = env.get(name)
             return None if value in (None, "") else value.strip().lower() in ("1", "true", "yes", "on")
 
-        return cls(
-            start_date=env.get("MLOPS_START_DATE") or None,
-            end_date=env.get("MLOPS_END_DATE") or None,
-            catchup=flag("MLOPS_CATCHUP"),
-            replay=flag("MLOPS_REPLAY"),
+        try:
+            return cls(
+                start_date=env.get("MLOPS_START_DATE") or None,
+                end_date=env.get("MLOPS_END_DATE") or None,
+                catchup=flag("MLOPS_CATCHUP"),
+                replay=flag("MLOPS_REPLAY"),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({', '.join(f'{v} overrides {k}' for k, v in cls.ENV.items())})") from None
+
+    def _check(self, values: dict[str, Any], source: str) -> None:
+        start = _day(values["start_date"], "start_date", source)
+        end = _day(values["end_date"], "end_date", source)
+        if end is not None and end < start:
+            raise ValueError(f"{source}: end_date = {end.isoformat()!r}: before start_date {start.isoformat()}")
+
+    def window(self) -> tuple[dt.date, dt.date | None]:
+        """The first and the last data date (None: no end)."""
+        return _day(self.start_date, "start_date"), _day(self.end_date, "end_date")
+
+    def outside(self, day: dt.date | str) -> str | None:
+        """Why data date ``day`` is outside the window (naming the window and the settings that move it), or None
+        when it is inside."""
+        d = dt.date.fromisoformat(str(day)[:10]) if not isinstance(day, dt.date) else day
+        start, end = self.window()
+        if start <= d and (end is None or d <= end):
+            return None
+        where = "before" if d < start else "after"
+        return (
+            f"{d.isoformat()} is {where} the window of data dates {start.isoformat()} .. "
+            f"{end.isoformat() if end else '(no end)'} (start_date / end_date of {self.FILE.name}, or "
+            f"MLOPS_START_DATE / MLOPS_END_DATE)"
         )
+
+
+def _day(value: Any, key: str, source: str = "") -> dt.date | None:
+    """A window's date: a ``date`` (YAML's reading of 2013-01-01) or the string YYYY-MM-DD; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    text = str(value)
+    try:
+        if len(text) != 10 or text[4] != "-" or text[7] != "-":
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{source + ': ' if source else ''}{key} = {value!r}: must be a date YYYY-MM-DD") from None

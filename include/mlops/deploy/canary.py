@@ -38,9 +38,16 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def start(lake: Lake, version: str, champion: str | None, share: float, data_date: dt.date | str) -> dict[str, Any]:
+def start(
+    lake: Lake,
+    version: str,
+    champion: str | None,
+    share: float,
+    data_date: dt.date | str,
+    owner: str | None = None,
+) -> dict[str, Any]:
     """Start the rollout. ``data_date``: the data date of the run that starts it; the canary's evidence is the
-    flights of the days after it."""
+    flights of the days after it. ``owner``: the deploy_model run that watches it (``rollouts.claim``)."""
     d = as_date(data_date)
     rollout = {
         "version": str(version),
@@ -50,6 +57,7 @@ def start(lake: Lake, version: str, champion: str | None, share: float, data_dat
         "status": "canary",
         "data_date": d.isoformat(),
         "from_date": (d + dt.timedelta(days=1)).isoformat(),
+        "owner": owner,
     }
     lake.write_json(rollout, *layout.ROLLOUT)
     return rollout

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from ..core.config import ConfigFile, YamlConfig
 
+_SHARE = {"type": "number", "minimum": 0, "maximum": 1}  # an AUC, a drop of one, a calibration error
+
 
 class GateConfig(YamlConfig):
-    """The gate's thresholds (``include/config/gate.yaml``)."""
+    """The gate's thresholds (``include/config/gate.yaml``); a new rule's threshold key is declared here too."""
 
     FILE = ConfigFile("gate.yaml")
+    SETTINGS = {
+        "min_auc": _SHARE,
+        "max_auc_drop": _SHARE,
+        "max_ece": _SHARE,
+        "slice_columns": {"type": "array", "items": {"type": "string"}},
+        "min_slice_rows": {"type": "integer", "minimum": 1},
+        "max_slice_auc_drop": _SHARE,
+    }

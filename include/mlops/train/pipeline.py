@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class NotEnoughData(RuntimeError):
-    pass
+    """Too little curated data to train on; the message names the data set and the days searched."""
 
 
 def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]:
@@ -35,18 +35,32 @@ def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]
     return [d for d in dates if end is None or d <= as_date(end)]
 
 
+def training_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]:
+    """The curated days of the model's data set up to ``end`` (every day without one). None at all is not "too
+    few days yet" but nothing to train on: NotEnoughData naming the data set, where it was looked for and the days
+    searched, so that a training run without data never ends quietly."""
+    dates = curated_dates(lake, end)
+    if not dates:
+        searched = f"up to {as_date(end).isoformat()}" if end else "on any day"
+        raise NotEnoughData(
+            f"no curated day of data set {schema.MODEL_DATASET!r} {searched} at "
+            f"{lake.uri(layout.zone('curated', schema.MODEL_DATASET))}: nothing to train on (ingest_flights "
+            "curates it, for the data dates of include/config/schedule.yaml's window)"
+        )
+    return dates
+
+
 def build_training_set(
     lake: Lake, run_key: str, window_days: int, workers: int, end: dt.date | str | None = None, min_days: int = 3
 ) -> dict[str, Any]:
     layout.training(run_key)  # refuse an unsafe key before anything is read or written
-    dates = curated_dates(lake, end)
-    if not dates:
-        raise NotEnoughData(f"no curated flights at {lake.uri('curated', 'flights')}")
+    dates = training_dates(lake, end)
     end_date = as_date(end) if end else dates[-1]
     flights, weather, used = F.load_window(lake, end_date, window_days)
     if len(used) < min_days:
         raise NotEnoughData(
-            f"only {len(used)} curated day(s) in the {window_days} days up to {end_date}; "
+            f"only {len(used)} curated day(s) of data set {schema.MODEL_DATASET!r} in the {window_days} days up "
+            f"to {end_date}; "
             f"training needs at least {min_days}"
         )
     ts = F.build(flights, weather)

@@ -56,8 +56,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod
 
 $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
+	@scripts/private.sh $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	$(BIN)/airflow pools set horovod 1 "Concurrent Horovod training jobs" >> $(AIRFLOW_HOME)/db-migrate.log 2>&1
+	@scripts/private.sh $(AIRFLOW_HOME)/airflow.db $(MLOPS_HOME)/secrets
 	@touch $@
 
 setup: $(BIN)/.installed $(AIRFLOW_HOME)/.migrated
@@ -101,8 +103,10 @@ bench: setup
 	$(BIN)/python bench/bench_ingest.py $(BENCH_ARGS)
 
 # mutation testing of the decision logic (gate, canary comparison, drift, firing rule, quarantine and validation
-# report, routing) against the unit tests that cover it; configuration in pyproject.toml, scope in
-# bench/mutation_report.py. A fresh measure each time: mutants/ is rebuilt.
+# report, routing and the model store, the registry's reading of MLflow's errors, the service's health, the dates
+# monitoring's adapter reports on and judges) against the unit tests that cover it; configuration in pyproject.toml,
+# scope in bench/mutation_report.py (MUTANTS=<globs>: only those, e.g. MUTANTS='include.mlops.core.registry.*').
+# A fresh measure each time: mutants/ is rebuilt.
 MUTATION_JOBS ?= 2
 MUTATION_TIMEOUT ?= 3h
 
@@ -111,9 +115,9 @@ mutation: $(BIN)/.installed
 	rm -rf mutants
 	@set -f; start=$$(date +%s); \
 	  OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
-	    $$($(BIN)/python bench/mutation_report.py --scope) > bench/results/mutmut.log 2>&1; rc=$$?; \
-	  echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \
-	  $(BIN)/python bench/mutation_report.py
+	    $(if $(MUTANTS),$(MUTANTS),$$($(BIN)/python bench/mutation_report.py --scope)) > bench/results/mutmut.log 2>&1; \
+	  rc=$$?; echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \
+	  $(BIN)/python bench/mutation_report.py $(MUTANTS)
 
 clean:
 	rm -rf $(MLOPS_HOME)

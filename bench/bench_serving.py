@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdefghijklmn"
 
 
 def pct(xs, q):

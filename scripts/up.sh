@@ -5,8 +5,11 @@
 # AIRFLOW__API__PORT for another port. Says so when the lake holds no drop yet, and how to publish one.
 set -euo pipefail
 : "${MLOPS_HOME:?run through make up}"
+: "${AIRFLOW_HOME:?run through make up}"
 secrets="$MLOPS_HOME/secrets"
-mkdir -p "$secrets" && chmod 700 "$secrets"
+mkdir -p "$secrets" "$AIRFLOW_HOME"
+# the secrets, Airflow's home and its SQLite database (connections, variables) to this user alone
+"$(dirname "$0")/private.sh" "$secrets" "$AIRFLOW_HOME" "$AIRFLOW_HOME/airflow.db"
 [ -s "$secrets/jwt_secret" ] || python -c 'import secrets; print(secrets.token_urlsafe(64))' > "$secrets/jwt_secret"
 export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$secrets/jwt_secret")}"
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
@@ -73,6 +76,7 @@ EOF
 pwfile="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 ( for _ in $(seq 1 120); do
     if [ -s "$pwfile" ]; then
+      "$(dirname "$0")/private.sh" "$AIRFLOW_HOME/airflow.db" "$pwfile"  # made by standalone on a first start
       echo; echo "Airflow UI: $url   login: admin   password: $(python -c "import json,sys; print(json.load(open(sys.argv[1])).get('admin',''))" "$pwfile")"
       echo "(passwords in $pwfile; stop with Ctrl-C)"; break
     fi; sleep 2; done ) &

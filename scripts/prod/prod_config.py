@@ -13,12 +13,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from include.mlops.core.config import serve_token  # noqa: E402 - the one reader of MLOPS_SERVE_TOKEN(_FILE)
+from include.mlops.core.config import (  # noqa: E402 - the one reader of MLOPS_SERVE_TOKEN(_FILE), the one rule
+    MIN_SERVE_TOKEN,
+    serve_token,
+    serve_token_problem,
+)
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")  # Airflow's, each `airflow <name>`
 SERVE = "serve"  # the prediction service: python -m include.mlops.serve.app
 MIN_JWT_SECRET = 32
-MIN_SERVE_TOKEN = 32
 MIN_PASSWORD = 16
 WEAK_PASSWORDS = {"admin", "airflow", "password", "changeme", "secret", "test", "123456", "letmein"}
 
@@ -168,13 +171,9 @@ def _serve_token_problems(env: dict[str, str]) -> list[str]:
             f"open to anyone who reaches its port; give a random token of at least {MIN_SERVE_TOKEN} characters "
             "(python -c 'import secrets; print(secrets.token_urlsafe(32))' > a file only the deployment reads)"
         ]
-    if len(token) < MIN_SERVE_TOKEN:
-        where = "MLOPS_SERVE_TOKEN" if (env.get("MLOPS_SERVE_TOKEN") or "").strip() else "MLOPS_SERVE_TOKEN_FILE"
-        return [
-            f"the prediction service's token ({where}) is too short ({len(token)} characters, need at least "
-            f"{MIN_SERVE_TOKEN})"
-        ]
-    return []
+    where = "MLOPS_SERVE_TOKEN" if (env.get("MLOPS_SERVE_TOKEN") or "").strip() else "MLOPS_SERVE_TOKEN_FILE"
+    problem = serve_token_problem(token, where)
+    return [problem] if problem else []
 
 
 def _password_var(user: str) -> str:

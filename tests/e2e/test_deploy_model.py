@@ -14,7 +14,8 @@ from include.mlops.core import layout, registry, rollouts
 from include.mlops.ingest.traffic import replay
 from include.mlops.train import pipeline
 
-SERVE_TOKEN = "e2e-serve-token"  # the service runs as in production: /predict requires a bearer token
+# the service runs as in production: /predict requires a bearer token (at least 32 characters)
+SERVE_TOKEN = "e2e-serve-token-0123456789abcdefghij"
 
 
 @pytest.fixture(scope="module")

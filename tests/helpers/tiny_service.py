@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-TOKEN = "tiny-service-token"
+TOKEN = "tiny-service-token-0123456789abcdef"  # at least 32 characters, as the service requires
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -22,7 +22,7 @@ from include.mlops.ingest.traffic import requests_for
 from include.mlops.serve.app import DEFAULT_MAX_BODY_BYTES, create_app
 from include.mlops.serve.models import ModelStore
 
-TOKEN = "contract-test-token"
+TOKEN = "contract-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXAMPLES = 60  # per operation and mode: about 30 s in all on 2 cores
 

@@ -2,14 +2,18 @@
 app and models): oversized bodies get 413 before they are parsed while /health keeps answering, an over-long batch
 is refused before its flights are validated, a 422 names the field and stays small, NaN / Infinity / values out of
 physical range / coerced types / unknown fields / impossible dates get 422 (never 500), one flight and a batch have
-routes of their own, and /predict requires the bearer token when one is set."""
+routes of their own, /predict requires the bearer token when one is set (the scheme in any case), and clients that
+open connections and never finish a request are closed, and counted, while /health keeps answering."""
 
 from __future__ import annotations
 
 import json
+import re
+import selectors
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,10 +24,11 @@ from include.mlops.core.lake import Lake
 from include.mlops.ingest.traffic import replay, requests_for
 from include.mlops.serve.app import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, create_app
 from include.mlops.serve.models import ModelStore
+from include.mlops.serve.server import Limits, make_server
 
 DAY = "2013-01-22"
 SMALL_LIMIT = 256 * 1024  # the body limit of the service under test (the default is far larger)
-TOKEN = "s3cret-token-for-tests"
+TOKEN = "s3cret-token-for-tests-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +293,11 @@ def test_predict_requires_the_bearer_token_when_one_is_set(models, tmp_path, fli
             assert httpx.post(url + "/predict/batch", json={"flights": flights[:2]}, headers=headers).status_code == 401
         ok = {"authorization": f"Bearer {TOKEN}"}
         assert httpx.post(url + "/predict", json=flights[0], headers=ok).status_code == 200
+        for scheme in ("bearer", "BEARER", "bEaReR"):  # the scheme is case-insensitive (RFC 7235), the token not
+            r = httpx.post(url + "/predict", json=flights[0], headers={"authorization": f"{scheme} {TOKEN}"})
+            assert r.status_code == 200, (scheme, r.text)
+        r = httpx.post(url + "/predict", json=flights[0], headers={"authorization": f"bearer {TOKEN.upper()}"})
+        assert r.status_code == 401
         assert httpx.post(url + "/predict/batch", json={"flights": flights[:2]}, headers=ok).status_code == 200
         # an unauthorised client cannot make the service read a large body either
         status, _, took = raw_request(url, _head("/predict/batch", 5_000_000))
@@ -301,3 +311,116 @@ def test_predict_requires_the_bearer_token_when_one_is_set(models, tmp_path, fli
         assert done.errors == 0 and sum(done.arms.values()) == done.flights
         monkeypatch.setenv("MLOPS_SERVE_TOKEN", "not-it")
         assert replay(DAY, url, concurrency=2, batch_size=400).errors > 0
+
+
+def test_a_token_shorter_than_the_rule_is_refused(models, tmp_path):
+    with pytest.raises(ValueError, match=r"token \(token\) is too short \(5 characters, need at least 32\)"):
+        _app(models, tmp_path, token="short")
+
+
+# connections -----------------------------------------------------------------------------------------------------
+@contextmanager
+def guarded_service(app, limits: Limits):
+    """The service under the server `make serve` runs it under (``serve.server``), on a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = make_server(app, "127.0.0.1", port, limits, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _refused(text: str) -> dict[str, float]:
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'^mlops_serve_connections_refused_total\{reason="(\w+)"\} (\S+)$', text, re.M)
+    }
+
+
+def test_connections_that_never_finish_a_request_are_closed_and_counted_while_health_answers(models, tmp_path):
+    """The issue's idle clients, scaled down: with at most 40 connections and a request's headers (and body) due
+    within 1.5 s, 300 connections that send part of a request line or of the headers, or nothing, and 5 whose
+    body never comes: /health answers at once while they are held (each new connection closes the one that has
+    waited longest), the server closes every one of them within the timeout, and /metrics counts them by reason."""
+    limits = Limits(max_connections=40, header_timeout_s=1.5, keepalive_s=1.0, body_timeout_s=1.5)
+    partial = [b"POST /predict HTTP/1.1\r\nHost: t", b"GET /hea", b""]
+    held: list[socket.socket] = []
+    with guarded_service(_app(models, tmp_path), limits) as url, selectors.DefaultSelector() as sel:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        try:
+            for i in range(300):
+                s = socket.create_connection((host, port), timeout=5)
+                held.append(s)
+                if partial[i % 3]:
+                    s.sendall(partial[i % 3])
+            for _ in range(5):  # headers complete, the body never finished
+                s = socket.create_connection((host, port), timeout=5)
+                held.append(s)
+                s.sendall(_head("/predict", 1000).encode() + b'{"year": 2013')
+            opened = time.monotonic()
+            with httpx.Client(base_url=url, timeout=5) as c:
+                for _ in range(5):
+                    t = time.perf_counter()
+                    assert c.get("/health").status_code == 200
+                    assert time.perf_counter() - t < 1.0, "/health was slow while idle connections were held"
+            for s in held:
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+            open_ = set(held)
+            while open_ and time.monotonic() < opened + limits.header_timeout_s + 3.0:
+                for key, _ in sel.select(0.2):
+                    try:
+                        closed = not key.fileobj.recv(65536)  # a 408 first, then the end
+                    except OSError:  # reset: closed too
+                        closed = True
+                    if closed:
+                        sel.unregister(key.fileobj)
+                        open_.discard(key.fileobj)
+            assert not open_, f"{len(open_)} of {len(held)} idle connections still open after the timeout"
+            refused = _refused(httpx.get(url + "/metrics").text)
+        finally:
+            for s in held:
+                s.close()
+    assert refused["evicted"] >= 300 + 5 - limits.max_connections, refused
+    assert refused["evicted"] + refused["header_timeout"] >= 300 and refused["header_timeout"] >= 1, refused
+    assert refused["body_timeout"] == 5 and refused["limit"] == 0, refused
+
+
+def test_a_connection_beyond_the_limit_is_refused_when_every_one_is_busy(models, tmp_path):
+    """Three requests whose bodies are coming (busy: never closed to make room) fill a limit of three: a fourth
+    connection gets 503 and is counted under ``limit``; once their bodies time out, /health answers again."""
+    limits = Limits(max_connections=3, header_timeout_s=1.0, keepalive_s=1.0, body_timeout_s=1.0)
+    busy = []
+    with guarded_service(_app(models, tmp_path), limits) as url:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        try:
+            for _ in range(3):
+                s = socket.create_connection((host, port), timeout=5)
+                busy.append(s)
+                s.sendall(_head("/predict", 1000).encode() + b"{")
+            time.sleep(0.2)  # their headers are read
+            status, _, _ = raw_request(url, "GET /health HTTP/1.1\r\nHost: t\r\n\r\n", read_timeout=5)
+            assert status == 503
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "/health never came back after the bodies timed out"
+                time.sleep(0.2)
+            refused = _refused(httpx.get(url + "/metrics").text)
+        finally:
+            for s in busy:
+                s.close()
+    assert refused["limit"] >= 1 and refused["body_timeout"] == 3, refused

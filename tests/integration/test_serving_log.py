@@ -188,3 +188,48 @@ def test_when_the_lake_and_the_local_disk_both_refuse_requests_still_succeed_and
         spill.mkdir()
         h = _wait(url, lambda h: h["pending_log"] == 0 and h["logged"] + h["log_lost"] == rows)
     assert len(logged_rows(lake)) == h["logged"] > 0
+
+
+def test_one_flight_date_the_lake_refuses_holds_back_no_other(tmp_path):
+    """The lake refuses one flight date (a plain file where its folder should be: refused even for root): the
+    other date's records reach the lake within a second or two while the refused one stays spilled; /health says
+    "degraded" (200) with the spill and the date, monitoring's check of /metrics raises its prediction_log signal;
+    once the date's folder can be made, its records are written, each once."""
+    from servers import serve
+    from tiny_models import tiny_served
+
+    from include.mlops.monitor import service
+
+    models = {"1": tiny_served("1", 0)}  # what a model learnt does not matter here
+    root = tmp_path / "lake"
+    blocker = root / layout.predictions("2013-01-23")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    lake, spill = Lake(root.as_uri()), tmp_path / "spill"
+    day, stuck = requests_for("2013-01-22"), requests_for("2013-01-23")
+    sent = []
+    with serve(_app(models, lake, spill)) as url, httpx.Client(base_url=url, timeout=30) as c:
+        for i in range(6):  # each batch holds both dates; the later ones come after the first refusal
+            r = c.post("/predict/batch", json={"flights": day[i * 50 : (i + 1) * 50] + stuck[i * 50 : (i + 1) * 50]})
+            assert r.status_code == 200, r.text[:300]
+            sent.append(r.json()["request_id"])
+            time.sleep(0.25)
+        h = _wait(url, lambda h: h["logged"] == 300 and h["pending_log"] == 0, timeout=3)
+        assert h["spilled_log"] == 300 and h["log_lake_failures"] >= 1 and h["log_lost"] == 0, h
+        assert h["status"] == "degraded" and h["log_refused_dates"] == ["2013-01-23"], h
+        assert any("2013-01-23" in r for r in h["reasons"]) and any("300 prediction record" in r for r in h["reasons"])
+        assert logged_rows(lake)["flight_key"].str[:10].unique().tolist() == ["2013-01-22"]
+        check = service.check(
+            Lake((tmp_path / "monitoring").as_uri()),
+            {"min_requests": 20, "log_spilled": 0, "log_lake_failures": 0, "log_lost": 0},
+            env={"MLOPS_SERVE_URL": url},
+        )
+        assert check["log_spilled"] == 300 and check["log_lake_failures"] >= 1 and check["log_lost"] == 0, check
+        assert check["alert"] and check["signals"]["prediction_log"] and len(check["reasons"]) == 2, check
+        blocker.unlink()  # the date's folder can be made again: written at its next retry
+        h = _wait(url, lambda h: h["logged"] == 600 and h["spilled_log"] == 0, timeout=10)
+        assert h["status"] == "ok" and h["reasons"] == [] and h["log_refused_dates"] == [], h
+    log = logged_rows(lake)
+    assert len(log) == 600 and not log.duplicated(["request_id", "flight_key"]).any()
+    assert log["flight_key"].str[:10].value_counts().to_dict() == {"2013-01-22": 300, "2013-01-23": 300}
+    assert set(log["request_id"]) == set(sent) and not list(spill.glob("*spill*"))

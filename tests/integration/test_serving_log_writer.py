@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
+from include.mlops.serve import logwriter
 from include.mlops.serve.app import PredictionLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +152,103 @@ def test_a_writer_killed_after_writing_some_dates_of_a_frame_writes_none_twice(t
         log.close()
     rows = _logged(lake)
     assert len(rows) == 100 and not rows.duplicated(["request_id", "flight_key"]).any()
+
+
+# the writer in this process: one flight date the lake refuses, the spill folder's modes -------------------------
+STUCK = "2013-01-23"  # _records: half of the flights on the 22nd, half on the 23rd
+
+
+def _stuck_lake(tmp_path) -> tuple[Lake, Path]:
+    """A lake that refuses the 23rd only: a plain file where its folder should be (refused even for root)."""
+    root = tmp_path / "lake"
+    blocker = root / layout.predictions(STUCK)
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    return Lake(root.as_uri()), blocker
+
+
+def _with_seq(records: list[dict], seq: int = 1) -> pd.DataFrame:
+    return pd.DataFrame(records).assign(**{logwriter.SEQ: seq})
+
+
+def test_a_date_the_lake_refuses_holds_back_no_other_date(tmp_path):
+    """Flush after flush, the 22nd goes to the lake at once while the 23rd, refused, is spilled to files of its
+    own; once the lake takes the 23rd (after its retry wait), it is written, each record once."""
+    lake, blocker = _stuck_lake(tmp_path)
+    w = logwriter.Writer(lake, tmp_path / "spill", retry_s=0.3)
+    done: list = []
+    for i in range(3):  # one right after the other: the 23rd's refusal must not hold the 22nd's next flush
+        assert w.flush(_with_seq(_records(100, f"f{i}"), i), lambda seqs, date: done.append((seqs, date))) is None
+    assert w.written == 150 and w.spilled_total == 150 and w.lake_failures == 1, w.counters  # one try, then waits
+    assert w.refusing == [STUCK] and sorted(done) == sorted([([i], d) for i in range(3) for d in ("2013-01-22", STUCK)])
+    assert {logwriter.spill_date(f) for f in w.spill_files()} == {STUCK}
+    assert len(_logged(lake)) == 150
+    blocker.unlink()
+    w.recover()  # the 23rd is still waiting for its retry: not tried yet
+    assert w.written == 150 and len(w.spill_files()) == 3
+    time.sleep(0.35)
+    w.recover()
+    assert w.written == 300 and not w.spill_files() and w.refusing == []
+    rows = _logged(lake)
+    assert len(rows) == 300 and not rows.duplicated(["request_id", "flight_key"]).any()
+
+
+def test_the_replay_of_spilled_files_skips_a_refused_date_instead_of_stopping(tmp_path):
+    """The oldest spilled file is of the refused date: the newer files of other dates are written all the same, a
+    file of several dates (as an older version spilled) is split, and nothing is written twice."""
+    lake, blocker = _stuck_lake(tmp_path)
+    spill = tmp_path / "spill"
+    w = logwriter.Writer(lake, spill, retry_s=0.3)
+    records = _records(100, "s")
+    stuck = [r for r in records if r["flight_date"] == STUCK]
+    other = [r for r in records if r["flight_date"] != STUCK]
+    w.spill(stuck[:20])  # the oldest file: the 23rd
+    time.sleep(0.002)
+    w.spill(other[:30])  # then the 22nd
+    mixed = spill / "spill-20000101T000000000000-0123abcd-rows50.jsonl"  # a file of both dates, of an older version
+    mixed.write_bytes(b"\n".join(msgspec.json.encode(r) for r in other[30:] + stuck[20:]))
+    w.recover()
+    assert w.written == 50 and w.refusing == [STUCK]  # the 22nd: its own file and its part of the mixed one
+    left = w.spill_files()
+    assert {logwriter.spill_date(f) for f in left} == {STUCK}
+    assert sorted(len(f.read_bytes().splitlines()) for f in left) == [20, 30]  # the 23rd, each record once
+    blocker.unlink()
+    time.sleep(0.35)
+    w.recover()
+    assert w.written == 100 and not w.spill_files()
+    rows = _logged(lake)
+    assert len(rows) == 100 and not rows.duplicated(["request_id", "flight_key"]).any()
+
+
+def test_a_refused_date_is_retried_with_backoff(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(logwriter.time, "monotonic", lambda: clock[0])
+    w = logwriter.Writer(Lake((tmp_path / "lake").as_uri()), tmp_path / "spill", retry_s=0.5)
+    waits = []
+    for _ in range(8):
+        assert w.due(STUCK)
+        w.refused(STUCK, OSError("refused"))
+        start = clock[0]
+        while not w.due(STUCK):
+            clock[0] += 0.25
+        waits.append(clock[0] - start)
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0]  # doubling, at most BACKOFF retry_s
+    assert w.due("2013-01-22") and w.lake_failures == 8  # another date: never waits for this one
+
+
+def test_the_spill_folder_and_its_files_are_private_whatever_the_umask(tmp_path):
+    """Spilled records hold the requests' features: the folder 0700 (narrowed when it exists wider), files 0600."""
+    spill = tmp_path / "spill"
+    spill.mkdir(mode=0o755)
+    spill.chmod(0o755)
+    before = os.umask(0)
+    try:
+        w = logwriter.Writer(Lake((tmp_path / "lake").as_uri()), spill)
+        w.spill(_records(10, "u"))
+        fresh = tmp_path / "new" / "spill"
+        logwriter.Writer(Lake((tmp_path / "lake").as_uri()), fresh)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700 and stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    files = w.spill_files()
+    assert len(files) == 2 and {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}

@@ -16,7 +16,7 @@ from include.mlops.ingest.traffic import requests_for
 from include.mlops.serve.app import create_app
 from include.mlops.serve.models import ModelStore
 
-TOKEN = "metrics-test-token"
+TOKEN = "metrics-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMIT = 64 * 1024  # the body limit of the service under test
 

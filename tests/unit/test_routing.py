@@ -141,3 +141,41 @@ def test_a_served_model_predicts_from_its_encoded_columns():
     raw = pd.DataFrame({"origin": ["JFK", "EWR", "JFK"], "temp": [2.0, 2.0, -2.0], "ignored": [1, 2, 3]})
     p = model.predict(raw)
     assert p.shape == (3,) and p[0] > 0.8 and p[1] < 0.2 and p[2] < 0.2
+
+
+class Broken(Exception):
+    """A version whose load fails (its artifact missing or unreadable, the store unreachable while loading)."""
+
+
+def test_a_version_that_fails_to_load_changes_nothing_served():
+    """Kills: a load error swallowed in ``refresh``, so that the other arm gets every flight while the service
+    reports a good refresh. Either arm's failed load fails the whole refresh (the service counts it and says
+    stale): the arms served before stay, both of them, with their share; the broken version is not remembered as
+    loaded and is tried again at the next refresh."""
+    reg = Registry()
+    broken = {"5", "6"}
+
+    def load(version):
+        if version in broken:
+            raise Broken(f"version {version}: model artifact not found")
+        return reg.load(version)
+
+    store = ModelStore(reg.resolve, load)
+    reg.aliases, reg.share = {"champion": "3", "challenger": "4"}, 0.5
+    assert store.refresh() is True
+    before = store.arms
+    split = before.route(KEYS[:400])
+    assert {"champion", "challenger"} == set(split)
+    for aliases in ({"champion": "3", "challenger": "5"}, {"champion": "6", "challenger": "4"}):
+        reg.aliases = aliases
+        with pytest.raises(Broken, match="not found"):
+            store.refresh()
+        assert store.arms is before and store.arms.route(KEYS[:400]) == split
+    broken.clear()  # the artifact is back: the next refresh loads it
+    reg.aliases = {"champion": "6", "challenger": "5"}
+    assert store.refresh() is True and store.arms.describe() == {
+        "champion": "6",
+        "challenger": "5",
+        "canary_share": 0.5,
+    }
+    assert reg.loads == ["3", "4", "6", "5"]

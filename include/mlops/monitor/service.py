@@ -1,6 +1,9 @@
 """The prediction service's health for monitoring: its request latency (p50, p99), error rate (5xx) and rejected
-rate (4xx) since the last check, read from its Prometheus ``/metrics`` (``serve/metrics.py``), judged against the
-``service:`` thresholds of ``monitoring.yaml``. A crossed threshold raises an alert (Slack); it never retrains.
+rate (4xx) since the last check, and its prediction log (records in the spill folder now, writes the lake refused
+and records lost since the last check), read from its Prometheus ``/metrics`` (``serve/metrics.py``), judged
+against the ``service:`` thresholds of ``monitoring.yaml``. A crossed threshold raises an alert (Slack); it never
+retrains. The log is judged whatever the traffic: a lake refusing a flight date holds records back with no
+request failing.
 
 The period is "since the last check" (its wall-clock ``from`` and ``to`` are in the section): the service's
 counters and histograms are cumulative since it started, and monitoring keeps no time series of them, so a check
@@ -37,7 +40,21 @@ REQUESTS = "mlops_serve_requests_total"
 DURATION = "mlops_serve_request_duration_seconds_bucket"
 SERVED = "mlops_serve_prediction_duration_seconds_bucket"
 START = "process_start_time_seconds"
-SIGNALS = ("service_down", "latency", "errors", "rejected")
+LOG_SPILL = "mlops_serve_prediction_log_spill_rows"  # a gauge: records in the spill folder now
+LOG_FAILURES = "mlops_serve_prediction_log_lake_failures_total"
+LOG_LOST = "mlops_serve_prediction_log_lost_rows_total"
+GAUGES = (START, LOG_SPILL)  # read as they are, never subtracted nor taken for a reset
+SIGNALS = ("service_down", "latency", "errors", "rejected", "prediction_log")
+LIMITS = (  # the threshold keys of monitoring.yaml's service: section that judge()
+    "p50_ms",
+    "p99_ms",
+    "error_rate",
+    "rejected_rate",
+    "min_requests",
+    "log_spilled",
+    "log_lake_failures",
+    "log_lost",
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -47,7 +64,7 @@ def parse(text: str) -> Samples:
     process's start time. Raises ValueError on text that is not Prometheus' format or lacks the requests."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    wanted = (REQUESTS, DURATION, SERVED, START)
+    wanted = (REQUESTS, DURATION, SERVED, START, LOG_SPILL, LOG_FAILURES, LOG_LOST)
     out: Samples = {}
     families = set()
     try:
@@ -96,16 +113,19 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
 
 
 def _delta(current: Samples, previous: Samples | None) -> tuple[Samples, bool]:
-    """current - previous per sample, and whether the counters were reset (then the current values)."""
+    """current - previous per counter (the gauges as they are now), and whether the counters were reset (then the
+    current values)."""
     if previous is None:
         return dict(current), False
-    counters = [k for k in current if k[0] != START]
+    counters = [k for k in current if k[0] not in GAUGES]
     reset = any(current[k] < previous.get(k, 0.0) for k in counters) or any(
         k[0] == START and k in previous and current[k] != previous[k] for k in current
     )
     if reset:
         return dict(current), True
-    return {k: current[k] - previous.get(k, 0.0) for k in counters}, False
+    return {k: current[k] - previous.get(k, 0.0) for k in counters} | {
+        k: v for k, v in current.items() if k[0] == LOG_SPILL
+    }, False
 
 
 def _histogram(delta: Samples, name: str, keep) -> dict[tuple, dict[float, float]]:
@@ -168,6 +188,10 @@ def summarise(current: Samples, previous: Samples | None) -> dict[str, Any]:
     n = sum(r["requests"] for r in by_route.values())
     errors = sum(r["errors"] for r in by_route.values())
     rejected = sum(r["rejected"] for r in by_route.values())
+
+    def log_value(name: str) -> int | None:  # None: a service that does not say (an older one)
+        return int(delta[(name, ())]) if (name, ()) in delta else None
+
     return {
         "requests": n,
         **_latency(both),
@@ -177,20 +201,35 @@ def summarise(current: Samples, previous: Samples | None) -> dict[str, Any]:
         "rejected_rate": rejected / n if n else None,
         "by_route": by_route,
         "by_arm": by_arm,
+        "log_spilled": log_value(LOG_SPILL),
+        "log_lake_failures": log_value(LOG_FAILURES),
+        "log_lost": log_value(LOG_LOST),
         "reset": reset,
     }
 
 
 def judge(section: dict[str, Any], thresholds: dict[str, Any]) -> tuple[dict[str, bool], list[str]]:
-    """The service's signals and their reasons. Unreachable: ``service_down``. Latency and rates are judged only
-    on ``min_requests`` requests or more in the period (none: no latency, no signal); a null threshold is off."""
+    """The service's signals and their reasons. Unreachable: ``service_down``. The prediction log is judged on
+    every check; latency and rates only on ``min_requests`` requests or more in the period (none: no latency, no
+    signal); a null threshold is off."""
     signals = dict.fromkeys(SIGNALS, False)
     reasons: list[str] = []
     if section["status"] == "unreachable":
         signals["service_down"] = True
         reasons.append(f"the service at {section.get('url')} did not answer /metrics: {section.get('error')}")
         return signals, reasons
-    if section["status"] != "ok" or section["requests"] < (thresholds.get("min_requests") or 0):
+    if section["status"] != "ok":
+        return signals, reasons
+    for key, what in (
+        ("log_spilled", "prediction log: {} record(s) in the spill folder, over {} (the lake refuses or is behind)"),
+        ("log_lake_failures", "prediction log: {} write(s) refused by the lake, over {} (since the last check)"),
+        ("log_lost", "prediction log: {} record(s) lost, over {} (the lake and the local disk refused them)"),
+    ):
+        limit, got = thresholds.get(key), section.get(key)
+        if limit is not None and got is not None and got > limit:
+            signals["prediction_log"] = True
+            reasons.append(what.format(got, limit))
+    if section["requests"] < (thresholds.get("min_requests") or 0):
         return signals, reasons
     for key, signal, name, fmt, fmt_limit in (
         ("p50_ms", "latency", "p50", "{:.1f} ms", "{:g} ms"),
@@ -227,7 +266,7 @@ def check(
     env = os.environ if env is None else env
     now = now or _now()
     url = (env.get("MLOPS_SERVE_URL") or "").strip().rstrip("/")
-    limits = {k: thresholds.get(k) for k in ("p50_ms", "p99_ms", "error_rate", "rejected_rate", "min_requests")}
+    limits = {k: thresholds.get(k) for k in LIMITS}
     base: dict[str, Any] = {"url": url or None, "to": now.isoformat(), "thresholds": limits}
     if not url:
         section = base | {"status": "not configured"}

@@ -14,7 +14,9 @@ and encoded straight into the model's matrix (no pandas on the request path). A 
 ``MLOPS_SERVE_MAX_BODY_BYTES`` gets 413 before it is parsed, a batch over ``MLOPS_SERVE_MAX_BATCH`` flights 422;
 with ``MLOPS_SERVE_TOKEN`` (or ``MLOPS_SERVE_TOKEN_FILE``) set, /predict requires ``Authorization: Bearer
 <token>`` (compared in constant time); /health, /versions and /metrics stay open (a gateway in front should keep
-/metrics to the scraper).
+/metrics to the scraper). The scheme is case-insensitive; a token under 32 characters stops the start.
+``main`` runs it under ``serve.server``: bounded connections, header/body/idle timeouts, no query string in the
+access log.
 
     python -m include.mlops.serve.app            # or `make serve`; port MLOPS_SERVE_PORT (8000)
 """
@@ -42,12 +44,14 @@ import msgspec
 import numpy as np
 
 from ..core.config import serve_token as token_from_env
+from ..core.config import serve_token_problem
 from ..core.lake import Lake
 from ..train.features import FeatureSpec
 from . import logwriter
 from .metrics import ServiceMetrics, route_of
 from .models import ModelStore, ServedModel
 from .request import MAX_MESSAGE, Decoded, RequestError, RequestModel
+from .server import Limits, make_server, open_file_limit
 
 log = logging.getLogger("mlops.serving")
 
@@ -59,10 +63,11 @@ class PredictionLog:
     A request hands over its decoded flights and answers in one piece (``put_request``); a feeder thread sends
     what is there to the writer, one msgpack frame per round, and keeps each frame until the writer says it is
     written or spilled. At most ``max_rows`` rows wait (here or in the writer): beyond that a request's records
-    go straight to the spill folder (``spill_dir``, local disk under MLOPS_HOME). When the lake refuses a write,
-    the writer spills that batch too and, until a retry succeeds, later batches without trying the lake; every
-    ``retry_s`` it writes the oldest spilled files to the lake and removes them. Spilled files left by an earlier
-    process are written the same way. When the writer dies, the frames it had not finished are spilled from here
+    go straight to the spill folder (``spill_dir``, local disk under MLOPS_HOME, 0700, its files 0600). When the
+    lake refuses a flight date's write, the writer spills that date's rows and, until a retry of that date
+    succeeds (after ``retry_s``, then with backoff), that date's later rows without trying the lake; the other
+    dates keep going to the lake. It writes the spilled files of the dates due to the lake and removes them.
+    Spilled files left by an earlier process are written the same way. When the writer dies, the frames it had not finished are spilled from here
     (counted in ``writer_crashes``, logged) and a new writer is started. ``close`` has the writer write what is
     left, or spill it when the lake still refuses; a writer stuck longer than the timeout is stopped and what it
     held is spilled from here. The writer reads its frames from a pipe: when the service dies, it writes what it
@@ -95,6 +100,7 @@ class PredictionLog:
         self._parts: set = set()  # (frame, flight date) done of frames not done whole
         self._counters = [0, 0, 0, 0]  # the writers' written, spilled_total, lake_failures, lost: those gone ...
         self._child = [0, 0, 0, 0]  # ... and the current one's
+        self._refusing: list[str] = []  # the flight dates the lake refuses now (the writer says)
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._start_at = 0.0
@@ -132,6 +138,11 @@ class PredictionLog:
     @property
     def lost(self) -> int:
         return self._counter(3) + self._local.lost
+
+    @property
+    def refusing(self) -> list[str]:
+        """The flight dates whose last write the lake refused (spilled, retried with backoff)."""
+        return self._refusing
 
     # intake (request threads) ----------------------------------------------------------------------------------------
     def put(self, records: list[dict[str, Any]]) -> None:
@@ -208,7 +219,7 @@ class PredictionLog:
         while (data := logwriter.receive(proc.stdout)) is not None:
             message = msgspec.msgpack.decode(data)
             with self._lock:
-                self._child = message["c"]
+                self._child, self._refusing = message["c"], message.get("r", [])
                 self._parts.update((s, d) for s, d in message["parts"])
                 for seq in message["seqs"]:
                     _, n = self._unacked.pop(seq)
@@ -219,7 +230,7 @@ class PredictionLog:
             unacked, parts = self._unacked, self._parts
             self._unacked, self._parts = {}, set()
             self._counters = [a + b for a, b in zip(self._counters, self._child)]
-            self._child = [0, 0, 0, 0]
+            self._child, self._refusing = [0, 0, 0, 0], []
             self._proc = None
         n = sum(rows for _, rows in unacked.values())
         if not unacked and code == 0 and self._stop.is_set():
@@ -317,6 +328,24 @@ class PredictionLog:
             log.warning("%d prediction record(s) never reached the writer: spilled to %s", n, self.spill_dir)
 
 
+def log_reasons(plog: PredictionLog | None) -> list[str]:
+    """Why the prediction log is behind, for /health (empty: it keeps up): flight dates the lake refuses, records
+    waiting in the spill folder."""
+    if plog is None:
+        return []
+    reasons = []
+    spilled, refusing = plog.spilled, plog.refusing
+    if refusing:
+        reasons.append(
+            f"the lake refuses prediction records of flight date(s) {', '.join(refusing[:10])}"
+            + (f" and {len(refusing) - 10} more" if len(refusing) > 10 else "")
+            + f": spilled, retried with backoff ({plog.lake_failures} refused write(s) so far)"
+        )
+    if spilled:
+        reasons.append(f"{spilled} prediction record(s) in the spill folder, waiting for the lake")
+    return reasons
+
+
 def registry_store(lake: Lake) -> ModelStore:
     from ..core import registry, rollouts
 
@@ -339,6 +368,31 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 20,000 flights with their weat
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_LOG_MAX_ROWS = 100_000  # prediction records held in memory at most (then spilled to disk)
 INLINE_BYTES = 32 * 1024  # bodies up to this size are answered on the event loop itself
+RELEASE_BYTES = 1024 * 1024  # after a body this large, freed memory is given back to the system
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere: musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give the heap memory a large batch freed back to the system. A batch is handled in a worker thread, whose
+    malloc arena keeps the pages of its freed arrays and strings (tens of MB a 10,000-flight batch) for the next
+    allocation in that thread; with several threads and arenas the service stays near its peak for good
+    (``bench/bench_serving_memory.py``). ``malloc_trim(0)`` returns the free pages of every arena; a no-op where
+    the C library has none."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def default_spill_dir(lake: Lake) -> Path:
@@ -377,8 +431,10 @@ def create_app(
     from prometheus_client import CONTENT_TYPE_LATEST
 
     state: dict[str, Any] = {"refresh": {"ok": None, "error": None, "failures": 0, "last_ok": None}}
+    if token and (problem := serve_token_problem(token, "token")):
+        raise ValueError(problem)
     requests = RequestModel(settings, max_batch=max_batch)
-    expected = f"Bearer {token}".encode() if token else None
+    expected = token.encode() if token else None
     metrics = ServiceMetrics(lambda: (state.get("log"), store.arms, state["refresh"]["ok"]))
 
     def refresh() -> None:
@@ -438,8 +494,16 @@ def create_app(
         arms = store.arms
         serving = bool(arms.champion or arms.challenger)
         status = "no_model" if not serving else ("ok" if state["refresh"]["ok"] is not False else "stale")
+        reasons = log_reasons(state.get("log"))
+        if status == "ok" and reasons:
+            status = "degraded"
+        if status == "stale":
+            reasons.insert(0, f"the last refresh of the aliases failed: {state['refresh']['error']}")
+        elif status == "no_model":
+            reasons.insert(0, "no model version is deployed yet")
         return {
             "status": status,
+            "reasons": reasons,
             **arms.describe(),
             "refresh": dict(state["refresh"]),
             "logged": state["log"].written if "log" in state else 0,
@@ -447,6 +511,7 @@ def create_app(
             "spilled_log": state["log"].spilled if "log" in state else 0,
             "log_peak_pending": state["log"].peak_pending if "log" in state else 0,
             "log_lake_failures": state["log"].lake_failures if "log" in state else 0,
+            "log_refused_dates": list(state["log"].refusing) if "log" in state else [],
             "log_lost": state["log"].lost if "log" in state else 0,
             "log_writer_crashes": state["log"].writer_crashes if "log" in state else 0,
         }
@@ -461,7 +526,12 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     def authorised(given: bytes) -> None:
-        if expected is not None and not hmac.compare_digest(given, expected):
+        """``Authorization: Bearer <token>``, the scheme in any case (RFC 7235), the token compared in constant
+        time."""
+        scheme, _, credentials = given.partition(b" ")
+        if expected is not None and not (
+            scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), expected)
+        ):
             raise RequestError(
                 401,
                 ["header", "authorization"],
@@ -557,6 +627,9 @@ def create_app(
                 content, served = answer(body, batch)
             else:  # a large batch: off the event loop, so /health and small requests keep answering
                 content, served = await anyio.to_thread.run_sync(answer, body, batch)
+                if len(body) >= RELEASE_BYTES:
+                    del body
+                    await anyio.to_thread.run_sync(release_memory)
         except ClientGone:
             metrics.observe(scope["path"], 499, time.perf_counter() - started)
             return
@@ -753,6 +826,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": [
             "status",
+            "reasons",
             *_ARMS,
             "refresh",
             "logged",
@@ -760,6 +834,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "spilled_log",
             "log_peak_pending",
             "log_lake_failures",
+            "log_refused_dates",
             "log_lost",
             "log_writer_crashes",
         ],
@@ -767,8 +842,15 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": {
                 "type": "string",
-                "enum": ["ok", "stale", "no_model"],
-                "description": "stale: the last refresh of the aliases failed; what is loaded keeps serving",
+                "enum": ["ok", "degraded", "stale", "no_model"],
+                "description": "stale: the last refresh of the aliases failed; what is loaded keeps serving. "
+                "degraded: serving, but the prediction log is behind (the lake refuses a flight date, records wait "
+                "in the spill folder). Answered with 200 whatever the status: the service still answers requests",
+            },
+            "reasons": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "why the status is not ok, one sentence each (empty when ok)",
             },
             **_ARMS,
             "refresh": {
@@ -786,7 +868,12 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "pending_log": {**_COUNT, "description": "records waiting in memory"},
             "spilled_log": {**_COUNT, "description": "records in the spill folder, waiting for the lake"},
             "log_peak_pending": _COUNT,
-            "log_lake_failures": _COUNT,
+            "log_lake_failures": {**_COUNT, "description": "writes of the log the lake refused"},
+            "log_refused_dates": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "flight dates whose last write the lake refused: spilled, retried with backoff",
+            },
             "log_lost": _COUNT,
             "log_writer_crashes": {
                 **_COUNT,
@@ -848,17 +935,30 @@ def _start_up_check(settings) -> str:
     return uri
 
 
-def main() -> None:
-    import uvicorn
+def _checked_settings() -> tuple[str | None, Limits]:
+    """The bearer token and the server's limits from the environment, checked before anything starts: a token
+    shorter than the rule (``core.config.serve_token_problem``) or a limit that is not a number is a SystemExit
+    naming the variable. Raises the process's open-file limit to its hard limit first."""
+    try:
+        token = token_from_env()
+        where = "MLOPS_SERVE_TOKEN" if os.environ.get("MLOPS_SERVE_TOKEN", "").strip() else "MLOPS_SERVE_TOKEN_FILE"
+        if token and (problem := serve_token_problem(token, where)):
+            raise ValueError(problem)
+        limits = Limits.from_env(fd_limit=open_file_limit(raise_soft=True))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"\nERROR: {exc}\nThe prediction service did not start.") from None
+    return token, limits
 
+
+def main() -> None:
     from ..core.config import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token, limits = _checked_settings()
     settings = Settings.from_env()
     _start_up_check(settings)
     lake = Lake(settings.lake_url)
     store = registry_store(lake)
-    token = token_from_env()
     env = os.environ.get
     app = create_app(
         store,
@@ -885,7 +985,21 @@ def main() -> None:
         host,
         port,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    log.info(
+        "connections: at most %d open (MLOPS_SERVE_MAX_CONNECTIONS; open-file limit %d), a request's headers "
+        "within %g s (MLOPS_SERVE_HEADER_TIMEOUT_S), idle ones closed after %g s (MLOPS_SERVE_KEEPALIVE_S)",
+        limits.max_connections,
+        open_file_limit(),
+        limits.header_timeout_s,
+        limits.keepalive_s,
+    )
+    server = make_server(app, host, port, limits)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly and re-raises the signal
+        pass
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: it did not start (the port taken, the app's start-up failed)
 
 
 if __name__ == "__main__":

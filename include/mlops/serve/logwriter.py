@@ -8,8 +8,15 @@ both as 4-byte little-endian lengths followed by msgpack:
 - in: ``[seq, fields, requests, records]``: ``requests`` a list of ``[request_id, predicted_at, flights (maps),
   keys, scores (float64 bytes), versions, routes]``, ``records`` a list of finished records (maps);
 - out: ``{"parts": [[seq, flight_date], ...], "seqs": [seq, ...], "c": [written, spilled_total, lake_failures,
-  lost]}``: the (frame, flight date) parts written, spilled or (lake and disk refusing) counted lost, the frames
-  done whole, and the writer's counters so far.
+  lost], "r": [flight_date, ...]}``: the (frame, flight date) parts written, spilled or (lake and disk refusing)
+  counted lost, the frames done whole, the writer's counters so far and the flight dates the lake refuses now.
+
+The lake is judged per flight date: a date whose write is refused (its folder unwritable, say) is spilled and
+retried with backoff (``retry_s``, doubling after each refusal in a row, at most ``BACKOFF`` times ``retry_s``),
+while the other dates keep going to the lake at once. A spill file holds one flight date (its name says which),
+so that the replay of a refused date never holds back another's.
+
+What is spilled holds requests' features: the spill folder is 0700 and its files 0600 whatever the umask.
 
 End of input (the service closed the pipe, or died) writes what is held, or spills it, and exits: the writer
 never outlives the service by more than its last flush.
@@ -24,6 +31,8 @@ import json
 import logging
 import operator
 import os
+import re
+import stat
 import struct
 import sys
 import threading
@@ -42,6 +51,41 @@ log = logging.getLogger("mlops.serving")
 
 HEADER = struct.Struct("<I")
 SEQ = "_seq"
+BACKOFF = 32  # a refused flight date waits retry_s, then twice that after each refusal in a row, at most this times
+RECOVER_FILES = 20  # spill files written back per round
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# spill-<UTC time>-<random>[-<flight date>]-rows<n>.jsonl (files spilled before the date was named have none)
+SPILL_NAME = re.compile(r"spill-\d{8}T\d+-[0-9a-f]{8}-(?:(\d{4}-\d{2}-\d{2})-)?rows(\d+)\.jsonl")
+
+
+# private files -------------------------------------------------------------------------------------------------
+def private_dir(path: Path) -> None:
+    """Make ``path`` (and its parents) and leave it readable by its owner only (0700), whatever the umask; a folder
+    that exists with a wider mode is narrowed."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """A new file only its owner may read (0600, whatever the umask), written and synced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken more than group and others
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def spill_date(path: Path) -> str | None:
+    """The flight date a spill file holds, from its name (None: a file of several dates, or of an older version)."""
+    m = SPILL_NAME.fullmatch(path.name)
+    return m.group(1) if m else None
 
 
 # the frames --------------------------------------------------------------------------------------------------------
@@ -148,14 +192,15 @@ def _frame(frames: list, fresh: list[dict]):
 
 # the writer ----------------------------------------------------------------------------------------------------------
 class Writer:
-    """Writes records to the lake by flight date; what the lake refuses goes to the spill folder, written back
-    every ``retry_s`` once the lake takes writes again. Used in the child process, and by the service itself for
-    spilling (``spill``) when memory is full or the child is gone."""
+    """Writes records to the lake by flight date; what the lake refuses goes to the spill folder, one file per
+    flight date. A refused date is tried again after ``retry_s``, doubling after each refusal in a row (at most
+    ``BACKOFF`` times): it never holds back the other dates. Used in the child process, and by the service itself
+    for spilling (``spill``) when memory is full or the child is gone."""
 
     def __init__(self, lake: Lake, spill_dir: Path, retry_s: float = 2.0):
         self.lake, self.spill_dir, self.retry_s = lake, Path(spill_dir), retry_s
         try:
-            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.spill_dir)
         except OSError:  # each spill says so (and counts what it loses)
             log.exception("the spill folder %s cannot be made", self.spill_dir)
         self.written = 0  # rows written to the lake
@@ -163,14 +208,23 @@ class Writer:
         self.lake_failures = 0
         self.lost = 0  # rows neither written nor spilled (the lake and the local disk both refused)
         self._spill_lock = threading.Lock()
-        self._retry_at = 0.0  # while the lake refuses: when to try it again
+        self._refused: dict[str, tuple[float, float]] = {}  # flight date -> (when to try it again, the wait)
         self._recover_at = 0.0  # when to look at the spill folder again
-        self._down = False
         self.maybe_spilled = bool(self.spill_files())
 
     @property
     def counters(self) -> list[int]:
         return [self.written, self.spilled_total, self.lake_failures, self.lost]
+
+    @property
+    def refusing(self) -> list[str]:
+        """The flight dates the lake refused at their last try."""
+        return sorted(self._refused)
+
+    def due(self, date) -> bool:
+        """Whether the lake may be tried with this flight date now (never refused, or its wait is over)."""
+        refused = self._refused.get(date)
+        return refused is None or time.monotonic() >= refused[0]
 
     def flush(self, df, done) -> Any:
         """Write ``df`` (with ``_seq``) to the lake by flight date, spilling what the lake refuses; ``done(seqs,
@@ -181,13 +235,13 @@ class Writer:
         for date, part in df.groupby("flight_date"):
             seqs = part[SEQ].unique().tolist()
             rows = part.drop(columns=SEQ)
-            if time.monotonic() >= self._retry_at:  # after a refusal, no wait on the lake before the retry
+            if self.due(date):  # a refused date waits for its retry; the others go to the lake at once
                 try:
                     self.write(rows)
                     done(seqs, date)
                     continue
                 except Exception as exc:  # never lose the service, nor a record, over the log
-                    self.refused(exc, len(part))
+                    self.refused(date, exc)
             try:
                 self.spill(rows.to_dict(orient="records"))
                 done(seqs, date)
@@ -196,44 +250,61 @@ class Writer:
                 left.append(part)
         return pd.concat(left, ignore_index=True) if left else None
 
-    def write(self, part) -> None:
+    def write(self, part, name: str | None = None) -> None:
+        """One flight date's rows to the lake; ``name``: the Parquet file's (a spill file's own, so that writing
+        the same spill file again replaces its part instead of adding one)."""
         date = part["flight_date"].iloc[0]
-        name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        name = name or f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
         self.written += len(part)
-        if self._down:
-            self._down = False
-            log.info("the lake takes prediction records again")
+        if self._refused.pop(date, None) is not None:
+            log.info("the lake takes prediction records of flight date %s again", date)
 
-    def refused(self, exc: Exception, n: int) -> None:
+    def refused(self, date, exc: Exception) -> None:
+        """The lake refused a write of ``date``: its next try waits, twice as long as the last time."""
         self.lake_failures += 1
-        self._retry_at = time.monotonic() + self.retry_s
-        if not self._down:  # once per outage; the count is in /health (log_lake_failures)
+        wait = self._refused.get(date, (0.0, 0.0))[1]
+        first = not wait
+        wait = min(wait * 2, self.retry_s * BACKOFF) if wait else self.retry_s
+        self._refused[date] = (time.monotonic() + wait, wait)
+        if first:  # once per outage of the date; the count is in /health (log_lake_failures)
             log.warning(
-                "the lake refuses prediction records (%s: %s): spilling them to %s, retrying every %.1f s",
+                "the lake refuses prediction records of flight date %s (%s: %s): spilling them to %s, retrying "
+                "after %.1f s, then with backoff (the other dates go on)",
+                date,
                 type(exc).__name__,
                 str(exc)[:200],
                 self.spill_dir,
-                self.retry_s,
+                wait,
             )
-        self._down = True
 
     # the spill folder ------------------------------------------------------------------------------------------------
     def spill_files(self) -> list[Path]:
         return sorted(self.spill_dir.glob("spill-*.jsonl"))
 
     def spill(self, rows: list[dict[str, Any]]) -> None:
+        """``rows`` to the spill folder, one file per flight date (0600), all of them or none (OSError)."""
         if not rows:
             return
-        name = f"spill-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}-rows{len(rows)}.jsonl"
-        data = b"\n".join(msgspec.json.encode(r) for r in rows)
-        tmp = self.spill_dir / f".{name}.tmp"
+        by_date: dict[Any, list] = {}
+        for r in rows:
+            by_date.setdefault(r.get("flight_date"), []).append(r)
         with self._spill_lock:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.rename(self.spill_dir / name)  # whole or absent: a reader never sees half a file
+            made: list[tuple[Path, Path]] = []
+            try:
+                for date, part in by_date.items():
+                    tag = f"{date}-" if isinstance(date, str) and DATE.fullmatch(date) else ""
+                    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+                    name = f"spill-{stamp}-{tag}rows{len(part)}.jsonl"
+                    tmp = self.spill_dir / f".{name}.tmp"
+                    write_private(tmp, b"\n".join(msgspec.json.encode(r) for r in part))
+                    made.append((tmp, self.spill_dir / name))
+            except OSError:
+                for tmp, _ in made:
+                    tmp.unlink(missing_ok=True)
+                raise
+            for tmp, name in made:
+                tmp.rename(name)  # whole or absent: a reader never sees half a file
             self.spilled_total += len(rows)
             self.maybe_spilled = True
 
@@ -249,50 +320,67 @@ class Writer:
                 pass
 
     def recover_if_due(self) -> None:
-        if not self.maybe_spilled and time.monotonic() >= self._recover_at:  # spilled by the service itself
+        """At most once a second (or ``retry_s``): the spilled files whose dates are due, to the lake."""
+        if time.monotonic() < self._recover_at:
+            return
+        self._recover_at = time.monotonic() + min(self.retry_s, 1.0)
+        if not self.maybe_spilled:  # spilled by the service itself meanwhile?
             self.maybe_spilled = bool(self.spill_files())
-            self._recover_at = time.monotonic() + min(self.retry_s, 1.0)
-        if self.maybe_spilled and time.monotonic() >= max(self._retry_at, self._recover_at):
+        if self.maybe_spilled:
             try:
                 self.recover()
             except Exception:  # noqa: BLE001 - the writer must outlive any one file
                 log.exception("could not write spilled prediction records; retrying later")
 
-    def recover(self) -> None:
-        """The oldest spilled files to the lake, each removed once written; stops at the first refusal. A file is
-        claimed first (renamed), so that two processes logging to the same lake never write it twice."""
+    def recover(self, every_date: bool = False) -> None:
+        """The oldest spilled files of the dates due (``every_date``: of every date, waits or not) to the lake,
+        each removed once written. A refused date stays spilled and waits for its retry; the other dates go on.
+        A file is claimed first (renamed), so that two processes logging to the same lake never write it twice;
+        its Parquet parts are named after it, so that writing it again (a process stopped before removing it)
+        replaces them instead of adding rows twice."""
         import pandas as pd
 
+        if every_date:
+            self._refused = {d: (0.0, wait) for d, (_, wait) in self._refused.items()}
         self.maybe_spilled = False  # before listing: a file spilled meanwhile sets it again
         files = self.spill_files()
-        if len(files) > 20:
-            self.maybe_spilled = True
-        self._recover_at = time.monotonic() + min(self.retry_s, 1.0)  # at most once a second while files remain
-        for spilled in files[:20]:
+        taken = 0
+        for spilled in files:
+            date = spill_date(spilled)
+            if (date is not None and not self.due(date)) or taken >= RECOVER_FILES:
+                self.maybe_spilled = True  # waits for its date's retry, or for the next round
+                continue
+            taken += 1
             f = self.spill_dir / f".{spilled.name}.claim-{os.getpid()}"
             try:
                 spilled.rename(f)
             except FileNotFoundError:
                 continue  # another process took it
             rows = [msgspec.json.decode(line) for line in f.read_bytes().splitlines() if line]
-            df = pd.DataFrame(rows)
-            parts = list(df.groupby("flight_date"))
-            done = 0
-            try:
-                for _, part in parts:
-                    self.write(part)
-                    done += 1
-            except Exception as exc:  # still refused: keep what is left of the file for the next retry
+            keep, written = [], 0
+            for day, part in pd.DataFrame(rows).groupby("flight_date"):
+                if self.due(day):
+                    try:
+                        self.write(part, f"part-{spilled.stem}-{day}.parquet")
+                        written += len(part)
+                        continue
+                    except Exception as exc:  # still refused: this date waits, the others go on
+                        self.refused(day, exc)
+                keep.append(part)
+            if keep:
                 self.maybe_spilled = True
-                self.refused(exc, len(df))
-                if done:  # the dates written are not written twice
-                    self.spill(pd.concat([p for _, p in parts[done:]]).to_dict(orient="records"))
-                    f.unlink()
-                else:
+                if not written and date is not None:  # nothing of it written: the file goes back as it was
                     f.rename(spilled)
-                return
+                    continue
+                # the refused dates of a file of several: spilled again, one file each (the written parts are
+                # not in them); should that fail, the file goes back whole and its parts are replaced next time
+                try:
+                    self.spill(pd.concat(keep).to_dict(orient="records"))
+                except OSError:
+                    f.rename(spilled)
+                    raise
             f.unlink()
-            log.info("wrote %d spilled prediction record(s) from %s to the lake", len(df), spilled.name)
+            log.info("wrote %d spilled prediction record(s) from %s to the lake", written, spilled.name)
 
 
 # the child process ---------------------------------------------------------------------------------------------------
@@ -327,7 +415,7 @@ def run(config: dict[str, Any], inp, out) -> None:
     def tell(message: dict) -> None:
         if not gone.is_set():
             try:
-                send(out, message)
+                send(out, message | {"r": writer.refusing})
             except OSError:
                 gone.set()
 
@@ -371,14 +459,14 @@ def run(config: dict[str, Any], inp, out) -> None:
                 else:
                     time.sleep(1.0)
         writer.recover_if_due()
-        if writer.counters != sent:
+        if (writer.counters, writer.refusing) != sent:
             tell({"parts": [], "seqs": [], "c": writer.counters})
-            sent = writer.counters
+            sent = (writer.counters, writer.refusing)
         if stopping and not rows:
             break
     if writer.maybe_spilled:
         try:
-            writer.recover()
+            writer.recover(every_date=True)  # a last try of every date, waiting or not
         except Exception:  # noqa: BLE001
             log.exception("could not write spilled prediction records; the next start will")
     tell({"parts": [], "seqs": [], "c": writer.counters})

@@ -20,6 +20,10 @@ One registry per service (two services in one process, as in the tests, never sh
 - ``mlops_serve_model_refresh_failures_total``; ``mlops_serve_model_refresh_ok`` (1 when the last refresh of
   the aliases worked); ``mlops_serve_model_info{arm,version}`` (1 per serving arm);
   ``mlops_serve_canary_share``;
+- ``mlops_serve_connections_refused_total{reason}``: connections the server refused or closed before they
+  finished a request (``serve.server``): ``limit`` (every open connection busy), ``evicted`` (the one waiting
+  longest for a request, closed to make room for a new one), ``header_timeout``, ``header_too_large``,
+  ``body_timeout``, ``idle`` (kept alive with no new request); ``mlops_serve_connections_open``;
 - ``process_*``: the process's CPU seconds, resident and virtual memory, open files, start time (the client's
   default process collector; Linux only).
 
@@ -32,9 +36,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from .server import REASONS
 
 ROUTES = ("/predict", "/predict/batch", "/health", "/versions", "/metrics", "/docs", "/openapi.json")
 # from 0.5 ms (one flight on a warm service) to 10 s (a batch at the body limit)
@@ -92,6 +98,17 @@ class ServiceMetrics:
             "refreshes of the aliases and the rollout that failed (what was loaded kept serving)",
             registry=self.registry,
         )
+        refused = Counter(
+            PREFIX + "connections_refused",
+            "connections the server refused or closed before they finished a request, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._refused = {reason: refused.labels(reason) for reason in REASONS}
+        self._open_connections: Callable[[], int] = lambda: 0
+        Gauge(PREFIX + "connections_open", "HTTP connections open now", registry=self.registry).set_function(
+            lambda: self._open_connections()
+        )
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._predicted: dict[tuple[str, str], Any] = {}
         self._served: dict[tuple[str, str, str], Any] = {}
@@ -129,6 +146,13 @@ class ServiceMetrics:
 
     def refresh_failed(self) -> None:
         self._refresh_failures.inc()
+
+    # the server (serve.server) -----------------------------------------------------------------------------------
+    def connection_refused(self, reason: str) -> None:
+        self._refused[reason].inc()
+
+    def count_open_connections(self, count: Callable[[], int]) -> None:
+        self._open_connections = count
 
     # the scrape --------------------------------------------------------------------------------------------------
     def exposition(self) -> bytes:

@@ -8,13 +8,18 @@ and hand it to the notifier already rendered: a templated notifier as a callback
 (no DAG template environment there), a plain callable works under a scheduler and ``dag.test()`` alike.
 
 Every alert goes through Airflow's secrets masker before it is sent or logged: an exception's text may quote a
-connection's password, and Slack is outside Airflow's log masking. A send is bounded by
+connection's password, and Slack is outside Airflow's log masking. The masker sees the alert's values before
+``Alert`` renders them (escaping ``&``, ``<``, ``>`` and backticks for Slack: a password holding one of those
+would no longer match once escaped), and the rendered message once more. The log (``LogNotifier``, or a send
+that failed) gets the message's plain text, its values as they are (``Alert.text(markup=False)``): a log is no
+Slack message, and ``&lt;`` there would only hide what the value was. A send is bounded by
 ``MLOPS_SLACK_TIMEOUT_S`` (default 10 s) in all, without retries: a Slack that errs or hangs costs the task at
 most that long and never changes its outcome.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -66,11 +71,14 @@ class LogNotifier(BaseNotifier):
         log.warning("%s\n%s", NOT_CONFIGURED, self.text)
 
 
-def notifier_for(conn, conn_id: str, text: str, blocks: list[dict[str, Any]], timeout_s: float) -> BaseNotifier:
+def notifier_for(
+    conn, conn_id: str, text: str, blocks: list[dict[str, Any]], timeout_s: float, log_text: str | None = None
+) -> BaseNotifier:
     """The provider's notifier for the connection (``SlackWebhookNotifier`` for a webhook, ``SlackNotifier`` for
-    an API token), without retries and bounded by ``timeout_s``; ``LogNotifier`` when there is no connection."""
+    an API token), without retries and bounded by ``timeout_s``; ``LogNotifier`` (with ``log_text``, the plain
+    text, when given) when there is no connection."""
     if conn is None or not (conn.password or "").strip():  # absent, or declared without webhook URL / token
-        return LogNotifier(text=text)
+        return LogNotifier(text=text if log_text is None else log_text)
     timeout = max(1, math.ceil(timeout_s))
     if conn.conn_type == "slackwebhook":
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
@@ -94,7 +102,8 @@ def send(alert: Alert) -> str:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     conn_id = slack_conn_id()
-    text = masked(alert.text())
+    alert = Alert(**masked(dataclasses.asdict(alert)))  # the raw values: escaping comes after, in the rendering
+    text, plain = masked(alert.text()), masked(alert.text(markup=False))
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
@@ -102,7 +111,7 @@ def send(alert: Alert) -> str:
     timeout_s = slack_timeout_s()
     outcome: dict[str, Any] = {}
     try:
-        n = notifier_for(conn, conn_id, text, masked(alert.blocks()), timeout_s)
+        n = notifier_for(conn, conn_id, text, masked(alert.blocks()), timeout_s, log_text=plain)
         if isinstance(n, LogNotifier):
             n.notify({})
             return "log"
@@ -130,7 +139,7 @@ def send(alert: Alert) -> str:
             conn_id,
             type(exc).__name__,
             f" after {timeout_s:g} s" if isinstance(exc, TimeoutError) else "",
-            text,
+            plain,
         )
         return "error"
     log.info("Slack alert sent through %r (%s): %s", conn_id, via, masked(alert.title))

@@ -1,6 +1,7 @@
 """Drift statistics against SciPy and textbook values on known distributions."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,68 @@ def test_missing_values_are_their_own_signal(rng):
     got = drift.numeric_drift(prof, cur)
     assert prof["missing"] == 0.0 and got["missing_cur"] == pytest.approx(0.3)
     assert got["ks"] < 0.1  # the values that are there did not move
+
+
+def _smoothed(shares):
+    """KL's smoothing (drift.py): every share clipped at EPS (1e-4), then renormalised to sum to 1."""
+    s = np.clip(np.asarray(shares, dtype="float64"), drift.EPS, None)
+    return s / s.sum()
+
+
+def test_kl_matches_scipy_entropy_on_the_psi_bins(rng):
+    ref = rng.gamma(2.0, 3.0, 30000)
+    prof = profile_sketch.numeric_profile(ref)
+    edges = profile_sketch.psi_edges(ref)
+    r = profile_sketch.bin_shares(ref, edges)
+    # shifted up: the lowest bins empty in the current sample (0 * ln 0 = 0 without smoothing, EPS terms with it)
+    for cur in (rng.gamma(2.0, 3.0, 5000), rng.gamma(2.5, 3.0, 5000), rng.gamma(2.0, 3.0, 5000) + 4):
+        c = profile_sketch.bin_shares(cur, edges)
+        expected = stats.entropy(_smoothed(c), _smoothed(r))  # KL(current || reference), natural log
+        assert drift.kl_divergence(r, c) == pytest.approx(expected, rel=1e-12)
+        assert drift.numeric_drift(prof, cur)["kl"] == pytest.approx(expected, rel=1e-9)
+    assert (c == 0).any() and math.isfinite(drift.kl_divergence(r, c))  # the last one had empty bins
+    assert drift.numeric_drift(prof, ref)["kl"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kl_is_current_against_reference_not_the_reverse():
+    r, c = [0.5, 0.5], [0.9, 0.1]
+    assert drift.kl_divergence(r, c) == pytest.approx(0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5))
+    assert drift.kl_divergence(r, c) == pytest.approx(stats.entropy(c, r))
+    assert drift.kl_divergence(r, c) != pytest.approx(stats.entropy(r, c))  # KL is not symmetric
+
+
+def test_categorical_kl_matches_scipy_entropy_and_stays_finite_on_unseen_categories():
+    ref = profile_sketch.category_shares(["JFK"] * 50 + ["LGA"] * 30 + ["EWR"] * 20)
+    got = drift.categorical_drift(ref, ["JFK"] * 40 + ["LGA"] * 30 + ["EWR"] * 10 + ["XXX"] * 20)
+    p, q = [0.2, 0.5, 0.3, 0.0], [0.1, 0.4, 0.3, 0.2]  # EWR, JFK, LGA, UNSEEN: reference, current
+    assert stats.entropy(q, p) == math.inf  # unsmoothed, a category the reference never saw is infinite
+    assert got["kl"] == pytest.approx(stats.entropy(_smoothed(q), _smoothed(p)), rel=1e-12)
+    assert 1.0 < got["kl"] < 2.0  # finite, and large: dominated by 0.2 ln(0.2 / 1e-4)
+
+
+def test_the_drift_benchmark_times_kl_and_its_profile_side_runs(tmp_path):
+    """bench/bench_drift.py's own sides on a small table: the full set has KL per feature (the same value as
+    monitoring's ``kl``) and its seconds; the profile side (the production path) runs."""
+    import importlib.util
+
+    import pandas as pd
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_drift.py"
+    spec_ = importlib.util.spec_from_file_location("bench_drift", path)
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    spec = bench.generate(tmp_path, 2000, 5, 0)
+    ref, cur = pd.read_parquet(tmp_path / "reference.parquet"), pd.read_parquet(tmp_path / "current.parquet")
+    seconds: dict = {}
+    full = bench.ours_evidently_rules(ref, cur, spec, full=True, seconds=seconds)
+    assert set(seconds) == {"ks", "psi", "wasserstein", "kl", "categorical"} and all(v >= 0 for v in seconds.values())
+    for col in spec["numeric"]:
+        r, c = bench._floats(ref[col]), bench._floats(cur[col])
+        edges = profile_sketch.psi_edges(r)
+        rs, cs = profile_sketch.bin_shares(r, edges), profile_sketch.bin_shares(c, edges)
+        assert full[col]["kl"] == pytest.approx(stats.entropy(_smoothed(cs), _smoothed(rs)), rel=1e-9)
+    for col in spec["categorical"]:
+        assert math.isfinite(full[col]["kl"])
+    prof = bench.ours_profile(ref, spec)
+    against = bench.ours_against_profile(prof, cur, spec)
+    assert set(against) == set(full) and all("kl" in v for v in against.values())

@@ -6,17 +6,22 @@ Numeric features
                    sum (c - r) ln(c / r), shares clipped at ``EPS`` as Evidently does
   ``wasserstein``  first Wasserstein distance divided by the reference's standard deviation (Evidently's
                    "normed" Wasserstein: 0.1 means the mass moved by a tenth of a standard deviation)
-  ``kl``           Kullback-Leibler divergence KL(current || reference) on the PSI bins
+  ``kl``           Kullback-Leibler divergence KL(current || reference) = sum c ln(c / r), natural log, on the PSI
+                   bins; smoothing: both share vectors clipped at ``EPS`` (an empty bin counts as 1e-4, as in
+                   PSI) and renormalised to sum to 1, so an empty bin gives a finite value, never infinity
+                   (equals ``scipy.stats.entropy(smoothed c, smoothed r)``)
 Categorical features
   ``psi``, ``js`` (Jensen-Shannon distance, natural log, as ``scipy.spatial.distance.jensenshannon``) and ``kl``
-  on category shares; categories the reference never saw are counted together as ``UNSEEN``.
+  (as above, with the same smoothing) on category shares; categories the reference never saw are counted
+  together as ``UNSEEN`` (a share of 0 in the reference: KL is finite only through the smoothing).
 Missing values are left out of every statistic and tracked as their own signal (``missing_ref``,
 ``missing_cur``).
 
 Monitoring computes them against a ``profile`` of the reference (``core.profile``: quantiles and shares, so it
 never rereads a training set); each statistic there is a registered function (``@statistic``), judged against the
 threshold of its name in ``include/config/monitoring.yaml``. The exact two-sample forms below (``ks_statistic``,
-``psi``, ``wasserstein``, ``js_distance``) are the references the tests and the benchmark check them against.
+``psi``, ``wasserstein``, ``js_distance``, ``kl_divergence`` on shares) are the references the tests and the
+benchmark check them against.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ def psi_from_shares(ref_shares: Any, cur_shares: Any) -> float:
 
 
 def kl_divergence(ref_shares: Any, cur_shares: Any) -> float:
-    """KL(current || reference) on shares, both clipped at ``EPS`` as PSI's are (an empty bin is not infinite)."""
+    """KL(current || reference) = sum c ln(c / r) on shares, both clipped at ``EPS`` as PSI's are and renormalised
+    to sum to 1 (an empty bin is not infinite): ``scipy.stats.entropy`` of the smoothed shares."""
     r = np.clip(np.asarray(ref_shares, dtype="float64"), EPS, None)
     c = np.clip(np.asarray(cur_shares, dtype="float64"), EPS, None)
     r, c = r / r.sum(), c / c.sum()

@@ -3,7 +3,9 @@ says so, deploy_model, the gate and monitoring fail (retried, Slack on the last 
 
 from __future__ import annotations
 
+import re
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -12,8 +14,15 @@ from tiny_models import tiny_version
 from include.mlops.core import registry
 
 
-def test_an_unreachable_tracking_server_is_an_error_not_an_absence(unreachable_tracking_server):
-    """Kills: every registry exception turned into None ("no alias", "no versions")."""
+def test_an_unreachable_tracking_server_is_an_error_not_an_absence(unreachable_tracking_server, monkeypatch):
+    """Kills: every registry exception turned into None ("no alias", "no versions", "already removed").
+
+    The server answered the client's set-up (the experiment exists) and then went away: each lookup reaches the
+    model registry's call, and its error, not the set-up's, is what must come out (its endpoint says so)."""
+    import mlflow
+
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", lambda name: SimpleNamespace(name=name, experiment_id="1"))
+    monkeypatch.setattr(mlflow, "set_experiment", lambda name: None)
     for lookup in (
         lambda: registry.alias_version("champion"),
         registry.versions,
@@ -21,6 +30,8 @@ def test_an_unreachable_tracking_server_is_an_error_not_an_absence(unreachable_t
     ):
         with pytest.raises(Exception) as err:
             lookup()
+        registry_api = f"{unreachable_tracking_server}/api/2.0/mlflow/(registered-models|model-versions)/"
+        assert re.search(registry_api, str(err.value)), err.value
         assert not registry.is_absent(err.value)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,17 +144,26 @@ def log_training_run(
     return RegisteredRun(run.info.run_id, model_name(), version, f"models:/{model_name()}/{version}")
 
 
+# how MLflow's stores (SQL, file, and a tracking server relaying them) say that an alias does not exist
+_MISSING_ALIAS = re.compile(r"\bRegistered model alias \S+ not found\b")
+
+
 def is_absent(exc: BaseException) -> bool:
-    """Whether an MLflow error means "this model / version / alias does not exist" (and nothing else)."""
+    """Whether an MLflow error says that this project's registered model (``model_name()``) or one of its aliases
+    does not exist, and nothing else.
+
+    MLflow says so in two ways: RESOURCE_DOES_NOT_EXIST "Registered Model with name=<name> not found" (no version
+    registered yet: no alias either) and INVALID_PARAMETER_VALUE "Registered model alias <alias> not found.". The
+    same codes about anything else (a run, an experiment, a model version, another registered model) do not say
+    that the alias asked for is absent: like every other error they are not an answer."""
     from mlflow.exceptions import MlflowException
 
     if not isinstance(exc, MlflowException):
         return False
-    code = getattr(exc, "error_code", "")
+    code, text = getattr(exc, "error_code", ""), str(exc)
     if code == "RESOURCE_DOES_NOT_EXIST":
-        return True
-    # a missing alias is reported as an invalid parameter: "Registered model alias champion not found."
-    return code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
+        return f"Registered Model with name={model_name()} not found" in text
+    return code == "INVALID_PARAMETER_VALUE" and _MISSING_ALIAS.search(text) is not None
 
 
 def version_for_run_key(run_key: str, settings: Settings | None = None) -> RegisteredRun | None:

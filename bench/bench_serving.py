@@ -86,18 +86,17 @@ def load_model(folder: Path):
 
 
 def serve_model(folder: Path, port: int) -> None:
-    import uvicorn
-
     from include.mlops.core.lake import Lake
     from include.mlops.serve.app import create_app
     from include.mlops.serve.models import ModelStore
+    from include.mlops.serve.server import Limits, make_server
 
     model = load_model(folder)
     store = ModelStore(lambda: ({"champion": "1", "challenger": None}, 0.0), lambda v: model)
     app = create_app(
         store, Lake((folder / "lake").as_uri()), refresh_s=3600, flush_rows=5000, flush_s=2, token=TOKEN, freeze_gc=True
-    )  # as `make serve` runs it
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )  # as `make serve` runs it, under the same bounded server (serve/server.py)
+    make_server(app, "127.0.0.1", port, Limits.from_env(), log_level="warning").run()
 
 
 def start(args: list[str], port: int) -> subprocess.Popen:

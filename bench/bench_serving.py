@@ -13,6 +13,9 @@ connections (and ``wrk`` as well, when it is installed). Single flights go to ``
 ``--batch`` flights to ``POST /predict/batch``.
 
     .venv/bin/python bench/bench_serving.py [--requests 4000] [--concurrency 8] [--batch 1000] [--json out.json]
+
+The service runs under the bounded server ``make serve`` uses (``serve/server.py``); ``BENCH_SERVER=uvicorn`` runs
+it under uvicorn's own protocol instead, the A/B baseline of that server's cost.
 """
 
 from __future__ import annotations
@@ -96,7 +99,12 @@ def serve_model(folder: Path, port: int) -> None:
     app = create_app(
         store, Lake((folder / "lake").as_uri()), refresh_s=3600, flush_rows=5000, flush_s=2, token=TOKEN, freeze_gc=True
     )  # as `make serve` runs it, under the same bounded server (serve/server.py)
-    make_server(app, "127.0.0.1", port, Limits.from_env(), log_level="warning").run()
+    if os.environ.get("BENCH_SERVER") == "uvicorn":  # the A/B baseline: uvicorn's own protocol, unbounded
+        import uvicorn
+
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    else:
+        make_server(app, "127.0.0.1", port, Limits.from_env(), log_level="warning").run()
 
 
 def start(args: list[str], port: int) -> subprocess.Popen:

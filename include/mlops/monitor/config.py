@@ -13,6 +13,21 @@ COUNT = {"type": ["null", "integer"], "minimum": 0}  # records over which the se
 BOUNDED = {"type": ["null", "number"], "minimum": 0, "maximum": 1}  # KS D and the JS distance lie in [0, 1]
 
 
+# the prediction service's thresholds (monitoring.yaml's service: section), every one required
+SERVICE = {
+    "p99_ms": {"type": ["null", "number"], "exclusiveMinimum": 0},
+    "p50_ms": {"type": ["null", "number"], "exclusiveMinimum": 0},
+    "error_rate": {"type": ["null", "number"], "minimum": 0, "maximum": 1},
+    "rejected_rate": {"type": ["null", "number"], "minimum": 0, "maximum": 1},
+    "min_requests": {"type": "integer", "minimum": 0},
+    "log_spilled": COUNT,
+    "log_lake_failures": COUNT,
+    "log_lost": COUNT,
+    "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+}
+SERVICE_KEYS = list(SERVICE)
+
+
 def _statistics(**own: dict) -> dict:
     return {"type": "object", "properties": own, "additionalProperties": EFFECT}
 
@@ -37,28 +52,8 @@ class MonitorConfig(YamlConfig):
         "cooldown_days": {"type": "integer", "minimum": 0, "maximum": 366},
         "service": {
             "type": "object",
-            "properties": {
-                "p99_ms": {"type": ["null", "number"], "exclusiveMinimum": 0},
-                "p50_ms": {"type": ["null", "number"], "exclusiveMinimum": 0},
-                "error_rate": {"type": ["null", "number"], "minimum": 0, "maximum": 1},
-                "rejected_rate": {"type": ["null", "number"], "minimum": 0, "maximum": 1},
-                "min_requests": {"type": "integer", "minimum": 0},
-                "log_spilled": COUNT,
-                "log_lake_failures": COUNT,
-                "log_lost": COUNT,
-                "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
-            },
-            "required": [
-                "p99_ms",
-                "p50_ms",
-                "error_rate",
-                "rejected_rate",
-                "min_requests",
-                "log_spilled",
-                "log_lake_failures",
-                "log_lost",
-                "timeout_s",
-            ],
+            "properties": SERVICE,
+            "required": SERVICE_KEYS,
             "additionalProperties": False,
         },
     }

@@ -18,10 +18,13 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup demo test up replay up-prod down-prod serve bench mutation clean env
+.PHONY: help setup demo test up replay up-prod down-prod celery-check serve bench mutation clean env constraints
 
 help:
-	@echo "make setup  create .venv with the pinned requirements and Horovod (built once per machine), migrate Airflow"
+	@echo "make setup  create .venv with the pinned requirements (constraints-3.11.txt) and Horovod (built once per"
+	@echo "            machine), migrate Airflow"
+	@echo "make constraints  regenerate constraints-3.11.txt: a fresh resolve of requirements*.txt and torch for"
+	@echo "            Python 3.11 in a temporary venv, frozen (a few minutes)"
 	@echo "make demo   set up, then the whole lifecycle on January to June 2013, day by day, with a timeline"
 	@echo "            (DEMO_ARGS=--fast: six weeks)"
 	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack, deployment, browser)"
@@ -32,6 +35,8 @@ help:
 	@echo "make up-prod    scheduler, dag-processor, triggerer, api-server as separate processes on PostgreSQL,"
 	@echo "            and the prediction service (bearer token in MLOPS_HOME/secrets/serve_token)"
 	@echo "make down-prod  stop them"
+	@echo "make celery-check  the same launcher with the CeleryExecutor (Redis at MLOPS_TEST_REDIS, default"
+	@echo "            redis://127.0.0.1:6379/0; one local worker): one ingestion run through the worker (2-3 min)"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "make mutation   mutation score of the decision logic against the unit tests (mutmut; about an hour"
@@ -47,12 +52,18 @@ env:
 	@echo "export AIRFLOW__CORE__DAGS_FOLDER='$(AIRFLOW__CORE__DAGS_FOLDER)' AIRFLOW__CORE__PLUGINS_FOLDER='$(AIRFLOW__CORE__PLUGINS_FOLDER)'"
 	@echo "export AIRFLOW__CORE__LOAD_EXAMPLES=$(AIRFLOW__CORE__LOAD_EXAMPLES) AIRFLOW__CORE__PARALLELISM=$(AIRFLOW__CORE__PARALLELISM) GX_ANALYTICS_ENABLED=$(GX_ANALYTICS_ENABLED) MLOPS_START_DATE=$(MLOPS_START_DATE)"
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt scripts/install_horovod.sh
+# every version comes from constraints-3.11.txt (`make constraints` writes it), torch and Horovod's build tools too:
+# install_horovod.sh's pip runs under PIP_CONSTRAINT (Horovod itself is built without build isolation, so the
+# constraints do not reach into a build environment)
+$(BIN)/.installed: requirements.txt requirements-dev.txt constraints-3.11.txt scripts/install_horovod.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25"
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	scripts/install_horovod.sh $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints-3.11.txt
+	PIP_CONSTRAINT=$(CURDIR)/constraints-3.11.txt scripts/install_horovod.sh $(BIN)/python
 	@touch $@
+
+constraints:
+	nice -n 10 scripts/constraints.sh
 
 $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
@@ -94,6 +105,11 @@ up-prod: $(BIN)/.installed
 
 down-prod:
 	AIRFLOW_HOME=$(PROD_AIRFLOW_HOME) $(BIN)/python scripts/prod/airflow_prod.py stop
+
+# the production launcher with the CeleryExecutor, one real DAG run through its Celery worker (opt-in: a deployment of
+# its own takes longer than `make test` may spend); the launcher's Celery checks are unit tests in `make test`
+celery-check: $(BIN)/.installed
+	MLOPS_TEST_CELERY=1 $(BIN)/python -m pytest tests/deploy/test_celery_executor.py -p no:cacheprovider $(PYTEST_ARGS)
 
 # the service needs the registry, not Airflow: no migration into whatever MLOPS_HOME it is pointed at
 serve: $(BIN)/.installed

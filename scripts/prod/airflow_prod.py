@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""A production-shaped Airflow on one host: scheduler, dag-processor, triggerer and api-server as separate
-processes, LocalExecutor, PostgreSQL metadata database, every setting from the environment; and the prediction
-service (``python -m include.mlops.serve.app``) as a fifth process on the same MLOPS_HOME, with its bearer token.
+"""A production-shaped Airflow: scheduler, dag-processor, triggerer and api-server as separate processes,
+PostgreSQL metadata database, every setting from the environment; the LocalExecutor (tasks on this host) or the
+CeleryExecutor (``MLOPS_CELERY_WORKERS`` Celery workers as components on this host, default 1, or 0 with the
+workers on other hosts); and the prediction service (``python -m include.mlops.serve.app``) as one more process
+on the same MLOPS_HOME, with its bearer token.
 
     python scripts/prod/airflow_prod.py check            # validate the configuration, start nothing
-    python scripts/prod/airflow_prod.py up [--detach]    # migrate, then start the five components
+    python scripts/prod/airflow_prod.py up [--detach]    # migrate, then start the components
     python scripts/prod/airflow_prod.py status
     python scripts/prod/airflow_prod.py stop             # SIGTERM every component and its children, then wait
 
@@ -14,7 +16,14 @@ It refuses to start (exit 2, naming each problem) when the configuration is not 
 - ``AIRFLOW__API_AUTH__JWT_SECRET`` missing or shorter than 32 characters;
 - ``AIRFLOW__CORE__FERNET_KEY`` missing or not a Fernet key (connections and variables would sit unencrypted
   in the database);
-- an executor other than the LocalExecutor (this launcher runs no Celery / Kubernetes workers);
+- an executor other than the LocalExecutor or the CeleryExecutor (Kubernetes and others: Airflow's Helm chart);
+- with the CeleryExecutor: no provider package, no broker (``AIRFLOW__CELERY__BROKER_URL``, Redis or RabbitMQ),
+  a result backend that is not a PostgreSQL database (``AIRFLOW__CELERY__RESULT_BACKEND``, default: the metadata
+  database), a Redis ``visibility_timeout`` shorter than the longest task
+  (``AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT``, default 21600 s), ``MLOPS_CELERY_WORKERS``
+  not a whole number; and with ``MLOPS_CELERY_WORKERS=0`` (workers on other hosts) no
+  ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` they can reach, a local lake or the embedded registry. What the
+  workers' hosts need: ``prod_config.py``'s doc;
 - the simple auth manager with ``simple_auth_manager_all_admins`` (no login at all), or a user whose password
   is a default or shorter than 16 characters;
 - no token for the prediction service (``MLOPS_SERVE_TOKEN``, or the file ``MLOPS_SERVE_TOKEN_FILE``), or one
@@ -23,6 +32,11 @@ It refuses to start (exit 2, naming each problem) when the configuration is not 
 The service binds ``MLOPS_SERVE_HOST``:``MLOPS_SERVE_PORT`` (127.0.0.1:8000); the Airflow components get
 ``MLOPS_SERVE_URL`` (that address, unless set) and the same token, so ``simulate_upstream``'s traffic reaches it.
 ``MLOPS_SERVE_COMPONENT=false`` leaves the service out (one that runs elsewhere, named by ``MLOPS_SERVE_URL``).
+
+With the CeleryExecutor, ``up`` first makes sure the broker answers, starts each local worker as
+``airflow celery worker --celery-hostname celery-worker-<n>.<host>`` (the first one serves this host's task logs
+on ``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT``) and is healthy once every local worker answers a ping over the
+broker; ``status`` lists the workers that answer, local or not.
 
 Passwords of the simple auth manager's users (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``, default
 ``admin:admin``, i.e. user ``admin`` with role ``admin``) come from ``MLOPS_PASSWORD_<USER>`` (e.g.
@@ -41,10 +55,21 @@ import signal
 import sys
 import time
 
-from prod_config import check, create_database, environment, serve_url, serves, users, write_passwords  # noqa: E402
+from prod_config import (  # noqa: E402
+    CELERY,
+    check,
+    create_database,
+    environment,
+    executor,
+    serve_url,
+    serves,
+    users,
+    write_passwords,
+)
 from supervisor import (  # noqa: E402
     _alive,
     _run_dir,
+    celery_ping,
     health,
     healthy,
     prepare,
@@ -77,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         h = health(env)
         print(json.dumps(h, indent=2) if h else f"no api-server at {env['AIRFLOW__API__BASE_URL']}")
+        if executor(env) == CELERY and env.get("AIRFLOW__CELERY__BROKER_URL"):
+            print(f"Celery workers answering: {', '.join(sorted(celery_ping(env))) or 'none'}")
         if not serves(env):
             return 0 if healthy(h) else 1
         s = serve_health(env)

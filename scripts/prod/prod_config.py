@@ -1,6 +1,45 @@
 """The production-shaped deployment's configuration: the components' environment (the caller's, with defaults for
 a small host where it sets nothing), the checks that refuse a configuration unfit for production, the users'
-passwords (never defaults, never printed), the prediction service's token and the metadata database."""
+passwords (never defaults, never printed), the prediction service's token and the metadata database.
+
+Executors (``AIRFLOW__CORE__EXECUTOR``):
+
+- ``LocalExecutor`` (the default): the scheduler runs the tasks as its own child processes, on this host.
+- ``CeleryExecutor`` (``apache-airflow-providers-celery``): the scheduler queues the tasks on a broker and Celery
+  workers run them. It needs
+
+  - a broker, ``AIRFLOW__CELERY__BROKER_URL``: Redis (``redis://host:6379/0``, ``rediss://``) or RabbitMQ
+    (``amqp://user:password@host:5672//``, ``amqps://``);
+  - a result backend that is a database, ``AIRFLOW__CELERY__RESULT_BACKEND`` (``db+postgresql://...``): the
+    executor reads its tasks' states from it in bulk. Unset, it is the metadata database (``db+`` and
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``);
+  - with Redis, the broker's ``visibility_timeout``
+    (``AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT``, seconds). Airflow acknowledges a task
+    only once it has finished (``task_acks_late``), so Redis hands a task to another worker when it has not
+    been acknowledged within this time: a task whose worker died waits that long before it runs again, and a
+    task still running after it runs a second time. Celery's provider uses 24 hours when it is unset (a dead
+    worker's task waits a day); unset, this launcher uses 21600 (6 hours): three times the longest task the
+    DAGs run (``train``'s ``execution_timeout``, 2 hours), and it refuses anything shorter than that task.
+    RabbitMQ has no visibility timeout; its ``consumer_timeout`` (a server setting, 30 minutes by default) must
+    likewise exceed 2 hours, or RabbitMQ closes the channel of a worker that runs ``train``;
+  - workers, ``MLOPS_CELERY_WORKERS`` (default 1): that many ``airflow celery worker`` processes run as
+    components on this host (``celery-worker-1`` ...; each runs ``AIRFLOW__CELERY__WORKER_CONCURRENCY`` tasks at
+    once, default ``AIRFLOW__CORE__PARALLELISM``). ``0``: the workers run on other hosts, started there with
+    ``airflow celery worker``. Each such host needs the same image (this project's code, ``dags/``, ``plugins/``,
+    ``include/`` and the same requirements), the same environment as these components (the executor, broker,
+    result backend, visibility timeout, ``AIRFLOW__API_AUTH__JWT_SECRET``, ``AIRFLOW__CORE__FERNET_KEY``, the
+    metadata database URL, the connections, the ``MLOPS_*`` settings; set there explicitly what this launcher
+    defaults here, the result backend and the visibility timeout included), the api-server's execution API at
+    ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` (``http://<api-server host>:8080/execution/``: required, and not
+    a loopback address, when the workers are elsewhere), and its task logs readable by the api-server: the
+    worker serves them on ``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT`` (8793), which must be reachable from the
+    api-server at the worker's host name, or remote logging (``AIRFLOW__LOGGING__REMOTE_LOGGING``) must be on.
+    Tasks on other hosts share no disk with this one, so the lake must be on object storage
+    (``MLOPS_LAKE_URL=s3://bucket/prefix``) and the registry a tracking server (``MLFLOW_TRACKING_URI=http(s)://``);
+    the check refuses a local lake or the embedded registry with ``MLOPS_CELERY_WORKERS=0``.
+
+Any other executor (Kubernetes, Edge, several at once) is refused: run those with Airflow's Helm chart.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +60,19 @@ from include.mlops.core.config import (  # noqa: E402 - the one reader of MLOPS_
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")  # Airflow's, each `airflow <name>`
 SERVE = "serve"  # the prediction service: python -m include.mlops.serve.app
+CELERY_WORKER = "celery-worker"  # `airflow celery worker`: celery-worker-1, celery-worker-2, ...
+LOCAL, CELERY = "LocalExecutor", "CeleryExecutor"
+EXECUTORS = {  # what this launcher runs, by the names AIRFLOW__CORE__EXECUTOR may give them
+    LOCAL: LOCAL,
+    "airflow.executors.local_executor.LocalExecutor": LOCAL,
+    CELERY: CELERY,
+    "airflow.providers.celery.executors.celery_executor.CeleryExecutor": CELERY,
+}
+BROKER_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://")
+VISIBILITY_TIMEOUT_BROKERS = ("redis://", "rediss://")  # brokers that redeliver after a visibility timeout
+VISIBILITY_TIMEOUT = "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"
+DEFAULT_VISIBILITY_TIMEOUT_S = 21600  # 6 hours: see the module's doc
+LONGEST_TASK_S = 7200  # train's execution_timeout (HorovodTrainOperator, plugins/mlops_airflow/operators.py)
 MIN_JWT_SECRET = 32
 MIN_PASSWORD = 16
 WEAK_PASSWORDS = {"admin", "airflow", "password", "changeme", "secret", "test", "123456", "letmein"}
@@ -68,7 +120,39 @@ def environment(env: dict[str, str] | None = None) -> dict[str, str]:
     if serves(env):  # the DAGs' traffic (simulate_upstream) goes to this deployment's own service
         env.setdefault("MLOPS_SERVE_URL", serve_url(env))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    if executor(env) == CELERY:
+        _celery_defaults(env)
     return env
+
+
+def executor(env: dict[str, str]) -> str | None:
+    """``LocalExecutor`` or ``CeleryExecutor`` (from ``AIRFLOW__CORE__EXECUTOR``); None for any other."""
+    return EXECUTORS.get(env.get("AIRFLOW__CORE__EXECUTOR", "").strip())
+
+
+def _celery_defaults(env: dict[str, str]) -> None:
+    """The CeleryExecutor's settings where the environment gives none (the module's doc says why)."""
+    db = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    if db.startswith(("postgresql://", "postgresql+psycopg2://")):
+        env.setdefault("AIRFLOW__CELERY__RESULT_BACKEND", "db+" + db)
+    if env.get("AIRFLOW__CELERY__BROKER_URL", "").startswith(VISIBILITY_TIMEOUT_BROKERS):
+        env.setdefault(VISIBILITY_TIMEOUT, str(DEFAULT_VISIBILITY_TIMEOUT_S))
+    env.setdefault("AIRFLOW__CELERY__WORKER_CONCURRENCY", env["AIRFLOW__CORE__PARALLELISM"])
+    env.setdefault("MLOPS_CELERY_WORKERS", "1")
+
+
+def celery_workers(env: dict[str, str]) -> int:
+    """How many Celery workers run on this host (``MLOPS_CELERY_WORKERS``); 0 with the LocalExecutor."""
+    if executor(env) != CELERY:
+        return 0
+    try:
+        return max(0, int(env.get("MLOPS_CELERY_WORKERS", "1").strip()))
+    except ValueError:  # refused by check()
+        return 0
+
+
+def worker_names(env: dict[str, str]) -> tuple[str, ...]:
+    return tuple(f"{CELERY_WORKER}-{i}" for i in range(1, celery_workers(env) + 1))
 
 
 def _client_host(bind: str) -> str:
@@ -81,7 +165,8 @@ def serves(env: dict[str, str]) -> bool:
 
 
 def components(env: dict[str, str]) -> tuple[str, ...]:
-    return (*COMPONENTS, SERVE) if serves(env) else COMPONENTS
+    """What ``up`` starts: Airflow's four, the Celery workers of this host, the prediction service."""
+    return (*COMPONENTS, *worker_names(env), *((SERVE,) if serves(env) else ()))
 
 
 def serve_url(env: dict[str, str]) -> str:
@@ -133,11 +218,14 @@ def check(env: dict[str, str]) -> list[str]:
             problems.append("AIRFLOW__CORE__FERNET_KEY is not a valid Fernet key (32 url-safe base64 bytes)")
     if serves(env) or env.get("MLOPS_SERVE_URL"):  # the service's /predict, and its callers, need the token
         problems += _serve_token_problems(env)
-    if env["AIRFLOW__CORE__EXECUTOR"] != "LocalExecutor":
+    if executor(env) is None:
         problems.append(
-            f"this launcher runs the LocalExecutor only (AIRFLOW__CORE__EXECUTOR="
-            f"{env['AIRFLOW__CORE__EXECUTOR']}); run Celery or Kubernetes workers with the Helm chart"
+            f"AIRFLOW__CORE__EXECUTOR={env['AIRFLOW__CORE__EXECUTOR']} is not supported: this launcher runs the "
+            f"LocalExecutor (tasks on this host) or the CeleryExecutor (Celery workers on this host or others); "
+            "run Kubernetes or other executors with Airflow's Helm chart"
         )
+    elif executor(env) == CELERY:
+        problems += _celery_problems(env)
     if "SimpleAuthManager" in env["AIRFLOW__CORE__AUTH_MANAGER"]:
         if _truthy(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS")):
             problems.append("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS disables login: not in production")
@@ -157,6 +245,111 @@ def check(env: dict[str, str]) -> list[str]:
             for user, pw in stored.items():
                 if env.get(_password_var(user)) is None:
                     problems += _weak(user, pw, str(pw_file))
+    return problems
+
+
+def _scheme(url: str) -> str:
+    """A URL's scheme, to name it in a message without its credentials."""
+    return url.split("://", 1)[0] if "://" in url else "scheme-less"
+
+
+def _celery_problems(env: dict[str, str]) -> list[str]:
+    """What the CeleryExecutor lacks here (the module's doc says what it needs and why)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    problems = []
+    try:
+        distribution("apache-airflow-providers-celery")  # not imported: importing Airflow takes seconds
+    except PackageNotFoundError:
+        problems.append(
+            "the CeleryExecutor needs apache-airflow-providers-celery (requirements.txt): "
+            "pip install 'apache-airflow-providers-celery>=3.26,<4'"
+        )
+    broker = env.get("AIRFLOW__CELERY__BROKER_URL", "").strip()
+    if not broker:
+        problems.append(
+            "AIRFLOW__CELERY__BROKER_URL is not set: the CeleryExecutor needs a broker "
+            "(redis://host:6379/0 or amqp://user:password@host:5672//)"
+        )
+    elif not broker.startswith(BROKER_SCHEMES):
+        problems.append(
+            f"AIRFLOW__CELERY__BROKER_URL must name a Redis or RabbitMQ broker ({', '.join(BROKER_SCHEMES)}; "
+            f"got a {_scheme(broker)!r} URL)"
+        )
+    backend = env.get("AIRFLOW__CELERY__RESULT_BACKEND", "").strip()
+    if not backend.startswith("db+postgresql"):
+        got = f"got a {_scheme(backend)!r} URL" if backend else "unset, and no PostgreSQL metadata database to use"
+        problems.append(
+            "AIRFLOW__CELERY__RESULT_BACKEND must be a PostgreSQL database (db+postgresql://user:password@host/db; "
+            f"the executor reads its tasks' states from it; unset: the metadata database) ({got})"
+        )
+    if broker.startswith(VISIBILITY_TIMEOUT_BROKERS):
+        raw = env.get(VISIBILITY_TIMEOUT, "").strip()
+        try:
+            seconds = int(raw)
+        except ValueError:
+            seconds = None
+        if seconds is None or seconds < LONGEST_TASK_S:
+            problems.append(
+                f"{VISIBILITY_TIMEOUT}={raw!r}: must be a whole number of seconds of at least {LONGEST_TASK_S} "
+                "(train's execution_timeout): Redis gives a task not acknowledged within it to another worker, "
+                f"so a shorter one runs a long task twice (unset: {DEFAULT_VISIBILITY_TIMEOUT_S})"
+            )
+    try:
+        workers = int(env.get("MLOPS_CELERY_WORKERS", "1").strip())
+    except ValueError:
+        workers = -1
+    if workers < 0:
+        problems.append(
+            f"MLOPS_CELERY_WORKERS={env.get('MLOPS_CELERY_WORKERS')!r}: must be a whole number >= 0 (the Celery "
+            "workers on this host; 0: they run on other hosts)"
+        )
+    elif workers == 0:
+        problems += _remote_worker_problems(env)
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("", "localhost") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _remote_worker_problems(env: dict[str, str]) -> list[str]:
+    """Workers on other hosts reach the api-server over the network and share no disk with this host."""
+    from urllib.parse import urlsplit
+
+    problems = []
+    api = env.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "").strip()
+    if not api:
+        problems.append(
+            "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs AIRFLOW__CORE__EXECUTION_API_SERVER_URL: the "
+            "api-server's execution API as the workers reach it (http://<api-server host>:8080/execution/)"
+        )
+    elif _loopback(urlsplit(api).hostname or ""):
+        problems.append(
+            f"AIRFLOW__CORE__EXECUTION_API_SERVER_URL names this host's loopback ({urlsplit(api).hostname}): "
+            "workers on other hosts (MLOPS_CELERY_WORKERS=0) cannot reach it"
+        )
+    lake = env.get("MLOPS_LAKE_URL", "").strip()
+    if not lake or lake.startswith("file:"):
+        problems.append(
+            "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs a lake every host reaches: MLOPS_LAKE_URL="
+            "s3://bucket/prefix (unset or file://, each worker would write its own disk)"
+        )
+    tracking = env.get("MLFLOW_TRACKING_URI", "").strip()
+    if not tracking.startswith(("http://", "https://")):
+        problems.append(
+            "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs a model registry every host reaches: "
+            "MLFLOW_TRACKING_URI=http(s)://<tracking server> (unset: the registry embedded in each host's "
+            "MLOPS_HOME)"
+        )
     return problems
 
 

@@ -1,5 +1,6 @@
-"""The production-shaped deployment's supervisor: starts the components as separate processes (Airflow's four and
-the prediction service), waits until the api-server reports Airflow's healthy and the service answers its
+"""The production-shaped deployment's supervisor: starts the components as separate processes (Airflow's four, the
+Celery workers of this host with the CeleryExecutor, and the prediction service), waits until the api-server
+reports Airflow's healthy, each local Celery worker answers a ping over the broker and the service answers its
 /health, and stops each with the processes it started (SIGTERM, then SIGKILL after the grace period)."""
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from prod_config import COMPONENTS, ROOT, SERVE, components, serve_url, serves  # noqa: E402
+from prod_config import (  # noqa: E402
+    CELERY,
+    COMPONENTS,
+    ROOT,
+    SERVE,
+    components,
+    executor,
+    serve_url,
+    serves,
+    worker_names,
+)
 
 
 def _airflow(env: dict[str, str]) -> str:
@@ -32,9 +43,58 @@ def _run_dir(env: dict[str, str]) -> Path:
     return d
 
 
+def _broker_url_for_humans(url: str) -> str:
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)
+
+
+def check_broker(env: dict[str, str], timeout_s: float = 10) -> None:
+    """The Celery broker answers (the scheduler and the workers would otherwise retry it forever, silently)."""
+    from kombu import Connection
+
+    url = env["AIRFLOW__CELERY__BROKER_URL"]
+    try:
+        with Connection(url, connect_timeout=timeout_s) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is the same refusal
+        raise SystemExit(
+            f"the Celery broker at {_broker_url_for_humans(url)} does not answer: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def celery_ping(env: dict[str, str], timeout_s: float = 2) -> set[str]:
+    """The Celery workers that answer a ping over the broker, by their node names
+    (``celery@celery-worker-1.<host>``)."""
+    from celery import Celery
+
+    app = Celery(broker=env["AIRFLOW__CELERY__BROKER_URL"])
+    try:
+        return {name for reply in app.control.ping(timeout=timeout_s) or [] for name in reply}
+    except Exception:  # noqa: BLE001 - no broker, no answer
+        return set()
+    finally:
+        app.close()
+
+
+def celery_hostname(worker: str) -> str:
+    """A worker component's ``--celery-hostname``: ``celery-worker-1.<this host>`` (Airflow refuses to start a
+    second worker of the same name on the broker)."""
+    import socket
+
+    return f"{worker}.{socket.gethostname()}"
+
+
+def node_name(worker: str) -> str:
+    """The Celery node name the worker answers a ping under (Celery prefixes ``celery@``)."""
+    return f"celery@{celery_hostname(worker)}"
+
+
 def prepare(env: dict[str, str]) -> None:
     """Migrate the metadata database, create the pools the DAGs need and, for the service component, the
-    embedded model registry when there is none yet."""
+    embedded model registry when there is none yet; with the CeleryExecutor, first make sure the broker answers."""
+    if executor(env) == CELERY:
+        check_broker(env)
     log = _run_dir(env) / "db-migrate.log"
     with open(log, "ab") as out:
         for cmd in (
@@ -70,6 +130,12 @@ def prepare(env: dict[str, str]) -> None:
 def _command(env: dict[str, str], name: str) -> list[str]:
     if name == SERVE:  # this interpreter; MLOPS_HOME, MLOPS_SERVE_HOST/PORT and the token from env
         return [sys.executable, "-m", "include.mlops.serve.app"]
+    workers = worker_names(env)
+    if name in workers:
+        # the first worker serves the task logs of this host (AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT); the
+        # others write into the same log folder, so a second log server (on the same port) is not needed
+        extra = ["--skip-serve-logs"] if name != workers[0] else []
+        return [_airflow(env), "celery", "worker", "--celery-hostname", celery_hostname(name), *extra]
     return [_airflow(env), name]
 
 
@@ -120,16 +186,20 @@ def healthy(h: dict | None) -> bool:
 
 def wait_healthy(env: dict[str, str], pids: dict[str, int], timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
-    h = None
+    h, waiting = None, set()
     while time.monotonic() < deadline:
         for name, pid in pids.items():
             if not _alive(pid):
                 raise SystemExit(f"{name} exited during start-up; see {_run_dir(env) / (name + '.log')}")
         h = health(env)
-        if healthy(h) and (SERVE not in pids or serve_health(env) is not None):
+        workers = {node_name(n) for n in pids if n in worker_names(env)}
+        waiting = workers - celery_ping(env) if workers else set()
+        if healthy(h) and not waiting and (SERVE not in pids or serve_health(env) is not None):
             return h
         time.sleep(2)
-    if healthy(h):
+    if healthy(h) and waiting:
+        h = f"the Celery worker(s) {sorted(waiting)} do not answer a ping over the broker"
+    elif healthy(h):
         h = f"the prediction service does not answer at {serve_url(env)}/health"
     raise SystemExit(f"not healthy after {timeout_s:.0f} s: {h}; logs in {_run_dir(env)}")
 
@@ -154,10 +224,9 @@ def stop(env: dict[str, str], timeout_s: float = 60) -> list[int]:
         return []
     pids = json.loads(pid_file.read_text())
     procs: dict[int, psutil.Process] = {}
-    for name in (*COMPONENTS, SERVE):  # the scheduler first: it starts no new task once it is told to stop
-        pid = pids.get(name)
-        if pid is None:
-            continue
+    # the scheduler first: it starts no new task once it is told to stop; then the rest as they were started
+    for name in [*(n for n in COMPONENTS if n in pids), *(n for n in pids if n not in COMPONENTS)]:
+        pid = pids[name]
         try:
             root = psutil.Process(pid)
             family = [root, *root.children(recursive=True)]

@@ -2,7 +2,9 @@
 # `make up-prod`: the production-shaped deployment on this machine (scripts/prod/airflow_prod.py), with local
 # conveniences only where the environment gives nothing: the machine's PostgreSQL (database created if
 # missing), a JWT secret, a Fernet key and the prediction service's bearer token generated once into
-# $MLOPS_HOME/secrets (mode 0600), never defaults; the token is passed by its file, never printed.
+# $MLOPS_HOME/secrets (mode 0600), never defaults; the token is passed by its file, never printed. With
+# AIRFLOW__CORE__EXECUTOR=CeleryExecutor, the machine's Redis (redis://127.0.0.1:6379/0) is the broker unless
+# AIRFLOW__CELERY__BROKER_URL names one; MLOPS_CELERY_WORKERS (default 1) workers run here.
 # Everything set in the environment wins. Stop with Ctrl-C, or `make down-prod` from another shell.
 set -euo pipefail
 : "${MLOPS_HOME:?run through make up-prod}"
@@ -19,4 +21,7 @@ if [ -z "${MLOPS_SERVE_TOKEN:-}" ] && [ -z "${MLOPS_SERVE_TOKEN_FILE:-}" ]; then
   export MLOPS_SERVE_TOKEN_FILE="$secrets/serve_token"
 fi
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://postgres@127.0.0.1:5432/mlops_airflow}"
+case "${AIRFLOW__CORE__EXECUTOR:-}" in
+  CeleryExecutor|*.CeleryExecutor) export AIRFLOW__CELERY__BROKER_URL="${AIRFLOW__CELERY__BROKER_URL:-redis://127.0.0.1:6379/0}" ;;
+esac
 exec "$python" "$(dirname "$0")/airflow_prod.py" up --create-db "$@"

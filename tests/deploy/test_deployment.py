@@ -72,7 +72,8 @@ def test_launcher_accepts_a_production_configuration(good_env):
         ({"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}, "disables login"),
         ({"MLOPS_PASSWORD_ADMIN": "admin"}, "user 'admin' has a default password"),
         ({"MLOPS_PASSWORD_ADMIN": "short-pass"}, "shorter than 16 characters"),
-        ({"AIRFLOW__CORE__EXECUTOR": "SequentialExecutor"}, "LocalExecutor only"),
+        ({"AIRFLOW__CORE__EXECUTOR": "KubernetesExecutor"}, "KubernetesExecutor is not supported"),
+        ({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}, "AIRFLOW__CELERY__BROKER_URL is not set"),
         ({"MLOPS_SERVE_TOKEN_FILE": None}, "MLOPS_SERVE_TOKEN (or MLOPS_SERVE_TOKEN_FILE) is not set"),
         ({"MLOPS_SERVE_TOKEN": "z" * 31}, "token (MLOPS_SERVE_TOKEN) is too short (31 characters"),
         ({"MLOPS_SERVE_TOKEN_FILE": "/nonexistent/serve_token"}, "MLOPS_SERVE_TOKEN_FILE cannot be read"),
@@ -88,6 +89,7 @@ def test_launcher_accepts_a_production_configuration(good_env):
         "admin-admin",
         "short-password",
         "executor",
+        "celery-no-broker",
         "no-serve-token",
         "short-serve-token",
         "no-serve-token-file",
@@ -102,6 +104,17 @@ def test_launcher_refuses_an_unsafe_configuration(good_env, change, problem):
     # refused before anything started or was written
     assert not (Path(env["AIRFLOW_HOME"]) / "prod" / "pids.json").exists()
     assert not (Path(env["AIRFLOW_HOME"]) / "secrets").exists()
+
+
+def test_launcher_accepts_the_celery_executor_with_a_broker(good_env):
+    """Celery with a Redis broker: the result backend (the metadata database) and the visibility timeout are
+    defaulted, one worker on this host; a visibility timeout shorter than the longest task is refused."""
+    celery = good_env | {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": "redis://r:6379/0"}
+    out = _launcher(celery, "check")
+    assert out.returncode == 0, out.stderr
+    short = celery | {"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "600"}
+    out = _launcher(short, "check")
+    assert out.returncode == 2 and "VISIBILITY_TIMEOUT='600': must be a whole number" in out.stderr, out.stderr
 
 
 def test_launcher_refuses_a_default_password_in_the_passwords_file(good_env):

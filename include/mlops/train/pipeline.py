@@ -109,8 +109,24 @@ def train(
     out_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the Horovod job; on success stage the model in the lake and return the job summary."""
-    out_dir = out_dir or tempfile.mkdtemp(prefix=f"horovod-{run_key}-")
+    """Run the Horovod job; on success stage the model in the lake and return the job summary.
+
+    Without ``out_dir`` the job's local files (its model before staging, the ranks' status, its log) go to a
+    temporary folder removed at the end: the lake holds what later tasks read, and a worker keeps nothing."""
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix=f"horovod-{run_key}-") as tmp:
+            return train(
+                lake,
+                run_key,
+                workers,
+                params=params,
+                num_boost_round=num_boost_round,
+                threads_per_worker=threads_per_worker,
+                hosts=hosts,
+                timeout_s=timeout_s,
+                out_dir=tmp,
+                storage_options=storage_options,
+            )
     job = Job(
         lake_url=lake.url,
         training_set=layout.training(run_key),

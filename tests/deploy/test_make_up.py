@@ -25,6 +25,10 @@ def _listening(port: int) -> set[str]:
     }
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _up(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, Path, int, set[int]]:
     """scripts/up.sh started as `make up` starts it, in a session of its own; its log, port and sessions."""
     home = tmp_path / "mlops"
@@ -54,6 +58,9 @@ def _up(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, Path, int, set[
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
             start_new_session=True,
+            # Ctrl-C as a terminal delivers it: a suite started in the background of a non-interactive shell
+            # inherits SIGINT ignored, and so would up.sh and airflow standalone
+            preexec_fn=_default_sigint,
         )
     return proc, log, port, {proc.pid}  # up.sh's own session, and (later) the one it starts standalone in
 

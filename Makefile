@@ -46,7 +46,7 @@ help:
 	@echo "make clean  remove MLOPS_HOME (the lake, the registry, Airflow's database and logs); .venv stays"
 	@echo "state lives under MLOPS_HOME=$(MLOPS_HOME)"
 
-# the settings exported above, as shell (README, "Running the DAGs without the Makefile")
+# the settings exported above, as shell (docs/running.md, "Running the DAGs without the Makefile")
 env:
 	@echo "export PATH=\"$(BIN):\$$PATH\" PYTHONPATH='$(PYTHONPATH)' MLOPS_HOME='$(MLOPS_HOME)' AIRFLOW_HOME='$(AIRFLOW_HOME)'"
 	@echo "export AIRFLOW__CORE__DAGS_FOLDER='$(AIRFLOW__CORE__DAGS_FOLDER)' AIRFLOW__CORE__PLUGINS_FOLDER='$(AIRFLOW__CORE__PLUGINS_FOLDER)'"
@@ -97,7 +97,7 @@ replay: $(BIN)/.installed
 	  MLOPS_END_DATE=$(REPLAY_END) MLOPS_CATCHUP=true MLOPS_REPLAY=true AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
 	  MLOPS_SENSOR_POKE_S=$(REPLAY_POKE_S) MLOPS_DEPLOY_POKE_S=$(REPLAY_DEPLOY_POKE_S)
 
-# production-shaped: separate processes, LocalExecutor, PostgreSQL (README, "Deploying")
+# production-shaped: separate processes, LocalExecutor, PostgreSQL (docs/deploying.md)
 PROD_AIRFLOW_HOME ?= $(MLOPS_HOME)/airflow-prod
 
 up-prod: $(BIN)/.installed

@@ -1,4 +1,4 @@
-"""The lifecycle driven from the Airflow web UI alone, as the README's "Driving it from the UI" tells a person to,
+"""The lifecycle driven from the Airflow web UI alone, as docs/ui.md's "Driving it from the UI" tells a person to,
 on a production-shaped deployment of its own (``conftest.py``: PostgreSQL, separate scheduler, dag-processor,
 triggerer and api-server).
 
@@ -7,7 +7,7 @@ publish a week with ``simulate_upstream``'s trigger form, backfill ``ingest_flig
 trigger form's Backfill option, then watch: the curated Asset starts ``train_model`` once four days are curated
 (``MLOPS_TRAIN_MIN_DAYS`` of the deployment), its gate triggers ``deploy_model``, the first model is promoted, and
 the Model state page shows the version. The REST API is only read, to know when to look and to check that every
-run is green. Screenshots go to ``test-output/`` (the README shows them from ``docs/img/``).
+run is green. Screenshots go to ``test-output/`` (docs/ui.md shows them from ``docs/img/``).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
         runs = dep.runs(dag_id)
         if dag_id == "ingest_flights":
             # unpausing it also started the scheduler's own run of the latest day (a live source's yesterday):
-            # it waits for that day's drop, which this week's replay does not make (README)
+            # it waits for that day's drop, which this week's replay does not make (docs/ui.md)
             live = [r for r in runs if r["run_type"] == "scheduled"]
             assert len(live) <= 1 and all(not r["logical_date"].startswith("2013") for r in live), live
             runs = [r for r in runs if r["run_type"] != "scheduled"]

@@ -1,4 +1,4 @@
-"""The README's set-up instructions agree with the Makefile: the export lines for running without make set what
+"""The set-up instructions (docs/running.md) agree with the Makefile: the export lines for running without make set what
 `make env` (the Makefile's exports) sets, and `make help` names every target."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+RUNNING = (ROOT / "docs" / "running.md").read_text()
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="needs make")
 
 BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C"}
@@ -26,7 +26,7 @@ def _env_after(script: str) -> dict[str, str]:
 
 
 def _readme_exports() -> str:
-    section = README[README.index("### Running the DAGs without the Makefile") : README.index("## Deploying")]
+    section = RUNNING[RUNNING.index("## Running the DAGs without the Makefile") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     lines, keep = [], False
     for line in block.splitlines():  # the export statements with their continuation lines
@@ -54,7 +54,7 @@ def test_readme_exports_match_the_makefile():
     ]
     assert {k: from_make.get(k) for k in exported} == {k: by_hand.get(k) for k in exported}
     assert from_make["AIRFLOW_HOME"] == str(ROOT / ".mlops" / "airflow")  # per MLOPS_HOME, not a shared /tmp
-    # and make env sets nothing the README leaves out
+    # and make env sets nothing the page leaves out
     made = {k for k in from_make if k not in BASE_ENV and k not in ("PWD", "SHLVL", "_", "OLDPWD")}
     assert made <= set(exported), made - set(exported)
 

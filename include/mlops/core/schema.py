@@ -25,7 +25,6 @@ types it, and, as tagged, training uses it and the service accepts it.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -323,20 +322,6 @@ def flight_key(df, settings: Settings | None = None):
     for c in rest:
         key = key + "/" + df[c].astype(str)
     return key
-
-
-def record_key(record: dict[str, Any], settings: Settings | None = None) -> str:
-    """``flight_key`` of one record (a prediction request)."""
-    date_cols, rest = key_columns(dataset(MODEL_DATASET, settings))
-    y, m, d = (record[c] for c in date_cols)
-    return "/".join([f"{int(y)}-{int(m):02d}-{int(d):02d}", *(str(record[c]) for c in rest)])
-
-
-def record_date(record: dict[str, Any], settings: Settings | None = None) -> dt.date:
-    """The date a record's date columns name (ValueError when they name no real date)."""
-    date_cols, _ = key_columns(dataset(MODEL_DATASET, settings))
-    y, m, d = (int(record[c]) for c in date_cols)
-    return dt.date(y, m, d)
 
 
 # validation rules the declaration implies --------------------------------------------------------------------

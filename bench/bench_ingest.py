@@ -31,8 +31,8 @@ from include.mlops.core.config import Settings  # noqa: E402
 from include.mlops.core.lake import Lake  # noqa: E402
 from include.mlops.core.schema import dataset  # noqa: E402
 from include.mlops.ingest import ingestion  # noqa: E402
-from include.mlops.ingest.upstream import Upstream  # noqa: E402
 from include.mlops.ingest.validation import read_csv, validate  # noqa: E402
+from include.mlops.simulate.upstream import Upstream  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):

@@ -293,8 +293,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from include.mlops.core.lake import Lake
-    from include.mlops.ingest.traffic import requests_for
     from include.mlops.serve.request import RequestModel
+    from include.mlops.simulate.traffic import requests_for
     from include.mlops.train import features as F
     from include.mlops.train import lgbm
 

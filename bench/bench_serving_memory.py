@@ -104,7 +104,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from include.mlops.core.lake import Lake
-    from include.mlops.ingest.traffic import requests_for
+    from include.mlops.simulate.traffic import requests_for
     from include.mlops.train import features as F
     from include.mlops.train import lgbm
 

@@ -39,7 +39,7 @@ from include.mlops.train.pipeline import train  # noqa: E402
 
 
 def flights_set(lake: Lake, months: int) -> F.TrainingSet:
-    from include.mlops.ingest.upstream import Upstream
+    from include.mlops.simulate.upstream import Upstream
 
     up, settings = Upstream(lake), Settings.from_env()
     start = dt.date(2013, 1, 1)

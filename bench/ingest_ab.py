@@ -29,7 +29,7 @@ try:                                   # the stage layout (include/mlops/{core,i
     from include.mlops.core.config import Settings
     from include.mlops.core.schema import dataset
     from include.mlops.core.lake import Lake
-    from include.mlops.ingest.upstream import Upstream
+    from include.mlops.simulate.upstream import Upstream
     from include.mlops.ingest.validation import read_csv, validate
     from include.mlops.ingest import ingestion
     staged = True

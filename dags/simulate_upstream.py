@@ -33,7 +33,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 import mlops_airflow.simulate_upstream
-from include.mlops.ingest.simulator import FAULTS, SOURCE_FIRST_DAY, SOURCE_LAST_DAY, SOURCE_TABLES
+from include.mlops.simulate.plan import FAULTS, SOURCE_FIRST_DAY, SOURCE_LAST_DAY, SOURCE_TABLES
 from mlops_airflow.defaults import default_args, replay, schedule_window
 from mlops_airflow.sensors import ReplayTurnSensor
 

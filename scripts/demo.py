@@ -6,8 +6,9 @@ Each day of the replay happens as production would see it:
   ingest   upstream drops the day's flights and weather into landing/ (a few drops with faults: unavailable,
            corrupt, late) and ingest_flights validates and curates them, which brings in yesterday's outcomes
   train    the curated Asset starts train_model until there is a champion; its gate triggers deploy_model
-  monitor  monitor_model compares the trailing week with the champion's reference profile and its live
-           outcomes; on drift or decay for consecutive days it alerts and triggers train_model (with a cool-down)
+  monitor  monitor_model compares the trailing two weeks (monitoring.yaml's window_days) with the champion's
+           reference profile and its live outcomes; on drift or decay for consecutive days it alerts and
+           triggers train_model (with a cool-down)
   deploy   deploy_model promotes the first model directly; a later one runs as a canary beside the champion
            until enough outcomes came in for both arms, then it is promoted or rolled back on that evidence
 
@@ -103,7 +104,7 @@ def _group_alive(pgid: int) -> bool:
 
 def source_window(start: str, end: str | None, fast: bool) -> list[dt.date]:
     """The replay's days, inside the reference data (2013); ValueError naming the option otherwise."""
-    from include.mlops.ingest.simulator import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
+    from include.mlops.simulate.plan import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
 
     def day(option: str, value: str) -> dt.date:
         try:
@@ -284,7 +285,7 @@ class Lifecycle:
     # ------------------------------------------------------------------------------------------ the steps
     def ingest(self, day: dt.date, fault: str | None) -> bool:
         from include.mlops.core import layout
-        from include.mlops.ingest.upstream import Upstream
+        from include.mlops.simulate.upstream import Upstream
 
         drops = Upstream(self.lake).publish_day(day, fault=fault, delay_s=4, failures=2)
         t0 = time.monotonic()
@@ -559,7 +560,7 @@ class Lifecycle:
 
 def replay_worker(url: str, jobs, results) -> None:
     """The traffic process: replays each date it is given against the service."""
-    from include.mlops.ingest.traffic import replay
+    from include.mlops.simulate.traffic import replay
 
     for day in iter(jobs.get, None):
         r = replay(day, url)
@@ -681,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         life.stop()
 
-    from include.mlops.core import registry
+    from include.mlops.core import layout, registry
 
     took = time.monotonic() - t_all
     print(f"\n== Timeline ({len(days)} days in {took / 60:.1f} min) " + "=" * 60)
@@ -698,10 +699,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"\n{curated} of {len(days)} days curated; {len(versions)} model version(s) registered; champion "
-        f"v{life.champion()}; {life.served} flights predicted over HTTP and logged to {life.lake.uri('predictions')}"
+        f"v{life.champion()}; {life.served} flights predicted over HTTP and logged to "
+        f"{life.lake.uri(layout.PREDICTIONS)}"
     )
     print(
-        f"reports: {life.lake.uri('reports')} (gate/, monitoring/, deployments/); MLflow: "
+        f"reports: {life.lake.uri(layout.REPORTS)} (gate/, monitoring/, deployments/); MLflow: "
         f".venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(life.settings)}"
     )
     msgs = slack_messages(life.airflow_log) + sum(

@@ -67,7 +67,7 @@ if empty:
 The lake at {url} holds no drop yet: ingest_flights finds nothing to ingest (its sensor waits for a drop).
 Publish upstream drops (the 2013 flights and weather, one folder per day): in the UI, trigger simulate_upstream
 (the upstream simulator) with a range, e.g. 2013-01-01 .. 2013-01-14; or, in a shell, two weeks:
-    python -m include.mlops.ingest.upstream publish 2013-01-01 --days 14
+    python -m include.mlops.simulate.upstream publish 2013-01-01 --days 14
 then, in the UI, unpause ingest_flights and trigger it with a logical date of 2013-01-01 (or `airflow dags test
 ingest_flights 2013-01-01` in another shell); `make demo` runs the whole lifecycle instead.
 """)

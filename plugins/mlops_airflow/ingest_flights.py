@@ -8,18 +8,9 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from .defaults import batch_date
+from .notifiers import BatchQuarantined
 
 log = logging.getLogger(__name__)
-
-
-class BatchQuarantined(AirflowFailException):
-    """Validation rejected the batch; it is in quarantine. Fails the task without retries."""
-
-    def __init__(self, message: str, batch_id: str, quarantine_uri: str | None, failed_rules: list[str]):
-        super().__init__(message)
-        self.batch_id = batch_id
-        self.quarantine_uri = quarantine_uri
-        self.failed_rules = failed_rules
 
 
 def outside_window(context: dict[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ import threading
 from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
+from airflow.sdk.exceptions import AirflowFailException
 
 from include.mlops.core.alerts import Alert
 
@@ -159,10 +160,19 @@ def where(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class BatchQuarantined(AirflowFailException):
+    """Validation rejected the batch; it is in quarantine. Fails the task without retries; its alert names the
+    quarantine (raised by ``ingest_flights``' check, named here where the alert is made)."""
+
+    def __init__(self, message: str, batch_id: str, quarantine_uri: str | None, failed_rules: list[str]):
+        super().__init__(message)
+        self.batch_id = batch_id
+        self.quarantine_uri = quarantine_uri
+        self.failed_rules = failed_rules
+
+
 def on_task_failure(context: dict[str, Any]) -> None:
     """Task-level failure callback: one message per failed task, a quarantine named as such."""
-    from .ingest_flights import BatchQuarantined
-
     exc = context.get("exception")
     at = where(context)
     if isinstance(exc, BatchQuarantined):

@@ -1,4 +1,4 @@
-"""Task callables of ``simulate_upstream``: Airflow context in, ``include.mlops.ingest.simulator`` calls out."""
+"""Task callables of ``simulate_upstream``: Airflow context in, ``include.mlops.simulate`` calls out."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def _plan(params: dict[str, Any]):
-    from include.mlops.ingest.simulator import BadParam, plan
+    from include.mlops.simulate.plan import BadParam, plan
 
     try:
         return plan(
@@ -60,7 +60,8 @@ def plan(context: dict[str, Any]) -> list[dict[str, Any]]:
 def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """One day: its flights sent to the prediction service (when asked and ``MLOPS_SERVE_URL`` is set), then its
     drops written into ``landing/``."""
-    from include.mlops.ingest.simulator import Day, Service, simulate_day
+    from include.mlops.simulate.plan import Day
+    from include.mlops.simulate.simulator import Service, simulate_day
 
     from .connections import get_lake
 
@@ -81,7 +82,7 @@ def replay_turn(context: dict[str, Any]) -> bool:
     if not scheduled(context):
         return True
     from include.mlops.core import rollouts
-    from include.mlops.ingest.simulator import REPLAY_RUNS_COUNTED, replay_waits
+    from include.mlops.simulate.simulator import REPLAY_RUNS_COUNTED, replay_waits
 
     from .connections import get_lake
     from .defaults import batch_date

@@ -50,7 +50,7 @@ def deployment_settings(home: Path) -> dict[str, str]:
 
 
 def test_one_run_through_the_celery_worker(deployment):
-    from include.mlops.ingest.upstream import Upstream
+    from include.mlops.simulate.upstream import Upstream
 
     dep = deployment
     t0 = time.monotonic()

@@ -223,7 +223,7 @@ def test_the_lifecycle_through_the_rest_api(deployment):
         assert r.status_code == 200 and r.json()["is_paused"] is False, r.text
 
     # upstream drops, then ingestion triggered through REST for each date
-    from include.mlops.ingest.upstream import Upstream
+    from include.mlops.simulate.upstream import Upstream
 
     up = Upstream(dep.lake)
     for d in FIRST_DATES:
@@ -299,9 +299,11 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert f"version {version} is promoted directly" in log, log[-2000:]
 
     # the lake: four curated days of each data set, the gate's decision, the rollout
+    from include.mlops.core import layout
+
     lake = dep.lake
     for ds in ("flights", "weather"):
-        assert [d.isoformat() for d in lake.partitions("curated", ds)] == FIRST_DATES + [LAST_DATE]
+        assert [d.isoformat() for d in layout.partitions(lake, "curated", ds)] == FIRST_DATES + [LAST_DATE]
         for d in FIRST_DATES + [LAST_DATE]:
             assert lake.exists(f"curated/{ds}/date={d}", "part-00000.parquet")
         assert not lake.ls("quarantine", ds)
@@ -315,7 +317,7 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert [v["version"] for v in reg["versions"]] == [version]
 
     # the prediction service, the fifth component: the champion, behind the bearer token; /health open
-    from include.mlops.ingest.traffic import requests_for
+    from include.mlops.simulate.traffic import requests_for
 
     assert "serve" in json.loads((dep.airflow_home / "prod" / "pids.json").read_text())
     dep.wait_for(
@@ -393,7 +395,7 @@ def test_a_cleared_task_and_two_runs_of_one_date(deployment):
     """Under the real scheduler: clearing only ``flights.curate`` of a finished run reruns it on its own (its
     staging copy is gone: it takes the landing drop with the bytes extract reported); two runs of one data date
     at once (a scheduled one and a manual one with the ``date`` param) both succeed, the partition whole."""
-    from include.mlops.ingest.upstream import Upstream, day_table
+    from include.mlops.simulate.upstream import Upstream, day_table
 
     dep = deployment
     lake = dep.lake

@@ -105,7 +105,7 @@ def test_make_up_listens_on_localhost_and_says_how_to_publish_drops(tmp_path):
             pass
         text = log.read_text()
         assert f"Airflow UI: http://localhost:{port}   login: admin   password: " in text
-        assert "holds no drop yet" in text and "python -m include.mlops.ingest.upstream publish 2013-01-01" in text
+        assert "holds no drop yet" in text and "python -m include.mlops.simulate.upstream publish 2013-01-01" in text
     finally:
         _ctrl_c(proc, sessions)
 

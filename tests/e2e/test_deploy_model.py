@@ -11,7 +11,7 @@ import pytest
 from curation import curate_days
 
 from include.mlops.core import layout, registry, rollouts
-from include.mlops.ingest.traffic import replay
+from include.mlops.simulate.traffic import replay
 from include.mlops.train import pipeline
 
 # the service runs as in production: /predict requires a bearer token (at least 32 characters)

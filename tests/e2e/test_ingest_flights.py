@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from include.mlops.ingest.upstream import CORRUPT_FAULTS, Upstream, day_table
+from include.mlops.simulate.plan import CORRUPT_FAULTS
+from include.mlops.simulate.upstream import Upstream, day_table
 
 CURATED = "curated/flights/date={}"
 QUARANTINE = "quarantine/flights/date={}"

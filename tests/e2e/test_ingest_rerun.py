@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from include.mlops.ingest.upstream import Upstream
+from include.mlops.simulate.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 DATE = "2013-01-23"

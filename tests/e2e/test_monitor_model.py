@@ -8,8 +8,8 @@ from curation import curate_days
 from tiny_service import send, tiny_service
 
 from include.mlops.core import registry
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.monitor import monitor
+from include.mlops.simulate.traffic import requests_for
 from include.mlops.train import pipeline
 
 CONF = {"window_days": 7, "consecutive_days": 3, "cooldown_days": 14}

@@ -244,7 +244,7 @@ def test_the_lifecycle_with_a_home_per_task(run_dag, s3_lake, tracking_server, s
     from curation import write_curated
 
     from include.mlops.core import layout
-    from include.mlops.ingest.upstream import Upstream
+    from include.mlops.simulate.upstream import Upstream
 
     lake, s3 = s3_lake
     url, server_root = tracking_server.url, tracking_server.root

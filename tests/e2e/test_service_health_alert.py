@@ -12,8 +12,8 @@ import pytest
 from tiny_service import TOKEN, send, tiny_service
 
 from include.mlops.core.config import CONFIG_DIR
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.monitor import monitor
+from include.mlops.simulate.traffic import requests_for
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ drop), then ingest_flights curates the good day and quarantines the bad one; bad
 import pytest
 
 from include.mlops.core import layout
-from include.mlops.ingest.upstream import day_table
+from include.mlops.simulate.upstream import day_table
 
 
 def files(lake) -> set[str]:

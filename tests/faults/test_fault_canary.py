@@ -15,7 +15,7 @@ from tiny_models import tiny_version
 from include.mlops.core import layout, predictions, registry, rollouts
 from include.mlops.core.lake import Lake
 from include.mlops.deploy import canary
-from include.mlops.ingest.traffic import requests_for
+from include.mlops.simulate.traffic import requests_for
 
 DAY = "2013-01-03"  # the canary's flights
 STARTED_ON = "2013-01-02"  # the data date of the run that started it

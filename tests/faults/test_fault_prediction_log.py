@@ -11,7 +11,7 @@ import httpx
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import requests_for
+from include.mlops.simulate.traffic import requests_for
 
 STUCK = "2013-01-23"
 

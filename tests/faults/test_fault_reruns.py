@@ -14,7 +14,7 @@ from include.mlops.core.config import Settings
 from include.mlops.core.lake import Lake
 from include.mlops.core.schema import dataset
 from include.mlops.ingest import ingestion
-from include.mlops.ingest.upstream import Upstream, day_table
+from include.mlops.simulate.upstream import Upstream, day_table
 
 SETTINGS = Settings.from_env()
 DATE = "2013-01-02"

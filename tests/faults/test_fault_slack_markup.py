@@ -13,7 +13,7 @@ import pytest
 from include.mlops.core import layout
 from include.mlops.core.config import Settings
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.upstream import day_table, to_csv_bytes
+from include.mlops.simulate.upstream import day_table, to_csv_bytes
 
 DATE = "2013-01-04"
 HOSTILE_DEST = "```<!channel> <https://evil.example|Click to release the batch>"

@@ -7,7 +7,7 @@ from include.mlops.core.config import Settings
 from include.mlops.core.lake import Lake
 from include.mlops.core.schema import dataset
 from include.mlops.ingest import ingestion
-from include.mlops.ingest.upstream import Upstream
+from include.mlops.simulate.upstream import Upstream
 
 
 def curate_days(lake: Lake, start: str, days: int) -> None:
@@ -26,7 +26,7 @@ def curate_days(lake: Lake, start: str, days: int) -> None:
 def write_curated(lake: Lake, dates: list[str]) -> None:
     """The curated partitions of those days straight from the simulator's tables (transform + write, no GX
     validation: every day of 2013 passes the suites, see tests/unit/test_validation.py). For fast tests."""
-    from include.mlops.ingest.upstream import day_table
+    from include.mlops.simulate.upstream import day_table
 
     for d in dates:
         date = dt.date.fromisoformat(d)

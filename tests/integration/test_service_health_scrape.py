@@ -11,10 +11,10 @@ from tiny_service import AUTH, TOKEN, send, tiny_service
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.monitor import service
 from include.mlops.monitor.config import MonitorConfig
 from include.mlops.serve.metrics import BUCKETS
+from include.mlops.simulate.traffic import requests_for
 
 T0 = dt.datetime(2013, 1, 22, 6, tzinfo=dt.UTC)
 

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from include.mlops.ingest.upstream import day_table
 from include.mlops.serve.app import create_app
 from include.mlops.serve.models import ModelStore, bucket
+from include.mlops.simulate.upstream import day_table
 
 
 class Aliases:
@@ -166,8 +166,8 @@ def test_predictions_equal_the_pandas_path(service, models):
     unseen categories, both arms."""
     import numpy as np
 
-    from include.mlops.ingest.traffic import requests_for
     from include.mlops.serve.request import RequestModel
+    from include.mlops.simulate.traffic import requests_for
 
     url, aliases, _ = service
     rows = requests_for("2013-01-22")[:400]

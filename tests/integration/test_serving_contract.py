@@ -18,9 +18,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tiny_models import tiny_served
 
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.serve.app import DEFAULT_MAX_BODY_BYTES, create_app
 from include.mlops.serve.models import ModelStore
+from include.mlops.simulate.traffic import requests_for
 
 TOKEN = "contract-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,9 +11,9 @@ import pytest
 from tiny_models import tiny_served
 
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.serve.app import create_app
 from include.mlops.serve.models import ModelStore
+from include.mlops.simulate.traffic import requests_for
 
 FLIGHTS = requests_for("2013-01-22")[:100]
 

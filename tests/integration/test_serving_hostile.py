@@ -21,10 +21,10 @@ import pytest
 
 from include.mlops.core.config import serve_token
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import replay, requests_for
 from include.mlops.serve.app import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, create_app
 from include.mlops.serve.models import ModelStore
 from include.mlops.serve.server import Limits, make_server
+from include.mlops.simulate.traffic import replay, requests_for
 
 DAY = "2013-01-22"
 SMALL_LIMIT = 256 * 1024  # the body limit of the service under test (the default is far larger)

@@ -15,9 +15,9 @@ import pandas as pd
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.serve.app import create_app
 from include.mlops.serve.models import ModelStore
+from include.mlops.simulate.traffic import requests_for
 
 DAY = "2013-01-22"
 MAX_ROWS = 500
@@ -47,7 +47,7 @@ class Refusal:
 def logged_rows(lake: Lake) -> pd.DataFrame:
     parts = [
         lake.read_parquet(layout.predictions(d), n)
-        for d in lake.partitions(layout.PREDICTIONS)
+        for d in layout.partitions(lake, layout.PREDICTIONS)
         for n in lake.ls(layout.predictions(d))
     ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["request_id", "flight_key"])

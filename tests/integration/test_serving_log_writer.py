@@ -15,35 +15,53 @@ import time
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pandas as pd
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
-from include.mlops.serve import logwriter
-from include.mlops.serve.app import PredictionLog
+from include.mlops.serve import logwriter, protocol
+from include.mlops.serve.logclient import PredictionLog
+from include.mlops.serve.protocol import Frame, Logged
+from include.mlops.serve.request import RequestModel
 
 ROOT = Path(__file__).resolve().parents[2]
+REQUESTS = RequestModel()
 
 
-def _records(n: int, tag: str) -> list[dict]:
-    return [
+def _request(n: int, tag: str) -> Logged:
+    """A request of ``n`` flights (half of them on the 22nd, half on the 23rd), decoded and answered as the service
+    does, with ``tag`` for its id."""
+    flights = [
         {
-            "request_id": f"{tag}{i // 10}",
-            "flight_key": f"2013-01-{22 + i % 2}/UA/{i}/EWR",
-            "flight_date": f"2013-01-{22 + i % 2}",
-            "score": i / n,
-            "version": "1",
-            "arm": "champion",
-            "predicted_at": "2026-11-28T00:00:00+00:00",
+            "year": 2013,
+            "month": 1,
+            "day": 22 + i % 2,
+            "carrier": "UA",
+            "flight": i + 1,
+            "origin": "EWR",
+            "dest": "ORD",
+            "sched_dep_time": 900,
+            "sched_arr_time": 1100,
+            "distance": 719.0,
+            "time_hour": f"2013-01-{22 + i % 2}T14:00:00Z",
         }
         for i in range(n)
     ]
+    decoded = REQUESTS.decode_batch(msgspec.json.encode({"flights": flights}))
+    scores = (np.arange(n) / n).tobytes()
+    return Logged(tag, "2026-11-28T00:00:00+00:00", decoded.flights, decoded.keys, scores, ["1"] * n, ["champion"] * n)
+
+
+def _records(n: int, tag: str) -> list[dict]:
+    """The records of such a request, as the log spills them."""
+    return protocol.records(Frame(0, REQUESTS.logged, [_request(n, tag)]))
 
 
 def _logged(lake: Lake) -> pd.DataFrame:
     parts = [
         lake.read_parquet(layout.predictions(d), f)
-        for d in lake.partitions(layout.PREDICTIONS)
+        for d in layout.partitions(lake, layout.PREDICTIONS)
         for f in lake.ls(layout.predictions(d))
     ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flight_key"])
@@ -69,10 +87,10 @@ def _alive(pid: int) -> bool:
 
 def test_a_crashed_writer_loses_nothing_and_is_replaced(tmp_path, caplog):
     lake = Lake((tmp_path / "lake").as_uri())
-    log = PredictionLog(lake, flush_rows=10_000, flush_s=60, spill_dir=tmp_path / "spill", retry_s=0.3)
+    log = PredictionLog(lake, REQUESTS.logged, flush_rows=10_000, flush_s=60, spill_dir=tmp_path / "spill", retry_s=0.3)
     try:
         first = log._proc.pid
-        log.put(_records(300, "a"))
+        log.put(_request(300, "a"))
         _until(lambda: log._unacked)  # sent to the writer, which holds it (its flush is a minute away)
         assert log.pending == 300 and log.written == 0
         os.kill(first, signal.SIGKILL)
@@ -81,7 +99,7 @@ def test_a_crashed_writer_loses_nothing_and_is_replaced(tmp_path, caplog):
         assert "writer exited" in caplog.text
         _until(lambda: log._proc is not None and log._proc.pid != first)  # a new writer ...
         _until(lambda: log.written == 300 and log.spilled == 0)  # ... writes the spill to the lake
-        log.put(_records(20, "b"))
+        log.put(_request(20, "b"))
     finally:
         log.close()
     assert log.written == 320 and log.lost == 0 and log.pending == 0
@@ -98,10 +116,12 @@ def test_the_writer_dies_with_the_service_and_writes_what_it_was_sent(tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         sys.path.insert(0, {str(ROOT / "tests" / "integration")!r})
         from include.mlops.core.lake import Lake
-        from include.mlops.serve.app import PredictionLog
-        from test_serving_log_writer import _records
-        log = PredictionLog(Lake({lake_url!r}), flush_rows=10_000, flush_s=60, spill_dir={str(tmp_path / "spill")!r})
-        log.put(_records(100, "k"))
+        from include.mlops.serve.logclient import PredictionLog
+        from test_serving_log_writer import REQUESTS, _request
+        log = PredictionLog(
+            Lake({lake_url!r}), REQUESTS.logged, flush_rows=10_000, flush_s=60, spill_dir={str(tmp_path / "spill")!r}
+        )
+        log.put(_request(100, "k"))
         while not log._unacked:  # registered, then written to the pipe: give the write a moment
             time.sleep(0.05)
         time.sleep(0.5)
@@ -135,9 +155,9 @@ def test_a_writer_killed_after_writing_some_dates_of_a_frame_writes_none_twice(t
     blocker.write_text("not a folder")
     spill.write_text("the local disk refuses too")  # so that the writer keeps that date in memory
     lake = Lake(root.as_uri())
-    log = PredictionLog(lake, flush_rows=1, flush_s=0.1, spill_dir=spill, retry_s=0.3)
+    log = PredictionLog(lake, REQUESTS.logged, flush_rows=1, flush_s=0.1, spill_dir=spill, retry_s=0.3)
     try:
-        log.put(_records(100, "p"))  # 50 flights of the 22nd, 50 of the 23rd
+        log.put(_request(100, "p"))  # 50 flights of the 22nd, 50 of the 23rd
         _until(lambda: log.written == 50 and log._parts)  # the 22nd written, the 23rd held by the writer
         writer = log._proc.pid
         os.kill(writer, signal.SIGSTOP)  # frozen while the local disk comes back, then killed
@@ -155,7 +175,7 @@ def test_a_writer_killed_after_writing_some_dates_of_a_frame_writes_none_twice(t
 
 
 # the writer in this process: one flight date the lake refuses, the spill folder's modes -------------------------
-STUCK = "2013-01-23"  # _records: half of the flights on the 22nd, half on the 23rd
+STUCK = "2013-01-23"  # _request: half of the flights on the 22nd, half on the 23rd
 
 
 def _stuck_lake(tmp_path) -> tuple[Lake, Path]:
@@ -167,8 +187,9 @@ def _stuck_lake(tmp_path) -> tuple[Lake, Path]:
     return Lake(root.as_uri()), blocker
 
 
-def _with_seq(records: list[dict], seq: int = 1) -> pd.DataFrame:
-    return pd.DataFrame(records).assign(**{logwriter.SEQ: seq})
+def _columns(n: int, tag: str, seq: int) -> pd.DataFrame:
+    """A request's records as the writer takes them from frame ``seq``."""
+    return pd.DataFrame(protocol.columns(Frame(seq, REQUESTS.logged, [_request(n, tag)])))
 
 
 def test_a_date_the_lake_refuses_holds_back_no_other_date(tmp_path):
@@ -178,10 +199,10 @@ def test_a_date_the_lake_refuses_holds_back_no_other_date(tmp_path):
     w = logwriter.Writer(lake, tmp_path / "spill", retry_s=0.3)
     done: list = []
     for i in range(3):  # one right after the other: the 23rd's refusal must not hold the 22nd's next flush
-        assert w.flush(_with_seq(_records(100, f"f{i}"), i), lambda seqs, date: done.append((seqs, date))) is None
+        assert w.flush(_columns(100, f"f{i}", i), lambda seqs, date: done.append((seqs, date))) is None
     assert w.written == 150 and w.spilled_total == 150 and w.lake_failures == 1, w.counters  # one try, then waits
     assert w.refusing == [STUCK] and sorted(done) == sorted([([i], d) for i in range(3) for d in ("2013-01-22", STUCK)])
-    assert {logwriter.spill_date(f) for f in w.spill_files()} == {STUCK}
+    assert {protocol.spilled(f.name).date for f in w.spill_files()} == {STUCK}
     assert len(_logged(lake)) == 150
     blocker.unlink()
     w.recover()  # the 23rd is still waiting for its retry: not tried yet
@@ -210,7 +231,7 @@ def test_the_replay_of_spilled_files_skips_a_refused_date_instead_of_stopping(tm
     w.recover()
     assert w.written == 50 and w.refusing == [STUCK]  # the 22nd: its own file and its part of the mixed one
     left = w.spill_files()
-    assert {logwriter.spill_date(f) for f in left} == {STUCK}
+    assert {protocol.spilled(f.name).date for f in left} == {STUCK}
     assert sorted(len(f.read_bytes().splitlines()) for f in left) == [20, 30]  # the 23rd, each record once
     blocker.unlink()
     time.sleep(0.35)

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tiny_models import tiny_served
 
 from include.mlops.core.lake import Lake
-from include.mlops.ingest.traffic import requests_for
 from include.mlops.serve.app import create_app
 from include.mlops.serve.models import ModelStore
+from include.mlops.simulate.traffic import requests_for
 
 TOKEN = "metrics-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

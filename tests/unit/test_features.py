@@ -7,7 +7,7 @@ import pytest
 from include.mlops.core import schema
 from include.mlops.core.schema import dataset
 from include.mlops.ingest.ingestion import transform
-from include.mlops.ingest.upstream import day_table
+from include.mlops.simulate.upstream import day_table
 from include.mlops.train import features as F
 
 

@@ -16,7 +16,7 @@ def test_roundtrip_bytes_json_and_listing(lake):
     assert lake.read_bytes("landing/flights/date=2013-01-02", "flights.csv") == b"abc"
     assert lake.read_json("reports/r.json") == {"a": 1}
     assert lake.ls("landing/flights") == ["date=2013-01-02"]
-    assert lake.partitions("landing", "flights") == [as_date("2013-01-02")]
+    assert layout.partitions(lake, "landing", "flights") == [as_date("2013-01-02")]
     assert lake.ls("nowhere") == []
     assert lake.uri("curated", "x") == lake.url + "/curated/x"
 

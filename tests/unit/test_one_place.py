@@ -102,7 +102,7 @@ def with_new_column(tmp_path, monkeypatch):
 
 def test_a_new_flight_column_is_one_entry(with_new_column):
     from include.mlops.ingest.ingestion import transform
-    from include.mlops.ingest.upstream import _table, day_table
+    from include.mlops.simulate.upstream import _table, day_table
     from include.mlops.train.features import build
 
     spec = schema.dataset("flights")
@@ -165,7 +165,7 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
 
 
 def test_the_simulator_says_when_its_source_lacks_a_declared_column(with_new_column):
-    from include.mlops.ingest.upstream import day_table
+    from include.mlops.simulate.upstream import day_table
 
     with pytest.raises(ValueError, match="seats"):
         day_table("flights", "2013-01-02")

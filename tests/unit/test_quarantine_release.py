@@ -14,8 +14,8 @@ from include.mlops.core.config import Settings
 from include.mlops.core.lake import Lake
 from include.mlops.core.schema import dataset
 from include.mlops.ingest import ingestion
-from include.mlops.ingest.upstream import Upstream
 from include.mlops.ingest.validation import BatchRejected
+from include.mlops.simulate.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Settings.from_env()

@@ -16,7 +16,6 @@ from include.mlops.core.jsonsafe import json_safe
 from include.mlops.core.lake import Lake
 from include.mlops.core.schema import dataset
 from include.mlops.ingest import ingestion
-from include.mlops.ingest.upstream import Upstream, corrupt, day_table
 from include.mlops.ingest.validation import (
     BatchRejected,
     Failure,
@@ -26,6 +25,7 @@ from include.mlops.ingest.validation import (
     read_csv,
     validate,
 )
+from include.mlops.simulate.upstream import Upstream, corrupt, day_table
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations  # noqa: E402,F401 - imported once at collection (mutmut forks its runs after it)

@@ -7,10 +7,11 @@ import pytest
 
 from include.mlops.core import layout
 from include.mlops.core.lake import Lake
-from include.mlops.ingest import simulator
 from include.mlops.ingest.landing import drop_ready
-from include.mlops.ingest.simulator import BadParam, Day, Service, TrafficFailed, plan, simulate_day
-from include.mlops.ingest.upstream import FAULTS, day_table
+from include.mlops.simulate import simulator
+from include.mlops.simulate.plan import FAULTS, SOURCE_TABLES, BadParam, Day, plan
+from include.mlops.simulate.simulator import Service, TrafficFailed, simulate_day
+from include.mlops.simulate.upstream import Upstream, day_table
 
 
 @pytest.fixture
@@ -40,8 +41,12 @@ def test_one_day_without_an_end_and_the_whole_year():
     ]  # days as text, as a form may send them
 
 
-def test_the_simulators_kinds_are_the_upstreams():
-    assert simulator.FAULTS == FAULTS and "late" in FAULTS and "wrong_types" in FAULTS
+def test_every_fault_the_plan_offers_is_one_the_upstream_drops(lake):
+    assert "late" in FAULTS and "wrong_types" in FAULTS
+    for kind in FAULTS:
+        drop = Upstream(lake).publish("2013-01-02", "flights", fault=kind, delay_s=0)
+        drop.wait()
+        assert drop.fault == kind and lake.exists(layout.landing("flights", "2013-01-02"), layout.SUCCESS)
 
 
 @pytest.mark.parametrize(
@@ -211,7 +216,7 @@ def test_a_replay_day_waits_for_the_day_before_to_be_ingested(lake):
 
 
 def test_a_replay_day_waits_while_training_or_monitoring_is_in_flight(lake):
-    for table in simulator.SOURCE_TABLES:
+    for table in SOURCE_TABLES:
         _ingest(lake, "2013-01-04", table, "curated")
     go = simulator.replay_waits
     assert go(lake, "2013-01-05", "2013-01-01", IDLE) == []
@@ -237,7 +242,7 @@ def test_once_a_model_serves_a_replay_day_waits_for_the_day_before_to_be_monitor
     """Monitoring starts from the day's Asset events a moment after ingestion (the scheduler makes the run): the
     next day waits for its report, else its traffic could run ahead of a retraining that monitoring triggers."""
     for day in ("2013-01-07", "2013-01-08"):
-        for table in simulator.SOURCE_TABLES:
+        for table in SOURCE_TABLES:
             _ingest(lake, day, table, "curated")
     v1 = {"version": "1", "status": "promoted", "data_date": "2013-01-07", "from_date": "2013-01-08"}
     # the day the first model was trained on is not monitored by it: no wait

@@ -6,7 +6,7 @@ import pytest
 from include.mlops.core.lake import Lake
 from include.mlops.core.schema import dataset
 from include.mlops.ingest.landing import TransientSourceError, drop_ready, read_drop
-from include.mlops.ingest.upstream import Upstream, corrupt, day_table
+from include.mlops.simulate.upstream import Upstream, corrupt, day_table
 
 
 @pytest.fixture

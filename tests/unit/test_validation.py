@@ -4,8 +4,9 @@ import pytest
 
 from include.mlops.core.config import Settings
 from include.mlops.core.schema import dataset
-from include.mlops.ingest.upstream import CORRUPT_FAULTS, corrupt, day_table, to_csv_bytes
 from include.mlops.ingest.validation import BatchRejected, read_csv, validate
+from include.mlops.simulate.plan import CORRUPT_FAULTS
+from include.mlops.simulate.upstream import corrupt, day_table, to_csv_bytes
 
 SETTINGS = Settings.from_env()
 

@@ -71,6 +71,79 @@ def serve_auth(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
 
 
+@dataclass(frozen=True)
+class ServeSettings:
+    """The prediction service's settings (``python -m include.mlops.serve.app``), from its environment; each
+    default here is the service's:
+
+      MLOPS_SERVE_HOST, MLOPS_SERVE_PORT    where it listens
+      MLOPS_SERVE_TOKEN, MLOPS_SERVE_TOKEN_FILE  the bearer token /predict requires (``serve_token``)
+      MLOPS_SERVE_REFRESH_S                 seconds between two readings of the aliases and the rollout
+      MLOPS_SERVE_FLUSH_S                   seconds a prediction record waits at most before it is written
+      MLOPS_SERVE_MAX_BODY_BYTES            a larger body gets 413 before it is parsed
+      MLOPS_SERVE_MAX_BATCH                 the most flights in one batch
+      MLOPS_SERVE_THREADS                   LightGBM threads per prediction (1 fits concurrent requests on few cores)
+      MLOPS_SERVE_LOG_MAX_ROWS              prediction records held in memory at most (then spilled to disk)
+      MLOPS_SERVE_SPILL_DIR                 where they spill (None: under MLOPS_HOME, one folder per lake)
+      MLOPS_SERVE_MAX_CONNECTIONS           connections open at most (None: 1000, or fewer where the process's
+                                            open-file limit is lower: ``serve.server.Limits``)
+      MLOPS_SERVE_HEADER_TIMEOUT_S, MLOPS_SERVE_BODY_TIMEOUT_S, MLOPS_SERVE_KEEPALIVE_S
+                                            seconds for a request's headers, for its body, and an idle connection's
+
+    A variable set empty keeps the default; a value that is not a number is a ValueError naming the variable, and
+    so is a server limit that is not above 0."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    refresh_s: float = 10.0
+    flush_s: float = 5.0
+    max_body_bytes: int = 8 * 1024 * 1024  # about 20,000 flights with their weather
+    max_batch: int = 10_000
+    threads: int = 1
+    log_max_rows: int = 100_000
+    spill_dir: Path | None = None
+    max_connections: int | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0  # 8 MiB (the body limit) at 140 kB/s
+    keepalive_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
+        env = os.environ if env is None else env
+
+        def number(name: str, kind: type, default: Any, above_zero: bool = False) -> Any:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value) or (above_zero and not value > 0):
+                what = "a whole number" if kind is int else "a number of seconds"
+                raise ValueError(f"{name}={raw!r} is not {what}{' above 0' if above_zero else ''}")
+            return value
+
+        d = cls()
+        return cls(
+            host=env.get("MLOPS_SERVE_HOST") or d.host,
+            port=number("MLOPS_SERVE_PORT", int, d.port),
+            token=serve_token(env),
+            refresh_s=number("MLOPS_SERVE_REFRESH_S", float, d.refresh_s),
+            flush_s=number("MLOPS_SERVE_FLUSH_S", float, d.flush_s),
+            max_body_bytes=number("MLOPS_SERVE_MAX_BODY_BYTES", int, d.max_body_bytes),
+            max_batch=number("MLOPS_SERVE_MAX_BATCH", int, d.max_batch),
+            threads=number("MLOPS_SERVE_THREADS", int, d.threads),
+            log_max_rows=number("MLOPS_SERVE_LOG_MAX_ROWS", int, d.log_max_rows),
+            spill_dir=Path(env["MLOPS_SERVE_SPILL_DIR"]) if env.get("MLOPS_SERVE_SPILL_DIR") else None,
+            max_connections=number("MLOPS_SERVE_MAX_CONNECTIONS", int, None, above_zero=True),
+            header_timeout_s=number("MLOPS_SERVE_HEADER_TIMEOUT_S", float, d.header_timeout_s, above_zero=True),
+            body_timeout_s=number("MLOPS_SERVE_BODY_TIMEOUT_S", float, d.body_timeout_s, above_zero=True),
+            keepalive_s=number("MLOPS_SERVE_KEEPALIVE_S", float, d.keepalive_s, above_zero=True),
+        )
+
+
 CONFIG_DIR = PROJECT_ROOT / "include" / "config"
 
 

@@ -129,19 +129,6 @@ class Lake:
         names = (posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != base)
         return sorted(n for n in names if not n.startswith(TEMP_PREFIX))  # never a file still being written
 
-    def partitions(self, *parts: str) -> list[dt.date]:
-        """The dates present under a folder (``curated/flights``, ``predictions``, ...) as ``date=`` partitions."""
-        from .layout import DATE
-
-        out = []
-        for name in self.ls(*parts):
-            if name.startswith(DATE):
-                try:
-                    out.append(as_date(name[len(DATE) :]))
-                except ValueError:
-                    continue
-        return sorted(out)
-
     # bytes, text, json -------------------------------------------------------------------------------------
     def read_bytes(self, *parts: str) -> bytes:
         return self.fs.cat_file(self.path(*parts))

@@ -71,6 +71,21 @@ def zone(zone_: str, dataset: str) -> str:
     return f"{zone_}/{dataset}"
 
 
+def partitions(lake, *parts: str) -> list[dt.date]:
+    """The dates present under a folder of ``lake`` (``zone("curated", "flights")``, ``PREDICTIONS``, ...) as
+    ``date=`` partitions, in order."""
+    from .lake import as_date
+
+    out = []
+    for name in lake.ls(*parts):
+        if name.startswith(DATE):
+            try:
+                out.append(as_date(name[len(DATE) :]))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
 # training and evaluation ----------------------------------------------------------------------------------------
 def training(run_key: str) -> str:
     """``training/<run_key>``; the key must be one path segment (``Lake`` refuses ``.``, ``..``, empty)."""
@@ -106,7 +121,8 @@ def gate(run_key: str) -> str:
     return f"reports/gate/{training(run_key).split('/', 1)[1]}"
 
 
-GATES = "reports/gate"
+REPORTS = "reports"  # every report's zone: the gate's, monitoring's and the canaries' folders below
+GATES = f"{REPORTS}/gate"
 GATE_LATEST = (GATES, "latest.json")
 
 
@@ -121,14 +137,20 @@ def predictions(date: dt.date | str) -> str:
 
 ROLLOUT = ("deployments", "rollout.json")
 ROLLOUT_HISTORY = "deployments/history"
-DEPLOYMENT_REPORTS = "reports/deployments"
+DEPLOYMENT_REPORTS = f"{REPORTS}/deployments"
 
 
 def canary_evidence(version: str) -> tuple[str, str]:
+    """A canary's evidence and decision, written when it is decided on evidence."""
     return DEPLOYMENT_REPORTS, f"v{version}.json"
 
 
-MONITORING = "reports/monitoring"
+def rollout_history(started_at: str, version: str | None) -> tuple[str, str]:
+    """A finished rollout's record, named by when it started and its version (``:`` left out of the time)."""
+    return ROLLOUT_HISTORY, f"{started_at.replace(':', '')}-v{version}.json"
+
+
+MONITORING = f"{REPORTS}/monitoring"
 MONITORING_LATEST = (MONITORING, "latest.json")
 TRIGGERS = (MONITORING, "triggers.json")
 # the prediction service's /metrics at the last check: the next check's period starts from these counters

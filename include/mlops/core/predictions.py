@@ -20,7 +20,7 @@ PREDICTION_COLUMNS = ["flight_key", "arm", "version", "score", "predicted_at"]
 
 def prediction_dates(lake: Lake) -> list[dt.date]:
     """Flight dates with logged predictions."""
-    return lake.partitions(layout.PREDICTIONS)
+    return layout.partitions(lake, layout.PREDICTIONS)
 
 
 def predictions(

@@ -1,7 +1,8 @@
 """The rollout's state in the lake (``deployments/rollout.json``): written by ``deploy`` (a canary starts, is
-promoted or rolled back), read by ``serve`` (how much traffic the challenger gets) and ``monitor`` (no retraining
-trigger while a canary runs). The rollout records the deploy_model run that watches a canary (``owner``), so that
-a run killed mid-canary leaves a canary that the next run can resume, adopt or refuse by name (``claim``)."""
+promoted or rolled back: ``deploy.transitions``, together with the registry's aliases), read by ``serve`` (how
+much traffic the challenger gets) and ``monitor`` (no retraining trigger while a canary runs). The rollout records
+the deploy_model run that watches a canary (``owner``), so that a run killed mid-canary leaves a canary that the
+next run can resume, adopt or refuse by name (``claim``)."""
 
 from __future__ import annotations
 

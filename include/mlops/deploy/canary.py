@@ -1,7 +1,7 @@
 """Canary / A-B rollout of a challenger version, and the decision to promote or roll back on evidence.
 
-``start``     the challenger alias points at the version; ``deployments/rollout.json`` in the lake tells the
-              prediction service the canary share (the service routes by a stable hash of the flight key)
+``start``     the rollout's state (``core.rollouts``) tells the prediction service the canary share of the
+              challenger (the service routes by a stable hash of the flight key)
 ``evidence``  the canary's flights: those of the data dates after the one whose run started the rollout
               (``from_date``, never taken from what clients sent), first served after the rollout started, each
               flight by its first logged prediction (a later re-post of the same flight cannot replace it),
@@ -14,24 +14,33 @@
               ``promote`` when the interval's upper end is within the tolerance, ``rollback`` when its lower end
               is beyond it, else ``inconclusive`` (wait for more flights; at ``max_labelled_per_arm``, or after
               the run's ``wait_hours``, an inconclusive canary is rolled back: not shown to be safe)
-``finish``    promote (champion := challenger) or roll back (challenger alias removed); rollout ends
+``look``      one look at the evidence: the decision once the comparison is conclusive, or when each arm reached
+              ``max_labelled_per_arm`` or the run's ``wait_hours`` are over (both: roll back); else keep waiting
+``finish``    the rollout ends, promoted or rolled back
+
+``start`` and ``finish`` write the rollout's state only; ``transitions`` changes it together with the registry's
+aliases (champion := challenger on a promotion, the challenger alias removed either way).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core import layout, predictions, rollouts
+from ..core import layout, predictions, registry, rollouts
+from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
 from ..core.schema import flight_key
 from ..train.features import FeatureSpec, join_weather, load_window
 from .config import DeployConfig
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -64,6 +73,8 @@ def start(
 
 
 def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """End the rollout (``promoted`` or ``rolled_back``, share 0, ``detail`` as its evidence) and keep its record
+    in the history. The rollout's state only: ``transitions`` sets the aliases that go with it."""
     rollout = (rollouts.current(lake) or {}) | {
         "status": decision,
         "canary_share": 0.0,
@@ -71,11 +82,7 @@ def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
         "evidence": detail,
     }
     lake.write_json(rollout, *layout.ROLLOUT)
-    lake.write_json(
-        rollout,
-        layout.ROLLOUT_HISTORY,
-        f"{rollout.get('started_at', now()).replace(':', '')}-v{rollout.get('version')}.json",
-    )
+    lake.write_json(rollout, *layout.rollout_history(rollout.get("started_at", now()), rollout.get("version")))
     return rollout
 
 
@@ -148,6 +155,51 @@ def conclude(result: dict[str, Any], ev: dict[str, Any], timed_out: bool = False
             "why": f"inconclusive when {why}: the challenger was not shown to be no worse than the champion",
         }
     return None
+
+
+def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: float) -> dict[str, Any] | None:
+    """One look at the running canary's evidence: the final decision (JSON-safe), or None to keep waiting.
+
+    Not enough labelled flights yet: wait, or roll back once ``wait_hours`` have passed since the rollout started.
+    Enough: both versions (from the registry) are compared on them (``compare``) and ``conclude`` decides."""
+    df = labelled_predictions(lake, rollout)
+    ev = evidence(df, cfg)
+    started = dt.datetime.fromisoformat(rollout["started_at"])
+    waited_h = (dt.datetime.now(dt.UTC) - started).total_seconds() / 3600
+    timed_out = waited_h >= wait_hours
+    log.info(
+        "labelled canary predictions: %s (need %d per arm; %.1f of %s hours waited)",
+        ev["labelled"],
+        cfg.min_labelled_per_arm,
+        waited_h,
+        wait_hours,
+    )
+    if not ev["ready"]:
+        if timed_out:
+            return {
+                "decision": "rollback",
+                "flights": int(len(df)),
+                "labelled": ev["labelled"],
+                "why": f"not enough labelled canary flights after {waited_h:.1f} hours",
+            }
+        return None
+    models = {}
+    for arm, v in (("champion", rollout["champion"]), ("challenger", rollout["version"])):
+        booster, spec = registry.load_version(v)
+        models[arm] = (booster, spec_of(spec))
+    result = compare(df, models["champion"], models["challenger"], cfg)
+    final = conclude(result, ev, timed_out)
+    if final is None:
+        ll = result["logloss"]
+        log.info(
+            "inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
+            "%+.4f; waiting for more flights",
+            ll["diff"],
+            *ll["ci95"],
+            ll["tolerance"],
+        )
+        return None
+    return json_safe(final)
 
 
 def _features(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,1 +1,1 @@
-"""Ingestion: the upstream simulator, landing drops, GX validation, quarantine and curation."""
+"""Ingestion: landing drops, GX validation, quarantine and curation."""

@@ -2,14 +2,8 @@
 the lake, spills to local disk while the lake refuses and writes the spilled files once it takes them again.
 
 It runs out of the serving interpreter so that building frames and writing Parquet never hold the requests' GIL.
-The service (``app.PredictionLog``) sends it frames on its stdin and reads its acknowledgements on its stdout,
-both as 4-byte little-endian lengths followed by msgpack:
-
-- in: ``[seq, fields, requests, records]``: ``requests`` a list of ``[request_id, predicted_at, flights (maps),
-  keys, scores (float64 bytes), versions, routes]``, ``records`` a list of finished records (maps);
-- out: ``{"parts": [[seq, flight_date], ...], "seqs": [seq, ...], "c": [written, spilled_total, lake_failures,
-  lost], "r": [flight_date, ...]}``: the (frame, flight date) parts written, spilled or (lake and disk refusing)
-  counted lost, the frames done whole, the writer's counters so far and the flight dates the lake refuses now.
+The service (``logclient.PredictionLog``) sends it frames on its stdin and reads its acknowledgements on its
+stdout (``serve.protocol``: the frames, the acknowledgements and the spill files' names).
 
 The lake is judged per flight date: a date whose write is refused (its folder unwritable, say) is spilled and
 retried with backoff (``retry_s``, doubling after each refusal in a row, at most ``BACKOFF`` times ``retry_s``),
@@ -29,11 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import operator
 import os
-import re
 import stat
-import struct
 import sys
 import threading
 import time
@@ -46,16 +37,13 @@ import numpy as np
 
 from ..core import layout
 from ..core.lake import Lake
+from . import protocol
+from .protocol import SEQ, Ack, Counters
 
 log = logging.getLogger("mlops.serving")
 
-HEADER = struct.Struct("<I")
-SEQ = "_seq"
 BACKOFF = 32  # a refused flight date waits retry_s, then twice that after each refusal in a row, at most this times
 RECOVER_FILES = 20  # spill files written back per round
-DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# spill-<UTC time>-<random>[-<flight date>]-rows<n>.jsonl (files spilled before the date was named have none)
-SPILL_NAME = re.compile(r"spill-\d{8}T\d+-[0-9a-f]{8}-(?:(\d{4}-\d{2}-\d{2})-)?rows(\d+)\.jsonl")
 
 
 # private files -------------------------------------------------------------------------------------------------
@@ -80,94 +68,6 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         if fd >= 0:
             os.close(fd)
-
-
-def spill_date(path: Path) -> str | None:
-    """The flight date a spill file holds, from its name (None: a file of several dates, or of an older version)."""
-    m = SPILL_NAME.fullmatch(path.name)
-    return m.group(1) if m else None
-
-
-# the frames --------------------------------------------------------------------------------------------------------
-def encode_frame(encoder: msgspec.msgpack.Encoder, seq: int, items: list) -> bytes:
-    """The service's side: one cheap encoding per batch of requests (the flights' structs as msgpack maps)."""
-    requests = [i for i in items if not isinstance(i, list)]
-    records = [r for i in items if isinstance(i, list) for r in i]
-    fields = requests[0][6] if requests else []
-    return encoder.encode(
-        [
-            seq,
-            fields,
-            [(rid, now, d.flights, d.keys, s.tobytes(), v, a) for rid, now, d, s, v, a, _ in requests],
-            records,
-        ]
-    )
-
-
-_FRAME = msgspec.msgpack.Decoder(tuple[int, list[str], msgspec.Raw, list[dict[str, Any]]])
-_REQUESTS: dict[tuple[str, ...], msgspec.msgpack.Decoder] = {}
-
-
-def decode_frame(data: bytes) -> list:
-    """A frame as sent, the flights decoded into structs of the logged fields only (no dict per flight)."""
-    seq, fields, raw, records = _FRAME.decode(data)
-    decoder = _REQUESTS.get(tuple(fields))
-    if decoder is None:
-        flight = msgspec.defstruct("LoggedFlight", [(c, Any, None) for c in fields], gc=False)
-        decoder = _REQUESTS[tuple(fields)] = msgspec.msgpack.Decoder(
-            list[tuple[str, str, list[flight], list[str], bytes, list[str], list[str]]]
-        )
-    return [seq, fields, decoder.decode(raw), records]
-
-
-def columns(frame: list) -> dict[str, list]:
-    """A decoded frame's records as columns (with the frame's number in ``_seq``)."""
-    seq, fields, requests, records = frame
-    keys = [k for r in requests for k in r[3]]
-    cols: dict[str, Any] = {
-        "request_id": [r[0] for r in requests for _ in r[3]],
-        "flight_key": keys,
-        "flight_date": [k[:10] for k in keys],
-        "score": np.concatenate([np.frombuffer(r[4], dtype=np.float64) for r in requests]) if requests else [],
-        "version": [v for r in requests for v in r[5]],
-        "arm": [a for r in requests for a in r[6]],
-        "predicted_at": [r[1] for r in requests for _ in r[3]],
-    }
-    flights = [f for r in requests for f in r[2]]
-    for c in fields:
-        cols[c] = list(map(operator.attrgetter(c), flights))
-    if records:  # finished records (``PredictionLog.put``): their own columns
-        names = list(cols) if requests else list(dict.fromkeys(k for r in records for k in r))
-        for c in names:
-            cols.setdefault(c, [None] * len(keys))
-            cols[c] = list(cols[c]) + [r.get(c) for r in records]
-    n = len(cols["flight_date"]) if "flight_date" in cols else 0
-    cols[SEQ] = [seq] * n
-    return cols
-
-
-def records(frame: list) -> list[dict[str, Any]]:
-    """A decoded frame's records, as dicts (for spilling from the service)."""
-    cols = columns(frame)
-    cols.pop(SEQ)
-    cols["score"] = [float(x) for x in cols["score"]]
-    names = list(cols)
-    return [dict(zip(names, row)) for row in zip(*cols.values())]
-
-
-def send(out, message: dict) -> None:
-    data = msgspec.msgpack.encode(message)
-    out.write(HEADER.pack(len(data)) + data)
-    out.flush()
-
-
-def receive(inp) -> bytes | None:
-    head = inp.read(HEADER.size)
-    if len(head) < HEADER.size:
-        return None
-    n = HEADER.unpack(head)[0]
-    data = inp.read(n)
-    return data if len(data) == n else None
 
 
 def _frame(frames: list, fresh: list[dict]):
@@ -213,8 +113,8 @@ class Writer:
         self.maybe_spilled = bool(self.spill_files())
 
     @property
-    def counters(self) -> list[int]:
-        return [self.written, self.spilled_total, self.lake_failures, self.lost]
+    def counters(self) -> Counters:
+        return Counters(self.written, self.spilled_total, self.lake_failures, self.lost)
 
     @property
     def refusing(self) -> list[str]:
@@ -280,7 +180,7 @@ class Writer:
 
     # the spill folder ------------------------------------------------------------------------------------------------
     def spill_files(self) -> list[Path]:
-        return sorted(self.spill_dir.glob("spill-*.jsonl"))
+        return sorted(self.spill_dir.glob(protocol.SPILL_GLOB))
 
     def spill(self, rows: list[dict[str, Any]]) -> None:
         """``rows`` to the spill folder, one file per flight date (0600), all of them or none (OSError)."""
@@ -293,9 +193,7 @@ class Writer:
             made: list[tuple[Path, Path]] = []
             try:
                 for date, part in by_date.items():
-                    tag = f"{date}-" if isinstance(date, str) and DATE.fullmatch(date) else ""
-                    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-                    name = f"spill-{stamp}-{tag}rows{len(part)}.jsonl"
+                    name = protocol.spill_name(date, len(part))
                     tmp = self.spill_dir / f".{name}.tmp"
                     write_private(tmp, b"\n".join(msgspec.json.encode(r) for r in part))
                     made.append((tmp, self.spill_dir / name))
@@ -310,12 +208,15 @@ class Writer:
 
     def adopt_orphans(self) -> None:
         """Files claimed by a process that is gone (it stopped while writing them) are spilled files again."""
-        for f in self.spill_dir.glob(".spill-*.claim-*"):
-            pid = int(f.name.rsplit("-", 1)[1])
+        for f in self.spill_dir.glob(protocol.CLAIM_GLOB):
+            claim = protocol.claimed(f.name)
+            if claim is None:
+                continue
+            name, pid = claim
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                f.rename(self.spill_dir / f.name[1:].rsplit(".claim-", 1)[0])
+                f.rename(self.spill_dir / name)
             except PermissionError:
                 pass
 
@@ -346,12 +247,13 @@ class Writer:
         files = self.spill_files()
         taken = 0
         for spilled in files:
-            date = spill_date(spilled)
+            named = protocol.spilled(spilled.name)
+            date = named.date if named else None
             if (date is not None and not self.due(date)) or taken >= RECOVER_FILES:
                 self.maybe_spilled = True  # waits for its date's retry, or for the next round
                 continue
             taken += 1
-            f = self.spill_dir / f".{spilled.name}.claim-{os.getpid()}"
+            f = self.spill_dir / protocol.claim_name(spilled.name, os.getpid())
             try:
                 spilled.rename(f)
             except FileNotFoundError:
@@ -395,8 +297,8 @@ def run(config: dict[str, Any], inp, out) -> None:
     eof = threading.Event()
 
     def reader() -> None:
-        while (data := receive(inp)) is not None:
-            frame = decode_frame(data)
+        while (data := protocol.receive(inp)) is not None:
+            frame = protocol.decode_frame(data)
             with cond:
                 frames.append(frame)
                 cond.notify()
@@ -412,10 +314,10 @@ def run(config: dict[str, Any], inp, out) -> None:
     last, sent = time.monotonic(), None
     gone = threading.Event()  # the service reads no more acknowledgements (it died): the writing goes on
 
-    def tell(message: dict) -> None:
+    def tell(parts: list[tuple[int, str | None]], seqs: list[int]) -> None:
         if not gone.is_set():
             try:
-                send(out, message | {"r": writer.refusing})
+                protocol.send(out, Ack(parts, seqs, writer.counters, writer.refusing))
             except OSError:
                 gone.set()
 
@@ -427,7 +329,7 @@ def run(config: dict[str, Any], inp, out) -> None:
             if not left:
                 dates.pop(s, None)
                 finished.append(s)
-        tell({"parts": [[s, date] for s in seqs], "seqs": finished, "c": writer.counters})
+        tell([(s, date) for s in seqs], finished)
 
     while True:
         with cond:
@@ -436,12 +338,12 @@ def run(config: dict[str, Any], inp, out) -> None:
             stopping = eof.is_set()  # read before taking: every frame came before the end of input
             taken, frames[:] = list(frames), []
         for frame in taken:
-            cols = columns(frame)
+            cols = protocol.columns(frame)
             if not cols[SEQ]:  # an empty frame: done at once
-                dates[frame[0]] = {None}
-                done([frame[0]], None)
+                dates[frame.seq] = {None}
+                done([frame.seq], None)
                 continue
-            dates[frame[0]] = set(cols["flight_date"])
+            dates[frame.seq] = set(cols["flight_date"])
             fresh.append(cols)
             rows += len(cols[SEQ])
         if rows and (rows >= flush_rows or time.monotonic() - last >= flush_s or stopping):
@@ -460,7 +362,7 @@ def run(config: dict[str, Any], inp, out) -> None:
                     time.sleep(1.0)
         writer.recover_if_due()
         if (writer.counters, writer.refusing) != sent:
-            tell({"parts": [], "seqs": [], "c": writer.counters})
+            tell([], [])
             sent = (writer.counters, writer.refusing)
         if stopping and not rows:
             break
@@ -469,7 +371,7 @@ def run(config: dict[str, Any], inp, out) -> None:
             writer.recover(every_date=True)  # a last try of every date, waiting or not
         except Exception:  # noqa: BLE001
             log.exception("could not write spilled prediction records; the next start will")
-    tell({"parts": [], "seqs": [], "c": writer.counters})
+    tell([], [])
 
 
 def main() -> None:

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.config import ServeSettings
+
 DEFAULT_MAX_CONNECTIONS = 1000
-DEFAULT_HEADER_TIMEOUT_S = 10.0
-DEFAULT_KEEPALIVE_S = 5.0
-DEFAULT_BODY_TIMEOUT_S = 60.0  # 8 MiB (the body limit) at 140 kB/s
+DEFAULT_HEADER_TIMEOUT_S = ServeSettings.header_timeout_s
+DEFAULT_KEEPALIVE_S = ServeSettings.keepalive_s
+DEFAULT_BODY_TIMEOUT_S = ServeSettings.body_timeout_s
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 FD_RESERVE = 256  # descriptors kept for files: the registry's store, rollout.json, models, the log writer, spills
 REASONS = ("limit", "evicted", "header_timeout", "header_too_large", "body_timeout", "idle")
@@ -68,11 +69,14 @@ class Limits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, fd_limit: int | None = None) -> Limits:
-        """The limits from ``MLOPS_SERVE_MAX_CONNECTIONS``, ``MLOPS_SERVE_HEADER_TIMEOUT_S`` and
-        ``MLOPS_SERVE_KEEPALIVE_S``, ``MLOPS_SERVE_BODY_TIMEOUT_S``; ``fd_limit``: the process's open-file limit (None: read it). A value that is
-        not a number above 0, or connections that would leave fewer than ``FD_RESERVE`` descriptors for files, is
-        a ValueError naming the variable, its value and the rule."""
-        env = os.environ if env is None else env
+        """The limits of the environment's settings (``core.config.ServeSettings``)."""
+        return cls.of(ServeSettings.from_env(env), fd_limit)
+
+    @classmethod
+    def of(cls, settings: ServeSettings, fd_limit: int | None = None) -> Limits:
+        """The limits of ``settings``; ``fd_limit``: the process's open-file limit (None: read it). Connections that
+        would leave fewer than ``FD_RESERVE`` descriptors for files are a ValueError naming the variable, its value
+        and the rule."""
         fd_limit = open_file_limit() if fd_limit is None else fd_limit
         room = fd_limit - FD_RESERVE
         if room < 1:
@@ -80,10 +84,7 @@ class Limits:
                 f"the process may open only {fd_limit} files (ulimit -n): the service keeps {FD_RESERVE} for files "
                 "and needs more for connections; raise the limit"
             )
-        raw = env.get("MLOPS_SERVE_MAX_CONNECTIONS", "").strip()
-        max_connections = (
-            _number(env, "MLOPS_SERVE_MAX_CONNECTIONS", int) if raw else min(DEFAULT_MAX_CONNECTIONS, room)
-        )
+        max_connections = settings.max_connections or min(DEFAULT_MAX_CONNECTIONS, room)
         if max_connections > room:
             raise ValueError(
                 f"MLOPS_SERVE_MAX_CONNECTIONS={max_connections} leaves fewer than {FD_RESERVE} of the process's "
@@ -92,24 +93,10 @@ class Limits:
             )
         return cls(
             max_connections=max_connections,
-            header_timeout_s=_number(env, "MLOPS_SERVE_HEADER_TIMEOUT_S", float, DEFAULT_HEADER_TIMEOUT_S),
-            keepalive_s=_number(env, "MLOPS_SERVE_KEEPALIVE_S", float, DEFAULT_KEEPALIVE_S),
-            body_timeout_s=_number(env, "MLOPS_SERVE_BODY_TIMEOUT_S", float, DEFAULT_BODY_TIMEOUT_S),
+            header_timeout_s=settings.header_timeout_s,
+            keepalive_s=settings.keepalive_s,
+            body_timeout_s=settings.body_timeout_s,
         )
-
-
-def _number(env: Mapping[str, str], name: str, kind: type, default: Any = None):
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not value > 0 or value != value or value == float("inf"):
-        what = "a whole number" if kind is int else "a number of seconds"
-        raise ValueError(f"{name}={raw!r} is not {what} above 0")
-    return value
 
 
 def open_file_limit(raise_soft: bool = False) -> int:

@@ -68,7 +68,9 @@ def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame
     """Curated flights and weather of the ``days`` curated dates up to ``end`` (missing dates are skipped)."""
     end = as_date(end)
     scored, joined = schema.MODEL_DATASET, schema.dataset(schema.MODEL_DATASET).join.dataset
-    dates = [d for d in lake.partitions(layout.zone("curated", scored)) if end - dt.timedelta(days=days) < d <= end]
+    dates = [
+        d for d in layout.partitions(lake, layout.zone("curated", scored)) if end - dt.timedelta(days=days) < d <= end
+    ]
     if not dates:
         raise ValueError(
             f"no curated {scored} in the {days} days up to {end} at {lake.uri(layout.zone('curated', scored))}"
@@ -76,7 +78,7 @@ def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame
     flights = pd.concat([lake.read_parquet(*layout.curated_file(scored, d)) for d in dates], ignore_index=True)
     wdates = [
         d
-        for d in lake.partitions(layout.zone("curated", joined))
+        for d in layout.partitions(lake, layout.zone("curated", joined))
         if dates[0] - dt.timedelta(days=1) <= d <= dates[-1] + dt.timedelta(days=1)
     ]
     weather = (

@@ -31,7 +31,7 @@ class NotEnoughData(RuntimeError):
 
 
 def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]:
-    dates = lake.partitions(layout.zone("curated", schema.MODEL_DATASET))
+    dates = layout.partitions(lake, layout.zone("curated", schema.MODEL_DATASET))
     return [d for d in dates if end is None or d <= as_date(end)]
 
 

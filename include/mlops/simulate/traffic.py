@@ -3,7 +3,7 @@
 Only what is known before departure is sent: the schedule and the weather observed at the origin in the
 departure hour. Requests go over real HTTP, concurrently, in batches.
 
-    python -m include.mlops.ingest.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
+    python -m include.mlops.simulate.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
 
 Batches go to ``POST /predict/batch``, with the bearer token of ``MLOPS_SERVE_TOKEN`` (or
 ``MLOPS_SERVE_TOKEN_FILE``) when set.
@@ -21,7 +21,7 @@ import pandas as pd
 from ..core import schema
 from ..core.config import serve_auth, serve_token
 from ..core.lake import as_date
-from .simulator import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
+from .plan import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
 from .upstream import day_table
 
 

@@ -13,7 +13,7 @@ corrupt drops (ingestion must quarantine them)
 
 Command line::
 
-    python -m include.mlops.ingest.upstream publish 2013-01-01 [--days 14] [--fault KIND] [--dataset flights]
+    python -m include.mlops.simulate.upstream publish 2013-01-01 [--days 14] [--fault KIND] [--dataset flights]
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import pandas as pd
 from ..core import layout, schema
 from ..core.lake import Lake, as_date, lake_from_settings
 
-# the fault kinds and the tables replayed are named in .simulator (light to import: simulate_upstream's form)
-from .simulator import CORRUPT_FAULTS, FAULTS, SOURCE_TABLES, TRANSIENT_FAULTS  # noqa: F401
+# the fault kinds and the tables replayed are named in .plan (light to import: simulate_upstream's form)
+from .plan import CORRUPT_FAULTS, FAULTS, SOURCE_TABLES
 
 
 @lru_cache(maxsize=4)
@@ -142,8 +142,9 @@ class Upstream:
         data = corrupt(df, fault) if fault in CORRUPT_FAULTS else to_csv_bytes(df)
         folder = layout.landing(dataset, d)
         self.lake.rm(folder)  # a re-drop replaces whatever the upstream sent before
-        self.lake.write_bytes(data, folder, f"{dataset}.csv")
-        drop = Drop(dataset, d, self.lake.uri(folder, f"{dataset}.csv"), len(df), fault)
+        name = schema.dataset(dataset).landing_file  # the file the data set's declaration says ingestion reads
+        self.lake.write_bytes(data, folder, name)
+        drop = Drop(dataset, d, self.lake.uri(folder, name), len(df), fault)
         if fault == "unavailable":
             self.lake.write_bytes(str(int(failures)).encode(), folder, layout.UNAVAILABLE)
         if fault == "late":
@@ -170,7 +171,7 @@ class Upstream:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m include.mlops.ingest.upstream",
+        prog="python -m include.mlops.simulate.upstream",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

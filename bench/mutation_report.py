@@ -64,9 +64,9 @@ SCOPE = [
     "include.mlops.monitor.service.x__decode__mutmut_*",
     "include.mlops.monitor.service.x_check__mutmut_*",
     # monitoring's adapter: which dates a run reports on, which one the firing rule judges
-    "plugins.mlops_airflow.monitor_model.x_data_dates__mutmut_*",
-    "plugins.mlops_airflow.monitor_model.x_report__mutmut_*",
-    "plugins.mlops_airflow.monitor_model.x_check_thresholds__mutmut_*",
+    "plugins.mlops_airflow.tasks.monitor_model.x_data_dates__mutmut_*",
+    "plugins.mlops_airflow.tasks.monitor_model.x_report__mutmut_*",
+    "plugins.mlops_airflow.tasks.monitor_model.x_check_thresholds__mutmut_*",
 ]
 STATUS = {
     1: "killed",

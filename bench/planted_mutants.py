@@ -133,14 +133,14 @@ PLANTED = [
     ),
     (
         "monitor_model: the firing rule judges the earliest of the run's dates",
-        "plugins/mlops_airflow/monitor_model.py",
+        "plugins/mlops_airflow/tasks/monitor_model.py",
         "monitor.decide(lake, data_dates(context)[-1],",
         "monitor.decide(lake, data_dates(context)[0],",
         ["tests/unit/test_monitor_events.py::test_the_firing_rule_judges_the_latest_date"],
     ),
     (
         "monitor_model: the service check goes on the earliest date's report",
-        "plugins/mlops_airflow/monitor_model.py",
+        "plugins/mlops_airflow/tasks/monitor_model.py",
         "service=service if d == dates[-1] else None",
         "service=service if d == dates[0] else None",
         ["tests/unit/test_monitor_events.py::test_each_date_gets_its_report_and_the_latest_carries_the_service_check"],

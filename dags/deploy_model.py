@@ -23,11 +23,11 @@ import os
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-import mlops_airflow.deploy_model
+import mlops_airflow.tasks.deploy_model
 from include.mlops.deploy.config import DeployConfig
-from mlops_airflow.defaults import date_param, default_args, schedule_window
-from mlops_airflow.forms import overrides_form
-from mlops_airflow.sensors import EvidenceSensor
+from mlops_airflow.blocks.defaults import date_param, default_args, schedule_window
+from mlops_airflow.blocks.forms import overrides_form
+from mlops_airflow.blocks.sensors import EvidenceSensor
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
 MAX_WAIT_HOURS = 24 * 30  # the longest wait_hours a run may ask for
@@ -59,31 +59,33 @@ MAX_WAIT_HOURS = 24 * 30  # the longest wait_hours a run may ask for
 def deploy_model():
     @task.branch
     def plan(**context) -> str:
-        return mlops_airflow.deploy_model.plan(context)
+        return mlops_airflow.tasks.deploy_model.plan(context)
 
     @task(multiple_outputs=False)
     def start_canary(**context) -> dict:
-        return mlops_airflow.deploy_model.start_canary(context)
+        return mlops_airflow.tasks.deploy_model.start_canary(context)
 
     # looks every POKE_S, deferred in between (no slot held); the run's wait_hours (at most MAX_WAIT_HOURS) ends
     # the wait with a roll-back
-    evidence = EvidenceSensor(task_id="wait_for_evidence", poke_interval=POKE_S)
+    evidence = EvidenceSensor(
+        task_id="wait_for_evidence", look=mlops_airflow.tasks.deploy_model.evidence_ready, poke_interval=POKE_S
+    )
 
     @task(multiple_outputs=False)
     def decide(**context) -> dict:
-        return mlops_airflow.deploy_model.decide(context)
+        return mlops_airflow.tasks.deploy_model.decide(context)
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, multiple_outputs=False)
     def rollback_on_failure(**context) -> dict:
-        return mlops_airflow.deploy_model.abandon_canary(context)
+        return mlops_airflow.tasks.deploy_model.abandon_canary(context)
 
     @task(multiple_outputs=False)
     def promote_now(**context) -> dict:
-        return mlops_airflow.deploy_model.promote_now(context)
+        return mlops_airflow.tasks.deploy_model.promote_now(context)
 
     @task(multiple_outputs=False)
     def rollback_now(**context) -> dict:
-        return mlops_airflow.deploy_model.rollback_now(context)
+        return mlops_airflow.tasks.deploy_model.rollback_now(context)
 
     route = plan()
     decision = decide()

@@ -23,9 +23,9 @@ from datetime import timedelta
 
 from airflow.sdk import Metadata, TriggerRule, dag, task, task_group
 
-import mlops_airflow.ingest_flights
-from mlops_airflow.assets import curated, quarantined
-from mlops_airflow.defaults import (
+import mlops_airflow.tasks.ingest_flights
+from mlops_airflow.blocks.assets import curated, quarantined
+from mlops_airflow.blocks.defaults import (
     SENSOR_POKE_S,
     SENSOR_TIMEOUT_S,
     date_param,
@@ -33,7 +33,7 @@ from mlops_airflow.defaults import (
     ingest_deadline,
     window_on_tasks,
 )
-from mlops_airflow.sensors import DropSensor
+from mlops_airflow.blocks.sensors import DropSensor
 
 DATASETS = ("weather", "flights")
 # include/config/schedule.yaml: the window of data dates, on the tasks (check_window runs in a run dated before it)
@@ -59,7 +59,7 @@ def ingest_flights():
     @task(start_date=None)
     def check_window(**context) -> str:
         """Fails the run (at once, no retry) when its logical date or its data date is outside the window."""
-        return mlops_airflow.ingest_flights.check_window(context)
+        return mlops_airflow.tasks.ingest_flights.check_window(context)
 
     check_window()
     for name in DATASETS:
@@ -68,27 +68,31 @@ def ingest_flights():
         # the loop variable bound as defaults, once per data set
         def pipeline(dataset: str = name, asset=curated(name), rejected=quarantined(name)):  # noqa: B008
             wait_for_drop = DropSensor(
-                task_id="wait_for_drop", dataset=dataset, poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S
+                task_id="wait_for_drop",
+                dataset=dataset,
+                ready=mlops_airflow.tasks.ingest_flights.drop_is_ready,
+                poke_interval=SENSOR_POKE_S,
+                timeout=SENSOR_TIMEOUT_S,
             )
 
             @task(multiple_outputs=False)
             def extract(**context) -> dict:
-                return mlops_airflow.ingest_flights.extract(dataset, context)
+                return mlops_airflow.tasks.ingest_flights.extract(dataset, context)
 
             @task(multiple_outputs=False)
             def validate(**context) -> dict:
-                return mlops_airflow.ingest_flights.validate(dataset, context)
+                return mlops_airflow.tasks.ingest_flights.validate(dataset, context)
 
             @task(outlets=[asset])
             def curate(**context):
-                info = mlops_airflow.ingest_flights.curate(dataset, context)
+                info = mlops_airflow.tasks.ingest_flights.curate(dataset, context)
                 yield Metadata(asset, extra=info)
 
             @task(outlets=[rejected], trigger_rule=TriggerRule.ALL_FAILED)
             def announce_quarantine(**context):
                 """When validation rejected the drop: its quarantine announced as an Asset (monitoring reports the
                 day all the same); skipped when validation failed for any other reason."""
-                info = mlops_airflow.ingest_flights.quarantined(dataset, context)
+                info = mlops_airflow.tasks.ingest_flights.quarantined(dataset, context)
                 yield Metadata(rejected, extra=info)
 
             checked = validate()

@@ -27,11 +27,11 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import TriggerRule, dag, task
 
-import mlops_airflow.monitor_model
+import mlops_airflow.tasks.monitor_model
 from include.mlops.monitor.config import MonitorConfig
-from mlops_airflow.assets import CURATED_FLIGHTS, CURATED_WEATHER, QUARANTINED_FLIGHTS
-from mlops_airflow.defaults import date_param, default_args, schedule_window
-from mlops_airflow.forms import overrides_form
+from mlops_airflow.blocks.assets import CURATED_FLIGHTS, CURATED_WEATHER, QUARANTINED_FLIGHTS
+from mlops_airflow.blocks.defaults import date_param, default_args, schedule_window
+from mlops_airflow.blocks.forms import overrides_form
 
 TITLES = {
     "window_days": "Window (days) compared with the reference",
@@ -60,16 +60,16 @@ TITLES = {
 def monitor_model():
     @task(multiple_outputs=False)
     def service_health(**context) -> dict:
-        return mlops_airflow.monitor_model.service_health(context)
+        return mlops_airflow.tasks.monitor_model.service_health(context)
 
     # the drift path never waits on the service's health
     @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def report(**context) -> dict:
-        return mlops_airflow.monitor_model.report(context)
+        return mlops_airflow.tasks.monitor_model.report(context)
 
     @task.short_circuit
     def check_thresholds(**context) -> bool:
-        return mlops_airflow.monitor_model.check_thresholds(context)
+        return mlops_airflow.tasks.monitor_model.check_thresholds(context)
 
     trigger_train_model = TriggerDagRunOperator(
         task_id="trigger_train_model",

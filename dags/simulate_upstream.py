@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-import mlops_airflow.simulate_upstream
+import mlops_airflow.tasks.simulate_upstream
 from include.mlops.simulate.plan import FAULTS, SOURCE_FIRST_DAY, SOURCE_LAST_DAY, SOURCE_TABLES
-from mlops_airflow.defaults import default_args, replay, schedule_window
-from mlops_airflow.sensors import ReplayTurnSensor
+from mlops_airflow.blocks.defaults import default_args, replay, schedule_window
+from mlops_airflow.blocks.sensors import ReplayTurnSensor
 
 DAYS = f"within the reference data: {SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
 REPLAY = replay()
@@ -94,14 +94,19 @@ TURN_TIMEOUT_S = 6 * 3600  # a day whose turn has not come in six hours fails (a
 def simulate_upstream():
     @task
     def plan(**context) -> list[dict]:
-        return mlops_airflow.simulate_upstream.plan(context)
+        return mlops_airflow.tasks.simulate_upstream.plan(context)
 
     @task(max_active_tis_per_dagrun=1, multiple_outputs=False)  # one day at a time, as the days come
     def publish_day(day: dict, **context) -> dict:
-        return mlops_airflow.simulate_upstream.publish_day(day, context)
+        return mlops_airflow.tasks.simulate_upstream.publish_day(day, context)
 
     days = plan()
-    wait_for_turn = ReplayTurnSensor(task_id="wait_for_turn", poke_interval=REPLAY["poke_s"], timeout=TURN_TIMEOUT_S)
+    wait_for_turn = ReplayTurnSensor(
+        task_id="wait_for_turn",
+        look=mlops_airflow.tasks.simulate_upstream.replay_turn,
+        poke_interval=REPLAY["poke_s"],
+        timeout=TURN_TIMEOUT_S,
+    )
     days >> wait_for_turn >> publish_day.expand(day=days)
 
 

@@ -24,14 +24,14 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-import mlops_airflow.train_model
+import mlops_airflow.tasks.train_model
 from include.mlops.evaluate.config import GateConfig
 from include.mlops.train.params import SETTINGS
 from include.mlops.train.params import load as load_params
-from mlops_airflow.assets import CURATED_FLIGHTS
-from mlops_airflow.defaults import default_args, schedule_window
-from mlops_airflow.forms import overrides_form, values_form
-from mlops_airflow.operators import HorovodTrainOperator
+from mlops_airflow.blocks.assets import CURATED_FLIGHTS
+from mlops_airflow.blocks.defaults import default_args, schedule_window
+from mlops_airflow.blocks.forms import overrides_form, values_form
+from mlops_airflow.blocks.operators import HorovodTrainOperator
 
 PARAMS = load_params()  # params.yaml: the defaults of every field below but the run's own (end date, hosts, reason)
 HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
@@ -90,11 +90,11 @@ GATE_TITLES = {
 def train_model():
     @task.short_circuit
     def should_train(**context) -> bool:
-        return mlops_airflow.train_model.should_train(context)
+        return mlops_airflow.tasks.train_model.should_train(context)
 
     @task(multiple_outputs=False)
     def build_training_set(**context) -> dict:
-        return mlops_airflow.train_model.build_training_set(context)
+        return mlops_airflow.tasks.train_model.build_training_set(context)
 
     train = HorovodTrainOperator(
         task_id="train",
@@ -108,11 +108,11 @@ def train_model():
 
     @task(multiple_outputs=False)
     def register(**context) -> dict:
-        return mlops_airflow.train_model.register(context)
+        return mlops_airflow.tasks.train_model.register(context)
 
     @task(multiple_outputs=False)
     def evaluation_gate(**context) -> dict:
-        return mlops_airflow.train_model.gate(context)
+        return mlops_airflow.tasks.train_model.gate(context)
 
     @task.short_circuit
     def gate_passed(decision: dict) -> bool:

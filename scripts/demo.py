@@ -154,7 +154,7 @@ def configure_env() -> None:
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     # the canary's process and this one share the SQLite database: wait for its lock instead of failing
-    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "mlops_airflow.sqlite.CONNECT_ARGS")
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "mlops_airflow.blocks.sqlite.CONNECT_ARGS")
     env.setdefault("GX_ANALYTICS_ENABLED", "false")
     env.setdefault("MLOPS_START_DATE", "2013-01-01")  # the replay's days are in the DAGs' window
     env.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

@@ -122,7 +122,7 @@ def test_an_unset_or_invalid_window_is_a_parse_error_naming_the_setting(
     schedule_file, monkeypatch, file_start, env, error
 ):
     """What the DAG files call while they are parsed (ingest_flights, simulate_upstream, the others' start date)."""
-    from mlops_airflow.defaults import schedule_window
+    from mlops_airflow.blocks.defaults import schedule_window
 
     schedule_file(file_start)
     for k, v in env.items():
@@ -133,7 +133,7 @@ def test_an_unset_or_invalid_window_is_a_parse_error_naming_the_setting(
 
 
 def test_the_window_start_is_fixed_and_an_override_moves_it(schedule_file, monkeypatch):
-    from mlops_airflow.defaults import schedule_window
+    from mlops_airflow.blocks.defaults import schedule_window
 
     schedule_file("2013-01-01")
     assert schedule_window()["start_date"].isoformat() == "2013-01-01T00:00:00+00:00"

@@ -34,13 +34,13 @@ def _deadlines(env_value: str | None) -> list:
 
 def test_ingest_flights_has_a_deadline_alert_where_one_is_set(airflow_db):
     """Deployments set MLOPS_INGEST_DEADLINE_S; without it (tests, `airflow dags test`) there is none."""
-    assert _deadlines("28800") == [["DagRunQueuedAtDeadline", 28800.0, "mlops_airflow.notifiers.ingestion_late"]]
+    assert _deadlines("28800") == [["DagRunQueuedAtDeadline", 28800.0, "mlops_airflow.blocks.notifiers.ingestion_late"]]
     assert _deadlines(None) == []
 
 
 def test_a_missed_deadline_sends_slack_one_message(slack):
     """The callback as the triggerer calls it: the scheduler's context of the run and the deadline."""
-    from mlops_airflow.notifiers import ingestion_late
+    from mlops_airflow.blocks.notifiers import ingestion_late
 
     context = {
         "dag_run": {

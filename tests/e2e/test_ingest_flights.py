@@ -66,7 +66,7 @@ def test_a_drop_that_never_comes_times_the_sensor_out_with_an_alert(run_dag, lak
     import importlib
     import time
 
-    import mlops_airflow.defaults as defaults
+    import mlops_airflow.blocks.defaults as defaults
 
     Upstream(lake).publish("2013-01-28", "weather")  # weather arrives, flights never do
     with monkeypatch.context() as m:

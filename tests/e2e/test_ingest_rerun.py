@@ -21,7 +21,7 @@ PRODUCTION_SENSOR_TIMEOUT_S = 6 * 3600
 
 
 def test_rerun_of_a_quarantined_date_fails_fast_then_release_ingests_it(run_dag, lake, slack, monkeypatch, tmp_path):
-    import mlops_airflow.defaults as defaults
+    import mlops_airflow.blocks.defaults as defaults
 
     # the sensor as production has it (the tests' 60 s timeout would make any wait look fast)
     monkeypatch.setattr(defaults, "SENSOR_TIMEOUT_S", PRODUCTION_SENSOR_TIMEOUT_S)

@@ -101,7 +101,7 @@ def test_nothing_to_monitor_without_a_champion(run_dag, curated, monkeypatch):
 def test_new_data_alone_does_not_retrain_a_serving_champion(curated, champion):
     from types import SimpleNamespace
 
-    from mlops_airflow.train_model import should_train
+    from mlops_airflow.tasks.train_model import should_train
 
     params = {"min_days": 14, "end_date": "2013-02-21", "reason": "scheduled"}
     asset_run = {"params": params, "dag_run": SimpleNamespace(run_type="asset_triggered")}

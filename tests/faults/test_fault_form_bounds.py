@@ -23,7 +23,7 @@ def touched(monkeypatch):
     from include.mlops.deploy import canary
     from include.mlops.monitor import service
     from include.mlops.train import pipeline
-    from mlops_airflow import connections, notifiers
+    from mlops_airflow.blocks import connections, notifiers
 
     calls: list[str] = []
 
@@ -72,7 +72,7 @@ DEPLOY = {"version": "7", "action": "canary", "date": "2013-02-21", "wait_hours"
 )
 def test_deploy_model_refuses_a_setting_out_of_range_in_plan(touched, conf, message):
     """Kills: plan starting a canary on 500 % (or -100 %) of flights, which then holds for wait_hours."""
-    from mlops_airflow.deploy_model import plan
+    from mlops_airflow.tasks.deploy_model import plan
 
     text = _refused(plan, {"params": DEPLOY | conf}, message)
     assert "deploy.yaml" in text and "refused before changing anything" in text
@@ -93,7 +93,7 @@ def test_monitor_model_refuses_a_setting_out_of_range_in_its_first_task(touched,
     """Kills: consecutive_days 0 failing later with a false "no monitoring report", window_days -3 in the middle,
     each retried. The drift path (report, which runs whatever service_health did) refuses it too, before the
     registry, and check_thresholds before the lake."""
-    from mlops_airflow import monitor_model
+    from mlops_airflow.tasks import monitor_model
 
     context = {"params": {"date": "2013-02-10"} | conf}
     text = _refused(monitor_model.service_health, context, message)
@@ -113,7 +113,7 @@ def test_monitor_model_refuses_a_setting_out_of_range_in_its_first_task(touched,
     ],
 )
 def test_train_model_refuses_a_setting_out_of_range_in_should_train(touched, conf, message):
-    from mlops_airflow.train_model import should_train
+    from mlops_airflow.tasks.train_model import should_train
 
     context = {"params": {"reason": "manual", "end_date": None} | conf, "dag_run": SimpleNamespace(run_type="manual")}
     _refused(should_train, context, message)

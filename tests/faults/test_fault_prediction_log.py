@@ -26,7 +26,7 @@ def test_a_date_the_lake_refuses_raises_the_service_alert(slack, tmp_path, monke
 
     from include.mlops.serve.app import create_app
     from include.mlops.serve.models import ModelStore
-    from mlops_airflow import monitor_model
+    from mlops_airflow.tasks import monitor_model
 
     root = tmp_path / "service-lake"
     blocker = root / layout.predictions(STUCK)  # a plain file where the date's folder goes: refused even for root

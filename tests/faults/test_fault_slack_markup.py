@@ -44,7 +44,8 @@ def _slack_texts(payload: dict) -> list[str]:
 def test_a_hostile_value_in_a_drop_reaches_slack_escaped(slack, monkeypatch, capfd, caplog):
     from airflow.sdk import BaseHook
 
-    from mlops_airflow import ingest_flights, notifiers
+    from mlops_airflow.blocks import notifiers
+    from mlops_airflow.tasks import ingest_flights
 
     # a password holding Slack's special characters, quoted by the rejected value: masked before it is escaped
     password = "pw<&>" + secrets.token_hex(8)

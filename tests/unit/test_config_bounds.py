@@ -235,7 +235,7 @@ def test_the_config_and_airflow_agree_on_every_declaration():
 def test_the_override_fields_carry_the_bounds():
     from airflow.sdk.exceptions import ParamValidationError
 
-    from mlops_airflow.forms import overrides_form
+    from mlops_airflow.blocks.forms import overrides_form
 
     form = overrides_form(DeployConfig)
     share = form["canary_share"]
@@ -265,7 +265,7 @@ def test_the_override_fields_carry_the_bounds():
 def test_the_training_fields_carry_the_bounds():
     from airflow.sdk.exceptions import ParamValidationError
 
-    from mlops_airflow.forms import values_form
+    from mlops_airflow.blocks.forms import values_form
 
     values = params.load()
     for section in params.SECTIONS:

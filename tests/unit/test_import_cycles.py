@@ -174,3 +174,18 @@ def test_the_checker_sees_a_cycle_through_a_function_level_import(tmp_path):
     ]
     (stage / "b.py").write_text("B = 1\n")
     assert cycles(tmp_path) == []
+
+
+def test_the_airflow_building_blocks_never_import_a_dags_task_module():
+    """``mlops_airflow.blocks`` is shared by every DAG; a DAG's own module (``mlops_airflow.tasks.<dag>``) hands
+    its functions in (a sensor's look), so a block never depends on one DAG."""
+    edges = graph(ROOT)
+    blocks = [m for m in edges if m.startswith("mlops_airflow.blocks")]
+    assert blocks, "no module of mlops_airflow.blocks found"
+    wrong = {
+        f"{m} (line {line})": target
+        for m in blocks
+        for target, line in edges[m].items()
+        if target.startswith("mlops_airflow.tasks")
+    }
+    assert not wrong, wrong

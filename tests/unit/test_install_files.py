@@ -99,7 +99,7 @@ def test_dockerignore_keeps_what_the_image_needs():
         "dags/train_model.py",
         "include/mlops/core/config.py",
         "include/config/datasets.yaml",
-        "plugins/mlops_airflow/operators.py",
+        "plugins/mlops_airflow/blocks/operators.py",
         "params.yaml",
         "requirements.txt",
         CONSTRAINTS,

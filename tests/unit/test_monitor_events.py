@@ -4,9 +4,9 @@ the order of the events; the run's check of the prediction service goes with the
 firing rule judges the latest date. The adapter's callables are run with a stand-in context, the platform's
 calls replaced by recorders: no Airflow run.
 
-The adapter is imported as ``plugins.mlops_airflow.monitor_model`` (``plugins/`` is a namespace package from the
-project's root), the name ``make mutation`` gives the mutants of ``plugins/mlops_airflow/monitor_model.py``: under
-its Airflow name (``mlops_airflow.monitor_model``) mutmut would not switch its mutants on."""
+The adapter is imported as ``plugins.mlops_airflow.tasks.monitor_model`` (``plugins/`` is a namespace package from the
+project's root), the name ``make mutation`` gives the mutants of ``plugins/mlops_airflow/tasks/monitor_model.py``: under
+its Airflow name (``mlops_airflow.tasks.monitor_model``) mutmut would not switch its mutants on."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from include.mlops.core import registry, rollouts
 from include.mlops.monitor import monitor
 
 PACKAGE = "plugins.mlops_airflow"
-adapter = importlib.import_module(PACKAGE + ".monitor_model")
-assets = importlib.import_module(PACKAGE + ".assets")
+adapter = importlib.import_module(PACKAGE + ".tasks.monitor_model")
+assets = importlib.import_module(PACKAGE + ".blocks.assets")
 
 D1, D2, D3 = "2013-02-09", "2013-02-10", "2013-02-11"
 
@@ -129,13 +129,13 @@ def platform(monkeypatch):
 
     monkeypatch.setattr(registry, "alias_version", alias_version)
     monkeypatch.setattr(registry, "load_artifact", load_artifact)
-    monkeypatch.setattr(importlib.import_module(PACKAGE + ".connections"), "get_lake", lambda: LAKE)
+    monkeypatch.setattr(importlib.import_module(PACKAGE + ".blocks.connections"), "get_lake", lambda: LAKE)
     monkeypatch.setattr(rollouts, "current", current)
     monkeypatch.setattr(monitor, "report", report)
     monkeypatch.setattr(monitor, "decide", decide)
     monkeypatch.setattr(monitor, "record_trigger", record_trigger)
     monkeypatch.setattr(
-        importlib.import_module(PACKAGE + ".notifiers"),
+        importlib.import_module(PACKAGE + ".blocks.notifiers"),
         "notify",
         lambda ctx, kind, title, body, fields: calls["notify"].append((ctx["ti"], kind, title, body, fields)),
     )

@@ -55,7 +55,7 @@ def test_a_new_gate_rule_is_one_function_and_one_yaml_key(gate_yaml_with):
         with pytest.raises(ValueError, match=r"max_brier = 2: must be a number >= 0 and <= 1"):
             GateConfig(max_brier=2)
         # the train_model form offers its threshold, empty meaning gate.yaml's value, within its range
-        from mlops_airflow.forms import overrides_form
+        from mlops_airflow.blocks.forms import overrides_form
 
         field = overrides_form(GateConfig, prefix="gate_")["gate_max_brier"]
         assert (field.schema["type"], field.schema["minimum"], field.schema["maximum"]) == (["null", "number"], 0, 1)

@@ -183,7 +183,7 @@ def test_the_visibility_floor_is_the_longest_task(prod):
     """LONGEST_TASK_S is train's execution_timeout: the check's floor follows the operator it protects."""
     import inspect
 
-    from mlops_airflow.operators import HorovodTrainOperator
+    from mlops_airflow.blocks.operators import HorovodTrainOperator
 
     default = inspect.signature(HorovodTrainOperator.__init__).parameters["execution_timeout"].default
     assert default == timedelta(seconds=prod.LONGEST_TASK_S)

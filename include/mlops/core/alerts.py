@@ -1,6 +1,6 @@
 """Alert messages: what happened, where (DAG, task, date) and a link to the run, as Slack payloads.
 
-Sending lives in the Airflow adapter (``plugins/mlops_airflow/notifiers.py``), which uses the slack provider's
+Sending lives in the Airflow adapter (``plugins/mlops_airflow/blocks/notifiers.py``), which uses the slack provider's
 hooks, or writes the same text to the log when no Slack connection exists.
 
 Every value an alert carries may come from data or from a client (a dropped file's values in a quarantine

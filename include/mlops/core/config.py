@@ -172,7 +172,7 @@ class YamlConfig:
     ``exclusiveMinimum``, ``exclusiveMaximum``, ``enum``, ``items``, ``properties``, ``additionalProperties``,
     ``required``): the one home of each setting's type and range. The config checks itself against it when it is
     made (the file's values and the run's overrides alike; every declared key must be in the file, and a key of
-    the file must be declared), and the DAGs' forms carry the same bounds (``mlops_airflow.forms``). A value out of
+    the file must be declared), and the DAGs' forms carry the same bounds (``mlops_airflow.blocks.forms``). A value out of
     its range is a ValueError naming the file, the key, the value and what is allowed.
 
     ``GateConfig(**overrides)`` is the file's values with those overrides; ``load(path, overrides)`` reads

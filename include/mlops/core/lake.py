@@ -3,7 +3,7 @@
 Every write is whole or absent (see ``write_bytes``); every path is checked to stay under the root. Where things
 are in the lake is ``core.layout``'s knowledge, not this module's.
 
-The Airflow adapter (``plugins/mlops_airflow/connections.py``) hands in a filesystem built from the ``aws_default``
+The Airflow adapter (``plugins/mlops_airflow/blocks/connections.py``) hands in a filesystem built from the ``aws_default``
 connection; outside Airflow the filesystem comes from the URL and the usual AWS environment variables.
 """
 

@@ -44,7 +44,7 @@ def build_app():
     @app.get("/gate/{run_key}/report", response_class=HTMLResponse, dependencies=auth)
     def gate_report(run_key: str):
         from include.mlops.core import layout
-        from mlops_airflow.connections import get_lake
+        from mlops_airflow.blocks.connections import get_lake
 
         lake = get_lake()
         if not RUN_KEY.match(run_key) or not lake.exists(layout.gate(run_key), layout.GATE_REPORT):

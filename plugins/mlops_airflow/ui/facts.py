@@ -56,7 +56,7 @@ def _last_gate(lake) -> dict[str, Any] | None:
 def state() -> dict[str, Any]:
     """Everything the page shows, as plain data (each part with its own error, so one failure shows as such)."""
     from include.mlops.core import layout, registry, rollouts
-    from mlops_airflow.connections import get_lake
+    from mlops_airflow.blocks.connections import get_lake
 
     facts: dict[str, Any] = {"model": registry.model_name(), "errors": {}}
     try:

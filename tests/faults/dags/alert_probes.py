@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 
-from mlops_airflow.defaults import default_args
+from mlops_airflow.blocks.defaults import default_args
 
 START = datetime(2013, 1, 1, tzinfo=UTC)
 
@@ -32,7 +32,7 @@ def slack_delivery_probe():
 
     @task
     def notify(**context) -> str:
-        from mlops_airflow.notifiers import notify
+        from mlops_airflow.blocks.notifiers import notify
 
         return notify(context, "gate", "Probe decision", detail="a decision worth telling", fields={"probe": 1})
 

@@ -34,7 +34,7 @@ def scheduled(context: dict[str, Any]) -> bool:
 
 def _run_plan(context: dict[str, Any]):
     if scheduled(context):  # the replay: the run's own day, its traffic first, no fault
-        from .defaults import batch_date
+        from ..blocks.defaults import batch_date
 
         return _plan({"start_date": batch_date(context), "replay_traffic": True})
     return _plan(context["params"])
@@ -63,7 +63,7 @@ def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.simulate.plan import Day
     from include.mlops.simulate.simulator import Service, simulate_day
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     p = _run_plan(context)
     return simulate_day(
@@ -84,8 +84,8 @@ def replay_turn(context: dict[str, Any]) -> bool:
     from include.mlops.core import rollouts
     from include.mlops.simulate.simulator import REPLAY_RUNS_COUNTED, replay_waits
 
-    from .connections import get_lake
-    from .defaults import batch_date
+    from ..blocks.connections import get_lake
+    from ..blocks.defaults import batch_date
 
     ti = context["ti"]
     runs = {

@@ -7,8 +7,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from .defaults import batch_date
-from .notifiers import BatchQuarantined
+from ..blocks.defaults import batch_date
+from ..blocks.notifiers import BatchQuarantined
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class QuarantinedDropMissing(AirflowFailException):
 def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
     from include.mlops.ingest.ingestion import is_ready, quarantined_without_drop, rerun_blocked_message
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     why = outside_window(context)
     if why:  # check_window fails the run, saying so; nothing outside the window is ingested
@@ -85,7 +85,7 @@ def drop_is_ready(dataset: str, context: dict[str, Any]) -> bool:
 def extract(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingest.ingestion import extract as _extract
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     return _extract(get_lake(), _batch(dataset, context))
 
@@ -95,7 +95,7 @@ def validate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingest.ingestion import check
     from include.mlops.ingest.validation import BatchRejected
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     b = _batch(dataset, context)
     try:
@@ -119,7 +119,7 @@ def _fail_on_stale(fn, *args):
 def curate(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.ingest.ingestion import curate as _curate
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     info = _fail_on_stale(_curate, get_lake(), _batch(dataset, context), _extracted_sha256(dataset, context))
     log.info("curated %s", info)
@@ -135,7 +135,7 @@ def quarantined(dataset: str, context: dict[str, Any]) -> dict[str, Any]:
 
     from include.mlops.core import layout
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     lake, b = get_lake(), _batch(dataset, context)
     folder = b.folder("quarantine")

@@ -1,9 +1,10 @@
-"""Sensors that hold no worker slot while they wait."""
+"""Sensors that hold no worker slot while they wait. Each DAG hands in what to look at (a function of its task
+module), so these building blocks never import a DAG's task module."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,8 @@ from airflow.sdk import BaseSensorOperator
 
 
 class DropSensor(BaseSensorOperator):
-    """Waits for a data set's upstream drop of the run's data date (``landing/<dataset>/date=D/_SUCCESS``).
+    """Waits for a data set's upstream drop of the run's data date (``landing/<dataset>/date=D/_SUCCESS``);
+    ``ready(dataset, context)`` is the look on a worker (``ingest_flights``' ``drop_is_ready``).
 
     It looks once on a worker (failing at once, with what to do, when the date was quarantined and no new drop
     came), then defers to ``LakeFileTrigger``: the waiting happens in the triggerer, and the worker slot is free
@@ -21,15 +23,14 @@ class DropSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("dataset",)
     ui_color = "#e6f0d8"
 
-    def __init__(self, *, dataset: str, **kwargs):
+    def __init__(self, *, dataset: str, ready: Callable[[str, Any], bool], **kwargs):
         super().__init__(**kwargs)
         self.dataset = dataset
+        self.ready = ready
         self.deferrable = True  # it always waits in the triggerer
 
     def poke(self, context) -> bool:
-        from .ingest_flights import drop_is_ready
-
-        return drop_is_ready(self.dataset, context)
+        return self.ready(self.dataset, context)
 
     def execute(self, context) -> None:
         if self.poke(context):
@@ -68,11 +69,16 @@ class DeferredPollSensor(BaseSensorOperator):
     Not a rescheduled sensor: with a short poke interval the scheduler can queue a rescheduled task again before
     it has processed the end of the previous poke, and then fails it as "changed externally" — which rolled a
     canary back without any evidence. A deferred task is resumed by its trigger's event instead. A look that
-    returns a ``PokeReturnValue`` that is done ends the task with its value (XCom)."""
+    returns a ``PokeReturnValue`` that is done ends the task with its value (XCom). ``look(context)`` is the look:
+    True, False or a ``PokeReturnValue``."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, look: Callable[[Any], Any], **kwargs):
         super().__init__(**kwargs)
+        self.look = look
         self.deferrable = True
+
+    def poke(self, context):
+        return self.look(context)
 
     def execute(self, context, since: float | None = None):
         from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
@@ -104,11 +110,6 @@ class EvidenceSensor(DeferredPollSensor):
 
     ui_color = "#fbe9d0"
 
-    def poke(self, context):
-        from .deploy_model import evidence_ready
-
-        return evidence_ready(context)
-
 
 class ReplayTurnSensor(DeferredPollSensor):
     """``simulate_upstream``'s wait, in a scheduled replay, for its day's turn (``replay_turn``): the day before
@@ -116,8 +117,3 @@ class ReplayTurnSensor(DeferredPollSensor):
     waiting for traffic excepted). A manual run does not wait."""
 
     ui_color = "#e8e0f4"
-
-    def poke(self, context) -> bool:
-        from .simulate_upstream import replay_turn
-
-        return replay_turn(context)

@@ -5,21 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..blocks.defaults import run_key
+
 log = logging.getLogger(__name__)
-
-
-def run_key(context: dict[str, Any]) -> str:
-    """The run's key in the lake (``training/<key>/``, ``reports/gate/<key>/``) and in MLflow; a run id that does
-    not make a safe key fails the task instead of reaching the lake."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from include.mlops.core.lake import UnsafePath
-    from include.mlops.core.lake import run_key as key_of
-
-    try:
-        return key_of(context["dag_run"].run_id)
-    except UnsafePath as exc:
-        raise AirflowFailException(str(exc)) from None
 
 
 def _training_dates(lake, end) -> list:
@@ -44,8 +32,8 @@ def should_train(context: dict[str, Any]) -> bool:
     from include.mlops.core import registry
     from include.mlops.evaluate.config import GateConfig
 
-    from .connections import get_lake
-    from .forms import run_config, run_params
+    from ..blocks.connections import get_lake
+    from ..blocks.forms import run_config, run_params
 
     p = context["params"]
     run_params(p)
@@ -73,7 +61,7 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
 
     from include.mlops.train import pipeline
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     p = context["params"]
     try:
@@ -94,7 +82,7 @@ def register(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.train import pipeline
     from include.mlops.train.params import load
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     p = context["params"]
     lgbm = {k: p[k] for k in load()["lgbm"]}  # the run's values of params.yaml's LightGBM parameters
@@ -113,9 +101,9 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     """The evaluation gate; one Slack message with the decision, the numbers and the report link."""
     from include.mlops.evaluate import gate as evaluation
 
-    from .connections import get_lake
-    from .forms import overrides
-    from .notifiers import notify
+    from ..blocks.connections import get_lake
+    from ..blocks.forms import overrides
+    from ..blocks.notifiers import notify
 
     d = evaluation.run(
         get_lake(), run_key(context), overrides(evaluation.GateConfig, context["params"], prefix="gate_")

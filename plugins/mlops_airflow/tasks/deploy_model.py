@@ -19,7 +19,7 @@ def _cfg(context):
     """deploy.yaml with the run's overrides, checked (``forms.run_config``): ``plan`` makes it first of all."""
     from include.mlops.deploy.config import DeployConfig
 
-    from .forms import run_config
+    from ..blocks.forms import run_config
 
     return run_config(DeployConfig, context["params"])
 
@@ -34,7 +34,7 @@ def _version(context) -> str:
 
 
 def _alert(context, title: str, detail: str, fields: dict[str, Any]) -> None:
-    from .notifiers import notify
+    from ..blocks.notifiers import notify
 
     notify(context, "gate", title, detail, fields)
 
@@ -78,8 +78,8 @@ def start_canary(context) -> dict[str, Any]:
     version whose run is over is adopted (``transitions.start``). A canary in the way fails the task at once."""
     from include.mlops.deploy import transitions
 
-    from .connections import get_lake
-    from .defaults import batch_date
+    from ..blocks.connections import get_lake
+    from ..blocks.defaults import batch_date
 
     version, cfg = _version(context), _cfg(context)
     started = _refused(
@@ -121,7 +121,7 @@ def evidence_ready(context):
 
     from include.mlops.deploy import canary, transitions
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     cfg, lake = _cfg(context), get_lake()
     rollout = _refused(transitions.watched, lake, _version(context), context["run_id"])
@@ -133,7 +133,7 @@ def decide(context) -> dict[str, Any]:
     """Promote or roll back on the sensor's decision (``transitions.decide``); a retry does it again."""
     from include.mlops.deploy import canary, transitions
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     result = context["ti"].xcom_pull(task_ids="wait_for_evidence")
     ended = _refused(transitions.decide, get_lake(), _version(context), context["run_id"], result)
@@ -152,8 +152,8 @@ def decide(context) -> dict[str, Any]:
 def promote_now(context) -> dict[str, Any]:
     from include.mlops.deploy import transitions
 
-    from .connections import get_lake
-    from .defaults import batch_date
+    from ..blocks.connections import get_lake
+    from ..blocks.defaults import batch_date
 
     version = _version(context)
     manual = context["params"].get("action") == "promote"
@@ -170,7 +170,7 @@ def promote_now(context) -> dict[str, Any]:
 def rollback_now(context) -> dict[str, Any]:
     from include.mlops.deploy import transitions
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     version = _version(context)
     _refused(transitions.rollback, get_lake(), version)
@@ -187,7 +187,7 @@ def abandon_canary(context) -> dict[str, Any]:
 
     from include.mlops.deploy import transitions
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     version = _version(context)
     try:

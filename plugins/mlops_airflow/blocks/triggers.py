@@ -1,7 +1,7 @@
 """Triggers that wait in the triggerer (no worker slot held): ``LakeFileTrigger`` fires once a file exists in the
 lake (the upstream drop's ``_SUCCESS`` marker), on ``file://`` or ``s3://`` alike.
 
-The triggerer imports this module by its path (``mlops_airflow.triggers``): the plugins folder is on its path as
+The triggerer imports this module by its path (``mlops_airflow.blocks.triggers``): the plugins folder is on its path as
 on every component's."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class LakeFileTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "mlops_airflow.triggers.LakeFileTrigger",
+            "mlops_airflow.blocks.triggers.LakeFileTrigger",
             {"parts": self.parts, "poke_interval": self.poke_interval, "deadline": self.deadline},
         )
 

@@ -1,6 +1,6 @@
 """What the lifecycle DAGs share: default_args (an owner, retries with exponential backoff, a Slack alert on every
 failure and retry),
-the sensors' timing, and the `date` param of the DAGs whose logical date is a data date."""
+the sensors' timing, the `date` param of the DAGs whose logical date is a data date, and a run's key."""
 
 from __future__ import annotations
 
@@ -108,3 +108,17 @@ def replay() -> dict[str, Any]:
 
     cfg = ScheduleConfig.from_env()
     return {"on": bool(cfg.replay), "poke_s": float(cfg.replay_poke_s)}
+
+
+def run_key(context: dict[str, Any]) -> str:
+    """The run's key in the lake (``training/<key>/``, ``reports/gate/<key>/``) and in MLflow; a run id that does
+    not make a safe key fails the task instead of reaching the lake."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops.core.lake import UnsafePath
+    from include.mlops.core.lake import run_key as key_of
+
+    try:
+        return key_of(context["dag_run"].run_id)
+    except UnsafePath as exc:
+        raise AirflowFailException(str(exc)) from None

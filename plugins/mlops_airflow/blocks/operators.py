@@ -59,7 +59,7 @@ class HorovodTrainOperator(BaseOperator):
         from include.mlops.train.pipeline import train
 
         from .connections import get_lake, worker_storage_options
-        from .train_model import run_key
+        from .defaults import run_key
 
         key = str(self.run_key) if self.run_key else run_key(context)
         try:

@@ -14,7 +14,7 @@ def _cfg(context):
     reads or writes anything, ``service_health`` first of all."""
     from include.mlops.monitor.config import MonitorConfig
 
-    from .forms import run_config
+    from ..blocks.forms import run_config
 
     return run_config(MonitorConfig, context["params"])
 
@@ -25,7 +25,7 @@ def data_dates(context: dict[str, Any]) -> list[str]:
     logical date of a manual run."""
     from include.mlops.core.lake import as_date
 
-    from .defaults import batch_date
+    from ..blocks.defaults import batch_date
 
     events = context.get("triggering_asset_events") or {}
     dates = set()
@@ -50,8 +50,8 @@ def service_health(context: dict[str, Any]) -> dict[str, Any]:
     to XCom for the report of the run's last data date."""
     from include.mlops.monitor import service
 
-    from .connections import get_lake
-    from .notifiers import notify
+    from ..blocks.connections import get_lake
+    from ..blocks.notifiers import notify
 
     cfg, lake = _cfg(context), get_lake()
     s = service.check(lake, cfg.service)
@@ -105,7 +105,7 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.core import layout, registry
     from include.mlops.monitor import monitor
 
-    from .connections import get_lake
+    from ..blocks.connections import get_lake
 
     cfg = _cfg(context)
     champion = registry.alias_version("champion")
@@ -139,8 +139,8 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     from include.mlops.core import rollouts
     from include.mlops.monitor import monitor
 
-    from .connections import get_lake
-    from .notifiers import notify
+    from ..blocks.connections import get_lake
+    from ..blocks.notifiers import notify
 
     cfg, lake = _cfg(context), get_lake()
     d = monitor.decide(lake, data_dates(context)[-1], cfg, rollout=rollouts.current(lake))

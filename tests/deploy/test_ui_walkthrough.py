@@ -3,7 +3,7 @@ on a production-shaped deployment of its own (``conftest.py``: PostgreSQL, separ
 triggerer and api-server).
 
 In headless Chromium: log in, unpause the DAGs that Assets and triggers start (the toggle on each DAG's page),
-publish a week with ``simulate_upstream``'s trigger form, backfill ``ingest_flights`` over that week from its
+publish four days with ``simulate_upstream``'s trigger form, backfill ``ingest_flights`` over those days from its
 trigger form's Backfill option, then watch: the curated Asset starts ``train_model`` once four days are curated
 (``MLOPS_TRAIN_MIN_DAYS`` of the deployment), its gate triggers ``deploy_model``, the first model is promoted, and
 the Model state page shows the version. The REST API is only read, to know when to look and to check that every
@@ -18,8 +18,9 @@ import time
 from deploy_support import OUTPUT, TERMINAL
 from test_deployment import _field, _fill, _login, _settled
 
-WEEK = ("2013-01-17", "2013-01-23")
-DAYS = [f"2013-01-{d}" for d in range(17, 24)]
+# four days: train_model trains once four are curated (MLOPS_TRAIN_MIN_DAYS of the deployment)
+SPAN = ("2013-01-17", "2013-01-20")
+DAYS = [f"2013-01-{d}" for d in range(17, 21)]
 STARTED_BY_OTHERS = ("train_model", "deploy_model", "monitor_model")  # Assets and triggers start their runs
 
 
@@ -65,13 +66,13 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
     for dag_id in STARTED_BY_OTHERS:
         _unpause_on_its_page(page, dep, dag_id)
 
-    # publish a week: simulate_upstream's form (its "Unpause on trigger" box is ticked by default)
+    # publish the days: simulate_upstream's form (its "Unpause on trigger" box is ticked by default)
     page.goto(dep.url + "/dags/simulate_upstream")
     page.get_by_role("button", name="Trigger Dag").click()
     form = page.get_by_role("dialog")
     expect(form.get_by_text("Trigger Dag - simulate_upstream")).to_be_visible()
-    _fill(form, "First day", WEEK[0])
-    _fill(form, "Last day", WEEK[1])
+    _fill(form, "First day", SPAN[0])
+    _fill(form, "Last day", SPAN[1])
     _field(form, "First day").scroll_into_view_if_needed()
     page.screenshot(path=str(OUTPUT / "ui_simulate_upstream_form.png"))
     form.get_by_role("button", name="Trigger", exact=True).click()
@@ -80,21 +81,21 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
         lambda: next((r for r in dep.runs("simulate_upstream") if r["state"] in TERMINAL), None),
         300,
     )
-    assert sim["state"] == "success" and sim["conf"]["start_date"] == WEEK[0] and sim["conf"]["end_date"] == WEEK[1], (
+    assert sim["state"] == "success" and sim["conf"]["start_date"] == SPAN[0] and sim["conf"]["end_date"] == SPAN[1], (
         sim
     )
     for d in DAYS:
         assert dep.lake.exists(f"landing/flights/date={d}", "_SUCCESS"), d
 
-    # backfill ingest_flights over the week: its trigger form's Backfill option
+    # backfill ingest_flights over the days: its trigger form's Backfill option
     page.goto(dep.url + "/dags/ingest_flights")
     page.get_by_role("button", name="Trigger Dag").click()
     form = page.get_by_role("dialog").first
     form.get_by_text("Backfill", exact=True).click()
     expect(form.get_by_text("Run Backfill - ingest_flights")).to_be_visible()
-    _pick_date(page, "From", WEEK[0])
-    _pick_date(page, "To", WEEK[1])
-    expect(form.get_by_text("7 runs will be triggered.")).to_be_visible(timeout=30_000)
+    _pick_date(page, "From", SPAN[0])
+    _pick_date(page, "To", SPAN[1])
+    expect(form.get_by_text(f"{len(DAYS)} runs will be triggered.")).to_be_visible(timeout=30_000)
     page.screenshot(path=str(OUTPUT / "ui_backfill_form.png"))
     form.get_by_role("button", name="Run Backfill").click()
 
@@ -102,14 +103,14 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
         runs = {r["logical_date"][:10]: r for r in dep.runs("ingest_flights")}
         return runs if set(DAYS) <= set(runs) and all(runs[d]["state"] in TERMINAL for d in DAYS) else None
 
-    runs = dep.wait_for("the backfill of the week", ingested, 900, every_s=5)
+    runs = dep.wait_for("the backfill of the days", ingested, 900, every_s=5)
     assert {d: runs[d]["state"] for d in DAYS} == dict.fromkeys(DAYS, "success"), runs
     assert {runs[d]["run_type"] for d in DAYS} == {"backfill"}, runs
 
     # the Asset starts train_model (it trains once four days are curated), the gate triggers deploy_model: the
     # first model is promoted directly. A second candidate may have trained before that (each curated day is an
     # Asset event while no champion exists); if it passed its gate, its canary waits for evidence (the flights
-    # of the days after its data, which this week does not bring): running, not failed.
+    # of the days after its data, which these days do not bring): running, not failed.
     def settled():
         champion = dep.registry()["champion"]
         if not champion or not all(_settled(dep, d) for d in ("train_model", "monitor_model")):
@@ -137,7 +138,7 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
         runs = dep.runs(dag_id)
         if dag_id == "ingest_flights":
             # unpausing it also started the scheduler's own run of the latest day (a live source's yesterday):
-            # it waits for that day's drop, which this week's replay does not make (docs/ui.md)
+            # it waits for that day's drop, which this replay does not make (docs/ui.md)
             live = [r for r in runs if r["run_type"] == "scheduled"]
             assert len(live) <= 1 and all(not r["logical_date"].startswith("2013") for r in live), live
             runs = [r for r in runs if r["run_type"] != "scheduled"]
@@ -159,6 +160,6 @@ def test_the_lifecycle_from_the_ui_alone(page, deployment):
     time.sleep(0.5)
     page.screenshot(path=str(OUTPUT / "ui_walkthrough_model_state.png"))
     print(
-        f"the week from the UI alone: published, backfilled, trained, gated, v{version} promoted in {took:.0f} s"
+        f"{len(DAYS)} days from the UI alone: published, backfilled, trained, gated, v{version} promoted in {took:.0f} s"
         f" ({len(deploy_runs) - 1} later canary waiting for evidence)"
     )

@@ -1,6 +1,6 @@
 """What the lifecycle DAGs share: default_args (an owner, retries with exponential backoff, a Slack alert on every
-failure and retry),
-the sensors' timing, the `date` param of the DAGs whose logical date is a data date, and a run's key."""
+failure and retry), the sensors' timing, the `date` param of the DAGs whose logical date is a data date, the schedule's
+window, the replay's settings, and a run's key."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def test_no_feature_is_known_only_after_departure(curated):
     ts = F.build(*curated)
     assert not (dataset("flights").after_event & set(ts.spec.columns))
     assert {"dep_delay", "arr_delay", "air_time", "label", "is_labelled"} <= dataset("flights").after_event
-    with pytest.raises(ValueError, match="known only after departure.*dep_delay"):
+    with pytest.raises(ValueError, match="known only after the event.*dep_delay"):
         F.build(*curated, numeric=schema.features().numeric + ["dep_delay"])
 
 

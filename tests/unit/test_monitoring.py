@@ -96,7 +96,7 @@ def flights_lake(tmp_path_factory):
 def _reference(lake):
     fl, we, used = F.load_window(lake, "2013-01-07", 7)
     return P.build(
-        F.join_weather(fl[fl["is_labelled"]], we),
+        F.join_sources(fl[fl["is_labelled"]], we),
         schema.features().numeric,
         schema.features().categorical,
         [d.isoformat() for d in used],
@@ -137,7 +137,7 @@ def test_live_performance_joins_predictions_with_later_outcomes(flights_lake):
     lake = flights_lake
     cur = lake.read_parquet("curated/flights/date=2013-07-02", "part-00000.parquet")
     cur = cur[cur["is_labelled"]]
-    keys = schema.flight_key(cur).to_numpy()
+    keys = schema.row_key(cur).to_numpy()
     y = cur["label"].astype(int).to_numpy()
     preds = pd.DataFrame(
         {

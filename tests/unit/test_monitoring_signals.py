@@ -29,8 +29,8 @@ JULY = ["2013-07-02", "2013-07-03"]
 
 
 # ------------------------------------------------------------------------------ one feature at a time
-def _numeric(ref_values):
-    return {"features": {"x": profile_sketch.numeric_profile(np.asarray(ref_values, dtype=float))}}
+def _numeric(ref_values, name="x"):
+    return {"features": {name: profile_sketch.numeric_profile(np.asarray(ref_values, dtype=float))}}
 
 
 QUIET = MonitorConfig(numeric={"ks": 0.5, "psi": None, "wasserstein": None}, missing_increase=0.10)
@@ -63,12 +63,12 @@ def test_each_statistic_can_be_the_one_that_fires():
 
 def test_per_feature_thresholds_override_the_defaults():
     rng = np.random.default_rng(5)
-    prof = _numeric(rng.normal(0, 1, 5000))
-    cur = pd.DataFrame({"x": rng.normal(2, 1, 2000)})
+    prof = _numeric(rng.normal(0, 1, 5000), "temp")  # overrides name a feature of the model
+    cur = pd.DataFrame({"temp": rng.normal(2, 1, 2000)})
     assert feature_drift(prof, cur, QUIET)[0]["drifted"]
-    lenient = QUIET.replace(features={"x": {"ks": 0.99}})
+    lenient = QUIET.replace(features={"temp": {"ks": 0.99}})
     assert not feature_drift(prof, cur, lenient)[0]["drifted"]
-    assert QUIET.replace(features={"x": {"ks": 0.99}}).thresholds("x", "numeric") == {
+    assert QUIET.replace(features={"temp": {"ks": 0.99}}).thresholds("temp", "numeric") == {
         "ks": 0.99,
         "psi": None,
         "wasserstein": None,
@@ -147,7 +147,7 @@ def lake(tmp_path_factory):
 def reference(lake):
     fl, we, used = F.load_window(lake, JANUARY[-1], 2)
     prof = P.build(
-        F.join_weather(fl[fl["is_labelled"]], we),
+        F.join_sources(fl[fl["is_labelled"]], we),
         schema.features().numeric,
         schema.features().categorical,
         [d.isoformat() for d in used],
@@ -159,7 +159,7 @@ def reference(lake):
 def labelled(lake, date):
     cur = lake.read_parquet(layout.partition("curated", "flights", date), "part-00000.parquet")
     cur = cur[cur["is_labelled"]]
-    return schema.flight_key(cur).to_numpy(), cur["label"].astype(int).to_numpy()
+    return schema.row_key(cur).to_numpy(), cur["label"].astype(int).to_numpy()
 
 
 def log_predictions(lake, date, scores_of, version="1"):

@@ -119,7 +119,7 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
     }
     # the model's features, after the declared order; the request carries it
     f = schema.features()
-    assert f.numeric[-1] == "seats" and f.numeric[:-1] == list(schema.dataset("flights").features["numeric"])
+    assert f.numeric[-1] == "seats" and f.numeric[:-1] == list(schema.model().features["numeric"])
     assert "seats" in spec.request_columns()
     # the prediction service's request model takes it, as a required integer in its declared range
     import json

@@ -3,7 +3,8 @@
 Environment:
   MLOPS_HOME       local state (Airflow home, lake, tracking); default ``.mlops`` in the project root
   MLOPS_LAKE_URL   the lake's root URL: ``file:///...`` or ``s3://bucket/prefix``; default ``$MLOPS_HOME/lake``
-  MLOPS_DATASETS   path of the dataset specification YAML; default ``include/config/datasets.yaml``
+  MLOPS_DATASETS   path of the data sets' and models' declaration; default ``datasets.yaml`` in the settings
+                   folder (``MLOPS_CONFIG_DIR``, else ``include/config/``)
   MLOPS_EXPECTATIONS_DIR  folder of the Great Expectations suites; default ``expectations/``
 """
 
@@ -32,7 +33,8 @@ class Settings:
         env = os.environ if env is None else env
         home = Path(env.get("MLOPS_HOME") or PROJECT_ROOT / ".mlops").expanduser().resolve()
         lake_url = env.get("MLOPS_LAKE_URL") or (home / "lake").as_uri()
-        datasets = Path(env.get("MLOPS_DATASETS") or PROJECT_ROOT / "include" / "config" / "datasets.yaml")
+        config = Path(env.get("MLOPS_CONFIG_DIR") or CONFIG_DIR)
+        datasets = Path(env.get("MLOPS_DATASETS") or config / "datasets.yaml")
         expectations = Path(env.get("MLOPS_EXPECTATIONS_DIR") or PROJECT_ROOT / "expectations")
         return cls(home=home, lake_url=lake_url.rstrip("/"), datasets_file=datasets, expectations_dir=expectations)
 

@@ -1,7 +1,8 @@
 """The prediction log, as monitoring and the canary read it: what the service logged under
-``predictions/date=<flight date>/``, each flight once by its first logged prediction, joined by flight key with the
-outcomes that ingestion brought in later (curated flights). Written by ``serve``; read by ``deploy`` and
-``monitor``."""
+``predictions/date=<data date>/``, each row (a flight) once by its first logged prediction, joined by its key with
+the outcomes that ingestion brought in later (the model's curated data set). Written by ``serve``; read by
+``deploy`` and ``monitor``. The key column is named by the model's declaration (``api.key``: ``flight_key``), and
+so is the outcome (``label.name``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ import pandas as pd
 
 from . import layout
 from .lake import Lake, as_date
-from .schema import MODEL_DATASET, flight_key
+from .schema import model, row_key
 
-PREDICTION_COLUMNS = ["flight_key", "arm", "version", "score", "predicted_at"]
+LOGGED = ["arm", "version", "score", "predicted_at"]  # after the key: what the service logs of each answer
+
+
+def prediction_columns() -> list[str]:
+    """The prediction log's columns: the model's key field, then ``LOGGED``."""
+    return [model().key_field, *LOGGED]
 
 
 def prediction_dates(lake: Lake) -> list[dt.date]:
@@ -37,11 +43,11 @@ def predictions(
         for f in lake.ls(folder):
             parts.append(lake.read_parquet(folder, f))
     if not parts:
-        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+        return pd.DataFrame(columns=prediction_columns())
     df = pd.concat(parts, ignore_index=True)
     at = pd.to_datetime(df["predicted_at"], utc=True, format="ISO8601")
     order = np.lexsort((np.arange(len(df)), at.to_numpy()))  # by time; ties keep log order
-    first = ~df["flight_key"].iloc[order].duplicated(keep="first")
+    first = ~df[model().key_field].iloc[order].duplicated(keep="first")
     keep = order[first.to_numpy()]
     df, at = df.iloc[keep], at.iloc[keep]
     mask = np.ones(len(df), dtype=bool)
@@ -53,25 +59,27 @@ def predictions(
 
 
 def labels_of(flights: pd.DataFrame) -> pd.DataFrame:
-    """flight_key, label, date of the labelled rows of curated flights."""
+    """key, label, date of the labelled rows of the model's curated data set (named as the model declares)."""
+    m = model()
     cur = flights[flights["is_labelled"].astype(bool)]
     return pd.DataFrame(
         {
-            "flight_key": flight_key(cur).to_numpy(),
-            "label": cur["label"].astype(int).to_numpy(),
+            m.key_field: row_key(cur, m).to_numpy(),
+            m.label.name: cur[m.label.name].astype(int).to_numpy(),
             "date": cur["batch_date"].astype(str).to_numpy(),
         }
     )
 
 
 def outcomes(lake: Lake, dates: Iterable[dt.date | str]) -> pd.DataFrame:
-    """flight_key, label, date of the labelled curated flights of those dates (missing dates skipped)."""
+    """key, label, date of the labelled curated rows of those dates (missing dates skipped)."""
+    m = model()
     parts = []
     for d in sorted({as_date(x) for x in dates}):
-        where = layout.curated_file(MODEL_DATASET, d)
+        where = layout.curated_file(m.dataset, d)
         if lake.exists(*where):
             parts.append(labels_of(lake.read_parquet(*where)))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flight_key", "label", "date"])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[m.key_field, m.label.name, "date"])
 
 
 def joined(
@@ -83,6 +91,7 @@ def joined(
 
 
 def join(preds: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    m = model()
     if preds.empty:
-        return preds.assign(label=pd.Series(dtype=int), date=pd.Series(dtype=str))
-    return preds.merge(labels, on="flight_key", how="inner")
+        return preds.assign(**{m.label.name: pd.Series(dtype=int), "date": pd.Series(dtype=str)})
+    return preds.merge(labels, on=m.key_field, how="inner")

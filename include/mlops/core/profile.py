@@ -102,8 +102,10 @@ def feature_profile(df: pd.DataFrame, numeric: list[str], categorical: list[str]
     return out
 
 
-def build(train_rows: pd.DataFrame, numeric: list[str], categorical: list[str], dates: list[str]) -> dict[str, Any]:
-    labels = train_rows["label"].astype(float) if "label" in train_rows else pd.Series(dtype=float)
+def build(
+    train_rows: pd.DataFrame, numeric: list[str], categorical: list[str], dates: list[str], label: str = "label"
+) -> dict[str, Any]:
+    labels = train_rows[label].astype(float) if label in train_rows else pd.Series(dtype=float)
     return {
         "rows": int(len(train_rows)),
         "dates": [dates[0], dates[-1]] if dates else [],

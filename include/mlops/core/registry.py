@@ -2,7 +2,7 @@
 
 Default store: SQLite and local artifacts under ``$MLOPS_HOME/mlflow`` (embedded, nothing to run);
 ``MLFLOW_TRACKING_URI`` points everything at a real tracking server instead. One registered model
-(``MLOPS_MODEL_NAME``, default ``flight_delay``) holds every version; champion and challenger are aliases.
+(the declared model's name, ``include/config/datasets.yaml``; ``MLOPS_MODEL_NAME`` overrides it) holds every version; champion and challenger are aliases.
 A version is created only as the very last step of a successful run: a failed run registers nothing.
 
 Fail closed: only "does not exist" reads as absent (no such model, alias or artifact). Every other error (the
@@ -25,11 +25,20 @@ from .config import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "flight-delay"
-
 
 def model_name() -> str:
-    return os.environ.get("MLOPS_MODEL_NAME", "flight_delay")
+    """The registry's name of the model (``models.ModelSpec.registered_name``: ``MLOPS_MODEL_NAME``, else the
+    declared name)."""
+    from .schema import model
+
+    return model().registered_name
+
+
+def experiment() -> str:
+    """The tracking experiment of the model's runs (declared with the model)."""
+    from .schema import model
+
+    return model().experiment
 
 
 _EMBEDDED: set[str] = set()  # URIs we chose ourselves (mlflow.set_tracking_uri exports them to the environment)
@@ -76,12 +85,13 @@ def _mlflow(settings: Settings | None = None):
     uri = tracking_uri(settings)
     embedded = uri in _EMBEDDED
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    name = experiment()
+    if mlflow.get_experiment_by_name(name) is None:
         artifacts = None  # a tracking server decides where artifacts go
         if embedded:
             artifacts = ((settings or Settings.from_env()).home / "mlflow" / "artifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-    mlflow.set_experiment(EXPERIMENT)
+        mlflow.create_experiment(name, artifact_location=artifacts)
+    mlflow.set_experiment(name)
     return mlflow
 
 
@@ -170,7 +180,7 @@ def version_for_run_key(run_key: str, settings: Settings | None = None) -> Regis
     """The model version registered from the tracked run tagged ``run_key``, if one exists."""
     mlflow = _mlflow(settings)
     client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(EXPERIMENT)
+    exp = client.get_experiment_by_name(experiment())
     quoted = run_key.replace("'", "")
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.run_key = '{quoted}'")
     if not runs:

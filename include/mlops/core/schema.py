@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
+from .models import Label, ModelSpec, parse_models
 
 TYPES = ("int", "float", "string", "timestamp", "bool")
 # derived from a data set's event time (UTC) by curation, usable as features
@@ -89,23 +90,6 @@ class Column:
 
 
 @dataclass(frozen=True)
-class LabelSpec:
-    """Binary label: ``name = source > threshold``; a null source leaves the row unlabelled."""
-
-    source: str
-    threshold: float
-    name: str = "label"
-
-
-@dataclass(frozen=True)
-class Join:
-    """Rows of ``dataset`` joined by the columns ``by`` (the same names on both sides) to give features."""
-
-    dataset: str
-    by: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class DatasetSpec:
     """One upstream data set, as declared."""
 
@@ -116,10 +100,8 @@ class DatasetSpec:
     suite: str
     event_time: str | None = None
     date_columns: dict[str, str] = field(default_factory=dict)
-    label: LabelSpec | None = None
     csv_options: dict[str, Any] = field(default_factory=dict)
-    join: Join | None = None
-    features: dict[str, tuple[str, ...]] = field(default_factory=dict)  # order of the model's features
+    label: Label | None = None  # the outcome curation writes: that of the models scoring this data set
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> DatasetSpec:
@@ -130,11 +112,14 @@ class DatasetSpec:
             "suite",
             "event_time",
             "date_columns",
-            "label",
             "csv_options",
-            "join",
-            "features",
         }
+        moved = unknown & {"label", "join", "features"}
+        if moved:
+            raise ValueError(
+                f"dataset {name!r}: {sorted(moved)} belong to the model that scores it now: declare them in the "
+                f"models: list (label, joins, features; see include/config/datasets.yaml)"
+            )
         if unknown:
             raise ValueError(f"dataset {name!r}: unknown keys {sorted(unknown)}")
         for required in ("columns", "key"):
@@ -145,11 +130,6 @@ class DatasetSpec:
         missing = [c for c in key if c not in columns]
         if missing:
             raise ValueError(f"dataset {name!r}: key columns {missing} are not declared in columns")
-        label = raw.get("label")
-        join = raw.get("join")
-        features = {k: tuple(v) for k, v in (raw.get("features") or {}).items()}
-        if set(features) - {"numeric", "categorical"}:
-            raise ValueError(f"dataset {name!r}: features has 'numeric' and 'categorical' lists only")
         return cls(
             name=name,
             landing_file=raw.get("landing_file", f"{name}.csv"),
@@ -158,10 +138,7 @@ class DatasetSpec:
             suite=raw.get("suite", name),
             event_time=raw.get("event_time"),
             date_columns=dict(raw.get("date_columns") or {}),
-            label=LabelSpec(**label) if label else None,
             csv_options=dict(raw.get("csv_options") or {}),
-            join=Join(join["dataset"], tuple(join["by"])) if join else None,
-            features=features,
         )
 
     # what the columns imply ----------------------------------------------------------------------------------
@@ -184,7 +161,19 @@ class DatasetSpec:
         return frozenset(out)
 
 
-def load_datasets(path: Path | str) -> dict[str, DatasetSpec]:
+@dataclass(frozen=True)
+class Declaration:
+    """What the data sets' file declares: the data sets and the models that score them."""
+
+    datasets: dict[str, DatasetSpec]
+    models: dict[str, ModelSpec]
+
+
+def load_declaration(path: Path | str) -> Declaration:
+    """The data sets and models of a declaration file, each checked (an error names the file, the entry and the
+    column)."""
+    import dataclasses
+
     import yaml
 
     path = Path(path)
@@ -194,22 +183,41 @@ def load_datasets(path: Path | str) -> dict[str, DatasetSpec]:
         raise FileNotFoundError(f"dataset specification {path} not found (set MLOPS_DATASETS)") from exc
     if not isinstance(raw, dict) or "datasets" not in raw:
         raise ValueError(f"{path}: expected a mapping with a 'datasets' key")
+    unknown = set(raw) - {"datasets", "models"}
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; known: datasets, models")
     specs = {name: DatasetSpec.from_dict(name, spec) for name, spec in raw["datasets"].items()}
-    for spec in specs.values():
-        if spec.join and spec.join.dataset not in specs:
-            raise ValueError(f"dataset {spec.name!r} joins {spec.join.dataset!r}, which is not declared in {path}")
-    return specs
+    models = parse_models(raw["models"], specs, path) if raw.get("models") is not None else {}
+    # curation writes the outcome of the models that score a data set: one definition per data set
+    for name, spec in specs.items():
+        labels = {m.label for m in models.values() if m.dataset == name}
+        if len(labels) > 1:
+            raise ValueError(
+                f"{path}: the models scoring data set {name!r} declare different labels "
+                f"({sorted(lb.describe() + ' as ' + lb.name for lb in labels)}): one label per data set today"
+            )
+        if labels:
+            specs[name] = dataclasses.replace(spec, label=labels.pop())
+    return Declaration(specs, models)
+
+
+def load_datasets(path: Path | str) -> dict[str, DatasetSpec]:
+    return load_declaration(path).datasets
 
 
 @lru_cache(maxsize=8)
-def _cached_datasets(path: str, mtime: float) -> dict[str, DatasetSpec]:
-    return load_datasets(path)
+def _cached_declaration(path: str, mtime: float) -> Declaration:
+    return load_declaration(path)
+
+
+def declaration(settings: Settings | None = None) -> Declaration:
+    settings = settings or Settings.from_env()
+    path = settings.datasets_file
+    return _cached_declaration(str(path), path.stat().st_mtime if path.exists() else 0.0)
 
 
 def datasets(settings: Settings | None = None) -> dict[str, DatasetSpec]:
-    settings = settings or Settings.from_env()
-    path = settings.datasets_file
-    return _cached_datasets(str(path), path.stat().st_mtime if path.exists() else 0.0)
+    return declaration(settings).datasets
 
 
 def dataset(name: str, settings: Settings | None = None) -> DatasetSpec:
@@ -222,8 +230,47 @@ def dataset(name: str, settings: Settings | None = None) -> DatasetSpec:
     return specs[name]
 
 
+# the declared models -------------------------------------------------------------------------------------------
+def models(settings: Settings | None = None) -> dict[str, ModelSpec]:
+    """The declared models, by name."""
+    return declaration(settings).models
+
+
+def model(name: str | None = None, settings: Settings | None = None) -> ModelSpec:
+    """A declared model by name; without a name, the only one declared."""
+    specs = models(settings)
+    path = (settings or Settings.from_env()).datasets_file
+    if name is None:
+        if len(specs) != 1:
+            raise ValueError(f"{path} declares {len(specs)} models ({sorted(specs)}): name the one meant")
+        return next(iter(specs.values()))
+    if name not in specs:
+        raise KeyError(f"model {name!r} is not declared in {path}; declared: {sorted(specs)}")
+    return specs[name]
+
+
+def scoring(name: str, settings: Settings | None = None) -> list[ModelSpec]:
+    """The models that score a data set's rows."""
+    return [m for m in models(settings).values() if m.dataset == name]
+
+
+def check_features(source: str, key: str, names, settings: Settings | None = None) -> None:
+    """A settings file's list of columns (``key``: a gate slice, a monitoring list) against the model's features:
+    a ValueError naming the file, the key and each column the model does not see, found when the file loads
+    rather than when the gate or monitoring runs."""
+    m = model(settings=settings)
+    known = features(settings, m).columns
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"{source}: {key} names {unknown}, which are not features of model {m.name!r} (data set "
+            f"{m.dataset!r}); its features: {known}"
+        )
+
+
 # the model's view of the declared data ------------------------------------------------------------------------
-MODEL_DATASET = "flights"  # the data set whose rows the model scores (one row = one prediction)
+def _model(spec: ModelSpec | str | None, settings: Settings | None) -> ModelSpec:
+    return spec if isinstance(spec, ModelSpec) else model(spec, settings)
 
 
 @dataclass(frozen=True)
@@ -241,9 +288,10 @@ class Features:
         return self.numeric + self.categorical
 
 
-def features(settings: Settings | None = None, name: str = MODEL_DATASET) -> Features:
-    spec = dataset(name, settings)
-    joined_spec = dataset(spec.join.dataset, settings) if spec.join else None
+def features(settings: Settings | None = None, model: ModelSpec | str | None = None) -> Features:
+    m = _model(model, settings)
+    spec = dataset(m.dataset, settings)
+    joined_spec = dataset(m.join.dataset, settings) if m.join else None
     tagged: dict[str, list[str]] = {"numeric": [], "categorical": []}
     for c in spec.columns.values():
         if c.feature:
@@ -253,23 +301,23 @@ def features(settings: Settings | None = None, name: str = MODEL_DATASET) -> Fea
     joined = []
     if joined_spec:
         for c in joined_spec.columns.values():
-            if c.feature and c.name not in spec.join.by:
+            if c.feature and c.name not in m.join.by:
                 tagged[c.feature].append(c.name)
                 joined.append(c.name)
     out = {}
     for kind in ("numeric", "categorical"):
-        order = list(spec.features.get(kind, ()))
+        order = list(m.features.get(kind, ()))
         unknown = [f for f in order if f not in tagged[kind]]
         if unknown:
             raise ValueError(
-                f"dataset {name!r}: features.{kind} lists {unknown}, which are not {kind} features "
+                f"model {m.name!r}: features.{kind} lists {unknown}, which are not {kind} features "
                 f"(tag them with feature: {kind})"
             )
         out[kind] = order + [f for f in tagged[kind] if f not in order]
-    leaks = spec.after_event & set(out["numeric"] + out["categorical"])
+    leaks = m.after_event(spec.after_event) & set(out["numeric"] + out["categorical"])
     if leaks:
         raise ValueError(f"features known only after the event cannot be used: {sorted(leaks)}")
-    return Features(out["numeric"], out["categorical"], joined, spec.join.by if spec.join else ())
+    return Features(out["numeric"], out["categorical"], joined, m.join.by if m.join else ())
 
 
 @dataclass(frozen=True)
@@ -280,46 +328,53 @@ class RequestField:
     required: bool
 
 
-def request_fields(settings: Settings | None = None, name: str = MODEL_DATASET) -> list[RequestField]:
+def request_fields(settings: Settings | None = None, model: ModelSpec | str | None = None) -> list[RequestField]:
     """What a prediction request carries, from the declaration: the scored data set's ``request: true`` columns
     (required), its ``request: optional`` ones, then the joined data set's optional ones (the weather at the
     origin), never a join column twice."""
-    spec = dataset(name, settings)
+    m = _model(model, settings)
+    spec = dataset(m.dataset, settings)
     out = [RequestField(c, c.request is True) for c in spec.columns.values() if c.request]
     seen = {f.column.name for f in out}
-    if spec.join:
+    if m.join:
         out += [
             RequestField(c, False)
-            for c in dataset(spec.join.dataset, settings).columns.values()
-            if c.request and c.name not in seen and c.name not in spec.join.by
+            for c in dataset(m.join.dataset, settings).columns.values()
+            if c.request and c.name not in seen and c.name not in m.join.by
         ]
     return out
 
 
 # keys ------------------------------------------------------------------------------------------------------------
-def key_columns(spec: DatasetSpec) -> tuple[list[str], list[str]]:
-    """(date columns in year, month, day order; the other key columns) of a data set's key."""
-    date_cols = [spec.date_columns[p] for p in ("year", "month", "day") if p in spec.date_columns]
-    return date_cols, [k for k in spec.key if k not in date_cols]
+def key_columns(spec: DatasetSpec, key: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
+    """(date columns in year, month, day order; the other columns) of a key (default: the data set's)."""
+    key = spec.key if key is None else key
+    date_cols = [spec.date_columns[p] for p in ("year", "month", "day") if spec.date_columns.get(p) in key]
+    return date_cols, [k for k in key if k not in date_cols]
 
 
-def flight_key(df, settings: Settings | None = None):
-    """Each row's stable identity as text, e.g. ``2013-01-05/UA/1545/EWR``: the date from the key's date columns,
-    then the other key columns, ``/``-separated (the curated data's unique key)."""
+def row_key(df, model: ModelSpec | str | None = None, settings: Settings | None = None):
+    """Each scored row's stable identity as text, e.g. ``2013-01-05/UA/1545/EWR``: the date from the key's date
+    columns (when the key holds year, month and day), then the model's other key columns, ``/``-separated."""
     import pandas as pd
 
-    date_cols, rest = key_columns(dataset(MODEL_DATASET, settings))
+    m = _model(model, settings)
+    date_cols, rest = key_columns(dataset(m.dataset, settings), m.key)
     if not len(df):
         return pd.Series([], index=df.index, dtype=object)
-    y, m, d = date_cols
-    key = (
-        df[y].astype(int).astype(str)
-        + "-"
-        + df[m].astype(int).map("{:02d}".format)
-        + "-"
-        + df[d].astype(int).map("{:02d}".format)
-    )
-    for c in rest:
+    if len(date_cols) == 3:
+        y, mo, d = date_cols
+        key = (
+            df[y].astype(int).astype(str)
+            + "-"
+            + df[mo].astype(int).map("{:02d}".format)
+            + "-"
+            + df[d].astype(int).map("{:02d}".format)
+        )
+        parts = rest
+    else:
+        key, parts = df[m.key[0]].astype(str), [c for c in m.key[1:]]
+    for c in parts:
         key = key + "/" + df[c].astype(str)
     return key
 

@@ -36,8 +36,8 @@ from ..core import layout, predictions, registry, rollouts
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
-from ..core.schema import flight_key
-from ..train.features import FeatureSpec, join_weather, load_window
+from ..core.schema import EVENT_HOUR, EVENT_WEEKDAY, dataset, model, row_key
+from ..train.features import FeatureSpec, join_sources, load_window
 from .config import DeployConfig
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,13 @@ def with_curated_features(lake: Lake, served: pd.DataFrame) -> pd.DataFrame:
         return served
     dates = sorted({as_date(d) for d in served["date"]})
     flights, weather, _ = load_window(lake, dates[-1], (dates[-1] - dates[0]).days + 1)
-    curated = join_weather(flights, weather)
-    curated = curated.assign(flight_key=flight_key(curated).to_numpy())
-    keep = [c for c in served.columns if c not in curated.columns or c in ("flight_key", "label", "date")]
+    curated = join_sources(flights, weather)
+    m = model()
+    curated = curated.assign(**{m.key_field: row_key(curated, m).to_numpy()})
+    keep = [c for c in served.columns if c not in curated.columns or c in (m.key_field, m.label.name, "date")]
     return served[keep].merge(
-        curated.drop(columns=[c for c in ("label", "date") if c in curated.columns]),
-        on="flight_key",
+        curated.drop(columns=[c for c in (m.label.name, "date") if c in curated.columns]),
+        on=m.key_field,
         how="inner",
         validate="one_to_one",
     )
@@ -203,14 +204,19 @@ def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: flo
 
 
 def _features(df: pd.DataFrame) -> pd.DataFrame:
-    ts = pd.to_datetime(df["time_hour"], utc=True)
-    return df.assign(event_hour_utc=ts.dt.hour, event_weekday=ts.dt.weekday)
+    """The event-time features curation derives, from the scored data set's declared event time (none: as is)."""
+    event_time = dataset(model().dataset).event_time
+    if not event_time:
+        return df
+    ts = pd.to_datetime(df[event_time], utc=True)
+    return df.assign(**{EVENT_HOUR: ts.dt.hour, EVENT_WEEKDAY: ts.dt.weekday})
 
 
 def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:
     """``champion`` / ``challenger``: (booster, FeatureSpec). Paired comparison on the same labelled flights."""
     X = _features(df)
-    y = df["label"].to_numpy(dtype=float)
+    label = model().label.name
+    y = df[label].to_numpy(dtype=float)
     p = {
         name: m[0].predict(m[1].encode(X)[m[1].columns])
         for name, m in (("champion", champion), ("challenger", challenger))
@@ -229,7 +235,7 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     m_ch, m_cl = metrics(y, p["champion"]), metrics(y, p["challenger"])
     live = {}
     for arm, g in df.groupby("arm"):
-        yy = g["label"].to_numpy(dtype=float)
+        yy = g[label].to_numpy(dtype=float)
         live[arm] = metrics(yy, g["score"].to_numpy())["auc"] if 0 < yy.sum() < len(yy) else float("nan")
     return {
         "decision": verdict(ci, cfg.max_logloss_increase),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..core.config import ConfigFile, YamlConfig
 
 _SHARE = {"type": "number", "minimum": 0, "maximum": 1}  # an AUC, a drop of one, a calibration error
@@ -19,3 +21,8 @@ class GateConfig(YamlConfig):
         "min_slice_rows": {"type": "integer", "minimum": 1},
         "max_slice_auc_drop": _SHARE,
     }
+
+    def _check(self, values: dict[str, Any], source: str) -> None:
+        from ..core.schema import check_features
+
+        check_features(source, "slice_columns", values["slice_columns"])

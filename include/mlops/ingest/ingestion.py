@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..core import layout
@@ -180,11 +179,8 @@ def transform(df: pd.DataFrame, spec: DatasetSpec, date: dt.date) -> pd.DataFram
         out[EVENT_HOUR] = ts.dt.hour.astype("Int8")
         out[EVENT_WEEKDAY] = ts.dt.weekday.astype("Int8")
     if spec.label:
-        src = out[spec.label.source]
-        labelled = src.notna()
-        out[spec.label.name] = pd.array(np.where(labelled, src > spec.label.threshold, False), dtype="Int8")
-        out.loc[~labelled, spec.label.name] = pd.NA
-        out[IS_LABELLED] = labelled.astype(bool)
+        labelled, out[spec.label.name] = spec.label.apply(out[spec.label.source])
+        out[IS_LABELLED] = labelled
     out[BATCH_DATE] = pd.Timestamp(date).date()
     out = out.sort_values(list(spec.key), kind="mergesort").reset_index(drop=True)
     return out

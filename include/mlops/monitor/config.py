@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..core.config import ConfigFile, YamlConfig
 
 DAYS = {"type": "integer", "minimum": 1, "maximum": 366}
@@ -57,6 +59,12 @@ class MonitorConfig(YamlConfig):
             "additionalProperties": False,
         },
     }
+
+    def _check(self, values: dict[str, Any], source: str) -> None:
+        from ..core.schema import check_features
+
+        check_features(source, "ignore", values["ignore"])
+        check_features(source, "features", list(values["features"]))
 
     def thresholds(self, feature: str, kind: str) -> dict[str, float | None]:
         return {**(self.numeric if kind == "numeric" else self.categorical), **self.features.get(feature, {})}

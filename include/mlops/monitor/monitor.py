@@ -24,7 +24,8 @@ import pandas as pd
 from ..core import layout, predictions, schema
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
-from ..train.features import join_weather, load_window
+from ..core.schema import model
+from ..train.features import join_sources, load_window
 from . import drift, performance
 from .config import MonitorConfig
 
@@ -42,8 +43,9 @@ def _exceeds(stats: dict[str, float], thresholds: dict[str, float | None]) -> li
 
 def raw_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
     """Flights with the joined weather and their key: the features as the service receives them."""
-    df = join_weather(flights, weather)
-    return df.assign(flight_key=schema.flight_key(df).to_numpy())
+    df = join_sources(flights, weather)
+    m = model()
+    return df.assign(**{m.key_field: schema.row_key(df, m).to_numpy()})
 
 
 def feature_drift(profile: dict[str, Any], current: pd.DataFrame, cfg: MonitorConfig) -> list[dict[str, Any]]:
@@ -103,7 +105,7 @@ def report(
     pred["drifted"] = bool(pred.get("reasons"))
 
     labelled = current[current["is_labelled"].astype(bool)] if "is_labelled" in current else current.iloc[0:0]
-    rate = float(labelled["label"].astype(float).mean()) if len(labelled) else float("nan")
+    rate = float(labelled[model().label.name].astype(float).mean()) if len(labelled) else float("nan")
     ref_rate = profile.get("label_rate")
     label = {
         "reference": ref_rate,

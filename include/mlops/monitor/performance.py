@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import metrics
+from ..core.schema import model
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
             "positive_rate": float("nan"),
             "mean_score": float("nan"),
         }
-    y = df["label"].to_numpy(dtype=float)
+    y = df[model().label.name].to_numpy(dtype=float)
     p = df["score"].to_numpy(dtype=float)
     m = metrics(y, p)
     return {

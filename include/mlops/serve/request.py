@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core import schema
 from ..core.config import Settings
+from ..core.schema import model as declared_model
 from ..train.features import FeatureSpec
 
 PY_TYPES = {"int": int, "float": float, "string": str, "timestamp": str, "bool": bool}
@@ -90,11 +91,12 @@ class Decoded:
 
 class RequestModel:
     def __init__(self, settings: Settings | None = None, max_batch: int = 10_000):
-        spec = schema.dataset(schema.MODEL_DATASET, settings)
-        self.fields = schema.request_fields(settings)
+        m = declared_model(settings=settings)
+        spec = schema.dataset(m.dataset, settings)
+        self.fields = schema.request_fields(settings, m)
         self.names = [f.column.name for f in self.fields]
         self.max_batch = max_batch
-        date_cols, rest = schema.key_columns(spec)
+        date_cols, rest = schema.key_columns(spec, m.key)
         self.date_cols, self.key_rest = date_cols, rest
         self.event_time = spec.event_time
         # the documented types carry the declared patterns; the decoding types check them afterwards, once per
@@ -113,8 +115,8 @@ class RequestModel:
         # the smallest body that holds more valid flights than the cap: below it, no count is needed first
         self._count_above = 64 * max_batch
         # what the prediction log keeps of a request: every field except key columns that are not features
-        features = set(schema.features(settings).columns)
-        self.logged = [n for n in self.names if n not in spec.key or n in features]
+        features = set(schema.features(settings, m).columns)
+        self.logged = [n for n in self.names if n not in m.key or n in features]
 
     def _types(self, prefix: str, patterns: bool):
         def typed(col):

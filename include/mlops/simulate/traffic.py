@@ -21,6 +21,7 @@ import pandas as pd
 from ..core import schema
 from ..core.config import serve_auth, serve_token
 from ..core.lake import as_date
+from ..core.schema import model
 from .plan import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
 from .upstream import day_table
 
@@ -29,8 +30,9 @@ def requests_for(date: dt.date | str) -> list[dict]:
     """The day's flights as the service receives them: the declared request columns, with the optional ones of
     the joined data set (the weather at the origin in the departure hour) where known."""
     d = as_date(date)
-    spec = schema.dataset(schema.MODEL_DATASET)
-    joined = schema.dataset(spec.join.dataset)
+    m = model()
+    spec = schema.dataset(m.dataset)
+    joined = schema.dataset(m.join.dataset)
     flights = day_table(spec.name, d)
     weather = pd.concat(
         [
@@ -39,7 +41,7 @@ def requests_for(date: dt.date | str) -> list[dict]:
             if SOURCE_FIRST_DAY <= x <= SOURCE_LAST_DAY
         ]
     )
-    by = list(spec.join.by)
+    by = list(m.join.by)
     w = weather[by + joined.request_columns(optional=True)].drop_duplicates(by)
     df = flights[spec.request_columns()].merge(w, on=by, how="left")
     df = df.astype(object).where(df.notna(), None)

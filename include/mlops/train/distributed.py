@@ -153,6 +153,7 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
         raise ValueError(f"rank {rank}: the training set has {meta['shards']} shards for {size} workers")
     features = meta["spec"]["numeric"] + meta["spec"]["categorical"]
     categorical = meta["spec"]["categorical"]
+    label = meta["spec"].get("label", "label")
     shard = lake.read_parquet(job.training_set, *layout.training_shard(rank))
     validation = lake.read_parquet(job.training_set, layout.TRAINING_VALIDATION)
     status.phase("data_loaded", rows=len(shard))
@@ -161,8 +162,8 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     p = lgbm.params(job.params, threads=job.threads_per_worker)
     per_rank = max(1, lgbm.BIN_SAMPLE_ROWS // size)
     mine = shard if len(shard) <= per_rank else shard.sample(n=per_rank, random_state=p["seed"] + rank)
-    pooled = pd.concat(hvd.allgather_object(mine[features + ["label"]]), ignore_index=True)
-    ref = lgbm.reference_dataset(pooled, features, categorical, p)
+    pooled = pd.concat(hvd.allgather_object(mine[features + [label]]), ignore_index=True)
+    ref = lgbm.reference_dataset(pooled, features, categorical, p, label)
     status.phase("bins_agreed", sample_rows=len(pooled))
 
     port = _free_port()
@@ -174,8 +175,8 @@ def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
     # after the network is up, with LightGBM's distributed binning of each shard instead of the shared bins
     if size > 1:
         p["pre_partition"] = True  # a Dataset parameter: it must be there before construction
-    dtrain = lgbm.dataset(shard, features, categorical, p, reference=ref).construct()
-    dval = lgbm.dataset(validation, features, categorical, p, reference=dtrain).construct()
+    dtrain = lgbm.dataset(shard, features, categorical, p, label, reference=ref).construct()
+    dval = lgbm.dataset(validation, features, categorical, p, label, reference=dtrain).construct()
     if size > 1:
         p.update(
             {

@@ -1,9 +1,10 @@
-"""The training set: curated flights joined with that hour's weather at the origin, features known before
-departure only, a time-ordered split, and a stable fingerprint of exactly what was used.
+"""The training set: the model's curated data set joined with its declared source (flights with that hour's
+weather at the origin), features known before the event only, a time-ordered split, and a stable fingerprint of
+exactly what was used.
 
-Which columns are features, which data set is joined and by what, and which columns are known only after the
-flight (``dep_time``, ``arr_delay``, ...: never features, enforced by ``build``) all come from the data sets'
-declaration (``core.schema``).
+Which columns are features, which data set is joined and by what, which columns are known only after the event
+(``dep_time``, ``arr_delay``, ...: never features, enforced by ``build``), the label's and the key's names all
+come from the declaration (``core.schema``, ``core.models``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ..core import layout, schema
 from ..core.lake import Lake, as_date
+from ..core.schema import model as declared_model
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class FeatureSpec:
 
 @dataclass
 class TrainingSet:
-    frame: pd.DataFrame  # flight_key, batch_date, features, label; labelled rows only, ordered by date and key
+    frame: pd.DataFrame  # the key, batch_date, features, the label; labelled rows only, ordered by date and key
     spec: FeatureSpec
     split: dict[str, list[str]]  # train / validation / test -> dates
     fingerprint: str
@@ -65,9 +67,11 @@ class TrainingSet:
 
 
 def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame, pd.DataFrame, list[dt.date]]:
-    """Curated flights and weather of the ``days`` curated dates up to ``end`` (missing dates are skipped)."""
+    """The model's curated data set and its joined one (flights and weather) of the ``days`` curated dates up to
+    ``end`` (missing dates are skipped; no joined data set: an empty frame)."""
     end = as_date(end)
-    scored, joined = schema.MODEL_DATASET, schema.dataset(schema.MODEL_DATASET).join.dataset
+    m = declared_model()
+    scored, joined = m.dataset, (m.join.dataset if m.join else None)
     dates = [
         d for d in layout.partitions(lake, layout.zone("curated", scored)) if end - dt.timedelta(days=days) < d <= end
     ]
@@ -76,6 +80,8 @@ def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame
             f"no curated {scored} in the {days} days up to {end} at {lake.uri(layout.zone('curated', scored))}"
         )
     flights = pd.concat([lake.read_parquet(*layout.curated_file(scored, d)) for d in dates], ignore_index=True)
+    if joined is None:
+        return flights, pd.DataFrame(), dates
     wdates = [
         d
         for d in layout.partitions(lake, layout.zone("curated", joined))
@@ -89,10 +95,12 @@ def load_window(lake: Lake, end: dt.date | str, days: int) -> tuple[pd.DataFrame
     return flights, weather, dates
 
 
-def join_weather(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+def join_sources(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
     """Each flight with the weather observed at its origin in its scheduled departure hour (UTC): the declared
     join (``core.schema``: the joined data set's feature columns, by its join columns)."""
     f = schema.features()
+    if not f.join_by:
+        return flights
     if weather.empty:
         out = flights.copy()
         for c in f.joined:
@@ -120,7 +128,7 @@ def fingerprint(frame: pd.DataFrame, spec: FeatureSpec, split: dict[str, list[st
     """sha256 over the exact rows (keys, features, label, in order), the feature schema and the split."""
     h = hashlib.sha256()
     h.update(json.dumps({"spec": spec.to_dict(), "split": split}, sort_keys=True).encode())
-    cols = ["flight_key"] + spec.columns + [spec.label]
+    cols = [declared_model().key_field] + spec.columns + [spec.label]
     h.update(pd.util.hash_pandas_object(frame[cols], index=False).values.tobytes())
     return h.hexdigest()
 
@@ -133,27 +141,28 @@ def build(
     validation_share: float = 0.15,
     test_share: float = 0.15,
 ) -> TrainingSet:
-    declared = schema.features()
+    m = declared_model()
+    declared = schema.features(model=m)
     numeric = list(numeric or declared.numeric)
     categorical = list(categorical or declared.categorical)
-    leaks = schema.dataset(schema.MODEL_DATASET).after_event & set(numeric + categorical)
+    leaks = m.after_event(schema.dataset(m.dataset).after_event) & set(numeric + categorical)
     if leaks:
-        raise ValueError(f"features known only after departure cannot be used: {sorted(leaks)}")
-    df = join_weather(flights[flights["is_labelled"]], weather)
-    key = list(schema.dataset(schema.MODEL_DATASET).key)
+        raise ValueError(f"features known only after the event cannot be used: {sorted(leaks)}")
+    df = join_sources(flights[flights["is_labelled"]], weather)
+    key = list(m.key)
     df = df.sort_values(["batch_date"] + key, kind="mergesort").reset_index(drop=True)
     dates = sorted({as_date(d) for d in df["batch_date"]})
     split = time_split(dates, validation_share, test_share)
     train_dates = set(split["train"])
     train = df[df["batch_date"].astype(str).isin(train_dates)]
     categories = {c: sorted(train[c].dropna().astype(str).unique().tolist()) for c in categorical}
-    spec = FeatureSpec(numeric=numeric, categorical=categorical, categories=categories)
+    spec = FeatureSpec(numeric=numeric, categorical=categorical, categories=categories, label=m.label.name)
     frame = pd.concat(
         [
-            schema.flight_key(df).rename("flight_key"),
+            schema.row_key(df, m).rename(m.key_field),
             df["batch_date"],
             spec.encode(df),
-            df["label"].astype("int8").rename("label"),
+            df[m.label.name].astype("int8").rename(m.label.name),
         ],
         axis=1,
     )

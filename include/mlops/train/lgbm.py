@@ -28,13 +28,15 @@ def params(overrides: dict[str, Any] | None = None, threads: int = 1) -> dict[st
     return p
 
 
-def reference_dataset(sample: pd.DataFrame, features: list[str], categorical: list[str], p: dict[str, Any]):
+def reference_dataset(
+    sample: pd.DataFrame, features: list[str], categorical: list[str], p: dict[str, Any], label: str = "label"
+):
     """The Dataset whose bin boundaries every rank shares (built from the same pooled sample everywhere)."""
     import lightgbm as lgb
 
     ref = lgb.Dataset(
         sample[features],
-        label=sample["label"],
+        label=sample[label],
         categorical_feature=categorical,
         params=_dataset_params(p),
         free_raw_data=False,
@@ -42,12 +44,19 @@ def reference_dataset(sample: pd.DataFrame, features: list[str], categorical: li
     return ref.construct()
 
 
-def dataset(df: pd.DataFrame, features: list[str], categorical: list[str], p: dict[str, Any], reference=None):
+def dataset(
+    df: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    p: dict[str, Any],
+    label: str = "label",
+    reference=None,
+):
     import lightgbm as lgb
 
     return lgb.Dataset(
         df[features],
-        label=df["label"],
+        label=df[label],
         categorical_feature=categorical,
         params=_dataset_params(p),
         reference=reference,
@@ -76,11 +85,12 @@ def train_single(
     p: dict[str, Any],
     num_boost_round: int,
     bin_sample: pd.DataFrame | None = None,
+    label: str = "label",
 ):
     """The single-process baseline, binned from the same sample the distributed job uses."""
     import lightgbm as lgb
 
-    ref = reference_dataset(bin_sample if bin_sample is not None else train, features, categorical, p)
-    dtrain = dataset(train, features, categorical, p, reference=ref)
-    dval = dataset(validation, features, categorical, p, reference=dtrain)
+    ref = reference_dataset(bin_sample if bin_sample is not None else train, features, categorical, p, label)
+    dtrain = dataset(train, features, categorical, p, label, reference=ref)
+    dval = dataset(validation, features, categorical, p, label, reference=dtrain)
     return lgb.train(p, dtrain, num_boost_round=num_boost_round, valid_sets=[dval], valid_names=["validation"])

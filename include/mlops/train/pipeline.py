@@ -18,6 +18,7 @@ from ..core import profile as reference
 from ..core.config import Settings
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
+from ..core.schema import model as declared_model
 from . import features as F
 from . import lgbm
 from .distributed import Job, write_training_set
@@ -31,7 +32,7 @@ class NotEnoughData(RuntimeError):
 
 
 def curated_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date]:
-    dates = layout.partitions(lake, layout.zone("curated", schema.MODEL_DATASET))
+    dates = layout.partitions(lake, layout.zone("curated", declared_model().dataset))
     return [d for d in dates if end is None or d <= as_date(end)]
 
 
@@ -42,9 +43,10 @@ def training_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date
     dates = curated_dates(lake, end)
     if not dates:
         searched = f"up to {as_date(end).isoformat()}" if end else "on any day"
+        name = declared_model().dataset
         raise NotEnoughData(
-            f"no curated day of data set {schema.MODEL_DATASET!r} {searched} at "
-            f"{lake.uri(layout.zone('curated', schema.MODEL_DATASET))}: nothing to train on (ingest_flights "
+            f"no curated day of data set {name!r} {searched} at "
+            f"{lake.uri(layout.zone('curated', name))}: nothing to train on (its ingestion DAG "
             "curates it, for the data dates of include/config/schedule.yaml's window)"
         )
     return dates
@@ -59,7 +61,7 @@ def build_training_set(
     flights, weather, used = F.load_window(lake, end_date, window_days)
     if len(used) < min_days:
         raise NotEnoughData(
-            f"only {len(used)} curated day(s) of data set {schema.MODEL_DATASET!r} in the {window_days} days up "
+            f"only {len(used)} curated day(s) of data set {declared_model().dataset!r} in the {window_days} days up "
             f"to {end_date}; "
             f"training needs at least {min_days}"
         )
@@ -68,15 +70,18 @@ def build_training_set(
     # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
     test_days = set(ts.split["test"])
     holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
-    holdout = F.join_weather(holdout, weather)
-    holdout = holdout.assign(flight_key=schema.flight_key(holdout))[
-        ["flight_key"] + ts.spec.numeric + ts.spec.categorical + ["label"]
+    holdout = F.join_sources(holdout, weather)
+    m = declared_model()
+    holdout = holdout.assign(**{m.key_field: schema.row_key(holdout, m)})[
+        [m.key_field] + ts.spec.numeric + ts.spec.categorical + [m.label.name]
     ]
     lake.write_parquet(holdout.reset_index(drop=True), layout.training(run_key), layout.TRAINING_HOLDOUT)
     # the reference profile monitoring compares live data with (completed with scores at registration)
     train_rows = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(set(ts.split["train"]))]
     lake.write_json(
-        reference.build(F.join_weather(train_rows, weather), ts.spec.numeric, ts.spec.categorical, ts.split["train"]),
+        reference.build(
+            F.join_sources(train_rows, weather), ts.spec.numeric, ts.spec.categorical, ts.split["train"], m.label.name
+        ),
         layout.training(run_key),
         layout.TRAINING_PROFILE,
     )
@@ -164,11 +169,12 @@ def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
     meta = lake.read_json(folder, layout.TRAINING_SPEC)
     booster = lgb.Booster(model_str=lake.read_bytes(folder, layout.TRAINING_MODEL).decode())
     cols = meta["spec"]["numeric"] + meta["spec"]["categorical"]
+    ts_label = meta["spec"].get("label", "label")
     out: dict[str, float] = {}
     scores = {}
     for part in ("validation", "test"):
         df = lake.read_parquet(folder, {"validation": layout.TRAINING_VALIDATION, "test": layout.TRAINING_TEST}[part])
-        scores[part] = (df["label"].to_numpy(), booster.predict(df[cols]))
+        scores[part] = (df[ts_label].to_numpy(), booster.predict(df[cols]))
         out |= metrics(*scores[part], prefix=f"{part}_")
     gain = booster.feature_importance(importance_type="gain")
     importance = {c: round(float(g), 3) for c, g in zip(booster.feature_name(), gain)}

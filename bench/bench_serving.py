@@ -78,13 +78,16 @@ def serve_bare(port: int) -> None:
 def load_model(folder: Path):
     import lightgbm as lgb
 
+    from include.mlops.core.frame import FeatureSpec
+    from include.mlops.kinds import lightgbm
     from include.mlops.serve.models import ServedModel
-    from include.mlops.train.features import FeatureSpec
 
     return ServedModel(
-        "1",
-        lgb.Booster(model_file=str(folder / "model.txt")),
-        FeatureSpec.from_dict(json.loads((folder / "spec.json").read_text())),
+        lightgbm.Model(
+            lgb.Booster(model_file=str(folder / "model.txt")),
+            FeatureSpec.from_dict(json.loads((folder / "spec.json").read_text())),
+            "1",
+        )
     )
 
 
@@ -269,7 +272,7 @@ def in_process(model, requests_model, bodies: list, reps: int) -> dict:
             elif name == "predict_only":
                 model.predict_array(X, 1)
             elif name == "booster_predict":  # without the single-row fast path
-                model.booster.predict(X, num_threads=1)
+                model.model.booster.predict(X, num_threads=1)
             else:
                 rows = bodies[i % len(bodies)]
                 df = pd.DataFrame(rows["flights"] if batch else [rows])
@@ -292,6 +295,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
 
+    from include.mlops.core import frame
     from include.mlops.core.lake import Lake
     from include.mlops.serve.request import RequestModel
     from include.mlops.simulate.traffic import requests_for
@@ -301,7 +305,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     lake = Lake((folder / "lake").as_uri())
     curate_days(lake, "2013-01-01", 31)
-    fl, we, _ = F.load_window(lake, "2013-01-31", 31)
+    fl, we, _ = frame.load_window(lake, "2013-01-31", 31)
     ts = F.build(fl, we)
     booster = lgbm.train_single(
         ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical, lgbm.params({}, threads=1), 200

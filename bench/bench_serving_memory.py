@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
 
+    from include.mlops.core import frame
     from include.mlops.core.lake import Lake
     from include.mlops.simulate.traffic import requests_for
     from include.mlops.train import features as F
@@ -111,7 +112,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-memory-"))
     lake = Lake((folder / "lake").as_uri())
     write_curated(lake, [f"2013-01-{d:02d}" for d in range(1, 15)])
-    fl, we, _ = F.load_window(lake, "2013-01-14", 14)
+    fl, we, _ = frame.load_window(lake, "2013-01-14", 14)
     ts = F.build(fl, we)
     booster = lgbm.train_single(
         ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical, lgbm.params({}, threads=1), 50

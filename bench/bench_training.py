@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from include.mlops.core import frame  # noqa: E402
 from include.mlops.core.config import Settings  # noqa: E402
 from include.mlops.core.lake import Lake  # noqa: E402
 from include.mlops.core.metrics import metrics  # noqa: E402
@@ -55,7 +56,7 @@ def flights_set(lake: Lake, months: int) -> F.TrainingSet:
             ingestion.check(lake, b, settings)
             ingestion.curate(lake, b)
         d += dt.timedelta(days=1)
-    fl, we, _ = F.load_window(lake, end - dt.timedelta(days=1), (end - start).days)
+    fl, we, _ = frame.load_window(lake, end - dt.timedelta(days=1), (end - start).days)
     return F.build(fl, we)
 
 
@@ -70,7 +71,7 @@ def synthetic_set(rows: int, n_features: int = 40, seed: int = 0) -> F.TrainingS
     frame.insert(0, "batch_date", np.repeat(days, -(-rows // 20))[:rows])
     frame.insert(0, "flight_key", np.arange(rows).astype(str))
     frame["label"] = y
-    spec = F.FeatureSpec(numeric=cols, categorical=[], categories={})
+    spec = frame.FeatureSpec(numeric=cols, categorical=[], categories={})
     split = F.time_split(days)
     return F.TrainingSet(frame=frame, spec=spec, split=split, fingerprint="synthetic")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from curation import curate_days
 
+from include.mlops.core import frame
 from include.mlops.core.lake import Lake
 from include.mlops.train import features as F
 from include.mlops.train.distributed import Job, write_training_set
@@ -22,7 +23,7 @@ from include.mlops.train.launch import run_job
 def small_lake(tmp_path_factory):
     lake = Lake((tmp_path_factory.mktemp("secrets-lake") / "lake").as_uri())
     curate_days(lake, "2013-01-01", 6)
-    fl, we, _ = F.load_window(lake, "2013-01-06", 6)
+    fl, we, _ = frame.load_window(lake, "2013-01-06", 6)
     write_training_set(lake, "training/secrets", F.build(fl, we), shards=2)
     return lake
 

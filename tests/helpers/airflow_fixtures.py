@@ -118,12 +118,12 @@ def moto_server():
 
 @pytest.fixture(scope="session")
 def curated(airflow_db):
-    """Three weeks of February 2013, curated."""
-    from curation import curate_days
+    """Three weeks of February 2013, curated (straight from the simulator's tables: ``curation.write_curated``)."""
+    from curation import write_curated
 
     from include.mlops.core.config import Settings
     from include.mlops.core.lake import Lake
 
     lake = Lake(Settings.from_env().lake_url)
-    curate_days(lake, "2013-02-01", 21)
+    write_curated(lake, [f"2013-02-{d:02d}" for d in range(1, 22)])
     return lake

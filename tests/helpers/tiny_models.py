@@ -16,8 +16,8 @@ def tiny_version(tmp_path, reason: str = "fault test", seed: int = 0) -> str:
     """A small real LightGBM model registered as a new version of the current MLOPS_MODEL_NAME."""
     import lightgbm as lgb
 
-    from include.mlops.core import registry
-    from include.mlops.train import features as F
+    from include.mlops.core import frame, registry
+    from include.mlops.kinds import lightgbm as lightgbm_kind
 
     rng = np.random.default_rng(seed)
     df = pd.DataFrame(
@@ -27,7 +27,9 @@ def tiny_version(tmp_path, reason: str = "fault test", seed: int = 0) -> str:
             "carrier": rng.choice(["AA", "UA", "DL"], 2000),
         }
     )
-    spec = F.FeatureSpec(numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL, categories={"carrier": ["AA", "DL", "UA"]})
+    spec = frame.FeatureSpec(
+        numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL, categories={"carrier": ["AA", "DL", "UA"]}
+    )
     y = (df["sched_dep_time"] / 2400 + rng.normal(0, 0.3, 2000) > 0.6).astype(int)
     booster = lgb.train(
         {"objective": "binary", "verbosity": -1, "num_threads": 1},
@@ -43,6 +45,7 @@ def tiny_version(tmp_path, reason: str = "fault test", seed: int = 0) -> str:
         tags={"reason": reason},
         feature_spec=spec.to_dict(),
         feature_importance={c: 1.0 for c in spec.columns},
+        register_model=lightgbm_kind.register,
     )
     return reg.version
 
@@ -52,8 +55,9 @@ def tiny_served(version: str, seed: int = 0):
     registry): a second to train, where the contract or the counters do not depend on what a model learnt."""
     import lightgbm as lgb
 
+    from include.mlops.core import frame
+    from include.mlops.kinds import lightgbm as lightgbm_kind
     from include.mlops.serve.models import ServedModel
-    from include.mlops.train import features as F
 
     rng = np.random.default_rng(seed)
     df = pd.DataFrame(
@@ -63,8 +67,10 @@ def tiny_served(version: str, seed: int = 0):
             "carrier": rng.choice(["AA", "UA", "DL"], 1000),
         }
     )
-    spec = F.FeatureSpec(numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL, categories={"carrier": ["AA", "DL", "UA"]})
+    spec = frame.FeatureSpec(
+        numeric=TINY_NUMERIC, categorical=TINY_CATEGORICAL, categories={"carrier": ["AA", "DL", "UA"]}
+    )
     y = (df["sched_dep_time"] / 2400 + rng.normal(0, 0.3, len(df)) > 0.6).astype(int)
     params = {"objective": "binary", "verbosity": -1, "num_threads": 1}
     booster = lgb.train(params, lgb.Dataset(spec.encode(df)[spec.columns], label=y), num_boost_round=5)
-    return ServedModel(version, booster, spec)
+    return ServedModel(lightgbm_kind.Model(booster, spec, version))

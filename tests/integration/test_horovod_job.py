@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 import pytest
 
+from include.mlops.core import frame
 from include.mlops.core.metrics import metrics
 from include.mlops.train import features as F
 from include.mlops.train import lgbm
@@ -23,7 +24,7 @@ ROUNDS = 150
 
 @pytest.fixture(scope="module")
 def training_set(curated_lake):
-    fl, we, _ = F.load_window(curated_lake, "2013-02-11", 42)
+    fl, we, _ = frame.load_window(curated_lake, "2013-02-11", 42)
     ts = F.build(fl, we)
     write_training_set(curated_lake, "training/test-2w", ts, shards=2)
     return ts

@@ -14,7 +14,7 @@ from include.mlops.core.lake import Lake
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "include" / "mlops"
-STAGES = ["core", "ingest", "train", "evaluate", "deploy", "serve", "monitor"]
+STAGES = ["core", "kinds", "ingest", "train", "evaluate", "deploy", "serve", "monitor"]
 # the upstream simulator drives ingest and serve from outside: it may import the core and every stage, and no stage
 # imports it (a real deployment never runs it)
 OUTSIDE = ["simulate"]
@@ -56,6 +56,16 @@ def test_a_stage_imports_only_the_core_and_earlier_stages(path):
         allowed = {"core"}
     wrong = sorted({m for m in imports(path) if stage_of(m) and stage_of(m) not in allowed})
     assert not wrong, f"{mine}/{path.name} imports {wrong}: a stage imports only {sorted(allowed)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_stage_after_training_imports_it(path):
+    """The gate, the canary, the service and monitoring load and score models through the model interface
+    (``kinds``) and read the model frame from the core: none of them depends on how a model is trained."""
+    mine = path.relative_to(PACKAGE).parts[0]
+    if mine in STAGES and STAGES.index(mine) > STAGES.index("train"):
+        wrong = sorted({m for m in imports(path) if stage_of(m) == "train"})
+        assert not wrong, f"{mine}/{path.name} imports {wrong}: ask kinds (models) or core.frame (the model frame)"
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -18,20 +18,13 @@ RNG = np.random.default_rng(3)
 
 
 class Fixed:
-    """A "booster" that returns given scores: compare() then scores exactly what the test chose."""
+    """A model that returns given scores: compare() then scores exactly what the test chose."""
 
     def __init__(self, scores):
         self.scores = np.asarray(scores, dtype=float)
 
-    def predict(self, X):
-        return self.scores[: len(X)]
-
-
-class Spec:
-    columns: list = []
-
-    def encode(self, df):
-        return df
+    def predict(self, raw):
+        return self.scores[: len(raw)]
 
 
 def frame(n):
@@ -59,7 +52,7 @@ def oracle_ci(y, p_champion, p_challenger):
 
 
 def run(df, p_champion, p_challenger, cfg):
-    return compare(df, (Fixed(p_champion), Spec()), (Fixed(p_challenger), Spec()), cfg, seed=0)
+    return compare(df, Fixed(p_champion), Fixed(p_challenger), cfg, seed=0)
 
 
 @pytest.mark.parametrize("shift, expected", [(-0.15, "promote"), (+0.15, "rollback")])

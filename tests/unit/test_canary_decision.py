@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from include.mlops.core.frame import FeatureSpec
 from include.mlops.deploy.canary import compare, evidence
 from include.mlops.deploy.config import DeployConfig
-from include.mlops.train.features import FeatureSpec
+from include.mlops.kinds import lightgbm
 
 SPEC = FeatureSpec(numeric=["temp", "event_hour_utc"], categorical=[])
 
@@ -40,7 +41,9 @@ def _flights(n, seed):
 @pytest.fixture(scope="module")
 def models():
     train = _flights(4000, 1)
-    return (_train(train, train["label"], 5, 1), SPEC), (_train(train, train["label"], 60, 2), SPEC)
+    return lightgbm.Model(_train(train, train["label"], 5, 1), SPEC), lightgbm.Model(
+        _train(train, train["label"], 60, 2), SPEC
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +64,8 @@ def test_the_paired_difference_and_its_interval_match_an_independent_computation
     r = compare(canary, champion, challenger, DeployConfig(bootstrap=50))
     X = canary.assign(event_hour_utc=canary["time_hour"].dt.hour, event_weekday=canary["time_hour"].dt.weekday)
     y = canary["label"].to_numpy()
-    p_ch = champion[0].predict(SPEC.encode(X)[SPEC.columns])
-    p_cl = challenger[0].predict(SPEC.encode(X)[SPEC.columns])
+    p_ch = champion.predict(X)
+    p_cl = challenger.predict(X)
     diff = _per_flight_logloss(y, p_cl) - _per_flight_logloss(y, p_ch)
     se = stats.sem(diff)
     assert r["flights"] == len(canary)
@@ -120,8 +123,8 @@ def test_the_auc_interval_is_a_seeded_bootstrap_over_all_flights(models, canary,
     X = flights.assign(event_hour_utc=flights["time_hour"].dt.hour, event_weekday=flights["time_hour"].dt.weekday)
     y = flights["label"].to_numpy()
     assert y.sum() == delayed and len(y) == delayed + on_time
-    p_ch = champion[0].predict(SPEC.encode(X)[SPEC.columns])
-    p_cl = challenger[0].predict(SPEC.encode(X)[SPEC.columns])
+    p_ch = champion.predict(X)
+    p_cl = challenger.predict(X)
     rng, diffs = np.random.default_rng(0), []
     for _ in range(40):
         i = rng.integers(0, len(y), len(y))

@@ -3,14 +3,13 @@
 import datetime as dt
 
 import pytest
-from curation import curate_days
+from curation import write_curated
 
-from include.mlops.core import layout, schema
+from include.mlops.core import frame, layout, schema
 from include.mlops.core import profile as P
 from include.mlops.core.lake import Lake
 from include.mlops.monitor import monitor
 from include.mlops.monitor.config import MonitorConfig
-from include.mlops.train import features as F
 
 
 # ------------------------------------------------------------------------------------------- the firing rule
@@ -88,15 +87,14 @@ def test_a_running_canary_holds_the_trigger(lake):
 @pytest.fixture(scope="module")
 def flights_lake(tmp_path_factory):
     lake = Lake(tmp_path_factory.mktemp("lake").as_uri())
-    curate_days(lake, "2013-01-01", 7)
-    curate_days(lake, "2013-07-01", 7)
+    write_curated(lake, [f"2013-{m:02d}-{d:02d}" for m in (1, 7) for d in range(1, 8)])
     return lake
 
 
 def _reference(lake):
-    fl, we, used = F.load_window(lake, "2013-01-07", 7)
+    fl, we, used = frame.load_window(lake, "2013-01-07", 7)
     return P.build(
-        F.join_sources(fl[fl["is_labelled"]], we),
+        frame.join_sources(fl[fl["is_labelled"]], we),
         schema.features().numeric,
         schema.features().categorical,
         [d.isoformat() for d in used],

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from curation import write_curated
 
-from include.mlops.core import layout, schema
+from include.mlops.core import frame, layout, schema
 from include.mlops.core import profile as P
 from include.mlops.core import profile as profile_sketch
 from include.mlops.core.jsonsafe import json_safe
@@ -22,7 +22,6 @@ from include.mlops.core.lake import Lake
 from include.mlops.monitor import monitor
 from include.mlops.monitor.config import MonitorConfig
 from include.mlops.monitor.monitor import feature_drift
-from include.mlops.train import features as F
 
 JANUARY = ["2013-01-02", "2013-01-03"]
 JULY = ["2013-07-02", "2013-07-03"]
@@ -145,9 +144,9 @@ def lake(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(lake):
-    fl, we, used = F.load_window(lake, JANUARY[-1], 2)
+    fl, we, used = frame.load_window(lake, JANUARY[-1], 2)
     prof = P.build(
-        F.join_sources(fl[fl["is_labelled"]], we),
+        frame.join_sources(fl[fl["is_labelled"]], we),
         schema.features().numeric,
         schema.features().categorical,
         [d.isoformat() for d in used],

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from include.mlops.core.frame import FeatureSpec
+from include.mlops.kinds import lightgbm
 from include.mlops.serve.models import Arms, ModelStore, ServedModel, bucket
-from include.mlops.train.features import FeatureSpec
 
 KEYS = [
     f"2013-{m:02d}-{d:02d}/{c}/{f}/{o}"
@@ -23,7 +24,7 @@ KEYS = [
 
 
 def arm(version: str) -> ServedModel:
-    return ServedModel(version=version, booster=None, spec=FeatureSpec(numeric=[], categorical=[]))
+    return ServedModel(lightgbm.Model(None, FeatureSpec(numeric=[], categorical=[]), version))
 
 
 CHAMPION, CHALLENGER = arm("3"), arm("4")
@@ -137,7 +138,7 @@ def test_a_served_model_predicts_from_its_encoded_columns():
         lgb.Dataset(spec.encode(X)[spec.columns], label=y, categorical_feature=["origin"]),
         num_boost_round=20,
     )
-    model = ServedModel("1", booster, spec)
+    model = ServedModel(lightgbm.Model(booster, spec, "1"))
     raw = pd.DataFrame({"origin": ["JFK", "EWR", "JFK"], "temp": [2.0, 2.0, -2.0], "ignored": [1, 2, 3]})
     p = model.predict(raw)
     assert p.shape == (3,) and p[0] > 0.8 and p[1] < 0.2 and p[2] < 0.2

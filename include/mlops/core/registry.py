@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,16 +112,16 @@ def log_training_run(
     tags: dict[str, str],
     feature_spec: dict[str, Any],
     feature_importance: dict[str, float],
+    register_model: Callable[[Path, str], Any],
     extra_artifacts: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> RegisteredRun:
-    """Track one finished training run and register its model as a new version.
+    """Track one finished training run and register its model as a new version (``register_model``: the model
+    kind's ``register``, given the model file and the registry's name, inside the run).
 
     Idempotent per ``tags["run_key"]``: when a version of this model already came from a run with that key (a
     retry after MLflow accepted the version but the task failed before it could say so), that version is
     returned instead of registering a second one."""
-    import lightgbm as lgb
-
     mlflow = _mlflow(settings)
     if tags.get("run_key"):
         existing = version_for_run_key(tags["run_key"], settings)
@@ -132,7 +133,6 @@ def log_training_run(
                 existing.version,
             )
             return existing
-    booster = lgb.Booster(model_file=str(model_path))
     with mlflow.start_run(tags={"code_version": code_version(), **tags}) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN-free
@@ -140,15 +140,7 @@ def log_training_run(
         mlflow.log_dict(dict(sorted(feature_importance.items(), key=lambda kv: -kv[1])), "feature_importance.json")
         for name, obj in (extra_artifacts or {}).items():
             mlflow.log_dict(obj, name)
-        import lightgbm
-
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            registered_model_name=model_name(),
-            await_registration_for=60,
-            pip_requirements=[f"lightgbm=={lightgbm.__version__}"],
-        )
+        info = register_model(model_path, model_name())
     version = str(info.registered_model_version)
     log.info("run %s registered as %s version %s", run.info.run_id, model_name(), version)
     return RegisteredRun(run.info.run_id, model_name(), version, f"models:/{model_name()}/{version}")
@@ -225,14 +217,13 @@ def alias_version(alias: str, settings: Settings | None = None) -> dict[str, Any
     return {"version": str(v.version), "run_id": v.run_id}
 
 
-def load_version(version: str, settings: Settings | None = None):
-    """(LightGBM booster, feature spec) of a registered version."""
+def version_model(version: str, settings: Settings | None = None) -> tuple[str, dict[str, Any]]:
+    """(model URI, recorded feature spec) of a registered version: what its kind loads it from (``kinds``)."""
     mlflow = _mlflow(settings)
     client = mlflow.MlflowClient()
     mv = client.get_model_version(model_name(), str(version))
-    booster = mlflow.lightgbm.load_model(f"models:/{model_name()}/{version}")
     spec = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/feature_spec.json")
-    return booster, spec
+    return f"models:/{model_name()}/{version}", spec
 
 
 def load_artifact(version: str, name: str, settings: Settings | None = None) -> dict[str, Any] | None:

@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import layout, predictions, registry, rollouts
+from .. import kinds
+from ..core import layout, predictions, rollouts
+from ..core.frame import join_sources, load_window
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
 from ..core.schema import EVENT_HOUR, EVENT_WEEKDAY, dataset, model, row_key
-from ..train.features import FeatureSpec, join_sources, load_window
 from .config import DeployConfig
 
 log = logging.getLogger(__name__)
@@ -184,11 +185,7 @@ def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: flo
                 "why": f"not enough labelled canary flights after {waited_h:.1f} hours",
             }
         return None
-    models = {}
-    for arm, v in (("champion", rollout["champion"]), ("challenger", rollout["version"])):
-        booster, spec = registry.load_version(v)
-        models[arm] = (booster, spec_of(spec))
-    result = compare(df, models["champion"], models["challenger"], cfg)
+    result = compare(df, kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"]), cfg)
     final = conclude(result, ev, timed_out)
     if final is None:
         ll = result["logloss"]
@@ -213,14 +210,12 @@ def _features(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:
-    """``champion`` / ``challenger``: (booster, FeatureSpec). Paired comparison on the same labelled flights."""
+    """``champion`` / ``challenger``: models (``kinds.Model``: each encodes the rows with its own spec). Paired
+    comparison on the same labelled flights."""
     X = _features(df)
     label = model().label.name
     y = df[label].to_numpy(dtype=float)
-    p = {
-        name: m[0].predict(m[1].encode(X)[m[1].columns])
-        for name, m in (("champion", champion), ("challenger", challenger))
-    }
+    p = {name: m.predict(X) for name, m in (("champion", champion), ("challenger", challenger))}
     eps = 1e-7
     ll = {k: -(y * np.log(np.clip(v, eps, 1)) + (1 - y) * np.log(np.clip(1 - v, eps, 1))) for k, v in p.items()}
     diff = ll["challenger"] - ll["champion"]
@@ -271,7 +266,3 @@ def describe(result: dict[str, Any]) -> str:
         f"{auc['challenger']:.4f} vs {auc['champion']:.4f} (diff {auc['diff']:+.4f}, 95 % CI "
         f"[{ci[0]:+.4f}, {ci[1]:+.4f}])"
     )
-
-
-def spec_of(feature_spec: dict[str, Any]) -> FeatureSpec:
-    return FeatureSpec.from_dict({k: feature_spec[k] for k in ("numeric", "categorical", "categories", "label")})

@@ -210,10 +210,8 @@ def run(
     run's held-out days; on a pass it becomes the challenger. The decision, every check and an HTML report go to
     ``reports/gate/<run_key>/`` and to the MLflow run. A registry that cannot answer fails the gate (raised):
     the champion comparison is never skipped on an error."""
-    import lightgbm as lgb
-
+    from .. import kinds
     from ..core import registry
-    from ..train.features import FeatureSpec
     from .report import gate_report
 
     folder = layout.training(run_key)
@@ -221,16 +219,13 @@ def run(
     meta = lake.read_json(folder, layout.TRAINING_SPEC)
     cfg = GateConfig(**(overrides or {}))
     holdout = lake.read_parquet(folder, layout.TRAINING_HOLDOUT)
-    cand_spec = FeatureSpec.from_dict(meta["spec"])
-    y = holdout[cand_spec.label].to_numpy()
-    candidate = lgb.Booster(model_str=lake.read_bytes(folder, layout.TRAINING_MODEL).decode())
-    p_cand = candidate.predict(cand_spec.encode(holdout)[cand_spec.columns])
+    candidate = kinds.staged(lake, run_key)
+    y = holdout[candidate.spec.label].to_numpy()
+    p_cand = candidate.predict(holdout)
     champ = registry.alias_version("champion", settings)
     p_champ = None
     if champ and champ["version"] != reg["version"]:
-        booster, spec = registry.load_version(champ["version"], settings)
-        ch_spec = FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")})
-        p_champ = booster.predict(ch_spec.encode(holdout)[ch_spec.columns])
+        p_champ = kinds.load_version(champ["version"], settings).predict(holdout)
     decision = decide(holdout, y, p_cand, p_champ, cfg)
     d = decision.to_dict() | {
         "version": reg["version"],

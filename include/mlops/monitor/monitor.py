@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..core import layout, predictions, schema
+from ..core.frame import join_sources, load_window
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.schema import model
-from ..train.features import join_sources, load_window
 from . import drift, performance
 from .config import MonitorConfig
 

@@ -41,9 +41,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from .. import kinds
 from ..core.config import ServeSettings, Settings, serve_token_problem
 from ..core.lake import Lake
-from ..train.features import FeatureSpec
 from . import openapi, startup
 from .logclient import LogHealth, PredictionLog, default_spill_dir
 from .metrics import ServiceMetrics, route_of
@@ -94,12 +94,7 @@ def registry_store(lake: Lake) -> ModelStore:
         return aliases, rollouts.canary_share(rollouts.current(lake), aliases["challenger"])
 
     def load(version: str) -> ServedModel:
-        booster, spec = registry.load_version(version)
-        return ServedModel(
-            version,
-            booster,
-            FeatureSpec.from_dict({k: spec[k] for k in ("numeric", "categorical", "categories", "label")}),
-        )
+        return ServedModel(kinds.load_version(version))
 
     return ModelStore(resolve, load)
 
@@ -227,12 +222,13 @@ class Predictions:
             served.append((arm_name, model.version))
         request_id = uuid.uuid4().hex
         now = dt.datetime.now(dt.UTC).isoformat()
+        key_field, score = self.requests.key_field, self.requests.score
         self.state.log.put(Logged(request_id, now, decoded.flights, decoded.keys, scores.tobytes(), versions, routes))
         content = msgspec.json.encode(
             {
                 "request_id": request_id,
                 "predictions": [
-                    {"flight_key": k, "delay_probability": s, "version": v, "arm": r}
+                    {key_field: k, score: s, "version": v, "arm": r}
                     for k, s, v, r in zip(decoded.keys, scores.tolist(), versions, routes)
                 ],
             }

@@ -18,20 +18,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..train.features import FeatureSpec
+from ..core.frame import FeatureSpec
+from ..kinds import Model
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    version: str
-    booster: Any
-    spec: FeatureSpec
+    """A version as the service serves it: the model its kind loaded (``kinds``), and the encoder of its requests."""
+
+    model: Model
+
+    @property
+    def version(self) -> str:
+        return str(self.model.version)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.model.spec
 
     def predict(self, raw: pd.DataFrame) -> np.ndarray:
         """Through pandas (``FeatureSpec.encode``): the reference the request path must equal."""
-        return self.booster.predict(self.spec.encode(raw)[self.spec.columns])
+        return self.model.predict(raw)
 
     @cached_property
     def encoder(self):
@@ -40,69 +49,9 @@ class ServedModel:
         return Encoder(self.spec)
 
     def predict_array(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
-        """The model's matrix (``encoder.encode``) scored with ``threads`` LightGBM threads; one row through
-        LightGBM's single-row fast path (the same trees and numbers, without building a predictor per call)."""
-        if len(X) == 1 and self.single_row is not None:
-            return self.single_row(X)
-        return self.booster.predict(X, num_threads=threads)
-
-    @cached_property
-    def single_row(self):
-        try:
-            return SingleRow(self.booster, len(self.spec.columns))
-        except Exception:  # noqa: BLE001 - not a LightGBM booster, or a build without the fast path
-            log.info("no single-row fast path for version %s; rows go through Booster.predict", self.version)
-            return None
-
-
-class SingleRow:
-    """``LGBM_BoosterPredictForMatSingleRowFast``: one float32 row, probabilities as ``Booster.predict`` gives them
-    (the same iterations: the best one when early stopping set it). Its buffers are shared: calls are serialised."""
-
-    def __init__(self, booster: Any, n_features: int):
-        import ctypes
-
-        from lightgbm.basic import _LIB, _c_str, _safe_call
-
-        if booster.num_feature() != n_features:
-            raise ValueError("feature count differs")
-        self._ct, self._lib, self._safe_call = ctypes, _LIB, _safe_call
-        self._booster = booster  # keeps the handle alive
-        self._lock = threading.Lock()
-        self._config = ctypes.c_void_p()
-        num_iteration = booster.best_iteration if booster.best_iteration > 0 else -1
-        _safe_call(
-            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-                booster._handle,
-                ctypes.c_int(0),
-                ctypes.c_int(0),
-                ctypes.c_int(num_iteration),
-                ctypes.c_int(0),  # C_API_DTYPE_FLOAT32
-                ctypes.c_int32(n_features),
-                _c_str("num_threads=1"),
-                ctypes.byref(self._config),
-            )
-        )
-        self._out = np.empty(1, dtype=np.float64)
-        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-        self._len = ctypes.c_int64(0)
-        self._len_ref = ctypes.byref(self._len)
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        row = np.ascontiguousarray(X[0], dtype=np.float32)
-        with self._lock:
-            self._safe_call(
-                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                    self._config, row.ctypes.data_as(self._ct.c_void_p), self._len_ref, self._out_ptr
-                )
-            )
-            return self._out.copy()
-
-    def __del__(self):
-        try:
-            self._lib.LGBM_FastConfigFree(self._config)
-        except Exception:  # noqa: BLE001 - at interpreter exit
-            pass
+        """The model's matrix (``encoder.encode``) scored with at most ``threads`` threads (the kind's way: one
+        LightGBM row through its single-row fast path)."""
+        return self.model.predict_array(X, threads)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The prediction service's OpenAPI document (``/openapi.json``, ``/docs``): FastAPI's for the routes it answers
 (``/health``, ``/versions``, ``/metrics``), with the prediction routes, answered ahead of FastAPI's routing, added,
 their request bodies derived from the data sets' declaration (``serve.request``) and every answer described exactly
-(``RESPONSE_SCHEMAS``), so that a contract test can hold the service to it
+(``response_schemas``: its key and score named by the model's declaration), so that a contract test can hold the
+service to it
 (``tests/integration/test_serving_contract.py``)."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def install(app, schemas: dict[str, Any], token: bool) -> None:
             }
             components = doc.setdefault("components", {})
             components.setdefault("schemas", {}).update(schemas["components"])
-            components["schemas"].update(RESPONSE_SCHEMAS)
+            components["schemas"].update(response_schemas())
             components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
             app.openapi_schema = doc
         return app.openapi_schema
@@ -89,20 +90,35 @@ _ARMS = {
     "challenger": {**_NULLABLE_STRING, "description": "the challenger's version while it gets traffic (null: none)"},
     "canary_share": {"type": "number", "minimum": 0, "maximum": 1},
 }
-# what the service answers, described exactly (additionalProperties: false), so that a contract test can hold the
-# service to it (tests/integration/test_serving_contract.py)
-RESPONSE_SCHEMAS: dict[str, Any] = {
-    "Prediction": {
+
+
+def response_schemas() -> dict[str, Any]:
+    """What the service answers, described exactly (additionalProperties: false), so that a contract test can hold
+    the service to it (tests/integration/test_serving_contract.py); each prediction's key and score are named by
+    the model's declaration (``api.key``, ``score``: ``flight_key``, ``delay_probability``)."""
+    from ..core.schema import model
+
+    m = model()
+    prediction = {
         "type": "object",
-        "required": ["flight_key", "delay_probability", "version", "arm"],
+        "required": [m.key_field, m.score, "version", "arm"],
         "additionalProperties": False,
         "properties": {
-            "flight_key": {"type": "string", "description": "the flight's date and key columns, /-separated"},
-            "delay_probability": {"type": "number", "minimum": 0, "maximum": 1},
+            m.key_field: {"type": "string", "description": "the row's key columns (a date first), /-separated"},
+            m.score: {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": f"the probability that {m.label.describe()}",
+            },
             "version": {"type": "string", "description": "the model version that scored it"},
             "arm": {"type": "string", "enum": ["champion", "challenger"]},
         },
-    },
+    }
+    return {"Prediction": prediction} | RESPONSE_SCHEMAS
+
+
+RESPONSE_SCHEMAS: dict[str, Any] = {
     "Predictions": {
         "type": "object",
         "required": ["request_id", "predictions"],

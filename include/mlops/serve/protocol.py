@@ -117,6 +117,13 @@ def receive(inp) -> bytes | None:
 
 
 # the records -------------------------------------------------------------------------------------------------------
+def key_field() -> str:
+    """The logged key's column: the model's declared key field (``flight_key``)."""
+    from ..core.schema import model
+
+    return model().key_field
+
+
 def columns(frame: Frame) -> dict[str, Any]:
     """A frame's records as columns (with the frame's number in ``SEQ``): the request's id, the flight's key and
     date, its score, the version and arm that scored it, when, then the logged request fields."""
@@ -124,7 +131,7 @@ def columns(frame: Frame) -> dict[str, Any]:
     keys = [k for r in requests for k in r.keys]
     cols: dict[str, Any] = {
         "request_id": [r.request_id for r in requests for _ in r.keys],
-        "flight_key": keys,
+        key_field(): keys,
         "flight_date": [k[:10] for k in keys],
         "score": np.concatenate([np.frombuffer(r.scores, dtype=np.float64) for r in requests])
         if requests

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..core import schema
 from ..core.config import Settings
+from ..core.frame import FeatureSpec
 from ..core.schema import model as declared_model
-from ..train.features import FeatureSpec
 
 PY_TYPES = {"int": int, "float": float, "string": str, "timestamp": str, "bool": bool}
 # a flight's local date is the calendar day of its event time (UTC) in some time zone, UTC-12 to UTC+14
@@ -96,6 +96,8 @@ class RequestModel:
         self.fields = schema.request_fields(settings, m)
         self.names = [f.column.name for f in self.fields]
         self.max_batch = max_batch
+        # the names the declaration gives a batch's list and each answer's key and score
+        self.rows, self.key_field, self.score = m.rows, m.key_field, m.score
         date_cols, rest = schema.key_columns(spec, m.key)
         self.date_cols, self.key_rest = date_cols, rest
         self.event_time = spec.event_time
@@ -111,7 +113,7 @@ class RequestModel:
         ]
         self._one = msgspec.json.Decoder(self._Flight)
         self._many = msgspec.json.Decoder(self._Batch)
-        self._count = msgspec.json.Decoder(msgspec.defstruct("Count", [("flights", list[msgspec.Raw])]))
+        self._count = msgspec.json.Decoder(msgspec.defstruct("Count", [(self.rows, list[msgspec.Raw])]))
         # the smallest body that holds more valid flights than the cap: below it, no count is needed first
         self._count_above = 64 * max_batch
         # what the prediction log keeps of a request: every field except key columns that are not features
@@ -130,7 +132,7 @@ class RequestModel:
         )
         batch = msgspec.defstruct(
             prefix + "Batch",
-            [("flights", Annotated[list[flight], msgspec.Meta(min_length=1)])],
+            [(self.rows, Annotated[list[flight], msgspec.Meta(min_length=1)])],
             forbid_unknown_fields=True,
         )
         return flight, batch
@@ -153,7 +155,7 @@ class RequestModel:
     def decode_batch(self, body: bytes) -> Decoded:
         if len(body) > self._count_above:
             try:
-                n = len(self._count.decode(body).flights)
+                n = len(getattr(self._count.decode(body), self.rows))
             except (msgspec.ValidationError, msgspec.DecodeError):
                 n = 0  # the typed decode below says what is wrong
             except RecursionError:
@@ -161,28 +163,29 @@ class RequestModel:
             if n > self.max_batch:
                 raise RequestError(
                     422,
-                    ["body", "flights"],
-                    f"a batch holds at most {self.max_batch} flights, got {n}: split it",
+                    ["body", self.rows],
+                    f"a batch holds at most {self.max_batch} {self.rows}, got {n}: split it",
                     "too_long",
                 )
         batch = self._decode(self._many, body, batch=True)
-        if len(batch.flights) > self.max_batch:
+        rows = getattr(batch, self.rows)
+        if len(rows) > self.max_batch:
             raise RequestError(
                 422,
-                ["body", "flights"],
-                f"a batch holds at most {self.max_batch} flights, got {len(batch.flights)}: split it",
+                ["body", self.rows],
+                f"a batch holds at most {self.max_batch} {self.rows}, got {len(rows)}: split it",
                 "too_long",
             )
-        return self._checked(batch.flights, ["body", "flights"])
+        return self._checked(rows, ["body", self.rows])
 
     def _refused(self, exc: Exception, root: str, batch: bool) -> RequestError:
         text = str(exc)
         m = _AT.match(text)
         msg, path = (m.group(1), m.group(2)) if m else (text, None)
-        if not batch and "unknown field `flights`" in msg:
+        if not batch and f"unknown field `{self.rows}`" in msg:
             msg += ": a batch goes to POST /predict/batch"
         elif batch and path in (None, "$") and "unknown field" in msg:
-            msg += ': a batch is {"flights": [...]}; one flight goes to POST /predict'
+            msg += f': a batch is {{"{self.rows}": [...]}}; one goes to POST /predict'
         return RequestError(422, _loc(path, root), msg, "validation")
 
     def _checked(self, flights: list[Any], loc: list[Any]) -> Decoded:

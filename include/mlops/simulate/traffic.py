@@ -72,13 +72,14 @@ def replay(
 
     rows = requests_for(date)
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    field = model().rows  # the batch's list, as the model declares it
     arms: dict[str, int] = {}
     errors = 0
     token = token if token is not None else serve_token()
     with httpx.Client(base_url=url, timeout=timeout_s, headers=serve_auth(token) | (headers or {})) as client:
 
         def send(batch):
-            return client.post("/predict/batch", json={"flights": batch})
+            return client.post("/predict/batch", json={field: batch})
 
         with ThreadPoolExecutor(concurrency) as pool:
             for r in pool.map(send, batches):

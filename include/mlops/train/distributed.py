@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import layout
+from ..kinds.lightgbm import KIND
 
 PHASES = ("started", "initialized", "data_loaded", "bins_agreed", "rendezvous_done", "trained", "done")
 
@@ -55,7 +56,8 @@ class Job:
 
 
 def write_training_set(lake, folder: str, ts, shards: int) -> dict[str, Any]:
-    """Stage a ``features.TrainingSet`` in the lake for the ranks: train split into ``shards`` files."""
+    """Stage a ``features.TrainingSet`` in the lake for the ranks: train split into ``shards`` files; the model it
+    trains is of LightGBM's kind (``kinds.lightgbm``)."""
     train, val, test = ts.part("train"), ts.part("validation"), ts.part("test")
     lake.rm(folder)
     for i in range(shards):
@@ -63,6 +65,7 @@ def write_training_set(lake, folder: str, ts, shards: int) -> dict[str, Any]:
     lake.write_parquet(val, folder, layout.TRAINING_VALIDATION)
     lake.write_parquet(test, folder, layout.TRAINING_TEST)
     meta = {
+        "kind": KIND,
         "spec": ts.spec.to_dict(),
         "split": ts.split,
         "fingerprint": ts.fingerprint,

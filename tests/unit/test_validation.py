@@ -42,7 +42,7 @@ EXPECTED_RULE = {
 
 @pytest.mark.parametrize("kind", CORRUPT_FAULTS)
 def test_each_corruption_is_caught_by_its_rule(kind):
-    data = corrupt(day_table("flights", "2013-01-03"), kind)
+    data = corrupt(day_table("flights", "2013-01-03"), kind, dataset("flights"))
     try:
         report = _validate("flights", data, "2013-01-03")
     except BatchRejected as exc:  # unreadable files are rejected while parsing
@@ -55,7 +55,9 @@ def test_each_corruption_is_caught_by_its_rule(kind):
 
 
 def test_failure_names_the_value_and_sample_rows():
-    report = _validate("flights", corrupt(day_table("flights", "2013-01-03"), "out_of_range"), "2013-01-03")
+    report = _validate(
+        "flights", corrupt(day_table("flights", "2013-01-03"), "out_of_range", dataset("flights")), "2013-01-03"
+    )
     (f,) = [f for f in report.failures if f.column == "distance"]
     assert f.unexpected_count > 0 and -999.0 in f.sample_values
     assert f.sample_rows and f.sample_rows[0]["distance"] == -999.0

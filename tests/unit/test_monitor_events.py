@@ -46,16 +46,16 @@ def context(events, **more) -> dict:
 
 
 ORDERS = {
-    "in date order": {assets.CURATED_FLIGHTS: [event(D1), event(D2)]},
-    "latest first": {assets.CURATED_FLIGHTS: [event(D2), event(D1)]},
-    "one asset each": {assets.QUARANTINED_FLIGHTS: [event(D2)], assets.CURATED_FLIGHTS: [event(D1)]},
+    "in date order": {assets.curated("flights"): [event(D1), event(D2)]},
+    "latest first": {assets.curated("flights"): [event(D2), event(D1)]},
+    "one asset each": {assets.quarantined("flights"): [event(D2)], assets.curated("flights"): [event(D1)]},
     "datetimes and a repeat": {
-        assets.CURATED_FLIGHTS: [event(D2 + "T00:00:00+00:00"), event(D1), event(D2)],
-        assets.CURATED_WEATHER: [event(D3)],  # weather alone does not make a flights date
+        assets.curated("flights"): [event(D2 + "T00:00:00+00:00"), event(D1), event(D2)],
+        assets.curated("weather"): [event(D3)],  # weather alone does not make a flights date
     },
     "keyed by the asset's name": {"quarantined_flights": [event(D2)], "curated_flights": [event(D1)]},
 }
-THREE = {assets.CURATED_FLIGHTS: [event(D3), event(D1)], assets.QUARANTINED_FLIGHTS: [event(D2)]}
+THREE = {assets.curated("flights"): [event(D3), event(D1)], assets.quarantined("flights"): [event(D2)]}
 
 
 @pytest.mark.parametrize("events", ORDERS.values(), ids=ORDERS.keys())
@@ -66,7 +66,7 @@ def test_every_flights_date_in_date_order(events):
 
 
 def test_without_a_dated_event_the_run_date_is_used():
-    events = {assets.CURATED_FLIGHTS: [event(None, rows=10)], assets.CURATED_WEATHER: [event(D3)]}
+    events = {assets.curated("flights"): [event(None, rows=10)], assets.curated("weather"): [event(D3)]}
     assert adapter.data_dates(context(events, ds=D1)) == [D1]
     assert adapter.data_dates(context({}, ds=D1, params={"date": D2})) == [D2]
     assert adapter.data_dates({"ds": D1, "params": {}}) == [D1]  # a manual run: no events at all

@@ -17,6 +17,22 @@ def quarantined(dataset: str) -> Asset:
     return Asset(name=f"quarantined_{dataset}", uri=f"quarantined_{dataset}", group="lake")
 
 
-CURATED_FLIGHTS = curated("flights")
-CURATED_WEATHER = curated("weather")
-QUARANTINED_FLIGHTS = quarantined("flights")
+def training_inputs() -> list[Asset]:
+    """What starts a training run of the model: a curated partition of the data set it scores (its declaration,
+    ``include/config/datasets.yaml``: ``curated_flights``)."""
+    from include.mlops.core.schema import model
+
+    return [curated(model().dataset)]
+
+
+def monitoring_inputs():
+    """What starts the model's monitoring: a day of each of its declared inputs curated (the scored data set and
+    every joined one: ``curated_flights & curated_weather``), or the scored data set's drop quarantined (the day is
+    reported all the same)."""
+    from include.mlops.core.schema import model
+
+    m = model()
+    both = curated(m.dataset)
+    for j in m.joins:
+        both = both & curated(j.dataset)
+    return both | quarantined(m.dataset)

@@ -20,17 +20,21 @@ def _cfg(context):
 
 
 def data_dates(context: dict[str, Any]) -> list[str]:
-    """The data dates this run reports on: those the triggering Asset events name (a day's flights curated or
-    quarantined; several when days were ingested faster than monitoring ran), else the ``date`` param or the
-    logical date of a manual run."""
+    """The data dates this run reports on: those the triggering Asset events of the model's scored data set name (a
+    day's flights curated or quarantined; several when days were ingested faster than monitoring ran), else the
+    ``date`` param or the logical date of a manual run."""
     from include.mlops.core.lake import as_date
+    from include.mlops.core.schema import model
 
+    from ..blocks.assets import curated, quarantined
     from ..blocks.defaults import batch_date
 
+    scored = model().dataset
+    mine = {curated(scored).name, quarantined(scored).name}
     events = context.get("triggering_asset_events") or {}
     dates = set()
     for asset, evs in events.items():
-        if str(getattr(asset, "name", asset)).endswith("_flights"):
+        if str(getattr(asset, "name", asset)) in mine:
             dates |= {as_date(e.extra["date"]).isoformat() for e in evs if (e.extra or {}).get("date")}
     return sorted(dates) or [batch_date(context)]
 

@@ -84,9 +84,27 @@ pwfile="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 # gets SIGINT, but when its scheduler and LocalExecutor workers get it too the scheduler hangs, workers and all.
 # So standalone runs as a job of its own process group (job control on: `set -m`, which also keeps SIGINT from
 # being ignored in it) and this script passes Ctrl-C (and SIGTERM) on to it alone.
+# Its own shutdown can still hang (seen twice on a loaded machine when Ctrl-C came as asset-triggered runs were
+# starting their tasks): after MLOPS_STOP_GRACE_S seconds (30) the whole group gets SIGTERM, 10 s later SIGKILL,
+# so that Ctrl-C always ends it.
 set -m
 airflow standalone &
 standalone=$!
-trap 'kill -INT "$standalone" 2>/dev/null || true' INT TERM
+watchdog=""
+stop() {
+  kill -INT "$standalone" 2>/dev/null || true
+  if [ -z "$watchdog" ]; then
+    ( trap - INT TERM
+      sleep "${MLOPS_STOP_GRACE_S:-30}"
+      kill -0 "$standalone" 2>/dev/null || exit 0
+      echo "airflow standalone still running ${MLOPS_STOP_GRACE_S:-30} s after Ctrl-C: terminating its processes" >&2
+      kill -TERM -- "-$standalone" 2>/dev/null || true
+      sleep 10
+      kill -KILL -- "-$standalone" 2>/dev/null || true ) &
+    watchdog=$!
+  fi
+}
+trap stop INT TERM
 while kill -0 "$standalone" 2>/dev/null; do wait "$standalone" || true; done
+if [ -n "$watchdog" ]; then kill -- "-$watchdog" 2>/dev/null || true; wait "$watchdog" 2>/dev/null || true; fi
 if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi

@@ -156,6 +156,30 @@ def test_make_replay_starts_the_replay_without_any_other_command(tmp_path):
         httpx.get(f"http://127.0.0.1:{serve_port}/health", timeout=5)
 
 
+def test_ctrl_c_ends_a_standalone_whose_shutdown_hangs(tmp_path):
+    """An ``airflow standalone`` that does not stop on SIGINT (its shutdown hung twice on a loaded machine, as
+    Ctrl-C came while asset-triggered runs were starting their tasks): after ``MLOPS_STOP_GRACE_S`` up.sh
+    terminates its whole process group, so Ctrl-C still ends everything it started."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "airflow").write_text(
+        "#!/usr/bin/env bash\n"
+        "trap '' INT  # a shutdown that never comes\n"
+        'mkdir -p "$AIRFLOW_HOME"; echo \'{"admin": "x"}\' > "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"\n'
+        "sleep 600 &\n"
+        "wait\n"
+    )
+    (fake / "airflow").chmod(0o755)
+    proc, log, _, sessions = _up(
+        tmp_path, MLOPS_STOP_GRACE_S="2", PATH=f"{fake}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    )
+    _wait_until(proc, log, sessions, "the UI's address", lambda: "Airflow UI:" in log.read_text(), 60)
+    started = time.monotonic()
+    _ctrl_c(proc, sessions)
+    assert time.monotonic() - started < 30
+    assert "still running 2 s after Ctrl-C: terminating its processes" in log.read_text()
+
+
 def _sid(p: psutil.Process) -> int | None:
     try:
         return os.getsid(p.pid)

@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
+from .config import Settings, safe_yaml
 from .models import Label, ModelSpec, parse_models
 
 TYPES = ("int", "float", "string", "timestamp", "bool")
@@ -193,11 +193,9 @@ def load_declaration(path: Path | str) -> Declaration:
     column)."""
     import dataclasses
 
-    import yaml
-
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_yaml(path.read_text())
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"dataset specification {path} not found (set MLOPS_DATASETS)") from exc
     if not isinstance(raw, dict) or "datasets" not in raw:

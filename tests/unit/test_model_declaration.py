@@ -59,10 +59,13 @@ def test_the_registered_name_is_the_declared_one_unless_a_deployment_overrides_i
         (Label("stay_days", threshold=7), [3.0, 7.0, 7.5, None], [0, 0, 1, None]),
         (Label("outcome", positive=("dead", "transferred")), ["home", "dead", None, "transferred"], [0, 1, None, 1]),
         (Label("died"), [True, False, None, True], [1, 0, None, 1]),
+        (Label("grade", positive=(3, 4)), [1.0, 3.0, None, 4.0], [0, 1, None, 1]),  # numbers as numbers
     ],
 )
 def test_the_three_kinds_of_binary_label(label, values, expected):
-    dtype = "boolean" if label.kind == "boolean" else ("Float64" if label.kind == "threshold" else "string")
+    dtype = {"boolean": "boolean", "threshold": "Float64"}.get(
+        label.kind, "Float64" if label.source == "grade" else "string"
+    )
     labelled, out = label.apply(pd.Series(values, dtype=dtype))
     assert labelled.tolist() == [v is not None for v in values]
     assert [None if pd.isna(v) else int(v) for v in out] == expected

@@ -71,8 +71,12 @@ class Label:
         if self.kind == "threshold":
             hit = np.where(labelled, pd.to_numeric(source, errors="coerce") > self.threshold, False)
         elif self.kind == "positive":
-            wanted = {str(v) for v in self.positive}
-            hit = source.astype("string").isin(wanted).fillna(False).to_numpy(dtype=bool)
+            numbers = [v for v in self.positive if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if pd.api.types.is_numeric_dtype(source) and len(numbers) == len(self.positive):
+                hit = source.isin(numbers).fillna(False).to_numpy(dtype=bool)  # 1 and 1.0 alike
+            else:
+                wanted = {str(v) for v in self.positive}
+                hit = source.astype("string").isin(wanted).fillna(False).to_numpy(dtype=bool)
         else:
             hit = source.astype("boolean").fillna(False).to_numpy(dtype=bool)
         out = pd.Series(pd.array(np.asarray(hit, dtype="int8"), dtype="Int8"), index=source.index)

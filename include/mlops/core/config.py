@@ -5,7 +5,9 @@ Environment:
   MLOPS_LAKE_URL   the lake's root URL: ``file:///...`` or ``s3://bucket/prefix``; default ``$MLOPS_HOME/lake``
   MLOPS_DATASETS   path of the data sets' and models' declaration; default ``datasets.yaml`` in the settings
                    folder (``MLOPS_CONFIG_DIR``, else ``include/config/``)
-  MLOPS_EXPECTATIONS_DIR  folder of the Great Expectations suites; default ``expectations/``
+  MLOPS_EXPECTATIONS_DIR  folder of the Great Expectations suites; default ``expectations/`` in the settings
+                   folder when it has one, else the project's ``expectations/``
+  MLOPS_CONFIG_DIR the settings folder (``config_dir``): a file it lacks is the project's own, in ``include/config/``
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class Settings:
         lake_url = env.get("MLOPS_LAKE_URL") or (home / "lake").as_uri()
         config = Path(env.get("MLOPS_CONFIG_DIR") or CONFIG_DIR)
         datasets = Path(env.get("MLOPS_DATASETS") or config / "datasets.yaml")
-        expectations = Path(env.get("MLOPS_EXPECTATIONS_DIR") or PROJECT_ROOT / "expectations")
+        own = config / "expectations"  # a settings folder may hold its data sets' suites
+        default = own if env.get("MLOPS_CONFIG_DIR") and own.is_dir() else PROJECT_ROOT / "expectations"
+        expectations = Path(env.get("MLOPS_EXPECTATIONS_DIR") or default)
         return cls(home=home, lake_url=lake_url.rstrip("/"), datasets_file=datasets, expectations_dir=expectations)
 
 
@@ -155,14 +159,21 @@ def config_dir() -> Path:
     return Path(os.environ.get("MLOPS_CONFIG_DIR") or CONFIG_DIR)
 
 
+def config_file(name: str) -> Path:
+    """A settings file of ``config_dir()``; the project's own (``include/config/``) when that folder lacks it, so a
+    team's folder holds only the files it changes."""
+    own = config_dir() / name
+    return own if own.exists() else CONFIG_DIR / name
+
+
 class ConfigFile:
-    """A settings file by name, found in ``config_dir()`` when it is asked for (a class attribute: ``FILE``)."""
+    """A settings file by name, found by ``config_file`` when it is asked for (a class attribute: ``FILE``)."""
 
     def __init__(self, name: str):
         self.name = name
 
     def __get__(self, obj, owner) -> Path:
-        return config_dir() / self.name
+        return config_file(self.name)
 
 
 class YamlConfig:

@@ -186,6 +186,12 @@ def parse_model(raw: Any, datasets: dict, path) -> ModelSpec:
     missing = [c for c in key if c not in ds.columns]
     if missing:
         raise ValueError(f"{_where(path, name, 'key')}: {missing} are not columns of data set {ds.name!r}")
+    undated = [c for c in ds.date_columns.values() if c not in key]
+    if undated:
+        raise ValueError(
+            f"{_where(path, name, 'key')}: {list(key)} lacks the date columns {undated} of data set {ds.name!r}: "
+            "a row's key starts with its date (the prediction log and the outcomes are found by it)"
+        )
     if "label" not in raw:
         raise ValueError(f"{_where(path, name, 'label')}: a model needs a label (its binary outcome)")
     label = _parse_label(raw["label"], _where(path, name, "label"), ds.columns)

@@ -8,7 +8,8 @@ A column is declared as ``name: type`` or with its facts::
 
     distance: {type: float, required: true, min: 1, max: 6000, request: true, feature: numeric}
 
-``type``             int, float, string, timestamp, bool
+``type``             int, float, string, timestamp, bool, date (a calendar date written in the column's ``format``)
+``format``           a date column's strftime format (default ``%Y-%m-%d``; ``%Y%m%d`` for 20150101)
 ``required``         never null
 ``min`` / ``max``    the physical range (validation, and the request model)
 ``pattern``          a regular expression the text must match (validation, and the request model)
@@ -17,14 +18,18 @@ A column is declared as ``name: type`` or with its facts::
 ``after_event``      known only after the event (a flight's delays and times): never a feature
 ``feature``          ``numeric`` or ``categorical``: the model sees it
 
-A data set may also name the data set its rows are joined with for features (``join``: the weather at a
-flight's origin in its hour), and the order of the model's features (``features``); tagged columns not in that
-list come after it. Adding a column is one entry here: the simulator drops it, validation checks it, curation
+A data set names its partition's date in its rows (``date_columns``): three columns ``{year: .., month: .., day:
+..}``, or one ``{date: <column>}``, a ``date`` column or a timestamp (its UTC date); its event time
+(``event_time``) is a timestamp (curation derives the hour and weekday, both features) or a date (the weekday).
+The models that score a data set (label, joined data sets, feature order) are declared in ``models:``
+(``core/models.py``). Adding a column is one entry here: the simulator drops it, validation checks it, curation
 types it, and, as tagged, training uses it and the service accepts it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +38,7 @@ from typing import Any
 from .config import Settings, safe_yaml
 from .models import Label, ModelSpec, parse_models
 
-TYPES = ("int", "float", "string", "timestamp", "bool")
+TYPES = ("int", "float", "string", "timestamp", "bool", "date")
 # derived from a data set's event time (UTC) by curation, usable as features
 EVENT_HOUR = "event_hour_utc"
 EVENT_WEEKDAY = "event_weekday"
@@ -48,8 +53,19 @@ PANDAS_TYPES = {
     "string": ["str"],
     "timestamp": ["str"],
     "bool": ["bool", "boolean"],
+    "date": ["str"],  # read as text (``DatasetSpec.read_options``), whatever its format
 }
-_COLUMN_KEYS = {"type", "required", "min", "max", "pattern", "mostly", "request", "after_event", "feature"}
+_COLUMN_KEYS = {"type", "required", "min", "max", "pattern", "mostly", "request", "after_event", "feature", "format"}
+DATE_FORMAT = "%Y-%m-%d"
+# strftime directives a date column's format may use, and the text each one matches
+_DATE_DIRECTIVES = {
+    "%Y": r"\d{4}",
+    "%m": r"(0[1-9]|1[0-2])",
+    "%d": r"(0[1-9]|[12]\d|3[01])",
+    "%y": r"\d{2}",
+    "%b": r"[A-Za-z]{3}",
+    "%j": r"\d{3}",
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class Column:
     request: bool | str = False  # True: a request field; "optional": may be sent
     after_event: bool = False
     feature: str | None = None  # "numeric" | "categorical"
+    format: str | None = None  # a date column's strftime format
 
     @classmethod
     def parse(cls, dataset: str, name: str, raw: Any) -> Column:
@@ -82,11 +99,46 @@ class Column:
             raise ValueError(f"dataset {dataset!r}, column {name!r}: feature is 'numeric' or 'categorical'")
         if col.request not in (False, True, "optional"):
             raise ValueError(f"dataset {dataset!r}, column {name!r}: request is true, false or 'optional'")
+        if col.format is not None and col.type != "date":
+            raise ValueError(f"dataset {dataset!r}, column {name!r}: format is for date columns (type: date)")
+        if col.type == "date":
+            bad = [d for d in re.findall(r"%.", col.format or DATE_FORMAT) if d not in _DATE_DIRECTIVES]
+            if bad or not {"%d", "%j"} & set(re.findall(r"%.", col.format or DATE_FORMAT)):
+                raise ValueError(
+                    f"dataset {dataset!r}, column {name!r}: format {col.format!r} must name a day with the "
+                    f"directives {sorted(_DATE_DIRECTIVES)}" + (f" (not {bad})" if bad else "")
+                )
         if col.feature and col.after_event:
             raise ValueError(
                 f"dataset {dataset!r}, column {name!r} is known only after the event: it cannot be a feature"
             )
         return col
+
+    @property
+    def date_format(self) -> str:
+        return self.format or DATE_FORMAT
+
+    @property
+    def date_regex(self) -> str:
+        """The text a date column holds, as a regular expression (from its format)."""
+        out, fmt, i = "^", self.date_format, 0
+        while i < len(fmt):
+            if fmt[i] == "%" and fmt[i : i + 2] in _DATE_DIRECTIVES:
+                out, i = out + _DATE_DIRECTIVES[fmt[i : i + 2]], i + 2
+            else:
+                out, i = out + re.escape(fmt[i]), i + 1
+        return out + "$"
+
+    def dates(self, values) -> Any:
+        """A column's values as calendar dates (``datetime64``; NaT where a value names none): a date column's
+        text in its format, a timestamp's UTC date."""
+        import pandas as pd
+
+        if self.type == "timestamp":
+            return pd.to_datetime(values, utc=True, errors="coerce").dt.tz_localize(None).dt.normalize()
+        if pd.api.types.is_datetime64_any_dtype(values):
+            return values.dt.normalize()
+        return pd.to_datetime(values.astype("string"), format=self.date_format, errors="coerce")
 
 
 @dataclass(frozen=True)
@@ -140,6 +192,8 @@ class DatasetSpec:
         missing = [c for c in key if c not in columns]
         if missing:
             raise ValueError(f"dataset {name!r}: key columns {missing} are not declared in columns")
+        date_columns = dict(raw.get("date_columns") or {})
+        _check_dates(name, date_columns, columns, raw.get("event_time"))
         return cls(
             name=name,
             landing_file=raw.get("landing_file", f"{name}.csv"),
@@ -147,7 +201,7 @@ class DatasetSpec:
             key=key,
             suite=raw.get("suite", name),
             event_time=raw.get("event_time"),
-            date_columns=dict(raw.get("date_columns") or {}),
+            date_columns=date_columns,
             csv_options=dict(raw.get("csv_options") or {}),
             source=_source(name, raw.get("source")),
         )
@@ -164,6 +218,59 @@ class DatasetSpec:
         return [c.name for c in self.columns.values() if c.request is want or c.request == want]
 
     @property
+    def date_column(self) -> Column | None:
+        """The one column that names the partition's date (``date_columns: {date: ..}``); None with year, month
+        and day columns."""
+        return self.columns[self.date_columns["date"]] if "date" in self.date_columns else None
+
+    @property
+    def read_options(self) -> dict[str, Any]:
+        """How pandas reads a drop: the declared ``csv_options``, with date columns read as text (20150101 stays
+        the text its format describes)."""
+        dates = {c.name: str for c in self.columns.values() if c.type == "date"}
+        if not dates:
+            return self.csv_options
+        return self.csv_options | {"dtype": dates | dict(self.csv_options.get("dtype") or {})}
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """The columns curation derives from the event time: the weekday, and the hour of a timestamp."""
+        if not self.event_time:
+            return ()
+        return (EVENT_WEEKDAY,) if self.columns[self.event_time].type == "date" else DERIVED
+
+    def event_features(self, df):
+        """``df`` with the columns curation derives from its event time (UTC hour, weekday)."""
+        if not self.event_time:
+            return df
+        col = self.columns[self.event_time]
+        if col.type == "date":
+            return df.assign(**{EVENT_WEEKDAY: col.dates(df[col.name]).dt.day_of_week.astype("Int8")})
+        import pandas as pd
+
+        ts = pd.to_datetime(df[col.name], utc=True)
+        return df.assign(**{EVENT_HOUR: ts.dt.hour.astype("Int8"), EVENT_WEEKDAY: ts.dt.day_of_week.astype("Int8")})
+
+    def partition_dates(self, df):
+        """Each row's partition date as ISO text (``2013-01-05``; NA where its columns name no date), from the
+        declared date columns, raw (as dropped or requested) or curated."""
+        import pandas as pd
+
+        if not self.date_columns:
+            raise ValueError(f"data set {self.name!r} declares no date_columns: its rows name no date")
+        if self.date_column is not None:
+            days = self.date_column.dates(df[self.date_column.name])
+        else:
+            parts = {p: pd.to_numeric(df[self.date_columns[p]], errors="coerce") for p in ("year", "month", "day")}
+            days = pd.to_datetime(pd.DataFrame(parts), errors="coerce")
+        return days.dt.strftime("%Y-%m-%d").astype(object).where(days.notna(), None)
+
+    def date_text(self, day: dt.date) -> str:
+        """How the single date column writes ``day`` (its format; a timestamp column: the ISO date)."""
+        col = self.date_column
+        return day.strftime(col.date_format) if col is not None and col.type == "date" else day.isoformat()
+
+    @property
     def after_event(self) -> frozenset[str]:
         """Known only after the event: never a feature (with the label and curation's own columns)."""
         out = {c.name for c in self.columns.values() if c.after_event} | {IS_LABELLED, BATCH_DATE}
@@ -178,6 +285,33 @@ class Declaration:
 
     datasets: dict[str, DatasetSpec]
     models: dict[str, ModelSpec]
+
+
+def _check_dates(name: str, dates: dict[str, str], columns: dict[str, Column], event_time: str | None) -> None:
+    """``date_columns`` is ``{year: .., month: .., day: ..}`` over int columns or ``{date: ..}`` over a date or
+    timestamp column; the event time is a declared timestamp or date column."""
+    if dates and set(dates) not in ({"year", "month", "day"}, {"date"}):
+        raise ValueError(
+            f"dataset {name!r}: date_columns is {{year: <column>, month: <column>, day: <column>}} or "
+            f"{{date: <column>}}, got {sorted(dates)}"
+        )
+    for part, col in dates.items():
+        want = ("date", "timestamp") if part == "date" else ("int",)
+        if col not in columns:
+            raise ValueError(f"dataset {name!r}: date_columns.{part} names {col!r}, which is not declared in columns")
+        if columns[col].type not in want:
+            raise ValueError(
+                f"dataset {name!r}: date_columns.{part} names {col!r} of type {columns[col].type}; "
+                f"it must be {' or '.join(want)}"
+            )
+    if event_time is not None:
+        if event_time not in columns:
+            raise ValueError(f"dataset {name!r}: event_time names {event_time!r}, which is not declared in columns")
+        if columns[event_time].type not in ("timestamp", "date"):
+            raise ValueError(
+                f"dataset {name!r}: event_time {event_time!r} is of type {columns[event_time].type}; "
+                "it must be a timestamp or a date"
+            )
 
 
 def _source(name: str, raw: Any) -> Source | None:
@@ -313,8 +447,7 @@ def features(settings: Settings | None = None, model: ModelSpec | str | None = N
     for c in spec.columns.values():
         if c.feature:
             tagged[c.feature].append(c.name)
-    if spec.event_time:
-        tagged["numeric"] += list(DERIVED)
+    tagged["numeric"] += list(spec.derived)
     joined = []
     if joined_spec:
         for c in joined_spec.columns.values():
@@ -364,31 +497,27 @@ def request_fields(settings: Settings | None = None, model: ModelSpec | str | No
 
 # keys ------------------------------------------------------------------------------------------------------------
 def key_columns(spec: DatasetSpec, key: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
-    """(date columns in year, month, day order; the other columns) of a key (default: the data set's)."""
+    """(the key's date columns: year, month, day in that order, or the one date column; its other columns)."""
     key = spec.key if key is None else key
-    date_cols = [spec.date_columns[p] for p in ("year", "month", "day") if spec.date_columns.get(p) in key]
+    parts = ("date",) if "date" in spec.date_columns else ("year", "month", "day")
+    date_cols = [spec.date_columns[p] for p in parts if spec.date_columns.get(p) in key]
     return date_cols, [k for k in key if k not in date_cols]
 
 
 def row_key(df, model: ModelSpec | str | None = None, settings: Settings | None = None):
-    """Each scored row's stable identity as text, e.g. ``2013-01-05/UA/1545/EWR``: the date from the key's date
-    columns (when the key holds year, month and day), then the model's other key columns, ``/``-separated."""
+    """Each scored row's stable identity as text, e.g. ``2013-01-05/UA/1545/EWR``: the partition's ISO date
+    (when the key holds the date columns), then the model's other key columns, ``/``-separated. A key that
+    starts with its ISO date is what the prediction log partitions on."""
     import pandas as pd
 
     m = _model(model, settings)
-    date_cols, rest = key_columns(dataset(m.dataset, settings), m.key)
+    spec = dataset(m.dataset, settings)
+    date_cols, rest = key_columns(spec, m.key)
     if not len(df):
         return pd.Series([], index=df.index, dtype=object)
-    if len(date_cols) == 3:
-        y, mo, d = date_cols
-        key = (
-            df[y].astype(int).astype(str)
-            + "-"
-            + df[mo].astype(int).map("{:02d}".format)
-            + "-"
-            + df[d].astype(int).map("{:02d}".format)
-        )
-        parts = rest
+    whole = len(date_cols) == (1 if spec.date_column is not None else 3)
+    if whole:
+        key, parts = spec.partition_dates(df).astype(str), rest
     else:
         key, parts = df[m.key[0]].astype(str), [c for c in m.key[1:]]
     for c in parts:
@@ -416,7 +545,13 @@ def expectations(spec: DatasetSpec) -> list[dict[str, Any]]:
         out.append(rule("expect_compound_columns_to_be_unique", column_list=list(spec.key)))
     elif spec.key:
         out.append(rule("expect_column_values_to_be_unique", column=spec.key[0]))
-    for part, col in spec.date_columns.items():
+    one = spec.date_column
+    if one is not None:
+        # the one date column names the partition's date: its text in the column's format (a timestamp: its
+        # ISO date first, the declared UTC form)
+        regex = {"$PARAMETER": "batch_date_regex"}
+        out.append(rule("expect_column_values_to_match_regex", column=one.name, regex=regex))
+    for part, col in ({} if one is not None else spec.date_columns).items():
         out.append(
             rule(
                 "expect_column_values_to_be_between",
@@ -440,10 +575,25 @@ def expectations(spec: DatasetSpec) -> list[dict[str, Any]]:
         rule(
             "expect_column_values_to_match_regex",
             column=c.name,
-            regex=c.pattern,
+            regex=c.pattern or c.date_regex,
             **({"mostly": c.mostly} if c.mostly is not None else {}),
         )
         for c in cols
-        if c.pattern
+        if c.pattern or (c.type == "date" and c is not spec.date_column)
     ]
     return out
+
+
+def batch_parameters(spec: DatasetSpec, day: dt.date) -> dict[str, Any]:
+    """The suite parameters the partition's rules read: ``batch_year/month/day``, ``batch_date`` (ISO) and the
+    text the one date column must hold (``batch_date_regex``)."""
+    text = spec.date_text(day)
+    col = spec.date_column
+    regex = "^" + re.escape(text) + ("$" if col is None or col.type == "date" else "T")
+    return {
+        "batch_year": day.year,
+        "batch_month": day.month,
+        "batch_day": day.day,
+        "batch_date": day.isoformat(),
+        "batch_date_regex": regex,
+    }

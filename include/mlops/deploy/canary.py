@@ -38,7 +38,7 @@ from ..core.frame import join_sources, load_window
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
-from ..core.schema import EVENT_HOUR, EVENT_WEEKDAY, dataset, model, row_key
+from ..core.schema import dataset, model, row_key
 from .config import DeployConfig
 
 log = logging.getLogger(__name__)
@@ -202,11 +202,7 @@ def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: flo
 
 def _features(df: pd.DataFrame) -> pd.DataFrame:
     """The event-time features curation derives, from the scored data set's declared event time (none: as is)."""
-    event_time = dataset(model().dataset).event_time
-    if not event_time:
-        return df
-    ts = pd.to_datetime(df[event_time], utc=True)
-    return df.assign(**{EVENT_HOUR: ts.dt.hour, EVENT_WEEKDAY: ts.dt.weekday})
+    return dataset(model().dataset).event_features(df)
 
 
 def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:

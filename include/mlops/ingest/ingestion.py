@@ -29,7 +29,7 @@ import pandas as pd
 from ..core import layout
 from ..core.config import Settings
 from ..core.lake import Lake, as_date, segments
-from ..core.schema import BATCH_DATE, EVENT_HOUR, EVENT_WEEKDAY, IS_LABELLED, DatasetSpec
+from ..core.schema import BATCH_DATE, IS_LABELLED, DatasetSpec
 from .landing import drop_ready, read_drop
 from .validation import BatchRejected, ValidationReport, read_csv, validate
 
@@ -119,7 +119,7 @@ def check(lake: Lake, b: Batch, settings: Settings, sha256: str | None = None) -
     data = staged(lake, b, sha256)
     source = lake.uri(layout.landing(b.spec.name, b.date), b.spec.landing_file)
     try:
-        df = read_csv(data, b.spec.name, b.date.isoformat(), b.spec.csv_options)
+        df = read_csv(data, b.spec.name, b.date.isoformat(), b.spec.read_options)
         report = validate(df, b.spec, b.date, settings.expectations_dir, source=source)
     except BatchRejected as exc:
         report = exc.report
@@ -174,10 +174,9 @@ def transform(df: pd.DataFrame, spec: DatasetSpec, date: dt.date) -> pd.DataFram
             out[col] = pd.to_datetime(s, utc=True)
         elif kind == "bool":
             out[col] = s.astype("boolean")
-    if spec.event_time:
-        ts = out[spec.event_time]
-        out[EVENT_HOUR] = ts.dt.hour.astype("Int8")
-        out[EVENT_WEEKDAY] = ts.dt.weekday.astype("Int8")
+        elif kind == "date":
+            out[col] = column.dates(s)
+    out = spec.event_features(out)
     if spec.label:
         labelled, out[spec.label.name] = spec.label.apply(out[spec.label.source])
         out[IS_LABELLED] = labelled
@@ -189,7 +188,7 @@ def transform(df: pd.DataFrame, spec: DatasetSpec, date: dt.date) -> pd.DataFram
 def curate(lake: Lake, b: Batch, sha256: str | None = None) -> dict[str, Any]:
     """Write the curated partition from the staged (validated) drop, replacing the partition whole."""
     data = staged(lake, b, sha256)
-    df = transform(read_csv(data, b.spec.name, b.date.isoformat(), b.spec.csv_options), b.spec, b.date)
+    df = transform(read_csv(data, b.spec.name, b.date.isoformat(), b.spec.read_options), b.spec, b.date)
     folder = b.folder("curated")
     lake.replace_partition(df, folder, layout.CURATED_FILE)
     lake.rm(b.staging)

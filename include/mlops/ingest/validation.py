@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.jsonsafe import json_safe
+from ..core.schema import batch_parameters
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def validate(
     source: str | None = None,
 ) -> ValidationReport:
     """Run the data set's rules (``suite_expectations``) on ``df``; the batch's date is passed to them as
-    ``batch_year/month/day``."""
+    ``batch_year/month/day`` and the one date column's text (``core.schema.batch_parameters``)."""
     d = dt.date.fromisoformat(str(date)[:10])
     dataset, suite = spec.name, spec.suite
     vd = _definition(spec, expectations_dir)
@@ -200,7 +201,7 @@ def validate(
     strings = [c for c in df.columns if pd.api.types.is_string_dtype(df[c].dtype) and df[c].dtype != object]
     if strings:
         df = df.astype({c: object for c in strings})
-    params = {"batch_year": d.year, "batch_month": d.month, "batch_day": d.day, "batch_date": d.isoformat()}
+    params = batch_parameters(spec, d)
     with _lock:  # GX contexts are not thread-safe
         result = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params, result_format=RESULT_FORMAT)
     failures = [_failure(r.to_json_dict(), df) for r in result.results if not r.success]

@@ -29,7 +29,7 @@ from ..core.config import Settings
 from ..core.frame import FeatureSpec
 from ..core.schema import model as declared_model
 
-PY_TYPES = {"int": int, "float": float, "string": str, "timestamp": str, "bool": bool}
+PY_TYPES = {"int": int, "float": float, "string": str, "timestamp": str, "bool": bool, "date": str}
 # a flight's local date is the calendar day of its event time (UTC) in some time zone, UTC-12 to UTC+14
 EARLIEST, LATEST = dt.timedelta(hours=-14), dt.timedelta(hours=24 + 12)
 _AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.S)
@@ -60,6 +60,13 @@ def _loc(path: str | None, root: str) -> list[Any]:
     return out
 
 
+def _pattern(col: schema.Column) -> str | None:
+    """The pattern a text field must match: the declared one, or a date column's format."""
+    if col.type == "date":
+        return col.pattern or col.date_regex
+    return col.pattern if col.type in ("string", "timestamp") else None
+
+
 def _field_type(col: schema.Column, pattern: bool = True) -> Any:
     """The msgspec type of a declared column: its type, range and (``pattern``) its pattern."""
     meta = {}
@@ -67,8 +74,8 @@ def _field_type(col: schema.Column, pattern: bool = True) -> Any:
         meta["ge"] = int(col.min) if col.type == "int" else float(col.min)
     if col.max is not None and col.type in ("int", "float"):
         meta["le"] = int(col.max) if col.type == "int" else float(col.max)
-    if col.pattern and col.type in ("string", "timestamp") and pattern:
-        meta["pattern"] = col.pattern
+    if _pattern(col) and pattern:
+        meta["pattern"] = _pattern(col)
     if col.type == "int":  # JSON Schema's integer admits 1545.0; the decoder does not
         meta["description"] = "an integer written without a fraction or exponent (1545, not 1545.0)"
     t = PY_TYPES[col.type]
@@ -100,17 +107,15 @@ class RequestModel:
         self.rows, self.key_field, self.score = m.rows, m.key_field, m.score
         date_cols, rest = schema.key_columns(spec, m.key)
         self.date_cols, self.key_rest = date_cols, rest
+        self.date_column = spec.date_column  # the one column naming the date (None: year, month, day)
         self.event_time = spec.event_time
+        self.event_column = spec.columns[spec.event_time] if spec.event_time else None
         # the documented types carry the declared patterns; the decoding types check them afterwards, once per
         # distinct value of a request (a batch has few carriers, airports and hours: msgspec would run the regular
         # expression on every flight)
         self.Flight, self.Batch = self._types("", patterns=True)
         self._Flight, self._Batch = self._types("Decoded", patterns=False)
-        self.patterns = [
-            (f.column.name, re.compile(f.column.pattern))
-            for f in self.fields
-            if f.column.pattern and f.column.type in ("string", "timestamp")
-        ]
+        self.patterns = [(f.column.name, re.compile(_pattern(f.column))) for f in self.fields if _pattern(f.column)]
         self._one = msgspec.json.Decoder(self._Flight)
         self._many = msgspec.json.Decoder(self._Batch)
         self._count = msgspec.json.Decoder(msgspec.defstruct("Count", [(self.rows, list[msgspec.Raw])]))
@@ -191,7 +196,6 @@ class RequestModel:
     def _checked(self, flights: list[Any], loc: list[Any]) -> Decoded:
         """The declared patterns; each flight's date is a real date and its event time falls on that calendar day
         in some time zone. Each distinct value is checked once per request."""
-        y, m, d = self.date_cols
         many = len(loc) > 1
         for name, pattern in self.patterns:
             seen: set = set()
@@ -210,31 +214,48 @@ class RequestModel:
         keys, times = [], []
         days: dict = {}
         rest = self.key_rest
+        read = [*self.date_cols, *([self.event_time] if self.event_time else [])]
         for i, f in enumerate(flights):
-            when_raw = getattr(f, self.event_time)
-            cached = days.get((getattr(f, y), getattr(f, m), getattr(f, d), when_raw))
+            raw = tuple(getattr(f, c) for c in read)
+            cached = days.get(raw)
             if cached is None:
-                cached = self._date_and_time(f, when_raw, loc + [i] if many else loc)
-                days[(getattr(f, y), getattr(f, m), getattr(f, d), when_raw)] = cached
+                cached = days[raw] = self._date_and_time(f, loc + [i] if many else loc)
             day, when = cached
             keys.append("/".join([day, *[str(getattr(f, c)) for c in rest]]))
             times.append(when)
         return Decoded(flights, keys, times)
 
-    def _date_and_time(self, f: Any, when: Any, at: list[Any]) -> tuple[str, dt.datetime]:
-        y, m, d = self.date_cols
-        try:
-            day = dt.date(getattr(f, y), getattr(f, m), getattr(f, d))
-        except ValueError as exc:
-            raise RequestError(422, at + [d], f"{y}/{m}/{d} name no real date: {exc}", "date") from None
+    def _time(self, col: schema.Column, value: Any, at: list[Any]) -> dt.datetime:
+        """A timestamp or date field's value as a UTC time (a date: its midnight)."""
+        if col.type == "date":
+            try:
+                return dt.datetime.strptime(value, col.date_format).replace(tzinfo=dt.UTC)
+            except ValueError as exc:
+                raise RequestError(
+                    422, at + [col.name], f"not a real date ({col.date_format}): {exc}", "date"
+                ) from None
+        when = value
         if isinstance(when, str):
             try:
                 when = dt.datetime.fromisoformat(when)
             except ValueError as exc:
-                raise RequestError(422, at + [self.event_time], f"not a real time: {exc}", "timestamp") from None
+                raise RequestError(422, at + [col.name], f"not a real time: {exc}", "timestamp") from None
         if when.tzinfo is None:
-            raise RequestError(422, at + [self.event_time], "a time zone is required (UTC: ...Z)", "timestamp")
-        when = when.astimezone(dt.UTC)
+            raise RequestError(422, at + [col.name], "a time zone is required (UTC: ...Z)", "timestamp")
+        return when.astimezone(dt.UTC)
+
+    def _date_and_time(self, f: Any, at: list[Any]) -> tuple[str, dt.datetime]:
+        if self.date_column is None:
+            y, m, d = self.date_cols
+            try:
+                day = dt.date(getattr(f, y), getattr(f, m), getattr(f, d))
+            except ValueError as exc:
+                raise RequestError(422, at + [d], f"{y}/{m}/{d} name no real date: {exc}", "date") from None
+        else:
+            day = self._time(self.date_column, getattr(f, self.date_column.name), at).date()
+        if self.event_column is None:
+            return day.isoformat(), dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        when = self._time(self.event_column, getattr(f, self.event_time), at)
         offset = when.replace(tzinfo=None) - dt.datetime(day.year, day.month, day.day)
         if not EARLIEST <= offset < LATEST:
             raise RequestError(
@@ -250,10 +271,15 @@ class RequestModel:
         (one, many), components = msgspec.json.schema_components(
             [self.Flight, self.Batch], ref_template="#/components/schemas/{name}"
         )
-        y, m, d = self.date_cols
+        date = "/".join(self.date_cols)
+        when = (
+            f", and {self.event_time} a real time on that calendar day in some time zone (UTC-12 to UTC+14)"
+            if self.event_column is not None and self.event_time not in self.date_cols
+            else ""
+        )
         components["Flight"]["description"] = (
-            f"One flight. Beyond the fields' types, ranges and patterns: {y}/{m}/{d} must name a real date, and "
-            f"{self.event_time} a real time on that calendar day in some time zone (UTC-12 to UTC+14); otherwise 422."
+            f"One entry of `{self.rows}`. Beyond the fields' types, ranges and patterns: {date} must name a real date"
+            f"{when}; otherwise 422."
         )
         components["Batch"]["description"] = f"At least one flight, at most {self.max_batch} (otherwise 422)."
         return {"Flight": one, "Batch": many, "components": components}

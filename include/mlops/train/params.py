@@ -1,4 +1,5 @@
-"""The training parameters of ``params.yaml`` at the project's root (``MLOPS_PARAMS`` to use another file): the
+"""The training parameters of ``params.yaml`` at the project's root (``MLOPS_PARAMS`` to use another file; the
+settings folder's own when ``MLOPS_CONFIG_DIR`` holds one): the
 one home of every default of a training run. train_model's form is generated from it; the Horovod job, LightGBM
 and the registry's record of a run read it through here. ``SETTINGS`` declares what each parameter may hold (its
 type and range, JSON-schema keywords as in ``core.config.YamlConfig``): the file, ``MLOPS_TRAIN_MIN_DAYS``, the
@@ -10,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..core.config import PROJECT_ROOT, check_settings, read_yaml
+from ..core.config import PROJECT_ROOT, check_settings, config_dir, read_yaml
 
 SECTIONS = ("train", "lgbm")
 _FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
@@ -35,7 +36,10 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def path() -> Path:
-    return Path(os.environ.get("MLOPS_PARAMS") or PROJECT_ROOT / "params.yaml")
+    if os.environ.get("MLOPS_PARAMS"):
+        return Path(os.environ["MLOPS_PARAMS"])
+    own = config_dir() / "params.yaml"  # a settings folder may hold its model's parameters
+    return own if os.environ.get("MLOPS_CONFIG_DIR") and own.exists() else PROJECT_ROOT / "params.yaml"
 
 
 def load(file: Path | str | None = None) -> dict[str, dict[str, Any]]:

@@ -256,7 +256,8 @@ class Lifecycle:
         )
         with self.to_log():
             print(f"\n===== {dag_id} {when.isoformat()} conf={json.dumps(conf or {})} =====", flush=True)
-            dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
+            file = "ingest.py" if dag_id.startswith("ingest_") else f"{dag_id}.py"  # ingest.py: one per data set
+            dag = DagBag(dag_folder=str(ROOT / "dags" / file)).get_dag(dag_id)
             dr = dag.test(logical_date=when, run_conf=conf)
         with create_session() as s:
             tis = s.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dr.run_id).all()

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json
 from airflow.dag_processing.dagbag import DagBag
-dag = DagBag(dag_folder="{dags}/ingest_flights.py").get_dag("ingest_flights")
+dag = DagBag(dag_folder="{dags}/ingest.py").get_dag("ingest_flights")
 print("RESULT " + json.dumps([(type(a.reference).__name__, a.interval.total_seconds(), a.callback.path)
                               for a in (dag.deadline or [])]))
 """

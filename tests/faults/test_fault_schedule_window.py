@@ -26,7 +26,7 @@ def test_a_run_dated_before_the_window_fails_naming_it(run_dag, lake, slack):
 
 
 def _check(ds: str, date: str | None = None) -> str:
-    from mlops_airflow.tasks.ingest_flights import check_window
+    from mlops_airflow.tasks.ingest import check_window
 
     return check_window({"ds": ds, "params": {"date": date}})
 
@@ -52,7 +52,7 @@ def test_a_data_date_outside_the_window_fails_check_window(monkeypatch, ds, date
         _check(ds, date)
     assert error in str(exc.value), exc.value
     # a backfill or a `date` param gives the run its other tasks: the first of each data set ingests nothing
-    from mlops_airflow.tasks.ingest_flights import drop_is_ready
+    from mlops_airflow.tasks.ingest import drop_is_ready
 
     with pytest.raises(AirflowSkipException) as skipped:
         drop_is_ready("flights", {"ds": ds, "params": {"date": date}, "run_id": "backfill__x"})

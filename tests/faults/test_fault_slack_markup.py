@@ -45,7 +45,7 @@ def test_a_hostile_value_in_a_drop_reaches_slack_escaped(slack, monkeypatch, cap
     from airflow.sdk import BaseHook
 
     from mlops_airflow.blocks import notifiers
-    from mlops_airflow.tasks import ingest_flights
+    from mlops_airflow.tasks import ingest as ingest_flights
 
     # a password holding Slack's special characters, quoted by the rejected value: masked before it is escaped
     password = "pw<&>" + secrets.token_hex(8)

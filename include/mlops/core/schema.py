@@ -163,6 +163,7 @@ class DatasetSpec:
     csv_options: dict[str, Any] = field(default_factory=dict)
     label: Label | None = None  # the outcome curation writes: that of the models scoring this data set
     source: Source | None = None  # what the upstream simulator replays (none: the data set is not simulated)
+    ingest_with: str | None = None  # the data set whose ingestion DAG ingests this one too (one calendar)
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> DatasetSpec:
@@ -175,6 +176,7 @@ class DatasetSpec:
             "date_columns",
             "csv_options",
             "source",
+            "ingest_with",
         }
         moved = unknown & {"label", "join", "features"}
         if moved:
@@ -204,6 +206,7 @@ class DatasetSpec:
             date_columns=date_columns,
             csv_options=dict(raw.get("csv_options") or {}),
             source=_source(name, raw.get("source")),
+            ingest_with=raw.get("ingest_with"),
         )
 
     # what the columns imply ----------------------------------------------------------------------------------
@@ -338,6 +341,13 @@ def load_declaration(path: Path | str) -> Declaration:
     if unknown:
         raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; known: datasets, models")
     specs = {name: DatasetSpec.from_dict(name, spec) for name, spec in raw["datasets"].items()}
+    for name, spec in specs.items():
+        other = spec.ingest_with
+        if other is not None and (other not in specs or other == name or specs[other].ingest_with is not None):
+            raise ValueError(
+                f"{path}: dataset {name!r}: ingest_with names {other!r}, which is not another declared data set "
+                "ingested by its own DAG"
+            )
     models = parse_models(raw["models"], specs, path) if raw.get("models") is not None else {}
     # curation writes the outcome of the models that score a data set: one definition per data set
     for name, spec in specs.items():
@@ -369,6 +379,18 @@ def declaration(settings: Settings | None = None) -> Declaration:
 
 def datasets(settings: Settings | None = None) -> dict[str, DatasetSpec]:
     return declaration(settings).datasets
+
+
+def ingestion_groups(settings: Settings | None = None) -> dict[str, list[str]]:
+    """The ingestion DAGs the declaration implies, ``ingest_<name>``: each data set's own, except those declared
+    ``ingest_with`` another (they share its calendar: a day is both drops), by name, in the declared order; the
+    data sets each one ingests, those it ingests with first (the weather before the flights)."""
+    specs = datasets(settings)
+    out: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        if spec.ingest_with is None:
+            out[name] = [o for o, s in specs.items() if s.ingest_with == name] + [name]
+    return out
 
 
 def dataset(name: str, settings: Settings | None = None) -> DatasetSpec:

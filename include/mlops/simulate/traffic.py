@@ -1,7 +1,8 @@
-"""Replays a day's scheduled flights as prediction requests against the service, before their outcomes exist.
+"""Replays a day's rows of the scored data set (the scheduled flights) as prediction requests against the service,
+before their outcomes exist.
 
-Only what is known before departure is sent: the schedule and the weather observed at the origin in the
-departure hour. Requests go over real HTTP, concurrently, in batches.
+Only the declared request fields are sent (for flights: the schedule, and the weather observed at the origin in
+the departure hour). Requests go over real HTTP, concurrently, in batches.
 
     python -m include.mlops.simulate.traffic 2013-02-22 [--url http://127.0.0.1:8000] [--concurrency 8]
 
@@ -22,28 +23,30 @@ from ..core import schema
 from ..core.config import serve_auth, serve_token
 from ..core.lake import as_date
 from ..core.schema import model
-from .plan import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
-from .upstream import day_table
+from .upstream import NoRows, day_table
 
 
 def requests_for(date: dt.date | str) -> list[dict]:
-    """The day's flights as the service receives them: the declared request columns, with the optional ones of
-    the joined data set (the weather at the origin in the departure hour) where known."""
+    """The day's rows of the scored data set as the service receives them: the declared request fields, with
+    the optional ones of a joined data set (the weather at the origin in the departure hour) where known."""
     d = as_date(date)
     m = model()
     spec = schema.dataset(m.dataset)
-    joined = schema.dataset(m.join.dataset)
-    flights = day_table(spec.name, d)
-    weather = pd.concat(
-        [
-            day_table(joined.name, x)
-            for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1))
-            if SOURCE_FIRST_DAY <= x <= SOURCE_LAST_DAY
-        ]
-    )
-    by = list(m.join.by)
-    w = weather[by + joined.request_columns(optional=True)].drop_duplicates(by)
-    df = flights[spec.request_columns()].merge(w, on=by, how="left")
+    fields = [f.column.name for f in schema.request_fields(model=m)]
+    df = day_table(spec.name, d)
+    df = df[[c for c in fields if c in spec.columns]]
+    if m.join:
+        joined = schema.dataset(m.join.dataset)
+        days = []
+        for x in (d - dt.timedelta(days=1), d, d + dt.timedelta(days=1)):  # event times in any time zone
+            try:
+                days.append(day_table(joined.name, x))
+            except NoRows:  # before the source's first day or after its last
+                continue
+        by = list(m.join.by)
+        extra = [c for c in fields if c in joined.columns and c not in df.columns]
+        if days:
+            df = df.merge(pd.concat(days)[by + extra].drop_duplicates(by), on=by, how="left")
     df = df.astype(object).where(df.notna(), None)
     return df.to_dict(orient="records")
 

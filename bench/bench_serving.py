@@ -297,10 +297,11 @@ def main() -> None:
 
     from include.mlops.core import frame
     from include.mlops.core.lake import Lake
+    from include.mlops.kinds import lightgbm as lgbm
     from include.mlops.serve.request import RequestModel
     from include.mlops.simulate.traffic import requests_for
     from include.mlops.train import features as F
-    from include.mlops.train import lgbm
+    from include.mlops.train.params import load as load_params
 
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     lake = Lake((folder / "lake").as_uri())
@@ -308,7 +309,12 @@ def main() -> None:
     fl, we, _ = frame.load_window(lake, "2013-01-31", 31)
     ts = F.build(fl, we)
     booster = lgbm.train_single(
-        ts.part("train"), ts.part("validation"), ts.spec.columns, ts.spec.categorical, lgbm.params({}, threads=1), 200
+        ts.part("train"),
+        ts.part("validation"),
+        ts.spec.columns,
+        ts.spec.categorical,
+        lgbm.params(load_params()["lgbm"], threads=1),
+        200,
     )
     booster.save_model(str(folder / "model.txt"))
     (folder / "spec.json").write_text(json.dumps(ts.spec.to_dict()))

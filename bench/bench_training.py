@@ -86,12 +86,13 @@ import json, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 import pandas as pd
 from include.mlops.core.metrics import metrics
-from include.mlops.train import lgbm
+from include.mlops.kinds import lightgbm as lgbm
+from include.mlops.train.params import load as load_params
 t0 = time.time()
 tr, va, te = (pd.read_parquet({tmp!r} + f"/{{p}}.parquet") for p in ("train", "validation", "test"))
 cols, cat = {ts.spec.columns!r}, {ts.spec.categorical!r}
 t1 = time.time()
-b = lgbm.train_single(tr, va, cols, cat, lgbm.params({{}}, threads={threads}), {rounds})
+b = lgbm.train_single(tr, va, cols, cat, lgbm.params(load_params()["lgbm"], threads={threads}), {rounds})
 t2 = time.time()
 auc = metrics(te["label"], b.predict(te[cols]))["auc"]
 hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]

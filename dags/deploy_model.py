@@ -25,6 +25,7 @@ from airflow.sdk import Param, TriggerRule, dag, task
 
 import mlops_airflow.tasks.deploy_model
 from include.mlops.deploy.config import DeployConfig
+from mlops_airflow.blocks.assets import model_dags
 from mlops_airflow.blocks.defaults import date_param, default_args, schedule_window
 from mlops_airflow.blocks.forms import overrides_form
 from mlops_airflow.blocks.sensors import EvidenceSensor
@@ -33,7 +34,11 @@ POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
 MAX_WAIT_HOURS = 24 * 30  # the longest wait_hours a run may ask for
 
 
+DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
+
+
 @dag(
+    dag_id=DAGS["deploy"],  # from the declaration (the flights model: deploy_model)
     schedule=None,
     start_date=schedule_window()["start_date"],
     catchup=False,

@@ -29,7 +29,7 @@ from airflow.sdk import TriggerRule, dag, task
 
 import mlops_airflow.tasks.monitor_model
 from include.mlops.monitor.config import MonitorConfig
-from mlops_airflow.blocks.assets import monitoring_inputs
+from mlops_airflow.blocks.assets import model_dags, monitoring_inputs
 from mlops_airflow.blocks.defaults import date_param, default_args, schedule_window
 from mlops_airflow.blocks.forms import overrides_form
 
@@ -42,7 +42,11 @@ TITLES = {
 }
 
 
+DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
+
+
 @dag(
+    dag_id=DAGS["monitor"],  # from the declaration (the flights model: monitor_model)
     schedule=monitoring_inputs(),
     start_date=schedule_window()["start_date"],
     catchup=False,
@@ -73,7 +77,7 @@ def monitor_model():
 
     trigger_train_model = TriggerDagRunOperator(
         task_id="trigger_train_model",
-        trigger_dag_id="train_model",
+        trigger_dag_id=DAGS["train"],
         conf={
             "reason": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['reason'] }}",
             "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}",

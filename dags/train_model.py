@@ -1,8 +1,9 @@
 """
 ### train_model
 
-Trains the delay model with LightGBM, data-parallel across Horovod worker processes, tracks the run in MLflow
-and registers the model as a new version of `flight_delay`.
+Trains the declared model (`include/config/datasets.yaml`'s `models:`) of the kind `params.yaml` names:
+LightGBM data-parallel across Horovod worker processes, or the baseline (a logistic regression) in one process;
+tracks the run in MLflow and registers the model as a new version under the declared name (`flight_delay`).
 
 Runs when ingestion publishes curated flights (Asset `curated_flights`) until the first champion exists
 (once at least `min_days` days are curated); after that when `monitor_model` detects drift or decay (the
@@ -28,14 +29,16 @@ import mlops_airflow.tasks.train_model
 from include.mlops.evaluate.config import GateConfig
 from include.mlops.train.params import SETTINGS
 from include.mlops.train.params import load as load_params
-from mlops_airflow.blocks.assets import training_inputs
+from mlops_airflow.blocks.assets import model_dags, training_inputs
 from mlops_airflow.blocks.defaults import default_args, schedule_window
 from mlops_airflow.blocks.forms import overrides_form, values_form
 from mlops_airflow.blocks.operators import HorovodTrainOperator
 
 PARAMS = load_params()  # params.yaml: the defaults of every field below but the run's own (end date, hosts, reason)
+MODEL_SECTIONS = [s for s in PARAMS if s != "train"]  # the model kinds' sections the file holds
 HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
 TITLES = {
+    "kind": "Model kind",
     "window_days": "Window (days)",
     "min_days": "Minimum curated days",
     "workers": "Horovod workers",
@@ -51,7 +54,11 @@ GATE_TITLES = {
 }
 
 
+DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
+
+
 @dag(
+    dag_id=DAGS["train"],  # from the declaration (the flights model: train_model)
     schedule=training_inputs(),
     start_date=schedule_window()["start_date"],
     catchup=False,
@@ -81,7 +88,8 @@ GATE_TITLES = {
             title="Reason",
             description="Why this model is trained (scheduled, manual, drift, decay, ...).",
         ),
-        **values_form(PARAMS["lgbm"], {}, SETTINGS["lgbm"]),
+        # each model kind's parameters of params.yaml (a run takes those of its kind)
+        **{k: v for section in MODEL_SECTIONS for k, v in values_form(PARAMS[section], {}, SETTINGS[section]).items()},
         # evaluation gate: empty means the value in include/config/gate.yaml
         **overrides_form(GateConfig, prefix="gate_", title_prefix="Gate: ", titles=GATE_TITLES),
     },
@@ -102,7 +110,7 @@ def train_model():
         threads_per_worker="{{ params.threads_per_worker }}",
         hosts="{{ params.hosts }}",
         num_boost_round="{{ params.num_boost_round }}",
-        lgbm_params={k: f"{{{{ params.{k} }}}}" for k in PARAMS["lgbm"]},
+        model_params={k: f"{{{{ params.{k} }}}}" for section in MODEL_SECTIONS for k in PARAMS[section]},
         timeout_s="{{ params.timeout_minutes * 60 }}",
     )
 
@@ -120,7 +128,7 @@ def train_model():
 
     trigger_deploy_model = TriggerDagRunOperator(
         task_id="trigger_deploy_model",
-        trigger_dag_id="deploy_model",
+        trigger_dag_id=DAGS["deploy"],
         conf={
             "version": "{{ ti.xcom_pull(task_ids='evaluation_gate')['version'] }}",
             "action": "canary",

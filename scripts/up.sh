@@ -63,13 +63,19 @@ except Exception as exc:  # an unreachable S3 lake: the DAGs will say so; this i
     print(f"(could not look into the lake at {url}: {type(exc).__name__})")
     empty = False
 if empty:
+    from include.mlops.core.config import ScheduleConfig
+    from include.mlops.core.schema import ingestion_groups
+
+    first = ScheduleConfig.from_env().window()[0].isoformat()
+    dags = ", ".join(f"ingest_{g}" for g in ingestion_groups())
+    one = f"ingest_{next(iter(ingestion_groups()))}"
     print(f"""
-The lake at {url} holds no drop yet: ingest_flights finds nothing to ingest (its sensor waits for a drop).
-Publish upstream drops (the 2013 flights and weather, one folder per day): in the UI, trigger simulate_upstream
-(the upstream simulator) with a range, e.g. 2013-01-01 .. 2013-01-14; or, in a shell, two weeks:
-    python -m include.mlops.simulate.upstream publish 2013-01-01 --days 14
-then, in the UI, unpause ingest_flights and trigger it with a logical date of 2013-01-01 (or `airflow dags test
-ingest_flights 2013-01-01` in another shell); `make demo` runs the whole lifecycle instead.
+The lake at {url} holds no drop yet: {dags} find nothing to ingest (their sensors wait for a drop).
+Publish upstream drops (one folder per data set and day): in the UI, trigger simulate_upstream (the upstream
+simulator) with a range from {first}; or, in a shell, two weeks of each declared data set:
+    python -m include.mlops.simulate.upstream publish {first} --days 14
+then, in the UI, unpause {one} and trigger it with a logical date of {first} (or `airflow dags test
+{one} {first}` in another shell); `make demo` runs the flights' whole lifecycle instead.
 """)
 EOF
 

@@ -60,3 +60,37 @@ def test_ingest_with_names_another_data_set_ingested_by_its_own_dag(tmp_path, ta
         return
     with pytest.raises(ValueError, match=f"dataset 'second': ingest_with names '{target}'"):
         schema.ingestion_groups(settings)
+
+
+def test_the_model_dags_take_their_ids_from_the_declaration(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    def ids():
+        return {
+            d
+            for f in ("train_model.py", "deploy_model.py", "monitor_model.py")
+            for d in DagBag(dag_folder=str(ROOT / "dags" / f)).dags
+        }
+
+    assert ids() == {"train_model", "deploy_model", "monitor_model"}  # the flights model keeps its names
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(ROOT / "examples" / "pizza"))
+    monkeypatch.delenv("MLOPS_DATASETS", raising=False)
+    assert ids() == {"train_large_pizza", "deploy_large_pizza", "monitor_large_pizza"}
+    train = DagBag(dag_folder=str(ROOT / "dags" / "train_model.py")).dags["train_large_pizza"]
+    assert train.get_task("trigger_deploy_model").trigger_dag_id == "deploy_large_pizza"
+    monitor = DagBag(dag_folder=str(ROOT / "dags" / "monitor_model.py")).dags["monitor_large_pizza"]
+    assert monitor.get_task("trigger_train_model").trigger_dag_id == "train_large_pizza"
+    assert train.params["kind"] == "lightgbm" and "l2" in train.params  # every kind's parameters in the form
+
+
+@pytest.mark.parametrize(
+    "dags, message",
+    [({"train": "has space"}, "are not DAG ids"), ({"serve": "x"}, "a mapping of"), ("train_x", "a mapping of")],
+)
+def test_a_wrong_dags_declaration_is_refused(tmp_path, dags, message):
+    one = {"columns": {"k": "int", "y": "bool"}, "key": ["k"]}
+    f = tmp_path / "datasets.yaml"
+    model = {"name": "m", "dataset": "d", "label": "y", "dags": dags}
+    f.write_text(yaml.safe_dump({"datasets": {"d": one}, "models": [model]}))
+    with pytest.raises(ValueError, match=message):
+        schema.declaration(Settings.from_env({"MLOPS_HOME": str(tmp_path), "MLOPS_DATASETS": str(f)}))

@@ -2,8 +2,9 @@
 pizzaplace table, one date column, a date as event time, no joined data set, a set-membership label named
 ``large``, a pizza sold as the entity). No code here but the drops, the runs and the assertions: the upstream
 simulator drops the days, the generated ``ingest_pizzas`` DAG ingests them, ``train_model`` trains and gates,
-``deploy_model`` promotes the first version and runs a canary for the second against a real prediction service
-answering with the declared fields, and ``monitor_model`` reports."""
+``deploy_model`` promotes the first version (LightGBM) and runs a canary for the second (the baseline kind, chosen
+in the form) against a real prediction service answering with the declared fields, and ``monitor_model``
+reports."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def ingest(run_dag, lake, dates: list[str]) -> None:
 def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
     from servers import serve
 
+    from include.mlops import kinds
     from include.mlops.core import layout, registry, rollouts
     from include.mlops.serve.app import create_app, registry_store
     from include.mlops.simulate.traffic import replay
@@ -68,13 +70,13 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
     assert {"large", "event_weekday", "is_labelled"} <= set(curated.columns) and "event_hour_utc" not in curated
 
     # 2. the first model: trained by Horovod workers, gated on its own, registered under the declared name
-    run = run_dag("train_model", "2015-01-10", conf={"reason": "first pizza model"})
+    run = run_dag("train_large_pizza", "2015-01-10", conf={"reason": "first pizza model"})
     assert run.state == "success", run
     (v1,) = registry.versions()
     assert registry.model_name() == "large_pizza"
     gate = lake.read_json(layout.gate(run.run_id.replace(":", "").replace("+", "")), "decision.json")
     assert gate["passed"] and [c["name"] for c in gate["checks"]] == ["auc_floor", "calibration"], gate
-    run = run_dag("deploy_model", "2015-01-11", conf={"version": v1["version"]})
+    run = run_dag("deploy_large_pizza", "2015-01-11", conf={"version": v1["version"]})
     assert run.state == "success" and registry.alias_version("champion")["version"] == v1["version"], run
 
     # 3. the service answers with the declared names
@@ -92,12 +94,18 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
         bad = httpx.post(url + "/predict", json=one | {"date": "20150101"}, headers=auth)
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "date"
 
-        # 4. a second version on the next days, then its canary decided on the paired comparison
+        # 4. a second version of the other kind (the baseline, chosen in the form) on the next days, gated against
+        # the LightGBM champion, then its canary decided on the paired comparison, the service scoring both kinds
         ingest(run_dag, lake, days(FIRST + dt.timedelta(days=10), 4))
-        run = run_dag("train_model", "2015-01-14", conf={"reason": "second pizza model"})
+        run = run_dag("train_large_pizza", "2015-01-14", conf={"reason": "second pizza model", "kind": "baseline"})
         assert run.state == "success", run
         v2 = registry.versions()[-1]["version"]
         assert v2 != v1["version"]
+        assert kinds.load_version(v2).kind == "baseline" and kinds.load_version(v1["version"]).kind == "lightgbm"
+        import mlflow
+
+        tracked = mlflow.get_run(registry.versions()[-1]["run_id"]).data
+        assert tracked.params["kind"] == "baseline" and tracked.params["l2"] == "1.0"
         canary_days = days(FIRST + dt.timedelta(days=14), 4)
         errors: list[str] = []
 
@@ -124,7 +132,9 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
 
         t = threading.Thread(target=traffic, daemon=True)
         t.start()
-        run = run_dag("deploy_model", canary_days[-1], conf={"version": v2, "date": "2015-01-14", "wait_hours": 0.1})
+        run = run_dag(
+            "deploy_large_pizza", canary_days[-1], conf={"version": v2, "date": "2015-01-14", "wait_hours": 0.1}
+        )
         t.join(180)
         assert not errors, errors
         assert run.state == "success", run
@@ -137,7 +147,7 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
         assert champion == (v2 if evidence["decision"] == "promote" else v1["version"])
 
     # 5. monitoring reports on the pizzas' days
-    run = run_dag("monitor_model", canary_days[-1])
+    run = run_dag("monitor_large_pizza", canary_days[-1])
     assert run.state == "success" and run.tasks["report"][0] == "success", run
     report = lake.read_json(layout.monitoring(canary_days[-1]), layout.MONITORING_REPORT)
     assert {f["feature"] for f in report["features"]} == {"event_weekday", "name", "type"}  # the pizzas' features

@@ -6,7 +6,8 @@ Importable by Horovod's spawned workers because the tests put this folder on PYT
 import os
 import time
 
-from include.mlops.train import distributed, lgbm
+from include.mlops.kinds import lightgbm as lgbm
+from include.mlops.train import distributed
 
 
 def _rank() -> int:

@@ -22,18 +22,18 @@ def models(curated_lake):
     from include.mlops.kinds import lightgbm
     from include.mlops.serve.models import ServedModel
     from include.mlops.train import features as F
-    from include.mlops.train import lgbm
+    from include.mlops.train.params import load as load_params
 
     fl, we, _ = frame.load_window(curated_lake, "2013-01-21", 21)
     ts = F.build(fl, we)
     out = {}
     for version, leaves in (("1", 15), ("2", 63)):
-        b = lgbm.train_single(
+        b = lightgbm.train_single(
             ts.part("train"),
             ts.part("validation"),
             ts.spec.columns,
             ts.spec.categorical,
-            lgbm.params({"num_leaves": leaves}, threads=1),
+            lightgbm.params(load_params()["lgbm"] | {"num_leaves": leaves}, threads=1),
             30,
         )
         out[version] = ServedModel(lightgbm.Model(b, ts.spec, version))

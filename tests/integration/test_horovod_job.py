@@ -13,10 +13,11 @@ import pytest
 
 from include.mlops.core import frame
 from include.mlops.core.metrics import metrics
+from include.mlops.kinds import lightgbm as lgbm
 from include.mlops.train import features as F
-from include.mlops.train import lgbm
 from include.mlops.train.distributed import Job, write_training_set
 from include.mlops.train.launch import TrainingJobError, run_job
+from include.mlops.train.params import load as load_params
 
 HELPERS = str(Path(__file__).resolve().parents[1] / "helpers")
 ROUNDS = 150
@@ -54,7 +55,12 @@ def test_two_workers_match_a_single_process(curated_lake, training_set, tmp_path
 
     cols, cat = training_set.spec.columns, training_set.spec.categorical
     single = lgbm.train_single(
-        training_set.part("train"), training_set.part("validation"), cols, cat, lgbm.params({}, threads=2), ROUNDS
+        training_set.part("train"),
+        training_set.part("validation"),
+        cols,
+        cat,
+        lgbm.params(load_params()["lgbm"], threads=2),
+        ROUNDS,
     )
     test = training_set.part("test")
     p_dist, p_single = dist.predict(test[cols]), single.predict(test[cols])

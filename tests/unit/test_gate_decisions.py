@@ -1,7 +1,7 @@
 """The evaluation gate, each check in both directions and at its boundary, against independent oracles.
 
 Oracles: AUC from the Mann-Whitney rank sum (SciPy's ``rankdata``), expected calibration error from a plain
-Python loop over the rows (10 equal-width bins, as ``include/mlops/train/lgbm.metrics`` documents it),
+Python loop over the rows (10 equal-width bins, as ``include/mlops/core/metrics`` documents it),
 slice counts from pandas. None of them calls the code under test.
 """
 
@@ -324,3 +324,20 @@ def test_unused_categories_make_no_slice(data):
     frame = frame.assign(origin=pd.Categorical(frame["origin"], categories=["EWR", "JFK", "LGA", "BOS"]))
     rows = slice_table(frame, y, scores(s, 0.3), None, ("origin",))
     assert [r["value"] for r in rows] == ["EWR", "JFK", "LGA"] and all(r["rows"] > 0 for r in rows)
+
+
+# ------------------------------------------------------------------------------------ against the baseline kind
+def test_beats_baseline_judges_only_when_set_and_given_and_binds_at_the_margin(data):
+    frame, y, s = data
+    cand, base = scores(s, 0.3), scores(s, 1.0, seed=2)
+    gain = metrics(y, cand)["auc"] - metrics(y, base)["auc"]
+    assert gain > 0
+    assert "beats_baseline" not in names(decide(frame, y, cand, None, LOOSE, base).checks)  # null: not judged
+    assert "beats_baseline" not in names(decide(frame, y, cand, None, LOOSE.replace(min_auc_over_baseline=0.0)).checks)
+    at = decide(frame, y, cand, None, LOOSE.replace(min_auc_over_baseline=gain), base)
+    assert at.passed and at.checks[-1].name == "beats_baseline" and at.checks[-1].value == pytest.approx(gain)
+    above = decide(frame, y, cand, None, LOOSE.replace(min_auc_over_baseline=math.nextafter(gain, 1)), base)
+    assert names(above.failed) == ["beats_baseline"] and "vs baseline" in above.checks[-1].detail
+    # a candidate no better than the baseline fails a zero margin
+    worse = decide(frame, y, base, None, LOOSE.replace(min_auc=0.5, max_ece=1.0, min_auc_over_baseline=0.0), cand)
+    assert names(worse.failed) == ["beats_baseline"]

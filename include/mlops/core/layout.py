@@ -103,6 +103,7 @@ TRAINING_TEST = "test.parquet"
 TRAINING_HOLDOUT = "holdout.parquet"  # the test days un-encoded, for scoring any model
 TRAINING_PROFILE = "profile.json"  # the reference profile, completed at registration
 TRAINING_MODEL = "model.txt"
+TRAINING_BASELINE = "baseline.json"  # the baseline kind fitted on the same split (the gate's "beats the baseline")
 TRAINING_JOB = "job.json"
 TRAINING_REGISTERED = "registered.json"
 

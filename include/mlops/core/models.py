@@ -14,6 +14,7 @@ A model scores the rows of one data set (one row, one prediction) and declares::
       score: delay_probability      # the answer's field: the probability of a positive outcome
       api: {rows: flights, key: flight_key}   # a batch request's list, and the answer's key field
       experiment: flight-delay      # the tracking experiment (default: the name)
+      dags: {train: train_model, deploy: deploy_model, monitor: monitor_model}   # default: train_<name>, ...
 
 The label is binary, in one of three forms: ``{source: <number column>, threshold: t}`` (positive when the value
 is above t), ``{source: <column>, positive: [v, ...]}`` (positive when the value is one of those), or
@@ -30,10 +31,13 @@ column.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_MODEL_KEYS = {"name", "dataset", "key", "label", "joins", "features", "score", "api", "experiment"}
+_MODEL_KEYS = {"name", "dataset", "key", "label", "joins", "features", "score", "api", "experiment", "dags"}
+DAG_ROLES = ("train", "deploy", "monitor")  # the model's own DAGs (ingestion is per data set)
+_DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")  # what Airflow accepts as a DAG id
 _LABEL_KEYS = {"source", "threshold", "positive", "name"}
 _API_KEYS = {"rows", "key"}
 _NUMBER_TYPES = ("int", "float")
@@ -106,6 +110,7 @@ class ModelSpec:
     rows: str = "rows"
     key_field: str = "key"
     experiment: str = ""
+    dags: dict[str, str] = field(default_factory=dict)  # its DAGs' ids by role (train, deploy, monitor)
 
     @property
     def join(self) -> Join | None:
@@ -227,11 +232,24 @@ def parse_model(raw: Any, datasets: dict, path) -> ModelSpec:
         rows=str(api.get("rows", "rows")),
         key_field=str(api.get("key", "key")),
         experiment=str(raw.get("experiment") or name),
+        dags=_dags(raw.get("dags"), name, _where(path, name, "dags")),
     )
     for what, value in (("score", spec.score), ("api.rows", spec.rows), ("api.key", spec.key_field)):
         if not value.isidentifier():
             raise ValueError(f"{_where(path, name, what)}: {value!r} is not a valid field name")
     return spec
+
+
+def _dags(raw: Any, name: str, where: str) -> dict[str, str]:
+    """The model's DAG ids: the declared ones, ``<role>_<name>`` for a role not declared."""
+    raw = raw or {}
+    if not isinstance(raw, dict) or set(raw) - set(DAG_ROLES):
+        raise ValueError(f"{where}: a mapping of {list(DAG_ROLES)} to DAG ids, got {raw!r}")
+    out = {role: str(raw.get(role) or f"{role}_{name}") for role in DAG_ROLES}
+    bad = {role: d for role, d in out.items() if not _DAG_ID.match(d)}
+    if bad:
+        raise ValueError(f"{where}: {bad} are not DAG ids (letters, digits, '_', '.', '-')")
+    return out
 
 
 def parse_models(raw: Any, datasets: dict, path) -> dict[str, ModelSpec]:
@@ -242,5 +260,8 @@ def parse_models(raw: Any, datasets: dict, path) -> dict[str, ModelSpec]:
         spec = parse_model(entry, datasets, path)
         if spec.name in out:
             raise ValueError(f"{path}: model {spec.name!r} is declared twice")
+        taken = {d for m in out.values() for d in m.dags.values()} & set(spec.dags.values())
+        if taken:
+            raise ValueError(f"{path}: model {spec.name!r}: DAG ids {sorted(taken)} belong to another model")
         out[spec.name] = spec
     return out

@@ -20,6 +20,7 @@ class GateConfig(YamlConfig):
         "slice_columns": {"type": "array", "items": {"type": "string"}},
         "min_slice_rows": {"type": "integer", "minimum": 1},
         "max_slice_auc_drop": _SHARE,
+        "min_auc_over_baseline": {"type": ["null", "number"], "minimum": -1, "maximum": 1},
     }
 
     def _check(self, values: dict[str, Any], source: str) -> None:

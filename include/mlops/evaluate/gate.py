@@ -10,6 +10,8 @@ keys in gate.yaml; the train_model form offers every scalar key of gate.yaml as 
   ``auc_vs_champion``  candidate AUC >= champion AUC - ``max_auc_drop``              (only with a champion)
   ``slices``           per origin and per carrier slice with >= ``min_slice_rows`` flights:
                        candidate AUC >= champion AUC - ``max_slice_auc_drop``        (only with a champion)
+  ``beats_baseline``   candidate AUC >= the baseline kind's AUC + ``min_auc_over_baseline``, the baseline fitted
+                       on the candidate's own training split (only when set, and for a candidate of another kind)
 The first model passes on the floor (and calibration) alone.
 
 ``run`` is the gate of a training run: the candidate (its staged model) and the champion (from the registry)
@@ -102,6 +104,7 @@ class Evidence:
     candidate: dict[str, float]
     champion: dict[str, float] | None
     slices: list[dict[str, Any]]
+    baseline: dict[str, float] | None = None  # the baseline kind's metrics on the same rows, where it was fitted
 
 
 Rule = Callable[[Evidence, GateConfig], "Check | None"]
@@ -181,17 +184,38 @@ def slices(ev: Evidence, cfg: GateConfig) -> Check | None:
     )
 
 
+@rule("beats_baseline")
+def beats_baseline(ev: Evidence, cfg: GateConfig) -> Check | None:
+    if cfg.min_auc_over_baseline is None or ev.baseline is None:
+        return None
+    gain = ev.candidate["auc"] - ev.baseline["auc"]
+    return Check(
+        "beats_baseline",
+        gain >= cfg.min_auc_over_baseline,
+        gain,
+        cfg.min_auc_over_baseline,
+        f"candidate AUC {ev.candidate['auc']:.4f} vs baseline {ev.baseline['auc']:.4f} "
+        f"(gain {gain:+.4f}, required {cfg.min_auc_over_baseline:+.4f})",
+    )
+
+
 def decide(
-    frame: pd.DataFrame, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None, config: GateConfig
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray | None,
+    config: GateConfig,
+    baseline: np.ndarray | None = None,
 ) -> GateDecision:
-    """Judge ``candidate`` scores (and ``champion`` scores on the same rows, if any) by every registered rule."""
+    """Judge ``candidate`` scores (and ``champion`` and ``baseline`` scores on the same rows, where there are) by
+    every registered rule."""
     y = np.asarray(y, dtype=float)
     cand_m = metrics(y, candidate)
     champ_m = metrics(y, champion) if champion is not None else None
     table = slice_table(
         frame, y, np.asarray(candidate), None if champion is None else np.asarray(champion), tuple(config.slice_columns)
     )
-    ev = Evidence(frame, y, cand_m, champ_m, table)
+    ev = Evidence(frame, y, cand_m, champ_m, table, metrics(y, baseline) if baseline is not None else None)
     checks = [c for c in (fn(ev, config) for fn in RULES.values()) if c is not None]
     return GateDecision(
         passed=all(c.passed for c in checks),
@@ -226,7 +250,11 @@ def run(
     p_champ = None
     if champ and champ["version"] != reg["version"]:
         p_champ = kinds.load_version(champ["version"], settings).predict(holdout)
-    decision = decide(holdout, y, p_cand, p_champ, cfg)
+    p_base = None
+    if cfg.min_auc_over_baseline is not None and lake.exists(folder, layout.TRAINING_BASELINE):
+        base = kinds.kind("baseline").from_staged(lake.read_bytes(folder, layout.TRAINING_BASELINE), candidate.spec)
+        p_base = base.predict(holdout)
+    decision = decide(holdout, y, p_cand, p_champ, cfg, p_base)
     d = decision.to_dict() | {
         "version": reg["version"],
         "run_id": reg["run_id"],

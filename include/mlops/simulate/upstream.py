@@ -15,6 +15,8 @@ corrupt drops (ingestion must quarantine them)
 Command line::
 
     python -m include.mlops.simulate.upstream publish 2013-01-01 [--days 14] [--fault KIND] [--dataset flights]
+
+(every declared data set with a ``source``: the flights and the weather, or a settings folder's own)
 """
 
 from __future__ import annotations
@@ -188,13 +190,19 @@ class Upstream:
         return drop
 
     def publish_day(
-        self, date: dt.date | str, fault: str | None = None, fault_dataset: str = "flights", **kwargs
+        self, date: dt.date | str, fault: str | None = None, fault_dataset: str | None = None, **kwargs
     ) -> list[Drop]:
-        """A day's flights and weather; the fault, if any, applies to ``fault_dataset`` only."""
-        return [
-            self.publish(date, ds, fault=fault if ds == fault_dataset else None, **kwargs)
-            for ds in ("weather", "flights")
-        ]
+        """A day of every declared data set with a source, in the order their ingestion DAGs take them (the
+        weather, then the flights); the fault, if any, applies to ``fault_dataset`` only (default: the data set
+        the model scores)."""
+        fault_dataset = fault_dataset or schema.model().dataset
+        return [self.publish(date, ds, fault=fault if ds == fault_dataset else None, **kwargs) for ds in replayed()]
+
+
+def replayed() -> list[str]:
+    """The declared data sets the simulator replays (those with a source), in their ingestion DAGs' order."""
+    specs = schema.datasets()
+    return [n for group in schema.ingestion_groups().values() for n in group if specs[n].source is not None]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,11 +212,11 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    pub = sub.add_parser("publish", help="drop one or more days of flights and weather into landing/")
-    pub.add_argument("date", help="first date, YYYY-MM-DD (2013)")
+    pub = sub.add_parser("publish", help="drop one or more days of every declared data set into landing/")
+    pub.add_argument("date", help="first date, YYYY-MM-DD (2013 for the flights)")
     pub.add_argument("--days", type=int, default=1)
     pub.add_argument("--fault", choices=FAULTS)
-    pub.add_argument("--dataset", default="flights", help="which data set the fault hits")
+    pub.add_argument("--dataset", default=None, help="which data set the fault hits (default: the scored one)")
     pub.add_argument("--delay", type=float, default=5.0, help="seconds a 'late' marker waits")
     pub.add_argument("--failures", type=int, default=2, help="failing reads of an 'unavailable' drop")
     args = parser.parse_args(argv)

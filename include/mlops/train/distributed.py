@@ -1,15 +1,14 @@
-"""Data-parallel LightGBM across Horovod worker processes (Gloo), bounded by a timeout.
+"""A model kind trained data-parallel across Horovod worker processes (Gloo), bounded by a timeout.
 
 The job (``Job``) names a training set in the lake (written by ``write_training_set``): train shards
-``train/part-NNNNN.parquet`` (one per worker), ``validation.parquet``, ``test.parquet``, ``spec.json``.
+``train/part-NNNNN.parquet`` (one per worker), ``validation.parquet``, ``test.parquet``, ``spec.json`` (which
+names the model's kind).
 
-Each rank (``train_rank``):
-  1. reads only its own train shard (and the small validation set);
-  2. contributes a sample of its shard; all ranks gather the same pooled sample (``allgather_object``) and
-     build the same reference Dataset from it, so every rank uses identical bin boundaries;
-  3. picks a free port and exchanges ``host:port`` with ``allgather_object``;
-  4. trains with ``tree_learner="data"``, ``num_machines``, ``machines``, ``local_listen_port``;
-  5. rank 0 writes the model to the job's output folder (``model.txt``, renamed into place only when whole).
+Each rank (``train_rank``) initialises Horovod, then runs its kind's ``train_rank(job, rank, status)``
+(``kinds.lightgbm``: its shard read alone, bins agreed on a pooled sample, the peers' ``host:port`` exchanged,
+LightGBM's data-parallel learner) with a ``Rank``: its place, the collectives and the address the others reach
+it at. Rank 0 writes the model its kind returns to the job's output folder (``model.txt``, renamed into place only
+when whole).
 
 Every phase is recorded in ``<status_dir>/rank-N.json``; when the job fails or times out, the launcher reads
 them to name the rank that failed or never got further.
@@ -27,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import kinds
 from ..core import layout
-from ..kinds.lightgbm import KIND
 
 PHASES = ("started", "initialized", "data_loaded", "bins_agreed", "rendezvous_done", "trained", "done")
 
@@ -46,6 +45,7 @@ class Job:
     timeout_s: float = 900.0
     storage_options: dict[str, Any] = field(default_factory=dict)
     fn: str = "include.mlops.train.distributed:train_rank"
+    kind: str = kinds.DEFAULT_KIND  # the model kind whose train_rank each rank runs
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -55,9 +55,9 @@ class Job:
         return cls(**json.loads(s))
 
 
-def write_training_set(lake, folder: str, ts, shards: int) -> dict[str, Any]:
+def write_training_set(lake, folder: str, ts, shards: int, kind: str = kinds.DEFAULT_KIND) -> dict[str, Any]:
     """Stage a ``features.TrainingSet`` in the lake for the ranks: train split into ``shards`` files; the model it
-    trains is of LightGBM's kind (``kinds.lightgbm``)."""
+    trains is of ``kind``."""
     train, val, test = ts.part("train"), ts.part("validation"), ts.part("test")
     lake.rm(folder)
     for i in range(shards):
@@ -65,7 +65,7 @@ def write_training_set(lake, folder: str, ts, shards: int) -> dict[str, Any]:
     lake.write_parquet(val, folder, layout.TRAINING_VALIDATION)
     lake.write_parquet(test, folder, layout.TRAINING_TEST)
     meta = {
-        "kind": KIND,
+        "kind": kind,
         "spec": ts.spec.to_dict(),
         "split": ts.split,
         "fingerprint": ts.fingerprint,
@@ -126,89 +126,51 @@ def rank_context() -> tuple[int, int]:
     return hvd.rank(), hvd.size()
 
 
+class Rank:
+    """A rank's place in the job and what it shares with the others: ``rank``, ``size``, ``allgather`` (every
+    rank's object, in rank order), ``address()`` (a free port and the ``host:port`` the others reach it at),
+    ``shutdown()`` (no collectives after it: Horovod's background loop stops)."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.rank, self.size = rank_context()
+
+    def allgather(self, obj: Any) -> list[Any]:
+        import horovod.torch as hvd
+
+        return hvd.allgather_object(obj)
+
+    def address(self) -> tuple[str, int]:
+        port = _free_port()
+        return f"{_my_host(self.job)}:{port}", port
+
+    def shutdown(self) -> None:
+        import horovod.torch as hvd
+
+        hvd.shutdown()
+
+
 def train_rank(job_dict: dict[str, Any]) -> dict[str, Any]:
-    """One Horovod rank's work (module-level so that spawned workers can import it)."""
+    """One Horovod rank's work (module-level so that spawned workers can import it): its kind's ``train_rank``."""
     job = Job(**job_dict)
     rank_env = int(os.environ.get("HOROVOD_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
     status = _Status(job.out_dir, rank_env)
     status.phase("started")
     try:
-        return _train_rank(job, status)
+        rank = Rank(job)
+        status.phase("initialized", size=rank.size)
+        result, model = kinds.kind(job.kind).train_rank(job, rank, status)
+        result["max_rss_mb"] = _max_rss_mb()
+        if model is not None:
+            out = Path(job.out_dir)
+            tmp = out / "model.txt.partial"
+            tmp.write_bytes(model)
+            tmp.replace(out / "model.txt")  # whole or not at all
+        status.phase("done")
+        return result
     except BaseException as exc:
         status.failed(exc)
         raise
-
-
-def _train_rank(job: Job, status: _Status) -> dict[str, Any]:
-    import horovod.torch as hvd
-    import lightgbm as lgb
-    import pandas as pd
-
-    from ..core.lake import Lake
-    from . import lgbm
-
-    rank, size = rank_context()
-    status.phase("initialized", size=size)
-    t0 = time.time()
-    lake = Lake(job.lake_url, **job.storage_options)
-    meta = lake.read_json(job.training_set, layout.TRAINING_SPEC)
-    if meta["shards"] != size:
-        raise ValueError(f"rank {rank}: the training set has {meta['shards']} shards for {size} workers")
-    features = meta["spec"]["numeric"] + meta["spec"]["categorical"]
-    categorical = meta["spec"]["categorical"]
-    label = meta["spec"].get("label", "label")
-    shard = lake.read_parquet(job.training_set, *layout.training_shard(rank))
-    validation = lake.read_parquet(job.training_set, layout.TRAINING_VALIDATION)
-    status.phase("data_loaded", rows=len(shard))
-    t_fit = time.time()  # from here: bins, rendezvous, Datasets, boosting (what a single process also does)
-
-    p = lgbm.params(job.params, threads=job.threads_per_worker)
-    per_rank = max(1, lgbm.BIN_SAMPLE_ROWS // size)
-    mine = shard if len(shard) <= per_rank else shard.sample(n=per_rank, random_state=p["seed"] + rank)
-    pooled = pd.concat(hvd.allgather_object(mine[features + [label]]), ignore_index=True)
-    ref = lgbm.reference_dataset(pooled, features, categorical, p, label)
-    status.phase("bins_agreed", sample_rows=len(pooled))
-
-    port = _free_port()
-    peers = hvd.allgather_object(f"{_my_host(job)}:{port}")
-    hvd.shutdown()  # no more collectives: free the background thread for LightGBM
-    status.phase("rendezvous_done", machines=peers)
-
-    # construct both Datasets now, locally, from the shared reference: left to lgb.train they would be built
-    # after the network is up, with LightGBM's distributed binning of each shard instead of the shared bins
-    if size > 1:
-        p["pre_partition"] = True  # a Dataset parameter: it must be there before construction
-    dtrain = lgbm.dataset(shard, features, categorical, p, label, reference=ref).construct()
-    dval = lgbm.dataset(validation, features, categorical, p, label, reference=dtrain).construct()
-    if size > 1:
-        p.update(
-            {
-                "tree_learner": "data",
-                "num_machines": size,
-                "machines": ",".join(peers),
-                "local_listen_port": port,
-                "time_out": max(1, int(job.timeout_s // 60)),
-            }
-        )
-    booster = lgb.train(p, dtrain, num_boost_round=job.num_boost_round, valid_sets=[dval], valid_names=["validation"])
-    train_s = time.time() - t_fit
-    status.phase("trained", train_s=train_s)
-    result = {
-        "rank": rank,
-        "rows": len(shard),
-        "train_s": train_s,
-        "total_s": time.time() - t0,
-        "machines": peers,
-        "max_rss_mb": _max_rss_mb(),
-    }
-    if rank == 0:
-        out = Path(job.out_dir)
-        tmp = out / "model.txt.partial"
-        tmp.write_text(booster.model_to_string())
-        tmp.replace(out / "model.txt")  # whole or not at all
-        result["num_trees"] = booster.num_trees()
-    status.phase("done")
-    return result
 
 
 def _max_rss_mb() -> float:

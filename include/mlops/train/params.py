@@ -11,12 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import kinds
 from ..core.config import PROJECT_ROOT, check_settings, config_dir, read_yaml
 
-SECTIONS = ("train", "lgbm")
-_FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+# the model kinds (include/mlops/kinds/<kind>.py) and the section of params.yaml each one's parameters are in
+KINDS: dict[str, str] = {name: module.PARAMS for name, module in kinds.available().items()}
+SECTIONS = ("train", *KINDS.values())
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "train": {
+        "kind": {"type": "string", "enum": list(KINDS)},  # the model kind a run trains
         "window_days": {"type": "integer", "minimum": 3, "maximum": 366},
         "min_days": {"type": "integer", "minimum": 3, "maximum": 366},
         "workers": {"type": "integer", "minimum": 1, "maximum": 64},
@@ -24,15 +27,13 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "num_boost_round": {"type": "integer", "minimum": 10, "maximum": 5000},
         "timeout_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
     },
-    "lgbm": {
-        "learning_rate": _FRACTION,
-        "num_leaves": {"type": "integer", "minimum": 2, "maximum": 4096},
-        "min_data_in_leaf": {"type": "integer", "minimum": 1},
-        "feature_fraction": _FRACTION,
-        "bagging_fraction": _FRACTION,
-        "lambda_l2": {"type": "number", "minimum": 0},
-    },
+    **{section: kinds.kind(k).SETTINGS for k, section in KINDS.items()},
 }
+
+
+def section(kind: str) -> str:
+    """The section of params.yaml that holds a kind's parameters."""
+    return KINDS[kind]
 
 
 def path() -> Path:
@@ -43,31 +44,52 @@ def path() -> Path:
 
 
 def load(file: Path | str | None = None) -> dict[str, dict[str, Any]]:
-    """{"train": {...}, "lgbm": {...}}; a missing section or an unknown one, a missing or undeclared parameter or
-    one out of its range is an error, naming the file."""
+    """{"train": {...}, <the kinds' sections>: {...}}: ``train:`` and the section of the kind it names are
+    required, another kind's section is optional (a run may switch to it); an unknown section, a missing or
+    undeclared parameter or one out of its range is an error, naming the file."""
     f = Path(file) if file else path()
     raw = read_yaml(f)
-    missing = [s for s in SECTIONS if not isinstance(raw.get(s), dict)]
+    train = raw.get("train")
+    kind = train.get("kind", kinds.DEFAULT_KIND) if isinstance(train, dict) else None
+    if isinstance(train, dict) and "kind" not in train:
+        train = {"kind": kind, **train}  # a file from before kinds trains LightGBM
+    wanted = ["train", KINDS[kind]] if kind in KINDS else ["train"]
+    missing = [s for s in wanted if not isinstance(raw.get(s), dict)]
     unknown = sorted(set(raw) - set(SECTIONS))
     if missing or unknown:
-        raise ValueError(f"{f}: sections {list(SECTIONS)} expected (missing {missing}, unknown {unknown})")
-    for s in SECTIONS:
-        check_settings(raw[s], SETTINGS[s], f"{f} ({s}:)", declared_in=f"params.SETTINGS[{s!r}]")
-    train = dict(raw["train"])
+        raise ValueError(
+            f"{f}: sections {wanted} expected, and any of {list(SECTIONS)} (missing {missing}, unknown {unknown})"
+        )
+    out = {"train": dict(train)}
+    out |= {s: dict(raw[s]) for s in SECTIONS if s != "train" and isinstance(raw.get(s), dict)}
+    for s, values in out.items():
+        check_settings(values, SETTINGS[s], f"{f} ({s}:)", declared_in=f"params.SETTINGS[{s!r}]")
     if os.environ.get("MLOPS_TRAIN_MIN_DAYS"):
         env = os.environ["MLOPS_TRAIN_MIN_DAYS"]
-        train["min_days"] = int(env) if env.strip().lstrip("-").isdigit() else env
-        check_settings(train, SETTINGS["train"], f"{f} (train:) with MLOPS_TRAIN_MIN_DAYS", overridden={"min_days"})
-    return {"train": train, "lgbm": dict(raw["lgbm"])}
+        out["train"]["min_days"] = int(env) if env.strip().lstrip("-").isdigit() else env
+        check_settings(
+            out["train"], SETTINGS["train"], f"{f} (train:) with MLOPS_TRAIN_MIN_DAYS", overridden={"min_days"}
+        )
+    return out
 
 
 def resolve(run: dict[str, Any], file: Path | str | None = None) -> dict[str, dict[str, Any]]:
     """A training run's parameters: ``params.yaml``'s (``load``) with the run's values of the same keys
     (train_model's params, flat: ``workers``, ``learning_rate``...), each checked against ``SETTINGS``: a value of
-    the wrong type or out of its range is a ValueError naming the parameter, the value and what is allowed."""
+    the wrong type or out of its range is a ValueError naming the parameter, the value and what is allowed. A run
+    of another kind than the file's needs that kind's section in the file."""
     base = load(file)
-    out = {s: {k: run[k] if k in run else v for k, v in base[s].items()} for s in SECTIONS}
-    for s in SECTIONS:
+    out = {s: {k: run[k] if k in run else v for k, v in base[s].items()} for s in base}
+    for s in out:
         given = {k for k in out[s] if k in run}
         check_settings(out[s], SETTINGS[s], f"train_model's parameters ({s}: of params.yaml)", overridden=given)
+    kind = out["train"]["kind"]
+    if KINDS[kind] not in out:
+        raise ValueError(f"train_model's kind {kind!r} has no {KINDS[kind]}: section in {file or path()}")
     return out
+
+
+def model_values(resolved: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """(the kind of a resolved run, its parameters)."""
+    kind = resolved["train"]["kind"]
+    return kind, dict(resolved[KINDS[kind]])

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .. import kinds
 from ..core import frame, layout, schema
 from ..core import profile as reference
@@ -21,11 +23,12 @@ from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
 from ..core.schema import model as declared_model
 from . import features as F
-from . import lgbm
+from . import params as params_file
 from .distributed import Job, write_training_set
 from .launch import run_job
 
 log = logging.getLogger(__name__)
+BASELINE = "baseline"  # the kind every other kind is compared with
 
 
 class NotEnoughData(RuntimeError):
@@ -54,9 +57,18 @@ def training_dates(lake: Lake, end: dt.date | str | None = None) -> list[dt.date
 
 
 def build_training_set(
-    lake: Lake, run_key: str, window_days: int, workers: int, end: dt.date | str | None = None, min_days: int = 3
+    lake: Lake,
+    run_key: str,
+    window_days: int,
+    workers: int,
+    end: dt.date | str | None = None,
+    min_days: int = 3,
+    kind: str | None = None,
 ) -> dict[str, Any]:
+    """The training set of a run, staged in the lake for a model of ``kind`` (default: params.yaml's)."""
     layout.training(run_key)  # refuse an unsafe key before anything is read or written
+    kind = kind or params_file.load()["train"]["kind"]
+    kinds.kind(kind)  # an unknown kind is refused before anything is written
     dates = training_dates(lake, end)
     end_date = as_date(end) if end else dates[-1]
     flights, weather, used = frame.load_window(lake, end_date, window_days)
@@ -67,7 +79,7 @@ def build_training_set(
             f"training needs at least {min_days}"
         )
     ts = F.build(flights, weather)
-    meta = write_training_set(lake, layout.training(run_key), ts, shards=workers)
+    meta = write_training_set(lake, layout.training(run_key), ts, shards=workers, kind=kind)
     # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
     test_days = set(ts.split["test"])
     holdout = flights[flights["is_labelled"] & flights["batch_date"].astype(str).isin(test_days)]
@@ -119,17 +131,26 @@ def train(
     out_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the Horovod job; on success stage the model in the lake and return the job summary.
+    """Train the model of the kind the training set names, with ``params`` over params.yaml's section of that
+    kind: a kind with ``train_rank`` by the Horovod job over ``workers`` processes (or ``hosts``), another in this
+    process (``fit``); on success stage the model in the lake and return the job summary.
 
     Without ``out_dir`` the job's local files (its model before staging, the ranks' status, its log) go to a
     temporary folder removed at the end: the lake holds what later tasks read, and a worker keeps nothing."""
+    folder = layout.training(run_key)
+    kind = kinds.kind_of(lake.read_json(folder, layout.TRAINING_SPEC))
+    module = kinds.kind(kind)
+    own = params_file.section(kind)
+    values = params_file.load()[own] | {k: v for k, v in (params or {}).items() if k in params_file.SETTINGS[own]}
+    if not hasattr(module, "train_rank"):
+        return _train_here(lake, run_key, module, values, threads_per_worker)
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix=f"horovod-{run_key}-") as tmp:
             return train(
                 lake,
                 run_key,
                 workers,
-                params=params,
+                params=values,
                 num_boost_round=num_boost_round,
                 threads_per_worker=threads_per_worker,
                 hosts=hosts,
@@ -144,8 +165,9 @@ def train(
         workers=workers,
         threads_per_worker=threads_per_worker,
         num_boost_round=num_boost_round,
-        params=params or {},
+        params=values,
         hosts=hosts,
+        kind=kind,
         timeout_s=timeout_s,
         storage_options=storage_options or {},
     )
@@ -166,6 +188,37 @@ def train(
     return summary
 
 
+def _train_here(lake: Lake, run_key: str, module, values: dict[str, Any], threads: int) -> dict[str, Any]:
+    """A kind trained in one process: its ``fit`` on the staged splits, the model staged whole."""
+    import resource
+    import time
+
+    folder = layout.training(run_key)
+    meta = lake.read_json(folder, layout.TRAINING_SPEC)
+    t0 = time.monotonic()
+    train = pd.concat(
+        [lake.read_parquet(folder, *layout.training_shard(i)) for i in range(meta["shards"])], ignore_index=True
+    )
+    validation = lake.read_parquet(folder, layout.TRAINING_VALIDATION)
+    t1 = time.monotonic()
+    model = module.fit(train, validation, kinds.spec_of(meta["spec"]), values)
+    train_s = time.monotonic() - t1
+    lake.write_bytes(model.to_bytes(), folder, layout.TRAINING_MODEL)
+    summary = {
+        "workers": 1,
+        "threads_per_worker": threads,
+        "hosts": "localhost",
+        "wall_s": round(time.monotonic() - t0, 2),
+        "launch_s": 0.0,
+        "train_s": round(train_s, 2),
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machines": [],
+        "num_trees": None,
+    }
+    lake.write_json(summary, folder, layout.TRAINING_JOB)
+    return summary
+
+
 def recorded_spec(meta: dict[str, Any]) -> dict[str, Any]:
     """The feature spec a version records (``feature_spec.json``): the training set's, its split and its kind."""
     return meta["spec"] | {"split": meta["split"], "kind": kinds.kind_of(meta)}
@@ -177,10 +230,27 @@ def evaluate(lake: Lake, run_key: str) -> dict[str, Any]:
     model = kinds.staged(lake, run_key)
     out: dict[str, float] = {}
     scores = {}
+    parts = {}
     for part in ("validation", "test"):
-        df = lake.read_parquet(folder, {"validation": layout.TRAINING_VALIDATION, "test": layout.TRAINING_TEST}[part])
+        df = parts[part] = lake.read_parquet(
+            folder, {"validation": layout.TRAINING_VALIDATION, "test": layout.TRAINING_TEST}[part]
+        )
         scores[part] = (df[model.spec.label].to_numpy(), model.predict_encoded(df[model.spec.columns]))
         out |= metrics(*scores[part], prefix=f"{part}_")
+    if model.kind != BASELINE:
+        # the baseline kind on the same split: what the model is worth beyond it (the gate may require a margin)
+        meta = lake.read_json(folder, layout.TRAINING_SPEC)
+        train = pd.concat(
+            [lake.read_parquet(folder, *layout.training_shard(i)) for i in range(meta["shards"])], ignore_index=True
+        )
+        base = kinds.kind(BASELINE).fit(
+            train, parts["validation"], model.spec, params_file.load().get(params_file.section(BASELINE), {})
+        )
+        lake.write_bytes(base.to_bytes(), folder, layout.TRAINING_BASELINE)
+        test = parts["test"]
+        out["baseline_test_auc"] = metrics(
+            test[model.spec.label].to_numpy(), base.predict_encoded(test[model.spec.columns])
+        )["auc"]
     return {"metrics": out, "feature_importance": model.feature_importance(), "validation_scores": scores["validation"]}
 
 
@@ -193,12 +263,15 @@ def register(
     dag_run: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Track the run in MLflow and register the model as a new version (the last step, so never partial)."""
+    """Track the run in MLflow and register the model as a new version (the last step, so never partial).
+    ``params``: the run's ``model`` parameters (over params.yaml's section of its kind) and ``num_boost_round``."""
     from ..core import registry
 
     folder = layout.training(run_key)
     meta = lake.read_json(folder, layout.TRAINING_SPEC)
     job = lake.read_json(folder, layout.TRAINING_JOB)
+    kind = kinds.kind_of(meta)
+    values = params_file.load()[params_file.section(kind)] | dict(params.get("model") or {})
     ev = evaluate(lake, run_key)
     y_val, p_val = ev["validation_scores"]
     profile = reference.complete(
@@ -214,7 +287,8 @@ def register(
         reg = registry.log_training_run(
             model_path=model,
             params={
-                **lgbm.params(params.get("lgbm"), threads=job["threads_per_worker"]),
+                **kinds.kind(kind).tracked_params(values, threads=job["threads_per_worker"]),
+                "kind": kind,
                 "num_boost_round": params.get("num_boost_round"),
                 "window_days": meta["window_days"],
                 "workers": job["workers"],

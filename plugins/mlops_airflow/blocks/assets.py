@@ -36,3 +36,11 @@ def monitoring_inputs():
     for j in m.joins:
         both = both & curated(j.dataset)
     return both | quarantined(m.dataset)
+
+
+def model_dags() -> dict[str, str]:
+    """The model's DAG ids by role (``train``, ``deploy``, ``monitor``), from its declaration: the flights model
+    keeps ``train_model``, ``deploy_model`` and ``monitor_model``; another model's default is ``train_<name>``..."""
+    from include.mlops.core.schema import model
+
+    return dict(model().dags)

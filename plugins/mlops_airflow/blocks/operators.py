@@ -10,7 +10,9 @@ from airflow.sdk import BaseOperator
 
 
 class HorovodTrainOperator(BaseOperator):
-    """Trains LightGBM data-parallel on ``workers`` Horovod processes (on this worker, or ``hosts``).
+    """Trains the model of the kind the run's training set names: data-parallel on ``workers`` Horovod processes (on
+    this worker, or ``hosts``) for a kind trained so (LightGBM's), in this task's process for another (the
+    baseline). ``model_params``: the run's values of the kinds' parameters (each kind takes its own).
 
     The job reads the training set staged in the lake under ``training/<run_key>/`` and, on success, stages the
     model there. It is bounded twice: by ``timeout_s`` (the launcher kills every rank and names the one that
@@ -24,7 +26,7 @@ class HorovodTrainOperator(BaseOperator):
         "hosts",
         "threads_per_worker",
         "num_boost_round",
-        "lgbm_params",
+        "model_params",
         "timeout_s",
     )
     ui_color = "#c6e2ff"
@@ -37,7 +39,7 @@ class HorovodTrainOperator(BaseOperator):
         hosts: Any = None,
         threads_per_worker: Any = 1,
         num_boost_round: Any = 200,
-        lgbm_params: Any = None,
+        model_params: Any = None,
         timeout_s: Any = 1800,
         pool: str = "horovod",
         execution_timeout: timedelta = timedelta(hours=2),
@@ -49,7 +51,7 @@ class HorovodTrainOperator(BaseOperator):
         self.hosts = hosts
         self.threads_per_worker = threads_per_worker
         self.num_boost_round = num_boost_round
-        self.lgbm_params = lgbm_params
+        self.model_params = model_params
         self.timeout_s = timeout_s
 
     def execute(self, context) -> dict[str, Any]:
@@ -67,7 +69,7 @@ class HorovodTrainOperator(BaseOperator):
                 get_lake(),
                 key,
                 int(self.workers),
-                params=dict(self.lgbm_params or {}),
+                params=dict(self.model_params or {}),
                 num_boost_round=int(self.num_boost_round),
                 threads_per_worker=int(self.threads_per_worker),
                 hosts=self.hosts or None,

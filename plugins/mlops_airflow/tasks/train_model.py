@@ -79,6 +79,7 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
             int(p["workers"]),
             end=p.get("end_date"),
             min_days=min(int(p["min_days"]), int(p["window_days"])),
+            kind=str(p["kind"]),
         )
     except pipeline.NotEnoughData as exc:  # the window holds too few days: a retry finds no more
         raise AirflowFailException(str(exc)) from None
@@ -87,16 +88,16 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
 
 def register(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.train import pipeline
-    from include.mlops.train.params import load
+    from include.mlops.train.params import SETTINGS, section
 
     from ..blocks.connections import get_lake
 
     p = context["params"]
-    lgbm = {k: p[k] for k in load()["lgbm"]}  # the run's values of params.yaml's LightGBM parameters
+    values = {k: p[k] for k in SETTINGS[section(str(p["kind"]))]}  # the run's values of its kind's parameters
     result = pipeline.register(
         get_lake(),
         run_key(context),
-        params={"lgbm": lgbm, "num_boost_round": int(p["num_boost_round"])},
+        params={"model": values, "num_boost_round": int(p["num_boost_round"])},
         reason=str(p["reason"]),
         dag_run=context["dag_run"].run_id,
     )

@@ -103,23 +103,27 @@ def _group_alive(pgid: int) -> bool:
 
 
 def source_window(start: str, end: str | None, fast: bool) -> list[dt.date]:
-    """The replay's days, inside the reference data (2013); ValueError naming the option otherwise."""
-    from include.mlops.simulate.plan import SOURCE_FIRST_DAY, SOURCE_LAST_DAY
+    """The replay's days, inside the sources' declared days (2013 for the flights); ValueError naming the option
+    otherwise."""
+    from include.mlops.simulate.plan import replayed
+
+    source = replayed()
 
     def day(option: str, value: str) -> dt.date:
         try:
             d = dt.date.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{option} {value!r} is not a date (YYYY-MM-DD)") from None
-        if not SOURCE_FIRST_DAY <= d <= SOURCE_LAST_DAY:
+        if (source.first and d < source.first) or (source.last and d > source.last):
             raise ValueError(
-                f"{option} {value} is outside the reference data: the replay's window must lie inside "
-                f"{SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
+                f"{option} {value} is outside the source data: the replay's window must lie inside {source.days}"
             )
         return d
 
     first = day("--start", start)
-    last = min(first + dt.timedelta(days=41), SOURCE_LAST_DAY) if fast else day("--end", end)
+    last = first + dt.timedelta(days=41) if fast else day("--end", end)
+    if fast and source.last:
+        last = min(last, source.last)
     if last < first:
         raise ValueError(f"--end {last} is before --start {first}")
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]

@@ -50,7 +50,7 @@ def test_two_days_published_then_ingested_one_curated_one_quarantined(run_dag, l
     "conf, words",
     [
         ({"start_date": "2013-03-10", "end_date": "2013-03-09"}, "param 'end_date' = '2013-03-09': before start_date"),
-        ({"start_date": "2014-03-10"}, "param 'start_date' = '2014-03-10': outside the reference data"),
+        ({"start_date": "2014-03-10"}, "param 'start_date' = '2014-03-10': outside the source data"),
     ],
 )
 def test_bad_params_fail_the_plan_naming_the_param(run_dag, lake, conf, words, caplog):

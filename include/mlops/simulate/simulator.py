@@ -3,7 +3,7 @@ chosen days, and each day's scheduled flights replayed as prediction requests be
 published. It is the stand-in for a real upstream system (``simulate_upstream`` runs it from the Airflow UI; the
 demo driver does the same day by day); a real deployment has its own upstream and never runs it.
 
-The days and their faults are planned by ``plan`` (which names the fault kinds and the source's days); the drops
+The days and their faults are planned by ``plan`` (which names the fault kinds and the replayed data sets' days); the drops
 themselves are written by ``upstream.Upstream``, the requests sent by ``traffic.replay``, both imported when a day
 is simulated (the scheduled replay's turn, ``replay_waits``, needs neither).
 """
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plan import SOURCE_FIRST_DAY, SOURCE_TABLES, Day
+from .plan import Day, replayed
 
 SERVE_URL_ENV = "MLOPS_SERVE_URL"  # the prediction service the traffic goes to; unset: no traffic
 
@@ -71,15 +71,16 @@ def send_traffic(date: str, service: Service, concurrency: int = 8) -> dict[str,
 def simulate_day(
     day: Day,
     lake=None,
-    fault_dataset: str = "flights",
+    fault_dataset: str | None = None,
     replay: bool = False,
     service: Service | None = None,
     delay_s: float = 5.0,
     failures: int = 2,
 ) -> dict[str, Any]:
-    """One day as the upstream system and the clients would make it: with ``replay``, the day's flights sent to
-    the prediction service first (before they fly), then the day's flights and weather dropped into
-    ``landing/`` (the fault on ``fault_dataset``); a ``late`` marker is waited for before returning."""
+    """One day as the upstream system and the clients would make it: with ``replay``, the day's rows of the scored
+    data set sent to the prediction service first (before their outcome is known), then every replayed data set's
+    drop of the day (the flights and the weather) written into ``landing/`` (the fault on ``fault_dataset``,
+    default the scored one); a ``late`` marker is waited for before returning."""
     from .upstream import Upstream
 
     traffic = (
@@ -115,19 +116,29 @@ def simulate_day(
 # Runs that must be over before the simulator publishes the next day: a retraining (its candidate would otherwise
 # be trained, gated and canaried while the days run past it), the monitoring of the day before (its decision may
 # trigger a retraining) and a deployment (a first model being promoted, a canary being started) -- except while a
-# canary runs: its deploy_model run waits for the very traffic the next days bring, and any run queued behind it
-# waits for that run.
-REPLAY_WAITS_FOR = ("train_model", "monitor_model", "deploy_model")
-REPLAY_RUNS_COUNTED = {dag_id: ("queued", "running") for dag_id in REPLAY_WAITS_FOR}
+# canary runs: its deployment run waits for the very traffic the next days bring, and any run queued behind it
+# waits for that run. The DAGs are the model's, by the ids its declaration gives them (train_model, monitor_model,
+# deploy_model for the flights).
+RUN_STATES_COUNTED = ("queued", "running")
+REPLAY_WAITS_FOR = ("train", "monitor", "deploy")  # the model's DAGs, by role
+
+
+def replay_runs_counted(settings=None) -> dict[str, tuple[str, ...]]:
+    """{dag_id: the run states counted} of the DAGs the replay waits for (the model's, by their declared ids)."""
+    from ..core import schema
+
+    dags = schema.model(settings=settings).dags
+    return {dags[role]: RUN_STATES_COUNTED for role in REPLAY_WAITS_FOR}
 
 
 def day_ingested(lake, date: dt.date | str) -> list[str]:
-    """The source tables of ``date`` not yet ingested: neither curated nor quarantined (empty: the day is done)."""
+    """The replayed data sets of ``date`` not yet ingested: neither curated nor quarantined (empty: the day is
+    done)."""
     from ..core import layout
 
     return [
         table
-        for table in SOURCE_TABLES
+        for table in replayed().datasets
         if not lake.exists(*layout.curated_file(table, date))
         and not lake.exists(layout.quarantine(table, date), layout.QUARANTINE_REPORT)
     ]
@@ -143,15 +154,16 @@ def replay_waits(
     """What the scheduled replay of ``date`` still waits for before it sends that day's traffic and drops (empty:
     its turn has come): the day before ingested (unless ``date`` is the replay's first day) and, once a model was
     deployed for an earlier day, monitored (its report written: the scheduler starts monitoring from the day's
-    Asset events a moment after ingestion, and its decision may retrain); and no run of ``REPLAY_WAITS_FOR`` in
-    flight (``deploy_model``'s not counted while a canary runs). ``runs``: {dag_id: {state: number of its runs in
-    that state}}; ``rollout``: the current rollout (``core.rollouts.current``)."""
-    from ..core import layout, rollouts
+    Asset events a moment after ingestion, and its decision may retrain); and no run of the model's DAGs (``replay_runs_counted``) in
+    flight (the deployment DAG's not counted while a canary runs). ``runs``: {dag_id: {state: number of its runs
+    in that state}}; ``rollout``: the current rollout (``core.rollouts.current``)."""
+    from ..core import layout, rollouts, schema
 
     day, first = dt.date.fromisoformat(str(date)[:10]), dt.date.fromisoformat(str(first_day)[:10])
     waits = []
     before = day - dt.timedelta(days=1)
-    if day > first and before >= SOURCE_FIRST_DAY:
+    source_first = replayed().first
+    if day > first and (source_first is None or before >= source_first):
         missing = day_ingested(lake, before)
         if missing:
             waits.append(f"ingestion of {before} ({', '.join(missing)} neither curated nor quarantined)")
@@ -165,10 +177,11 @@ def replay_waits(
                 f"monitoring of {before} (model v{rollout.get('version')} serves since {rollout['from_date']})"
             )
     canary = rollouts.running_canary(rollout)
-    for dag_id in REPLAY_WAITS_FOR:
-        if dag_id == "deploy_model" and canary is not None:
+    deploy = schema.model().dags["deploy"]
+    for dag_id, states in replay_runs_counted().items():
+        if dag_id == deploy and canary is not None:
             continue
-        n = {s: runs.get(dag_id, {}).get(s, 0) for s in REPLAY_RUNS_COUNTED[dag_id]}
+        n = {s: runs.get(dag_id, {}).get(s, 0) for s in states}
         if any(n.values()):
             waits.append(f"{dag_id}: " + ", ".join(f"{v} {s}" for s, v in n.items() if v))
     return waits

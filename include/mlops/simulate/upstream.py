@@ -34,8 +34,8 @@ import pandas as pd
 from ..core import layout, schema
 from ..core.lake import Lake, as_date, lake_from_settings
 
-# the fault kinds and the tables replayed are named in .plan (light to import: simulate_upstream's form)
-from .plan import CORRUPT_FAULTS, FAULTS
+# the fault kinds and the data sets replayed are named in .plan (light to import: simulate_upstream's form)
+from .plan import CORRUPT_FAULTS, FAULTS, replayed, source_day
 
 
 @lru_cache(maxsize=4)
@@ -160,12 +160,14 @@ class Upstream:
     def publish(
         self,
         date: dt.date | str,
-        dataset: str = "flights",
+        dataset: str | None = None,
         fault: str | None = None,
         delay_s: float = 5.0,
         failures: int = 2,
     ) -> Drop:
+        """One data set's drop of ``date`` (default: the scored data set), ``fault`` injected."""
         d = as_date(date)
+        dataset = dataset or schema.model().dataset
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
         df = day_table(dataset, d)
@@ -194,15 +196,13 @@ class Upstream:
     ) -> list[Drop]:
         """A day of every declared data set with a source, in the order their ingestion DAGs take them (the
         weather, then the flights); the fault, if any, applies to ``fault_dataset`` only (default: the data set
-        the model scores)."""
-        fault_dataset = fault_dataset or schema.model().dataset
-        return [self.publish(date, ds, fault=fault if ds == fault_dataset else None, **kwargs) for ds in replayed()]
-
-
-def replayed() -> list[str]:
-    """The declared data sets the simulator replays (those with a source), in their ingestion DAGs' order."""
-    specs = schema.datasets()
-    return [n for group in schema.ingestion_groups().values() for n in group if specs[n].source is not None]
+        the model scores). A day outside the sources' declared days is refused before anything is written."""
+        source = replayed()
+        source_day("date", date, source)
+        fault_dataset = fault_dataset or source.scored
+        return [
+            self.publish(date, ds, fault=fault if ds == fault_dataset else None, **kwargs) for ds in source.datasets
+        ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     pub = sub.add_parser("publish", help="drop one or more days of every declared data set into landing/")
-    pub.add_argument("date", help="first date, YYYY-MM-DD (2013 for the flights)")
+    pub.add_argument("date", help="first date, YYYY-MM-DD, within the sources' declared days")
     pub.add_argument("--days", type=int, default=1)
     pub.add_argument("--fault", choices=FAULTS)
     pub.add_argument("--dataset", default=None, help="which data set the fault hits (default: the scored one)")

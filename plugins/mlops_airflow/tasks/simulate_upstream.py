@@ -19,7 +19,7 @@ def _plan(params: dict[str, Any]):
             params.get("end_date"),
             params.get("fault"),
             params.get("fault_days"),
-            params.get("fault_dataset") or "flights",
+            params.get("fault_dataset") or None,
             bool(params.get("replay_traffic")),
         )
     except BadParam as exc:  # a retry cannot mend a param
@@ -77,12 +77,12 @@ def publish_day(day: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 def replay_turn(context: dict[str, Any]) -> bool:
     """Whether a scheduled run's day may be published now (``simulator.replay_waits``): the day before ingested
-    (and monitored, once a model serves) and no ``train_model`` / ``monitor_model`` / ``deploy_model`` run in flight (but a running canary's), counted through the
-    task SDK (``get_dr_count``). A manual run publishes at once."""
+    (and monitored, once a model serves) and no run of the model's training, monitoring or deployment DAG in flight
+    (but a running canary's), counted through the task SDK (``get_dr_count``). A manual run publishes at once."""
     if not scheduled(context):
         return True
     from include.mlops.core import rollouts
-    from include.mlops.simulate.simulator import REPLAY_RUNS_COUNTED, replay_waits
+    from include.mlops.simulate.simulator import replay_runs_counted, replay_waits
 
     from ..blocks.connections import get_lake
     from ..blocks.defaults import batch_date
@@ -90,7 +90,7 @@ def replay_turn(context: dict[str, Any]) -> bool:
     ti = context["ti"]
     runs = {
         dag_id: {state: ti.get_dr_count(dag_id=dag_id, states=[state]) for state in states}
-        for dag_id, states in REPLAY_RUNS_COUNTED.items()
+        for dag_id, states in replay_runs_counted().items()
     }
     day, lake = batch_date(context), get_lake()
     waits = replay_waits(lake, day, context["dag"].start_date.date(), runs, rollouts.current(lake))

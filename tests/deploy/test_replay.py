@@ -258,7 +258,7 @@ def test_the_closed_loop_runs_under_the_scheduler(deployment):
         "retrained": {"version": v2, "gate_passed": second["gate"]["passed"]},
         "canary": {k: rollout.get(k) for k in ("from_date", "status", "canary_share")} | {"served_share": share},
         "decision": decision["decision"],
-        "evidence": {k: evidence.get(k) for k in ("flights", "logloss", "auc")},
+        "evidence": {k: evidence.get(k) for k in ("rows", "logloss", "auc")},
         "held": [d["held"] for d in held],
         "slack_messages": len(texts),
         "runs": {d: len(rs) for d, rs in runs.items()},

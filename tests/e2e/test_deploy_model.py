@@ -134,7 +134,7 @@ def test_a_better_challenger_is_promoted_on_evidence(run_dag, versions, service,
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
     evidence = curated.read_json("reports", "deployments", f"v{versions['good']}.json")
-    assert evidence["decision"] == "promote" and evidence["flights"] >= 800
+    assert evidence["decision"] == "promote" and evidence["rows"] >= 800
     assert evidence["logloss"]["ci95"][1] <= 0.0 and evidence["logloss"]["challenger"] < evidence["logloss"]["champion"]
     assert set(evidence["live_auc_by_arm"]) == {"champion", "challenger"}
     msg = next(t for t in slack.texts() if "promoted to champion" in t and f"v{versions['good']}" in t)

@@ -141,7 +141,7 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
         evidence = lake.read_json("reports", "deployments", f"v{v2}.json")
         assert evidence["decision"] in ("promote", "rollback"), evidence
         assert set(evidence["live_auc_by_arm"]) == {"champion", "challenger"}, evidence  # both arms served
-        assert evidence["flights"] >= 200, evidence  # min_labelled_per_arm: 100
+        assert evidence["rows"] >= 200, evidence  # min_labelled_per_arm: 100
         assert "not enough" not in str(evidence.get("why", "")), evidence  # decided on evidence, not a timeout
         champion = registry.alias_version("champion")["version"]
         assert champion == (v2 if evidence["decision"] == "promote" else v1["version"])

@@ -1,6 +1,6 @@
 """The service's wire names come from the model's declaration: a model that names its batch list, its key and its
 score otherwise is answered, documented and logged under those names (the flights model keeps ``flights``,
-``flight_key`` and ``delay_probability``)."""
+``flight_key`` and ``delay_probability``, its ``Flight`` body and the log's ``flight_date``)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def test_a_model_answers_documents_and_logs_under_its_declared_names(renamed, tm
         prediction = doc["components"]["schemas"]["Prediction"]
         assert prediction["required"] == ["leg_id", "late_risk", "version", "arm"]
         assert "arr_delay > 15" in prediction["properties"]["late_risk"]["description"]
+        # the names derived from the declaration: the body of one entry, the routes' words, the title
+        assert "Leg" in doc["components"]["schemas"] and "Flight" not in doc["components"]["schemas"]
+        assert doc["paths"]["/predict"]["post"]["summary"] == "Predict one leg"
+        assert doc["paths"]["/predict/batch"]["post"]["summary"] == "Predict a batch of legs"
+        assert doc["info"]["title"] == "Flight delay prediction"  # the model's name is unchanged here
         lake = Lake((tmp_path / "service-lake").as_uri())
         deadline = time.time() + 30
         while not lake.ls(layout.predictions("2013-01-02")) and time.time() < deadline:
@@ -53,4 +58,6 @@ def test_a_model_answers_documents_and_logs_under_its_declared_names(renamed, tm
     assert files, "the prediction log wrote nothing"
     logged = pd.concat([lake.read_parquet(layout.predictions("2013-01-02"), f) for f in files])
     assert "leg_id" in logged.columns and "flight_key" not in logged.columns
+    assert "leg_id_date" in logged.columns and "flight_date" not in logged.columns  # api.key leg_id: leg_id_date
+    assert set(logged["leg_id_date"]) == {"2013-01-02"}
     assert sorted(logged["leg_id"]) == sorted(a["leg_id"] for a in answers)

@@ -68,7 +68,7 @@ def test_the_paired_difference_and_its_interval_match_an_independent_computation
     p_cl = challenger.predict(X)
     diff = _per_flight_logloss(y, p_cl) - _per_flight_logloss(y, p_ch)
     se = stats.sem(diff)
-    assert r["flights"] == len(canary)
+    assert r["rows"] == len(canary)
     assert r["logloss"]["diff"] == pytest.approx(diff.mean(), abs=1e-9)
     assert r["logloss"]["ci95"] == pytest.approx([diff.mean() - 1.96 * se, diff.mean() + 1.96 * se], abs=1e-9)
     assert r["logloss"]["champion"] == pytest.approx(_per_flight_logloss(y, p_ch).mean(), abs=1e-9)

@@ -259,3 +259,21 @@ def test_a_declaration_without_sources_leaves_the_simulator_nothing_to_replay(tm
     monkeypatch.setenv("MLOPS_DATASETS", str(settings.datasets_file))
     with pytest.raises(plan.BadParam, match="no declared data set has a source: nothing to replay"):
         plan.plan("2015-03-01")
+
+
+def test_the_prediction_logs_date_column_is_the_models(tmp_path):
+    """The log's date column is named from the model's API (``flight_key`` -> ``flight_date``; ``sale`` ->
+    ``sale_date``) or declared (``api.date``), and may not take a name the log already holds."""
+    from include.mlops.serve import protocol
+
+    assert schema.model().date_field == "flight_date"
+    assert schema.model(settings=_settings(tmp_path)).date_field == "sale_date"
+    declared = json.loads(json.dumps(MODEL))
+    declared["api"]["date"] = "sold_day"
+    assert schema.model(settings=_settings(tmp_path, model=declared)).date_field == "sold_day"
+    for name, words in (("shop", "is already a column of sales"), ("score", "a column of the prediction log")):
+        declared["api"]["date"] = name
+        with pytest.raises(ValueError, match="api.date") as err:
+            schema.model(settings=_settings(tmp_path, model=declared))
+        assert words in str(err.value)
+    assert protocol.date_field() == "flight_date"

@@ -12,7 +12,9 @@ A model scores the rows of one data set (one row, one prediction) and declares::
       features: {numeric: [...], categorical: [...]}     # the order of the model's features (tagged columns
                                                          # not listed come after)
       score: delay_probability      # the answer's field: the probability of a positive outcome
-      api: {rows: flights, key: flight_key}   # a batch request's list, and the answer's key field
+      api: {rows: flights, key: flight_key}   # a batch request's list, the answer's key field, and the
+                                              # prediction log's date column (date: default <key>_date, a
+                                              # trailing _key left out: flight_date)
       experiment: flight-delay      # the tracking experiment (default: the name)
       dags: {train: train_model, deploy: deploy_model, monitor: monitor_model}   # default: train_<name>, ...
 
@@ -39,7 +41,9 @@ _MODEL_KEYS = {"name", "dataset", "key", "label", "joins", "features", "score", 
 DAG_ROLES = ("train", "deploy", "monitor")  # the model's own DAGs (ingestion is per data set)
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")  # what Airflow accepts as a DAG id
 _LABEL_KEYS = {"source", "threshold", "positive", "name"}
-_API_KEYS = {"rows", "key"}
+_API_KEYS = {"rows", "key", "date"}
+# the prediction log's own columns, beside the key, its date and the logged request fields
+LOG_COLUMNS = ("request_id", "score", "version", "arm", "predicted_at")
 _NUMBER_TYPES = ("int", "float")
 
 
@@ -109,6 +113,7 @@ class ModelSpec:
     score: str = "score"
     rows: str = "rows"
     key_field: str = "key"
+    date_field: str = "key_date"  # the prediction log's column of the row's date (its partition)
     experiment: str = ""
     dags: dict[str, str] = field(default_factory=dict)  # its DAGs' ids by role (train, deploy, monitor)
 
@@ -116,6 +121,27 @@ class ModelSpec:
     def join(self) -> Join | None:
         """The joined data set (one at most today)."""
         return self.joins[0] if self.joins else None
+
+    @property
+    def row_name(self) -> str:
+        """One entry of a batch's list, in words: ``api.rows`` less a plural s (``flights``: ``flight``)."""
+        r = self.rows
+        return r[:-1] if len(r) > 1 and r.endswith("s") and not r.endswith("ss") else r
+
+    @property
+    def row_type(self) -> str:
+        """The request body of one entry in the OpenAPI document: ``row_name`` in CamelCase (``Flight``)."""
+        name = "".join(part.capitalize() for part in self.row_name.split("_"))
+        return (
+            name
+            if name not in ("Batch", "Prediction", "Predictions", "Message", "Health", "Versions")
+            else f"{name}Row"
+        )
+
+    @property
+    def title(self) -> str:
+        """The model in titles: its name in words (``flight_delay``: ``Flight delay``)."""
+        return self.name.replace("_", " ").replace("-", " ").capitalize()
 
     @property
     def registered_name(self) -> str:
@@ -231,13 +257,34 @@ def parse_model(raw: Any, datasets: dict, path) -> ModelSpec:
         score=str(raw.get("score", "score")),
         rows=str(api.get("rows", "rows")),
         key_field=str(api.get("key", "key")),
+        date_field=str(api.get("date") or _date_field(str(api.get("key", "key")))),
         experiment=str(raw.get("experiment") or name),
         dags=_dags(raw.get("dags"), name, _where(path, name, "dags")),
     )
-    for what, value in (("score", spec.score), ("api.rows", spec.rows), ("api.key", spec.key_field)):
+    fields = (
+        ("score", spec.score),
+        ("api.rows", spec.rows),
+        ("api.key", spec.key_field),
+        ("api.date", spec.date_field),
+    )
+    for what, value in fields:
         if not value.isidentifier():
             raise ValueError(f"{_where(path, name, what)}: {value!r} is not a valid field name")
+    # the prediction log holds the key, the date, the score and the request's columns side by side
+    taken = {c: "a column of the prediction log" for c in LOG_COLUMNS}
+    for other in (ds.name, *(j.dataset for j in joins)):
+        taken |= {c: f"a column of {other}" for c in datasets[other].columns}
+    for what, value in fields[2:]:
+        if value in taken:
+            raise ValueError(f"{_where(path, name, what)}: {value!r} is already {taken[value]}: choose another name")
+    if spec.key_field == spec.date_field:
+        raise ValueError(f"{_where(path, name, 'api.date')}: {spec.date_field!r} is api.key's name too")
     return spec
+
+
+def _date_field(key_field: str) -> str:
+    """The log's date column when undeclared: the key field's name, less a trailing ``_key``, then ``_date``."""
+    return (key_field[: -len("_key")] if key_field.endswith("_key") and key_field != "_key" else key_field) + "_date"
 
 
 def _dags(raw: Any, name: str, where: str) -> dict[str, str]:

@@ -180,9 +180,9 @@ def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: flo
         if timed_out:
             return {
                 "decision": "rollback",
-                "flights": int(len(df)),
+                "rows": int(len(df)),
                 "labelled": ev["labelled"],
-                "why": f"not enough labelled canary flights after {waited_h:.1f} hours",
+                "why": f"not enough labelled canary {model().rows} after {waited_h:.1f} hours",
             }
         return None
     result = compare(df, kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"]), cfg)
@@ -191,10 +191,11 @@ def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: flo
         ll = result["logloss"]
         log.info(
             "inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
-            "%+.4f; waiting for more flights",
+            "%+.4f; waiting for more %s",
             ll["diff"],
             *ll["ci95"],
             ll["tolerance"],
+            model().rows,
         )
         return None
     return json_safe(final)
@@ -230,7 +231,7 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
         live[arm] = metrics(yy, g["score"].to_numpy())["auc"] if 0 < yy.sum() < len(yy) else float("nan")
     return {
         "decision": verdict(ci, cfg.max_logloss_increase),
-        "flights": int(len(y)),
+        "rows": int(len(y)),
         "logloss": {
             "champion": m_ch["logloss"],
             "challenger": m_cl["logloss"],
@@ -255,8 +256,9 @@ def describe(result: dict[str, Any]) -> str:
     ll, auc = result["logloss"], result["auc"]
     ci = auc.get("ci95") or [float("nan"), float("nan")]
     why = f" ({result['why']})" if result.get("why") else ""
+    rows = result.get("rows", result.get("flights"))  # "flights" in the evidence of rollouts before 2026-12
     return (
-        f"{result['decision'].upper()}{why} on {result['flights']} labelled canary flights: log-loss challenger "
+        f"{result['decision'].upper()}{why} on {rows} labelled canary {model().rows}: log-loss challenger "
         f"{ll['challenger']:.4f} vs champion {ll['champion']:.4f} (diff {ll['diff']:+.4f}, 95 % CI "
         f"[{ll['ci95'][0]:+.4f}, {ll['ci95'][1]:+.4f}], tolerance +{ll['tolerance']:.4f}); AUC "
         f"{auc['challenger']:.4f} vs {auc['champion']:.4f} (diff {auc['diff']:+.4f}, 95 % CI "

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import layout
+from ..core import layout, schema
 from ..core.config import Settings
 from ..core.lake import Lake
 from ..core.metrics import metrics
@@ -275,7 +275,7 @@ def run(
         reg.get("feature_importance") or {},
         {
             "held-out days": ", ".join(meta["split"]["test"]),
-            "flights": len(holdout),
+            schema.model().rows: len(holdout),  # "flights": the held-out rows
             "champion": f"v{champ['version']}" if p_champ is not None else "none (first model)",
             "data fingerprint": meta["fingerprint"][:16],
         },

@@ -42,6 +42,7 @@ import msgspec
 import numpy as np
 
 from .. import kinds
+from ..core import schema
 from ..core.config import ServeSettings, Settings, serve_token_problem
 from ..core.lake import Lake
 from . import openapi, startup
@@ -380,7 +381,7 @@ def create_app(
         stop.set()
         state.log.close()
 
-    app = FastAPI(title="Flight delay prediction", version="1", lifespan=lifespan)
+    app = FastAPI(title=f"{schema.model().title} prediction", version="1", lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
     async def small_422(request, exc):  # FastAPI's own validation (query, path): the field, never the input

@@ -210,7 +210,7 @@ class PredictionLog:
             r
             for seq, (payload, _) in sorted(unacked.items())
             for r in protocol.records(protocol.decode_frame(payload))
-            if (seq, r["flight_date"]) not in parts
+            if (seq, r[protocol.date_field()]) not in parts
         ]
         log.error(
             "the prediction log's writer exited (code %s) with %d record(s) not written: spilling %d from the "

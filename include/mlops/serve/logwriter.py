@@ -132,7 +132,7 @@ class Writer:
         import pandas as pd
 
         left = []
-        for date, part in df.groupby("flight_date"):
+        for date, part in df.groupby(protocol.date_field()):
             seqs = part[SEQ].unique().tolist()
             rows = part.drop(columns=SEQ)
             if self.due(date):  # a refused date waits for its retry; the others go to the lake at once
@@ -153,7 +153,7 @@ class Writer:
     def write(self, part, name: str | None = None) -> None:
         """One flight date's rows to the lake; ``name``: the Parquet file's (a spill file's own, so that writing
         the same spill file again replaces its part instead of adding one)."""
-        date = part["flight_date"].iloc[0]
+        date = part[protocol.date_field()].iloc[0]
         name = name or f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         self.lake.write_parquet(part.reset_index(drop=True), layout.predictions(date), name)
         self.written += len(part)
@@ -188,7 +188,7 @@ class Writer:
             return
         by_date: dict[Any, list] = {}
         for r in rows:
-            by_date.setdefault(r.get("flight_date"), []).append(r)
+            by_date.setdefault(r.get(protocol.date_field()), []).append(r)
         with self._spill_lock:
             made: list[tuple[Path, Path]] = []
             try:
@@ -260,7 +260,7 @@ class Writer:
                 continue  # another process took it
             rows = [msgspec.json.decode(line) for line in f.read_bytes().splitlines() if line]
             keep, written = [], 0
-            for day, part in pd.DataFrame(rows).groupby("flight_date"):
+            for day, part in pd.DataFrame(rows).groupby(protocol.date_field()):
                 if self.due(day):
                     try:
                         self.write(part, f"part-{spilled.stem}-{day}.parquet")
@@ -343,7 +343,7 @@ def run(config: dict[str, Any], inp, out) -> None:
                 dates[frame.seq] = {None}
                 done([frame.seq], None)
                 continue
-            dates[frame.seq] = set(cols["flight_date"])
+            dates[frame.seq] = set(cols[protocol.date_field()])
             fresh.append(cols)
             rows += len(cols[SEQ])
         if rows and (rows >= flush_rows or time.monotonic() - last >= flush_s or stopping):
@@ -355,7 +355,7 @@ def run(config: dict[str, Any], inp, out) -> None:
                 if stopping:  # nowhere to put them: say so
                     writer.lost += len(held)
                     log.error("%d prediction record(s) could be neither written nor spilled: lost", len(held))
-                    for date, part in held.groupby("flight_date"):
+                    for date, part in held.groupby(protocol.date_field()):
                         done(part[SEQ].unique().tolist(), date)
                     held, rows = None, 0
                 else:

@@ -15,14 +15,17 @@ from .request import MAX_MESSAGE
 def install(app, schemas: dict[str, Any], token: bool) -> None:
     """Make ``app.openapi`` answer this document (built once, at the first call); ``schemas``: the request model's
     (``RequestModel.schema()``); ``token``: whether the prediction routes require the bearer token."""
+    from ..core.schema import model
+
     base_openapi = app.openapi
+    m = model()
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = base_openapi()
             doc["paths"] = {
-                "/predict": _prediction_route(schemas, "Flight", "Predict one flight", token),
-                "/predict/batch": _prediction_route(schemas, "Batch", "Predict a batch of flights", token),
+                "/predict": _prediction_route(schemas["one"], m.row_name, f"Predict one {m.row_name}", token),
+                "/predict/batch": _prediction_route(schemas["many"], "batch", f"Predict a batch of {m.rows}", token),
                 **doc["paths"],
             }
             for path, name in (("/health", "Health"), ("/versions", "Versions")):
@@ -42,16 +45,18 @@ def install(app, schemas: dict[str, Any], token: bool) -> None:
     app.openapi = openapi
 
 
-def _prediction_route(schemas: dict[str, Any], name: str, summary: str, token: bool) -> dict[str, Any]:
-    """A prediction route: its request body (``serve.request``'s schema of ``name``), its answers."""
+def _prediction_route(body: dict[str, Any], name: str, summary: str, token: bool) -> dict[str, Any]:
+    """A prediction route (``predict_<name>``): its request body (``serve.request``'s schema), its answers."""
+    from ..core.schema import model
+
     return {
         "post": {
             "summary": summary,
             "operationId": f"predict_{name.lower()}",
             "security": [{"bearer": []}] if token else [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[name]}}},
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
             "responses": {
-                "200": _json("one prediction per flight, in request order", "Predictions"),
+                "200": _json(f"one prediction per {model().row_name}, in request order", "Predictions"),
                 "400": _json("the Content-Length header is not a number", "Message"),
                 **(
                     {

@@ -5,8 +5,8 @@ Both directions of the pipe are 4-byte little-endian lengths followed by msgpack
 
 - in, a ``Frame``: ``[seq, fields, requests]``, each request a ``Logged``: ``[request_id, predicted_at, flights
   (maps), keys, scores (float64 bytes), versions, arms]``; ``fields``: the request fields the log keeps;
-- out, an ``Ack``: ``{"parts": [[seq, flight_date], ...], "seqs": [seq, ...], "c": [written, spilled_total,
-  lake_failures, lost], "r": [flight_date, ...]}``: the (frame, flight date) parts written, spilled or (lake and
+- out, an ``Ack``: ``{"parts": [[seq, date], ...], "seqs": [seq, ...], "c": [written, spilled_total,
+  lake_failures, lost], "r": [date, ...]}``: the (frame, date) parts written, spilled or (lake and
   disk refusing) counted lost, the frames done whole, the writer's ``Counters`` so far and the flight dates the lake
   refuses now.
 
@@ -124,6 +124,14 @@ def key_field() -> str:
     return model().key_field
 
 
+def date_field() -> str:
+    """The logged date's column, the partition a record goes to: the model's declared ``api.date``
+    (``flight_date``)."""
+    from ..core.schema import model
+
+    return model().date_field
+
+
 def columns(frame: Frame) -> dict[str, Any]:
     """A frame's records as columns (with the frame's number in ``SEQ``): the request's id, the flight's key and
     date, its score, the version and arm that scored it, when, then the logged request fields."""
@@ -132,7 +140,7 @@ def columns(frame: Frame) -> dict[str, Any]:
     cols: dict[str, Any] = {
         "request_id": [r.request_id for r in requests for _ in r.keys],
         key_field(): keys,
-        "flight_date": [k[:10] for k in keys],
+        date_field(): [k[:10] for k in keys],
         "score": np.concatenate([np.frombuffer(r.scores, dtype=np.float64) for r in requests])
         if requests
         else np.empty(0),

@@ -1,7 +1,8 @@
 """What a prediction request is, derived from the data sets' declaration (``core.schema.request_fields``), and its
 path to the model without pandas.
 
-``RequestModel`` builds two msgspec types from the declared columns: ``Flight`` (one flight) and ``Batch``
+``RequestModel`` builds two msgspec types from the declared columns: ``Flight`` (one flight; the name is the
+model's, from ``api.rows``: ``Pizza`` for ``pizzas``) and ``Batch``
 (``{"flights": [...]}``). Decoding is strict: declared types only (no ``"1000"`` for a number, no ``true`` for a
 flight number, no float for an integer), declared ranges and patterns, no unknown field, no NaN or Infinity (JSON
 has no such literal and a number too large for a float is refused); then the flight's date must be a real date
@@ -105,6 +106,7 @@ class RequestModel:
         self.max_batch = max_batch
         # the names the declaration gives a batch's list and each answer's key and score
         self.rows, self.key_field, self.score = m.rows, m.key_field, m.score
+        self.row_name, self.row_type = m.row_name, m.row_type  # "flight", "Flight": one entry of the list
         date_cols, rest = schema.key_columns(spec, m.key)
         self.date_cols, self.key_rest = date_cols, rest
         self.date_column = spec.date_column  # the one column naming the date (None: year, month, day)
@@ -133,7 +135,7 @@ class RequestModel:
         optional = [(f.column.name, typed(f.column) | None, None) for f in self.fields if not f.required]
         # scalars only, so never in a reference cycle: untracked by the garbage collector (gc=False)
         flight = msgspec.defstruct(
-            prefix + "Flight", required + optional, forbid_unknown_fields=True, kw_only=True, gc=False
+            prefix + self.row_type, required + optional, forbid_unknown_fields=True, kw_only=True, gc=False
         )
         batch = msgspec.defstruct(
             prefix + "Batch",
@@ -267,7 +269,7 @@ class RequestModel:
         return day.isoformat(), when
 
     def schema(self) -> dict[str, Any]:
-        """JSON schemas of the two bodies, for the OpenAPI document."""
+        """JSON schemas of the two bodies (``one``, ``many``) and their components, for the OpenAPI document."""
         (one, many), components = msgspec.json.schema_components(
             [self.Flight, self.Batch], ref_template="#/components/schemas/{name}"
         )
@@ -277,12 +279,12 @@ class RequestModel:
             if self.event_column is not None and self.event_time not in self.date_cols
             else ""
         )
-        components["Flight"]["description"] = (
+        components[self.row_type]["description"] = (
             f"One entry of `{self.rows}`. Beyond the fields' types, ranges and patterns: {date} must name a real date"
             f"{when}; otherwise 422."
         )
-        components["Batch"]["description"] = f"At least one flight, at most {self.max_batch} (otherwise 422)."
-        return {"Flight": one, "Batch": many, "components": components}
+        components["Batch"]["description"] = f"At least one {self.row_name}, at most {self.max_batch} (otherwise 422)."
+        return {"one": one, "many": many, "components": components}
 
 
 class Encoder:

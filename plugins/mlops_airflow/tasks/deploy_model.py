@@ -146,7 +146,7 @@ def decide(context) -> dict[str, Any]:
         detail,
         {"champion now": f"v{ended.champion}" if ended.champion else "none", "evidence": ended.report},
     )
-    return {"decision": ended.decision, "version": ended.version, "flights": result.get("flights")}
+    return {"decision": ended.decision, "version": ended.version, "rows": result.get("rows")}
 
 
 def promote_now(context) -> dict[str, Any]:

@@ -467,7 +467,7 @@ class Lifecycle:
             return
         r = self.lake.read_json(folder, layout.MONITORING_REPORT)
         if states.get("trigger_train_model") == "success":
-            d = next((t for t in reversed(self.lake.read_json(*layout.TRIGGERS)) if t["date"] == day.isoformat()), {})
+            d = next((t for t in reversed(self.lake.read_json(*layout.triggers())) if t["date"] == day.isoformat()), {})
             top = sorted((f for f in r["features"] if f["drifted"]), key=lambda f: -(f.get("ks") or 0))[:4]
             detail = ", ".join(f"{f['feature']} KS {f.get('ks') or 0:.2f} PSI {f.get('psi') or 0:.2f}" for f in top)
             self.event(
@@ -705,10 +705,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{curated} of {len(days)} days curated; {len(versions)} model version(s) registered; champion "
         f"v{life.champion()}; {life.served} flights predicted over HTTP and logged to "
-        f"{life.lake.uri(layout.PREDICTIONS)}"
+        f"{life.lake.uri(layout.prediction_log())}"
     )
     print(
-        f"reports: {life.lake.uri(layout.REPORTS)} (gate/, monitoring/, deployments/); MLflow: "
+        f"reports: {life.lake.uri(layout.reports())} (gate/, monitoring/, deployments/); MLflow: "
         f".venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(life.settings)}"
     )
     msgs = slack_messages(life.airflow_log) + sum(

@@ -112,7 +112,7 @@ def given(lake, champion: str | None) -> None:
         registry.delete_alias("champion")
     else:
         registry.set_alias("champion", champion)
-    lake.rm(*layout.ROLLOUT)
+    lake.rm(*layout.rollout())
 
 
 def test_first_version_is_promoted_directly(run_dag, versions, curated, slack):

@@ -138,7 +138,9 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
         t.join(180)
         assert not errors, errors
         assert run.state == "success", run
-        evidence = lake.read_json("reports", "deployments", f"v{v2}.json")
+        # the model's places are in its own folder (the declaration's default lake: models/<name>)
+        assert layout.canary_evidence(v2) == ("models/large_pizza/reports/deployments", f"v{v2}.json")
+        evidence = lake.read_json(*layout.canary_evidence(v2))
         assert evidence["decision"] in ("promote", "rollback"), evidence
         assert set(evidence["live_auc_by_arm"]) == {"champion", "challenger"}, evidence  # both arms served
         assert evidence["rows"] >= 200, evidence  # min_labelled_per_arm: 100
@@ -152,3 +154,6 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
     report = lake.read_json(layout.monitoring(canary_days[-1]), layout.MONITORING_REPORT)
     assert {f["feature"] for f in report["features"]} == {"event_weekday", "name", "type"}  # the pizzas' features
     assert report["days"] >= 4 and [d["date"] for d in report["performance"]["daily"]][-1] == canary_days[-1]
+    # the data sets' zones and the model's folder, nothing of the model's at the root
+    assert set(lake.ls()) - {"landing", "staging", "curated", "quarantine"} == {"models"}, lake.ls()
+    assert set(lake.ls("models", "large_pizza")) == {"training", "predictions", "reports", "deployments"}

@@ -117,7 +117,7 @@ def test_the_arms_are_compared_on_the_curated_features_not_on_what_a_client_sent
 def test_flights_first_served_before_the_rollout_started_are_not_evidence(live_canary):
     url, lake, rollout = live_canary
     flights = requests_for(DAY)[:200]
-    lake.write_json(rollout | {"started_at": "2099-01-01T00:00:00+00:00"}, *layout.ROLLOUT)
+    lake.write_json(rollout | {"started_at": "2099-01-01T00:00:00+00:00"}, *layout.rollout())
     _post(url, flights)
     _flushed(url, lake, len(flights))
     curate_days(lake, DAY, 1)

@@ -18,13 +18,13 @@ def test_an_orphaned_canary_is_refused_by_another_version_and_adopted_by_its_own
     registry.set_alias("champion", champion)
     registry.set_alias("challenger", orphan)
     canary.start(lake, orphan, champion, 0.1, "2013-02-20", owner="manual__2013-02-20T00:00:00+00:00_killed")
-    before = lake.read_bytes(*layout.ROLLOUT)
+    before = lake.read_bytes(*layout.rollout())
 
     run = run_dag("deploy_model", "2013-02-21", conf={"version": candidate, "date": "2013-02-21"})
     assert run.state == "failed", run
     assert run.tasks["start_canary"] == ("failed", 1), run  # not retried: a retry finds it in the way
     assert run.tasks["rollback_on_failure"] == ("failed", 1), run  # the run's leaf: the run fails, not green
-    assert lake.read_bytes(*layout.ROLLOUT) == before
+    assert lake.read_bytes(*layout.rollout()) == before
     assert registry.alias_version("challenger")["version"] == orphan
     alert = next(t for t in slack.texts() if t.startswith("[FAILURE] Task start_canary"))
     assert f"a canary of v{orphan} (10% of flights" in alert and "which is over" in alert, alert

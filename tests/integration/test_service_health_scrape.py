@@ -53,7 +53,7 @@ def test_two_checks_count_their_own_periods(url, tmp_path):
     assert single == 15 and 3 <= batch <= 6
     assert {(r["arm"], r["version"]) for r in first["by_arm"]} == {("champion", "1"), ("challenger", "2")}
     assert all(0 < r["p50_ms"] <= r["p99_ms"] for r in first["by_arm"])
-    assert lake.read_json(*layout.SERVICE_SCRAPE)["at"] == T0.isoformat()
+    assert lake.read_json(*layout.service_scrape())["at"] == T0.isoformat()
 
     second_load = send(url, flights[15:], singles=25)
     second = service.check(lake, limits, env=env, now=T0 + dt.timedelta(days=1))

@@ -34,7 +34,7 @@ class Refusal:
     """The lake refuses every prediction write while on: its predictions folder is a plain file."""
 
     def __init__(self, root: Path):
-        self.blocker = root / layout.PREDICTIONS
+        self.blocker = root / layout.prediction_log()
 
     def on(self):
         self.blocker.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ class Refusal:
 def logged_rows(lake: Lake) -> pd.DataFrame:
     parts = [
         lake.read_parquet(layout.predictions(d), n)
-        for d in layout.partitions(lake, layout.PREDICTIONS)
+        for d in layout.partitions(lake, layout.prediction_log())
         for n in lake.ls(layout.predictions(d))
     ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["request_id", "flight_key"])

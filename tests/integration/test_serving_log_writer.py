@@ -61,7 +61,7 @@ def _records(n: int, tag: str) -> list[dict]:
 def _logged(lake: Lake) -> pd.DataFrame:
     parts = [
         lake.read_parquet(layout.predictions(d), f)
-        for d in layout.partitions(lake, layout.PREDICTIONS)
+        for d in layout.partitions(lake, layout.prediction_log())
         for f in lake.ls(layout.predictions(d))
     ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flight_key"])

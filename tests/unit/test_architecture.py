@@ -160,7 +160,7 @@ def _lake_call(node: ast.AST, methods: set[str]) -> bool:
 def spelt_segments(tree: ast.AST) -> list[str]:
     """Lake calls given a path spelt in code: a string or an f-string as a path argument, alone, in a tuple or a
     list, or joined (``lake.path("deployments", "rollout.json")``, ``lake.uri("reports")``,
-    ``lake.write_json(d, layout.DEPLOYMENT_REPORTS, f"v{v}.json")``). A literal inside a call (``layout.landing(
+    ``lake.write_json(d, layout.deployment_reports(), f"v{v}.json")``). A literal inside a call (``layout.landing(
     name, "2013-01-01")``) is that call's argument, not a path."""
     found = []
     for node in ast.walk(tree):
@@ -241,7 +241,7 @@ def test_the_lake_and_writer_checkers_see_what_they_refuse():
         "    lake.path('deploy', 'rollout.json')\n"
         "    lake.write_json(result, 'reports', 'deployments', f'v{v}.json')\n"
         "    lake.uri(*('deployments', 'history'))\n"
-        "    lake.exists(layout.DEPLOYMENT_REPORTS, 'v' + v + '.json')\n"
+        "    lake.exists(layout.deployment_reports(), 'v' + v + '.json')\n"
         "    registry.set_alias('champion', v)\n"
         "    drop('challenger')\n"
         "    canary.finish(lake, 'promoted', result)\n"

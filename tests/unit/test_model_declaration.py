@@ -111,6 +111,15 @@ BAD = [
     ),
     ({"name": "m", "dataset": "patients", "label": "died", "scores": "p"}, "unknown keys ['scores']"),
     ({"name": "m", "dataset": "patients", "label": "died", "score": "risk of death"}, "not a valid field name"),
+    ({"name": "m", "dataset": "patients", "label": "died", "lake": "../m"}, "lake: '../m': each folder is a plain"),
+    ({"name": "m", "dataset": "patients", "label": "died", "lake": "models/training"}, "got 'training'"),
+    ({"name": "m", "dataset": "patients", "label": "died", "lake": "curated/m"}, "got 'curated'"),
+    ({"name": "m", "dataset": "patients", "label": "died", "lake": "a//b"}, "got ''"),
+    ({"name": "m", "dataset": "patients", "label": "died", "lake": 3}, "a folder in the lake (a string"),
+    (
+        {"name": "m x", "dataset": "patients", "label": "died", "dags": {"train": "t", "deploy": "d", "monitor": "o"}},
+        "lake: 'models/m x': each folder",
+    ),
 ]
 
 
@@ -134,6 +143,57 @@ def test_two_models_of_one_data_set_share_its_label(tmp_path):
         schema.load_declaration(f)
     f = _write(tmp_path, [{"name": "a", "dataset": "patients", "label": "died"}] * 2)
     with pytest.raises(ValueError, match="model 'a' is declared twice"):
+        schema.load_declaration(f)
+
+
+def test_a_models_places_are_in_its_own_folder(tmp_path, monkeypatch):
+    """The flights model declares its places at the lake's root (where existing lakes hold them); another model's
+    are under models/<name>/ unless it names a folder; two models never share one."""
+    from include.mlops.core import layout
+
+    flights = (
+        layout.training("r1"),
+        layout.gate("r1"),
+        layout.gate_latest(),
+        layout.predictions("2013-02-03"),
+        layout.rollout(),
+        layout.rollout_history("2013-02-03T04:05:06", "3"),
+        layout.canary_evidence("3"),
+        layout.monitoring("2013-02-03"),
+        layout.triggers(),
+        layout.service_scrape(),
+    )
+    assert flights == (
+        "training/r1",
+        "reports/gate/r1",
+        ("reports/gate", "latest.json"),
+        "predictions/date=2013-02-03",
+        ("deployments", "rollout.json"),
+        ("deployments/history", "2013-02-03T040506-v3.json"),
+        ("reports/deployments", "v3.json"),
+        "reports/monitoring/date=2013-02-03",
+        ("reports/monitoring", "triggers.json"),
+        ("reports/monitoring", "service_scrape.json"),
+    )
+    f = _write(tmp_path, [{"name": "readmission", "dataset": "patients", "label": "died"}])
+    monkeypatch.setenv("MLOPS_DATASETS", str(f))
+    assert schema.model().lake == "models/readmission"
+    assert (layout.training("r1"), layout.rollout(), layout.predictions("2020-01-02")) == (
+        "models/readmission/training/r1",
+        ("models/readmission/deployments", "rollout.json"),
+        "models/readmission/predictions/date=2020-01-02",
+    )
+    assert layout.curated("patients", "2020-01-02") == "curated/patients/date=2020-01-02"  # the data's: shared
+    f = _write(tmp_path, [{"name": "readmission", "dataset": "patients", "label": "died", "lake": "wards/icu"}])
+    assert layout.gate("r1") == "wards/icu/reports/gate/r1"
+    f = _write(
+        tmp_path,
+        [
+            {"name": "a", "dataset": "patients", "label": "died", "lake": ""},
+            {"name": "b", "dataset": "patients", "label": "died", "lake": ""},
+        ],
+    )
+    with pytest.raises(ValueError, match="model 'b', lake: '' is model 'a''s folder too"):
         schema.load_declaration(f)
 
 

@@ -210,8 +210,8 @@ def test_the_report_shows_the_service_and_its_signals_never_retrain(flights_lake
         "reasons": ["p99 412.5 ms over 250 ms (120 requests)"],
         "alert": True,
     }
-    if lake.exists(*layout.MONITORING_LATEST):  # the module's lake: a later date's summary from another test
-        lake.rm(*layout.MONITORING_LATEST)
+    if lake.exists(*layout.monitoring_latest()):  # the module's lake: a later date's summary from another test
+        lake.rm(*layout.monitoring_latest())
     for day in ("2013-01-05", "2013-01-06", "2013-01-07"):
         monitor.report(lake, day, {"version": "1"}, prof, WEEK, service=slow)
     r = monitor.reports(lake, [dt.date(2013, 1, 7)])["2013-01-07"]

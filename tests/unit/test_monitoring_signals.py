@@ -402,10 +402,10 @@ def test_the_cool_down_counts_days_from_the_last_trigger(rule_lake):
 def test_recording_a_trigger_marks_latest_only_for_its_own_day(rule_lake):
     _write(rule_lake, "2013-05-01", {"data"})
     _write(rule_lake, "2013-05-02", {"data"})
-    rule_lake.write_json({"date": "2013-05-02", "fired": False}, *layout.MONITORING_LATEST)
+    rule_lake.write_json({"date": "2013-05-02", "fired": False}, *layout.monitoring_latest())
     d = monitor.decide(rule_lake, "2013-05-02", CFG)
     monitor.record_trigger(rule_lake, d)
-    assert rule_lake.read_json(*layout.MONITORING_LATEST) == {
+    assert rule_lake.read_json(*layout.monitoring_latest()) == {
         "date": "2013-05-02",
         "fired": True,
         "reason": d["reason"],
@@ -419,9 +419,9 @@ def test_recording_a_trigger_marks_latest_only_for_its_own_day(rule_lake):
             "report": "file:///r/2013-05-02",
         }
     ]
-    rule_lake.write_json({"date": "2013-05-03", "fired": False}, *layout.MONITORING_LATEST)
+    rule_lake.write_json({"date": "2013-05-03", "fired": False}, *layout.monitoring_latest())
     monitor.record_trigger(rule_lake, d)  # a rerun of an older day
-    assert rule_lake.read_json(*layout.MONITORING_LATEST) == {"date": "2013-05-03", "fired": False}
+    assert rule_lake.read_json(*layout.monitoring_latest()) == {"date": "2013-05-03", "fired": False}
     assert len(monitor.triggers(rule_lake)) == 1
 
 
@@ -460,7 +460,7 @@ def test_a_day_whose_report_json_is_missing_counts_as_no_report(rule_lake):
     assert list(monitor.reports(rule_lake, [dt.date(2013, 5, 1), dt.date(2013, 5, 2)])) == ["2013-05-02"]
     assert not monitor.decide(rule_lake, "2013-05-02", CFG)["fire"]
     with pytest.raises(
-        FileNotFoundError, match=f"no monitoring report for 2013-05-01 at {rule_lake.uri(layout.MONITORING)}$"
+        FileNotFoundError, match=f"no monitoring report for 2013-05-01 at {rule_lake.uri(layout.monitoring_reports())}$"
     ):
         monitor.decide(rule_lake, "2013-05-01", CFG)
 

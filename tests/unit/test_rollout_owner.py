@@ -60,13 +60,13 @@ def test_a_run_of_the_same_version_adopts_the_orphan_keeping_clock_and_evidence(
 
 def test_a_run_for_another_version_is_refused_naming_the_orphan_and_the_forms_options(lake):
     rollout = killed_run(lake)
-    before = lake.read_bytes(*layout.ROLLOUT)
+    before = lake.read_bytes(*layout.rollout())
     with pytest.raises(rollouts.CanaryInTheWay) as exc:
         rollouts.claim(rollout, "3", "second", over)
     msg = str(exc.value)
     assert "a canary of v2 (10% of flights" in msg and "deploy_model run first, which is over" in msg
     assert "version 2 and action 'canary' to watch it again" in msg and "'rollback'" in msg and "'promote'" in msg
-    assert lake.read_bytes(*layout.ROLLOUT) == before  # nothing changed
+    assert lake.read_bytes(*layout.rollout()) == before  # nothing changed
 
 
 def test_a_canary_whose_run_is_still_active_is_never_taken(lake):

@@ -64,7 +64,7 @@ def serving(lake) -> tuple[str | None, str | None, float]:
 
 
 def history(lake) -> list[dict]:
-    return [lake.read_json(layout.ROLLOUT_HISTORY, f) for f in lake.ls(layout.ROLLOUT_HISTORY)]
+    return [lake.read_json(layout.past_rollouts(), f) for f in lake.ls(layout.past_rollouts())]
 
 
 def nobody(run_id: str) -> bool:
@@ -87,7 +87,7 @@ def crash_at_rollout(monkeypatch):
         real = Lake.write_json
 
         def write_json(self, obj, *parts):
-            if parts == layout.ROLLOUT:
+            if parts == layout.rollout():
                 monkeypatch.setattr(Lake, "write_json", real)  # the crash comes once
                 raise Crash("killed before the rollout's write")
             return real(self, obj, *parts)
@@ -140,12 +140,12 @@ def test_start_refuses_without_a_champion_or_with_a_canary_in_the_way_changing_n
     assert rollouts.current(lake) is None and aliases() == (None, None)
     given(champion=v1)
     started(lake, v2)
-    before = lake.read_bytes(*layout.ROLLOUT)
+    before = lake.read_bytes(*layout.rollout())
     with pytest.raises(transitions.Refused, match=f"a canary of v{v2} \\(20% of flights"):
         started(lake, v3, run_id="run-b")
     with pytest.raises(transitions.Refused, match="which is still queued or running"):
         transitions.start(lake, v3, 0.2, date, "run-b", lambda run: True)
-    assert lake.read_bytes(*layout.ROLLOUT) == before and aliases() == (v1, v2)
+    assert lake.read_bytes(*layout.rollout()) == before and aliases() == (v1, v2)
 
 
 @pytest.mark.parametrize("decision", ["promote", "rollback"])
@@ -302,7 +302,7 @@ def test_repair_leaves_every_canary_that_is_not_a_cut_off_transition(lake, versi
     v1, v2, v3 = versions
     assert transitions.repair(lake, "run-b", nobody) is None  # no rollout
     started(lake, v2)
-    before = lake.read_bytes(*layout.ROLLOUT)
+    before = lake.read_bytes(*layout.rollout())
     assert transitions.repair(lake, "run-b", nobody) is None  # the registry backs it: a canary
     given(champion=v1, challenger=v3)  # the gate named a new challenger while the canary runs
     assert transitions.repair(lake, "run-b", nobody) is None
@@ -310,6 +310,6 @@ def test_repair_leaves_every_canary_that_is_not_a_cut_off_transition(lake, versi
         started(lake, v3, run_id="run-b")
     given(champion=v1, challenger=None)
     assert transitions.repair(lake, "run-b", lambda run: run == "run-a") is None  # its run still decides it
-    assert lake.read_bytes(*layout.ROLLOUT) == before and history(lake) == []
+    assert lake.read_bytes(*layout.rollout()) == before and history(lake) == []
     closed = transitions.repair(lake, "run-b", nobody)
     assert closed["status"] == "rolled_back" and rollouts.current(lake) == closed

@@ -218,7 +218,7 @@ def test_check_alerts_on_a_spilling_log(lake, monkeypatch):
 def test_not_configured_is_said_and_raises_nothing(lake):
     got = service.check(lake, LIMITS, env={}, now=T0)
     assert got["status"] == "not configured" and not got["alert"] and not any(got["signals"].values())
-    assert not lake.exists(*layout.SERVICE_SCRAPE)
+    assert not lake.exists(*layout.service_scrape())
 
 
 def free_port() -> int:
@@ -233,7 +233,7 @@ def test_an_unreachable_service_is_down_not_quiet(lake):
     assert got["status"] == "unreachable" and got["url"] == url and "URLError" in got["error"]
     assert got["signals"]["service_down"] and got["alert"]
     assert got["reasons"] == [f"the service at {url} did not answer /metrics: {got['error']}"]
-    assert not lake.exists(*layout.SERVICE_SCRAPE)  # the previous check's values stay the baseline
+    assert not lake.exists(*layout.service_scrape())  # the previous check's values stay the baseline
 
 
 @pytest.mark.parametrize("text", ["<html>a login page</html>", "# HELP x a gauge\n# TYPE x gauge\nx 1\n"])
@@ -254,7 +254,7 @@ def test_check_keeps_the_counters_for_the_next_period(lake, monkeypatch):
     second = service.check(lake, LIMITS, env=env, now=T0 + dt.timedelta(days=1))
     assert second["from"] == T0.isoformat() and second["requests"] == 25 and not second["reset"]
     assert second["signals"]["latency"] and second["alert"] and second["reasons"][0].startswith("p99 ")
-    saved = lake.read_json(*layout.SERVICE_SCRAPE)
+    saved = lake.read_json(*layout.service_scrape())
     assert saved["at"] == (T0 + dt.timedelta(days=1)).isoformat() and saved["url"] == "http://svc:8000"
     # another URL: another service, whose counters the previous ones say nothing about
     third = service.check(lake, LIMITS, env={"MLOPS_SERVE_URL": "http://other:8000"}, now=T0)

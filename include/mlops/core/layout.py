@@ -5,20 +5,25 @@ for ``file://`` and ``s3://`` (``Lake`` checks each one stays under the root)::
     staging/<dataset>/date=D/run=<run>/        one run's extracted copy, validated from there
     curated/<dataset>/date=D/part-00000.parquet   validated, typed; rewritten whole on a rerun
     quarantine/<dataset>/date=D/               a rejected drop untouched, report.json, history/ of earlier ones
-    training/<run>/                            a training run: its staged set, model, job and registration
-    predictions/date=D/                        the prediction log, by flight date
-    reports/gate/<run>/, reports/gate/latest.json          the gate's decision and report
-    reports/monitoring/date=D/, latest.json, triggers.json the daily monitoring report, its summary, triggers
-    reports/monitoring/service_scrape.json     the prediction service's counters at the last check
-    reports/deployments/v<N>.json              a canary's evidence and decision
-    deployments/rollout.json, deployments/history/         the current rollout and past ones
+
+and the model's own places, in its folder ``M/`` (its declared ``lake:``; default ``models/<name>/``; the flights
+model declares ``lake: ""``: at the root, where they always were)::
+
+    M/training/<run>/                          a training run: its staged set, model, job and registration
+    M/predictions/date=D/                      the prediction log, by the scored row's date
+    M/reports/gate/<run>/, M/reports/gate/latest.json          the gate's decision and report
+    M/reports/monitoring/date=D/, latest.json, triggers.json   the daily monitoring report, its summary, triggers
+    M/reports/monitoring/service_scrape.json   the prediction service's counters at the last check
+    M/reports/deployments/v<N>.json            a canary's evidence and decision
+    M/deployments/rollout.json, M/deployments/history/         the current rollout and past ones
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-ZONES = ("landing", "staging", "curated", "quarantine", "predictions", "reports")
+from .places import MODEL_PLACES, ZONES  # noqa: F401 - the names every path starts with
+
 DATE = "date="  # a partition folder: date=YYYY-MM-DD
 SUCCESS = "_SUCCESS"  # a drop is complete once this marker exists
 UNAVAILABLE = "_UNAVAILABLE"  # the simulator's flapping-upstream fault
@@ -72,7 +77,7 @@ def zone(zone_: str, dataset: str) -> str:
 
 
 def partitions(lake, *parts: str) -> list[dt.date]:
-    """The dates present under a folder of ``lake`` (``zone("curated", "flights")``, ``PREDICTIONS``, ...) as
+    """The dates present under a folder of ``lake`` (``zone("curated", "flights")``, ``prediction_log()``, ...) as
     ``date=`` partitions, in order."""
     from .lake import as_date
 
@@ -88,12 +93,12 @@ def partitions(lake, *parts: str) -> list[dt.date]:
 
 # training and evaluation ----------------------------------------------------------------------------------------
 def training(run_key: str) -> str:
-    """``training/<run_key>``; the key must be one path segment (``Lake`` refuses ``.``, ``..``, empty)."""
+    """``M/training/<run_key>``; the key must be one path segment (``Lake`` refuses ``.``, ``..``, empty)."""
     from .lake import UnsafePath, segments
 
     if len(segments(run_key)) != 1:
         raise UnsafePath(f"a run key is one path segment, not {run_key!r}")
-    return f"training/{run_key}"
+    return f"{_model()}training/{run_key}"
 
 
 # what a training run's folder holds: its staged set, then the model, the job's summary, the registration
@@ -117,45 +122,81 @@ GATE_REPORT = "report.html"
 GATE_DECISION = "decision.json"
 
 
+def reports() -> str:
+    """``M/reports``: every report of the model's, the gate's, monitoring's and the canaries' folders below."""
+    return f"{_model()}reports"
+
+
+def gates() -> str:
+    """``M/reports/gate``: a folder per training run the gate judged."""
+    return f"{reports()}/gate"
+
+
 def gate(run_key: str) -> str:
     """The gate's ``decision.json`` and ``report.html`` of a training run."""
-    return f"reports/gate/{training(run_key).split('/', 1)[1]}"
+    training(run_key)  # the same check of the key
+    return f"{gates()}/{run_key}"
 
 
-REPORTS = "reports"  # every report's zone: the gate's, monitoring's and the canaries' folders below
-GATES = f"{REPORTS}/gate"
-GATE_LATEST = (GATES, "latest.json")
+def gate_latest() -> tuple[str, str]:
+    return gates(), "latest.json"
 
 
 # serving, deployment, monitoring --------------------------------------------------------------------------------
-PREDICTIONS = "predictions"
+def prediction_log() -> str:
+    """``M/predictions``: the prediction log, a ``date=`` partition per scored row's date."""
+    return f"{_model()}predictions"
 
 
 def predictions(date: dt.date | str) -> str:
-    """The prediction log of one flight date."""
-    return f"{PREDICTIONS}/{DATE}{_date(date)}"
+    """The prediction log of one date (the scored rows')."""
+    return f"{prediction_log()}/{DATE}{_date(date)}"
 
 
-ROLLOUT = ("deployments", "rollout.json")
-ROLLOUT_HISTORY = "deployments/history"
-DEPLOYMENT_REPORTS = f"{REPORTS}/deployments"
+def deployments() -> str:
+    return f"{_model()}deployments"
+
+
+def rollout() -> tuple[str, str]:
+    """The current rollout's state."""
+    return deployments(), "rollout.json"
+
+
+def past_rollouts() -> str:
+    """A folder of finished rollouts' records."""
+    return f"{deployments()}/history"
+
+
+def deployment_reports() -> str:
+    return f"{reports()}/deployments"
 
 
 def canary_evidence(version: str) -> tuple[str, str]:
     """A canary's evidence and decision, written when it is decided on evidence."""
-    return DEPLOYMENT_REPORTS, f"v{version}.json"
+    return deployment_reports(), f"v{version}.json"
 
 
 def rollout_history(started_at: str, version: str | None) -> tuple[str, str]:
     """A finished rollout's record, named by when it started and its version (``:`` left out of the time)."""
-    return ROLLOUT_HISTORY, f"{started_at.replace(':', '')}-v{version}.json"
+    return past_rollouts(), f"{started_at.replace(':', '')}-v{version}.json"
 
 
-MONITORING = f"{REPORTS}/monitoring"
-MONITORING_LATEST = (MONITORING, "latest.json")
-TRIGGERS = (MONITORING, "triggers.json")
-# the prediction service's /metrics at the last check: the next check's period starts from these counters
-SERVICE_SCRAPE = (MONITORING, "service_scrape.json")
+def monitoring_reports() -> str:
+    """``M/reports/monitoring``: the daily reports, their summary, the triggers, the service's last counters."""
+    return f"{reports()}/monitoring"
+
+
+def monitoring_latest() -> tuple[str, str]:
+    return monitoring_reports(), "latest.json"
+
+
+def triggers() -> tuple[str, str]:
+    return monitoring_reports(), "triggers.json"
+
+
+def service_scrape() -> tuple[str, str]:
+    """The prediction service's /metrics at the last check: the next check's period starts from these counters."""
+    return monitoring_reports(), "service_scrape.json"
 
 
 MONITORING_REPORT = "report.json"
@@ -164,4 +205,13 @@ MONITORING_HTML = "report.html"
 
 def monitoring(date: dt.date | str) -> str:
     """The daily monitoring report's folder (``report.json``, ``report.html``)."""
-    return f"{MONITORING}/{DATE}{_date(date)}"
+    return f"{monitoring_reports()}/{DATE}{_date(date)}"
+
+
+# the model's folder ---------------------------------------------------------------------------------------------
+def _model() -> str:
+    """The model's folder with a trailing ``/`` (``""``: the lake's root), from its declaration."""
+    from .schema import model
+
+    folder = model().lake
+    return f"{folder}/" if folder else ""

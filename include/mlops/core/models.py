@@ -17,6 +17,8 @@ A model scores the rows of one data set (one row, one prediction) and declares::
                                               # trailing _key left out: flight_date)
       experiment: flight-delay      # the tracking experiment (default: the name)
       dags: {train: train_model, deploy: deploy_model, monitor: monitor_model}   # default: train_<name>, ...
+      lake: ""                      # the folder of its places in the lake (training, predictions, reports,
+                                    # deployments; default models/<name>; "": the lake's root)
 
 The label is binary, in one of three forms: ``{source: <number column>, threshold: t}`` (positive when the value
 is above t), ``{source: <column>, positive: [v, ...]}`` (positive when the value is one of those), or
@@ -37,7 +39,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_MODEL_KEYS = {"name", "dataset", "key", "label", "joins", "features", "score", "api", "experiment", "dags"}
+_MODEL_KEYS = {"name", "dataset", "key", "label", "joins", "features", "score", "api", "experiment", "dags", "lake"}
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # one folder of a model's lake path
 DAG_ROLES = ("train", "deploy", "monitor")  # the model's own DAGs (ingestion is per data set)
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")  # what Airflow accepts as a DAG id
 _LABEL_KEYS = {"source", "threshold", "positive", "name"}
@@ -116,6 +119,7 @@ class ModelSpec:
     date_field: str = "key_date"  # the prediction log's column of the row's date (its partition)
     experiment: str = ""
     dags: dict[str, str] = field(default_factory=dict)  # its DAGs' ids by role (train, deploy, monitor)
+    lake: str = ""  # the folder of its places in the lake ("": the root); core.layout asks here
 
     @property
     def join(self) -> Join | None:
@@ -260,6 +264,7 @@ def parse_model(raw: Any, datasets: dict, path) -> ModelSpec:
         date_field=str(api.get("date") or _date_field(str(api.get("key", "key")))),
         experiment=str(raw.get("experiment") or name),
         dags=_dags(raw.get("dags"), name, _where(path, name, "dags")),
+        lake=_lake(raw.get("lake", f"models/{name}"), _where(path, name, "lake")),
     )
     fields = (
         ("score", spec.score),
@@ -287,6 +292,23 @@ def _date_field(key_field: str) -> str:
     return (key_field[: -len("_key")] if key_field.endswith("_key") and key_field != "_key" else key_field) + "_date"
 
 
+def _lake(raw: Any, where: str) -> str:
+    """The model's folder in the lake: ``""`` (the root) or ``/``-separated plain folder names, none of them a
+    data set zone's or a model place's name (so that no two models' places, nor a model's and the data's, mix)."""
+    from .places import MODEL_PLACES, ZONES
+
+    if not isinstance(raw, str):
+        raise ValueError(f'{where}: a folder in the lake (a string, "" for its root), got {raw!r}')
+    parts = raw.split("/") if raw else []
+    for part in parts:
+        if not _SEGMENT.match(part) or part in ZONES or part in MODEL_PLACES:
+            raise ValueError(
+                f"{where}: {raw!r}: each folder is a plain name (letters, digits, _ . -), not one of "
+                f"{[*ZONES, *MODEL_PLACES]}; got {part!r}"
+            )
+    return raw
+
+
 def _dags(raw: Any, name: str, where: str) -> dict[str, str]:
     """The model's DAG ids: the declared ones, ``<role>_<name>`` for a role not declared."""
     raw = raw or {}
@@ -310,5 +332,11 @@ def parse_models(raw: Any, datasets: dict, path) -> dict[str, ModelSpec]:
         taken = {d for m in out.values() for d in m.dags.values()} & set(spec.dags.values())
         if taken:
             raise ValueError(f"{path}: model {spec.name!r}: DAG ids {sorted(taken)} belong to another model")
+        shared = [m.name for m in out.values() if m.lake == spec.lake]
+        if shared:
+            raise ValueError(
+                f"{_where(path, spec.name, 'lake')}: {spec.lake!r} is model {shared[0]!r}'s folder too: each model's "
+                "places are its own"
+            )
         out[spec.name] = spec
     return out

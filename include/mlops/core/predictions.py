@@ -26,7 +26,7 @@ def prediction_columns() -> list[str]:
 
 def prediction_dates(lake: Lake) -> list[dt.date]:
     """Flight dates with logged predictions."""
-    return layout.partitions(lake, layout.PREDICTIONS)
+    return layout.partitions(lake, layout.prediction_log())
 
 
 def predictions(

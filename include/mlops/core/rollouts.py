@@ -15,7 +15,7 @@ from .lake import Lake
 
 def current(lake: Lake) -> dict[str, Any] | None:
     """The current rollout, or None before the first; a lake that cannot be read raises (never "no rollout")."""
-    return lake.read_json(*layout.ROLLOUT) if lake.exists(*layout.ROLLOUT) else None
+    return lake.read_json(*layout.rollout()) if lake.exists(*layout.rollout()) else None
 
 
 def canary_share(rollout: dict[str, Any] | None, challenger: str | None) -> float:
@@ -92,5 +92,5 @@ def adopt(lake: Lake, rollout: dict[str, Any], run_id: str) -> dict[str, Any]:
         "adopted_from": rollout.get("owner"),
         "adopted_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    lake.write_json(adopted, *layout.ROLLOUT)
+    lake.write_json(adopted, *layout.rollout())
     return adopted

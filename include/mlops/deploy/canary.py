@@ -69,7 +69,7 @@ def start(
         "from_date": (d + dt.timedelta(days=1)).isoformat(),
         "owner": owner,
     }
-    lake.write_json(rollout, *layout.ROLLOUT)
+    lake.write_json(rollout, *layout.rollout())
     return rollout
 
 
@@ -82,7 +82,7 @@ def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
         "finished_at": now(),
         "evidence": detail,
     }
-    lake.write_json(rollout, *layout.ROLLOUT)
+    lake.write_json(rollout, *layout.rollout())
     lake.write_json(rollout, *layout.rollout_history(rollout.get("started_at", now()), rollout.get("version")))
     return rollout
 

@@ -283,7 +283,7 @@ def run(
     lake.write_bytes(html.encode(), report_dir, layout.GATE_REPORT)
     d["report"] = lake.uri(report_dir, layout.GATE_REPORT)
     lake.write_json(d, report_dir, layout.GATE_DECISION)
-    lake.write_json(d, *layout.GATE_LATEST)
+    lake.write_json(d, *layout.gate_latest())
     registry.log_to_run(
         reg["run_id"],
         {

@@ -156,12 +156,12 @@ def report(
     lake.write_bytes(monitoring_report(out, profile, current, served).encode(), folder, layout.MONITORING_HTML)
     out["report"] = lake.uri(folder, layout.MONITORING_HTML)
     lake.write_json(out, folder, layout.MONITORING_REPORT)
-    latest = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
+    latest = lake.read_json(*layout.monitoring_latest()) if lake.exists(*layout.monitoring_latest()) else None
     if latest is None or latest.get("date", "") <= out["date"]:
         lake.write_json(
             {k: out[k] for k in ("date", "window", "champion", "drifted", "signals", "report")}
             | {"fired": False, "service": {k: out["service"].get(k) for k in ("status", "signals", "reasons")}},
-            *layout.MONITORING_LATEST,
+            *layout.monitoring_latest(),
         )
     return out
 
@@ -176,7 +176,7 @@ def reports(lake: Lake, dates: list[dt.date]) -> dict[str, dict[str, Any]]:
 
 
 def triggers(lake: Lake) -> list[dict[str, Any]]:
-    return lake.read_json(*layout.TRIGGERS) if lake.exists(*layout.TRIGGERS) else []
+    return lake.read_json(*layout.triggers()) if lake.exists(*layout.triggers()) else []
 
 
 def decide(
@@ -189,7 +189,7 @@ def decide(
     recent = reports(lake, days)
     today = recent.get(d.isoformat())
     if today is None:
-        raise FileNotFoundError(f"no monitoring report for {d} at {lake.uri(layout.MONITORING)}")
+        raise FileNotFoundError(f"no monitoring report for {d} at {lake.uri(layout.monitoring_reports())}")
     fired = [s for s in SIGNALS if len(recent) == len(days) and all(r["signals"].get(s) for r in recent.values())]
     holds = []  # every reason that holds a fire back, the cool-down first
     previous = [t for t in triggers(lake) if t["date"] < d.isoformat()]
@@ -232,8 +232,8 @@ def record_trigger(lake: Lake, decision: dict[str, Any]) -> None:
     """Remember a retraining trigger (for the cool-down); a rerun of the same date replaces its entry."""
     entries = [t for t in triggers(lake) if t["date"] != decision["date"]]
     entries.append({k: decision[k] for k in ("date", "signals", "reason", "champion", "report")})
-    lake.write_json(sorted(entries, key=lambda t: t["date"]), *layout.TRIGGERS)
-    if lake.exists(*layout.MONITORING_LATEST):
-        latest = lake.read_json(*layout.MONITORING_LATEST)
+    lake.write_json(sorted(entries, key=lambda t: t["date"]), *layout.triggers())
+    if lake.exists(*layout.monitoring_latest()):
+        latest = lake.read_json(*layout.monitoring_latest())
         if latest.get("date") == decision["date"]:
-            lake.write_json(latest | {"fired": True, "reason": decision["reason"]}, *layout.MONITORING_LATEST)
+            lake.write_json(latest | {"fired": True, "reason": decision["reason"]}, *layout.monitoring_latest())

@@ -7,7 +7,7 @@ request failing.
 
 The period is "since the last check" (its wall-clock ``from`` and ``to`` are in the section): the service's
 counters and histograms are cumulative since it started, and monitoring keeps no time series of them, so a check
-reads them and subtracts the previous check's values (kept in the lake, ``layout.SERVICE_SCRAPE``). Checks run
+reads them and subtracts the previous check's values (kept in the lake, ``layout.service_scrape()``). Checks run
 once per ``monitor_model`` run, after each day's ingestion; in a replay each day's traffic reaches the service
 before that day's outcomes are ingested, so the period holds that day's requests. A restarted service starts its
 counters again from zero: a counter lower than before (or another process start time, or another URL) is a
@@ -271,7 +271,7 @@ def check(
     if not url:
         section = base | {"status": "not configured"}
     else:
-        previous = lake.read_json(*layout.SERVICE_SCRAPE) if lake.exists(*layout.SERVICE_SCRAPE) else None
+        previous = lake.read_json(*layout.service_scrape()) if lake.exists(*layout.service_scrape()) else None
         if previous is not None and previous.get("url") != url:
             previous = None  # another service: its counters say nothing about this one's
         try:
@@ -292,6 +292,6 @@ def check(
                     "the service restarted since the previous check (its counters were reset): the period is the "
                     "new process's life so far"
                 )
-            lake.write_json({"url": url, "at": now.isoformat(), "samples": _encode(current)}, *layout.SERVICE_SCRAPE)
+            lake.write_json({"url": url, "at": now.isoformat(), "samples": _encode(current)}, *layout.service_scrape())
     signals, reasons = judge(section, limits)
     return section | {"signals": signals, "reasons": reasons, "alert": any(signals.values())}

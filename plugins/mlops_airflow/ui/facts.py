@@ -40,10 +40,10 @@ def _last_gate(lake) -> dict[str, Any] | None:
     """``reports/gate/latest.json``, else the decision of the newest version among ``reports/gate/*/``."""
     from include.mlops.core import layout
 
-    if lake.exists(*layout.GATE_LATEST):
-        return lake.read_json(*layout.GATE_LATEST)
+    if lake.exists(*layout.gate_latest()):
+        return lake.read_json(*layout.gate_latest())
     newest = None
-    for key in lake.ls(layout.GATES):
+    for key in lake.ls(layout.gates()):
         if key.endswith(".json") or not lake.exists(layout.gate(key), layout.GATE_DECISION):
             continue
         d = lake.read_json(layout.gate(key), layout.GATE_DECISION)
@@ -74,7 +74,9 @@ def state() -> dict[str, Any]:
         lake = get_lake()
         facts["lake"] = lake.url
         facts["gate"] = _last_gate(lake)
-        facts["drift"] = lake.read_json(*layout.MONITORING_LATEST) if lake.exists(*layout.MONITORING_LATEST) else None
+        facts["drift"] = (
+            lake.read_json(*layout.monitoring_latest()) if lake.exists(*layout.monitoring_latest()) else None
+        )
         facts["rollout"] = rollouts.current(lake)
     except Exception as exc:  # noqa: BLE001
         facts["errors"]["lake"] = f"{type(exc).__name__}: {exc}"

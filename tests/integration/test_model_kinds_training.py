@@ -118,6 +118,20 @@ def test_a_kind_added_in_one_module_and_its_params_key_trains(curated_lake, cons
         params.load(without)
 
 
+def test_the_splits_shares_are_parameters_recorded_with_the_set(curated_lake):
+    """The validation and test shares of the window's days come from params.yaml (or the run) and stay with the
+    training set, so that a rebuild splits the same days."""
+    key = f"shares-{uuid.uuid4().hex[:6]}"
+    meta = pipeline.build_training_set(curated_lake, key, 20, 1, end=END, kind="baseline", shares=(0.1, 0.3))
+    assert (len(meta["split"]["validation"]), len(meta["split"]["test"])) == (2, 6)
+    staged = curated_lake.read_json(layout.training(key), layout.TRAINING_SPEC)
+    assert (staged["validation_share"], staged["test_share"]) == (0.1, 0.3)
+    default = pipeline.build_training_set(curated_lake, key + "-d", 20, 1, end=END, kind="baseline")
+    train = params.load()["train"]
+    assert (default["validation_share"], default["test_share"]) == (train["validation_share"], train["test_share"])
+    assert len(default["split"]["test"]) == round(20 * train["test_share"])
+
+
 def test_an_unknown_kind_is_refused_by_name(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text(params.path().read_text().replace("  kind: lightgbm", "  kind: xgboost"))

@@ -152,6 +152,8 @@ def test_replace_checks_again():
         ({"num_boost_round": 9}, "num_boost_round = 9"),
         ({"timeout_minutes": 0}, "timeout_minutes = 0"),
         ({"threads_per_worker": 0}, "threads_per_worker = 0"),
+        ({"test_share": 0.5}, "test_share = 0.5: must be a number >= 0.05 and <= 0.4"),
+        ({"validation_share": 0}, "validation_share = 0: must be a number >= 0.05"),
         ({"learning_rate": 0}, "learning_rate = 0: must be a number > 0 and <= 1"),
         ({"learning_rate": 1.5}, "learning_rate = 1.5"),
         ({"num_leaves": 1}, "num_leaves = 1: must be an integer >= 2 and <= 4096"),

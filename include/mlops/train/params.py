@@ -21,6 +21,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "train": {
         "kind": {"type": "string", "enum": list(KINDS)},  # the model kind a run trains
         "window_days": {"type": "integer", "minimum": 3, "maximum": 366},
+        "validation_share": {"type": "number", "minimum": 0.05, "maximum": 0.4},
+        "test_share": {"type": "number", "minimum": 0.05, "maximum": 0.4},
         "min_days": {"type": "integer", "minimum": 3, "maximum": 366},
         "workers": {"type": "integer", "minimum": 1, "maximum": 64},
         "threads_per_worker": {"type": "integer", "minimum": 1, "maximum": 64},

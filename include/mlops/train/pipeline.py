@@ -64,10 +64,14 @@ def build_training_set(
     end: dt.date | str | None = None,
     min_days: int = 3,
     kind: str | None = None,
+    shares: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """The training set of a run, staged in the lake for a model of ``kind`` (default: params.yaml's)."""
+    """The training set of a run, staged in the lake for a model of ``kind``, its days split by ``shares``
+    (validation, test; both default to params.yaml's)."""
     layout.training(run_key)  # refuse an unsafe key before anything is read or written
-    kind = kind or params_file.load()["train"]["kind"]
+    train = params_file.load()["train"]
+    kind = kind or train["kind"]
+    validation_share, test_share = shares or (train["validation_share"], train["test_share"])
     kinds.kind(kind)  # an unknown kind is refused before anything is written
     dates = training_dates(lake, end)
     end_date = as_date(end) if end else dates[-1]
@@ -78,7 +82,7 @@ def build_training_set(
             f"to {end_date}; "
             f"training needs at least {min_days}"
         )
-    ts = F.build(flights, weather)
+    ts = F.build(flights, weather, validation_share=validation_share, test_share=test_share)
     meta = write_training_set(lake, layout.training(run_key), ts, shards=workers, kind=kind)
     # the held-out days un-encoded, so that any model (the champion too) can be scored with its own encoding
     test_days = set(ts.split["test"])
@@ -104,6 +108,8 @@ def build_training_set(
     )
     meta |= {
         "window_days": window_days,
+        "validation_share": validation_share,
+        "test_share": test_share,
         "window": [used[0].isoformat(), used[-1].isoformat()],
         "days": len(used),
         "run_key": run_key,
@@ -291,6 +297,9 @@ def register(
                 "kind": kind,
                 "num_boost_round": params.get("num_boost_round"),
                 "window_days": meta["window_days"],
+                # the split's shares (a run staged before they were parameters: the defaults it was split with)
+                "validation_share": meta.get("validation_share", 0.15),
+                "test_share": meta.get("test_share", 0.15),
                 "workers": job["workers"],
                 "hosts": job["hosts"],
             },

@@ -80,6 +80,7 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
             end=p.get("end_date"),
             min_days=min(int(p["min_days"]), int(p["window_days"])),
             kind=str(p["kind"]),
+            shares=(float(p["validation_share"]), float(p["test_share"])),
         )
     except pipeline.NotEnoughData as exc:  # the window holds too few days: a retry finds no more
         raise AirflowFailException(str(exc)) from None

@@ -90,9 +90,14 @@ class PredictionLog:
 
     @property
     def spilled(self) -> int:
-        """Rows in the spill folder (claimed ones too: being written), waiting for the lake."""
-        files = self._local.spill_files() + list(self.spill_dir.glob(protocol.CLAIM_GLOB))
-        return sum(named.rows for f in files if (named := protocol.spilled(f.name)))
+        """Rows in the spill folder (claimed ones too: being written), waiting for the lake. The writer renames a
+        file while it tries it (claimed) and back when the lake still refuses: the folder is listed for spilled,
+        claimed and spilled files again, each file counted once, so that a rename between two listings neither
+        hides a file nor counts it twice."""
+        names = [f.name for f in self._local.spill_files()]
+        names += [f.name for f in self.spill_dir.glob(protocol.CLAIM_GLOB)]
+        names += [f.name for f in self._local.spill_files()]
+        return protocol.spilled_rows(names)
 
     @property
     def counters(self) -> Counters:

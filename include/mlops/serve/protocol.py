@@ -22,6 +22,7 @@ import operator
 import re
 import struct
 import uuid
+from collections.abc import Iterable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -195,6 +196,17 @@ def claimed(name: str) -> tuple[str, int] | None:
     """A claimed spill file's own name and the process that claimed it (None: not a claim)."""
     m = _CLAIM.fullmatch(name)
     return (m.group(1), int(m.group(2))) if m else None
+
+
+def spilled_rows(names: Iterable[str]) -> int:
+    """The rows of the spill files named, each file once: a file claimed or given back while the folder was listed
+    (its name changed between two listings) appears under both names and counts once."""
+    own: dict[str, int] = {}
+    for name in names:
+        claim = claimed(name)
+        if (named := spilled(name)) is not None:
+            own[claim[0] if claim else name] = named.rows
+    return sum(own.values())
 
 
 def spilled(name: str) -> Spilled | None:

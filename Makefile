@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup demo test up replay up-prod down-prod celery-check serve bench mutation clean env constraints
+.PHONY: help setup dvc-setup repro report demo test up replay up-prod down-prod celery-check serve bench mutation clean env constraints
 
 help:
 	@echo "make setup  create .venv with the pinned requirements (constraints-3.11.txt) and Horovod (built once per"
@@ -29,6 +29,10 @@ help:
 	@echo "            (DEMO_ARGS=--fast: six weeks)"
 	@echo "make test   set up, then run every test (unit, DAG integrity, end-to-end, S3, Slack, deployment, browser)"
 	@echo "            (PYTEST_ARGS=tests/unit: some of them)"
+	@echo "make repro  the model's DVC pipeline (dvc.yaml: snapshot, train, evaluate), what changed only"
+	@echo "make report report.md for a pull request: this branch's model against REPORT_BASE's (main), with"
+	@echo "            the gate's checks, the metrics and params diff and plots; non-zero when the gate fails"
+	@echo "make dvc-setup  create .venv-dvc (DVC, pinned in constraints-dvc.txt; make test and report make it)"
 	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080 (airflow standalone, 127.0.0.1)"
 	@echo "make replay the same UI, with the scheduler replaying 2013 day by day on its own (REPLAY_START, REPLAY_END;"
 	@echo "            state in MLOPS_HOME/replay): upstream drops, traffic to the prediction service, the lifecycle"
@@ -75,6 +79,27 @@ $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
 
 setup: $(BIN)/.installed $(AIRFLOW_HOME)/.migrated
 
+# DVC in its own venv (requirements-dvc.txt says why); the pipeline's stages (dvc.yaml) run .venv's Python
+DVC_VENV := $(CURDIR)/.venv-dvc
+DVC := $(DVC_VENV)/bin/dvc
+export DVC_NO_ANALYTICS := 1
+$(DVC_VENV)/.installed: requirements-dvc.txt constraints-dvc.txt
+	@test -x $(DVC_VENV)/bin/python || $(PYTHON) -m venv $(DVC_VENV)
+	$(DVC_VENV)/bin/python -m pip install --quiet --upgrade "pip>=25"
+	$(DVC_VENV)/bin/python -m pip install --quiet -r requirements-dvc.txt -c constraints-dvc.txt
+	@touch $@
+
+dvc-setup: $(DVC_VENV)/.installed
+
+# the model's pipeline on the snapshot (dvc.yaml): what changed since the last run, nothing else
+repro: $(BIN)/.installed $(DVC_VENV)/.installed
+	$(DVC) repro
+
+# report.md for a pull request: this branch's model against REPORT_BASE's (scripts/report.sh)
+REPORT_BASE ?= main
+report: $(BIN)/.installed $(DVC_VENV)/.installed
+	DVC=$(DVC) PYTHON=$(BIN)/python REPORT_BASE=$(REPORT_BASE) scripts/report.sh
+
 demo: setup
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
@@ -84,7 +109,7 @@ demo: setup
 # whole Airflow deployment, whose scheduler and workers want the machine's cores), one at a time. Both run even when
 # the first fails; the status is the first failure's. PYTEST_ARGS runs those tests alone, in one process.
 TEST_WORKERS ?= 2
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(DVC_VENV)/.installed
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@status=0; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --ignore=tests/deploy || status=$$?; \

@@ -27,7 +27,7 @@ from airflow.sdk import Param, dag, task
 
 import mlops_airflow.tasks.train_model
 from include.mlops.evaluate.config import GateConfig
-from include.mlops.train.params import SETTINGS
+from include.mlops.train.params import KINDS, SETTINGS
 from include.mlops.train.params import load as load_params
 from mlops_airflow.blocks.assets import model_dags, training_inputs
 from mlops_airflow.blocks.defaults import default_args, schedule_window
@@ -35,7 +35,7 @@ from mlops_airflow.blocks.forms import overrides_form, values_form
 from mlops_airflow.blocks.operators import HorovodTrainOperator
 
 PARAMS = load_params()  # params.yaml: the defaults of every field below but the run's own (end date, hosts, reason)
-MODEL_SECTIONS = [s for s in PARAMS if s != "train"]  # the model kinds' sections the file holds
+MODEL_SECTIONS = [s for s in PARAMS if s in KINDS.values()]  # the model kinds' sections the file holds
 HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
 TITLES = {
     "kind": "Model kind",

@@ -10,13 +10,23 @@ import io
 from typing import Any
 
 
-def png(fig) -> str:
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG (the figure closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def png(fig) -> str:
+    """A matplotlib figure as a PNG data URI, for an HTML report."""
+    return data_uri(png_bytes(fig))
+
+
+def data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:

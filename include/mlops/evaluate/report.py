@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..core.reports import png, table
+from ..core.reports import data_uri, png_bytes, table
 
 
-def _roc_and_calibration(y: np.ndarray, curves: dict[str, np.ndarray]) -> tuple[str, str]:
+def roc_and_calibration(y: np.ndarray, curves: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    """The ROC and the calibration curves of each model's scores ``curves`` on the rows of labels ``y``, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +26,7 @@ def _roc_and_calibration(y: np.ndarray, curves: dict[str, np.ndarray]) -> tuple[
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax.legend()
-    roc = png(fig)
+    roc = png_bytes(fig)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     bins = np.linspace(0, 1, 11)
     for name, p in curves.items():
@@ -36,10 +37,11 @@ def _roc_and_calibration(y: np.ndarray, curves: dict[str, np.ndarray]) -> tuple[
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration")
     ax.legend()
-    return roc, png(fig)
+    return roc, png_bytes(fig)
 
 
-def _importance(importance: dict[str, float]) -> str:
+def importance_png(importance: dict[str, float]) -> bytes:
+    """The 15 most important features as bars, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +51,7 @@ def _importance(importance: dict[str, float]) -> str:
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.barh([k for k, _ in items], [v for _, v in items])
     ax.set(title="Feature importance (gain)")
-    return png(fig)
+    return png_bytes(fig)
 
 
 def gate_report(
@@ -60,7 +62,7 @@ def gate_report(
     importance: dict[str, float],
     context: dict[str, Any],
 ) -> str:
-    roc, cal = _roc_and_calibration(np.asarray(y, dtype=float), curves)
+    roc, cal = map(data_uri, roc_and_calibration(np.asarray(y, dtype=float), curves))
     verdict = "PASSED" if decision["passed"] else "FAILED: " + ", ".join(decision["failed"])
     ctx = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
     metrics_rows = [
@@ -77,6 +79,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background
 <ul>{ctx}</ul>
 <h3>Checks</h3>{table(decision["checks"], ["name", "passed", "value", "threshold", "detail"])}
 <h3>Held-out metrics</h3>{table(metrics_rows, ["model", "auc", "logloss", "brier", "ece", "positive_rate", "rows"])}
-<img src="{roc}"><img src="{cal}"><img src="{_importance(importance)}">
+<img src="{roc}"><img src="{cal}"><img src="{data_uri(importance_png(importance))}">
 <h3>Slices</h3>{table(decision["slices"], ["column", "value", "rows", "positive_rate", "candidate_auc", "champion_auc", "regression"])}
 </body></html>"""

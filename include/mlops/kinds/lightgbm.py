@@ -255,7 +255,17 @@ def train_rank(job, rank, status) -> tuple[dict[str, Any], bytes | None]:
     }
     if rank.rank != 0:
         return result, None
-    return result | {"num_trees": booster.num_trees()}, booster.model_to_string().encode()
+    return result | {"num_trees": booster.num_trees()}, without_addresses(booster.model_to_string()).encode()
+
+
+def without_addresses(model_text: str) -> str:
+    """The model text without the job's network addresses (its parameters section records each rank's port, new
+    in every run): the same data and parameters give the same text, byte for byte, so that a rebuilt version can
+    be compared with the registered one. LightGBM's defaults stand in for them; prediction never reads them."""
+    import re
+
+    text = re.sub(r"(?m)^\[machines: [^\]\n]*\]$", "[machines: ]", model_text)
+    return re.sub(r"(?m)^\[local_listen_port: \d+\]$", "[local_listen_port: 12400]", text)
 
 
 class SingleRow:

@@ -16,7 +16,9 @@ from ..core.config import PROJECT_ROOT, check_settings, config_dir, read_yaml
 
 # the model kinds (include/mlops/kinds/<kind>.py) and the section of params.yaml each one's parameters are in
 KINDS: dict[str, str] = {name: module.PARAMS for name, module in kinds.available().items()}
-SECTIONS = ("train", *KINDS.values())
+# the data `dvc repro` trains on (dvc.yaml's snapshot stage, include/mlops/repro): optional, read by no DAG
+SNAPSHOT = "snapshot"
+SECTIONS = ("train", *KINDS.values(), SNAPSHOT)
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "train": {
         "kind": {"type": "string", "enum": list(KINDS)},  # the model kind a run trains
@@ -30,6 +32,10 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "timeout_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
     },
     **{section: kinds.kind(k).SETTINGS for k, section in KINDS.items()},
+    SNAPSHOT: {
+        "first": {"type": "string", "format": "date"},  # the snapshot's first and last day (ISO dates)
+        "last": {"type": "string", "format": "date"},
+    },
 }
 
 
@@ -81,7 +87,7 @@ def resolve(run: dict[str, Any], file: Path | str | None = None) -> dict[str, di
     the wrong type or out of its range is a ValueError naming the parameter, the value and what is allowed. A run
     of another kind than the file's needs that kind's section in the file."""
     base = load(file)
-    out = {s: {k: run[k] if k in run else v for k, v in base[s].items()} for s in base}
+    out = {s: {k: run[k] if k in run else v for k, v in base[s].items()} for s in base if s != SNAPSHOT}
     for s in out:
         given = {k for k in out[s] if k in run}
         check_settings(out[s], SETTINGS[s], f"train_model's parameters ({s}: of params.yaml)", overridden=given)

@@ -22,7 +22,10 @@ trap 'rm -rf "$tmp"' EXIT
 "$DVC" params diff "$base" --md > "$tmp/params.md"
 if git cat-file -e "$base:dvc.lock" 2> /dev/null && git show "$base:dvc.lock" | grep -q "path: build/model$"; then
   # the base's model as its dvc.lock names it, from the cache or the remote; unreachable is an error
-  "$DVC" get . build/model --rev "$base" -o "$tmp/base-model" || {
+  # (a remote this checkout configured for itself, scripts/dvc-remote.sh, is not in the revision's own config)
+  local_config=()
+  if [ -f .dvc/config.local ]; then local_config=(--config .dvc/config.local); fi
+  "$DVC" get . build/model --rev "$base" "${local_config[@]}" -o "$tmp/base-model" || {
     echo "make report: the model of '$base' could not be fetched (dvc get above): is it pushed to the remote?" >&2
     exit 2
   }

@@ -1,7 +1,9 @@
-"""Changing the model on a branch, as a person would (dvc.yaml, make report), in a throw-away git repository made
-from the project: a baseline committed on main with its pipeline run and pushed, a branch that changes one
-hyperparameter, the report's numbers against both sides' metrics.json, a change that fails the gate, a rerun
-that skips every stage, and the report's errors (no base revision, the base's model unreachable).
+"""Changing the model on a branch, as a person would (dvc.yaml, make report), in throw-away git repositories made
+from the project: a baseline committed on main with its pipeline run and pushed to an S3 remote (the moto server),
+a branch that changes one hyperparameter, the report's numbers against both sides' metrics.json, a change that
+fails the gate, a rerun that skips every stage, the report's errors (no base revision, the base's model
+unreachable); and the pull-request workflow (.github/workflows/model-ci.yml): valid against GitHub's schema, its
+permissions and checkout, and its run: steps in order in a clone of that repository, but the suite and the post.
 
 The real DVC (the Makefile's .venv-dvc) and the project's Python (.venv, linked into the repository) run
 everything; the snapshot is short (12 days) and the gate's calibration ceiling looser, for speed on 2 cores."""
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,21 +27,24 @@ VENV = Path(sys.prefix)
 DVC_VENV = ROOT / ".venv-dvc"
 
 
-def run(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW", "PYTHONPATH"))}
-    env |= {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
-    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    p = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def run(repo: Path, *cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW", "PYTHONPATH", "AWS_"))}
+    full |= {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    full |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", **(env or {})}
+    p = subprocess.run(cmd, cwd=repo, env=full, capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
 
 
-def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(repo, str(DVC_VENV / "bin" / "dvc"), *args, check=check)
+def dvc(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run(repo, str(DVC_VENV / "bin" / "dvc"), *args, check=check, env=env)
 
 
-def report(repo: Path, base: str = "main") -> subprocess.CompletedProcess:
+def report(repo: Path, base: str = "main", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """make report, the venvs taken as they are (linked: make must not reinstall them)."""
     return run(
         repo,
@@ -49,6 +56,7 @@ def report(repo: Path, base: str = "main") -> subprocess.CompletedProcess:
         "report",
         f"REPORT_BASE={base}",
         check=False,
+        env=env,
     )
 
 
@@ -64,7 +72,22 @@ def edit_yaml(path: Path, section: str | None, **values) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def s3_remote(moto_server) -> dict[str, str]:
+    """The DVC remote the workflow's secrets name: a bucket on the moto server, credentials in the environment."""
+    import boto3
+
+    bucket = f"dvc-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1", **CREDENTIALS).create_bucket(Bucket=bucket)
+    return {
+        "DVC_REMOTE_URL": f"s3://{bucket}/pipeline",
+        "DVC_REMOTE_ENDPOINT": moto_server,
+        "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, s3_remote) -> Path:
     if not (DVC_VENV / "bin" / "dvc").exists():
         pytest.fail("no .venv-dvc: make test makes it (make dvc-setup)")
     repo = tmp_path_factory.mktemp("model-change")
@@ -90,6 +113,14 @@ def repo(tmp_path_factory) -> Path:
     run(repo, "git", "init", "-q", "-b", "main")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "the project")
+    run(repo, "scripts/dvc-remote.sh", env=s3_remote)  # .dvc/config.local: not committed
+    # main: the pipeline runs, its lock, metrics and plots are committed, its outputs pushed to the remote
+    first = dvc(repo, "repro")
+    assert ran(first.stdout) == ["snapshot", "train", "evaluate"], first.stdout
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline model")
+    pushed = dvc(repo, "push", env=s3_remote)
+    assert "pushed" in pushed.stdout, pushed.stdout
     return repo
 
 
@@ -97,13 +128,7 @@ def ran(out: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", out)
 
 
-def test_a_change_gets_a_trained_candidate_and_a_report(repo):
-    # main: the pipeline runs, its lock, metrics and plots are committed, its outputs pushed to the remote
-    first = dvc(repo, "repro")
-    assert ran(first.stdout) == ["snapshot", "train", "evaluate"], first.stdout
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "baseline model")
-    dvc(repo, "push")
+def test_a_change_gets_a_trained_candidate_and_a_report(repo, s3_remote):
     main_metrics = json.loads((repo / "build/metrics.json").read_text())
     manifest = json.loads((repo / "data/snapshot/manifest.json").read_text())
     assert manifest["first"] == "2013-01-10" and len(manifest["datasets"]["flights"]["days"]) == 12
@@ -120,7 +145,7 @@ def test_a_change_gets_a_trained_candidate_and_a_report(repo):
     branch = dvc(repo, "repro")
     assert ran(branch.stdout) == ["train", "evaluate"], branch.stdout
     branch_metrics = json.loads((repo / "build/metrics.json").read_text())
-    rep = report(repo)
+    rep = report(repo, env=s3_remote)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     text = (repo / "report.md").read_text()
     result = json.loads((repo / "report.json").read_text())
@@ -145,19 +170,24 @@ def test_a_change_gets_a_trained_candidate_and_a_report(repo):
     # a change that makes the gate fail: make report exits non-zero, naming the failed checks
     edit_yaml(repo / "params.yaml", "lgbm", num_leaves=2, learning_rate=0.005)
     dvc(repo, "repro")
-    rep = report(repo)
+    rep = report(repo, env=s3_remote)
     assert rep.returncode != 0 and "report.md: gate FAILED" in rep.stdout, rep.stdout + rep.stderr
     failed = json.loads((repo / "report.json").read_text())["decision"]["failed"]
     assert "auc_vs_champion" in failed and f"**Gate FAILED: {', '.join(failed)}**" in (repo / "report.md").read_text()
 
     # the report's own errors are errors, never "no model on the base"
-    rep = report(repo, base="no-such-branch")
+    rep = report(repo, base="no-such-branch", env=s3_remote)
     assert rep.returncode != 0 and "no revision 'no-such-branch'" in rep.stderr, rep.stderr
     assert not (repo / "report.md").exists()  # the last run's report is gone: nothing stale to post
-    for gone in (repo / ".dvc/cache", repo / ".dvc-storage"):
-        subprocess.run(["rm", "-rf", str(gone)], check=True)
-    rep = report(repo)
+    # main's model only on the remote (the cache emptied), and the remote unreachable: an error
+    shutil.rmtree(repo / ".dvc" / "cache")
+    dvc(repo, "remote", "modify", "--local", "ci", "endpointurl", "http://127.0.0.1:9")
+    rep = report(repo, env=s3_remote)
     assert rep.returncode != 0 and "could not be fetched" in rep.stderr, rep.stderr
+    assert not (repo / "report.md").exists()
+    dvc(repo, "remote", "modify", "--local", "ci", "endpointurl", s3_remote["DVC_REMOTE_ENDPOINT"])
+    rep = report(repo, env=s3_remote)  # from the remote alone, once it answers
+    assert "report.md: gate FAILED" in rep.stdout, rep.stdout + rep.stderr
 
 
 def test_the_pipeline_declares_every_parameter_it_reads():
@@ -172,3 +202,83 @@ def test_the_pipeline_declares_every_parameter_it_reads():
     assert set(params) == {"train", "lgbm", "baseline", "snapshot"}  # a new section must be declared above
     for s in stages.values():
         assert s["cmd"].startswith(".venv/bin/python -m include.mlops.repro ")
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "model-ci.yml"
+NOT_RUN_HERE = ("make test", "cml ")  # the suite itself (this is it), and CML's post (its npm package)
+
+
+def test_the_workflow_is_valid_and_asks_only_for_what_posting_needs():
+    check = subprocess.run(
+        [str(DVC_VENV / "bin" / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    triggers = wf[True]  # YAML 1.1 reads the key "on" as True
+    assert set(triggers["pull_request"]["paths"]) == {
+        "include/**",
+        "dags/**",
+        "plugins/**",
+        "expectations/**",
+        "params.yaml",
+        "dvc.yaml",
+    }
+    assert wf["permissions"] == {"contents": "read", "pull-requests": "write"}
+    steps = wf["jobs"]["model"]["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0  # full history: a shallow clone breaks dvc exp and the diffs
+    assert any(s.get("uses", "").startswith("iterative/setup-cml@") for s in steps)
+    post = next(s for s in steps if "cml comment create" in s.get("run", ""))
+    assert "report.md" in post["run"] and post["env"]["REPO_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    # secrets only from the repository's encrypted secrets
+    for name, value in wf["jobs"]["model"]["env"].items():
+        if name.startswith(("AWS_", "DVC_REMOTE")):
+            assert value == f"${{{{ secrets.{name} }}}}", (name, value)
+    runs = [s["run"] for s in steps if "run" in s]
+    order = ["make test", "dvc-remote.sh", "dvc pull", "make repro", "make report", "cml comment create", "dvc push"]
+    assert [next(i for i, r in enumerate(runs) if o in r) for o in order] == sorted(
+        next(i for i, r in enumerate(runs) if o in r) for o in order
+    )
+
+
+def test_the_workflows_steps_run_in_order_on_a_pull_request(repo, s3_remote, tmp_path):
+    """A clone of the repository above, as the workflow's checkout makes it (its default branch as origin/main), on
+    a branch that changes one hyperparameter: each run: step of a pull request's job in order."""
+    pr = tmp_path / "pr"
+    run(tmp_path, "git", "clone", "-q", "--branch", "main", str(repo), str(pr))
+    (pr / ".venv").symlink_to(VENV)
+    (pr / ".venv-dvc").symlink_to(DVC_VENV)
+    for f in ("requirements.txt", "requirements-dev.txt", "constraints-3.11.txt", "scripts/install_horovod.sh"):
+        os.utime(pr / f, (1, 1))  # older than the linked venvs: make takes them as installed
+    for f in ("requirements-dvc.txt", "constraints-dvc.txt"):
+        os.utime(pr / f, (1, 1))
+    run(pr, "git", "checkout", "-qb", "more-leaves")
+    edit_yaml(pr / "params.yaml", "lgbm", num_leaves=31)
+    run(pr, "git", "commit", "-qam", "fewer leaves")
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    job = wf["jobs"]["model"]
+    env = {"BASE": "main", "DVC_NO_ANALYTICS": "1", **s3_remote}
+    done = []
+    for step in job["steps"]:
+        cmd = step.get("run")
+        if cmd is None or cmd.startswith(NOT_RUN_HERE) or "github.event_name == 'push'" in str(step.get("if", "")):
+            continue
+        p = run(pr, "bash", "-eo", "pipefail", "-c", cmd, env=env, check=False)
+        done.append((step["name"], p))
+        assert p.returncode == 0, (step["name"], p.stdout[-2000:], p.stderr[-2000:])
+    names = [n for n, _ in done]
+    assert names == [
+        "The default branch, for the comparison",
+        "The DVC remote, from the secrets",
+        "The pipeline's outputs already on the remote",
+        "The pipeline (only the stages whose inputs changed)",
+        "The report against the default branch",
+    ]
+    repro = dict(done)["The pipeline (only the stages whose inputs changed)"].stdout
+    # the snapshot came from the remote (dvc pull), not rebuilt; the changed parameter retrained the model
+    assert "Stage 'snapshot' didn't change, skipping" in repro and ran(repro) == ["train", "evaluate"], repro
+    text = (pr / "report.md").read_text()
+    assert "# Model report: this branch against `origin/main`" in text and "lgbm.num_leaves | 63" in text
+    assert (pr / "report-images" / "roc.png").exists()

@@ -15,9 +15,10 @@ from include.mlops.core.lake import Lake
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "include" / "mlops"
 STAGES = ["core", "kinds", "ingest", "train", "evaluate", "deploy", "serve", "monitor"]
-# the upstream simulator drives ingest and serve from outside: it may import the core and every stage, and no stage
-# imports it (a real deployment never runs it)
-OUTSIDE = ["simulate"]
+# the upstream simulator drives ingest and serve from outside, and the DVC pipeline's stages (repro) run the stages'
+# own functions on a snapshot: each may import the core and every stage, and no stage imports them (a deployment
+# runs neither)
+OUTSIDE = ["simulate", "repro"]
 MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 
 

@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup dvc-setup repro report demo test up replay up-prod down-prod celery-check serve bench mutation clean env constraints
+.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation clean env constraints
 
 help:
 	@echo "make setup  create .venv with the pinned requirements (constraints-3.11.txt) and Horovod (built once per"
@@ -32,6 +32,8 @@ help:
 	@echo "make repro  the model's DVC pipeline (dvc.yaml: snapshot, train, evaluate), what changed only"
 	@echo "make report report.md for a pull request: this branch's model against REPORT_BASE's (main), with"
 	@echo "            the gate's checks, the metrics and params diff and plots; non-zero when the gate fails"
+	@echo "make reproduce VERSION=n  a registered version trained again from its DVC snapshot (never the lake),"
+	@echo "            its fingerprint checked, compared with the registered model"
 	@echo "make dvc-setup  create .venv-dvc (DVC, pinned in constraints-dvc.txt; make test and report make it)"
 	@echo "make up     serve the Airflow UI with these DAGs at http://localhost:8080 (airflow standalone, 127.0.0.1)"
 	@echo "make replay the same UI, with the scheduler replaying 2013 day by day on its own (REPLAY_START, REPLAY_END;"
@@ -94,6 +96,11 @@ dvc-setup: $(DVC_VENV)/.installed
 # the model's pipeline on the snapshot (dvc.yaml): what changed since the last run, nothing else
 repro: $(BIN)/.installed $(DVC_VENV)/.installed
 	$(DVC) repro
+
+# a registered version trained again from its own training set (its DVC snapshot), compared with the registered one
+reproduce: $(BIN)/.installed $(DVC_VENV)/.installed
+	@test -n "$(VERSION)" || { echo "make reproduce VERSION=n: which registered version to rebuild" >&2; exit 2; }
+	$(BIN)/python -m include.mlops.repro reproduce --version "$(VERSION)" --dvc $(DVC)
 
 # report.md for a pull request: this branch's model against REPORT_BASE's (scripts/report.sh)
 REPORT_BASE ?= main

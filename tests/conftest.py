@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="mlops-test-"))
 
 for var in list(os.environ):  # MLOPS_TEST_* configure the tests themselves (e.g. MLOPS_TEST_PG): kept
-    if var.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "MLOPS_")) and not var.startswith("MLOPS_TEST_"):
+    if var.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "MLOPS_", "DVC_REMOTE_")) and not var.startswith("MLOPS_TEST_"):
         del os.environ[var]
 os.environ.update(
     {
@@ -26,6 +26,7 @@ os.environ.update(
         "MLOPS_DEPLOY_POKE_S": "1",
         "GX_ANALYTICS_ENABLED": "false",
         "MLOPS_START_DATE": "2013-01-01",  # the tests replay 2013 (include/config/schedule.yaml)
+        "DVC_REMOTE_URL": str(_HOME / "dvc-remote"),  # the registered versions' snapshots, not the project's
     }
 )
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)

@@ -31,7 +31,11 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 
 
 def run(repo: Path, *cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW", "PYTHONPATH", "AWS_"))}
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLOPS_", "AIRFLOW", "PYTHONPATH", "AWS_", "DVC_REMOTE_"))
+    }
     full |= {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
     full |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", **(env or {})}
     p = subprocess.run(cmd, cwd=repo, env=full, capture_output=True, text=True, timeout=900)

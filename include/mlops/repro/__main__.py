@@ -1,4 +1,5 @@
-"""python -m include.mlops.repro snapshot|train|evaluate|report (dvc.yaml's stages and make report)."""
+"""python -m include.mlops.repro snapshot|train|evaluate|report|reproduce (dvc.yaml's stages, make report and make
+reproduce)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--metrics-diff", type=Path, required=True, help="dvc metrics diff BASE --md, as a file")
     rep.add_argument("--params-diff", type=Path, required=True, help="dvc params diff BASE --md, as a file")
     rep.add_argument("--out", type=Path, default=Path("report.md"))
+    again = sub.add_parser("reproduce", help="a registered version trained again from its DVC snapshot, compared")
+    again.add_argument("--version", required=True, help="the registered version (a number)")
+    again.add_argument("--dvc", default=".venv-dvc/bin/dvc", help="the dvc command (make reproduce passes it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from . import stages
@@ -33,6 +37,17 @@ def main(argv: list[str] | None = None) -> int:
             stages.train()
         elif args.cmd == "evaluate":
             stages.evaluate()
+        elif args.cmd == "reproduce":
+            from .rebuild import RebuildError, reproduce
+
+            if not args.version.isdigit():
+                print(f"error: VERSION={args.version!r}: a registered version's number", file=sys.stderr)
+                return 2
+            try:
+                reproduce(args.version, args.dvc)
+            except RebuildError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         else:
             from . import report
 

@@ -24,11 +24,13 @@ from ..core.metrics import metrics
 from ..core.schema import model as declared_model
 from . import features as F
 from . import params as params_file
+from . import snapshots
 from .distributed import Job, write_training_set
 from .launch import run_job
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"  # the kind every other kind is compared with
+REBUILD = "rebuild.json"  # a version's artifact: its snapshot and how it was trained (make reproduce)
 
 
 class NotEnoughData(RuntimeError):
@@ -287,9 +289,24 @@ def register(
         {k[len("validation_") :]: v for k, v in ev["metrics"].items() if k.startswith("validation_")},
     )
     lake.write_json(profile, folder, layout.TRAINING_PROFILE)
+    # the exact training set, kept in the DVC remote before the version exists (a refusal fails the registration)
+    snapshot = snapshots.push(lake, folder)
+    model_bytes = lake.read_bytes(folder, layout.TRAINING_MODEL)
+    rebuild = {  # what make reproduce needs to train this version again
+        "snapshot": snapshot,
+        "remote": snapshots.remote()[0],
+        "fingerprint": meta["fingerprint"],
+        "kind": kind,
+        "params": values,
+        "num_boost_round": params.get("num_boost_round"),
+        "workers": job["workers"],
+        "threads_per_worker": job["threads_per_worker"],
+        "model_sha256": snapshots.sha256(model_bytes),
+        "code_version": registry.code_version(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / layout.TRAINING_MODEL
-        model.write_bytes(lake.read_bytes(folder, layout.TRAINING_MODEL))
+        model.write_bytes(model_bytes)
         reg = registry.log_training_run(
             model_path=model,
             params={
@@ -313,6 +330,7 @@ def register(
             },
             tags={
                 "data_fingerprint": meta["fingerprint"],
+                "data_snapshot": snapshot,
                 "data_window": "..".join(meta["window"]),
                 "reason": reason,
                 "run_key": run_key,
@@ -322,7 +340,7 @@ def register(
             feature_spec=recorded_spec(meta),
             feature_importance=ev["feature_importance"],
             register_model=kinds.kind(kinds.kind_of(meta)).register,
-            extra_artifacts={layout.TRAINING_PROFILE: profile},
+            extra_artifacts={layout.TRAINING_PROFILE: profile, REBUILD: rebuild},
             settings=settings,
         )
     result = {

@@ -35,8 +35,9 @@ Executors (``AIRFLOW__CORE__EXECUTOR``):
     worker serves them on ``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT`` (8793), which must be reachable from the
     api-server at the worker's host name, or remote logging (``AIRFLOW__LOGGING__REMOTE_LOGGING``) must be on.
     Tasks on other hosts share no disk with this one, so the lake must be on object storage
-    (``MLOPS_LAKE_URL=s3://bucket/prefix``) and the registry a tracking server (``MLFLOW_TRACKING_URI=http(s)://``);
-    the check refuses a local lake or the embedded registry with ``MLOPS_CELERY_WORKERS=0``.
+    (``MLOPS_LAKE_URL=s3://bucket/prefix``), the registry a tracking server (``MLFLOW_TRACKING_URI=http(s)://``) and
+    the versions' snapshots an S3 DVC remote (``DVC_REMOTE_URL=s3://...``); the check refuses a local lake, the
+    embedded registry or a local DVC remote with ``MLOPS_CELERY_WORKERS=0``.
 
 Any other executor (Kubernetes, Edge, several at once) is refused: run those with Airflow's Helm chart.
 """
@@ -342,6 +343,13 @@ def _remote_worker_problems(env: dict[str, str]) -> list[str]:
         problems.append(
             "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs a lake every host reaches: MLOPS_LAKE_URL="
             "s3://bucket/prefix (unset or file://, each worker would write its own disk)"
+        )
+    snapshots = env.get("DVC_REMOTE_URL", "").strip()
+    if not snapshots.startswith("s3://"):
+        problems.append(
+            "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs a DVC remote every host reaches for the registered "
+            "versions' training sets: DVC_REMOTE_URL=s3://bucket/prefix (unset or a folder: the registering "
+            "worker's own disk, where make reproduce would not find them)"
         )
     tracking = env.get("MLFLOW_TRACKING_URI", "").strip()
     if not tracking.startswith(("http://", "https://")):

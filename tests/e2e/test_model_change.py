@@ -171,6 +171,12 @@ def test_a_change_gets_a_trained_candidate_and_a_report(repo, s3_remote):
         assert f"(report-images/{image}.png)" in text
         assert (repo / "report-images" / f"{image}.png").read_bytes()[:4] == b"\x89PNG"
 
+    # an experiment with one value changed (dvc exp run -S), beside the branch's workspace
+    exp = dvc(repo, "exp", "run", "-S", "lgbm.num_leaves=31")
+    assert ran(exp.stdout) == ["train", "evaluate"], exp.stdout
+    assert re.search(r"(?m)^  num_leaves: 31\b", (repo / "params.yaml").read_text())  # applied to the workspace
+    assert dvc(repo, "exp", "list", "--name-only").stdout.split(), "no experiment recorded"
+
     # a change that makes the gate fail: make report exits non-zero, naming the failed checks
     edit_yaml(repo / "params.yaml", "lgbm", num_leaves=2, learning_rate=0.005)
     dvc(repo, "repro")

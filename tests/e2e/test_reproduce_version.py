@@ -44,13 +44,13 @@ def setting(monkeypatch, tmp_path, moto_server):
     return {"bucket": bucket, "endpoint": moto_server, "creds": creds}
 
 
-def reproduce(version: str) -> subprocess.CompletedProcess:
+def reproduce(version: str, **env: str) -> subprocess.CompletedProcess:
     venv = Path(sys.prefix)
     return subprocess.run(
         ["make", "-s", "-o", str(venv / ".installed"), "-o", str(ROOT / ".venv-dvc" / ".installed"), "reproduce"]
         + [f"VERSION={version}"],
         cwd=ROOT,
-        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+        env={**os.environ, "DVC_NO_ANALYTICS": "1", **env},
         capture_output=True,
         text=True,
         timeout=900,
@@ -102,9 +102,11 @@ def test_a_version_is_rebuilt_from_its_snapshot_after_the_lake_changed(run_dag, 
     run_key = run.run_id.replace(":", "").replace("+", "")
     lake.rm(layout.training(run_key))
 
-    done = reproduce(version)
+    done = reproduce(version, MLOPS_CODE_VERSION="0123abc")  # a checkout of other code: said, naming both
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"snapshot {rebuild['snapshot']}" in done.stdout and "data fingerprint matches" in done.stdout
+    trained_by = rebuild["code_version"]
+    assert f"warning: version {version} was trained by code {trained_by}, this checkout is 0123abc" in done.stdout
     assert "identical: the rebuilt model is the registered one, byte for byte" in done.stdout, done.stdout
 
     # the snapshot changed on the remote: one train shard's object holds another's bytes

@@ -140,6 +140,8 @@ def s3_lake(moto_server, monkeypatch):
     )
     s3.create_bucket(Bucket=BUCKET)
     monkeypatch.setenv("MLOPS_LAKE_URL", f"s3://{BUCKET}/{PREFIX}")
+    # the registered versions' snapshots on the same object store, reached with the lake's connection
+    monkeypatch.setenv("DVC_REMOTE_URL", f"s3://{BUCKET}/dvc")
     conn = {
         "conn_type": "aws",
         "login": "testing",
@@ -277,6 +279,11 @@ def test_the_lifecycle_with_a_home_per_task(run_dag, s3_lake, tracking_server, s
     decision = lake.read_json("reports", "gate", run_key, "decision.json")
     assert decision["passed"] and decision["champion_version"] is None, decision
     version = str(decision["version"])
+    # the version's training set kept on the object store (its DVC listing there), not on the task's disk
+    from include.mlops.core import registry
+
+    snapshot = registry.load_artifact(version, "rebuild.json")["snapshot"]
+    s3.head_object(Bucket=BUCKET, Key=f"dvc/files/md5/{snapshot[4:6]}/{snapshot[6:]}")
     deploy = run_dag("deploy_model", "2013-01-07", conf={"version": version})
     assert deploy.state == "success", deploy
     took = time.monotonic() - t0

@@ -53,6 +53,7 @@ def remote(celery) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-api.internal:8080/execution/",
         "MLOPS_LAKE_URL": "s3://lake-bucket/mlops",
         "MLFLOW_TRACKING_URI": "https://mlflow.internal",
+        "DVC_REMOTE_URL": "s3://lake-bucket/dvc",
     }
 
 
@@ -153,8 +154,21 @@ def test_no_broker_password_in_a_refusal(prod, celery):
         ({"MLOPS_LAKE_URL": "file:///srv/lake"}, "needs a lake every host reaches"),
         ({"MLFLOW_TRACKING_URI": None}, "needs a model registry every host reaches"),
         ({"MLFLOW_TRACKING_URI": "sqlite:////srv/mlflow.db"}, "needs a model registry every host reaches"),
+        ({"DVC_REMOTE_URL": None}, "needs a DVC remote every host reaches"),
+        ({"DVC_REMOTE_URL": "/srv/dvc-storage"}, "needs a DVC remote every host reaches"),
     ],
-    ids=["no-api-url", "localhost", "loopback-net", "unspecified", "no-lake", "file-lake", "no-registry", "sqlite"],
+    ids=[
+        "no-api-url",
+        "localhost",
+        "loopback-net",
+        "unspecified",
+        "no-lake",
+        "file-lake",
+        "no-registry",
+        "sqlite",
+        "no-dvc-remote",
+        "local-dvc-remote",
+    ],
 )
 def test_celery_workers_on_other_hosts_refusals(prod, remote, change, problem):
     env = {k: v for k, v in (remote | change).items() if v is not None}

@@ -47,15 +47,21 @@ def remote(env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
     return url.rstrip("/"), (env.get(ENDPOINT_ENV) or "").strip() or None
 
 
-def _odb(url: str, endpoint: str | None):
-    """The remote's object store as DVC lays it out (``<remote>/files/md5``)."""
+def _odb(url: str, endpoint: str | None, lake: Lake | None = None):
+    """The remote's object store as DVC lays it out (``<remote>/files/md5``). An S3 remote is reached with the
+    lake's own S3 client when the lake is on S3 too (the task's ``aws_default`` connection: its credentials and
+    endpoint), else with the environment's credentials and ``DVC_REMOTE_ENDPOINT``."""
     from dvc_data.hashfile.db import HashFileDB
 
     if url.startswith("s3://"):
         import s3fs
         from dvc_objects.fs.base import FileSystem
 
-        s3 = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint} if endpoint else {}, skip_instance_cache=True)
+        if lake is not None and lake.scheme == "s3" and not endpoint:
+            s3 = lake.fs
+        else:
+            kwargs = {"endpoint_url": endpoint} if endpoint else {}
+            s3 = s3fs.S3FileSystem(client_kwargs=kwargs, skip_instance_cache=True)
         return HashFileDB(FileSystem(fs=s3), f"{url[len('s3://') :]}/files/md5", hash_name="md5")
     if "://" in url and not url.startswith("file://"):
         raise SnapshotError(f"{REMOTE_ENV}={url}: an s3://bucket/path or a folder is expected")
@@ -93,7 +99,7 @@ def push(lake: Lake, folder: str, env: Mapping[str, str] | None = None) -> str:
         local = LocalFileSystem()
         staging, _, tree = build(HashFileDB(local, str(Path(tmp) / "objects")), str(root), local, "md5")
         try:
-            result = transfer(staging, _odb(url, endpoint), {tree.hash_info}, shallow=False, hardlink=False)
+            result = transfer(staging, _odb(url, endpoint, lake), {tree.hash_info}, shallow=False, hardlink=False)
         except Exception as exc:  # noqa: BLE001 - any refusal of the remote fails the registration
             raise SnapshotError(
                 f"the training set at {lake.uri(folder)} could not be written to {url}: {type(exc).__name__}: {exc}"

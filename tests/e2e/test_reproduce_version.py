@@ -94,7 +94,7 @@ def test_a_version_is_rebuilt_from_its_snapshot_after_the_lake_changed(run_dag, 
     assert tags["data_snapshot"].startswith("md5:") and tags["data_snapshot"].endswith(".dir")
     rebuild = registry.load_artifact(version, "rebuild.json")
     assert rebuild["snapshot"] == tags["data_snapshot"] and rebuild["fingerprint"] == tags["data_fingerprint"]
-    assert rebuild["workers"] == 2 and rebuild["remote"] == f"s3://{setting['bucket']}/dvc"
+    assert rebuild["workers"] == 2 and rebuild["remote"] == f"s3://{setting['bucket']}/dvc/versions"
 
     # the lake moves on: a corrected partition of a day it trained on, and the run's training folder gone
     before = len(lake.read_parquet(*layout.curated_file("flights", DAYS[3])))
@@ -113,12 +113,12 @@ def test_a_version_is_rebuilt_from_its_snapshot_after_the_lake_changed(run_dag, 
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=setting["endpoint"], region_name="us-east-1", **setting["creds"])
-    listing_key = f"dvc/files/md5/{rebuild['snapshot'][4:6]}/{rebuild['snapshot'][6:]}"
+    listing_key = f"dvc/versions/files/md5/{rebuild['snapshot'][4:6]}/{rebuild['snapshot'][6:]}"
     entries = json.loads(s3.get_object(Bucket=setting["bucket"], Key=listing_key)["Body"].read())
     md5 = {e["relpath"]: e["md5"] for e in entries}
 
     def key(relpath: str) -> str:
-        return f"dvc/files/md5/{md5[relpath][:2]}/{md5[relpath][2:]}"
+        return f"dvc/versions/files/md5/{md5[relpath][:2]}/{md5[relpath][2:]}"
 
     other = s3.get_object(Bucket=setting["bucket"], Key=key("train/part-00001.parquet"))["Body"].read()
     s3.put_object(Bucket=setting["bucket"], Key=key("train/part-00000.parquet"), Body=other)

@@ -283,7 +283,7 @@ def test_the_lifecycle_with_a_home_per_task(run_dag, s3_lake, tracking_server, s
     from include.mlops.core import registry
 
     snapshot = registry.load_artifact(version, "rebuild.json")["snapshot"]
-    s3.head_object(Bucket=BUCKET, Key=f"dvc/files/md5/{snapshot[4:6]}/{snapshot[6:]}")
+    s3.head_object(Bucket=BUCKET, Key=f"dvc/versions/files/md5/{snapshot[4:6]}/{snapshot[6:]}")
     deploy = run_dag("deploy_model", "2013-01-07", conf={"version": version})
     assert deploy.state == "success", deploy
     took = time.monotonic() - t0

@@ -34,4 +34,4 @@ def test_a_remote_refusing_the_snapshot_registers_nothing(run_dag, curated, slac
 
     (v,) = registry.versions()
     assert mlflow.get_run(v["run_id"]).data.tags["data_snapshot"].startswith("md5:")
-    assert (blocked / "files" / "md5").is_dir()
+    assert (blocked / "versions" / "files" / "md5").is_dir()

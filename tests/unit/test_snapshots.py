@@ -52,13 +52,13 @@ def test_a_snapshot_is_a_dvc_directory_on_the_remote_and_the_same_set_gives_the_
     snap = snapshots.push(lake, folder, env)
     assert snap.startswith("md5:") and snap.endswith(".dir")
     digest = snap[len("md5:") :]
-    listing = tmp_path / "remote" / "files" / "md5" / digest[:2] / digest[2:]
+    listing = tmp_path / "remote" / "versions" / "files" / "md5" / digest[:2] / digest[2:]
     entries = json.loads(listing.read_text())
     assert sorted(e["relpath"] for e in entries) == sorted(
         "/".join(p) for p in snapshots.training_set_files(meta)
     )  # spec, validation, test, holdout and the three shards; never the model
     for e in entries:
-        assert (tmp_path / "remote" / "files" / "md5" / e["md5"][:2] / e["md5"][2:]).is_file()
+        assert (tmp_path / "remote" / "versions" / "files" / "md5" / e["md5"][:2] / e["md5"][2:]).is_file()
     assert snapshots.push(lake, folder, env) == snap  # content-addressed: a retry writes the same object
     assert snapshots.dvc_file(snap) == f"outs:\n- md5: {digest}\n  path: training-set\n  hash: md5\n"
 
@@ -80,9 +80,9 @@ def test_the_fingerprint_comes_back_from_the_files(staged, tmp_path):
 
 
 def test_the_remote_and_the_identity_are_checked(tmp_path):
-    assert snapshots.remote({}) == (str(snapshots.DEFAULT_REMOTE), None)
+    assert snapshots.remote({}) == (f"{snapshots.DEFAULT_REMOTE}/versions", None)  # a folder of their own
     assert snapshots.remote({"DVC_REMOTE_URL": "s3://b/p/", "DVC_REMOTE_ENDPOINT": "http://h:9"}) == (
-        "s3://b/p",
+        "s3://b/p/versions",
         "http://h:9",
     )
     with pytest.raises(snapshots.SnapshotError, match="an s3://bucket/path or a folder"):

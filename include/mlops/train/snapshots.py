@@ -8,8 +8,9 @@ that plain DVC fetches it (a ``.dvc`` file naming its ``md5`` is all it needs). 
 is recorded with the version, beside the data fingerprint; ``make reproduce VERSION=n`` fetches it with DVC and
 checks that fingerprint before it retrains.
 
-The remote: ``DVC_REMOTE_URL`` (``s3://bucket/path``, with ``DVC_REMOTE_ENDPOINT`` for an S3-compatible server and
-the credentials in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; or a folder), the one the pipeline's CI uses;
+The remote: the ``versions`` folder of ``DVC_REMOTE_URL`` (``s3://bucket/path``, with ``DVC_REMOTE_ENDPOINT`` for an
+S3-compatible server and the credentials in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; or a folder), the
+remote the pipeline's CI uses;
 by default the folder ``.dvc-storage`` beside the project's files (the committed ``.dvc/config``'s, outside
 ``MLOPS_HOME``: ``make clean`` keeps it). A remote that refuses the write fails the registration (raised): a
 version is never registered without its snapshot.
@@ -34,6 +35,7 @@ from ..core.lake import Lake
 REMOTE_ENV, ENDPOINT_ENV = "DVC_REMOTE_URL", "DVC_REMOTE_ENDPOINT"
 DEFAULT_REMOTE = PROJECT_ROOT / ".dvc-storage"
 PREFIX = "md5:"
+SUBFOLDER = "versions"  # the snapshots' DVC remote within the remote DVC_REMOTE_URL names
 
 
 class SnapshotError(RuntimeError):
@@ -41,10 +43,12 @@ class SnapshotError(RuntimeError):
 
 
 def remote(env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
-    """(the remote's URL or folder, its S3 endpoint or None)."""
+    """(where the snapshots are: the ``versions`` folder of the remote, its S3 endpoint or None). A folder of their
+    own: no ``dvc.lock`` names them, so ``dvc gc --cloud`` over the pipeline's outputs (``<remote>/files``) would
+    delete them there."""
     env = os.environ if env is None else env
     url = (env.get(REMOTE_ENV) or "").strip() or str(DEFAULT_REMOTE)
-    return url.rstrip("/"), (env.get(ENDPOINT_ENV) or "").strip() or None
+    return f"{url.rstrip('/')}/{SUBFOLDER}", (env.get(ENDPOINT_ENV) or "").strip() or None
 
 
 def _odb(url: str, endpoint: str | None, lake: Lake | None = None):

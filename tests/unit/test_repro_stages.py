@@ -45,3 +45,16 @@ def test_a_model_text_holds_no_network_address():
     text = "tree\n[machines: 127.0.0.1:40001,127.0.0.1:40002]\n[local_listen_port: 40001]\n[num_machines: 2]\n"
     assert without_addresses(text) == "tree\n[machines: ]\n[local_listen_port: 12400]\n[num_machines: 2]\n"
     assert without_addresses("no parameters\n") == "no parameters\n"
+
+
+def test_the_calibration_curve_bins_as_the_calibration_error_does():
+    import numpy as np
+
+    from include.mlops.core.metrics import calibration_curve, metrics
+
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = np.array([0.05, 0.15, 0.12, 0.95, 1.0, 0.55])
+    curve = calibration_curve(y, p)
+    assert curve == [(0.05, 0.0), (0.135, 0.5), (0.55, 0.0), (0.975, 1.0)]  # 1.0 falls in the last bin; empty bins out
+    ece = sum(abs(o - x) * n for (x, o), n in zip(curve, (1, 2, 1, 2), strict=True)) / len(y)
+    assert abs(ece - metrics(y, p)["ece"]) < 1e-6

@@ -27,3 +27,12 @@ def metrics(y: np.ndarray, p: np.ndarray, prefix: str = "") -> dict[str, float]:
         "rows": float(len(y)),
     }
     return {f"{prefix}{k}": float(v) for k, v in out.items()}
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[tuple[float, float]]:
+    """(mean predicted probability, observed rate of the outcome) of each non-empty equal-width bin, binned as the
+    expected calibration error bins them: the gate's report and the pipeline's plot data draw it."""
+    y = np.asarray(y, dtype=float)
+    p = np.clip(np.asarray(p, dtype=float), 0, 1)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return [(float(p[idx == b].mean()), float(y[idx == b].mean())) for b in range(bins) if (idx == b).any()]

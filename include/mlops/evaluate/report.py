@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.metrics import calibration_curve
 from ..core.reports import data_uri, png_bytes, table
 
 
@@ -28,14 +29,11 @@ def roc_and_calibration(y: np.ndarray, curves: dict[str, np.ndarray]) -> tuple[b
     ax.legend()
     roc = png_bytes(fig)
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    bins = np.linspace(0, 1, 11)
     for name, p in curves.items():
-        idx = np.minimum(np.digitize(p, bins) - 1, 9)
-        xs = [p[idx == b].mean() for b in range(10) if (idx == b).any()]
-        ys = [y[idx == b].mean() for b in range(10) if (idx == b).any()]
+        xs, ys = zip(*calibration_curve(y, p), strict=True)
         ax.plot(xs, ys, "o-", label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration")
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate of the outcome", title="Calibration")
     ax.legend()
     return roc, png_bytes(fig)
 

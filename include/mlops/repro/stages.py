@@ -230,7 +230,7 @@ def evaluate(model_dir: Path = MODEL_DIR, metrics_out: Path = METRICS, gate_out:
     import numpy as np
     from sklearn.metrics import roc_curve
 
-    from ..core.metrics import metrics
+    from ..core.metrics import calibration_curve, metrics
     from ..evaluate.config import GateConfig
     from ..evaluate.gate import decide
 
@@ -253,16 +253,11 @@ def evaluate(model_dir: Path = MODEL_DIR, metrics_out: Path = METRICS, gate_out:
     _write_json(gate_out, decision.to_dict() | {"holdout_days": meta["split"]["test"], "kind": model.kind})
     fpr, tpr, _ = roc_curve(y, p)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))  # a plot, not every threshold
-    bins = np.minimum((np.clip(p, 0, 1) * 10).astype(int), 9)
     plots.mkdir(parents=True, exist_ok=True)
     _write_json(plots / "roc.json", [{"fpr": round(float(fpr[i]), 5), "tpr": round(float(tpr[i]), 5)} for i in keep])
     _write_json(
         plots / "calibration.json",
-        [
-            {"predicted": round(float(p[bins == b].mean()), 5), "observed": round(float(y[bins == b].mean()), 5)}
-            for b in range(10)
-            if (bins == b).any()
-        ],
+        [{"predicted": round(x, 5), "observed": round(o, 5)} for x, o in calibration_curve(y, p)],
     )
     importance = sorted(evaluation["feature_importance"].items(), key=lambda kv: -kv[1])
     _write_json(plots / "importance.json", [{"feature": k, "importance": round(float(v), 4)} for k, v in importance])

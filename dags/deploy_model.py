@@ -6,15 +6,17 @@ Rolls a model version out behind the prediction service, then promotes or rolls 
 Triggered by `train_model` when a version passes the evaluation gate (conf `{"version": "7", "date":
 "2013-02-04"}`: the version and the data date of the run that trained it), or by hand.
 **plan** → with no champion yet the version is promoted directly; otherwise **start_canary** (the version
-becomes the `challenger`; the service sends `canary_share` of flights to it, by a stable hash of the flight
-key; the evidence is the flights of the days after `date`) → **wait_for_evidence** (until each arm has
-`min_labelled_per_arm` predictions whose outcomes ingestion has brought in and the comparison is conclusive:
-both versions scored on the same labelled canary flights; promote when the challenger's log-loss is, with 95 %
-confidence, at most `max_logloss_increase` worse, roll back when it is, with 95 % confidence, worse than that;
-an inconclusive comparison waits for more flights, and is rolled back at `max_labelled_per_arm` per arm or
+becomes the `challenger` at the first stage of the ramp in `include/config/deploy.yaml`, by default the shadow:
+the champion answers every flight and the challenger scores each one too, never returned; the evidence is the
+flights of the days after `date`) → **wait_for_evidence** (each look weighs the stage's operational signals
+(the challenger's requests, p99 latency and error rate, the service's memory, its served scores against the same
+flights rescored offline) and the paired comparison of both versions on every labelled flight served since the
+start: a clear harm or a crossed limit rolls back at once; a stage that has lasted `min_hours` with
+`min_requests` and every signal within its limit advances to the next share; promotion needs the comparison's
+verdict at the last stage (share 1.0); an inconclusive comparison is rolled back at `max_labelled` flights or
 after `wait_hours`) → **decide** (sets the aliases, ends the rollout). If the evidence cannot be gathered (the
-sensor fails), **rollback_on_failure** takes the challenger out of service. Slack gets the decision with the
-numbers either way. `action` = `promote` / `rollback` does it by hand.
+sensor fails), **rollback_on_failure** takes the challenger out of service. Slack hears each stage and the
+decision with the numbers. `action` = `promote` / `rollback` does it by hand.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
         "action": Param("canary", enum=["canary", "promote", "rollback"], title="Action"),
         "date": date_param("start the canary after (its evidence is the flights of the following days)"),
         # empty means the value in include/config/deploy.yaml
-        **overrides_form(DeployConfig, titles={"canary_share": "Canary share"}),
+        **overrides_form(DeployConfig),
         "wait_hours": Param(
             72,
             type="number",

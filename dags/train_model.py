@@ -16,8 +16,11 @@ with weather, features known before departure only, time-ordered split, fingerpr
 data fingerprint, code version, feature importance; a new model version) → **evaluation_gate** (candidate
 against the champion on the newest held-out days: AUC floor, change against the champion, per-origin and
 per-carrier slices, calibration; thresholds from `include/config/gate.yaml`, overridable below; a pass makes
-the version the `challenger`, a failure leaves every alias alone; Slack gets the decision and the report) → **trigger_deploy_model** with the
-version, when the gate passed.
+the version the `challenger`, unless another version's rollout runs: then it waits, queued; a failure leaves
+every alias alone; Slack gets the decision and the report) → **trigger_deploy_model** with the version, when the
+gate passed. When it failed and monitoring started the run on a decayed champion, **way_back** weighs the
+earlier champions on the same held-out days, and one that beats the champion by the gate's margin goes to
+`deploy_model` (**trigger_way_back**: the same rollout, shadow and ramp).
 """
 
 from __future__ import annotations
@@ -136,9 +139,28 @@ def train_model():
         },
     )
 
+    @task.short_circuit
+    def gate_failed(decision: dict) -> bool:
+        return not decision["passed"]
+
+    @task.short_circuit(multiple_outputs=False)
+    def way_back(**context):
+        return mlops_airflow.tasks.train_model.way_back(context)
+
+    trigger_way_back = TriggerDagRunOperator(
+        task_id="trigger_way_back",
+        trigger_dag_id=DAGS["deploy"],
+        conf={
+            "version": "{{ ti.xcom_pull(task_ids='way_back')['version'] }}",
+            "action": "canary",
+            "date": "{{ ti.xcom_pull(task_ids='way_back')['data_date'] }}",
+        },
+    )
+
     decision = evaluation_gate()
     should_train() >> build_training_set() >> train >> register() >> decision
     gate_passed(decision) >> trigger_deploy_model
+    gate_failed(decision) >> way_back() >> trigger_way_back
 
 
 train_model()

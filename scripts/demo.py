@@ -21,8 +21,10 @@ Airflow's output goes to $MLOPS_HOME/logs/demo/airflow.log; the timeline and the
 
 Any window inside 2013 (the reference data) ends with the timeline and the Slack summary, whatever still runs
 at its end: a canary still waiting for evidence is given `--canary-wait` seconds, then its process group is
-stopped (SIGTERM, SIGKILL after a grace period) and the timeline says so. `--early-canary` makes a canary come
-within the first days (thresholds forced in a copy of include/config/ under $MLOPS_HOME, MLOPS_CONFIG_DIR).
+stopped (SIGTERM, SIGKILL after a grace period) and the timeline says so; each stage a rollout enters is a line
+of the timeline. The settings are a copy of include/config/ under $MLOPS_HOME (MLOPS_CONFIG_DIR) whose ramp
+stages wait for requests, not hours (a replayed day lasts seconds). `--early-canary` makes a canary come within
+the first days (thresholds forced in that copy).
 
     python scripts/demo.py [--start 2013-01-01] [--end 2013-06-21] [--fast] [--early-canary]
                            [--canary-wait 30] [--stop-grace 15]
@@ -51,6 +53,18 @@ STOP_GRACE_S = 15.0  # how long a process group has after SIGTERM before it is k
 EARLY_CANARY = {
     "monitoring.yaml": {"numeric": {"ks": 0.0}, "min_drifted_features": 1, "consecutive_days": 1, "cooldown_days": 0},
     "gate.yaml": {"min_auc": 0.0, "max_auc_drop": 1.0, "max_ece": 1.0, "max_slice_auc_drop": 1.0},
+}
+# a replayed day lasts seconds, not hours: the demo's ramp stages wait for requests (a day is about 18 batches
+# of 50 flights), never for hours
+DEMO_RAMP = {
+    "deploy.yaml": {
+        "stages": [
+            {"share": 0.0, "min_hours": 0, "min_requests": 5},
+            {"share": 0.25, "min_hours": 0, "min_requests": 5},
+            {"share": 1.0, "min_hours": 0, "min_requests": 5},
+        ],
+        "limits": {"min_rescored": 50},
+    }
 }
 EARLY_CANARY_MIN_DAYS = 3  # curated days before the first model (train_model's form allows no fewer)
 
@@ -129,8 +143,9 @@ def source_window(start: str, end: str | None, fast: bool) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def early_canary_config(home: Path) -> Path:
-    """A copy of the settings files under ``home`` with ``EARLY_CANARY``'s values (for MLOPS_CONFIG_DIR)."""
+def demo_config(home: Path, early: bool) -> Path:
+    """A copy of the settings files under ``home`` with ``DEMO_RAMP``'s values, and ``EARLY_CANARY``'s when
+    ``early`` (for MLOPS_CONFIG_DIR)."""
     import shutil
 
     import yaml
@@ -141,7 +156,7 @@ def early_canary_config(home: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(config_dir(), out)
-    for name, values in EARLY_CANARY.items():
+    for name, values in [*DEMO_RAMP.items(), *(EARLY_CANARY.items() if early else [])]:
         data = yaml.safe_load((out / name).read_text()) or {}
         for k, v in values.items():
             data[k] = (data.get(k) or {}) | v if isinstance(v, dict) else v
@@ -211,6 +226,7 @@ class Lifecycle:
         self.canary_wait_s = canary_wait_s
         self.stop_grace_s = stop_grace_s
         self.events: list[Event] = []
+        self.stages_seen: set[tuple[str, int]] = set()
         self.service: subprocess.Popen | None = None
         self.url = ""
         self.canary: tuple[subprocess.Popen, str, str] | None = None  # process, version, start date
@@ -407,10 +423,30 @@ class Lifecycle:
         self.event(
             day,
             "canary",
-            f"started: {r.get('canary_share', 0):.0%} of flights against champion "
+            f"started at the {'shadow' if not r.get('canary_share') else format(r['canary_share'], '.0%')} stage "
+            f"against champion "
             f"v{r.get('champion')} (deploy_model in its own process)",
             conf["version"],
         )
+
+    def stage_events(self, day: dt.date, version: str) -> None:
+        """A timeline line for each stage the rollout of ``version`` entered since the last look."""
+        from include.mlops.core import rollouts
+
+        r = rollouts.current(self.lake) or {}
+        if str(r.get("version")) != version:
+            return
+        for h in (r.get("history") or [])[1:]:
+            key = (version, h["stage"])
+            if key not in self.stages_seen:
+                self.stages_seen.add(key)
+                name = "shadow" if not h["share"] else f"{h['share']:.0%} of flights"
+                self.event(
+                    day,
+                    "stage",
+                    f"the rollout advanced to {name}: {r['history'][h['stage'] - 1].get('why', '')}"[:300],
+                    version,
+                )
 
     def canary_done(self, day: dt.date, wait: bool = False) -> None:
         if self.canary is None:
@@ -438,6 +474,7 @@ class Lifecycle:
                     version,
                 )
                 return
+        self.stage_events(day, version)
         if proc.poll() is None:
             return
         self.canary = None
@@ -498,6 +535,7 @@ class Lifecycle:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        os.environ["MLOPS_SERVE_URL"] = self.url  # the rollout's stages and monitoring read its /metrics
         if not (os.environ.get("MLOPS_SERVE_TOKEN") or os.environ.get("MLOPS_SERVE_TOKEN_FILE")):
             import secrets  # as in production, /predict requires a token; the replay (a child) reads it too
 
@@ -624,8 +662,8 @@ def main(argv: list[str] | None = None) -> int:
         days = source_window(args.start, args.end, args.fast)
     except ValueError as exc:
         ap.error(str(exc))
+    os.environ["MLOPS_CONFIG_DIR"] = str(demo_config(Path(os.environ["MLOPS_HOME"]), args.early_canary))
     if args.early_canary:
-        os.environ["MLOPS_CONFIG_DIR"] = str(early_canary_config(Path(os.environ["MLOPS_HOME"])))
         os.environ["MLOPS_TRAIN_MIN_DAYS"] = str(EARLY_CANARY_MIN_DAYS)
     import logging
 

@@ -1,16 +1,20 @@
-"""deploy_model end to end: a real prediction service, traffic replayed over HTTP, outcomes from ingestion,
-then promotion or rollback decided on the canary's evidence (dag.test())."""
+"""deploy_model end to end: a real prediction service, traffic replayed over HTTP day by day, outcomes from
+ingestion, and the rollout's ramp (shadow -> 50 % -> 100 %) advanced on the service's own signals, then promotion
+or roll-back decided on the paired comparison (dag.test())."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
 import httpx
 import pytest
+import yaml
 from curation import curate_days
 
 from include.mlops.core import layout, registry, rollouts
+from include.mlops.core.config import CONFIG_DIR
 from include.mlops.simulate.traffic import replay
 from include.mlops.train import pipeline
 
@@ -51,44 +55,83 @@ def service(versions, curated):
         yield url
 
 
+# a short ramp for a test: each stage needs 5 requests (a replayed day is about 18 batches) and 30 rescored flights
+STAGES = [
+    {"share": 0.0, "min_hours": 0, "min_requests": 5},
+    {"share": 0.5, "min_hours": 0, "min_requests": 5},
+    {"share": 1.0, "min_hours": 0, "min_requests": 5},
+]
+
+
+@pytest.fixture
+def ramp(tmp_path, monkeypatch, service):
+    """deploy.yaml with the short ramp (MLOPS_CONFIG_DIR), and the service's URL for the stages' signals."""
+    folder = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, folder)
+    f = folder / "deploy.yaml"
+    values = yaml.safe_load(f.read_text())
+    values["stages"] = STAGES
+    values["limits"]["min_rescored"] = 30
+    f.write_text(yaml.safe_dump(values, sort_keys=False))
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(folder))
+    monkeypatch.setenv("MLOPS_SERVE_URL", service)
+    monkeypatch.setenv("MLOPS_SERVE_TOKEN", SERVE_TOKEN)
+    return STAGES
+
+
 class CanaryTraffic(threading.Thread):
-    """What production does while the canary runs: once the canary is live (rollout written, the service routing
-    to the challenger), the days' flights are predicted over HTTP, later their outcomes are ingested. Nothing is
-    asserted in this thread: ``check()`` raises in the test's own thread what went wrong here."""
+    """What production does while the rollout runs: once the canary is live (rollout written, the service scoring
+    the challenger), a day's flights are predicted over HTTP, then its outcomes are ingested, and the next day
+    comes once the rollout has moved (a stage advanced, or it ended), until it ends or the days run out. Nothing
+    is asserted in this thread: ``check()`` raises in the test's own thread what went wrong here."""
 
     def __init__(self, lake, url, version, days):
         super().__init__(daemon=True)
         self.lake, self.url, self.version, self.days = lake, url, version, days
         self.error: str | None = None
         self.replayed: list = []
+        self.stage_of_day: dict[str, float] = {}
+
+    def _live(self) -> dict | None:
+        r = rollouts.current(self.lake)
+        h = httpx.get(self.url + "/health").json()
+        if r and r["status"] == "canary" and str(r["version"]) == self.version and h["challenger"] == self.version:
+            return r
+        return None
 
     def run(self):
         try:
             deadline = time.time() + 120
-            while True:
-                r = rollouts.current(self.lake)
-                h = httpx.get(self.url + "/health").json()
-                if (
-                    r
-                    and r["status"] == "canary"
-                    and str(r["version"]) == self.version
-                    and h["challenger"] == self.version
-                    and h["canary_share"] > 0
-                ):
-                    break
+            while (r := self._live()) is None:
                 if time.time() > deadline:
-                    self.error = f"the canary of v{self.version} never went live: rollout {r}, service {h}"
+                    self.error = f"the canary of v{self.version} never went live: rollout {rollouts.current(self.lake)}"
                     return
                 time.sleep(0.3)
             for d in self.days:
+                r = rollouts.current(self.lake)
+                if r["status"] != "canary":
+                    return
+                deadline = time.time() + 10  # the service follows the stage's share
+                while httpx.get(self.url + "/health").json()["canary_share"] != r["canary_share"]:
+                    if time.time() > deadline:
+                        self.error = f"the service did not follow the share {r['canary_share']}"
+                        return
+                    time.sleep(0.2)
+                self.stage_of_day[d] = r["canary_share"]
                 self.replayed.append(replay(d, self.url, concurrency=4, token=SERVE_TOKEN))
-            time.sleep(1.5)  # let the service flush its prediction log
-            curate_days(self.lake, self.days[0], len(self.days))
+                time.sleep(1.5)  # let the service flush its prediction log
+                curate_days(self.lake, d, 1)
+                deadline = time.time() + 60
+                while True:  # the next day once the rollout moved
+                    now = rollouts.current(self.lake)
+                    if now["status"] != "canary" or now.get("stage") != r.get("stage") or time.time() > deadline:
+                        break
+                    time.sleep(0.3)
         except Exception as exc:  # noqa: BLE001 - reported to the test by check()
             self.error = f"{type(exc).__name__}: {exc}"
 
     def check(self):
-        self.join(180)
+        self.join(300)
         assert not self.is_alive(), "the traffic thread did not finish"
         assert self.error is None, self.error
         assert self.replayed and all(r.errors == 0 for r in self.replayed), self.replayed
@@ -101,7 +144,7 @@ def canary_traffic(lake, url, version, days) -> CanaryTraffic:
 
 
 # the canary's flights are those of the days after the data date the run was started for
-CONF = {"canary_share": 0.5, "min_labelled_per_arm": 400, "max_logloss_increase": 0.0}
+CONF = {"min_labelled": 400, "max_logloss_increase": 0.0}
 
 
 def given(lake, champion: str | None) -> None:
@@ -124,39 +167,63 @@ def test_first_version_is_promoted_directly(run_dag, versions, curated, slack):
     assert any("promoted to champion" in t for t in slack.texts())
 
 
-def test_a_better_challenger_is_promoted_on_evidence(run_dag, versions, service, curated, slack):
+def test_a_better_challenger_climbs_every_stage_and_is_promoted(run_dag, versions, service, ramp, curated, slack):
     given(curated, versions["bad"])
-    traffic = canary_traffic(curated, service, versions["good"], ["2013-02-22", "2013-02-23"])
-    run = run_dag("deploy_model", "2013-02-23", conf=CONF | {"version": versions["good"], "date": "2013-02-21"})
+    days = ["2013-02-22", "2013-02-23", "2013-02-24", "2013-02-25"]
+    traffic = canary_traffic(curated, service, versions["good"], days)
+    run = run_dag("deploy_model", "2013-02-25", conf=CONF | {"version": versions["good"], "date": "2013-02-21"})
     traffic.check()
     assert run.state == "success", run
     assert run.tasks["decide"][0] == "success"
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
+    # the ramp: one day of traffic per stage, each stage left on its signals
+    assert list(traffic.stage_of_day.values()) == [0.0, 0.5, 1.0], traffic.stage_of_day
+    rollout = rollouts.current(curated)
+    assert rollout["status"] == "promoted" and [h["share"] for h in rollout["history"]] == [0.0, 0.5, 1.0]
+    assert [h["outcome"] for h in rollout["history"]] == ["advance", "advance", "promote"], rollout["history"]
+    shadow = rollout["history"][0]["signals"]
+    assert shadow["requests"] >= 5 and shadow["rescored"] >= 30 and shadow["agreement"] == 1.0, shadow
+    assert shadow["p99_ms"] is not None and shadow["error_rate"] == 0.0 and shadow["memory_mb"] > 0, shadow
+    half = rollout["history"][1]["signals"]
+    assert half["by_arm"]["challenger"]["requests"] >= 5 and half["by_arm"]["champion"]["requests"] >= 5, half
     evidence = curated.read_json("reports", "deployments", f"v{versions['good']}.json")
-    assert evidence["decision"] == "promote" and evidence["rows"] >= 800
+    assert evidence["decision"] == "promote" and evidence["verdict"] == "promote" and evidence["rows"] >= 400
+    assert evidence["stage"] == {"index": 2, "share": 1.0, "of": 3}
     assert evidence["logloss"]["ci95"][1] <= 0.0 and evidence["logloss"]["challenger"] < evidence["logloss"]["champion"]
-    assert set(evidence["live_auc_by_arm"]) == {"champion", "challenger"}
-    msg = next(t for t in slack.texts() if "promoted to champion" in t and f"v{versions['good']}" in t)
+    texts = slack.texts()
+    assert any(f"Canary started: v{versions['good']} at the shadow stage" in t for t in texts), texts
+    assert any(f"Canary of v{versions['good']}: now at the 50% stage" in t for t in texts), texts
+    assert any(f"Canary of v{versions['good']}: now at the 100% stage" in t for t in texts), texts
+    msg = next(t for t in texts if "promoted to champion" in t and f"v{versions['good']}" in t)
     assert "log-loss challenger" in msg and "95 % CI" in msg
-    expected = {"champion": versions["good"], "challenger": None, "canary_share": 0.0}
     deadline = time.time() + 10  # the service follows the aliases and the rollout without a restart
-    while httpx.get(service + "/versions").json() != expected and time.time() < deadline:
+    while httpx.get(service + "/versions").json()["challenger"] is not None and time.time() < deadline:
         time.sleep(0.2)
-    assert httpx.get(service + "/versions").json() == expected
+    served = httpx.get(service + "/versions").json()
+    assert served["champion"] == versions["good"] and served["challenger"] is None and served["canary_share"] == 0.0
 
 
-def test_a_worse_challenger_is_rolled_back(run_dag, versions, service, curated, slack):
+def test_a_worse_challenger_is_rolled_back_from_the_shadow(run_dag, versions, service, ramp, curated, slack):
+    """Its first day in the shadow already shows the harm on the paired comparison: rolled back there, before
+    any client got one of its answers."""
     given(curated, versions["good"])
-    traffic = canary_traffic(curated, service, versions["bad"], ["2013-02-24", "2013-02-25"])
-    run = run_dag("deploy_model", "2013-02-25", conf=CONF | {"version": versions["bad"], "date": "2013-02-23"})
+    traffic = canary_traffic(curated, service, versions["bad"], ["2013-02-26", "2013-02-27"])
+    run = run_dag("deploy_model", "2013-02-27", conf=CONF | {"version": versions["bad"], "date": "2013-02-25"})
     traffic.check()
     assert run.state == "success", run
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
-    assert rollouts.current(curated)["status"] == "rolled_back"
+    rollout = rollouts.current(curated)
+    assert rollout["status"] == "rolled_back" and [h["share"] for h in rollout["history"]] == [0.0], rollout
+    assert rollout["history"][0]["outcome"] == "rollback" and "harm" in rollout["history"][0]["why"]
+    assert traffic.stage_of_day == {"2013-02-26": 0.0}, traffic.stage_of_day
     evidence = curated.read_json("reports", "deployments", f"v{versions['bad']}.json")
     assert evidence["decision"] == "rollback" and evidence["logloss"]["ci95"][0] > 0
+    from include.mlops.core import predictions
+
+    served = predictions.predictions(curated, ["2013-02-26"], since=rollout["started_at"])
+    assert len(served) > 300 and set(served["version"].astype(str)) == {versions["good"]}  # no client saw v-bad
     assert any(f"Model v{versions['bad']} rolled back" in t for t in slack.texts())
 
 
@@ -167,15 +234,16 @@ def test_a_canary_without_evidence_is_rolled_back_after_wait_hours(run_dag, vers
     run = run_dag(
         "deploy_model",
         "2013-02-27",
-        conf={"version": versions["bad"], "date": "2013-03-10", "wait_hours": 0.001, "min_labelled_per_arm": 400},
+        conf={"version": versions["bad"], "date": "2013-03-10", "wait_hours": 0.001, "min_labelled": 400},
     )
     assert run.state == "success", run
     assert run.tasks["decide"][0] == "success" and time.monotonic() - t0 < 120
     assert registry.alias_version("champion")["version"] == versions["good"]
     assert registry.alias_version("challenger") is None
     rollout = rollouts.current(curated)
-    assert rollout["status"] == "rolled_back" and "not enough labelled canary flights" in rollout["evidence"]["why"]
-    assert any(f"Model v{versions['bad']} rolled back" in t and "not enough" in t for t in slack.texts())
+    assert rollout["status"] == "rolled_back" and "no decision after" in rollout["evidence"]["why"], rollout
+    assert "wait_hours 0.001" in rollout["evidence"]["why"], rollout
+    assert any(f"Model v{versions['bad']} rolled back" in t and "no decision after" in t for t in slack.texts())
 
 
 def test_manual_rollback_of_the_champion_is_refused(run_dag, versions, curated):

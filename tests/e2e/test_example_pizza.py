@@ -54,7 +54,7 @@ def ingest(run_dag, lake, dates: list[str]) -> None:
         assert run.state == "success", (d, run)
 
 
-def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
+def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack, monkeypatch):
     from servers import serve
 
     from include.mlops import kinds
@@ -110,41 +110,61 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack):
         errors: list[str] = []
 
         def traffic():
+            """A day of sales at a time: served over HTTP, then its outcomes ingested; while the rollout runs, the
+            next day once it moved (a stage raised, or the end)."""
+            from curation import curate_days
+
             try:
                 deadline = time.time() + 120
                 while not (
                     (r := rollouts.current(lake))
                     and r["status"] == "canary"
-                    and (h := httpx.get(url + "/health").json())["challenger"] == v2
-                    and h["canary_share"] > 0
+                    and httpx.get(url + "/health").json()["challenger"] == v2
                 ):
                     assert time.time() < deadline, "the canary never went live"
                     time.sleep(0.3)
-                for d in canary_days:
+                for d in canary_days:  # every day served and curated, the rollout running or not
+                    r = rollouts.current(lake)
+                    deadline = time.time() + 10
+                    while (
+                        r["status"] == "canary"
+                        and httpx.get(url + "/health").json()["canary_share"] != r["canary_share"]
+                    ):
+                        assert time.time() < deadline, "the service did not follow the stage's share"
+                        time.sleep(0.2)
                     result = replay(d, url, concurrency=2, token=TOKEN)
                     assert result.errors == 0 and result.flights > 0, result
-                time.sleep(1.5)  # the service flushes its prediction log
-                from curation import curate_days
-
-                curate_days(lake, canary_days[0], len(canary_days))
+                    time.sleep(1.5)  # the service flushes its prediction log
+                    curate_days(lake, d, 1)
+                    deadline = time.time() + 60
+                    while (now := rollouts.current(lake))["status"] == "canary" and now["stage"] == r["stage"]:
+                        if time.time() > deadline:
+                            break
+                        time.sleep(0.3)
             except BaseException as exc:  # noqa: BLE001 - asserted in the test's thread
                 errors.append(f"{type(exc).__name__}: {exc}")
 
+        monkeypatch.setenv("MLOPS_SERVE_URL", url)  # the ramp's signals: the service's /metrics
+        monkeypatch.setenv("MLOPS_SERVE_TOKEN", TOKEN)
         t = threading.Thread(target=traffic, daemon=True)
         t.start()
         run = run_dag(
             "deploy_large_pizza", canary_days[-1], conf={"version": v2, "date": "2015-01-14", "wait_hours": 0.1}
         )
-        t.join(180)
+        t.join(300)
         assert not errors, errors
         assert run.state == "success", run
         # the model's places are in its own folder (the declaration's default lake: models/<name>)
         assert layout.canary_evidence(v2) == ("models/large_pizza/reports/deployments", f"v{v2}.json")
         evidence = lake.read_json(*layout.canary_evidence(v2))
         assert evidence["decision"] in ("promote", "rollback"), evidence
-        assert set(evidence["live_auc_by_arm"]) == {"champion", "challenger"}, evidence  # both arms served
-        assert evidence["rows"] >= 200, evidence  # min_labelled_per_arm: 100
-        assert "not enough" not in str(evidence.get("why", "")), evidence  # decided on evidence, not a timeout
+        # the ramp: the shadow first; past it, both arms served flights
+        history = lake.read_json(*layout.rollout())["history"]
+        assert history[0]["share"] == 0.0 and history[0]["outcome"] in ("advance", "rollback"), history
+        arms = {"champion", "challenger"} if len(history) > 1 else {"champion"}
+        assert set(evidence["live_auc_by_arm"]) == arms, evidence
+        assert evidence["rows"] >= 200, evidence  # min_labelled: 200
+        assert "no decision after" not in evidence["why"], evidence  # decided on evidence, not a timeout
         champion = registry.alias_version("champion")["version"]
         assert champion == (v2 if evidence["decision"] == "promote" else v1["version"])
 

@@ -110,6 +110,88 @@ def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated
     assert reg["version"] != current
 
 
+def test_a_version_that_passes_the_gate_during_a_rollout_waits_queued(curated, model_name):
+    """One rollout at a time: the gate passes a version while another version's rollout runs; the running
+    rollout keeps its challenger, and the decision says which rollout the new version waits behind."""
+    from include.mlops.core import layout, rollouts
+    from include.mlops.deploy import canary
+    from include.mlops.evaluate import gate
+    from include.mlops.train import pipeline
+
+    versions = []
+    for key in ("queue-first", "queue-second"):
+        pipeline.build_training_set(curated, key, 21, 1, end="2013-02-21")
+        pipeline.train(curated, key, 1, num_boost_round=30)
+        versions.append(pipeline.register(curated, key, params={"num_boost_round": 30}, reason=key)["version"])
+    first, second = versions
+    registry.set_alias("champion", first)
+    registry.set_alias("challenger", first)
+    ramp = [{"share": 0.0, "min_hours": 0, "min_requests": 1}, {"share": 1.0, "min_hours": 0, "min_requests": 1}]
+    running = dict(canary.start(curated, first, None, ramp, "2013-02-21", owner="rollout-run"))
+    try:
+        decision = gate.run(curated, "queue-second", {"min_auc": 0.5, "max_ece": 1.0})
+        assert decision["passed"] and decision["queued_behind"] == str(first), decision
+        assert registry.alias_version("challenger")["version"] == first  # the running rollout's, untouched
+        assert rollouts.current(curated) == running
+        assert curated.read_json(*layout.gate_latest())["queued_behind"] == str(first)
+    finally:
+        curated.rm(*layout.rollout())
+    decision = gate.run(curated, "queue-second", {"min_auc": 0.5, "max_ece": 1.0})  # no rollout: challenger now
+    assert decision["passed"] and "queued_behind" not in decision
+    assert registry.alias_version("challenger")["version"] == second
+
+
+def test_the_way_back_finds_an_earlier_champion_when_a_decay_retrain_fails_the_gate(curated, model_name):
+    """A sound model was champion, a worse one replaced it and decayed; monitoring's retraining fails the gate.
+    The way back weighs the earlier champions on the failed run's held-out days and chooses the sound one (it
+    beats the champion by the gate's margin); a run that drift alone started has no way back."""
+    from include.mlops.core import layout
+    from include.mlops.deploy import canary
+    from include.mlops.evaluate import gate, wayback
+    from include.mlops.train import pipeline
+
+    def trained(key: str, shuffle: bool) -> str:
+        pipeline.build_training_set(curated, key, 21, 1, end="2013-02-21")
+        if shuffle:
+            shard = curated.read_parquet(layout.training(key), "train", "part-00000.parquet")
+            shard["label"] = shard["label"].sample(frac=1, random_state=1).to_numpy()
+            curated.write_parquet(shard, layout.training(key), "train", "part-00000.parquet")
+        pipeline.train(curated, key, 1, num_boost_round=40)
+        return pipeline.register(curated, key, params={"num_boost_round": 40}, reason=key)["version"]
+
+    sound, worse, failing = trained("wb-sound", False), trained("wb-worse", True), trained("wb-failing", True)
+    one = [{"share": 1.0, "min_hours": 0, "min_requests": 0}]
+    for version, day in ((sound, "2013-02-01"), (worse, "2013-02-10")):  # both were promoted, the worse one last
+        canary.start(curated, version, None, one, day)
+        canary.finish(curated, "promoted", {"manual": True})
+    registry.set_alias("champion", worse)
+    curated.write_json([{"date": "2013-02-21", "signals": {"decay": True}}], *layout.triggers())
+    try:
+        assert not gate.run(curated, "wb-failing", {"min_auc": 0.55})["passed"]
+        assert wayback.applies(curated, "2013-02-21") and not wayback.applies(curated, "2013-02-20")
+        r = wayback.search(curated, "wb-failing", {"min_auc": 0.55})
+        assert r["champion"] == worse and r["chosen"] == sound, r
+        [earlier] = r["earlier"]  # the champion itself is not weighed
+        assert earlier["version"] == sound and earlier["gate_passed"] and earlier["auc_gain"] >= r["margin"], r
+        assert curated.read_json(*layout.way_back("wb-failing")) == r
+        assert registry.alias_version("champion")["version"] == worse  # nothing promoted: the rollout decides
+        # the other way round: the sound model is champion, the worse one earlier: no way back to it
+        registry.set_alias("champion", sound)
+        r = wayback.search(curated, "wb-failing", {"min_auc": 0.55})
+        assert r["chosen"] is None and [e["version"] for e in r["earlier"]] == [worse], r
+        # drift alone started it: no way back
+        curated.write_json(
+            [{"date": "2013-02-21", "signals": {"decay": False, "data_drift": True}}], *layout.triggers()
+        )
+        assert not wayback.applies(curated, "2013-02-21")
+    finally:
+        curated.rm(*layout.triggers())
+        curated.rm(*layout.rollout())
+        for name in curated.ls(layout.past_rollouts()):
+            curated.rm(layout.past_rollouts(), name)
+    assert failing not in (sound, worse)
+
+
 def test_a_failed_job_registers_nothing_and_alerts(run_dag, curated, slack, model_name):
     before = registry.versions()
     run = run_dag("train_model", "2013-02-21", conf=CONF | {"hosts": "no-such-host.invalid:2", "timeout_minutes": 1})

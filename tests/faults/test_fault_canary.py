@@ -19,6 +19,8 @@ from include.mlops.simulate.traffic import requests_for
 
 DAY = "2013-01-03"  # the canary's flights
 STARTED_ON = "2013-01-02"  # the data date of the run that started it
+# a rollout at a stage serving half the flights (its canary_share)
+STAGES = [{"share": 0.5, "min_hours": 0, "min_requests": 0}, {"share": 1.0, "min_hours": 0, "min_requests": 0}]
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def live_canary(tmp_path, monkeypatch):
     registry.set_alias("champion", champion)
     registry.set_alias("challenger", challenger)
     lake = Lake((tmp_path / "lake").as_uri())
-    rollout = canary.start(lake, challenger, champion, 0.5, STARTED_ON)
+    rollout = canary.start(lake, challenger, champion, STAGES, STARTED_ON)
     with serve(create_app(registry_store(lake), lake, refresh_s=0.2, flush_rows=100, flush_s=0.2)) as url:
         deadline = time.time() + 10
         while httpx.get(url + "/health").json()["canary_share"] != 0.5 and time.time() < deadline:
@@ -48,11 +50,24 @@ def _post(url, flights):
             assert r.status_code == 200, r.text[:300]
 
 
+def _log(lake) -> pd.DataFrame:
+    """Every record of the prediction log, every date: the served answers and the challenger's shadow scores."""
+    parts = [
+        lake.read_parquet(f"predictions/{d}", f) for d in lake.ls("predictions") for f in lake.ls(f"predictions/{d}")
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["arm"])
+
+
+def _served(lake) -> int:
+    return int((_log(lake)["arm"] != predictions.SHADOW).sum())
+
+
 def _flushed(url, lake, n):
+    """``n`` served answers in the lake (the service's ``logged`` also counts the shadow's records)."""
     deadline = time.time() + 20
-    while httpx.get(url + "/health").json()["logged"] < n and time.time() < deadline:
+    while _served(lake) < n and time.time() < deadline:
         time.sleep(0.2)
-    assert httpx.get(url + "/health").json()["logged"] >= n
+    assert _served(lake) >= n
 
 
 def test_a_client_cannot_steer_the_canary(live_canary):
@@ -70,8 +85,9 @@ def test_a_client_cannot_steer_the_canary(live_canary):
     curate_days(lake, DAY, 1)  # the outcomes arrive with the day's ingestion
 
     before = canary.labelled_predictions(lake, rollouts.current(lake))
-    ev = canary.evidence(before, canary.DeployConfig(min_labelled_per_arm=100))
-    assert ev["ready"] and sum(ev["labelled"].values()) == len(before) > 0.9 * len(flights)
+    ev = canary.evidence(before, canary.DeployConfig(min_labelled=100))
+    assert ev["ready"] and ev["labelled"] == sum(ev["by_arm"].values()) == len(before) > 0.9 * len(flights)
+    assert min(ev["by_arm"].values()) > 0  # both arms served the day's flights
     assert set(before["flight_key"].str[:10]) == {DAY}
 
     # a hostile client re-posts every flight of the day with other features
@@ -85,8 +101,9 @@ def test_a_client_cannot_steer_the_canary(live_canary):
         after[cols].sort_values("flight_key").reset_index(drop=True),
     )
     assert (after["distance"] != 4999.0).all()
-    # the log still records exactly what was served, the re-posts included
+    # the log still records exactly what was served, the re-posts included (the shadow's scores apart)
     log = pd.concat([lake.read_parquet(f"predictions/date={DAY}", f) for f in lake.ls(f"predictions/date={DAY}")])
+    log = log[log["arm"] != predictions.SHADOW]
     assert len(log) == 2 * len(flights) and (log["distance"] == 4999.0).sum() == len(flights)
     # and monitoring reads the same first answers
     served = predictions.predictions(lake, [DAY])

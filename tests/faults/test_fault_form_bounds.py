@@ -1,4 +1,4 @@
-"""A run whose settings are out of their range (``canary_share: 5``, ``consecutive_days: 0``, ``window_days: -3``,
+"""A run whose settings are out of their range (``min_labelled: 0``, ``consecutive_days: 0``, ``window_days: -3``,
 ``workers: 0``...) fails in its first task, naming the setting and the value, for good (no retry can fix its input),
 and changes nothing: no alias, no rollout, no lake, no Slack "canary started". The first tasks are called as the
 DAGs call them (``mlops_airflow.*``), with the run's params; Airflow's own check of a ``conf`` against the DAGs'
@@ -61,17 +61,20 @@ DEPLOY = {"version": "7", "action": "canary", "date": "2013-02-21", "wait_hours"
 @pytest.mark.parametrize(
     "conf, message",
     [
-        ({"canary_share": 5}, "canary_share = 5: must be a number > 0 and < 1"),
-        ({"canary_share": -1}, "canary_share = -1: must be a number > 0 and < 1"),
-        ({"canary_share": 1.0}, "canary_share = 1.0: must be a number > 0 and < 1"),
-        ({"min_labelled_per_arm": 0}, "min_labelled_per_arm = 0: must be an integer >= 1"),
-        ({"min_labelled_per_arm": 5000}, "min_labelled_per_arm = 5000 and max_labelled_per_arm = 3000"),
+        ({"min_labelled": 0}, "min_labelled = 0: must be an integer >= 1"),
+        ({"min_labelled": -1}, "min_labelled = -1: must be an integer >= 1"),
+        ({"min_labelled": 2.5}, "min_labelled = 2.5: must be an integer >= 1"),
+        ({"max_labelled": 0}, "max_labelled = 0: must be an integer >= 1"),
+        ({"min_labelled": 7000}, "min_labelled = 7000 and max_labelled = 6000"),  # over deploy.yaml's max
+        ({"min_labelled": 700, "max_labelled": 600}, "min_labelled = 700 and max_labelled = 600"),
+        ({"max_logloss_increase": 2}, "max_logloss_increase = 2: must be a number >= -1 and <= 1"),
         ({"bootstrap": True}, "bootstrap = True: must be an integer"),
-        ({"canary_share": 5, "action": "promote"}, "canary_share = 5"),  # checked whatever the path
+        ({"min_labelled": 0, "action": "promote"}, "min_labelled = 0"),  # checked whatever the path
     ],
 )
 def test_deploy_model_refuses_a_setting_out_of_range_in_plan(touched, conf, message):
-    """Kills: plan starting a canary on 500 % (or -100 %) of flights, which then holds for wait_hours."""
+    """Kills: plan starting a canary that needs no labelled flight for a verdict (``min_labelled: 0``), or more
+    than it ever waits for (then rolled back as inconclusive however good the challenger)."""
     from mlops_airflow.tasks.deploy_model import plan
 
     text = _refused(plan, {"params": DEPLOY | conf}, message)
@@ -130,8 +133,9 @@ def _dag(name: str):
 @pytest.mark.parametrize(
     "dag_id, conf",
     [
-        ("deploy_model", {"version": "7", "canary_share": 5}),
-        ("deploy_model", {"version": "7", "canary_share": -1}),
+        ("deploy_model", {"version": "7", "min_labelled": 0}),
+        ("deploy_model", {"version": "7", "max_labelled": -1}),
+        ("deploy_model", {"version": "7", "max_logloss_increase": 5}),
         ("monitor_model", {"consecutive_days": 0}),
         ("monitor_model", {"window_days": -3}),
         ("train_model", {"gate_max_ece": 2}),
@@ -154,3 +158,23 @@ def test_a_rest_or_cli_conf_out_of_range_is_refused_when_the_run_is_created(dag_
     with pytest.raises(ParamValidationError):
         process_params(dag, dag.tasks[0], conf, suppress_exception=False)
     process_params(dag, dag.tasks[0], empty, suppress_exception=False)
+
+
+@pytest.mark.parametrize("task", ["deploy", "train", "monitor"])
+def test_a_conf_key_that_is_no_field_of_the_form_is_refused(touched, task):
+    """Kills: a setting that no longer exists (``canary_share``, replaced by the ramp) or a misspelt one passed
+    through Airflow unchecked and ignored: the run went on with the file's values without a word."""
+    from types import SimpleNamespace
+
+    from mlops_airflow.tasks import deploy_model, monitor_model, train_model
+
+    call = {"deploy": deploy_model.plan, "train": train_model.should_train, "monitor": monitor_model.service_health}
+    dag = SimpleNamespace(dag_id=f"{task}_dag", params={"version": None, "min_labelled": None})
+    context = {
+        "params": DEPLOY,
+        "dag": dag,
+        "dag_run": SimpleNamespace(conf={"version": "7", "canary_share": 0.5, "min_labeled": 10}),
+    }
+    text = _refused(call[task], context, "['canary_share', 'min_labeled'] are not fields of")
+    assert f"{task}_dag's form" in text and "'min_labelled'" in text
+    assert touched == []  # nothing asked, nothing changed

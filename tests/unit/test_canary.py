@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.deploy.canary import compare, conclude, evidence, verdict
+from include.mlops.deploy.canary import compare, evidence, verdict
 from include.mlops.deploy.config import DeployConfig
 
 RNG = np.random.default_rng(3)
@@ -89,32 +89,21 @@ def test_verdict_at_the_edges():
     assert verdict([float("nan"), float("nan")], 0.005) == "inconclusive"  # one flight: no interval, no decision
 
 
-def test_an_inconclusive_canary_waits_then_is_rolled_back():
-    result = {"decision": "inconclusive", "flights": 900}
-    cfg = DeployConfig(min_labelled_per_arm=300, max_labelled_per_arm=1000)
-    some = evidence(frame(900), cfg)
-    assert some["ready"] and not some["enough"]
-    assert conclude(result, some) is None  # keep waiting for more flights
-    final = conclude(result, some, timed_out=True)
-    assert final["decision"] == "rollback" and "waiting time is over" in final["why"]
-    full = evidence(frame(2000), cfg)
-    assert full["enough"] and conclude(result, full)["decision"] == "rollback"
-    decided = {"decision": "promote"}
-    assert conclude(decided, some) is decided
-
-
-def test_evidence_needs_each_arm():
-    cfg = DeployConfig(min_labelled_per_arm=10)
-    one_arm = frame(100).assign(arm="champion")
+def test_evidence_counts_every_labelled_flight_whichever_arm_served_it():
+    """Both versions score every labelled flight (a paired comparison): a verdict needs min_labelled flights in
+    all, not per arm; the cap is max_labelled."""
+    cfg = DeployConfig(min_labelled=100, max_labelled=1000)
+    one_arm = frame(100).assign(arm="champion")  # the shadow stage: the champion served them all
     ev = evidence(one_arm, cfg)
-    assert ev["labelled"] == {"champion": 100, "challenger": 0} and not ev["ready"]
-    assert evidence(frame(20), cfg)["ready"] and not evidence(frame(19), cfg)["ready"]
+    assert ev["labelled"] == 100 and ev["by_arm"] == {"champion": 100, "challenger": 0} and ev["ready"]
+    assert not evidence(frame(99), cfg)["ready"]
+    assert evidence(frame(1000), cfg)["enough"] and not evidence(frame(999), cfg)["enough"]
 
 
 def test_the_shipped_tolerance_is_the_one_used():
     """Kills: the default tolerance never used. deploy.yaml's value decides a case on its edge."""
     cfg = DeployConfig.load()
-    assert cfg.max_logloss_increase == 0.005 and cfg.max_labelled_per_arm > cfg.min_labelled_per_arm
+    assert cfg.max_logloss_increase == 0.005 and cfg.max_labelled > cfg.min_labelled
     df = frame(400)
     y = df["label"].to_numpy()
     champ = np.full(len(y), 0.4)

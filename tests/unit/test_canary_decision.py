@@ -151,19 +151,20 @@ def test_an_arm_with_a_single_delayed_flight_still_has_a_live_auc(models, canary
     assert np.isnan(compare(none, champion, challenger, DeployConfig(bootstrap=5))["live_auc_by_arm"]["challenger"])
 
 
-def test_evidence_is_ready_when_each_arm_has_enough_outcomes(canary):
-    cfg = DeployConfig(min_labelled_per_arm=200)
-    assert evidence(canary, cfg) == {"labelled": {"champion": 200, "challenger": 200}, "ready": True, "enough": False}
-    one_short = canary.iloc[1:]
-    assert evidence(one_short, cfg) == {
-        "labelled": {"champion": 199, "challenger": 200},
-        "ready": False,
+def test_evidence_is_ready_on_enough_labelled_flights_in_all(canary):
+    cfg = DeployConfig(min_labelled=400, max_labelled=1000)
+    assert evidence(canary, cfg) == {
+        "labelled": 400,
+        "by_arm": {"champion": 200, "challenger": 200},
+        "ready": True,
         "enough": False,
     }
+    assert evidence(canary.iloc[1:], cfg)["ready"] is False
     only_champion = canary[canary["arm"] == "champion"]
-    assert evidence(only_champion, cfg.replace(min_labelled_per_arm=1))["ready"] is False
+    assert evidence(only_champion, cfg.replace(min_labelled=200))["ready"] is True
     assert evidence(canary.iloc[0:0], cfg) == {
-        "labelled": {"champion": 0, "challenger": 0},
+        "labelled": 0,
+        "by_arm": {"champion": 0, "challenger": 0},
         "ready": False,
         "enough": False,
     }

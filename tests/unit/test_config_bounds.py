@@ -18,6 +18,13 @@ CONFIGS = (DeployConfig, GateConfig, MonitorConfig, ScheduleConfig)
 SCALARS = {"null", "boolean", "integer", "number", "string"}
 
 
+def stage(share, min_hours=0, min_requests=0, **other) -> dict:
+    return {"share": share, "min_hours": min_hours, "min_requests": min_requests, **other}
+
+
+LIMITS = {"latency_p99_ms": 500, "error_rate": 0.01, "memory_mb": 4096, "score_agreement": 0.99, "min_rescored": 100}
+
+
 def _kinds(schema: dict) -> set[str]:
     t = schema["type"]
     return set([t] if isinstance(t, str) else t)
@@ -47,12 +54,44 @@ def test_the_shipped_files_hold_every_declared_setting_within_its_range():
 @pytest.mark.parametrize(
     "cls, key, bad, good",
     [
-        # both arms must get flights: 0 gives the challenger none, 1 (or 5, "500 %") the champion none
-        (DeployConfig, "canary_share", [5, 1, 1.0, 0, 0.0, -1, True, "0.2", None], [1e-9, 0.5, 0.999]),
-        (DeployConfig, "min_labelled_per_arm", [0, -1, 2.5, True, "300"], [1, 3000]),
-        (DeployConfig, "max_labelled_per_arm", [0, 300.0, False], [300, 100000]),
+        (DeployConfig, "min_labelled", [0, -1, 2.5, True, "600", None], [1, 6000]),
+        (DeployConfig, "max_labelled", [0, 600.0, False], [600, 100000]),
         (DeployConfig, "max_logloss_increase", [1.01, -1.5, math.nan, math.inf, True], [-1, 0, 0.005, 1]),
         (DeployConfig, "bootstrap", [-1, 100001, 3.5, True], [0, 1, 100000]),
+        # a stage's share of flights (5: "500 %"), its hours and requests; a stage names each and nothing else
+        (
+            DeployConfig,
+            "stages",
+            [
+                [stage(5)],
+                [stage(0.0), stage(-1)],
+                [stage(1.0, min_hours=-1)],
+                [stage(1.0, min_hours=24 * 30 + 1)],
+                [stage(1.0, min_requests=2.5)],
+                [stage(True)],
+                [{"share": 1.0, "min_hours": 0}],
+                [stage(1.0, max_hours=3)],
+                [1.0],
+                "shadow",
+                {"share": 1.0},
+                None,
+            ],
+            [[stage(1.0)], [stage(0.0, 0, 200), stage(0.05, 1, 200), stage(1.0, 24 * 30, 500)]],
+        ),
+        (
+            DeployConfig,
+            "limits",
+            [
+                LIMITS | {"error_rate": 2},
+                LIMITS | {"latency_p99_ms": 0},
+                LIMITS | {"score_agreement": -0.1},
+                LIMITS | {"min_rescored": 0},
+                {k: v for k, v in LIMITS.items() if k != "memory_mb"},
+                LIMITS | {"cpu": 1},
+                [],
+            ],
+            [LIMITS, LIMITS | {"error_rate": 0, "score_agreement": 1}],
+        ),
         (GateConfig, "min_auc", [1.01, -0.01, True, "0.6"], [0, 0.6, 1]),
         (GateConfig, "max_auc_drop", [1.5, -0.1], [0, 1]),
         (GateConfig, "max_ece", [2, -1], [0, 1.0]),
@@ -97,8 +136,11 @@ def test_a_setting_out_of_its_range_is_refused_naming_file_key_value_and_range(c
 
 def test_the_message_says_the_allowed_range_and_that_the_run_overrode_it():
     with pytest.raises(ValueError) as err:
-        DeployConfig(canary_share=5)
-    assert str(err.value) == f"{DeployConfig.FILE}, overridden: canary_share = 5: must be a number > 0 and < 1"
+        DeployConfig(min_labelled=0)
+    assert str(err.value) == f"{DeployConfig.FILE}, overridden: min_labelled = 0: must be an integer >= 1"
+    with pytest.raises(ValueError) as err:  # a nested value is named by its place: the list's item, its key
+        DeployConfig(stages=[stage(5)])
+    assert str(err.value) == f"{DeployConfig.FILE}, overridden: stages[0].share = 5: must be a number >= 0 and <= 1"
     with pytest.raises(ValueError) as err:
         MonitorConfig(consecutive_days=True)
     assert "consecutive_days = True: must be an integer >= 1 and <= 366" in str(err.value)
@@ -108,10 +150,20 @@ def test_the_message_says_the_allowed_range_and_that_the_run_overrode_it():
 
 def test_the_file_itself_is_checked(tmp_path):
     f = tmp_path / "deploy.yaml"
-    f.write_text(DeployConfig.FILE.read_text().replace("canary_share: 0.2 ", "canary_share: 5   "))
+    text = DeployConfig.FILE.read_text()
+    assert text.count("- {share: 0.0,") == 1  # the shipped ramp's first stage, the shadow
+    f.write_text(text.replace("- {share: 0.0,", "- {share: 5,"))
     with pytest.raises(ValueError) as err:
         DeployConfig.load(f)
-    assert str(err.value) == f"{f}: canary_share = 5: must be a number > 0 and < 1"
+    assert str(err.value) == f"{f}: stages[0].share = 5: must be a number >= 0 and <= 1"
+    f.write_text(text.replace("  min_rescored: 100", "  min_rescored: 0"))
+    with pytest.raises(ValueError) as err:
+        DeployConfig.load(f)
+    assert str(err.value) == f"{f}: limits.min_rescored = 0: must be an integer >= 1"
+    f.write_text(text.replace("min_labelled: 600 ", "min_labelled: 0   "))
+    with pytest.raises(ValueError) as err:
+        DeployConfig.load(f)
+    assert str(err.value) == f"{f}: min_labelled = 0: must be an integer >= 1"
     # a key left out of the file is named: the code holds no defaults to fall back on
     f.write_text("\n".join(ln for ln in DeployConfig.FILE.read_text().splitlines() if not ln.startswith("bootstrap")))
     with pytest.raises(ValueError, match=r"deploy.yaml: settings \['bootstrap'\] are missing"):
@@ -126,12 +178,40 @@ def test_the_file_itself_is_checked(tmp_path):
         MonitorConfig.load(m)
 
 
-def test_a_canary_needs_no_more_evidence_than_it_waits_for():
-    assert DeployConfig(min_labelled_per_arm=600, max_labelled_per_arm=600).min_labelled_per_arm == 600
-    with pytest.raises(ValueError, match="min_labelled_per_arm = 601 and max_labelled_per_arm = 600"):
-        DeployConfig(min_labelled_per_arm=601, max_labelled_per_arm=600)
-    with pytest.raises(ValueError, match="overridden: min_labelled_per_arm = 3001"):
-        DeployConfig(min_labelled_per_arm=3001)  # the file's max is 3000
+def test_a_canary_needs_no_more_evidence_than_it_waits_for(tmp_path):
+    assert DeployConfig(min_labelled=600, max_labelled=600).min_labelled == 600
+    with pytest.raises(ValueError, match="min_labelled = 601 and max_labelled = 600"):
+        DeployConfig(min_labelled=601, max_labelled=600)
+    with pytest.raises(ValueError, match="overridden: min_labelled = 6001 and max_labelled = 6000"):
+        DeployConfig(min_labelled=6001)  # the file's max is 6000
+    with pytest.raises(ValueError, match="overridden: min_labelled = 600 and max_labelled = 599"):
+        DeployConfig(max_labelled=599)  # the file's min is 600
+    f = tmp_path / "deploy.yaml"
+    f.write_text(DeployConfig.FILE.read_text().replace("max_labelled: 6000", "max_labelled: 60  "))
+    with pytest.raises(ValueError, match=r"deploy.yaml: min_labelled = 600 and max_labelled = 60: .*<= max_labelled"):
+        DeployConfig.load(f)
+
+
+def test_the_ramp_rises_to_every_flight(tmp_path):
+    """The stages' shares rise, and the last serves every flight (promotion happens there); a ramp of one stage
+    (1.0: no shadow, no partial share) is a ramp."""
+    text, f = DeployConfig.FILE.read_text(), tmp_path / "deploy.yaml"
+    assert text.count("- {share: 0.05,") == text.count("- {share: 1.0,") == 1
+    f.write_text(text.replace("- {share: 0.05,", "- {share: 0.0, "))
+    with pytest.raises(ValueError) as err:
+        DeployConfig.load(f)
+    assert str(err.value) == f"{f}: stages[1].share = 0.0 after stages[0].share = 0.0: the shares must rise"
+    f.write_text(text.replace("- {share: 1.0,", "- {share: 0.9,"))
+    with pytest.raises(ValueError, match=r"deploy.yaml: stages\[4\].share = 0.9: the last stage must serve every"):
+        DeployConfig.load(f)
+    f.write_text(
+        "\n".join(ln for ln in text.splitlines() if not ln.startswith("  - {share")).replace("stages:", "stages: []")
+    )
+    with pytest.raises(ValueError, match=r"deploy.yaml: stages = \[\]: the ramp needs at least one stage"):
+        DeployConfig.load(f)
+    with pytest.raises(ValueError, match=r"overridden: stages\[2\].share = 0.5 after stages\[1\].share = 0.5"):
+        DeployConfig(stages=[stage(0.0), stage(0.5), stage(0.5), stage(1.0)])
+    assert DeployConfig(stages=[stage(1.0)]).stages == [stage(1.0)]
 
 
 def test_replace_checks_again():
@@ -240,14 +320,15 @@ def test_the_override_fields_carry_the_bounds():
     from mlops_airflow.blocks.forms import overrides_form
 
     form = overrides_form(DeployConfig)
-    share = form["canary_share"]
-    assert share.schema["type"] == ["null", "number"]
-    assert (share.schema["exclusiveMinimum"], share.schema["exclusiveMaximum"]) == (0, 1)
-    assert "Allowed: a number > 0 and < 1" in share.description
-    for bad in (5, -1, 0, 1, "0.5", True):
+    # the scalar settings only: the ramp (stages) and its limits are the file's
+    assert set(form) == {"min_labelled", "max_labelled", "max_logloss_increase", "bootstrap"}
+    labelled = form["min_labelled"]
+    assert labelled.schema["type"] == ["null", "integer"] and labelled.schema["minimum"] == 1
+    assert "Allowed: an integer >= 1" in labelled.description
+    for bad in (0, -1, 2.5, "600", True):
         with pytest.raises(ParamValidationError):
-            share.resolve(bad)
-    assert share.resolve(0.5) == 0.5 and share.resolve(None) is None  # empty: deploy.yaml's value
+            labelled.resolve(bad)
+    assert labelled.resolve(600) == 600 and labelled.resolve(None) is None  # empty: deploy.yaml's value
     for cls, prefix in ((DeployConfig, ""), (MonitorConfig, ""), (GateConfig, "gate_")):
         form = overrides_form(cls, prefix=prefix)
         scalar = {k for k, s in cls.SETTINGS.items() if _scalar(s)}

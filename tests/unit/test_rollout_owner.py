@@ -25,18 +25,24 @@ def over(run_id: str) -> bool:
     return False
 
 
+def ramp(share: float) -> list[dict]:
+    """A ramp whose first stage serves ``share`` of flights: the rollout's canary_share while it is there."""
+    return [{"share": share, "min_hours": 0, "min_requests": 0}, {"share": 1.0, "min_hours": 0, "min_requests": 0}]
+
+
 def killed_run(lake) -> dict:
     """The canary of v2 that run 'first' started before it was killed: still serving 10 %, nobody watching."""
-    return canary.start(lake, "2", "1", 0.1, "2013-02-04", owner="first")
+    return canary.start(lake, "2", "1", ramp(0.1), "2013-02-04", owner="first")
 
 
 def test_the_rollout_records_the_run_that_watches_it(lake):
     assert killed_run(lake)["owner"] == "first" and rollouts.current(lake)["owner"] == "first"
+    assert rollouts.current(lake)["canary_share"] == 0.1 and rollouts.current(lake)["stage"] == 0
 
 
 def test_no_canary_starts_one(lake):
     assert rollouts.claim(None, "2", "r", over) == "start"
-    canary.start(lake, "2", "1", 0.1, "2013-02-04", owner="first")
+    canary.start(lake, "2", "1", ramp(0.1), "2013-02-04", owner="first")
     finished = canary.finish(lake, "rolled_back", {})
     assert rollouts.claim(finished, "3", "r", over) == "start"
 
@@ -51,7 +57,7 @@ def test_a_run_of_the_same_version_adopts_the_orphan_keeping_clock_and_evidence(
     assert rollouts.claim(rollout, "2", "second", over) == "adopt"
     adopted = rollouts.adopt(lake, rollout, "second")
     assert adopted["owner"] == "second" and adopted["adopted_from"] == "first"
-    kept = ("version", "champion", "canary_share", "started_at", "from_date", "status")
+    kept = ("version", "champion", "canary_share", "stages", "stage", "history", "started_at", "from_date", "status")
     assert {k: adopted[k] for k in kept} == {k: rollout[k] for k in kept}
     assert rollouts.current(lake) == adopted  # the service keeps routing exactly as before
     assert rollouts.owned_by(adopted, "second") and not rollouts.owned_by(adopted, "first")

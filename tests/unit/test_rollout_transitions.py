@@ -97,8 +97,15 @@ def crash_at_rollout(monkeypatch):
     return arm
 
 
-def started(lake, version: str, run_id: str = "run-a", share: float = 0.2) -> transitions.Started:
-    return transitions.start(lake, version, share, date, run_id, nobody)
+def ramp(share: float) -> list[dict]:
+    """A ramp whose first stage serves ``share`` of flights: the rollout's canary_share while it is there."""
+    return [{"share": share, "min_hours": 0, "min_requests": 0}, {"share": 1.0, "min_hours": 0, "min_requests": 0}]
+
+
+def started(
+    lake, version: str, run_id: str = "run-a", share: float = 0.2, baseline=lambda: None
+) -> transitions.Started:
+    return transitions.start(lake, version, ramp(share), date, run_id, nobody, baseline)
 
 
 # the transitions --------------------------------------------------------------------------------------------
@@ -113,7 +120,7 @@ def test_plan_promotes_directly_without_a_champion_or_for_the_champion_itself(la
 
 def test_start_makes_the_version_challenger_and_runs_its_canary(lake, versions):
     v1, v2, _ = versions
-    s = started(lake, v2)
+    s = started(lake, v2, baseline=lambda: ["the service's counters"])
     assert s.step == "start" and s.champion == v1
     assert s.rollout == rollouts.current(lake)
     assert {k: s.rollout[k] for k in ("version", "champion", "status", "owner", "from_date", "data_date")} == {
@@ -124,8 +131,11 @@ def test_start_makes_the_version_challenger_and_runs_its_canary(lake, versions):
         "from_date": "2013-02-05",
         "data_date": DATE,
     }
+    assert (s.rollout["stages"], s.rollout["stage"], s.rollout["canary_share"]) == (ramp(0.2), 0, 0.2)
+    assert s.rollout["baseline"] == ["the service's counters"]
     assert serving(lake) == (v1, v2, 0.2)
-    again = started(lake, v2)  # a retry of the run's own task: resumed, clock and evidence kept
+    # a retry of the run's own task: resumed, clock, evidence and the stage's counters kept (none asked again)
+    again = started(lake, v2, baseline=lambda: pytest.fail("a resumed canary keeps its stage's counters"))
     assert again.step == "resume" and again.rollout == s.rollout
     adopted = started(lake, v2, run_id="run-b")  # its run is over: adopted
     assert adopted.step == "adopt" and adopted.rollout["adopted_from"] == "run-a"
@@ -144,7 +154,7 @@ def test_start_refuses_without_a_champion_or_with_a_canary_in_the_way_changing_n
     with pytest.raises(transitions.Refused, match=f"a canary of v{v2} \\(20% of flights"):
         started(lake, v3, run_id="run-b")
     with pytest.raises(transitions.Refused, match="which is still queued or running"):
-        transitions.start(lake, v3, 0.2, date, "run-b", lambda run: True)
+        transitions.start(lake, v3, ramp(0.2), date, "run-b", lambda run: True)
     assert lake.read_bytes(*layout.rollout()) == before and aliases() == (v1, v2)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from include.mlops.core.frame import FeatureSpec
 from include.mlops.kinds import lightgbm
-from include.mlops.serve.models import Arms, ModelStore, ServedModel, bucket
+from include.mlops.serve.models import Arms, ModelStore, Resolved, ServedModel, bucket
 
 KEYS = [
     f"2013-{m:02d}-{d:02d}/{c}/{f}/{o}"
@@ -55,6 +55,10 @@ def test_no_canary_means_every_flight_to_the_champion():
     assert Arms(CHAMPION, None, 0.5).route(KEYS[:100]) == ["champion"] * 100
     assert Arms(None, CHALLENGER, 0.2).route(KEYS[:100]) == ["challenger"] * 100  # nothing else to serve
     assert Arms(None, CHALLENGER, 0.0).route(KEYS[:100]) == ["champion"] * 100  # no canary, no traffic
+    # ... and no arm to answer: the service says 503 "no model version is deployed yet" (it once answered scores
+    # from an uninitialised array, version "", in the moment between the first model's gate and its promotion)
+    assert not Arms(None, CHALLENGER, 0.0).serving and not Arms(None, None, 0.5).serving
+    assert Arms(None, CHALLENGER, 0.2).serving and Arms(CHAMPION, None, 0.0).serving
     assert Arms(CHAMPION, CHALLENGER, 1.0).route(KEYS) == ["challenger"] * len(KEYS)
     assert Arms(CHAMPION, CHALLENGER, 0.5).route([]) == []
 
@@ -76,9 +80,58 @@ def test_the_rollout_gives_the_share_only_to_its_own_running_canary():
     assert canary_share(canary | {"status": "promoted"}, "4") == 0.0 and canary_share({}, "4") == 0.0
 
 
+def test_the_rollout_shadows_only_its_own_running_canary_whatever_its_share():
+    from include.mlops.core.rollouts import shadowing
+
+    canary = {"version": "4", "status": "canary", "canary_share": 0.0}
+    assert shadowing(canary, "4") and shadowing(canary | {"version": 4}, 4)  # a shadow stage: share 0
+    assert shadowing(canary | {"canary_share": 0.2}, "4") and shadowing(canary | {"canary_share": 1.0}, "4")
+    assert shadowing({"version": "4", "status": "canary"}, "4")  # a rollout without a share
+    assert not shadowing(canary, "5") and not shadowing(canary, None)  # another version, no challenger
+    for status in ("promoted", "rolled_back"):
+        assert not shadowing(canary | {"status": status}, "4")
+    assert not shadowing({}, "4") and not shadowing(None, "4")
+
+
 def test_describe():
-    assert Arms(CHAMPION, CHALLENGER, 0.2).describe() == {"champion": "3", "challenger": "4", "canary_share": 0.2}
-    assert Arms(None, None, 0.0).describe() == {"champion": None, "challenger": None, "canary_share": 0.0}
+    assert Arms(CHAMPION, CHALLENGER, 0.2).describe() == {
+        "champion": "3",
+        "challenger": "4",
+        "canary_share": 0.2,
+        "shadow": False,
+    }
+    assert Arms(None, None, 0.0).describe() == {
+        "champion": None,
+        "challenger": None,
+        "canary_share": 0.0,
+        "shadow": False,
+    }
+    assert Arms(CHAMPION, CHALLENGER, 0.0, shadow=True).describe() == {
+        "champion": "3",
+        "challenger": "4",
+        "canary_share": 0.0,
+        "shadow": True,
+    }
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3])
+def test_in_the_shadow_the_challenger_scores_what_the_champion_answers(share):
+    """The shadow changes no route: the champion answers what it answered; the challenger (``shadow_model``) scores
+    those flights too, off the request path."""
+    shadowed = Arms(CHAMPION, CHALLENGER, share, shadow=True)
+    assert shadowed.route(KEYS[:500]) == Arms(CHAMPION, CHALLENGER, share).route(KEYS[:500])
+    assert shadowed.shadow_model is CHALLENGER and shadowed.describe()["shadow"] is True
+    assert Arms(CHAMPION, CHALLENGER, share).shadow_model is None  # no canary of it: no shadow
+
+
+def test_nothing_is_shadowed_without_both_arms_or_with_every_flight_on_the_challenger():
+    for arms in (
+        Arms(CHAMPION, CHALLENGER, 1.0, shadow=True),  # the champion answers nothing
+        Arms(CHAMPION, None, 0.0, shadow=True),
+        Arms(None, CHALLENGER, 0.0, shadow=True),
+    ):
+        assert arms.shadow_model is None and arms.describe()["shadow"] is False, arms.describe()
+    assert Arms(CHAMPION, CHALLENGER, 1.0, shadow=True).route(KEYS[:50]) == ["challenger"] * 50
 
 
 # ----------------------------------------------------------------------------------------------- the store
@@ -88,10 +141,11 @@ class Registry:
     def __init__(self):
         self.aliases: dict = {"champion": None, "challenger": None}
         self.share = 0.0
+        self.shadow = False
         self.loads: list[str] = []
 
     def resolve(self):
-        return dict(self.aliases), self.share
+        return Resolved(dict(self.aliases), self.share, self.shadow)
 
     def load(self, version: str) -> ServedModel:
         self.loads.append(version)
@@ -102,17 +156,18 @@ def test_the_store_follows_the_aliases_and_loads_each_version_once(caplog):
     caplog.set_level("INFO", logger="include.mlops.serve.models")
     reg = Registry()
     store = ModelStore(reg.resolve, reg.load)
-    assert store.arms.describe() == {"champion": None, "challenger": None, "canary_share": 0.0}
+    assert store.arms.describe() == {"champion": None, "challenger": None, "canary_share": 0.0, "shadow": False}
     assert store.refresh() is False  # nothing to serve yet, nothing changed
     reg.aliases["champion"] = "3"
     assert store.refresh() is True and store.arms.champion.version == "3" and store.arms.challenger is None
-    assert caplog.messages == ["serving {'champion': '3', 'challenger': None, 'canary_share': 0.0}"]
+    assert caplog.messages == ["serving {'champion': '3', 'challenger': None, 'canary_share': 0.0, 'shadow': False}"]
     assert store.refresh() is False and len(caplog.messages) == 1  # logged on a change only
     reg.aliases["challenger"], reg.share = "4", 0.2
     assert store.refresh() is True and store.arms.describe() == {
         "champion": "3",
         "challenger": "4",
         "canary_share": 0.2,
+        "shadow": False,
     }
     snapshot = store.arms
     reg.aliases = {"champion": "4", "challenger": None}
@@ -124,6 +179,27 @@ def test_the_store_follows_the_aliases_and_loads_each_version_once(caplog):
     reg.share = 0.5
     store.refresh()
     assert store.arms.challenger is None and store.arms.route(KEYS[:10]) == ["champion"] * 10
+
+
+def test_the_store_follows_the_shadow_flag_and_takes_an_older_resolvers_pair():
+    reg = Registry()
+    store = ModelStore(reg.resolve, reg.load)
+    reg.aliases, reg.share, reg.shadow = {"champion": "3", "challenger": "4"}, 0.0, True  # a shadow stage
+    assert store.refresh() is True and store.arms.describe()["shadow"] is True
+    assert store.arms.shadow_model.version == "4" and store.arms.route(KEYS[:10]) == ["champion"] * 10
+    reg.share = 0.1
+    assert store.refresh() is True and store.arms.shadow_model.version == "4"  # the ramp: still in the shadow
+    reg.share = 1.0
+    assert store.refresh() is True and store.arms.describe()["shadow"] is False  # all flights on the challenger
+    reg.shadow, reg.share = False, 0.0  # the canary is over
+    assert store.refresh() is True and store.arms.shadow_model is None and reg.loads == ["3", "4"]
+    pair = ModelStore(lambda: ({"champion": "3", "challenger": "4"}, 0.2), reg.load)  # (aliases, share): no shadow
+    assert pair.refresh() is True and pair.arms.describe() == {
+        "champion": "3",
+        "challenger": "4",
+        "canary_share": 0.2,
+        "shadow": False,
+    }
 
 
 def test_a_served_model_predicts_from_its_encoded_columns():
@@ -178,5 +254,6 @@ def test_a_version_that_fails_to_load_changes_nothing_served():
         "champion": "6",
         "challenger": "5",
         "canary_share": 0.5,
+        "shadow": False,
     }
     assert reg.loads == ["3", "4", "6", "5"]

@@ -171,6 +171,11 @@ def deployment_reports() -> str:
     return f"{reports()}/deployments"
 
 
+def way_back(run_key: str) -> tuple[str, str]:
+    """The way back of a training run whose gate failed: the earlier champions scored on its held-out days."""
+    return deployment_reports(), f"way-back-{run_key}.json"
+
+
 def canary_evidence(version: str) -> tuple[str, str]:
     """A canary's evidence and decision, written when it is decided on evidence."""
     return deployment_reports(), f"v{version}.json"

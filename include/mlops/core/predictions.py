@@ -1,6 +1,7 @@
 """The prediction log, as monitoring and the canary read it: what the service logged under
 ``predictions/date=<data date>/``, each row (a flight) once by its first logged prediction, joined by its key with
-the outcomes that ingestion brought in later (the model's curated data set). Written by ``serve``; read by
+the outcomes that ingestion brought in later (the model's curated data set). The challenger's shadow predictions
+(arm ``shadow``) are in the same log, read apart (``predictions(..., shadow=True)``). Written by ``serve``; read by
 ``deploy`` and ``monitor``. The key column is named by the model's declaration (``api.key``: ``flight_key``), and
 so is the outcome (``label.name``)."""
 
@@ -17,6 +18,9 @@ from .lake import Lake, as_date
 from .schema import model, row_key
 
 LOGGED = ["arm", "version", "score", "predicted_at"]  # after the key: what the service logs of each answer
+# the arm of a prediction the challenger made in the shadow (never returned to the client): the service logs it
+# next to the served ones, with its own request id and time; readers take served rows unless they ask for these
+SHADOW = "shadow"
 
 
 def prediction_columns() -> list[str]:
@@ -30,12 +34,21 @@ def prediction_dates(lake: Lake) -> list[dt.date]:
 
 
 def predictions(
-    lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None, since: str | None = None
+    lake: Lake,
+    dates: Iterable[dt.date | str],
+    versions: set[str] | None = None,
+    since: str | None = None,
+    *,
+    shadow: bool = False,
 ) -> pd.DataFrame:
-    """The prediction log of the given flight dates (only those partitions are read): each flight once, by its
+    """The served predictions of the given flight dates (only those partitions are read): each flight once, by its
     first logged prediction. A later request for the same flight (a re-post, perhaps with other features) is
     still in the log, but never replaces the first answer in monitoring or a canary's evidence. ``versions`` and
     ``since`` then keep only the flights whose first prediction came from those versions, at or after ``since``.
+
+    Predictions the challenger made in the shadow (arm ``SHADOW``: never returned to a client) are not served
+    answers: they are left out, and never count as a flight's first prediction. ``shadow=True`` reads only them
+    instead: each flight once, by its first shadow prediction, with the same ``versions`` and ``since`` filters.
     """
     parts = []
     for d in sorted({as_date(x) for x in dates}):
@@ -45,6 +58,7 @@ def predictions(
     if not parts:
         return pd.DataFrame(columns=prediction_columns())
     df = pd.concat(parts, ignore_index=True)
+    df = df[(df["arm"].astype(str) == SHADOW).to_numpy() == shadow].reset_index(drop=True)
     at = pd.to_datetime(df["predicted_at"], utc=True, format="ISO8601")
     order = np.lexsort((np.arange(len(df)), at.to_numpy()))  # by time; ties keep log order
     first = ~df[model().key_field].iloc[order].duplicated(keep="first")
@@ -83,11 +97,17 @@ def outcomes(lake: Lake, dates: Iterable[dt.date | str]) -> pd.DataFrame:
 
 
 def joined(
-    lake: Lake, dates: Iterable[dt.date | str], versions: set[str] | None = None, since: str | None = None
+    lake: Lake,
+    dates: Iterable[dt.date | str],
+    versions: set[str] | None = None,
+    since: str | None = None,
+    *,
+    shadow: bool = False,
 ) -> pd.DataFrame:
-    """Logged predictions of those flight dates that have an outcome, with their label."""
+    """Logged predictions of those flight dates that have an outcome, with their label (``predictions``: the
+    served ones, or with ``shadow=True`` those made in the shadow)."""
     dates = list(dates)
-    return join(predictions(lake, dates, versions, since), outcomes(lake, dates))
+    return join(predictions(lake, dates, versions, since, shadow=shadow), outcomes(lake, dates))
 
 
 def join(preds: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -94,3 +94,32 @@ def adopt(lake: Lake, rollout: dict[str, Any], run_id: str) -> dict[str, Any]:
     }
     lake.write_json(adopted, *layout.rollout())
     return adopted
+
+
+def shadowing(rollout: dict[str, Any] | None, challenger: str | None) -> bool:
+    """Whether the challenger scores in the shadow: true while a canary of exactly that version runs, whatever its
+    share (0.0, a shadow stage, included). The service then scores every flight the champion answers with the
+    challenger too, logged apart (arm ``shadow``) and never returned."""
+    return bool(
+        rollout
+        and challenger is not None
+        and rollout.get("status") == "canary"
+        and str(rollout.get("version")) == str(challenger)
+    )
+
+
+def past_champions(lake: Lake) -> list[str]:
+    """The versions promoted by past rollouts, the most recent promotion first, each once (a lake that cannot be
+    read raises: never "none")."""
+    folder = layout.past_rollouts()
+    records = [lake.read_json(folder, name) for name in lake.ls(folder)]
+    promoted = sorted(
+        (r for r in records if r.get("status") == "promoted"),
+        key=lambda r: r.get("finished_at") or r.get("started_at") or "",
+        reverse=True,
+    )
+    seen: list[str] = []
+    for r in promoted:
+        if str(r["version"]) not in seen:
+            seen.append(str(r["version"]))
+    return seen

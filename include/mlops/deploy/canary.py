@@ -1,25 +1,24 @@
-"""Canary / A-B rollout of a challenger version, and the decision to promote or roll back on evidence.
+"""A rollout of a challenger version through the ramp of stages (``ramp``), and the evidence it is decided on.
 
-``start``     the rollout's state (``core.rollouts``) tells the prediction service the canary share of the
-              challenger (the service routes by a stable hash of the flight key)
-``evidence``  the canary's flights: those of the data dates after the one whose run started the rollout
-              (``from_date``, never taken from what clients sent), first served after the rollout started, each
-              flight by its first logged prediction (a later re-post of the same flight cannot replace it),
-              joined by flight key with the outcomes that ingestion brought in later; ready when each arm has
-              enough labelled flights
-``compare``   both versions scored on the same labelled canary flights, with the features ingestion curated for
-              them (not those a client sent):
-              the paired log-loss difference with a 95 % confidence interval, and the AUC difference with a
-              bootstrap interval; also each arm's live AUC on the flights it actually served. The verdict:
-              ``promote`` when the interval's upper end is within the tolerance, ``rollback`` when its lower end
-              is beyond it, else ``inconclusive`` (wait for more flights; at ``max_labelled_per_arm``, or after
-              the run's ``wait_hours``, an inconclusive canary is rolled back: not shown to be safe)
-``look``      one look at the evidence: the decision once the comparison is conclusive, or when each arm reached
-              ``max_labelled_per_arm`` or the run's ``wait_hours`` are over (both: roll back); else keep waiting
+``start``     the rollout's state (``core.rollouts``) with its ramp (the stages of ``deploy.yaml``), at its first
+              stage: the service routes that share of flights to the challenger by a stable hash of the flight
+              key, and while the rollout runs it scores every other flight with the challenger too, in the shadow
+``evidence``  the rollout's flights: those of the data dates after the one whose run started it (``from_date``,
+              never taken from what clients sent), first served after it started (by either arm: the shadow's
+              predictions are never served ones), each flight by its first logged prediction (a later re-post of
+              the same flight cannot replace it), joined by flight key with the outcomes that ingestion brought in
+              later; a verdict needs ``min_labelled`` of them
+``compare``   both versions scored on the same labelled flights, with the features ingestion curated for them
+              (not those a client sent): the paired log-loss difference with a 95 % confidence interval, and the
+              AUC difference with a bootstrap interval; also each arm's live AUC on the flights it actually
+              served. The verdict: ``promote`` when the interval's upper end is within the tolerance,
+              ``rollback`` when its lower end is beyond it, else ``inconclusive``
+``look``      one look: the comparison (when there is enough evidence) and the stage's operational signals
+              (``signals``) weighed by ``ramp.step``: hold, advance to the next stage, promote, or roll back
 ``finish``    the rollout ends, promoted or rolled back
 
-``start`` and ``finish`` write the rollout's state only; ``transitions`` changes it together with the registry's
-aliases (champion := challenger on a promotion, the challenger alias removed either way).
+``start``, ``advance`` and ``finish`` write the rollout's state only; ``transitions`` changes it together with the
+registry's aliases (champion := challenger on a promotion, the challenger alias removed either way).
 """
 
 from __future__ import annotations
@@ -34,11 +33,11 @@ import pandas as pd
 
 from .. import kinds
 from ..core import layout, predictions, rollouts
-from ..core.frame import join_sources, load_window
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
-from ..core.schema import dataset, model, row_key
+from ..core.schema import model
+from . import curated, ramp, signals
 from .config import DeployConfig
 
 log = logging.getLogger(__name__)
@@ -52,23 +51,43 @@ def start(
     lake: Lake,
     version: str,
     champion: str | None,
-    share: float,
+    stages: list[dict[str, Any]],
     data_date: dt.date | str,
     owner: str | None = None,
+    baseline: list | None = None,
 ) -> dict[str, Any]:
-    """Start the rollout. ``data_date``: the data date of the run that starts it; the canary's evidence is the
-    flights of the days after it. ``owner``: the deploy_model run that watches it (``rollouts.claim``)."""
+    """Start the rollout at the first of ``stages``. ``data_date``: the data date of the run that starts it; the
+    evidence is the flights of the days after it. ``owner``: the deploy_model run that watches it
+    (``rollouts.claim``). ``baseline``: the service's counters now (``signals.baseline``)."""
     d = as_date(data_date)
+    at = now()
     rollout = {
         "version": str(version),
         "champion": champion,
-        "canary_share": float(share),
-        "started_at": now(),
+        "started_at": at,
         "status": "canary",
         "data_date": d.isoformat(),
         "from_date": (d + dt.timedelta(days=1)).isoformat(),
         "owner": owner,
+        "stages": [dict(s) for s in stages],
     }
+    rollout = ramp.entered(rollout, 0, at, baseline)
+    lake.write_json(rollout, *layout.rollout())
+    return rollout
+
+
+def advance(lake: Lake, rollout: dict[str, Any], why: str, sig: ramp.Signals, baseline: list | None) -> dict[str, Any]:
+    """The rollout at its next stage (its share served from the service's next refresh), the stage it left
+    recorded with ``why`` and its signals."""
+    at = now()
+    rollout = ramp.entered(ramp.left(rollout, at, "advance", why, sig), int(rollout["stage"]) + 1, at, baseline)
+    lake.write_json(rollout, *layout.rollout())
+    return rollout
+
+
+def rebase(lake: Lake, rollout: dict[str, Any], baseline: list) -> dict[str, Any]:
+    """The stage's counters at its start, taken late (the service did not answer when the stage began)."""
+    rollout = rollout | {"baseline": baseline}
     lake.write_json(rollout, *layout.rollout())
     return rollout
 
@@ -76,10 +95,13 @@ def start(
 def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
     """End the rollout (``promoted`` or ``rolled_back``, share 0, ``detail`` as its evidence) and keep its record
     in the history. The rollout's state only: ``transitions`` sets the aliases that go with it."""
-    rollout = (rollouts.current(lake) or {}) | {
+    at = now()
+    current = rollouts.current(lake) or {}
+    why = detail.get("why") or detail.get("decision") or decision
+    rollout = ramp.left(current, at, "promote" if decision == "promoted" else "rollback", str(why), None) | {
         "status": decision,
         "canary_share": 0.0,
-        "finished_at": now(),
+        "finished_at": at,
         "evidence": detail,
     }
     lake.write_json(rollout, *layout.rollout())
@@ -100,37 +122,19 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
     first = as_date(rollout["from_date"])
     dates = [d for d in predictions.prediction_dates(lake) if d >= first]
     versions = {str(rollout["version"]), str(rollout.get("champion"))}
-    return with_curated_features(lake, predictions.joined(lake, dates, versions, since=rollout["started_at"]))
-
-
-def with_curated_features(lake: Lake, served: pd.DataFrame) -> pd.DataFrame:
-    """The served flights with the features ingestion curated for them (flights joined with their weather) in
-    place of those the client sent: what a client posts decides what it was answered, never the evidence the
-    arms are compared on. The arm, version and served score stay as logged. A served flight that curation does
-    not know (a key the upstream never delivered) is dropped."""
-    if served.empty:
-        return served
-    dates = sorted({as_date(d) for d in served["date"]})
-    flights, weather, _ = load_window(lake, dates[-1], (dates[-1] - dates[0]).days + 1)
-    curated = join_sources(flights, weather)
-    m = model()
-    curated = curated.assign(**{m.key_field: row_key(curated, m).to_numpy()})
-    keep = [c for c in served.columns if c not in curated.columns or c in (m.key_field, m.label.name, "date")]
-    return served[keep].merge(
-        curated.drop(columns=[c for c in (m.label.name, "date") if c in curated.columns]),
-        on=m.key_field,
-        how="inner",
-        validate="one_to_one",
-    )
+    return curated.with_curated_features(lake, predictions.joined(lake, dates, versions, since=rollout["started_at"]))
 
 
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:
+    """The labelled flights so far (and by the arm that served them): a verdict needs ``min_labelled``;
+    ``max_labelled`` is the most an inconclusive comparison waits for."""
     counts = df["arm"].value_counts().to_dict() if len(df) else {}
-    per_arm = {arm: int(counts.get(arm, 0)) for arm in ("champion", "challenger")}
+    n = int(len(df))
     return {
-        "labelled": per_arm,
-        "ready": all(n >= cfg.min_labelled_per_arm for n in per_arm.values()),
-        "enough": all(n >= cfg.max_labelled_per_arm for n in per_arm.values()),
+        "labelled": n,
+        "by_arm": {arm: int(counts.get(arm, 0)) for arm in ("champion", "challenger")},
+        "ready": n >= cfg.min_labelled,
+        "enough": n >= cfg.max_labelled,
     }
 
 
@@ -145,71 +149,57 @@ def verdict(ci95: tuple[float, float] | list[float], tolerance: float) -> str:
     return "inconclusive"
 
 
-def conclude(result: dict[str, Any], ev: dict[str, Any], timed_out: bool = False) -> dict[str, Any] | None:
-    """The final decision on a comparison, or None to keep waiting: an inconclusive canary waits for more
-    flights until each arm has ``max_labelled_per_arm`` (or the wait is over), then it is rolled back."""
-    if result["decision"] != "inconclusive":
-        return result
-    if ev["enough"] or timed_out:
-        why = "the waiting time is over" if timed_out else "each arm reached max_labelled_per_arm"
-        return result | {
-            "decision": "rollback",
-            "why": f"inconclusive when {why}: the challenger was not shown to be no worse than the champion",
-        }
-    return None
-
-
-def look(lake: Lake, rollout: dict[str, Any], cfg: DeployConfig, wait_hours: float) -> dict[str, Any] | None:
-    """One look at the running canary's evidence: the final decision (JSON-safe), or None to keep waiting.
-
-    Not enough labelled flights yet: wait, or roll back once ``wait_hours`` have passed since the rollout started.
-    Enough: both versions (from the registry) are compared on them (``compare``) and ``conclude`` decides."""
+def look(
+    lake: Lake,
+    rollout: dict[str, Any],
+    cfg: DeployConfig,
+    wait_hours: float,
+    scrape: signals.Scrape,
+) -> tuple[ramp.Step, ramp.Signals, dict[str, Any]]:
+    """One look at the running rollout: the paired comparison on the labelled flights so far (when there are
+    ``min_labelled``; both versions from the registry), the current stage's signals, and ``ramp.step`` on both.
+    Returns the step, the signals and the result (JSON-safe: the comparison's numbers when there was one, the
+    evidence's counts, the stage, the step's why)."""
+    if not rollout.get("stages"):
+        raise ValueError(
+            f"the rollout of v{rollout.get('version')} has no stages: it was started by an earlier version of "
+            "deploy_model; roll it back (deploy_model, action 'rollback') and start it again"
+        )
     df = labelled_predictions(lake, rollout)
     ev = evidence(df, cfg)
-    started = dt.datetime.fromisoformat(rollout["started_at"])
-    waited_h = (dt.datetime.now(dt.UTC) - started).total_seconds() / 3600
-    timed_out = waited_h >= wait_hours
+    quality = None
+    if ev["ready"]:
+        quality = compare(df, kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"]), cfg)
+    sig = signals.read(lake, rollout, scrape)
+    s = ramp.step(rollout, cfg.limits, sig, quality, ev, dt.datetime.now(dt.UTC), wait_hours)
+    stage = rollout["stages"][int(rollout["stage"])]
     log.info(
-        "labelled canary predictions: %s (need %d per arm; %.1f of %s hours waited)",
+        "%s: %s (labelled flights %d of %d; %s)",
+        s.action.upper(),
+        s.why,
         ev["labelled"],
-        cfg.min_labelled_per_arm,
-        waited_h,
-        wait_hours,
+        cfg.min_labelled,
+        f"log-loss difference 95 % CI [{quality['logloss']['ci95'][0]:+.4f}, {quality['logloss']['ci95'][1]:+.4f}]"
+        if quality
+        else "no comparison yet",
     )
-    if not ev["ready"]:
-        if timed_out:
-            return {
-                "decision": "rollback",
-                "rows": int(len(df)),
-                "labelled": ev["labelled"],
-                "why": f"not enough labelled canary {model().rows} after {waited_h:.1f} hours",
-            }
-        return None
-    result = compare(df, kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"]), cfg)
-    final = conclude(result, ev, timed_out)
-    if final is None:
-        ll = result["logloss"]
-        log.info(
-            "inconclusive so far: log-loss difference %+.4f, 95 %% CI [%+.4f, %+.4f] against tolerance "
-            "%+.4f; waiting for more %s",
-            ll["diff"],
-            *ll["ci95"],
-            ll["tolerance"],
-            model().rows,
-        )
-        return None
-    return json_safe(final)
-
-
-def _features(df: pd.DataFrame) -> pd.DataFrame:
-    """The event-time features curation derives, from the scored data set's declared event time (none: as is)."""
-    return dataset(model().dataset).event_features(df)
+    result = (quality or {}) | {
+        "decision": s.action,
+        "verdict": quality["decision"] if quality else None,
+        "why": s.why,
+        "rows": ev["labelled"],
+        "labelled": ev["by_arm"],
+        "stage": {"index": int(rollout["stage"]), "share": stage["share"], "of": len(rollout["stages"])},
+        "signals": sig.as_dict(),
+        "checks": s.checks,
+    }
+    return s, sig, json_safe(result)
 
 
 def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:
     """``champion`` / ``challenger``: models (``kinds.Model``: each encodes the rows with its own spec). Paired
     comparison on the same labelled flights."""
-    X = _features(df)
+    X = curated.features(df)
     label = model().label.name
     y = df[label].to_numpy(dtype=float)
     p = {name: m.predict(X) for name, m in (("champion", champion), ("challenger", challenger))}

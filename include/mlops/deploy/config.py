@@ -1,4 +1,4 @@
-"""The canary's settings (``include/config/deploy.yaml``): cheap to import (the DAG's form is made from them)."""
+"""The rollout's settings (``include/config/deploy.yaml``): cheap to import (the DAG's form is made from them)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,62 @@ from typing import Any
 
 from ..core.config import ConfigFile, YamlConfig
 
+_STAGE = {
+    "type": "object",
+    "properties": {
+        "share": {"type": "number", "minimum": 0, "maximum": 1},
+        "min_hours": {"type": "number", "minimum": 0, "maximum": 24 * 30},
+        "min_requests": {"type": "integer", "minimum": 0},
+    },
+    "required": ["share", "min_hours", "min_requests"],
+    "additionalProperties": False,
+}
+_LIMITS = {
+    "type": "object",
+    "properties": {
+        "latency_p99_ms": {"type": "number", "exclusiveMinimum": 0},
+        "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "memory_mb": {"type": "number", "exclusiveMinimum": 0},
+        "score_agreement": {"type": "number", "minimum": 0, "maximum": 1},
+        "min_rescored": {"type": "integer", "minimum": 1},
+    },
+    "required": ["latency_p99_ms", "error_rate", "memory_mb", "score_agreement", "min_rescored"],
+    "additionalProperties": False,
+}
+
 
 class DeployConfig(YamlConfig):
-    """The canary's share, the evidence it needs and the tolerance it is judged by (``include/config/deploy.yaml``)."""
+    """The ramp of stages, the operational limits each stage is judged by, the evidence a verdict needs and the
+    tolerance it is judged by (``include/config/deploy.yaml``)."""
 
     FILE = ConfigFile("deploy.yaml")
     SETTINGS = {
-        # both arms must get flights: 0 leaves the challenger none, 1 the champion none (no comparison either way)
-        "canary_share": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "min_labelled_per_arm": {"type": "integer", "minimum": 1},
-        "max_labelled_per_arm": {"type": "integer", "minimum": 1},
+        "stages": {"type": "array", "items": _STAGE},
+        "limits": _LIMITS,
+        "min_labelled": {"type": "integer", "minimum": 1},
+        "max_labelled": {"type": "integer", "minimum": 1},
         # negative: the challenger must be better by that much
         "max_logloss_increase": {"type": "number", "minimum": -1, "maximum": 1},
         "bootstrap": {"type": "integer", "minimum": 0, "maximum": 100000},  # 0: no interval on the AUC difference
     }
 
     def _check(self, values: dict[str, Any], source: str) -> None:
-        lo, hi = values["min_labelled_per_arm"], values["max_labelled_per_arm"]
+        lo, hi = values["min_labelled"], values["max_labelled"]
         if lo > hi:
             raise ValueError(
-                f"{source}: min_labelled_per_arm = {lo} and max_labelled_per_arm = {hi}: the evidence a decision "
-                "needs must not exceed the most the canary waits for (min_labelled_per_arm <= max_labelled_per_arm)"
+                f"{source}: min_labelled = {lo} and max_labelled = {hi}: the evidence a decision needs must not "
+                "exceed the most the rollout waits for (min_labelled <= max_labelled)"
+            )
+        shares = [s["share"] for s in values["stages"]]
+        if not shares:
+            raise ValueError(f"{source}: stages = []: the ramp needs at least one stage, the last with share 1.0")
+        for i, (a, b) in enumerate(zip(shares, shares[1:], strict=False)):
+            if b <= a:
+                raise ValueError(
+                    f"{source}: stages[{i + 1}].share = {b} after stages[{i}].share = {a}: the shares must rise"
+                )
+        if shares[-1] != 1.0:
+            raise ValueError(
+                f"{source}: stages[{len(shares) - 1}].share = {shares[-1]}: the last stage must serve every flight "
+                "(share 1.0); promotion happens there"
             )

@@ -4,8 +4,10 @@ on what share, watched by which run) together; nobody else writes either for a r
 
 ``plan``      which path a run takes: a canary, or a promotion / roll-back now (no champion yet, or the version is
               the champion already: promoted directly)
-``start``     a canary of a version: challenger := version, then the rollout (``canary``, its share, its owner run);
+``start``     a canary of a version: challenger := version, then the rollout (``canary``, its ramp at its first
+              stage, its owner run);
               a retry resumes it, a run of the same version whose owner is over adopts it (``rollouts.claim``)
+``advance``   the canary moves to its next stage (the rollout only: the aliases stay)
 ``decide``    the canary ends on its evidence: champion := version (promote), the challenger alias removed, then
               the evidence report and the rollout's end
 ``promote``   a version promoted now (by hand, or the first model): champion := version, the challenger alias
@@ -112,12 +114,14 @@ def plan(action: str, version: str) -> str:
 def start(
     lake: Lake,
     version: str,
-    share: float,
+    stages: list[dict[str, Any]],
     data_date: Callable[[], dt.date | str],
     run_id: str,
     run_is_active: Callable[[str], bool],
+    baseline: Callable[[], list | None] = lambda: None,
 ) -> Started:
-    """Start the canary of ``version`` on ``share`` of flights, watched by run ``run_id``; its evidence is the
+    """Start the canary of ``version`` at the first of ``stages`` (``ramp``; ``baseline()``: the service's
+    counters as it starts, asked only then), watched by run ``run_id``; its evidence is the
     flights of the days after ``data_date()`` (asked only when a canary starts: a resumed or adopted one keeps its
     own). A rollout a cut-off transition left is repaired first; a canary in the way (``rollouts.claim``;
     ``run_is_active`` says whether its owner run is still queued or running) is refused before any alias is set."""
@@ -131,7 +135,8 @@ def start(
         raise Refused(str(exc)) from None
     registry.set_alias("challenger", version)
     if step == "start":
-        return Started(step, canary.start(lake, version, champion, share, data_date(), owner=run_id), champion)
+        rollout = canary.start(lake, version, champion, stages, data_date(), owner=run_id, baseline=baseline())
+        return Started(step, rollout, champion)
     rollout = rollouts.current(lake)  # this run's own canary (a retry), or one whose run is over: watched from here
     if step == "adopt":
         rollout = rollouts.adopt(lake, rollout, run_id)
@@ -150,6 +155,20 @@ def watched(lake: Lake, version: str, run_id: str) -> dict[str, Any]:
             f"the canary of v{rollout['version']} is watched by deploy_model run {rollout['owner']} now, not this one"
         )
     return rollout
+
+
+def advance(lake: Lake, version: str, run_id: str, why: str, sig, baseline: Callable[[], list | None]) -> dict:
+    """The canary that run ``run_id`` watches moves to its next stage (``ramp``): the registry is not touched (the
+    challenger stays the challenger); the service routes the new share from its next refresh."""
+    rollout = watched(lake, version, run_id)
+    if int(rollout["stage"]) + 1 >= len(rollout["stages"]):
+        raise Refused(f"the canary of v{version} is at its last stage: it can only be promoted or rolled back")
+    return canary.advance(lake, rollout, why, sig, baseline())
+
+
+def rebase(lake: Lake, version: str, run_id: str, baseline: list) -> dict:
+    """The current stage's starting counters, taken late (``canary.rebase``)."""
+    return canary.rebase(lake, watched(lake, version, run_id), baseline)
 
 
 def decide(lake: Lake, version: str, run_id: str, result: dict[str, Any] | None) -> Ended:
@@ -182,7 +201,7 @@ def promote(lake: Lake, version: str, data_date: Callable[[], dt.date | str], ma
     registry.delete_alias("challenger")
     rollout = rollouts.current(lake)
     if rollout is None or rollout.get("status") == "canary":
-        canary.start(lake, version, before, 0.0, data_date())
+        canary.start(lake, version, before, [{"share": 1.0, "min_hours": 0, "min_requests": 0}], data_date())
         canary.finish(lake, "promoted", {"manual": manual})
     return Ended(version, "promote", champion=version, before=before)
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import layout, schema
+from ..core import layout, rollouts, schema
 from ..core.config import Settings
 from ..core.lake import Lake
 from ..core.metrics import metrics
@@ -231,7 +231,9 @@ def run(
     lake: Lake, run_key: str, overrides: dict[str, Any] | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
     """The gate of a training run: its candidate (this run's registered version) against the champion on the
-    run's held-out days; on a pass it becomes the challenger. The decision, every check and an HTML report go to
+    run's held-out days; on a pass it becomes the challenger, unless a rollout of another version runs: then it
+    waits, queued (``queued_behind``: that version; deploy_model, one run at a time, makes it the challenger when
+    its turn comes), and the running rollout keeps its challenger. The decision, every check and an HTML report go to
     ``reports/gate/<run_key>/`` and to the MLflow run. A registry that cannot answer fails the gate (raised):
     the champion comparison is never skipped on an error."""
     from .. import kinds
@@ -263,6 +265,9 @@ def run(
         "run_key": run_key,
         "data_date": meta["window"][-1],
     }
+    running = rollouts.running_canary(rollouts.current(lake)) if decision.passed else None
+    if running is not None and running != str(reg["version"]):
+        d["queued_behind"] = running  # one rollout at a time: deploy_model starts this one when that one ends
     report_dir = layout.gate(run_key)
     curves = {f"candidate v{reg['version']}": p_cand}
     if p_champ is not None:
@@ -298,7 +303,9 @@ def run(
     registry.tag_version(
         reg["version"], {"gate": "passed" if decision.passed else "failed", "gate_report": d["report"]}, settings
     )
-    if decision.passed:
+    if decision.passed and "queued_behind" not in d:
         registry.set_alias("challenger", reg["version"], settings)
+    elif decision.passed:
+        log.info("v%s waits: the rollout of v%s runs (its challenger stays)", reg["version"], d["queued_behind"])
     log.info("%s", decision.summary())
     return d

@@ -18,9 +18,8 @@ Fail closed, never read an error as absent: ``MLOPS_SERVE_URL`` unset is ``{"sta
 raises nothing; set but unreachable, answering an error, or not Prometheus' text is ``{"status": "unreachable",
 "error": ...}`` with the ``service_down`` signal up (an alert), and the previous check's values kept for the next.
 
-Latency quantiles are interpolated within the histogram's buckets as Prometheus' ``histogram_quantile`` does
-(linear within a bucket, the lowest bucket from 0, a rank in the ``+Inf`` bucket answered by the highest finite
-bound): with the service's buckets (0.5 ms .. 10 s) a quantile is accurate to its bucket.
+The scrape, the subtraction and the latency quantiles are ``core.telemetry``'s (the rollout's stages read the
+same exposition).
 """
 
 from __future__ import annotations
@@ -31,15 +30,15 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from ..core import layout
-from ..core.config import serve_auth, serve_token
+from ..core import layout, telemetry
+from ..core.config import serve_token
 from ..core.lake import Lake
+from ..core.telemetry import START, Samples, quantile
 
 PREDICT_ROUTES = ("/predict", "/predict/batch")
-REQUESTS = "mlops_serve_requests_total"
+REQUESTS = telemetry.REQUESTS
 DURATION = "mlops_serve_request_duration_seconds_bucket"
 SERVED = "mlops_serve_prediction_duration_seconds_bucket"
-START = "process_start_time_seconds"
 LOG_SPILL = "mlops_serve_prediction_log_spill_rows"  # a gauge: records in the spill folder now
 LOG_FAILURES = "mlops_serve_prediction_log_lake_failures_total"
 LOG_LOST = "mlops_serve_prediction_log_lost_rows_total"
@@ -55,90 +54,22 @@ LIMITS = (  # the threshold keys of monitoring.yaml's service: section that judg
     "log_lake_failures",
     "log_lost",
 )
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+WANTED = (REQUESTS, DURATION, SERVED, START, LOG_SPILL, LOG_FAILURES, LOG_LOST)
 
 
 def parse(text: str) -> Samples:
     """The samples monitoring reads from an exposition: requests, the two latency histograms' buckets, the
-    process's start time. Raises ValueError on text that is not Prometheus' format or lacks the requests."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    wanted = (REQUESTS, DURATION, SERVED, START, LOG_SPILL, LOG_FAILURES, LOG_LOST)
-    out: Samples = {}
-    families = set()
-    try:
-        for family in text_string_to_metric_families(text):
-            families.add(family.name)
-            for s in family.samples:
-                if s.name in wanted:
-                    out[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
-    except Exception as exc:  # the parser raises ValueError, IndexError, ... on text of another kind
-        raise ValueError(f"not Prometheus' text format: {type(exc).__name__}: {exc}") from exc
-    if REQUESTS.removesuffix("_total") not in families:
-        raise ValueError(f"no {REQUESTS} in the exposition: not the prediction service's /metrics")
-    return out
+    process's start time, the prediction log's counters (``core.telemetry.parse``)."""
+    return telemetry.parse(text, WANTED)
 
 
 def scrape(url: str, token: str | None = None, timeout_s: float = 10.0) -> Samples:
-    """GET ``url``/metrics (open; the bearer token is sent anyway when there is one) and parse it."""
-    import urllib.request
-
-    req = urllib.request.Request(url.rstrip("/") + "/metrics", headers=serve_auth(token))
-    with urllib.request.urlopen(req, timeout=timeout_s) as r:  # noqa: S310 - the operator's own service URL
-        return parse(r.read().decode("utf-8"))
-
-
-def quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """The ``q`` quantile of a histogram given as {upper bound: cumulative count} (``+Inf`` included), as
-    Prometheus' ``histogram_quantile``; None when it counts nothing."""
-    bounds = sorted(buckets)
-    if not bounds or bounds[-1] != math.inf:
-        raise ValueError("a histogram's buckets end with +Inf")
-    total = buckets[math.inf]
-    if total <= 0:
-        return None
-    rank = q * total
-    prev_bound, prev_count = 0.0, 0.0
-    for b in bounds:
-        count = buckets[b]
-        if count >= rank:
-            if b == math.inf:
-                return prev_bound  # the highest finite bound: nothing better is known
-            if count == prev_count:  # q = 0
-                return prev_bound
-            return prev_bound + (b - prev_bound) * (rank - prev_count) / (count - prev_count)
-        prev_bound, prev_count = b, count
-    return prev_bound
+    """GET ``url``/metrics and parse it (``core.telemetry.scrape``)."""
+    return telemetry.scrape(url, WANTED, token, timeout_s)
 
 
 def _delta(current: Samples, previous: Samples | None) -> tuple[Samples, bool]:
-    """current - previous per counter (the gauges as they are now), and whether the counters were reset (then the
-    current values)."""
-    if previous is None:
-        return dict(current), False
-    counters = [k for k in current if k[0] not in GAUGES]
-    reset = any(current[k] < previous.get(k, 0.0) for k in counters) or any(
-        k[0] == START and k in previous and current[k] != previous[k] for k in current
-    )
-    if reset:
-        return dict(current), True
-    return {k: current[k] - previous.get(k, 0.0) for k in counters} | {
-        k: v for k, v in current.items() if k[0] == LOG_SPILL
-    }, False
-
-
-def _histogram(delta: Samples, name: str, keep) -> dict[tuple, dict[float, float]]:
-    """Bucket deltas summed per group: {group: {le: count}}; ``keep(labels)`` names a sample's group or None."""
-    out: dict[tuple, dict[float, float]] = defaultdict(lambda: defaultdict(float))
-    for (n, labels), v in delta.items():
-        if n != name:
-            continue
-        lab = dict(labels)
-        group = keep(lab)
-        if group is not None:
-            out[group][float(lab["le"])] += v
-    return out
+    return telemetry.delta(current, previous, GAUGES)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -166,7 +97,7 @@ def summarise(current: Samples, previous: Samples | None) -> dict[str, Any]:
             "errors": int(sum(v for s, v in counts.items() if s.startswith("5"))),
             "rejected": int(sum(v for s, v in counts.items() if s.startswith("4"))),
         }
-    lat = _histogram(delta, DURATION, lambda lab: (lab["route"],) if lab["route"] in PREDICT_ROUTES else None)
+    lat = telemetry.histogram(delta, DURATION, lambda lab: (lab["route"],) if lab["route"] in PREDICT_ROUTES else None)
     both: dict[float, float] = defaultdict(float)
     for (route,), b in lat.items():
         by_route[route] |= _latency(b)
@@ -175,7 +106,7 @@ def summarise(current: Samples, previous: Samples | None) -> dict[str, Any]:
     for row in by_route.values():
         row.setdefault("p50_ms", None)
         row.setdefault("p99_ms", None)
-    served = _histogram(
+    served = telemetry.histogram(
         delta,
         SERVED,
         lambda lab: (lab["route"], lab["arm"], lab["version"]) if lab["route"] in PREDICT_ROUTES else None,
@@ -248,14 +179,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _encode(samples: Samples) -> list:
-    return [[name, dict(labels), v] for (name, labels), v in sorted(samples.items())]
-
-
-def _decode(rows: list) -> Samples:
-    return {(name, tuple(sorted(labels.items()))): float(v) for name, labels, v in rows}
-
-
 def check(
     lake: Lake, thresholds: dict[str, Any], env: dict[str, str] | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -283,7 +206,7 @@ def check(
                 "from": previous["at"] if previous else None,
             }
         else:
-            numbers = summarise(current, _decode(previous["samples"]) if previous else None)
+            numbers = summarise(current, telemetry.decode(previous["samples"]) if previous else None)
             section = base | {"status": "ok", "from": previous["at"] if previous else None} | numbers
             if previous is None:
                 section["note"] = "first check of this service: the period is its whole life so far"
@@ -292,6 +215,8 @@ def check(
                     "the service restarted since the previous check (its counters were reset): the period is the "
                     "new process's life so far"
                 )
-            lake.write_json({"url": url, "at": now.isoformat(), "samples": _encode(current)}, *layout.service_scrape())
+            lake.write_json(
+                {"url": url, "at": now.isoformat(), "samples": telemetry.encode(current)}, *layout.service_scrape()
+            )
     signals, reasons = judge(section, limits)
     return section | {"signals": signals, "reasons": reasons, "alert": any(signals.values())}

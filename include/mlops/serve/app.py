@@ -3,8 +3,11 @@
 
 Serves the registry's ``champion`` and, during a rollout, its ``challenger``: each flight is routed by a stable
 hash of its key, with the canary share from ``deployments/rollout.json`` in the lake (written by
-``deploy_model``); a challenger alias without a running canary of that version gets no traffic. Aliases are
-re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
+``deploy_model``); a challenger alias without a running canary of that version gets no traffic. While a canary
+of the challenger runs, whatever its share (0.0: a shadow stage), every flight the champion answers is also scored
+by the challenger in the shadow (``Shadow``): after the answer is sent, by one worker thread fed by a bounded
+queue (a job that finds it full is dropped and counted, the request never waits), logged with arm ``shadow`` and
+never returned. Aliases are re-read every ``MLOPS_SERVE_REFRESH_S`` seconds.
 Every prediction is logged to ``predictions/date=<flight date>/`` in the lake, in batches, off the request path
 (``logclient.PredictionLog``: bounded in memory, spilled to local disk while the lake refuses writes, written once
 it takes them; the frames and the Parquet are made by a child process, ``serve.logwriter``, out of this
@@ -34,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -45,12 +49,13 @@ from .. import kinds
 from ..core import schema
 from ..core.config import ServeSettings, Settings, serve_token_problem
 from ..core.lake import Lake
+from ..core.predictions import SHADOW
 from . import openapi, startup
 from .logclient import LogHealth, PredictionLog, default_spill_dir
 from .metrics import ServiceMetrics, route_of
-from .models import ModelStore, ServedModel
+from .models import ModelStore, Resolved, ServedModel
 from .protocol import Logged
-from .request import MAX_MESSAGE, RequestError, RequestModel
+from .request import MAX_MESSAGE, Decoded, RequestError, RequestModel
 from .server import make_server
 
 log = logging.getLogger("mlops.serving")
@@ -90,9 +95,10 @@ def release_memory() -> None:
 def registry_store(lake: Lake) -> ModelStore:
     from ..core import registry, rollouts
 
-    def resolve():
+    def resolve() -> Resolved:
         aliases = {a: (registry.alias_version(a) or {}).get("version") for a in ("champion", "challenger")}
-        return aliases, rollouts.canary_share(rollouts.current(lake), aliases["challenger"])
+        rollout, challenger = rollouts.current(lake), aliases["challenger"]
+        return Resolved(aliases, rollouts.canary_share(rollout, challenger), rollouts.shadowing(rollout, challenger))
 
     def load(version: str) -> ServedModel:
         return ServedModel(kinds.load_version(version))
@@ -126,6 +132,87 @@ class ClientGone(Exception):
     """The client disconnected before its body was read."""
 
 
+class Shadow:
+    """The challenger's shadow scoring, off the request path. ``submit`` (after the answer is sent) queues the
+    flights of one request that the champion answered; one worker thread scores them with the challenger and logs
+    them (``state.log``) with arm ``shadow``, the challenger's version, their own scores, request id and time. The
+    queue holds at most ``max_rows`` flights: a job that would pass that is dropped and counted
+    (``mlops_serve_shadow_dropped_total``), never waited for. A failure is counted
+    (``mlops_serve_prediction_errors_total{arm="shadow"}``) and logged; the client never sees it."""
+
+    def __init__(self, metrics: ServiceMetrics, state: ServiceState, max_rows: int, threads: int = 1):
+        self.metrics, self.state, self.max_rows, self.threads = metrics, state, max_rows, threads
+        self._jobs: deque[tuple[ServedModel, Decoded]] = deque()
+        self._rows = 0  # flights queued
+        self._ready = threading.Condition()
+        self._closed = self._abandoned = False
+        self._thread: threading.Thread | None = None
+        self._failures: dict[str, int] = {}  # version -> shadow failures (for the log's pace)
+
+    @property
+    def pending(self) -> int:
+        return self._rows
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shadow-scoring", daemon=True)
+        self._thread.start()
+
+    def submit(self, model: ServedModel, flights: Decoded) -> None:
+        """Queue one request's champion-answered flights for ``model`` (the challenger); never blocks."""
+        n = len(flights.keys)
+        with self._ready:
+            if not self._closed and self._rows + n <= self.max_rows:
+                self._jobs.append((model, flights))
+                self._rows += n
+                self._ready.notify()
+                return
+        self.metrics.shadow_dropped()
+
+    def close(self, timeout: float = 10) -> None:
+        """Score what is queued (for at most ``timeout`` seconds, the rest is dropped), then stop."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._ready:
+            self._abandoned = True  # what is still queued is never logged (the log closes next)
+            dropped, self._rows = len(self._jobs), 0
+            self._jobs.clear()
+        if dropped:
+            log.warning("%d shadow job(s) still queued at shutdown: dropped", dropped)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs and not self._closed:
+                    self._ready.wait()
+                if not self._jobs or self._abandoned:
+                    return
+                model, flights = self._jobs.popleft()
+                self._rows -= len(flights.keys)
+            self.score(model, flights)
+
+    def score(self, model: ServedModel, flights: Decoded) -> None:
+        version, n = model.version, len(flights.keys)
+        started = time.perf_counter()
+        try:
+            scores = np.asarray(model.predict_array(model.encoder.encode(flights), self.threads), dtype=np.float64)
+            if scores.shape != (n,):
+                raise ValueError(f"{scores.shape} scores for {n} flights")
+        except Exception:  # the challenger's failure in the shadow: counted and logged, the client never sees it
+            self.metrics.prediction_failed(SHADOW, version)
+            failures = self._failures[version] = self._failures.get(version, 0) + 1
+            if failures == 1 or failures % 1000 == 0:
+                log.exception("shadow scoring by v%s failed (%d time(s) so far; clients unaffected)", version, failures)
+            return
+        self.metrics.shadow_scored(version, time.perf_counter() - started)
+        now = dt.datetime.now(dt.UTC).isoformat()
+        self.state.log.put(
+            Logged(uuid.uuid4().hex, now, flights.flights, flights.keys, scores.tobytes(), [version] * n, [SHADOW] * n)
+        )
+
+
 class Predictions:
     """``POST /predict`` and ``POST /predict/batch`` as plain ASGI, ahead of FastAPI's routing: the token and the
     body's size are checked before the body is read, the body is decoded once by msgspec, the answer is logged
@@ -142,10 +229,11 @@ class Predictions:
         token: str | None,
         max_body_bytes: int,
         threads: int,
+        shadow: Shadow,
     ):
         import anyio
 
-        self.store, self.requests, self.metrics, self.state = store, requests, metrics, state
+        self.store, self.requests, self.metrics, self.state, self.shadow = store, requests, metrics, state, shadow
         self.expected = token.encode() if token else None
         self.max_body_bytes, self.threads = max_body_bytes, threads
         self._in_thread = anyio.to_thread.run_sync
@@ -197,17 +285,21 @@ class Predictions:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def answer(self, body: bytes, batch: bool) -> tuple[bytes, tuple[tuple[str, str], ...]]:
-        """The answer's body, and the (arm, version) pairs that scored its flights."""
+    def answer(
+        self, body: bytes, batch: bool
+    ) -> tuple[bytes, tuple[tuple[str, str], ...], tuple[ServedModel, Decoded] | None]:
+        """The answer's body, the (arm, version) pairs that scored its flights and the shadow job (the challenger
+        and the flights the champion answered; None when nothing is shadowed). A model that fails to score is
+        counted (``mlops_serve_prediction_errors_total``) and its exception goes on, failing the request."""
         decoded = self.requests.decode_batch(body) if batch else self.requests.decode_one(body)
         arms = self.store.arms  # one snapshot for the whole request
-        if arms.champion is None and arms.challenger is None:
+        if not arms.serving:
             raise RequestError(503, [], "no model version is deployed yet", "no_model")
         routes = arms.route(decoded.keys)
         n = len(decoded.keys)
         scores = np.empty(n)
         versions = [""] * n
-        served = []
+        served, shadow_job = [], None
         for arm_name in ("champion", "challenger"):
             model = getattr(arms, arm_name)
             if model is None:
@@ -216,7 +308,15 @@ class Predictions:
             if not idx:
                 continue
             part = decoded if len(idx) == n else decoded.subset(idx)
-            scores[idx] = model.predict_array(model.encoder.encode(part), self.threads)
+            try:
+                scores[idx] = model.predict_array(model.encoder.encode(part), self.threads)
+            except RequestError:  # the request's fault (422), not the model's
+                raise
+            except Exception:
+                self.metrics.prediction_failed(arm_name, model.version)
+                raise
+            if arm_name == "champion" and arms.shadow_model is not None:
+                shadow_job = (arms.shadow_model, part)
             for i in idx:
                 versions[i] = model.version
             self.metrics.predicted(arm_name, model.version, len(idx))
@@ -234,22 +334,22 @@ class Predictions:
                 ],
             }
         )
-        return content, tuple(served)
+        return content, tuple(served), shadow_job
 
     async def __call__(self, scope, receive, send, batch: bool) -> None:
         metrics = self.metrics
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        status, extra, served = 200, [], ()
+        status, extra, served, shadow_job = 200, [], (), None
         try:
             if scope["method"] != "POST":
                 raise RequestError(405, [], "Method Not Allowed", "method")
             self.authorised(headers.get(b"authorization", b""))
             body = await self.read_body(headers, receive)
             if len(body) <= INLINE_BYTES:
-                content, served = self.answer(body, batch)
+                content, served, shadow_job = self.answer(body, batch)
             else:  # a large batch: off the event loop, so /health and small requests keep answering
-                content, served = await self._in_thread(self.answer, body, batch)
+                content, served, shadow_job = await self._in_thread(self.answer, body, batch)
                 if len(body) >= RELEASE_BYTES:
                     del body
                     await self._in_thread(release_memory)
@@ -279,6 +379,8 @@ class Predictions:
         metrics.observe(scope["path"], status, seconds)
         if served:
             metrics.served(scope["path"], served, seconds)
+        if shadow_job is not None:  # after the answer is sent: the worker scores it, the request never waits
+            self.shadow.submit(*shadow_job)
 
 
 class PredictionService:
@@ -327,10 +429,12 @@ def create_app(
     spill_dir: Path | None = None,
     log_retry_s: float = 2.0,
     freeze_gc: bool = False,
+    shadow_max_rows: int | None = None,
 ) -> PredictionService:
     """The service. ``token``: the bearer token /predict requires (None: open); ``max_body_bytes``: larger
     bodies get 413 before they are parsed; ``max_batch``: the most flights in one batch; ``threads``: LightGBM
-    threads per prediction (1 fits concurrent requests on few cores)."""
+    threads per prediction (1 fits concurrent requests on few cores); ``shadow_max_rows``: the most flights
+    waiting for shadow scoring (default: two full batches)."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -341,6 +445,7 @@ def create_app(
     state = ServiceState()
     requests = RequestModel(settings, max_batch=max_batch)
     metrics = ServiceMetrics(lambda: (state.log, store.arms, state.refresh.ok))
+    shadow = Shadow(metrics, state, shadow_max_rows or 2 * max_batch, threads)
 
     def refresh() -> None:
         """Re-read the aliases and the rollout. When that fails (registry or lake unreachable), what is loaded
@@ -377,8 +482,10 @@ def create_app(
             spill_dir=spill_dir or default_spill_dir(lake),
             retry_s=log_retry_s,
         )
+        shadow.start()
         yield
         stop.set()
+        shadow.close()  # before the log: what it scores still goes to the log
         state.log.close()
 
     app = FastAPI(title=f"{schema.model().title} prediction", version="1", lifespan=lifespan)
@@ -398,8 +505,7 @@ def create_app(
     @app.get("/health")
     def health() -> dict[str, Any]:
         arms, refreshed, logged = store.arms, state.refresh, state.log_health()
-        serving = bool(arms.champion or arms.challenger)
-        status = "no_model" if not serving else ("ok" if refreshed.ok is not False else "stale")
+        status = "no_model" if not arms.serving else ("ok" if refreshed.ok is not False else "stale")
         reasons = logged.reasons()
         if status == "ok" and reasons:
             status = "degraded"
@@ -425,7 +531,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     openapi.install(app, requests.schema(), bool(token))
-    predictions = Predictions(store, requests, metrics, state, token, max_body_bytes, threads)
+    predictions = Predictions(store, requests, metrics, state, token, max_body_bytes, threads, shadow)
     return PredictionService(app, predictions, metrics)
 
 

@@ -10,7 +10,18 @@ One registry per service (two services in one process, as in the tests, never sh
   prediction request (200), by the arm and model version that scored it: a single flight once, a batch once per
   arm and version that scored flights in it, with the whole batch's duration (a batch split between the arms
   counts under both); monitoring's daily report reads its p50 and p99 per arm and version from it;
-- ``mlops_serve_predictions_total{arm,version}``: flights scored, by arm and model version;
+- ``mlops_serve_predictions_total{arm,version}``: flights answered, by arm (``champion``, ``challenger``) and
+  model version (flights scored in the shadow are not in it);
+- ``mlops_serve_prediction_errors_total{arm,version}``: scoring failures (the model or its encoder raised), by arm
+  (``champion``, ``challenger``, ``shadow``) and model version: a request whose champion or challenger fails is
+  counted here and then fails as before (500, the server's answer); a failure in the shadow is counted and logged,
+  never seen by the client; a child is made at 0 for each arm and version as it first answers or shadows, so that
+  a rate over it exists before the first failure;
+- ``mlops_serve_shadow_duration_seconds{version}`` (a histogram): while a canary of the challenger runs, the time
+  its shadow scoring of one request's champion-answered flights took (encoding and scoring, in the background
+  worker, after the answer was sent; the wait in the queue not included);
+- ``mlops_serve_shadow_dropped_total``: shadow jobs (one request's champion-answered flights each) dropped because
+  the shadow queue was full: the request never waits for it;
 - ``mlops_serve_rejected_total{route,status,reason}``: bodies refused as invalid (422) or too large (413), by the
   reason the answer names (``validation``, ``pattern``, ``date``, ``too_long``, ``too_large``, ...);
 - ``mlops_serve_prediction_log_pending_rows``: records waiting in memory (the log's queue depth);
@@ -28,7 +39,8 @@ One registry per service (two services in one process, as in the tests, never sh
   default process collector; Linux only).
 
 The request path pays one dictionary look-up and two locked additions per request (one more per arm and version
-that answered it): the labelled children are made once and kept.
+that answered it): the labelled children are made once and kept. Shadow scoring is counted by its worker thread,
+off the request path.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..core.predictions import SHADOW
 from .server import REASONS
 
 ROUTES = ("/predict", "/predict/batch", "/health", "/versions", "/metrics", "/docs", "/openapi.json")
@@ -83,8 +96,26 @@ class ServiceMetrics:
         )
         self._predictions = Counter(
             PREFIX + "predictions",
-            "flights scored, by arm and model version",
+            "flights answered, by arm and model version (flights scored in the shadow are not in it)",
             ["arm", "version"],
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            PREFIX + "prediction_errors",
+            "scoring failures, by arm (champion, challenger, shadow) and model version",
+            ["arm", "version"],
+            registry=self.registry,
+        )
+        self._shadow_duration = Histogram(
+            PREFIX + "shadow_duration_seconds",
+            "time the challenger's shadow scoring of one request's champion-answered flights took, by version",
+            ["version"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._shadow_dropped = Counter(
+            PREFIX + "shadow_dropped",
+            "shadow jobs (one request's champion-answered flights) dropped because the shadow queue was full",
             registry=self.registry,
         )
         self._rejected = Counter(
@@ -111,6 +142,8 @@ class ServiceMetrics:
         )
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._predicted: dict[tuple[str, str], Any] = {}
+        self._failed: dict[tuple[str, str], Any] = {}
+        self._shadowed: dict[str, Any] = {}
         self._served: dict[tuple[str, str, str], Any] = {}
         ProcessCollector(registry=self.registry)
         self.registry.register(_StateCollector(state))
@@ -131,7 +164,18 @@ class ServiceMetrics:
         child = self._predicted.get((arm, version))
         if child is None:
             child = self._predicted[(arm, version)] = self._predictions.labels(arm, version)
+            self._failure_child(arm, version)  # its error counter shows, at 0, from the arm's first answer on
         child.inc(n)
+
+    def prediction_failed(self, arm: str, version: str) -> None:
+        """A scoring failure of ``arm`` (``champion``, ``challenger``, ``shadow``) and ``version``."""
+        self._failure_child(arm, version).inc()
+
+    def _failure_child(self, arm: str, version: str):
+        child = self._failed.get((arm, version))
+        if child is None:
+            child = self._failed[(arm, version)] = self._errors.labels(arm, version)
+        return child
 
     def served(self, route: str, arms: tuple[tuple[str, str], ...], seconds: float) -> None:
         """An answered prediction request: its duration, once per (arm, version) that scored flights in it."""
@@ -140,6 +184,17 @@ class ServiceMetrics:
             if child is None:
                 child = self._served[(route, arm, version)] = self._prediction_duration.labels(route, arm, version)
             child.observe(seconds)
+
+    # shadow scoring: a dropped job on the request path, the rest in its worker ------------------------------------
+    def shadow_scored(self, version: str, seconds: float) -> None:
+        child = self._shadowed.get(version)
+        if child is None:
+            child = self._shadowed[version] = self._shadow_duration.labels(version)
+            self._failure_child(SHADOW, version)
+        child.observe(seconds)
+
+    def shadow_dropped(self) -> None:
+        self._shadow_dropped.inc()
 
     def rejected(self, route: str, status: int, reason: str) -> None:
         self._rejected.labels(route, str(status), reason).inc()

@@ -94,6 +94,11 @@ _ARMS = {
     "champion": {**_NULLABLE_STRING, "description": "the champion's version (null: none)"},
     "challenger": {**_NULLABLE_STRING, "description": "the challenger's version while it gets traffic (null: none)"},
     "canary_share": {"type": "number", "minimum": 0, "maximum": 1},
+    "shadow": {
+        "type": "boolean",
+        "description": "whether the challenger also scores, in the shadow, every flight the champion answers "
+        "(while a canary of it runs, whatever its share; logged with arm shadow, never returned)",
+    },
 }
 
 

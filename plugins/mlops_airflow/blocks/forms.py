@@ -81,6 +81,24 @@ def run_config(config_cls, params: dict[str, Any], prefix: str = ""):
         raise AirflowFailException(f"refused before changing anything: {exc}") from None
 
 
+def known_conf(context) -> None:
+    """A run's ``conf`` names only fields of its DAG's form. Airflow passes an unknown key through, unchecked and
+    unused: a misspelt setting, or one that no longer exists (``canary_share`` after the ramp replaced it), would run
+    on the file's values without a word. Fails the task for good, naming the keys and the fields."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dag = context.get("dag")
+    if dag is None:  # a task callable called without a run (the unit tests' contexts): no conf to check
+        return
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    unknown = sorted(set(conf) - set(dag.params))
+    if unknown:
+        raise AirflowFailException(
+            f"refused before changing anything: {unknown} are not fields of {dag.dag_id}'s form "
+            f"(its fields: {sorted(dag.params)})"
+        )
+
+
 def run_params(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A training run's parameters (``params.yaml`` with the run's values), checked like ``run_config``."""
     from airflow.sdk.exceptions import AirflowFailException

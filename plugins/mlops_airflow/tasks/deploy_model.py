@@ -57,6 +57,9 @@ def plan(context) -> str:
     range fails the run here, before any alias, rollout or message."""
     from include.mlops.deploy import transitions
 
+    from ..blocks.forms import known_conf
+
+    known_conf(context)
     _cfg(context)
     return _TASKS[transitions.plan(context["params"].get("action", "canary"), _version(context))]
 
@@ -76,20 +79,22 @@ def _run_is_active(context):
 def start_canary(context) -> dict[str, Any]:
     """Start the canary of the run's version, owned by this run; a retry resumes it, and a canary of the same
     version whose run is over is adopted (``transitions.start``). A canary in the way fails the task at once."""
-    from include.mlops.deploy import transitions
+    from include.mlops.deploy import ramp, signals, transitions
 
     from ..blocks.connections import get_lake
     from ..blocks.defaults import batch_date
 
     version, cfg = _version(context), _cfg(context)
+    scrape = signals.service_scrape()
     started = _refused(
         transitions.start,
         get_lake(),
         version,
-        cfg.canary_share,
+        cfg.stages,
         lambda: batch_date(context),
         context["run_id"],
         _run_is_active(context),
+        lambda: signals.baseline(scrape),
     )
     rollout = started.rollout
     if started.step == "adopt":
@@ -100,33 +105,51 @@ def start_canary(context) -> dict[str, Any]:
             {"started": rollout["started_at"], "evidence": f"flights from {rollout['from_date']}"},
         )
     elif started.step == "start":
+        first = ramp.stage_name(cfg.stages[0]["share"])
         _alert(
             context,
-            f"Canary started: v{version} on {cfg.canary_share:.0%} of flights",
-            "",
+            f"Canary started: v{version} at the {first} stage",
+            f"ramp {ramp.ramp_text(cfg.stages)}",
             {
                 "champion": f"v{started.champion}",
                 "evidence": f"flights from {rollout['from_date']}",
-                "needs": f"{cfg.min_labelled_per_arm} labelled flights per arm",
+                "needs": f"{cfg.min_labelled} labelled flights for a verdict",
             },
         )
     return rollout
 
 
 def evidence_ready(context):
-    """Poke: the canary's evidence so far (``canary.look``). Done when the comparison is conclusive, when each arm
-    reached ``max_labelled_per_arm`` or when ``wait_hours`` have passed since the rollout started (both:
-    rollback); the decision travels to ``decide`` as this sensor's XCom."""
+    """Poke: one look at the rollout (``canary.look``). A stage passed moves the rollout to the next one
+    (``transitions.advance``, Slack told) and the wait goes on; a promotion or a roll-back (harm on the paired
+    comparison, a limit crossed, the evidence cap or ``wait_hours`` reached) ends it: the decision travels to
+    ``decide`` as this sensor's XCom."""
     from airflow.sdk import PokeReturnValue
 
-    from include.mlops.deploy import canary, transitions
+    from include.mlops.deploy import canary, ramp, signals, transitions
 
     from ..blocks.connections import get_lake
 
-    cfg, lake = _cfg(context), get_lake()
-    rollout = _refused(transitions.watched, lake, _version(context), context["run_id"])
-    result = canary.look(lake, rollout, cfg, float(context["params"].get("wait_hours") or 72))
-    return False if result is None else PokeReturnValue(is_done=True, xcom_value=result)
+    cfg, lake, version, run_id = _cfg(context), get_lake(), _version(context), context["run_id"]
+    rollout = _refused(transitions.watched, lake, version, run_id)
+    scrape = signals.service_scrape()
+    if rollout.get("stages") and rollout.get("baseline") is None:
+        base = signals.baseline(scrape)
+        if base is not None:
+            rollout = transitions.rebase(lake, version, run_id, base)
+    step, sig, result = canary.look(lake, rollout, cfg, float(context["params"].get("wait_hours") or 72), scrape)
+    if step.action in ("promote", "rollback"):
+        return PokeReturnValue(is_done=True, xcom_value=result)
+    if step.action == "advance":
+        moved = _refused(transitions.advance, lake, version, run_id, step.why, sig, lambda: signals.baseline(scrape))
+        stage = moved["stages"][moved["stage"]]
+        _alert(
+            context,
+            f"Canary of v{version}: now at the {ramp.stage_name(stage['share'])} stage",
+            step.why,
+            {"ramp": ramp.ramp_text(moved["stages"]), "stage": f"{moved['stage'] + 1} of {len(moved['stages'])}"},
+        )
+    return False
 
 
 def decide(context) -> dict[str, Any]:

@@ -55,8 +55,10 @@ def service_health(context: dict[str, Any]) -> dict[str, Any]:
     from include.mlops.monitor import service
 
     from ..blocks.connections import get_lake
+    from ..blocks.forms import known_conf
     from ..blocks.notifiers import notify
 
+    known_conf(context)
     cfg, lake = _cfg(context), get_lake()
     s = service.check(lake, cfg.service)
     if s["status"] == "ok":

@@ -40,8 +40,9 @@ def should_train(context: dict[str, Any]) -> bool:
     from include.mlops.evaluate.config import GateConfig
 
     from ..blocks.connections import get_lake
-    from ..blocks.forms import run_config, run_params
+    from ..blocks.forms import known_conf, run_config, run_params
 
+    known_conf(context)
     p = context["params"]
     run_params(p)
     run_config(GateConfig, p, prefix="gate_")
@@ -117,7 +118,12 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     d = evaluation.run(
         get_lake(), run_key(context), overrides(evaluation.GateConfig, context["params"], prefix="gate_")
     )
-    verdict = "passed: challenger" if d["passed"] else "failed: " + ", ".join(d["failed"])
+    if not d["passed"]:
+        verdict = "failed: " + ", ".join(d["failed"])
+    elif d.get("queued_behind"):
+        verdict = f"passed: queued behind the rollout of v{d['queued_behind']} (deployed when it ends)"
+    else:
+        verdict = "passed: challenger"
     detail = "\n".join(("ok   " if c["passed"] else "FAIL ") + f"{c['name']}: {c['detail']}" for c in d["checks"])
     notify(
         context,
@@ -129,4 +135,45 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
             "report": d["report"],
         },
     )
-    return {k: d[k] for k in ("passed", "failed", "version", "champion_version", "report", "data_date")}
+    keys = ("passed", "failed", "version", "champion_version", "report", "data_date", "queued_behind")
+    return {k: d.get(k) for k in keys}
+
+
+def way_back(context: dict[str, Any]) -> dict[str, Any] | bool:
+    """After a failed gate (``evaluate.wayback``): when monitoring started this run on a decayed champion, the
+    earlier champions are weighed on the run's held-out days; one that beats the champion by the gate's margin is
+    sent to ``deploy_model`` (the next task), the ramp included. Slack hears the outcome either way. False (the
+    trigger is skipped) when the run has no way back or it found nothing."""
+    from include.mlops.evaluate import wayback
+    from include.mlops.evaluate.config import GateConfig
+
+    from ..blocks.connections import get_lake
+    from ..blocks.forms import overrides
+    from ..blocks.notifiers import notify
+
+    lake, p = get_lake(), context["params"]
+    if not wayback.applies(lake, p.get("end_date")):
+        log.info("no way back: this run was not started by monitoring on a decayed champion")
+        return False
+    r = wayback.search(lake, run_key(context), overrides(GateConfig, p, prefix="gate_"))
+    weighed = ", ".join(
+        f"v{e['version']} AUC {e['auc']:.4f}" + ("" if e["gate_passed"] else f" (fails {', '.join(e['gate_failed'])})")
+        for e in r["earlier"]
+    )
+    if r["chosen"] is None:
+        notify(
+            context,
+            "gate",
+            f"Way back: no earlier champion beats v{r['champion']}",
+            f"the retrained version failed the gate; earlier champions weighed on the same days: {weighed or 'none'}",
+            {"champion AUC": f"{r['champion_auc']:.4f}", "margin": f"+{r['margin']} AUC"},
+        )
+        return False
+    notify(
+        context,
+        "gate",
+        f"Way back: v{r['chosen']} (an earlier champion) goes through the rollout",
+        f"the retrained version failed the gate; earlier champions on the same days: {weighed}",
+        {"champion": f"v{r['champion']} (AUC {r['champion_auc']:.4f})", "margin": f"+{r['margin']} AUC"},
+    )
+    return {"version": r["chosen"], "data_date": r["data_date"]}

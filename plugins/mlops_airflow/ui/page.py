@@ -100,14 +100,35 @@ def _service_html(service: dict[str, Any] | None) -> str:
     return f"<p id='service'>prediction service: {badge}{' · ' + _e(reasons) if reasons else ''}</p>"
 
 
+def _stage(share: Any) -> str:
+    return "shadow" if isinstance(share, (int, float)) and share <= 0 else f"{_num(share, 2)} of flights"
+
+
 def _rollout_html(rollout: dict[str, Any] | None) -> str:
     if not rollout:
         return "<p class='muted'>No rollout yet.</p>"
+    stages = rollout.get("stages") or []
+    at = (
+        f" stage {_e(_stage(rollout.get('canary_share')))} ({int(rollout.get('stage', 0)) + 1} of {len(stages)}),"
+        if stages and rollout.get("status") == "canary"
+        else f" canary share {_num(rollout.get('canary_share'), 2)},"
+    )
+    rows = "".join(
+        f"<tr><td>{_e(_stage(h.get('share')))}</td><td>{_e(h.get('entered_at'))}</td><td>{_e(h.get('left_at'))}</td>"
+        f"<td>{_e(h.get('outcome') or 'running')}</td><td>{_e(h.get('why'))}</td></tr>"
+        for h in rollout.get("history") or []
+    )
+    table = (
+        "<table id='ramp'><tr><th>stage</th><th>entered</th><th>left</th><th>outcome</th><th>why</th></tr>"
+        f"{rows}</table>"
+        if rows
+        else ""
+    )
     return (
         f"<p id='rollout'>v{_e(rollout.get('version'))}: <b>{_e(rollout.get('status'))}</b>"
         f" (champion before: {_e('v' + str(rollout['champion']) if rollout.get('champion') else 'none')},"
-        f" canary share {_num(rollout.get('canary_share'), 2)}, started {_e(rollout.get('started_at'))}"
-        f"{', finished ' + _e(rollout.get('finished_at')) if rollout.get('finished_at') else ''})</p>"
+        f"{at} started {_e(rollout.get('started_at'))}"
+        f"{', finished ' + _e(rollout.get('finished_at')) if rollout.get('finished_at') else ''})</p>{table}"
     )
 
 

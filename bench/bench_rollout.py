@@ -210,15 +210,22 @@ class Quality:
         self.df, self.models, self.scores, self.cfg, self.cache = df, models, scores, cfg, {}
         self.calls, self.seconds = 0, 0.0
 
-    def __call__(self, name: str, rows: np.ndarray, challenger_arm: np.ndarray) -> dict[str, Any]:
+    def __call__(self, name: str, rows: np.ndarray, challenger_arm: np.ndarray, by_day: bool = False) -> dict[str, Any]:
+        """``by_day``: the interval counts each flight date as one cluster (the ramp's ``compare`` with the
+        prediction log's dates); without, the flights alone (the fixed canary as it was)."""
         from include.mlops.deploy import canary
 
-        key = (name, rows.tobytes(), challenger_arm[rows].tobytes())
+        key = (name, rows.tobytes(), challenger_arm[rows].tobytes(), by_day)
         if key not in self.cache:
             t = time.perf_counter()
             arm = np.where(challenger_arm[rows], "challenger", "champion")
             served = np.where(challenger_arm[rows], self.scores[name][rows], self.scores["champion"][rows])
             frame = self.df.iloc[rows].assign(arm=arm, score=served)
+            frame = (
+                frame.assign(date=frame["batch_date"].astype(str))
+                if by_day
+                else frame.drop(columns="date", errors="ignore")
+            )
             self.cache[key] = canary.compare(frame, self.models["champion"], self.models[name], self.cfg)
             self.calls += 1
             self.seconds += time.perf_counter() - t
@@ -295,13 +302,19 @@ def ramp_rollout(df, name: str, quality: Quality, hours: int, start: dt.date, cf
         known = day < t // 24
         rows = np.flatnonzero(known & lab & ~(ch & fail_draw))
         ev = {"labelled": int(len(rows)), "enough": len(rows) >= cfg.max_labelled}
-        q = quality(name, rows, ch) if len(rows) >= cfg.min_labelled else None
+        days = len(np.unique(day[rows]))
+        q = quality(name, rows, ch, by_day=True) if len(rows) >= cfg.min_labelled and days >= cfg.min_days else None
         i = int(rollout["stage"])
         share = float(rollout["canary_share"])
         in_stage = stage_at == i
         scored = in_stage if share <= 0 else in_stage & ch  # the shadow scores every flight the champion answers
         requests = int(scored.sum())
-        rescored = int((scored & known & ~fail_draw).sum())
+        # the agreement weighs every score the challenger gave since the start (deploy.signals): in the shadow
+        # every flight the champion answered until the last stage, and those it served
+        shares = np.array([float(x["share"]) for x in rollout["stages"]])
+        in_shadow = (stage_at >= 0) & (shares[np.maximum(stage_at, 0)] < 1)  # scored in the shadow if not served
+        by_challenger = (stage_at >= 0) & (in_shadow | ch)
+        rescored = int((by_challenger & known & ~(ch & fail_draw)).sum())
         sig = ramp.Signals(
             requests=requests,
             p99_ms=prof.p99_ms if requests else None,

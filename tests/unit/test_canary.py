@@ -27,9 +27,10 @@ class Fixed:
         return self.scores[: len(raw)]
 
 
-def frame(n):
+def frame(n, days=1):
     return pd.DataFrame(
         {
+            "date": [f"2013-03-{1 + i % days:02d}" for i in range(n)],
             "time_hour": pd.Timestamp("2013-03-01T12:00:00Z"),
             "arm": np.where(np.arange(n) % 2, "challenger", "champion"),
             "score": 0.5,
@@ -92,12 +93,43 @@ def test_verdict_at_the_edges():
 def test_evidence_counts_every_labelled_flight_whichever_arm_served_it():
     """Both versions score every labelled flight (a paired comparison): a verdict needs min_labelled flights in
     all, not per arm; the cap is max_labelled."""
-    cfg = DeployConfig(min_labelled=100, max_labelled=1000)
-    one_arm = frame(100).assign(arm="champion")  # the shadow stage: the champion served them all
+    cfg = DeployConfig(min_labelled=100, max_labelled=1000, min_days=2)
+    one_arm = frame(100, days=2).assign(arm="champion")  # the shadow stage: the champion served them all
     ev = evidence(one_arm, cfg)
     assert ev["labelled"] == 100 and ev["by_arm"] == {"champion": 100, "challenger": 0} and ev["ready"]
-    assert not evidence(frame(99), cfg)["ready"]
+    assert ev["days"] == 2 and not evidence(frame(5000, days=1), cfg)["ready"]  # one day is never enough
+    assert not evidence(frame(99, days=2), cfg)["ready"]
     assert evidence(frame(1000), cfg)["enough"] and not evidence(frame(999), cfg)["enough"]
+
+
+def test_the_interval_counts_a_day_as_one_cluster():
+    """Flights of one day share its weather: when whole days move together, the interval widens to the days'
+    spread (the flights' own standard error would call a two-day fluke conclusive)."""
+    from include.mlops.deploy.canary import day_clustered_se
+
+    rng = np.random.default_rng(0)
+    dates = np.repeat(["2013-03-01", "2013-03-02", "2013-03-03", "2013-03-04"], 500)
+    diff = np.repeat([-0.1, 0.1, -0.08, 0.09], 500) + rng.normal(0, 0.01, 2000)
+    clustered = day_clustered_se(diff, dates)
+    sums = pd.Series(diff - diff.mean()).groupby(dates).sum().to_numpy()  # CR1, computed here independently
+    assert clustered == pytest.approx(math.sqrt(4 / 3 * (sums**2).sum()) / 2000)
+    assert clustered > 5 * diff.std(ddof=1) / math.sqrt(2000)
+    assert day_clustered_se(diff, np.full(2000, "2013-03-01")) is None  # one day: no clusters to weigh
+
+
+def test_a_one_day_fluke_is_inconclusive_not_promoted():
+    """Kills: the flights' standard error alone. Two days whose differences point opposite ways: the flights
+    say 'promote' on the mean, the days say nothing is known."""
+    df = frame(2000, days=2)
+    y = df["label"].to_numpy()
+    day1 = (df["date"] == "2013-03-01").to_numpy()
+    champ = np.where(y == 1, 0.45, 0.55)
+    chall = np.where(day1, np.where(y == 1, 0.7, 0.3), np.where(y == 1, 0.42, 0.58))
+    cfg = DeployConfig(bootstrap=0)
+    iid_only = compare(df.drop(columns="date"), Fixed(champ), Fixed(chall), cfg)
+    assert iid_only["decision"] == "promote"
+    both = compare(df, Fixed(champ), Fixed(chall), cfg)
+    assert both["decision"] == "inconclusive" and both["days"] == 2, both["logloss"]
 
 
 def test_the_shipped_tolerance_is_the_one_used():

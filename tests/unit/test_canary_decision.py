@@ -152,9 +152,13 @@ def test_an_arm_with_a_single_delayed_flight_still_has_a_live_auc(models, canary
 
 
 def test_evidence_is_ready_on_enough_labelled_flights_in_all(canary):
-    cfg = DeployConfig(min_labelled=400, max_labelled=1000)
+    cfg = DeployConfig(min_labelled=400, max_labelled=1000, min_days=2)
+    canary = canary.assign(date=canary["time_hour"].dt.date.astype(str))  # as the prediction log's join gives it
+    days = canary["date"].nunique()
+    assert days >= 2
     assert evidence(canary, cfg) == {
         "labelled": 400,
+        "days": days,
         "by_arm": {"champion": 200, "challenger": 200},
         "ready": True,
         "enough": False,
@@ -162,8 +166,11 @@ def test_evidence_is_ready_on_enough_labelled_flights_in_all(canary):
     assert evidence(canary.iloc[1:], cfg)["ready"] is False
     only_champion = canary[canary["arm"] == "champion"]
     assert evidence(only_champion, cfg.replace(min_labelled=200))["ready"] is True
+    one_day = canary[canary["date"] == canary["date"].iloc[0]]
+    assert evidence(one_day, cfg.replace(min_labelled=1))["ready"] is False  # min_days
     assert evidence(canary.iloc[0:0], cfg) == {
         "labelled": 0,
+        "days": 0,
         "by_arm": {"champion": 0, "challenger": 0},
         "ready": False,
         "enough": False,

@@ -68,3 +68,30 @@ def test_the_page_shows_the_services_check_from_the_last_monitoring_run():
     fine = {"status": "ok", "signals": {"latency": False}, "reasons": []}
     assert "prediction service: <span class='badge pass'>ok</span></p>" in page(fine)
     assert "id='service'" not in page(None)  # a report from before the service was checked
+
+
+def test_the_page_shows_the_rollouts_stage_and_its_history():
+    stages = [{"share": s, "min_hours": 0, "min_requests": 1} for s in (0.0, 0.25, 1.0)]
+    history = [
+        {"stage": 0, "share": 0.0, "entered_at": "2013-02-01T00:00:00", "left_at": "2013-02-02T01:00:00"}
+        | {"outcome": "advance", "why": "the shadow stage passed: p99 4.0 ms (limit 500 ms)"},
+        {"stage": 1, "share": 0.25, "entered_at": "2013-02-02T01:00:00"},
+    ]
+    rollout = {"version": "4", "champion": "3", "status": "canary", "canary_share": 0.25, "stage": 1}
+    page = render(
+        {
+            "model": "flight_delay",
+            "errors": {},
+            "versions": [{"version": "3", "aliases": ["champion"]}, {"version": "4", "aliases": ["challenger"]}],
+            "champion": {"version": "3"},
+            "challenger": {"version": "4"},
+            "drift": None,
+            "gate": None,
+            "rollout": rollout | {"stages": stages, "history": history, "started_at": "2013-02-01T00:00:00"},
+            "lake": "file:///lake",
+        }
+    )
+    assert "stage 0.25 of flights (2 of 3)" in page
+    assert "<td>shadow</td><td>2013-02-01T00:00:00</td><td>2013-02-02T01:00:00</td><td>advance</td>" in page
+    assert "<td>0.25 of flights</td><td>2013-02-02T01:00:00</td><td></td><td>running</td>" in page
+    assert "p99 4.0 ms (limit 500 ms)" in page

@@ -55,7 +55,17 @@ def test_a_better_challenger_climbs_every_stage_and_is_promoted_at_the_last():
 
 
 def test_a_promote_verdict_before_the_last_stage_only_advances():
+    assert look(rollout(0), quality=verdict("promote"), evidence=ENOUGH).action == "advance"
     assert look(rollout(1), quality=verdict("promote"), evidence=ENOUGH).action == "advance"
+
+
+@pytest.mark.parametrize("quality", [None, {"decision": "inconclusive"}])
+def test_every_flight_goes_to_the_challenger_only_on_a_promote_verdict(quality):
+    """The stage before the last passed on its signals; without a promote verdict the ramp holds there (an
+    inconclusive challenger never serves every flight while it waits)."""
+    s = look(rollout(1), quality=quality, evidence=ENOUGH)
+    assert s.action == "hold" and "waits for the paired comparison to say promote" in s.why
+    assert look(rollout(0), quality=quality).action == "advance"  # the earlier stages advance on signals alone
 
 
 def test_the_last_stage_without_a_verdict_holds():

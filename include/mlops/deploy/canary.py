@@ -7,9 +7,11 @@
               never taken from what clients sent), first served after it started (by either arm: the shadow's
               predictions are never served ones), each flight by its first logged prediction (a later re-post of
               the same flight cannot replace it), joined by flight key with the outcomes that ingestion brought in
-              later; a verdict needs ``min_labelled`` of them
+              later; a verdict needs ``min_labelled`` of them, from ``min_days`` flight dates or more
 ``compare``   both versions scored on the same labelled flights, with the features ingestion curated for them
-              (not those a client sent): the paired log-loss difference with a 95 % confidence interval, and the
+              (not those a client sent): the paired log-loss difference with a 95 % confidence interval (its
+              standard error the larger of the flights' and the days' (``day_clustered_se``): a day's flights
+              share its weather, one day is never the whole story), and the
               AUC difference with a bootstrap interval; also each arm's live AUC on the flights it actually
               served. The verdict: ``promote`` when the interval's upper end is within the tolerance,
               ``rollback`` when its lower end is beyond it, else ``inconclusive``
@@ -126,14 +128,17 @@ def labelled_predictions(lake: Lake, rollout: dict[str, Any]) -> pd.DataFrame:
 
 
 def evidence(df: pd.DataFrame, cfg: DeployConfig) -> dict[str, Any]:
-    """The labelled flights so far (and by the arm that served them): a verdict needs ``min_labelled``;
-    ``max_labelled`` is the most an inconclusive comparison waits for."""
+    """The labelled flights so far (and by the arm that served them, and the flight dates they span): a verdict
+    needs ``min_labelled`` flights from at least ``min_days`` dates; ``max_labelled`` is the most an inconclusive
+    comparison waits for."""
     counts = df["arm"].value_counts().to_dict() if len(df) else {}
     n = int(len(df))
+    days = int(df["date"].nunique()) if "date" in df.columns and n else 0
     return {
         "labelled": n,
+        "days": days,
         "by_arm": {arm: int(counts.get(arm, 0)) for arm in ("champion", "challenger")},
-        "ready": n >= cfg.min_labelled,
+        "ready": n >= cfg.min_labelled and days >= cfg.min_days,
         "enough": n >= cfg.max_labelled,
     }
 
@@ -196,6 +201,19 @@ def look(
     return s, sig, json_safe(result)
 
 
+def day_clustered_se(diff: np.ndarray, dates: np.ndarray) -> float | None:
+    """The standard error of the mean of ``diff`` with the flights of a date as one cluster (CR1: the sum of each
+    date's deviations, squared, summed, times G/(G-1)): the flights of one day share its weather and its delays,
+    so they are not independent evidence. None with fewer than two dates."""
+    codes, uniques = pd.factorize(pd.Series(dates).astype(str))
+    g = len(uniques)
+    if g < 2:
+        return None
+    dev = diff - diff.mean()
+    sums = np.bincount(codes, weights=dev, minlength=g)
+    return float(math.sqrt(g / (g - 1) * float((sums**2).sum())) / len(diff))
+
+
 def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:
     """``champion`` / ``challenger``: models (``kinds.Model``: each encodes the rows with its own spec). Paired
     comparison on the same labelled flights."""
@@ -207,6 +225,9 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     ll = {k: -(y * np.log(np.clip(v, eps, 1)) + (1 - y) * np.log(np.clip(1 - v, eps, 1))) for k, v in p.items()}
     diff = ll["challenger"] - ll["champion"]
     mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    se_days = day_clustered_se(diff, df["date"].to_numpy()) if "date" in df.columns else None
+    if se_days is not None:
+        se = max(se, se_days)
     ci = (mean - 1.96 * se, mean + 1.96 * se)
     rng = np.random.default_rng(seed)
     auc_diffs = []
@@ -222,6 +243,7 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     return {
         "decision": verdict(ci, cfg.max_logloss_increase),
         "rows": int(len(y)),
+        "days": int(df["date"].nunique()) if "date" in df.columns else None,
         "logloss": {
             "champion": m_ch["logloss"],
             "challenger": m_cl["logloss"],

@@ -39,6 +39,7 @@ class DeployConfig(YamlConfig):
         "stages": {"type": "array", "items": _STAGE},
         "limits": _LIMITS,
         "min_labelled": {"type": "integer", "minimum": 1},
+        "min_days": {"type": "integer", "minimum": 1, "maximum": 60},
         "max_labelled": {"type": "integer", "minimum": 1},
         # negative: the challenger must be better by that much
         "max_logloss_increase": {"type": "number", "minimum": -1, "maximum": 1},

@@ -16,7 +16,9 @@ Each look weighs two kinds of evidence:
   their p99 latency, its error rate, the service's memory and the agreement of its served scores with the same
   flights rescored offline. A stage is judged once it has lasted ``min_hours`` and the challenger scored
   ``min_requests`` requests in it: a limit crossed rolls back; every signal present and within its limit
-  advances it (or, at the last stage, lets a ``promote`` verdict promote); a missing signal holds it.
+  advances it (or, at the last stage, lets a ``promote`` verdict promote); a missing signal holds it. The last
+  stage (every flight) is entered only on a ``promote`` verdict: an inconclusive challenger never serves
+  everyone while it waits for more evidence.
 
 What comes first: harm on quality, then a crossed limit, then the rollout's time (``wait_hours`` since it
 started: no decision by then rolls back), then the stage's own progress.
@@ -153,6 +155,13 @@ def step(
         )
     if state == "hold":
         return Step("hold", f"the {name} stage holds: {'; '.join(reasons)}", checks)
+    if not last and i + 1 == len(stages) - 1 and verdict != "promote":
+        return Step(
+            "hold",
+            f"the {name} stage passed; the next serves every flight, and waits for the paired comparison to say "
+            f"promote (it is {verdict or 'not ready: too few labelled flights or days'})",
+            checks,
+        )
     if not last:
         return Step("advance", f"the {name} stage passed: {'; '.join(checks)}", checks)
     if verdict == "promote":

@@ -4,8 +4,8 @@
   began (the rollout's ``baseline``): per arm, the requests scored, their p99 latency (the challenger's requests
   while it serves a share; in the shadow stage the shadow's own scoring time) and the scoring failures; the
   service's resident memory now;
-- the prediction log: the scores the challenger gave in the stage (served, or in the shadow) against the same
-  flights rescored offline with the features curation made for them (``curated.with_curated_features``): the
+- the prediction log: the scores the challenger gave since the rollout began (served, or in the shadow) against
+  the same flights rescored offline with the features curation made for them (``curated.with_curated_features``): the
   share that agree within ``TOLERANCE``. A flight curation does not know yet is not rescored.
 
 Fail closed: an unset URL, a service that does not answer, or a restarted one (its counters no longer cover the
@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from .. import kinds
-from ..core import predictions, telemetry
+from ..core import layout, predictions, telemetry
 from ..core.config import serve_token
 from ..core.lake import Lake, as_date
+from ..core.schema import model
 from . import curated
 from .ramp import Signals
 
@@ -103,20 +104,28 @@ def operational(scrape: Scrape, rollout: dict[str, Any]) -> tuple[dict[str, Any]
     return {"arms": arms, "memory_mb": memory / 2**20 if memory else None}, None
 
 
-def agreement(lake: Lake, rollout: dict[str, Any], since: str) -> tuple[float | None, int]:
-    """The share of the challenger's scores since ``since`` (its served ones while it serves a share, else its
-    shadow ones) that equal the same flights rescored offline, and how many were rescored."""
+def agreement(lake: Lake, rollout: dict[str, Any]) -> tuple[float | None, int]:
+    """The share of the challenger's scores since the rollout began (served while it serves a share, and in the
+    shadow) that equal the same flights rescored offline, and how many were rescored. Cumulative, not per stage:
+    a stage of a small share would wait days for its own flights to be curated, and a path that disagrees at a
+    later stage still pulls the share under its limit (the limit is strict)."""
     version = str(rollout["version"])
-    shadow = float(rollout.get("canary_share", 0.0)) <= 0
     first = as_date(rollout["from_date"])
-    dates = [d for d in predictions.prediction_dates(lake) if d >= first]
-    parts = [
-        predictions.predictions(lake, [d], {version}, since=since, shadow=shadow).assign(date=d.isoformat())
-        for d in dates
+    dataset = model().dataset  # a date curation has not brought in yet is not rescored
+    dates = [
+        d for d in predictions.prediction_dates(lake) if d >= first and lake.exists(*layout.curated_file(dataset, d))
     ]
-    scored = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
-    if scored is None:
+    parts = [
+        predictions.predictions(lake, [d], {version}, since=rollout["started_at"], shadow=shadow).assign(
+            date=d.isoformat()
+        )
+        for d in dates
+        for shadow in (False, True)
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
         return None, 0
+    scored = pd.concat(parts, ignore_index=True).drop_duplicates(model().key_field)  # a flight once (its first)
     rows = curated.with_curated_features(lake, scored)
     if rows.empty:
         return None, 0
@@ -128,12 +137,11 @@ def agreement(lake: Lake, rollout: dict[str, Any], since: str) -> tuple[float | 
 def read(lake: Lake, rollout: dict[str, Any], scrape: Scrape) -> Signals:
     """The current stage's signals (``ramp.Signals``)."""
     numbers, error = operational(scrape, rollout)
-    since = rollout["history"][-1]["entered_at"]
     share = float(rollout.get("canary_share", 0.0))
     if error:
         return Signals(error=error)
     arm = numbers["arms"]["shadow" if share <= 0 else "challenger"]
-    agree, rescored = agreement(lake, rollout, since)
+    agree, rescored = agreement(lake, rollout)
     return Signals(
         requests=arm["requests"],
         p99_ms=arm["p99_ms"],

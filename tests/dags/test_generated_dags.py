@@ -78,6 +78,11 @@ def test_the_model_dags_take_their_ids_from_the_declaration(monkeypatch):
     assert ids() == {"train_large_pizza", "deploy_large_pizza", "monitor_large_pizza"}
     train = DagBag(dag_folder=str(ROOT / "dags" / "train_model.py")).dags["train_large_pizza"]
     assert train.get_task("trigger_deploy_model").trigger_dag_id == "deploy_large_pizza"
+    # a failed gate: the way back, and its version to the same deployment DAG (the ramp)
+    assert train.get_task("trigger_way_back").trigger_dag_id == "deploy_large_pizza"
+    assert train.get_task("way_back").upstream_task_ids == {"gate_failed"}
+    assert train.get_task("gate_failed").upstream_task_ids == {"evaluation_gate"}
+    assert train.get_task("trigger_way_back").conf["action"] == "canary"
     monitor = DagBag(dag_folder=str(ROOT / "dags" / "monitor_model.py")).dags["monitor_large_pizza"]
     assert monitor.get_task("trigger_train_model").trigger_dag_id == "train_large_pizza"
     assert train.params["kind"] == "lightgbm" and "l2" in train.params  # every kind's parameters in the form

@@ -227,6 +227,55 @@ def test_a_worse_challenger_is_rolled_back_from_the_shadow(run_dag, versions, se
     assert any(f"Model v{versions['bad']} rolled back" in t for t in slack.texts())
 
 
+class Skewed:
+    """A challenger whose serving path is wrong: the service scores with it, +0.05 on every flight, while the
+    registry's version (what the rollout rescores with) is the true model."""
+
+    def __init__(self, served):
+        self.served = served
+
+    def __getattr__(self, name):
+        return getattr(self.served, name)
+
+    def predict_array(self, X, threads=1):
+        return self.served.predict_array(X, threads) + 0.05
+
+
+@pytest.fixture
+def skewed_service(versions, curated, monkeypatch, ramp):
+    """A service whose challenger (the good version) serves skewed scores; the rollout reads its signals."""
+    from servers import serve
+
+    from include.mlops.serve.app import create_app, registry_store
+
+    store = registry_store(curated)
+    load = store._load
+    store._load = lambda v: Skewed(load(v)) if v == versions["good"] else load(v)
+    app = create_app(store, curated, refresh_s=0.3, flush_rows=200, flush_s=0.3, token=SERVE_TOKEN)
+    with serve(app) as url:
+        monkeypatch.setenv("MLOPS_SERVE_URL", url)
+        yield url
+
+
+def test_a_served_score_that_disagrees_with_its_rescoring_stops_the_ramp(
+    run_dag, versions, skewed_service, curated, slack
+):
+    """The shadow's scores of a day, rescored offline with the registry's version on the curated features, do
+    not match what the service computed: the rollout is rolled back at the shadow stage, naming the agreement,
+    whatever the comparison would say."""
+    given(curated, versions["bad"])
+    traffic = canary_traffic(curated, skewed_service, versions["good"], ["2013-02-28", "2013-03-01"])
+    run = run_dag("deploy_model", "2013-03-01", conf=CONF | {"version": versions["good"], "date": "2013-02-27"})
+    traffic.check()
+    assert run.state == "success", run
+    assert registry.alias_version("champion")["version"] == versions["bad"]  # not promoted
+    rollout = rollouts.current(curated)
+    assert rollout["status"] == "rolled_back" and [h["share"] for h in rollout["history"]] == [0.0], rollout
+    why = rollout["history"][0]["why"]
+    assert "over its limits at the shadow stage" in why and "served = rescored on 0.00%" in why, why
+    assert any(f"Model v{versions['good']} rolled back" in t for t in slack.texts())
+
+
 def test_a_canary_without_evidence_is_rolled_back_after_wait_hours(run_dag, versions, curated, slack):
     """wait_hours is honoured: no flights come in, the waiting time ends, the challenger is rolled back."""
     given(curated, versions["good"])

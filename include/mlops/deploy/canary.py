@@ -172,11 +172,14 @@ def look(
         )
     df = labelled_predictions(lake, rollout)
     ev = evidence(df, cfg)
-    quality = None
-    if ev["ready"]:
-        quality = compare(df, kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"]), cfg)
+    quality, models = None, None
+    if ev["ready"]:  # the verdict needs no AUC interval: its bootstrap is paid once, for the decision's record
+        models = kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"])
+        quality = compare(df, *models, cfg.replace(bootstrap=0))
     sig = signals.read(lake, rollout, scrape)
     s = ramp.step(rollout, cfg.limits, sig, quality, ev, dt.datetime.now(dt.UTC), wait_hours)
+    if quality is not None and s.action in ("promote", "rollback") and cfg.bootstrap:
+        quality = compare(df, *models, cfg)  # the same verdict (the bootstrap never enters it), with the interval
     stage = rollout["stages"][int(rollout["stage"])]
     log.info(
         "%s: %s (labelled flights %d of %d; %s)",

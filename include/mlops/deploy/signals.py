@@ -31,6 +31,7 @@ from . import curated
 from .ramp import Signals
 
 TOLERANCE = 1e-6
+AGREEMENT_ROWS = 5000  # the challenger's latest scores rescored at each look (every look reads the log again)
 SERVED = "mlops_serve_prediction_duration_seconds_bucket"  # {route, arm, version}: answered requests
 SHADOW = "mlops_serve_shadow_duration_seconds_bucket"  # {version}: one request's shadow scoring
 ERRORS = "mlops_serve_prediction_errors_total"  # {arm, version}
@@ -106,7 +107,8 @@ def operational(scrape: Scrape, rollout: dict[str, Any]) -> tuple[dict[str, Any]
 
 def agreement(lake: Lake, rollout: dict[str, Any]) -> tuple[float | None, int]:
     """The share of the challenger's scores since the rollout began (served while it serves a share, and in the
-    shadow) that equal the same flights rescored offline, and how many were rescored. Cumulative, not per stage:
+    shadow; the latest ``AGREEMENT_ROWS``) that equal the same flights rescored offline, and how many were
+    rescored. Cumulative, not per stage:
     a stage of a small share would wait days for its own flights to be curated, and a path that disagrees at a
     later stage still pulls the share under its limit (the limit is strict)."""
     version = str(rollout["version"])
@@ -126,6 +128,7 @@ def agreement(lake: Lake, rollout: dict[str, Any]) -> tuple[float | None, int]:
     if not parts:
         return None, 0
     scored = pd.concat(parts, ignore_index=True).drop_duplicates(model().key_field)  # a flight once (its first)
+    scored = scored.sort_values("predicted_at").tail(AGREEMENT_ROWS)  # the latest: a look's cost stays bounded
     rows = curated.with_curated_features(lake, scored)
     if rows.empty:
         return None, 0

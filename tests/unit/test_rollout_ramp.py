@@ -68,6 +68,29 @@ def test_every_flight_goes_to_the_challenger_only_on_a_promote_verdict(quality):
     assert look(rollout(0), quality=quality).action == "advance"  # the earlier stages advance on signals alone
 
 
+def test_no_stage_is_raised_while_the_comparison_leans_towards_harm():
+    """Inconclusive, but its mean difference already beyond the tolerance: the share stays where it is (at the
+    last stage there is nothing to raise: it waits for the verdict, or the cap, or the time)."""
+    leaning = {"decision": "inconclusive", "logloss": {"diff": 0.01, "tolerance": 0.005, "ci95": [-0.002, 0.022]}}
+    s = look(rollout(0), quality=leaning, evidence=ENOUGH)
+    assert s.action == "hold" and "leans towards harm (log-loss difference +0.0100" in s.why, s
+    fair = leaning | {"logloss": leaning["logloss"] | {"diff": 0.004}}
+    assert look(rollout(0), quality=fair, evidence=ENOUGH).action == "advance"  # within the tolerance
+    assert look(rollout(2), quality=leaning, evidence=ENOUGH).action == "hold"
+
+
+def test_past_the_first_share_a_stage_waits_for_the_comparison():
+    """The shadow hands over to the first share on its signals alone; raising the share further needs the paired
+    comparison ready (enough labelled flights and days)."""
+    four = [{"share": x, "min_hours": 0, "min_requests": 100} for x in (0.0, 0.05, 0.25, 1.0)]
+    first_share = ramp.entered(rollout(0) | {"stages": four, "history": []}, 1, T0.isoformat(), None)
+    first_share["history"][-1]["entered_at"] = (T0 - dt.timedelta(hours=2)).isoformat()
+    assert look(rollout(0), quality=None).action == "advance"
+    s = look(first_share, quality=None)
+    assert s.action == "hold" and "a larger share waits for the paired comparison" in s.why, s
+    assert look(first_share, quality={"decision": "inconclusive"}).action == "advance"
+
+
 def test_the_last_stage_without_a_verdict_holds():
     s = look(rollout(2), quality=verdict("inconclusive"), evidence=ENOUGH)
     assert s.action == "hold" and "verdict" in s.why

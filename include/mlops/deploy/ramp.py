@@ -18,7 +18,9 @@ Each look weighs two kinds of evidence:
   ``min_requests`` requests in it: a limit crossed rolls back; every signal present and within its limit
   advances it (or, at the last stage, lets a ``promote`` verdict promote); a missing signal holds it. The last
   stage (every flight) is entered only on a ``promote`` verdict: an inconclusive challenger never serves
-  everyone while it waits for more evidence.
+  everyone while it waits for more evidence. Past the first share (entered from the shadow on its signals), a
+  stage is raised only once the comparison is ready, and not while an inconclusive one leans towards harm (its
+  mean difference beyond the tolerance): the share stays small while the evidence grows.
 
 What comes first: harm on quality, then a crossed limit, then the rollout's time (``wait_hours`` since it
 started: no decision by then rolls back), then the stage's own progress.
@@ -155,11 +157,26 @@ def step(
         )
     if state == "hold":
         return Step("hold", f"the {name} stage holds: {'; '.join(reasons)}", checks)
+    leaning = _leans_to_harm(quality)
+    if leaning and not last:
+        return Step(
+            "hold",
+            f"the {name} stage passed its signals, but the paired comparison leans towards harm ({leaning}): no "
+            "larger share until it says more",
+            checks,
+        )
     if not last and i + 1 == len(stages) - 1 and verdict != "promote":
         return Step(
             "hold",
             f"the {name} stage passed; the next serves every flight, and waits for the paired comparison to say "
             f"promote (it is {verdict or 'not ready: too few labelled flights or days'})",
+            checks,
+        )
+    if quality is None and not last and stage["share"] > 0:
+        return Step(
+            "hold",
+            f"the {name} stage passed its signals; a larger share waits for the paired comparison (too few "
+            f"labelled flights or days so far: {evidence.get('labelled', 0)})",
             checks,
         )
     if not last:
@@ -171,6 +188,16 @@ def step(
         f"the last stage passed; waiting for the comparison's verdict ({verdict or 'not enough labelled flights'})",
         checks,
     )
+
+
+def _leans_to_harm(quality: dict[str, Any] | None) -> str | None:
+    """An inconclusive comparison whose mean log-loss difference is already beyond the tolerance: the evidence
+    points at harm without showing it yet. None otherwise (no comparison, or one that does not lean that way)."""
+    ll = (quality or {}).get("logloss")
+    if not ll or quality.get("decision") != "inconclusive" or not ll["diff"] > ll["tolerance"]:
+        return None
+    lo, hi = ll["ci95"]
+    return f"log-loss difference {ll['diff']:+.4f} over the tolerance {ll['tolerance']:+.4f}, 95 % CI [{lo:+.4f}, {hi:+.4f}]"
 
 
 def entered(rollout: dict[str, Any], index: int, at: str, baseline: list | None) -> dict[str, Any]:

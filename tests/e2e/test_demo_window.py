@@ -68,7 +68,7 @@ def test_a_window_that_ends_while_a_canary_waits(tmp_path):
     assert proc.returncode == 0, out[-4000:]
     assert "== Timeline (3 days" in out and "Slack messages (" in out, out[-4000:]
     timeline = out.split("== Timeline", 1)[1]
-    assert " canary     v2    started: 20% of flights" in timeline, timeline
+    assert " canary     v2    started at the shadow stage" in timeline, timeline
     stopped = [ln for ln in timeline.splitlines() if "still waiting for evidence when the replay ended" in ln]
     assert len(stopped) == 1 and ": stopped, its process group " in stopped[0], timeline
     assert "Traceback" not in out and "TimeoutExpired" not in out

@@ -85,7 +85,7 @@ def test_a_client_cannot_steer_the_canary(live_canary):
     curate_days(lake, DAY, 1)  # the outcomes arrive with the day's ingestion
 
     before = canary.labelled_predictions(lake, rollouts.current(lake))
-    ev = canary.evidence(before, canary.DeployConfig(min_labelled=100))
+    ev = canary.evidence(before, canary.DeployConfig(min_labelled=100, min_days=1))  # one day here
     assert ev["ready"] and ev["labelled"] == sum(ev["by_arm"].values()) == len(before) > 0.9 * len(flights)
     assert min(ev["by_arm"].values()) > 0  # both arms served the day's flights
     assert set(before["flight_key"].str[:10]) == {DAY}

@@ -196,7 +196,8 @@ def test_a_date_the_lake_refuses_holds_back_no_other_date(tmp_path):
     """Flush after flush, the 22nd goes to the lake at once while the 23rd, refused, is spilled to files of its
     own; once the lake takes the 23rd (after its retry wait), it is written, each record once."""
     lake, blocker = _stuck_lake(tmp_path)
-    w = logwriter.Writer(lake, tmp_path / "spill", retry_s=0.3)
+    # a retry wait the three flushes never outlast, even on a loaded machine (0.3 s once let them retry twice)
+    w = logwriter.Writer(lake, tmp_path / "spill", retry_s=2.0)
     done: list = []
     for i in range(3):  # one right after the other: the 23rd's refusal must not hold the 22nd's next flush
         assert w.flush(_columns(100, f"f{i}", i), lambda seqs, date: done.append((seqs, date))) is None
@@ -207,7 +208,7 @@ def test_a_date_the_lake_refuses_holds_back_no_other_date(tmp_path):
     blocker.unlink()
     w.recover()  # the 23rd is still waiting for its retry: not tried yet
     assert w.written == 150 and len(w.spill_files()) == 3
-    time.sleep(0.35)
+    time.sleep(2.05)
     w.recover()
     assert w.written == 300 and not w.spill_files() and w.refusing == []
     rows = _logged(lake)

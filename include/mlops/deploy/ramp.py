@@ -32,6 +32,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.schema import model
+
 ACTIONS = ("hold", "advance", "promote", "rollback")
 
 
@@ -104,9 +106,10 @@ def judge_stage(
         if over(value, limit):
             breaches.append(fmt.format(value, limit))
     if s.rescored < limits["min_rescored"] or s.agreement is None:
-        missing.append(f"{s.rescored} of {limits['min_rescored']} flights of the stage rescored offline")
+        missing.append(f"{s.rescored} of {limits['min_rescored']} {model().rows} rescored offline")
     else:
-        text = f"served = rescored on {s.agreement:.2%} of {s.rescored} flights (limit {limits['score_agreement']:.2%})"
+        limit = limits["score_agreement"]
+        text = f"served = rescored on {s.agreement:.2%} of {s.rescored} {model().rows} (limit {limit:.2%})"
         checks.append(text)
         if s.agreement < limits["score_agreement"]:
             breaches.append(text)
@@ -143,7 +146,7 @@ def step(
     if verdict == "inconclusive" and evidence.get("enough"):
         return Step(
             "rollback",
-            f"inconclusive at {evidence['labelled']} labelled flights (max_labelled): the challenger was not shown "
+            f"inconclusive at {evidence['labelled']} labelled {model().rows} (max_labelled): the challenger was not shown "
             "to be no worse than the champion",
             checks,
         )
@@ -168,15 +171,15 @@ def step(
     if not last and i + 1 == len(stages) - 1 and verdict != "promote":
         return Step(
             "hold",
-            f"the {name} stage passed; the next serves every flight, and waits for the paired comparison to say "
-            f"promote (it is {verdict or 'not ready: too few labelled flights or days'})",
+            f"the {name} stage passed; the next serves all {model().rows}, and waits for the paired comparison to say "
+            f"promote (it is {verdict or f'not ready: too few labelled {model().rows} or days'})",
             checks,
         )
     if quality is None and not last and stage["share"] > 0:
         return Step(
             "hold",
             f"the {name} stage passed its signals; a larger share waits for the paired comparison (too few "
-            f"labelled flights or days so far: {evidence.get('labelled', 0)})",
+            f"labelled {model().rows} or days so far: {evidence.get('labelled', 0)})",
             checks,
         )
     if not last:
@@ -185,7 +188,7 @@ def step(
         return Step("promote", f"the last stage passed and the paired comparison says promote: {'; '.join(checks)}")
     return Step(
         "hold",
-        f"the last stage passed; waiting for the comparison's verdict ({verdict or 'not enough labelled flights'})",
+        f"the last stage passed; waiting for the comparison's verdict ({verdict or 'not enough labelled ' + model().rows})",
         checks,
     )
 

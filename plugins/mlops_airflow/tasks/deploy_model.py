@@ -79,6 +79,7 @@ def _run_is_active(context):
 def start_canary(context) -> dict[str, Any]:
     """Start the canary of the run's version, owned by this run; a retry resumes it, and a canary of the same
     version whose run is over is adopted (``transitions.start``). A canary in the way fails the task at once."""
+    from include.mlops.core.schema import model
     from include.mlops.deploy import ramp, signals, transitions
 
     from ..blocks.connections import get_lake
@@ -113,7 +114,7 @@ def start_canary(context) -> dict[str, Any]:
             {
                 "champion": f"v{started.champion}",
                 "evidence": f"flights from {rollout['from_date']}",
-                "needs": f"{cfg.min_labelled} labelled flights for a verdict",
+                "needs": f"{cfg.min_labelled} labelled {model().rows} from {cfg.min_days} day(s) for a verdict",
             },
         )
     return rollout

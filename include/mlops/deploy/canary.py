@@ -182,9 +182,10 @@ def look(
         quality = compare(df, *models, cfg)  # the same verdict (the bootstrap never enters it), with the interval
     stage = rollout["stages"][int(rollout["stage"])]
     log.info(
-        "%s: %s (labelled flights %d of %d; %s)",
+        "%s: %s (labelled %s %d of %d; %s)",
         s.action.upper(),
         s.why,
+        model().rows,
         ev["labelled"],
         cfg.min_labelled,
         f"log-loss difference 95 % CI [{quality['logloss']['ci95'][0]:+.4f}, {quality['logloss']['ci95'][1]:+.4f}]"

@@ -68,9 +68,7 @@ def _arm(delta: telemetry.Samples, arm: str, version: str) -> dict[str, Any]:
         return lab.get("version") == version and (arm == "shadow" or lab.get("arm") == arm)
 
     name = SHADOW if arm == "shadow" else SERVED
-    buckets: dict[float, float] = {}
-    for b in telemetry.histogram(delta, name, lambda lab: "x" if mine(lab) else None).values():
-        buckets = b
+    buckets = telemetry.histogram(delta, name, lambda lab: arm if mine(lab) else None).get(arm, {})
     answered = int(buckets.get(math.inf, 0))
     failed = int(telemetry.total(delta, ERRORS, lambda lab: lab.get("arm") == arm and lab.get("version") == version))
     n = answered + failed
@@ -127,8 +125,9 @@ def agreement(lake: Lake, rollout: dict[str, Any]) -> tuple[float | None, int]:
     parts = [p for p in parts if len(p)]
     if not parts:
         return None, 0
-    scored = pd.concat(parts, ignore_index=True).drop_duplicates(model().key_field)  # a flight once (its first)
-    scored = scored.sort_values("predicted_at").tail(AGREEMENT_ROWS)  # the latest: a look's cost stays bounded
+    scored = pd.concat(parts, ignore_index=True).sort_values("predicted_at", kind="stable")
+    scored = scored.drop_duplicates(model().key_field)  # a flight once, by the challenger's first score of it
+    scored = scored.tail(AGREEMENT_ROWS)  # the latest: a look's cost stays bounded
     rows = curated.with_curated_features(lake, scored)
     if rows.empty:
         return None, 0

@@ -1,10 +1,11 @@
 """A stage's operational signals (``deploy.signals``), fail closed: the service unread, its counters at the
-stage's start unknown, or a restart during the stage give an error (the stage holds), never zeros; a flight date
-that curation has not brought in yet is not rescored (and does not fail the look); the per-arm numbers are the
-stage's own (the counters less the stage's baseline)."""
+stage's start unknown, or a restart during the stage give an error (the stage holds), never zeros; the score
+agreement rescores what the service logged it was given; the per-arm numbers are the stage's own (the counters less
+the stage's baseline)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from include.mlops.core import layout, telemetry
@@ -60,17 +61,63 @@ def test_no_signal_is_ever_read_as_zero():
         raise AssertionError("an unset URL must not read as a service without traffic")
 
 
-def test_a_date_curation_has_not_brought_in_is_not_rescored(tmp_path):
+class Rescorer:
+    """The registry's version as the agreement loads it: a score from the inputs it is given (the logged request
+    fields and the event-time features derived from them), so a test sees what the rescoring was fed."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        assert "carrier" in X and "temp" in X, X.columns  # every request field, logged or not
+        return (X["distance"].to_numpy(float) / 10_000 + X["event_hour_utc"].to_numpy(float) / 100).round(6)
+
+
+def logged(tmp_path, scores: list[float], **extra) -> Lake:
     lake = Lake((tmp_path / "lake").as_uri())
-    logged = pd.DataFrame(
+    rows = pd.DataFrame(
         {
+            "request_id": ["a", "b"],
             "flight_key": ["2013-02-22/AA/1/JFK", "2013-02-22/AA/2/JFK"],
+            "flight_date": ["2013-02-22", "2013-02-22"],
             "arm": ["shadow", "challenger"],
             "version": ["2", "2"],
-            "score": [0.3, 0.4],
+            "score": scores,
             "predicted_at": ["2013-02-22T10:00:00+00:00", "2013-02-22T10:00:01+00:00"],
+            "carrier": ["AA", "AA"],
+            "distance": [1000.0, 2000.0],
+            "time_hour": ["2013-02-22T10:00:00Z", "2013-02-22T05:00:00-05:00"],
         }
+        | extra
     )
-    lake.write_parquet(logged, layout.predictions("2013-02-22"), "part-0.parquet")
-    r = {"version": "2", "from_date": "2013-02-22", "started_at": "2013-02-22T00:00:00+00:00"}
-    assert signals.agreement(lake, r) == (None, 0)
+    lake.write_parquet(rows, layout.predictions("2013-02-22"), "part-0.parquet")
+    return lake
+
+
+ROLLOUT = {"version": "2", "from_date": "2013-02-22", "started_at": "2013-02-22T00:00:00+00:00"}
+
+
+def test_the_scores_are_rescored_from_the_inputs_the_service_logged(tmp_path, monkeypatch):
+    """No curated day is needed: the rescoring reads the request fields the log keeps (a date curation has not
+    brought in yet is rescored at once), derives the event time's features from them (10:00 UTC both), and a
+    field the log lacks is missing, not an error."""
+    monkeypatch.setattr(signals.kinds, "load_version", lambda v: Rescorer())
+    assert signals.agreement(logged(tmp_path, [0.2, 0.3]), ROLLOUT) == (1.0, 2)
+
+
+def test_a_score_the_service_computed_otherwise_disagrees(tmp_path, monkeypatch):
+    monkeypatch.setattr(signals.kinds, "load_version", lambda v: Rescorer())
+    assert signals.agreement(logged(tmp_path, [0.2, 0.31]), ROLLOUT) == (0.5, 2)
+
+
+def test_the_rescoring_does_not_read_the_curated_features(tmp_path, monkeypatch):
+    """A client's distance that curation would correct is what the service was given: the agreement judges the
+    serving path on it (a client's skew is monitoring's), so a curated file saying otherwise changes nothing."""
+    monkeypatch.setattr(signals.kinds, "load_version", lambda v: Rescorer())
+    lake = logged(tmp_path, [0.2, 0.3])
+    curated = pd.DataFrame({"year": [2013], "month": [2], "day": [22], "distance": [5.0]})
+    lake.write_parquet(curated, *layout.curated_file("flights", "2013-02-22"))
+    assert signals.agreement(lake, ROLLOUT) == (1.0, 2)
+
+
+def test_nothing_logged_since_the_start_is_no_agreement(tmp_path, monkeypatch):
+    monkeypatch.setattr(signals.kinds, "load_version", lambda v: Rescorer())
+    lake = logged(tmp_path, [0.2, 0.3])
+    assert signals.agreement(lake, ROLLOUT | {"started_at": "2013-02-23T00:00:00+00:00"}) == (None, 0)

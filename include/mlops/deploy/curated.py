@@ -1,6 +1,6 @@
 """The rows the rollout judges: served flights with the features curation made for them (``with_curated_features``),
-and the event-time features a model scores them with (``features``). Read by the paired comparison (``canary``) and
-by the stages' score agreement (``signals``)."""
+and the event-time features a model scores them with (``features``). Read by the paired comparison (``canary``);
+the stages' score agreement (``signals``) derives the event-time features of the inputs the service logged."""
 
 from __future__ import annotations
 

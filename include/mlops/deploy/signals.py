@@ -5,8 +5,8 @@
   while it serves a share; in the shadow stage the shadow's own scoring time) and the scoring failures; the
   service's resident memory now;
 - the prediction log: the scores the challenger gave since the rollout began (served, or in the shadow) against
-  the same flights rescored offline with the features curation made for them (``curated.with_curated_features``): the
-  share that agree within ``TOLERANCE``. A flight curation does not know yet is not rescored.
+  the registry's version rescoring the same inputs offline (the request fields the log keeps): the share that
+  agree within ``TOLERANCE``. Whether clients send the features curation makes later is monitoring's skew check.
 
 Fail closed: an unset URL, a service that does not answer, or a restarted one (its counters no longer cover the
 stage) give signals with ``error`` set: the stage holds; nothing is ever read as zero.
@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from .. import kinds
-from ..core import layout, predictions, telemetry
+from ..core import predictions, telemetry
 from ..core.config import serve_token
 from ..core.lake import Lake, as_date
-from ..core.schema import model
+from ..core.schema import dataset, model, request_fields
 from . import curated
 from .ramp import Signals
 
@@ -103,22 +103,37 @@ def operational(scrape: Scrape, rollout: dict[str, Any]) -> tuple[dict[str, Any]
     return {"arms": arms, "memory_mb": memory / 2**20 if memory else None}, None
 
 
+def logged_inputs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The inputs the service scored each logged row on: the request fields the log keeps (a field the request
+    did not carry: missing), the event time (a date event time that is a key column is not logged: the row's
+    logged date names it), then the event-time features derived from them (``curated.features``)."""
+    m = model()
+    spec = dataset(m.dataset)
+    fields = [f.column.name for f in request_fields(model=m)]
+    out = rows.reindex(columns=fields)
+    event = spec.event_time
+    if event and event not in rows:
+        col = spec.columns[event]
+        if col.type != "date":
+            raise ValueError(
+                f"the prediction log keeps no {event!r} (the event time, a key column): its rows cannot be rescored"
+            )
+        out[event] = [spec.date_text(as_date(d)) for d in rows[m.date_field]]
+    return curated.features(out)
+
+
 def agreement(lake: Lake, rollout: dict[str, Any]) -> tuple[float | None, int]:
     """The share of the challenger's scores since the rollout began (served while it serves a share, and in the
-    shadow; the latest ``AGREEMENT_ROWS``) that equal the same flights rescored offline, and how many were
-    rescored. Cumulative, not per stage:
-    a stage of a small share would wait days for its own flights to be curated, and a path that disagrees at a
-    later stage still pulls the share under its limit (the limit is strict)."""
+    shadow; the latest ``AGREEMENT_ROWS``) that equal the registry's version rescoring the same inputs offline
+    (the request fields the log keeps: ``logged_inputs``), and how many were rescored. It checks the serving
+    path (decoding, encoding, the loaded model), not the client: a client's features that differ from those
+    curation makes later are monitoring's serving skew, not a fault of the version. Cumulative, not per stage:
+    a path that disagrees at a later stage still pulls the share under its limit (the limit is strict)."""
     version = str(rollout["version"])
     first = as_date(rollout["from_date"])
-    dataset = model().dataset  # a date curation has not brought in yet is not rescored
-    dates = [
-        d for d in predictions.prediction_dates(lake) if d >= first and lake.exists(*layout.curated_file(dataset, d))
-    ]
+    dates = [d for d in predictions.prediction_dates(lake) if d >= first]
     parts = [
-        predictions.predictions(lake, [d], {version}, since=rollout["started_at"], shadow=shadow).assign(
-            date=d.isoformat()
-        )
+        predictions.predictions(lake, [d], {version}, since=rollout["started_at"], shadow=shadow)
         for d in dates
         for shadow in (False, True)
     ]
@@ -128,12 +143,9 @@ def agreement(lake: Lake, rollout: dict[str, Any]) -> tuple[float | None, int]:
     scored = pd.concat(parts, ignore_index=True).sort_values("predicted_at", kind="stable")
     scored = scored.drop_duplicates(model().key_field)  # a flight once, by the challenger's first score of it
     scored = scored.tail(AGREEMENT_ROWS)  # the latest: a look's cost stays bounded
-    rows = curated.with_curated_features(lake, scored)
-    if rows.empty:
-        return None, 0
-    rescored = kinds.load_version(version).predict(curated.features(rows))
-    same = np.abs(rescored - rows["score"].to_numpy(dtype=float)) <= TOLERANCE
-    return float(same.mean()), int(len(rows))
+    rescored = kinds.load_version(version).predict(logged_inputs(scored))
+    same = np.abs(rescored - scored["score"].to_numpy(dtype=float)) <= TOLERANCE
+    return float(same.mean()), int(len(scored))
 
 
 def read(lake: Lake, rollout: dict[str, Any], scrape: Scrape) -> Signals:

@@ -243,3 +243,31 @@ def test_held_or_quiet_signals_neither_alert_nor_trigger(platform, logged):
         f"no signal up {days} consecutive days (up today: none)",
         f"no signal up {days} consecutive days (up today: ['drift'])",
     ]
+
+
+def test_a_serving_skew_alerts_once_for_the_latest_skewed_date_and_never_retrains(platform, monkeypatch):
+    """Kills: no alert on a skew, one per date, the earliest date's, a skew alert sent without the signal up, a
+    skew that reaches the firing rule or records a trigger."""
+    adapter.report(context(ORDERS["in date order"]))
+    assert platform["notify"] == []  # no skew up: no alert
+    section = {
+        "rows": 300,
+        "judged": True,
+        "max_mismatch": 0.05,
+        "skewed": ["temp"],
+        "features": [{"feature": "temp", "compared": 300, "mismatch": 0.2, "mean_abs_diff": 2.0}],
+    }
+    fake = monitor.report
+
+    def report(lake, date, champion, profile, cfg, service=None):
+        r = fake(lake, date, champion, profile, cfg, service)
+        return r | {"signals": r["signals"] | {"serving_skew": True}, "skew": section, "window": [D1, date]}
+
+    monkeypatch.setattr(monitor, "report", report)
+    ctx = context(ORDERS["latest first"])
+    assert adapter.report(ctx)["signals"]["serving_skew"] is True
+    [(ti, kind, title, detail, fields)] = platform["notify"]
+    assert (ti, kind, title) == (ctx["ti"], "skew", "Training/serving skew on model v7: temp")
+    assert detail.startswith("temp: 20.0% of 300 flights differ (mean abs diff 2)") and "does not fix" in detail
+    assert fields == {"flights compared": 300, "window": f"{D1} .. {D2}", "report": f"r/{D2}"}
+    assert platform["decide"] == [] and platform["record"] == []

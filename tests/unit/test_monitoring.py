@@ -215,7 +215,8 @@ def test_the_report_shows_the_service_and_its_signals_never_retrain(flights_lake
     for day in ("2013-01-05", "2013-01-06", "2013-01-07"):
         monitor.report(lake, day, {"version": "1"}, prof, WEEK, service=slow)
     r = monitor.reports(lake, [dt.date(2013, 1, 7)])["2013-01-07"]
-    assert r["service"] == slow and set(r["signals"]) == set(monitor.SIGNALS)  # not a retraining signal
+    # the service's signals are not among the report's (the retraining ones and the skew alert)
+    assert r["service"] == slow and set(r["signals"]) == set(monitor.SIGNALS + monitor.ALERTS)
     assert not monitor.decide(lake, "2013-01-07", WEEK)["fire"]
     page = lake.read_bytes("reports/monitoring/date=2013-01-07", "report.html").decode()
     assert "Prediction service" in page and "412.5 ms" in page and "3.2 ms" in page and "5.00%" in page

@@ -29,6 +29,7 @@ ICONS = {
     "drift": ":chart_with_upwards_trend:",
     "gate": ":vertical_traffic_light:",
     "service": ":rotating_light:",  # the prediction service: latency, errors, unreachable (an alert, no retraining)
+    "skew": ":left_right_arrow:",  # clients send other features than curation makes (an alert, no retraining)
     "info": ":information_source:",
 }
 MAX_DETAIL = 2500  # Slack section text is limited to 3000 characters

@@ -29,6 +29,14 @@ SERVICE = {
 }
 SERVICE_KEYS = list(SERVICE)
 
+# training/serving skew (monitoring.yaml's skew: section, both required): the share of rows whose logged request
+# field differs from the curated value at which a feature is skewed (null: reported, never judged; 0 would judge
+# every feature skewed), and the rows compared before it is judged
+SKEW = {
+    "max_mismatch": {"type": ["null", "number"], "exclusiveMinimum": 0, "maximum": 1},
+    "min_rows": {"type": "integer", "minimum": 1},
+}
+
 
 def _statistics(**own: dict) -> dict:
     return {"type": "object", "properties": own, "additionalProperties": EFFECT}
@@ -58,6 +66,7 @@ class MonitorConfig(YamlConfig):
             "required": SERVICE_KEYS,
             "additionalProperties": False,
         },
+        "skew": {"type": "object", "properties": SKEW, "required": list(SKEW), "additionalProperties": False},
     }
 
     def _check(self, values: dict[str, Any], source: str) -> None:

@@ -6,8 +6,11 @@
             ``reports/monitoring/date=D/report.json`` and ``report.html`` and summarised in
             ``reports/monitoring/latest.json``; with the prediction service's latency and error rates when the
             run checked it (``service.check``: once per run, shown in the report of the run's last data date;
-            its signals alert and never retrain: they are not among ``SIGNALS``)
-``decide``  a signal (data drift, prediction drift, decay) fires when it is up in each of the last
+            its signals alert and never retrain: they are not among ``SIGNALS``); and the training/serving skew
+            of the request fields the prediction log kept against the curated rows of the same keys
+            (``skew.compare``; signal ``serving_skew``, one of ``ALERTS``: a Slack alert from the report task,
+            never a retraining)
+``decide``  a signal of ``SIGNALS`` (data drift, prediction drift, decay) fires when it is up in each of the last
             ``consecutive_days`` reports; a fire is held back during a cool-down after the last trigger and
             while a canary is running (retraining then would race the rollout)
 """
@@ -26,11 +29,13 @@ from ..core.frame import join_sources, load_window
 from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.schema import model
-from . import drift, performance
+from . import drift, performance, skew
 from .config import MonitorConfig
 
 log = logging.getLogger(__name__)
-SIGNALS = ("data_drift", "prediction_drift", "decay")
+SIGNALS = ("data_drift", "prediction_drift", "decay")  # the signals that retrain (``decide`` reads only these)
+# the report's signals that alert and never retrain: retraining on curated data does not fix what a client sends
+ALERTS = ("serving_skew",)
 
 
 def _exceeds(stats: dict[str, float], thresholds: dict[str, float | None]) -> list[str]:
@@ -131,6 +136,9 @@ def report(
     }
     perf["decayed"] = bool(perf["judged"] and drop == drop and drop >= cfg.max_auc_drop)
 
+    numeric, categorical = skew.model_features()
+    skewed = skew.compare(served, current, key=model().key_field, numeric=numeric, categorical=categorical, **cfg.skew)
+
     out = {
         "date": d.isoformat(),
         "window": [used[0].isoformat(), used[-1].isoformat()],
@@ -147,7 +155,9 @@ def report(
             "data_drift": len(drifted) >= cfg.min_drifted_features or label["drifted"],
             "prediction_drift": pred["drifted"],
             "decay": perf["decayed"],
+            "serving_skew": skew.is_up(skewed),  # an alert (ALERTS), never a retraining
         },
+        "skew": skewed,
         "service": service or NOT_CHECKED,
         "config": cfg.as_dict(),
     }

@@ -1,5 +1,5 @@
 """Monitoring's daily HTML report: the signals, the drift of each feature with a chart, live performance, the
-prediction service's latency and errors."""
+training/serving skew of the request fields, the prediction service's latency and errors."""
 
 from __future__ import annotations
 
@@ -104,6 +104,44 @@ def _service(s: dict[str, Any]) -> str:
     return out
 
 
+def _skew(s: dict[str, Any]) -> str:
+    """Training/serving skew: per feature the rows compared, the share whose logged request field differs from
+    the curated value, the mean absolute difference (numeric); a skewed feature's row marked."""
+    if not s:
+        return ""
+
+    def pct(v):
+        return "n/a" if v is None or v != v else f"{v:.2%}"
+
+    limit = s.get("max_mismatch")
+    if not s.get("features"):
+        verdict = "no request fields logged for the window's curated rows"
+    elif not s.get("judged"):
+        verdict = f"not judged: {s.get('rows')} rows compared, {s.get('min_rows')} needed"
+    elif limit is None:
+        verdict = "reported, not judged (max_mismatch null)"
+    else:
+        verdict = f"skewed: {', '.join(s.get('skewed') or []) or 'none'} (threshold {pct(limit)})"
+    facts = (
+        f"{s.get('rows')} served rows compared with curation's; {s.get('unmatched')} served rows curation does "
+        f"not know; {s.get('unlogged')} without request fields; {verdict}; an alert, never a retraining"
+    )
+    rows = [
+        {
+            "feature": f["feature"],
+            "compared": f["compared"],
+            "mismatch": pct(f.get("mismatch")),
+            "mean abs diff": "–" if f.get("mean_abs_diff") is None else f"{f['mean_abs_diff']:.4g}",
+            "regression": f["feature"] in (s.get("skewed") or []),
+        }
+        for f in s.get("features") or []
+    ]
+    return (
+        f"<h3>Training/serving skew</h3><p>{html.escape(facts)}</p>"
+        f"{table(rows, ['feature', 'compared', 'mismatch', 'mean abs diff'])}"
+    )
+
+
 def monitoring_report(report: dict[str, Any], profile: dict[str, Any], current, served) -> str:
     """The daily drift and performance report of the champion (``monitoring.monitor.report``)."""
     scores = served["score"].to_numpy(dtype="float64") if len(served) else np.array([])
@@ -137,6 +175,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .bad{{background
 {table(feat_rows, ["feature", "kind", *STATS, "unseen_share", "missing_ref", "missing_cur", "reasons"])}
 <h3>Prediction drift</h3>{table([{**pred, "regression": pred["drifted"]}], ["rows", *NUMERIC_STATS, "mean_score"])}
 <h3>Live performance per day</h3>{table(perf["daily"], ["date", "rows", "auc", "logloss", "ece", "positive_rate", "mean_score"])}
+{_skew(report.get("skew") or {})}
 {_service(report.get("service") or {})}
 <h3>Reference (blue) against current (orange)</h3>{_feature_plots(report, profile, current, scores)}
 </body></html>"""

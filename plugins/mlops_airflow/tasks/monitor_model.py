@@ -1,5 +1,5 @@
 """Task callables of ``monitor_model``: the prediction service's health (a Slack alert, never a retraining), the
-daily report, the firing rule, the Slack drift alert."""
+daily report (with its training/serving skew alert, never a retraining), the firing rule, the Slack drift alert."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def service_health(context: dict[str, Any]) -> dict[str, Any]:
 
 def report(context: dict[str, Any]) -> dict[str, Any]:
     """The day's drift and performance report of the champion; skipped while there is no champion. The report of
-    the run's last data date carries the run's check of the prediction service (``service_health``'s XCom)."""
+    the run's last data date carries the run's check of the prediction service (``service_health``'s XCom). A
+    training/serving skew (signal ``serving_skew``) sends one Slack alert of kind ``skew`` and never retrains."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from include.mlops.core import layout, registry
@@ -125,9 +126,10 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
         "status": "not checked",
         "note": "service_health returned nothing in this run (it failed: see its log and its failure alert)",
     }
-    dates = data_dates(context)
+    dates, skewed = data_dates(context), []
     for d in dates:
         r = monitor.report(lake, d, champion, profile, cfg, service=service if d == dates[-1] else None)
+        skewed += [r] if r["signals"].get("serving_skew") else []
         log.info(
             "monitoring %s, champion v%s: drifted %s; signals up: %s; report %s",
             r["date"],
@@ -136,6 +138,13 @@ def report(context: dict[str, Any]) -> dict[str, Any]:
             [k for k, v in r["signals"].items() if v] or "none",
             r["report"],
         )
+    if skewed:  # training/serving skew: one Slack alert (the latest date's), never a retraining
+        from include.mlops.core.schema import model
+        from include.mlops.monitor import skew
+
+        from ..blocks.notifiers import notify
+
+        notify(context, "skew", *skew.alert(skewed[-1], model().rows))
     return {k: r[k] for k in ("date", "champion", "drifted", "signals", "report")}
 
 

@@ -9,7 +9,8 @@ and both policies replayed hour by hour over the rollout window:
 - flights arrive through each day at their scheduled departure hour, one request per flight; a flight goes to
   the challenger when ``serve.models.bucket(flight_key)`` is under the current share;
 - the outcomes of day d are known at the start of day d+1 (ingestion): from then on its flights are labelled
-  evidence (cancelled flights never are) and are "known to curation" (the agreement signal's rescored flights);
+  evidence (cancelled flights never are); the agreement signal rescores every score the challenger gave at once
+  (from the inputs the prediction log keeps);
 - each policy looks at the start of every hour, then that hour's flights are served under what it decided.
 
 Policy "fixed" (today's canary before the ramp): 20 % of flights to the challenger from the start; a verdict once
@@ -18,8 +19,8 @@ models score each one), tolerance ``max_logloss_increase``; promote or roll back
 each arm has 3000, then rolls back; 72 h without a decision rolls back. No operational check.
 
 Policy "ramp": ``deploy.ramp.step`` with the shipped ``include/config/deploy.yaml`` (its stages, limits,
-min_labelled, max_labelled, tolerance): the evidence is every labelled flight served since the start (shadow
-included), the signals are the challenger's in the current stage (see ``signals``); the rollout moves with
+min_labelled, max_labelled, tolerance, the per-slice comparison on gate.yaml's slice columns): the evidence is every
+labelled flight served since the start (shadow included), the signals are the challenger's in the current stage (see ``signals``); the rollout moves with
 ``ramp.entered`` / ``ramp.left``. Run with the DAG's default ``wait_hours`` (72) and with the whole window.
 
 The planted challengers (each against the same champion) and their operational profiles are described in
@@ -214,6 +215,7 @@ class Quality:
         """``by_day``: the interval counts each flight date as one cluster (the ramp's ``compare`` with the
         prediction log's dates); without, the flights alone (the fixed canary as it was)."""
         from include.mlops.deploy import canary
+        from include.mlops.evaluate.config import GateConfig
 
         key = (name, rows.tobytes(), challenger_arm[rows].tobytes(), by_day)
         if key not in self.cache:
@@ -226,7 +228,8 @@ class Quality:
                 if by_day
                 else frame.drop(columns="date", errors="ignore")
             )
-            self.cache[key] = canary.compare(frame, self.models["champion"], self.models[name], self.cfg)
+            slices = tuple(GateConfig.load().slice_columns) if by_day else ()  # the ramp judges the gate's slices
+            self.cache[key] = canary.compare(frame, self.models["champion"], self.models[name], self.cfg, slices=slices)
             self.calls += 1
             self.seconds += time.perf_counter() - t
         return self.cache[key]
@@ -314,7 +317,7 @@ def ramp_rollout(df, name: str, quality: Quality, hours: int, start: dt.date, cf
         shares = np.array([float(x["share"]) for x in rollout["stages"]])
         in_shadow = (stage_at >= 0) & (shares[np.maximum(stage_at, 0)] < 1)  # scored in the shadow if not served
         by_challenger = (stage_at >= 0) & (in_shadow | ch)
-        rescored = int((by_challenger & known & ~(ch & fail_draw)).sum())
+        rescored = int((by_challenger & ~(ch & fail_draw)).sum())  # rescored from its logged inputs at once
         sig = ramp.Signals(
             requests=requests,
             p99_ms=prof.p99_ms if requests else None,
@@ -341,6 +344,7 @@ def ramp_rollout(df, name: str, quality: Quality, hours: int, start: dt.date, cf
 
 
 REASONS = (
+    ("the paired comparison shows harm on", "slice"),
     ("the paired comparison", "verdict"),
     ("the last stage passed and", "verdict"),
     ("over its limits", "limits"),
@@ -393,9 +397,14 @@ def trajectory(df, names, quality: Quality, days: int) -> dict[str, list[dict[st
             own_diff = logloss(y[own], quality.scores[name][own]) - logloss(y[own], quality.scores["champion"][own])
             sl = (day < d) & lab & on  # the slice's flights so far
             slice_diff = logloss(y[sl], quality.scores[name][sl]) - logloss(y[sl], quality.scores["champion"][sl])
+            # the ramp's per-slice judgement of the slice (days as clusters, the interval widened for every slice
+            # judged): its interval's lower end, and whether it is harmed
+            judged = quality(name, rows, none, by_day=True)["slices"] if d >= 2 else {"table": [], "harmed": []}
+            mine = [r for r in judged["table"] if (r["column"], r["value"]) == SLICE and "ci" in r]
             out[name].append(
                 {"day": d, "labelled": int(len(rows)), "verdict": q["decision"], "day_diff": own_diff}
-                | {"slice_diff": slice_diff}
+                | {"slice_diff": slice_diff, "slice_low": mine[0]["ci"][0] if mine else None}
+                | {"slices_judged": judged.get("judged", 0), "harmed": judged["harmed"]}
                 | q["logloss"]
             )
     return out
@@ -437,7 +446,9 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "The paired comparison at the start of each day on every labelled flight so far: verdict, log-loss "
         "difference (challenger - champion) [95 % CI]; in parentheses the difference on the previous day's flights "
-        f"alone, and on the slice's ({SLICE[0]} == {SLICE[1]}) flights so far",
+        f"alone, and on the slice's ({SLICE[0]} == {SLICE[1]}) flights so far, with the lower end of its interval "
+        "as the ramp judges it (days as clusters, widened for every slice judged) and the slices the ramp finds "
+        "harmed",
         "",
     ]
     names = list(res["trajectory"])
@@ -447,9 +458,11 @@ def markdown(res: dict[str, Any]) -> str:
         cells = []
         for name in names:
             x = res["trajectory"][name][i]
+            low = "" if x.get("slice_low") is None else f" > {x['slice_low']:+.3f}"
+            harmed = f"; harmed: {', '.join(x['harmed'])}" if x.get("harmed") else ""
             cells.append(
                 f"{x['verdict']} {x['diff']:+.4f} [{x['ci95'][0]:+.4f}, {x['ci95'][1]:+.4f}] (day {x['day_diff']:+.3f}, "
-                f"slice {x['slice_diff']:+.3f})"
+                f"slice {x['slice_diff']:+.3f}{low}{harmed})"
             )
         lines.append(f"| {row['day']} | {row['labelled']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -204,9 +204,14 @@ def test_a_better_challenger_climbs_every_stage_and_is_promoted(run_dag, version
     assert served["champion"] == versions["good"] and served["challenger"] is None and served["canary_share"] == 0.0
 
 
-def test_a_worse_challenger_is_rolled_back_from_the_shadow(run_dag, versions, service, ramp, curated, slack):
+def test_a_worse_challenger_is_rolled_back_from_the_shadow(run_dag, versions, service, ramp, curated, slack, tmp_path):
     """Its first day in the shadow already shows the harm on the paired comparison: rolled back there, before
-    any client got one of its answers."""
+    any client got one of its answers. (The shadow here lasts an hour at least, as the shipped one lasts two: its
+    signals alone would otherwise raise the share within the day, before the day's outcomes come in.)"""
+    f = tmp_path / "config" / "deploy.yaml"
+    values = yaml.safe_load(f.read_text())
+    values["stages"][0]["min_hours"] = 1
+    f.write_text(yaml.safe_dump(values, sort_keys=False))
     given(curated, versions["good"])
     traffic = canary_traffic(curated, service, versions["bad"], ["2013-02-26", "2013-02-27"])
     run = run_dag("deploy_model", "2013-02-27", conf=CONF | {"version": versions["bad"], "date": "2013-02-25"})
@@ -260,9 +265,9 @@ def skewed_service(versions, curated, monkeypatch, ramp):
 def test_a_served_score_that_disagrees_with_its_rescoring_stops_the_ramp(
     run_dag, versions, skewed_service, curated, slack
 ):
-    """The shadow's scores of a day, rescored offline with the registry's version on the curated features, do
-    not match what the service computed: the rollout is rolled back at the shadow stage, naming the agreement,
-    whatever the comparison would say."""
+    """The shadow's scores of a day, rescored offline with the registry's version on the inputs the service
+    logged, do not match what the service computed: the rollout is rolled back at the shadow stage, naming the
+    agreement, whatever the comparison would say."""
     given(curated, versions["bad"])
     traffic = canary_traffic(curated, skewed_service, versions["good"], ["2013-02-28", "2013-03-01"])
     run = run_dag("deploy_model", "2013-03-01", conf=CONF | {"version": versions["good"], "date": "2013-02-27"})

@@ -147,3 +147,53 @@ def test_the_shipped_tolerance_is_the_one_used():
     assert r["decision"] == "promote" and r["logloss"]["tolerance"] == 0.005
     r = run(df, champ, chall, DeployConfig.load(overrides={"max_logloss_increase": 0.003}))
     assert r["decision"] == "rollback"
+
+
+def sliced(n_per_day: int = 600, days: int = 4) -> pd.DataFrame:
+    """Flights of three origins over some days, every one labelled 1."""
+    n = n_per_day * days
+    return pd.DataFrame(
+        {
+            "date": [f"2013-03-{1 + i // n_per_day:02d}" for i in range(n)],
+            "origin": np.array(["EWR", "JFK", "LGA"])[np.arange(n) % 3],
+            "carrier": "UA",
+            "time_hour": pd.Timestamp("2013-03-01T12:00:00Z"),
+            "arm": "champion",
+            "score": 0.5,
+            "label": 1,
+        }
+    )
+
+
+def test_a_harm_on_one_slice_is_found_though_the_whole_is_fine():
+    """The challenger is much better on JFK and LGA and much worse on EWR: over every flight it would be promoted,
+    but the EWR slice is harmed (its interval beyond the slice tolerance); the carrier slice (every flight) is
+    not."""
+    df = sliced()
+    ewr = (df["origin"] == "EWR").to_numpy()
+    champ = np.where(ewr, 0.6, 0.5)
+    chall = np.where(ewr, 0.5, 0.7) + RNG.normal(0, 0.005, len(df))
+    r = compare(df, Fixed(champ), Fixed(chall), DeployConfig(bootstrap=0), slices=("origin", "carrier"))
+    assert r["decision"] == "promote", r["logloss"]
+    s = r["slices"]
+    assert s["harmed"] == ["origin=EWR"] and s["judged"] == 4, s
+    assert s["table"][0]["value"] == "EWR" and s["table"][0]["ci"][0] > 0.02
+    assert s["table"][0]["ci95"][0] > s["table"][0]["ci"][0]  # its own interval, narrower than the family's
+    assert s["z"] == pytest.approx(2.498, abs=1e-3)  # 95 % over the four slices judged together
+
+
+def test_small_slices_are_reported_not_judged():
+    df = sliced(n_per_day=60)  # 80 flights an origin
+    ewr = (df["origin"] == "EWR").to_numpy()
+    r = compare(
+        df, Fixed(np.full(len(df), 0.6)), Fixed(np.where(ewr, 0.3, 0.6)), DeployConfig(bootstrap=0), slices=("origin",)
+    )
+    s = r["slices"]
+    assert s["judged"] == 0 and s["harmed"] == [] and {t["value"] for t in s["table"]} == {"EWR", "JFK", "LGA"}
+    assert all("ci" not in t for t in s["table"])
+
+
+def test_no_slice_columns_no_slices():
+    df = sliced(n_per_day=100, days=2)
+    r = compare(df, Fixed(np.full(len(df), 0.6)), Fixed(np.full(len(df), 0.6)), DeployConfig(bootstrap=0))
+    assert r["slices"]["judged"] == 0 and r["slices"]["table"] == []

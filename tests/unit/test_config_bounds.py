@@ -321,7 +321,15 @@ def test_the_override_fields_carry_the_bounds():
 
     form = overrides_form(DeployConfig)
     # the scalar settings only: the ramp (stages) and its limits are the file's
-    assert set(form) == {"min_labelled", "min_days", "max_labelled", "max_logloss_increase", "bootstrap"}
+    assert set(form) == {
+        "min_labelled",
+        "min_days",
+        "max_labelled",
+        "max_logloss_increase",
+        "bootstrap",
+        "min_slice_labelled",
+        "max_slice_logloss_increase",
+    }
     labelled = form["min_labelled"]
     assert labelled.schema["type"] == ["null", "integer"] and labelled.schema["minimum"] == 1
     assert "Allowed: an integer >= 1" in labelled.description

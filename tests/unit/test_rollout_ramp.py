@@ -178,3 +178,33 @@ def test_the_stage_list_is_checked_when_the_config_loads(stages, message):
     with pytest.raises(ValueError) as err:
         DeployConfig(values, "deploy.yaml")
     assert message in str(err.value)
+
+
+def test_a_harm_on_one_slice_rolls_back_at_any_stage_even_with_a_promote_verdict():
+    quality = {"decision": "promote", "slices": {"harmed": ["origin=EWR"]}}
+    for stage in (0, 1, 2):
+        s = look(rollout(stage), quality=quality, evidence=ENOUGH)
+        assert s.action == "rollback" and "harm on origin=EWR" in s.why, s
+    assert look(rollout(2), quality={"decision": "promote", "slices": {"harmed": []}}, evidence=ENOUGH).action == (
+        "promote"
+    )
+
+
+def test_a_slice_leaning_towards_harm_holds_the_share_and_the_promotion():
+    """A promote verdict over every flight, but one judged slice is worse than the champion on its own interval
+    and its mean difference is beyond the slice tolerance (harm not yet shown for all the slices together): no
+    larger share, no promotion. A slice whose mean is beyond the tolerance by noise (its own interval holds 0),
+    or a small one (not judged: no interval) does not hold."""
+    ll = {"diff": -0.03, "tolerance": 0.005, "ci95": [-0.05, -0.01]}
+    table = [{"column": "origin", "value": "EWR", "rows": 700, "diff": 0.045, "ci": [-0.01, 0.1], "ci95": [0.01, 0.08]}]
+    leaning = {"decision": "promote", "logloss": ll, "slices": {"tolerance": 0.02, "harmed": [], "table": table}}
+    s = look(rollout(1), quality=leaning, evidence=ENOUGH)
+    assert s.action == "hold" and "on origin=EWR (700 flights) log-loss difference +0.0450" in s.why, s
+    s = look(rollout(2), quality=leaning, evidence=ENOUGH)
+    assert s.action == "hold" and "leans towards harm" in s.why, s
+    noise = table[0] | {"ci": [-0.1, 0.14], "ci95": [-0.06, 0.1]}
+    small = {k: v for k, v in table[0].items() if k not in ("ci", "ci95")}
+    for row in (noise, small):
+        q = {**leaning, "slices": {"tolerance": 0.02, "harmed": [], "table": [row]}}
+        assert look(rollout(1), quality=q, evidence=ENOUGH).action == "advance"
+        assert look(rollout(2), quality=q, evidence=ENOUGH).action == "promote"

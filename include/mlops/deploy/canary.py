@@ -14,7 +14,8 @@
               share its weather, one day is never the whole story), and the
               AUC difference with a bootstrap interval; also each arm's live AUC on the flights it actually
               served. The verdict: ``promote`` when the interval's upper end is within the tolerance,
-              ``rollback`` when its lower end is beyond it, else ``inconclusive``
+              ``rollback`` when its lower end is beyond it, else ``inconclusive``; and the same difference per
+              slice of the gate's slice columns (``slice_comparison``): a slice harmed rolls back too
 ``look``      one look: the comparison (when there is enough evidence) and the stage's operational signals
               (``signals``) weighed by ``ramp.step``: hold, advance to the next stage, promote, or roll back
 ``finish``    the rollout ends, promoted or rolled back
@@ -28,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from ..core.jsonsafe import json_safe
 from ..core.lake import Lake, as_date
 from ..core.metrics import metrics
 from ..core.schema import model
+from ..evaluate.config import GateConfig
 from . import curated, ramp, signals
 from .config import DeployConfig
 
@@ -175,11 +178,14 @@ def look(
     quality, models = None, None
     if ev["ready"]:  # the verdict needs no AUC interval: its bootstrap is paid once, for the decision's record
         models = kinds.load_version(rollout["champion"]), kinds.load_version(rollout["version"])
-        quality = compare(df, *models, cfg.replace(bootstrap=0))
+        slices = tuple(GateConfig.load().slice_columns)  # the slices the gate judges, judged again on live flights
+        quality = compare(df, *models, cfg.replace(bootstrap=0), slices=slices)
     sig = signals.read(lake, rollout, scrape)
     s = ramp.step(rollout, cfg.limits, sig, quality, ev, dt.datetime.now(dt.UTC), wait_hours)
     if quality is not None and s.action in ("promote", "rollback") and cfg.bootstrap:
-        quality = compare(df, *models, cfg)  # the same verdict (the bootstrap never enters it), with the interval
+        quality = compare(
+            df, *models, cfg, slices=slices
+        )  # the same verdict (the bootstrap never enters it), with the interval
     stage = rollout["stages"][int(rollout["stage"])]
     log.info(
         "%s: %s (labelled %s %d of %d; %s)",
@@ -218,9 +224,55 @@ def day_clustered_se(diff: np.ndarray, dates: np.ndarray) -> float | None:
     return float(math.sqrt(g / (g - 1) * float((sums**2).sum())) / len(diff))
 
 
-def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0) -> dict[str, Any]:
+def _interval(diff: np.ndarray, dates: np.ndarray | None, z: float) -> tuple[float, float, float]:
+    """The mean of ``diff`` and its interval of ``z`` standard errors (the larger of the flights' and the days')."""
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
+    se_days = day_clustered_se(diff, dates) if dates is not None else None
+    if se_days is not None:
+        se = max(se, se_days)
+    return mean, mean - z * se, mean + z * se
+
+
+def slice_comparison(df: pd.DataFrame, diff: np.ndarray, columns: tuple[str, ...], cfg: DeployConfig) -> dict:
+    """The paired log-loss difference per slice (each value of each of ``columns``, the gate's slice columns): a
+    slice with ``min_slice_labelled`` flights or more is judged, harmed when its interval's lower end is beyond
+    ``max_slice_logloss_increase``. The intervals (``ci``) are widened for the number of slices judged
+    (Bonferroni: 95 % for them all together), so many small slices do not make a false harm likely; ``ci95`` is
+    the slice's own 95 % interval (the ramp's "leans towards harm")."""
+    dates = df["date"].to_numpy() if "date" in df.columns else None
+    table, judged = [], []
+    for col in columns:
+        if col not in df.columns:
+            continue
+        for value, idx in df.groupby(col, observed=True).indices.items():
+            row = {"column": col, "value": str(value), "rows": int(len(idx)), "diff": float(diff[idx].mean())}
+            table.append(row)
+            if len(idx) >= cfg.min_slice_labelled:
+                judged.append((row, idx))
+    z = NormalDist().inv_cdf(1 - 0.025 / max(len(judged), 1))
+    harmed = []
+    for row, idx in judged:
+        mean, lo, hi = _interval(diff[idx], None if dates is None else dates[idx], z)
+        row["ci"] = [lo, hi]
+        row["ci95"] = [mean - (mean - lo) * 1.96 / z, mean + (hi - mean) * 1.96 / z]  # this slice alone
+        if lo > cfg.max_slice_logloss_increase:
+            harmed.append(f"{row['column']}={row['value']}")
+    table.sort(key=lambda r: -r["diff"])
+    return {
+        "columns": list(columns),
+        "judged": len(judged),
+        "z": z,
+        "tolerance": cfg.max_slice_logloss_increase,
+        "harmed": harmed,
+        "table": table,
+    }
+
+
+def compare(
+    df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int = 0, slices: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """``champion`` / ``challenger``: models (``kinds.Model``: each encodes the rows with its own spec). Paired
-    comparison on the same labelled flights."""
+    comparison on the same labelled flights, over them all and per slice of ``slices`` (``slice_comparison``)."""
     X = curated.features(df)
     label = model().label.name
     y = df[label].to_numpy(dtype=float)
@@ -228,11 +280,7 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
     eps = 1e-7
     ll = {k: -(y * np.log(np.clip(v, eps, 1)) + (1 - y) * np.log(np.clip(1 - v, eps, 1))) for k, v in p.items()}
     diff = ll["challenger"] - ll["champion"]
-    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
-    se_days = day_clustered_se(diff, df["date"].to_numpy()) if "date" in df.columns else None
-    if se_days is not None:
-        se = max(se, se_days)
-    ci = (mean - 1.96 * se, mean + 1.96 * se)
+    mean, *ci = _interval(diff, df["date"].to_numpy() if "date" in df.columns else None, 1.96)
     rng = np.random.default_rng(seed)
     auc_diffs = []
     for _ in range(cfg.bootstrap):
@@ -264,6 +312,7 @@ def compare(df: pd.DataFrame, champion, challenger, cfg: DeployConfig, seed: int
             else None,
         },
         "live_auc_by_arm": live,
+        "slices": slice_comparison(df, diff, tuple(slices), cfg),
         "config": cfg.as_dict(),
     }
 

@@ -44,6 +44,8 @@ class DeployConfig(YamlConfig):
         # negative: the challenger must be better by that much
         "max_logloss_increase": {"type": "number", "minimum": -1, "maximum": 1},
         "bootstrap": {"type": "integer", "minimum": 0, "maximum": 100000},  # 0: no interval on the AUC difference
+        "min_slice_labelled": {"type": "integer", "minimum": 1},
+        "max_slice_logloss_increase": {"type": "number", "minimum": -1, "maximum": 1},
     }
 
     def _check(self, values: dict[str, Any], source: str) -> None:

@@ -9,12 +9,12 @@ left, ``left_at``, ``outcome`` and ``why``).
 Each look weighs two kinds of evidence:
 
 - **quality**, the paired comparison over every labelled flight served during the rollout (``canary.compare``):
-  both versions score the same flights, so it does not depend on the share. ``rollback`` (a clear harm) ends the
-  rollout at once, at any stage; ``promote`` is acted on only at the last stage; an inconclusive comparison at
+  both versions score the same flights, so it does not depend on the share. ``rollback`` (a clear harm), over
+  every flight or on one slice of the gate's slice columns, ends the rollout at once, at any stage; ``promote`` is acted on only at the last stage; an inconclusive comparison at
   ``max_labelled`` flights rolls back (not shown to be safe).
 - **operations**, the challenger's signals in the current stage (``deploy.signals``): the requests it scored,
   their p99 latency, its error rate, the service's memory and the agreement of its served scores with the same
-  flights rescored offline. A stage is judged once it has lasted ``min_hours`` and the challenger scored
+  inputs rescored offline. A stage is judged once it has lasted ``min_hours`` and the challenger scored
   ``min_requests`` requests in it: a limit crossed rolls back; every signal present and within its limit
   advances it (or, at the last stage, lets a ``promote`` verdict promote); a missing signal holds it. The last
   stage (every flight) is entered only on a ``promote`` verdict: an inconclusive challenger never serves
@@ -138,6 +138,9 @@ def step(
     verdict = quality["decision"] if quality else None
     if verdict == "rollback":
         return Step("rollback", f"the paired comparison shows harm (at the {name} stage)")
+    harmed = ((quality or {}).get("slices") or {}).get("harmed")
+    if harmed:
+        return Step("rollback", f"the paired comparison shows harm on {', '.join(harmed)} (at the {name} stage)")
     state, reasons, checks = judge_stage(
         stage, limits, signals, hours_between(rollout["history"][-1]["entered_at"], now)
     )
@@ -184,6 +187,8 @@ def step(
         )
     if not last:
         return Step("advance", f"the {name} stage passed: {'; '.join(checks)}", checks)
+    if verdict == "promote" and leaning:
+        return Step("hold", f"the last stage passed, but the paired comparison leans towards harm ({leaning})", checks)
     if verdict == "promote":
         return Step("promote", f"the last stage passed and the paired comparison says promote: {'; '.join(checks)}")
     return Step(
@@ -194,13 +199,31 @@ def step(
 
 
 def _leans_to_harm(quality: dict[str, Any] | None) -> str | None:
-    """An inconclusive comparison whose mean log-loss difference is already beyond the tolerance: the evidence
-    points at harm without showing it yet. None otherwise (no comparison, or one that does not lean that way)."""
+    """An inconclusive comparison whose mean log-loss difference is already beyond the tolerance, or a slice
+    judged (``canary.slice_comparison``) whose mean difference is beyond the slice tolerance and that is worse
+    than the champion on its own 95 % interval (a slice's mean alone is noise: a thousand flights move it by a
+    few hundredths), whatever the verdict over every flight: the evidence points at harm without showing it yet.
+    None otherwise (no comparison, or one that does not lean that way)."""
     ll = (quality or {}).get("logloss")
-    if not ll or quality.get("decision") != "inconclusive" or not ll["diff"] > ll["tolerance"]:
+    if not ll:
         return None
-    lo, hi = ll["ci95"]
-    return f"log-loss difference {ll['diff']:+.4f} over the tolerance {ll['tolerance']:+.4f}, 95 % CI [{lo:+.4f}, {hi:+.4f}]"
+    if quality.get("decision") == "inconclusive" and ll["diff"] > ll["tolerance"]:
+        lo, hi = ll["ci95"]
+        return (
+            f"log-loss difference {ll['diff']:+.4f} over the tolerance {ll['tolerance']:+.4f}, 95 % CI "
+            f"[{lo:+.4f}, {hi:+.4f}]"
+        )
+    sl = quality.get("slices") or {}
+    over = [r for r in sl.get("table", []) if "ci95" in r and r["diff"] > sl["tolerance"] and r["ci95"][0] > 0]
+    if over:
+        worst = over[0]  # the table is sorted by difference, the largest first
+        return (
+            f"on {worst['column']}={worst['value']} ({worst['rows']} {model().rows}) log-loss difference "
+            f"{worst['diff']:+.4f} over the slice tolerance {sl['tolerance']:+.4f}, its 95 % CI "
+            f"[{worst['ci95'][0]:+.4f}, {worst['ci95'][1]:+.4f}]"
+            + (f", {len(over) - 1} more slice(s)" if len(over) > 1 else "")
+        )
+    return None
 
 
 def entered(rollout: dict[str, Any], index: int, at: str, baseline: list | None) -> dict[str, Any]:

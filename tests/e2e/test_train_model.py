@@ -27,6 +27,14 @@ def model_name(request, monkeypatch):
     return name
 
 
+def fired(lake, date: str, signals: list[str]) -> None:
+    """monitor_model's retraining trigger of ``date``, recorded as it records one (``monitor.record_trigger``)."""
+    from include.mlops.monitor import monitor
+
+    decision = {"date": date, "signals": signals, "reason": " and ".join(signals), "champion": None, "report": None}
+    monitor.record_trigger(lake, decision)
+
+
 def _deploy_runs() -> dict[str, dict]:
     from airflow.models import DagRun
     from airflow.utils.session import create_session
@@ -165,7 +173,7 @@ def test_the_way_back_finds_an_earlier_champion_when_a_decay_retrain_fails_the_g
         canary.start(curated, version, None, one, day)
         canary.finish(curated, "promoted", {"manual": True})
     registry.set_alias("champion", worse)
-    curated.write_json([{"date": "2013-02-21", "signals": {"decay": True}}], *layout.triggers())
+    fired(curated, "2013-02-21", ["decay"])
     try:
         assert not gate.run(curated, "wb-failing", {"min_auc": 0.55})["passed"]
         assert wayback.applies(curated, "2013-02-21") and not wayback.applies(curated, "2013-02-20")
@@ -180,9 +188,7 @@ def test_the_way_back_finds_an_earlier_champion_when_a_decay_retrain_fails_the_g
         r = wayback.search(curated, "wb-failing", {"min_auc": 0.55})
         assert r["chosen"] is None and [e["version"] for e in r["earlier"]] == [worse], r
         # drift alone started it: no way back
-        curated.write_json(
-            [{"date": "2013-02-21", "signals": {"decay": False, "data_drift": True}}], *layout.triggers()
-        )
+        fired(curated, "2013-02-21", ["data_drift"])
         assert not wayback.applies(curated, "2013-02-21")
     finally:
         curated.rm(*layout.triggers())
@@ -190,6 +196,71 @@ def test_the_way_back_finds_an_earlier_champion_when_a_decay_retrain_fails_the_g
         for name in curated.ls(layout.past_rollouts()):
             curated.rm(layout.past_rollouts(), name)
     assert failing not in (sound, worse)
+
+
+def test_a_decay_retrain_that_fails_the_gate_sends_the_earlier_champion_to_deploy_model(
+    run_dag, curated, slack, model_name
+):
+    """The whole chain under dag.test: monitoring's trigger on a decayed champion (a model trained on shuffled
+    labels, promoted after a sound one) starts train_model; upstream has since delivered the training split's days
+    with their labels scrambled (a join bug), so the retrained version learns nothing and fails the gate's floor on
+    the clean held-out days; way_back weighs the earlier champions on that day and trigger_way_back queues a
+    deploy_model canary of the sound version (the shadow and the ramp; nothing is promoted here)."""
+    import pandas as pd
+
+    from include.mlops.core import layout
+    from include.mlops.deploy import canary
+    from include.mlops.train import pipeline
+
+    def trained(key: str, shuffle: bool) -> str:
+        pipeline.build_training_set(curated, key, 21, 1, end="2013-02-21")
+        if shuffle:
+            shard = curated.read_parquet(layout.training(key), "train", "part-00000.parquet")
+            shard["label"] = shard["label"].sample(frac=1, random_state=1).to_numpy()
+            curated.write_parquet(shard, layout.training(key), "train", "part-00000.parquet")
+        pipeline.train(curated, key, 1, num_boost_round=60)
+        return pipeline.register(curated, key, params={"num_boost_round": 60}, reason=key)["version"]
+
+    sound, worse = trained("chain-sound", False), trained("chain-worse", True)
+    one = [{"share": 1.0, "min_hours": 0, "min_requests": 0}]
+    for version, day in ((sound, "2013-02-01"), (worse, "2013-02-10")):
+        canary.start(curated, version, None, one, day)
+        canary.finish(curated, "promoted", {"manual": True})
+    registry.set_alias("champion", worse)
+    fired(curated, "2013-02-21", ["decay"])
+    scrambled = [layout.curated_file("flights", f"2013-02-{d:02d}") for d in range(1, 16)]  # the training split's
+    kept = {where: curated.read_bytes(*where) for where in scrambled}
+    days = {where: curated.read_parquet(*where) for where in scrambled}
+    labels = pd.concat([d.loc[d["is_labelled"].astype(bool), "label"] for d in days.values()])
+    labels = iter(labels.sample(frac=1, random_state=2).to_numpy())  # across the days: no day keeps its delay rate
+    for where, day in days.items():
+        labelled = day["is_labelled"].astype(bool)
+        day.loc[labelled, "label"] = [next(labels) for _ in range(int(labelled.sum()))]
+        curated.write_parquet(day, *where)
+    deploy_before = _deploy_runs()
+    try:
+        run = run_dag("train_model", "2013-02-21", conf=CONF | {"reason": "monitoring: decay"})
+        assert run.state == "success", run
+        run_key = run.run_id.replace(":", "").replace("+", "")
+        decision = curated.read_json(f"reports/gate/{run_key}", "decision.json")
+        assert not decision["passed"] and "auc_floor" in [c["name"] for c in decision["checks"] if not c["passed"]]
+        assert run.tasks["trigger_deploy_model"][0] == "skipped"
+        assert run.tasks["way_back"][0] == "success" and run.tasks["trigger_way_back"][0] == "success", run.tasks
+        found = curated.read_json(*layout.way_back(run_key))
+        assert found["champion"] == worse and found["chosen"] == sound, found
+        assert min(found["holdout_days"]) > "2013-02-15", found  # clean days: the earlier versions are fairly weighed
+        queued = {k: v for k, v in _deploy_runs().items() if k not in deploy_before}
+        [conf] = queued.values()  # the same rollout as any challenger: shadow, ramp, paired comparison
+        assert str(conf["version"]) == sound and conf["action"] == "canary" and conf["date"] == found["data_date"]
+        assert registry.alias_version("champion")["version"] == worse  # nothing promoted by train_model
+        assert any(f"v{sound}" in t and "Way back" in t for t in slack.texts()), slack.texts()
+    finally:
+        for where, data in kept.items():
+            curated.write_bytes(data, *where)
+        curated.rm(*layout.triggers())
+        curated.rm(*layout.rollout())
+        for name in curated.ls(layout.past_rollouts()):
+            curated.rm(layout.past_rollouts(), name)
 
 
 def test_a_failed_job_registers_nothing_and_alerts(run_dag, curated, slack, model_name):

@@ -32,11 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def applies(lake: Lake, end_date: str | None) -> bool:
-    """Whether monitoring's trigger recorded for ``end_date`` fired on decay (reading errors raise)."""
+    """Whether monitoring's trigger recorded for ``end_date`` (``monitor.record_trigger``: the signals that fired,
+    by name) fired on decay (reading errors raise)."""
     if not end_date or not lake.exists(*layout.triggers()):
         return False
     return any(
-        t.get("date") == str(end_date) and bool((t.get("signals") or {}).get("decay"))
+        t.get("date") == str(end_date) and "decay" in (t.get("signals") or [])
         for t in lake.read_json(*layout.triggers())
     )
 

@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation clean env constraints
+.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation audit-verify clean env constraints
 
 help:
 	@echo "make setup  create .venv with the pinned requirements (constraints-3.11.txt) and Horovod (built once per"
@@ -47,6 +47,7 @@ help:
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "make mutation   mutation score of the decision logic against the unit tests (mutmut; about an hour"
 	@echo "            on 2 cores): bench/results/mutation.txt, bench/README.md"
+	@echo "make audit-verify  check the audit trail of the model's decisions (hash chain, head kept in the registry)"
 	@echo "make env    print the settings above as export lines, for running airflow without make:"
 	@echo "            eval \"\$$(make -s env)\""
 	@echo "make clean  remove MLOPS_HOME (the lake, the registry, Airflow's database and logs); .venv stays"
@@ -179,6 +180,9 @@ mutation: $(BIN)/.installed
 	    $(if $(MUTANTS),$(MUTANTS),$$($(BIN)/python bench/mutation_report.py --scope)) > bench/results/mutmut.log 2>&1; \
 	  rc=$$?; echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \
 	  $(BIN)/python bench/mutation_report.py $(MUTANTS)
+
+audit-verify: $(BIN)/.installed
+	$(BIN)/python -m include.mlops.core.audit verify
 
 clean:
 	rm -rf $(MLOPS_HOME)

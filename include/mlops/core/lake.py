@@ -148,6 +148,71 @@ class Lake:
         self._invalidate(path)
         return path
 
+    def create(self, data: bytes, *parts: str) -> str:
+        """Write a new file only if nothing is there yet, atomically: one of two writers of the same path wins, the
+        other gets ``FileExistsError`` naming the path, and the file already there keeps its bytes. A reader sees
+        the whole file or none, never a part of it. Returns the path written.
+
+        On ``file://`` the bytes go to a hidden temporary name in the same folder (written and flushed to disk),
+        which is then hard-linked to the final name: ``link`` fails when the final name exists, and the final
+        name appears with its whole content at once. (``O_CREAT|O_EXCL`` on the final name would be exclusive
+        too, but the file would be visible, partly written, while it is being written, and one cut short would
+        stay there half done.) A filesystem without hard links makes this an ``OSError``: there is no
+        fallback that would give up either property.
+
+        On S3 the object is put with ``If-None-Match: *``, a conditional put (AWS S3 since August 2024, MinIO;
+        the tests' moto server honours it, ``tests/integration/test_audit_s3.py``, though moto checks and puts
+        without a lock, so two truly simultaneous puts could both succeed there: AWS decides atomically). The
+        server's 412 ``PreconditionFailed``, or its 409 ``ConditionalRequestConflict`` (another conditional
+        write of the key in flight, which may still fail), is the ``FileExistsError``. A store that ignored the
+        header would overwrite silently: use only one that honours it. ``FileExistsError`` on S3 may also come
+        from a request the client retried after a first try that did write: a caller that must know whose bytes
+        are there reads them back. Other filesystems are refused (``NotImplementedError``): no exclusive create
+        is known there.
+        """
+        import errno
+
+        path = self.path(*parts)
+        taken = f"the lake already holds {self.uri(*parts)}"
+        if self._is_local:
+            folder, name = posixpath.split(path)
+            os.makedirs(folder, exist_ok=True)
+            tmp = posixpath.join(folder, f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                try:
+                    os.link(tmp, path)  # fails if the name exists; the name appears with its whole content at once
+                except FileExistsError:
+                    raise FileExistsError(errno.EEXIST, taken, path) from None
+            finally:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+            dirfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dirfd)  # the new name, durable
+            finally:
+                os.close(dirfd)
+        elif self._is_s3:
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except Exception as exc:
+                self._invalidate(path)
+                cause = exc if hasattr(exc, "response") else exc.__cause__
+                code = (getattr(cause, "response", None) or {}).get("Error", {}).get("Code")
+                if isinstance(exc, FileExistsError) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise FileExistsError(errno.EEXIST, taken, path) from exc
+                raise
+        else:
+            raise NotImplementedError(f"no exclusive create on {self.scheme}:// ({self.url})")
+        self._invalidate(path)
+        return path
+
     def read_json(self, *parts: str) -> Any:
         return json.loads(self.read_bytes(*parts))
 

@@ -16,6 +16,7 @@ model declares ``lake: ""``: at the root, where they always were)::
     M/reports/monitoring/service_scrape.json   the prediction service's counters at the last check
     M/reports/deployments/v<N>.json            a canary's evidence and decision
     M/deployments/rollout.json, M/deployments/history/         the current rollout and past ones
+    M/audit/<seq:08d>.json                     the audit trail: one record per decision, written once (core.audit)
 """
 
 from __future__ import annotations
@@ -211,6 +212,12 @@ MONITORING_HTML = "report.html"
 def monitoring(date: dt.date | str) -> str:
     """The daily monitoring report's folder (``report.json``, ``report.html``)."""
     return f"{monitoring_reports()}/{DATE}{_date(date)}"
+
+
+def audit_trail() -> str:
+    """``M/audit``: the model's audit trail, a hash-chained record per decision about a version, each written once
+    and never rewritten (``core.audit`` names the records)."""
+    return f"{_model()}audit"
 
 
 # the model's folder ---------------------------------------------------------------------------------------------

@@ -2,4 +2,4 @@
 declaration checks a model's ``lake:`` folder against them, without importing the layout)."""
 
 ZONES = ("landing", "staging", "curated", "quarantine")  # the data sets' zones
-MODEL_PLACES = ("training", "predictions", "reports", "deployments")  # what a model's folder holds
+MODEL_PLACES = ("training", "predictions", "reports", "deployments", "audit")  # what a model's folder holds

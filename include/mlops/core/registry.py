@@ -270,3 +270,48 @@ def delete_alias(alias: str, settings: Settings | None = None) -> None:
     except Exception as exc:
         if not is_absent(exc):  # already absent is fine; a failure to remove it is not
             raise
+
+
+# the audit trail's head (``core.audit``), kept here, outside the lake: "<seq>:<sha256 hex>" of its last record
+AUDIT_HEAD_TAG = "mlops.audit_head"
+_AUDIT_HEAD = re.compile(r"^([1-9][0-9]*):([0-9a-f]{64})$")
+
+
+def audit_head(settings: Settings | None = None) -> tuple[int, str] | None:
+    """The audit trail's head, (seq, hash) of its last acknowledged record, from a tag of the registered model;
+    None when there is none yet (no tag, or no registered model). A tag that is not ``<seq>:<sha256 hex>`` is a
+    ValueError, and any other failure (the registry unreachable) propagates: nothing is appended on a guess."""
+    client = _client(settings)
+    try:
+        rm = client.get_registered_model(model_name())
+    except Exception as exc:
+        if is_absent(exc):
+            return None
+        raise
+    raw = (rm.tags or {}).get(AUDIT_HEAD_TAG)
+    if raw is None:
+        return None
+    m = _AUDIT_HEAD.match(raw)
+    if not m:
+        raise ValueError(f"registered model {model_name()}: tag {AUDIT_HEAD_TAG}={raw!r} is not '<seq>:<sha256 hex>'")
+    return int(m.group(1)), m.group(2)
+
+
+def set_audit_head(seq: int, digest: str, settings: Settings | None = None) -> None:
+    """Set the audit trail's head; the registered model is created (empty) when no version is registered yet."""
+    value = f"{int(seq)}:{digest}"
+    if not _AUDIT_HEAD.match(value):
+        raise ValueError(f"not an audit head: {value!r} (a seq from 1, a sha256 hex digest)")
+    client = _client(settings)
+    try:
+        client.set_registered_model_tag(model_name(), AUDIT_HEAD_TAG, value)
+        return
+    except Exception as exc:
+        if not is_absent(exc):
+            raise
+    try:
+        client.create_registered_model(model_name(), tags={AUDIT_HEAD_TAG: value})
+    except Exception as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":  # created meanwhile: set the tag on it
+            raise
+        client.set_registered_model_tag(model_name(), AUDIT_HEAD_TAG, value)

@@ -749,6 +749,14 @@ def main(argv: list[str] | None = None) -> int:
         f"reports: {life.lake.uri(layout.reports())} (gate/, monitoring/, deployments/); MLflow: "
         f".venv/bin/mlflow ui --backend-store-uri {registry.tracking_uri(life.settings)}"
     )
+    from include.mlops.core import audit
+
+    trail = audit.verify(life.lake)  # every decision the run made, chained; make audit-verify checks it again
+    print(
+        f"audit trail: {trail['records']} record(s) in {trail['trail']}: "
+        + ("chain verified against the registry's head" if trail["ok"] else "PROBLEMS: " + "; ".join(trail["problems"]))
+    )
+    rc = rc or (0 if trail["ok"] else 1)
     msgs = slack_messages(life.airflow_log) + sum(
         (slack_messages(p) for p in sorted(logs.glob("deploy_model-*.log"))), []
     )

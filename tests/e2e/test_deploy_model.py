@@ -197,6 +197,14 @@ def test_a_better_challenger_climbs_every_stage_and_is_promoted(run_dag, version
     assert any(f"Canary of v{versions['good']}: now at the 100% stage" in t for t in texts), texts
     msg = next(t for t in texts if "promoted to champion" in t and f"v{versions['good']}" in t)
     assert "log-loss challenger" in msg and "95 % CI" in msg
+    # the audit trail: each decision once, by this run, chained (the head in the registry)
+    from include.mlops.core import audit
+
+    trail = [r for r in audit.history(curated, versions["good"]) if r["actor"]["run_id"] == run.run_id]
+    assert [r["event"] for r in trail] == ["canary_started", "stage_changed", "stage_changed", "promoted"], trail
+    assert [r["evidence"]["share"] for r in trail[1:3]] == [0.5, 1.0] and trail[-1]["evidence"]["verdict"] == "promote"
+    assert trail[-1]["evidence"]["logloss"]["ci95"] == evidence["logloss"]["ci95"]
+    assert audit.verify(curated)["ok"], audit.verify(curated)
     deadline = time.time() + 10  # the service follows the aliases and the rollout without a restart
     while httpx.get(service + "/versions").json()["challenger"] is not None and time.time() < deadline:
         time.sleep(0.2)

@@ -176,4 +176,9 @@ def test_the_pizza_lifecycle_from_its_settings_folder(pizza, run_dag, slack, mon
     assert report["days"] >= 4 and [d["date"] for d in report["performance"]["daily"]][-1] == canary_days[-1]
     # the data sets' zones and the model's folder, nothing of the model's at the root
     assert set(lake.ls()) - {"landing", "staging", "curated", "quarantine"} == {"models"}, lake.ls()
-    assert set(lake.ls("models", "large_pizza")) == {"training", "predictions", "reports", "deployments"}
+    assert set(lake.ls("models", "large_pizza")) == {"training", "predictions", "reports", "deployments", "audit"}
+    from include.mlops.core import audit
+
+    events = [r["event"] for r in audit.history(lake)]  # the pizza model's own trail, chained
+    assert events[:3] == ["registered", "gate_passed", "promoted"] and "canary_started" in events, events
+    assert audit.verify(lake)["ok"] and lake.ls("models", "large_pizza", "audit") == ["large_pizza"]

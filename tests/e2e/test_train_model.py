@@ -87,6 +87,16 @@ def test_train_model_trains_tracks_registers_and_gates(run_dag, curated, slack, 
     assert run.tasks["trigger_deploy_model"][0] == "success"
     queued = {k: v for k, v in _deploy_runs().items() if k not in deploy_before}
     assert [str(c.get("version")) for c in queued.values()] == [new["version"]], queued
+    # the audit trail: registered and passed, by this run and the user who triggered it
+    from include.mlops.core import audit
+
+    trail = audit.history(curated, new["version"])
+    assert [r["event"] for r in trail] == ["registered", "gate_passed"], trail
+    assert {(r["actor"]["dag_id"], r["actor"]["run_id"], r["actor"]["user"]) for r in trail} == {
+        ("train_model", run.run_id, "dag_test")
+    }
+    assert trail[0]["links"]["run"] == new["run_id"] and trail[1]["links"]["report"].endswith("report.html")
+    assert audit.verify(curated)["ok"]
 
 
 def test_a_candidate_trained_on_shuffled_labels_never_becomes_challenger(curated, model_name):

@@ -16,7 +16,7 @@ model declares ``lake: ""``: at the root, where they always were)::
     M/reports/monitoring/service_scrape.json   the prediction service's counters at the last check
     M/reports/deployments/v<N>.json            a canary's evidence and decision
     M/deployments/rollout.json, M/deployments/history/         the current rollout and past ones
-    M/audit/<seq:08d>.json                     the audit trail: one record per decision, written once (core.audit)
+    M/audit/<registered name>/<seq:08d>.json   the audit trail: one record per decision, written once (core.audit)
 """
 
 from __future__ import annotations
@@ -215,9 +215,12 @@ def monitoring(date: dt.date | str) -> str:
 
 
 def audit_trail() -> str:
-    """``M/audit``: the model's audit trail, a hash-chained record per decision about a version, each written once
-    and never rewritten (``core.audit`` names the records)."""
-    return f"{_model()}audit"
+    """``M/audit/<registered name>``: the trail of the registered model (``MLOPS_MODEL_NAME``, else the declared
+    name: the registry holds the trail's head per registered model), a hash-chained record per decision about a
+    version, each written once and never rewritten (``core.audit`` names the records)."""
+    from .schema import model
+
+    return f"{_model()}audit/{model().registered_name.replace('/', '_')}"
 
 
 # the model's folder ---------------------------------------------------------------------------------------------

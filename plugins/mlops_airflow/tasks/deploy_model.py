@@ -79,9 +79,11 @@ def _run_is_active(context):
 def start_canary(context) -> dict[str, Any]:
     """Start the canary of the run's version, owned by this run; a retry resumes it, and a canary of the same
     version whose run is over is adopted (``transitions.start``). A canary in the way fails the task at once."""
+    from include.mlops.core import layout
     from include.mlops.core.schema import model
     from include.mlops.deploy import ramp, signals, transitions
 
+    from ..blocks.audit import record
     from ..blocks.connections import get_lake
     from ..blocks.defaults import batch_date
 
@@ -107,6 +109,14 @@ def start_canary(context) -> dict[str, Any]:
         )
     elif started.step == "start":
         first = ramp.stage_name(cfg.stages[0]["share"])
+        record(
+            context,
+            "canary_started",
+            version,
+            f"rollout at the {first} stage against champion v{started.champion}",
+            {"champion": started.champion, "from_date": rollout["from_date"], "stages": cfg.stages},
+            {"rollout": get_lake().uri(*layout.rollout())},
+        )
         _alert(
             context,
             f"Canary started: v{version} at the {first} stage",
@@ -127,6 +137,7 @@ def evidence_ready(context):
     ``decide`` as this sensor's XCom."""
     from airflow.sdk import PokeReturnValue
 
+    from include.mlops.core import layout
     from include.mlops.deploy import canary, ramp, signals, transitions
 
     from ..blocks.connections import get_lake
@@ -144,6 +155,16 @@ def evidence_ready(context):
     if step.action == "advance":
         moved = _refused(transitions.advance, lake, version, run_id, step.why, sig, lambda: signals.baseline(scrape))
         stage = moved["stages"][moved["stage"]]
+        from ..blocks.audit import record
+
+        record(
+            context,
+            "stage_changed",
+            version,
+            step.why,
+            {"stage": moved["stage"], "share": stage["share"], "signals": sig.as_dict()},
+            {"rollout": lake.uri(*layout.rollout())},
+        )
         _alert(
             context,
             f"Canary of v{version}: now at the {ramp.stage_name(stage['share'])} stage",
@@ -164,6 +185,17 @@ def decide(context) -> dict[str, Any]:
     promote = ended.decision == "promote"
     verb = "promoted to champion" if promote else "rolled back"
     detail = canary.describe(result) if "logloss" in result else result.get("why", "")
+    from ..blocks.audit import record
+
+    numbers = {k: result.get(k) for k in ("verdict", "rows", "stage", "logloss", "slices") if k in result}
+    record(
+        context,
+        "promoted" if promote else "rolled_back",
+        ended.version,
+        result.get("why") or verb,
+        numbers | {"champion_after": ended.champion},
+        {"evidence": ended.report},
+    )
     _alert(
         context,
         f"Model v{ended.version} {verb}",
@@ -182,6 +214,15 @@ def promote_now(context) -> dict[str, Any]:
     version = _version(context)
     manual = context["params"].get("action") == "promote"
     ended = transitions.promote(get_lake(), version, lambda: batch_date(context), manual)
+    from ..blocks.audit import record
+
+    record(
+        context,
+        "alias_changed" if manual else "promoted",
+        version,
+        f"promoted by hand (champion was v{ended.before})" if manual else "the first model: nothing to compare with",
+        {"alias": "champion", "from": ended.before, "to": version},
+    )
     _alert(
         context,
         f"Model v{version} promoted to champion",
@@ -198,6 +239,11 @@ def rollback_now(context) -> dict[str, Any]:
 
     version = _version(context)
     _refused(transitions.rollback, get_lake(), version)
+    from ..blocks.audit import record
+
+    record(
+        context, "alias_changed", version, "rolled back by hand", {"alias": "challenger", "from": version, "to": None}
+    )
     _alert(context, f"Model v{version} rolled back by hand", "", {})
     return {"decision": "rollback", "version": version}
 
@@ -223,6 +269,9 @@ def abandon_canary(context) -> dict[str, Any]:
             raise AirflowFailException(f"{exc}; start_canary failed (see its log): this run deployed nothing") from None
         raise AirflowSkipException(str(exc)) from None
     if ended.decision == "rollback":
+        from ..blocks.audit import record
+
+        record(context, "rolled_back", version, "the canary could not be decided (wait_for_evidence or decide failed)")
         _alert(
             context,
             f"Model v{version} rolled back: the canary could not be decided",

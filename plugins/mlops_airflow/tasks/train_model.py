@@ -104,6 +104,16 @@ def register(context: dict[str, Any]) -> dict[str, Any]:
         dag_run=context["dag_run"].run_id,
     )
     log.info("registered %s version %s (test AUC %.4f)", result["model_name"], result["version"], result["test_auc"])
+    from ..blocks.audit import record
+
+    record(
+        context,
+        "registered",
+        result["version"],
+        f"trained by {context['dag_run'].dag_id} ({p['reason']})",
+        {"test_auc": result.get("test_auc"), "params": values, "num_boost_round": int(p["num_boost_round"])},
+        {"run": result.get("run_id")},
+    )
     return result
 
 
@@ -125,6 +135,20 @@ def gate(context: dict[str, Any]) -> dict[str, Any]:
     else:
         verdict = "passed: challenger"
     detail = "\n".join(("ok   " if c["passed"] else "FAIL ") + f"{c['name']}: {c['detail']}" for c in d["checks"])
+    from ..blocks.audit import record
+
+    record(
+        context,
+        "gate_passed" if d["passed"] else "gate_failed",
+        d["version"],
+        f"the evaluation gate {verdict}",
+        {
+            "champion": d["champion_version"],
+            "checks": {c["name"]: c["passed"] for c in d["checks"]},
+            "queued_behind": d.get("queued_behind"),
+        },
+        {"report": d["report"]},
+    )
     notify(
         context,
         "gate",

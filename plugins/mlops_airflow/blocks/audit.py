@@ -1,0 +1,49 @@
+"""The audit trail from a task (``include.mlops.core.audit``): who decided is the DAG run, and the user who triggered
+it (Airflow's ``triggering_user_name``: a person in the UI or over REST, the scheduler for a scheduled run, the
+triggering DAG's run for a triggered one).
+
+``record`` appends one decision after the transition that made it, before its Slack message: a task retried (Slack
+down, a lost connection) records it once. Fail closed: a trail that cannot be written fails the task, which retries;
+the transitions it follows are idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def actor(context: dict[str, Any]) -> dict[str, Any]:
+    """The run that decided: its DAG, its run id, the user who triggered it (None when Airflow does not say)."""
+    run = context["dag_run"]
+    return {
+        "kind": "dag_run",
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "user": getattr(run, "triggering_user_name", None),
+    }
+
+
+def record(
+    context: dict[str, Any],
+    event: str,
+    version: str | None,
+    why: str,
+    evidence: dict[str, Any] | None = None,
+    links: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Append the decision to the trail, once per run: a record of the same event about the same version by the
+    same run with the same evidence (an earlier try of this task) is returned instead of written again."""
+    from include.mlops.core import audit
+    from include.mlops.core.jsonsafe import json_safe
+
+    from .connections import get_lake
+
+    lake, who = get_lake(), actor(context)
+    same = json_safe(evidence or {})
+    for earlier in reversed(audit.history(lake, version)):
+        if (
+            earlier["event"] == event
+            and (earlier.get("actor") or {}).get("run_id") == who["run_id"]
+            and earlier.get("evidence") == same
+        ):
+            return earlier
+    return audit.append(lake, event, version, who, why, evidence, links)

@@ -16,7 +16,9 @@ manual run: HTML with per-feature plots and JSON in `reports/monitoring/date=…
 service's section; skipped while there is no champion) → **check_thresholds**
 (a signal fires after `consecutive_days` days in a row; held back during the cool-down after the last
 trigger and while a canary runs; a fire sends a Slack drift alert with the features, numbers and report
-link; otherwise the run ends here) → **trigger_train_model** with the reason in the conf.
+link; otherwise the run ends here) → **trigger_train_model** with the reason in the conf. Beside them,
+**audit_check**: the audit trail's hash chain against its head in the registry (broken: a Slack alert, the task
+fails), and the registry's champion against the trail's (changed in MLflow by hand: recorded, Slack told).
 
 Thresholds: `include/config/monitoring.yaml` (the service's under `service:`, not in the form); the form below
 overrides the main ones per run.
@@ -84,7 +86,13 @@ def monitor_model():
         },
     )
 
+    # the audit trail's chain and the registry's champion against it: apart from the rest (never holds it up)
+    @task(multiple_outputs=False)
+    def audit_check(**context) -> dict:
+        return mlops_airflow.tasks.monitor_model.audit_check(context)
+
     service_health() >> report() >> check_thresholds() >> trigger_train_model
+    audit_check()
 
 
 monitor_model()

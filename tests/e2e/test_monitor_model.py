@@ -89,6 +89,14 @@ def test_drift_alerts_and_triggers_train_model_then_cools_down(
     assert run.tasks["check_thresholds"][0] == "success" and run.tasks["trigger_train_model"][0] == "skipped"
     assert len(_drift_messages(slack)) == 1
     assert [t["date"] for t in monitor.triggers(curated)] == ["2013-07-03"]
+    # the daily audit check: the champion was set in MLflow by hand (this module's fixture), outside the platform:
+    # recorded once, whatever the number of runs since
+    from include.mlops.core import audit
+
+    assert run.tasks["audit_check"][0] == "success"
+    outside = [r for r in audit.history(curated) if r["event"] == "alias_changed_outside"]
+    assert [(r["version"], r["evidence"]["to"]) for r in outside] == [(champion, champion)], outside
+    assert audit.verify(curated)["ok"]
 
 
 def test_nothing_to_monitor_without_a_champion(run_dag, curated, monkeypatch):
@@ -110,3 +118,24 @@ def test_new_data_alone_does_not_retrain_a_serving_champion(curated, champion):
     assert not should_train(asset_run)  # monitoring decides on retraining once a champion serves
     assert should_train(manual_run)  # a person (or monitor_model's trigger) still can
     assert not should_train({"params": params | {"min_days": 60}, "dag_run": manual_run["dag_run"]})
+
+
+def test_a_broken_audit_trail_fails_the_daily_check_and_alerts(run_dag, curated, champion, slack):
+    """A record of the trail edited in the lake: monitor_model's audit_check fails (for good: a person must look)
+    and Slack names the record; the drift path runs on."""
+    import json
+
+    from include.mlops.core import audit, layout
+
+    audit.check_champion(curated, {"kind": "platform"})  # the trail holds its first record at least
+    where = (layout.audit_trail(), audit.record_name(1))
+    kept = curated.read_bytes(*where)
+    curated.write_bytes(json.dumps(json.loads(kept) | {"why": "nothing happened"}).encode(), *where)
+    try:
+        run = run_dag("monitor_model", "2013-07-01", conf=CONF)
+        assert run.tasks["audit_check"] == ("failed", 1) and run.tasks["report"][0] == "success", run.tasks
+        alerts = [t for t in slack.texts() if t.startswith("[AUDIT]")]
+        assert any("Audit trail broken" in t and audit.record_name(1) in t for t in alerts), alerts
+    finally:
+        curated.write_bytes(kept, *where)
+    assert audit.verify(curated)["ok"]

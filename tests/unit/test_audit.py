@@ -393,3 +393,45 @@ def test_a_record_that_is_no_json_record_is_named(lake):
     assert not result["ok"]
     assert result["problems"][0].startswith(f"{lake.uri(layout.audit_trail(), '00000002.json')}: not a JSON record")
     assert result["warnings"] == [f"{lake.uri(layout.audit_trail(), 'README')}: not a record of the trail (ignored)"]
+
+
+def _versions(n: int) -> None:
+    """``n`` versions of the test's registered model (the source is never loaded here)."""
+    import mlflow
+
+    client = registry._client(None)  # the project's registry (the test's MLOPS_HOME)
+    name = registry.model_name()
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name)
+    for _ in range(n):
+        client.create_model_version(name, source="file:///nowhere", run_id=None)
+
+
+def test_a_champion_changed_outside_the_platform_is_recorded_once(lake):
+    """The trail says v1 was promoted; someone sets the champion alias to v2 in MLflow by hand: the daily check
+    records it (by the platform), once; the trail and the registry then agree, and a later promotion through the
+    platform is no outside change."""
+    _versions(2)
+    platform = {"kind": "platform", "dag_id": "monitor_model", "run_id": "scheduled__2013-03-01"}
+    registry.set_alias("champion", "1")
+    audit.append(lake, "promoted", "1", DAG, "the paired comparison says promote")
+    assert audit.check_champion(lake, platform) is None  # they agree
+    registry.set_alias("champion", "2")  # by hand, in MLflow
+    found = audit.check_champion(lake, platform)
+    assert found["event"] == "alias_changed_outside" and found["version"] == "2", found
+    assert found["evidence"] == {"alias": "champion", "from": "1", "to": "2"} and "outside the platform" in found["why"]
+    assert audit.check_champion(lake, platform) is None  # recorded: no second record
+    registry.delete_alias("champion")
+    gone = audit.check_champion(lake, platform)
+    assert gone["evidence"] == {"alias": "champion", "from": "2", "to": None}, gone
+    assert audit.verify(lake)["ok"] and [r["event"] for r in audit.history(lake)][-2:] == ["alias_changed_outside"] * 2
+
+
+def test_a_trail_that_begins_after_the_champion_was_chosen_says_so(lake):
+    _versions(1)
+    registry.set_alias("champion", "1")
+    first = audit.check_champion(lake, {"kind": "platform"})
+    assert first["event"] == "alias_changed_outside" and "trail begins with champion v1" in first["why"]
+    assert audit.check_champion(lake, {"kind": "platform"}) is None

@@ -30,6 +30,7 @@ ICONS = {
     "gate": ":vertical_traffic_light:",
     "service": ":rotating_light:",  # the prediction service: latency, errors, unreachable (an alert, no retraining)
     "skew": ":left_right_arrow:",  # clients send other features than curation makes (an alert, no retraining)
+    "audit": ":lock:",  # the audit trail broken, or the champion changed outside the platform
     "info": ":information_source:",
 }
 MAX_DETAIL = 2500  # Slack section text is limited to 3000 characters

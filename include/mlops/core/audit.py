@@ -375,6 +375,46 @@ def history(lake, version: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+# the registry against the trail --------------------------------------------------------------------------------
+CHAMPION_EVENTS = ("promoted", "alias_changed", "alias_changed_outside")
+
+
+def champion_by_trail(records: list[dict[str, Any]]) -> tuple[bool, str | None]:
+    """(whether the trail says who the champion is, and who): the version of its last promotion, or the ``to`` of
+    its last champion alias change (by hand through the platform, or found changed outside it)."""
+    known, champion = False, None
+    for r in records:
+        ev = r.get("evidence") or {}
+        if r.get("event") == "promoted":
+            known, champion = True, r.get("version")
+        elif r.get("event") in ("alias_changed", "alias_changed_outside") and ev.get("alias") == "champion":
+            known, champion = True, None if ev.get("to") is None else str(ev.get("to"))
+    return known, champion
+
+
+def check_champion(lake, actor: dict[str, Any]) -> dict[str, Any] | None:
+    """Compare the registry's champion with the one the trail's decisions made; when they differ (an alias set or
+    removed in MLflow by hand, outside the platform, or a trail that begins after the champion was chosen), record
+    it (``alias_changed_outside``, by ``actor``) and return the record; None when they agree. The registry or the
+    lake unreadable raises (never read as "no champion")."""
+    now = registry.alias_version("champion")
+    now = None if now is None else str(now["version"])
+    known, expected = champion_by_trail(history(lake))
+    if known and expected == now:
+        return None
+    if not known and now is None:
+        return None
+    why = (
+        f"the registry's champion is {'v' + now if now else 'unset'}, but the trail's last decision made it "
+        f"{'v' + expected if expected else 'unset'}: changed outside the platform"
+        if known
+        else f"the trail begins with champion v{now} already in the registry (chosen before the trail was kept)"
+    )
+    return append(
+        lake, "alias_changed_outside", now or expected, actor, why, {"alias": "champion", "from": expected, "to": now}
+    )
+
+
 # the command ----------------------------------------------------------------------------------------------------
 def _summary(result: dict[str, Any]) -> str:
     head = result["head"]

@@ -175,3 +175,46 @@ def check_thresholds(context: dict[str, Any]) -> bool:
         log.info("no signal up %s consecutive days (up today: %s)", cfg.consecutive_days, d["up_today"] or "none")
     context["ti"].xcom_push(key="decision", value=d)
     return bool(d["fire"])
+
+
+def audit_check(context: dict[str, Any]) -> dict[str, Any]:
+    """The audit trail, daily (``core.audit``): the chain verified against its head in the registry (a problem is
+    a Slack alert and fails the task for good: a person must look, a retry finds the same); then the registry's
+    champion against the one the trail's decisions made (changed outside the platform, in MLflow by hand: recorded
+    as such, by this run, and a Slack alert)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops.core import audit
+
+    from ..blocks.audit import actor
+    from ..blocks.connections import get_lake
+    from ..blocks.notifiers import notify
+
+    lake = get_lake()
+    checked = audit.verify(lake)
+    for w in checked["warnings"]:
+        log.warning("audit trail: %s", w)
+    if not checked["ok"]:
+        notify(
+            context,
+            "audit",
+            f"Audit trail broken: {len(checked['problems'])} problem(s)",
+            "\n".join(checked["problems"]),
+            {"trail": checked["trail"], "records": str(checked["records"])},
+        )
+        raise AirflowFailException(f"the audit trail {checked['trail']} is broken: {'; '.join(checked['problems'])}")
+    found = audit.check_champion(lake, actor(context))
+    if found is not None:
+        ev = found["evidence"]
+        notify(
+            context,
+            "audit",
+            "Champion alias changed outside the platform",
+            found["why"],
+            {
+                "trail said": f"v{ev['from']}" if ev["from"] else "none",
+                "registry says": f"v{ev['to']}" if ev["to"] else "none",
+            },
+        )
+    log.info("audit trail %s: %d record(s), chain verified", checked["trail"], checked["records"] + (found is not None))
+    return {"records": checked["records"] + (found is not None), "outside": found is not None}

@@ -355,6 +355,13 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert state["champion"]["version"] == version and state["gate"]["version"] == version
     assert dep.api("GET", f"/mlops/gate/{run_key}/report").text.count("data:image/png;base64,") >= 3
     assert dep.api("GET", "/mlops/gate/..%2F..%2Fsecrets/report").status_code == 404
+    # the audit trail on S3 (conditional puts), its head in the registry on PostgreSQL: the version's decisions,
+    # the first by the user who triggered train_model over REST
+    history = dep.get(f"/mlops/api/history/{version}")
+    events = [r["event"] for r in history["records"]]
+    assert history["verified"] and events[:2] == ["registered", "gate_passed"] and "promoted" in events, history
+    assert history["records"][0]["actor"]["user"] == "admin", history["records"][0]
+    assert "Decisions (audit trail)" in page.text and "chain verified" in page.text
 
     # no secret in any log: task logs, component logs, REST-served logs
     secrets_ = {

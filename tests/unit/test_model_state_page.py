@@ -95,3 +95,21 @@ def test_the_page_shows_the_rollouts_stage_and_its_history():
     assert "<td>shadow</td><td>2013-02-01T00:00:00</td><td>2013-02-02T01:00:00</td><td>advance</td>" in page
     assert "<td>0.25 of flights</td><td>2013-02-02T01:00:00</td><td></td><td>running</td>" in page
     assert "p99 4.0 ms (limit 500 ms)" in page
+
+
+def test_the_page_lists_the_decisions_of_the_audit_trail_escaped():
+    base = {"model": "flight_delay", "errors": {}, "versions": [], "champion": None, "challenger": None}
+    base |= {"drift": None, "gate": None, "rollout": None, "lake": "file:///lake"}
+    record = {
+        "at": "2013-02-04T00:00:00+00:00",
+        "version": "2",
+        "event": "promoted",
+        "actor": {"kind": "dag_run", "dag_id": "deploy_model", "run_id": "manual__x", "user": "ana<script>"},
+        "why": "the paired comparison says promote",
+    }
+    page = render(base | {"audit": {"ok": True, "records": 7, "problems": [], "warnings": [], "recent": [record]}})
+    assert "7 decision(s) recorded" in page and "chain verified" in page and "<td>promoted</td>" in page
+    assert "ana&lt;script&gt; (deploy_model manual__x)" in page and "<script>" not in page.split("<body>")[1]
+    broken = {"ok": False, "records": 7, "problems": ["00000003.json: hash"], "warnings": [], "recent": [record]}
+    assert "BROKEN" in render(base | {"audit": broken}) and "00000003.json: hash" in render(base | {"audit": broken})
+    assert "No decision recorded yet" in render(base | {"audit": {"ok": True, "records": 0, "recent": []}})

@@ -6,6 +6,7 @@ bearer token or the UI's session cookie; 401 without either):
 
 ``GET /mlops/models``                    the page (shown inside the Airflow UI as "Model state")
 ``GET /mlops/api/state``                 the same facts as JSON
+``GET /mlops/api/history[/<version>]``   the audit trail's decisions (of one version), oldest first, as JSON
 ``GET /mlops/gate/<run_key>/report``     a gate's HTML report from the lake
 
 Nothing heavy is imported until the first request: the api-server, the scheduler and every task process import
@@ -40,6 +41,28 @@ def build_app():
     @app.get("/api/state", dependencies=auth)
     def state_json():
         return JSONResponse(json_safe(state()))
+
+    @app.get("/api/history", dependencies=auth)
+    def history_json():
+        return JSONResponse(_history(None))
+
+    @app.get("/api/history/{version}", dependencies=auth)
+    def version_history_json(version: str):
+        if not version.isdigit():
+            raise HTTPException(status_code=404, detail="a version is a number")
+        return JSONResponse(_history(version))
+
+    def _history(version: str | None) -> dict:
+        """A version's decisions (or all of them), oldest first, and whether the chain holds."""
+        from include.mlops.core import audit
+        from mlops_airflow.blocks.connections import get_lake
+
+        lake = get_lake()
+        checked = audit.verify(lake)
+        records = audit.history(lake, version) if checked["records"] else []
+        return json_safe(
+            {"version": version, "verified": checked["ok"], "problems": checked["problems"], "records": records}
+        )
 
     @app.get("/gate/{run_key}/report", response_class=HTMLResponse, dependencies=auth)
     def gate_report(run_key: str):

@@ -80,4 +80,26 @@ def state() -> dict[str, Any]:
         facts["rollout"] = rollouts.current(lake)
     except Exception as exc:  # noqa: BLE001
         facts["errors"]["lake"] = f"{type(exc).__name__}: {exc}"
+    try:
+        facts["audit"] = audit_facts(get_lake())
+    except Exception as exc:  # noqa: BLE001
+        facts["errors"]["audit trail"] = f"{type(exc).__name__}: {exc}"
     return facts
+
+
+RECENT = 25  # the decisions the page lists (the JSON API gives them all)
+
+
+def audit_facts(lake) -> dict[str, Any]:
+    """The audit trail as checked now (``core.audit.verify``: sound or its problems) and its latest decisions."""
+    from include.mlops.core import audit
+
+    checked = audit.verify(lake)
+    records = audit.history(lake) if checked["records"] else []
+    return {
+        "ok": checked["ok"],
+        "records": checked["records"],
+        "problems": checked["problems"],
+        "warnings": checked["warnings"],
+        "recent": records[-RECENT:][::-1],
+    }

@@ -132,6 +132,35 @@ def _rollout_html(rollout: dict[str, Any] | None) -> str:
     )
 
 
+def _who(actor: dict[str, Any]) -> str:
+    if actor.get("kind") == "dag_run":
+        return f"{actor.get('user') or '?'} ({actor.get('dag_id')} {actor.get('run_id')})"
+    return str(actor.get("user") or actor.get("dag_id") or actor.get("kind"))
+
+
+def _audit_html(trail: dict[str, Any] | None) -> str:
+    if trail is None:
+        return "<p class='muted'>The audit trail could not be read.</p>"
+    if not trail["records"]:
+        return "<p class='muted'>No decision recorded yet.</p>"
+    verdict = (
+        _badge("chain verified", "pass")
+        if trail["ok"]
+        else _badge("BROKEN", "fail") + " " + _e("; ".join(trail["problems"]))
+    )
+    rows = "".join(
+        f"<tr><td>{_e(r.get('at'))}</td><td>v{_e(r.get('version'))}</td><td>{_e(r.get('event'))}</td>"
+        f"<td>{_e(_who(r.get('actor') or {}))}</td><td>{_e(r.get('why'))}</td></tr>"
+        for r in trail["recent"]
+    )
+    return (
+        f"<p id='audit'>{trail['records']} decision(s) recorded: {verdict} (the latest {len(trail['recent'])} below; "
+        "<code>/mlops/api/history/&lt;version&gt;</code> gives a version's as JSON)</p>"
+        "<table id='decisions'><tr><th>when</th><th>version</th><th>decision</th><th>who</th><th>why</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def render(facts: dict[str, Any]) -> str:
     champ, chall = facts.get("champion"), facts.get("challenger")
     errors = "".join(f"<p class='error'>{_e(k)} unavailable: {_e(v)}</p>" for k, v in facts["errors"].items())
@@ -160,6 +189,7 @@ th, td {{ border-bottom: 1px solid #e2e8f0; padding: .3rem .7rem; text-align: le
   <div class="card">versions<div class="v">{len(facts.get("versions") or [])}</div></div>
 </div>
 <h2>Rollout</h2>{_rollout_html(facts.get("rollout"))}
+<h2>Decisions (audit trail)</h2>{_audit_html(facts.get("audit"))}
 <h2>Last gate decision</h2>{_gate_html(facts.get("gate"))}
 <h2>Last drift report</h2>{_drift_html(facts.get("drift"))}
 <h2>Registered versions</h2>{_versions_html(facts)}

@@ -34,6 +34,7 @@ from mlops_airflow.blocks.sensors import EvidenceSensor
 
 POKE_S = float(os.environ.get("MLOPS_DEPLOY_POKE_S", "600"))
 MAX_WAIT_HOURS = 24 * 30  # the longest wait_hours a run may ask for
+DEPLOYERS = {"DAGs": {"can_read", "can_edit", "can_delete"}, "DAG Runs": {"can_read", "can_create", "can_edit"}}
 
 
 DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
@@ -47,6 +48,10 @@ DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
     max_active_runs=1,
     doc_md=__doc__,
     tags=["deployment", "canary", "serving"],
+    # who may change what is served, where a team runs the FAB auth manager (with the simple auth manager the
+    # production launcher's mlops_airflow.auth.MlopsAuthManager holds the same rule): its runs for Op and Admin;
+    # the User role must then lack the global DAG edit permissions (docs/deploying.md)
+    access_control={role: DEPLOYERS for role in ("Op", "Admin")},
     params={
         "version": Param(None, type=["null", "string", "integer"], title="Model version"),
         "action": Param("canary", enum=["canary", "promote", "rollback"], title="Action"),

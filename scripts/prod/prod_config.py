@@ -81,7 +81,8 @@ WEAK_PASSWORDS = {"admin", "airflow", "password", "changeme", "secret", "test", 
 # Defaults for a small host; each is used only when the environment does not set it.
 DEFAULTS = {
     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-    "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+    # the simple auth manager, a deployment DAG's runs changed by op and admin only (plugins/mlops_airflow/auth.py)
+    "AIRFLOW__CORE__AUTH_MANAGER": "mlops_airflow.auth.MlopsAuthManager",
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -227,7 +228,7 @@ def check(env: dict[str, str]) -> list[str]:
         )
     elif executor(env) == CELERY:
         problems += _celery_problems(env)
-    if "SimpleAuthManager" in env["AIRFLOW__CORE__AUTH_MANAGER"]:
+    if env["AIRFLOW__CORE__AUTH_MANAGER"].endswith(("SimpleAuthManager", "MlopsAuthManager")):
         if _truthy(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS")):
             problems.append("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS disables login: not in production")
         if not users(env):

@@ -181,6 +181,8 @@ def deployment_env(home: Path, db_url: str, slack: SlackEndpoint, aws_secret: st
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "airflow" / "secrets" / "passwords.json"),
+            # a team: who may change what is served (plugins/mlops_airflow/auth.py); passwords made by the launcher
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,ana:user,vic:viewer,otto:op",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             # the fifth component: the prediction service on this MLOPS_HOME, its token on

@@ -220,6 +220,32 @@ def test_the_lifecycle_through_the_rest_api(deployment):
     assert dep.get("/api/v2/importErrors")["total_entries"] == 0
     assert dep.get("/api/v2/plugins/importErrors")["total_entries"] == 0
     assert "mlops_model_state" in {p["name"] for p in dep.get("/api/v2/plugins")["plugins"]}
+
+    # who may change what is served (plugins/mlops_airflow/auth.py), over REST: a user and a viewer read
+    # deploy_model but may neither trigger it nor change it; an op may; a user still changes another DAG
+    passwords = json.loads(pw_file.read_text())
+
+    def as_user(name: str) -> dict[str, str]:
+        r = httpx.post(dep.url + "/auth/token", json={"username": name, "password": passwords[name]}, timeout=30)
+        assert r.status_code in (200, 201), (name, r.text)
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def call(who: dict, method: str, path: str, **kwargs) -> int:
+        return httpx.request(method, dep.url + path, headers=who, timeout=30, **kwargs).status_code
+
+    paused = {d: dep.get(f"/api/v2/dags/{d}")["is_paused"] for d in ("deploy_model", "monitor_model")}
+    trigger = {"logical_date": None, "conf": {"version": "1", "action": "promote"}}
+    for name in ("ana", "vic"):
+        who = as_user(name)
+        assert call(who, "GET", "/api/v2/dags/deploy_model") == 200, name
+        assert call(who, "POST", "/api/v2/dags/deploy_model/dagRuns", json=trigger) == 403, name
+        assert call(who, "PATCH", "/api/v2/dags/deploy_model", json={"is_paused": paused["deploy_model"]}) == 403
+    assert (
+        call(as_user("ana"), "PATCH", "/api/v2/dags/monitor_model", json={"is_paused": paused["monitor_model"]}) == 200
+    )
+    assert (
+        call(as_user("otto"), "PATCH", "/api/v2/dags/deploy_model", json={"is_paused": paused["deploy_model"]}) == 200
+    )
     for dag_id in LIFECYCLE_DAGS:
         r = dep.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
         assert r.status_code == 200 and r.json()["is_paused"] is False, r.text

@@ -29,9 +29,11 @@ def record(
     why: str,
     evidence: dict[str, Any] | None = None,
     links: dict[str, Any] | None = None,
+    recorded: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Append the decision to the trail, once per run: a record of the same event about the same version by the
-    same run with the same evidence (an earlier try of this task) is returned instead of written again."""
+    same run with the same evidence (an earlier try of this task) is returned instead of written again. A stage
+    entered is one decision whichever run records it (its evidence holds the stage's ``entered_at``)."""
     from include.mlops.core import audit
     from include.mlops.core.jsonsafe import json_safe
 
@@ -39,11 +41,31 @@ def record(
 
     lake, who = get_lake(), actor(context)
     same = json_safe(evidence or {})
-    for earlier in reversed(audit.history(lake, version)):
-        if (
-            earlier["event"] == event
-            and (earlier.get("actor") or {}).get("run_id") == who["run_id"]
-            and earlier.get("evidence") == same
-        ):
+    for earlier in reversed(audit.history(lake, version) if recorded is None else recorded):
+        same_run = (earlier.get("actor") or {}).get("run_id") == who["run_id"]
+        if earlier["event"] == event and earlier.get("evidence") == same and (same_run or "entered_at" in same):
             return earlier
     return audit.append(lake, event, version, who, why, evidence, links)
+
+
+def record_stages(context: dict[str, Any], rollout: dict[str, Any]) -> None:
+    """Each stage the rollout entered after its first (its ``history``), recorded once: the look that advanced it
+    records it, and any later look records one a failed task left unrecorded (the advance is not done again)."""
+    from include.mlops.core import audit, layout
+
+    from .connections import get_lake
+
+    history = rollout.get("history") or []
+    if len(history) < 2:
+        return
+    recorded = [r for r in audit.history(get_lake(), str(rollout["version"])) if r["event"] == "stage_changed"]
+    for before, h in zip(history, history[1:], strict=False):
+        record(
+            context,
+            "stage_changed",
+            str(rollout["version"]),
+            before.get("why") or "the stage passed",
+            {"stage": h["stage"], "share": h["share"], "entered_at": h["entered_at"], "signals": before.get("signals")},
+            {"rollout": get_lake().uri(*layout.rollout())},
+            recorded,
+        )

@@ -100,6 +100,16 @@ def start_canary(context) -> dict[str, Any]:
         lambda: signals.baseline(scrape),
     )
     rollout = started.rollout
+    if started.step in ("start", "resume"):  # a retry records what its first try may not have
+        record(
+            context,
+            "canary_started",
+            version,
+            f"rollout at the {ramp.stage_name(rollout['stages'][0]['share'])} stage against champion "
+            f"v{rollout['champion']}",
+            {"champion": rollout["champion"], "from_date": rollout["from_date"], "stages": rollout["stages"]},
+            {"rollout": get_lake().uri(*layout.rollout())},
+        )
     if started.step == "adopt":
         _alert(
             context,
@@ -109,14 +119,6 @@ def start_canary(context) -> dict[str, Any]:
         )
     elif started.step == "start":
         first = ramp.stage_name(cfg.stages[0]["share"])
-        record(
-            context,
-            "canary_started",
-            version,
-            f"rollout at the {first} stage against champion v{started.champion}",
-            {"champion": started.champion, "from_date": rollout["from_date"], "stages": cfg.stages},
-            {"rollout": get_lake().uri(*layout.rollout())},
-        )
         _alert(
             context,
             f"Canary started: v{version} at the {first} stage",
@@ -137,13 +139,15 @@ def evidence_ready(context):
     ``decide`` as this sensor's XCom."""
     from airflow.sdk import PokeReturnValue
 
-    from include.mlops.core import layout
     from include.mlops.deploy import canary, ramp, signals, transitions
 
     from ..blocks.connections import get_lake
 
     cfg, lake, version, run_id = _cfg(context), get_lake(), _version(context), context["run_id"]
     rollout = _refused(transitions.watched, lake, version, run_id)
+    from ..blocks.audit import record_stages
+
+    record_stages(context, rollout)  # a stage a failed look entered but did not record
     scrape = signals.service_scrape()
     if rollout.get("stages") and rollout.get("baseline") is None:
         base = signals.baseline(scrape)
@@ -155,16 +159,9 @@ def evidence_ready(context):
     if step.action == "advance":
         moved = _refused(transitions.advance, lake, version, run_id, step.why, sig, lambda: signals.baseline(scrape))
         stage = moved["stages"][moved["stage"]]
-        from ..blocks.audit import record
+        from ..blocks.audit import record_stages
 
-        record(
-            context,
-            "stage_changed",
-            version,
-            step.why,
-            {"stage": moved["stage"], "share": stage["share"], "signals": sig.as_dict()},
-            {"rollout": lake.uri(*layout.rollout())},
-        )
+        record_stages(context, moved)
         _alert(
             context,
             f"Canary of v{version}: now at the {ramp.stage_name(stage['share'])} stage",

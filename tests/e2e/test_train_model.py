@@ -35,6 +35,20 @@ def fired(lake, date: str, signals: list[str]) -> None:
     monitor.record_trigger(lake, decision)
 
 
+def trained(lake, key: str, shuffle: bool, rounds: int) -> str:
+    """A version trained on the 21 days to 2013-02-21 (its labels shuffled: a model that learned nothing)."""
+    from include.mlops.core import layout
+    from include.mlops.train import pipeline
+
+    pipeline.build_training_set(lake, key, 21, 1, end="2013-02-21")
+    if shuffle:
+        shard = lake.read_parquet(layout.training(key), "train", "part-00000.parquet")
+        shard["label"] = shard["label"].sample(frac=1, random_state=1).to_numpy()
+        lake.write_parquet(shard, layout.training(key), "train", "part-00000.parquet")
+    pipeline.train(lake, key, 1, num_boost_round=rounds)
+    return pipeline.register(lake, key, params={"num_boost_round": rounds}, reason=key)["version"]
+
+
 def _deploy_runs() -> dict[str, dict]:
     from airflow.models import DagRun
     from airflow.utils.session import create_session
@@ -166,18 +180,9 @@ def test_the_way_back_finds_an_earlier_champion_when_a_decay_retrain_fails_the_g
     from include.mlops.core import layout
     from include.mlops.deploy import canary
     from include.mlops.evaluate import gate, wayback
-    from include.mlops.train import pipeline
 
-    def trained(key: str, shuffle: bool) -> str:
-        pipeline.build_training_set(curated, key, 21, 1, end="2013-02-21")
-        if shuffle:
-            shard = curated.read_parquet(layout.training(key), "train", "part-00000.parquet")
-            shard["label"] = shard["label"].sample(frac=1, random_state=1).to_numpy()
-            curated.write_parquet(shard, layout.training(key), "train", "part-00000.parquet")
-        pipeline.train(curated, key, 1, num_boost_round=40)
-        return pipeline.register(curated, key, params={"num_boost_round": 40}, reason=key)["version"]
-
-    sound, worse, failing = trained("wb-sound", False), trained("wb-worse", True), trained("wb-failing", True)
+    sound, worse = trained(curated, "wb-sound", False, 40), trained(curated, "wb-worse", True, 40)
+    failing = trained(curated, "wb-failing", True, 40)
     one = [{"share": 1.0, "min_hours": 0, "min_requests": 0}]
     for version, day in ((sound, "2013-02-01"), (worse, "2013-02-10")):  # both were promoted, the worse one last
         canary.start(curated, version, None, one, day)
@@ -220,18 +225,8 @@ def test_a_decay_retrain_that_fails_the_gate_sends_the_earlier_champion_to_deplo
 
     from include.mlops.core import layout
     from include.mlops.deploy import canary
-    from include.mlops.train import pipeline
 
-    def trained(key: str, shuffle: bool) -> str:
-        pipeline.build_training_set(curated, key, 21, 1, end="2013-02-21")
-        if shuffle:
-            shard = curated.read_parquet(layout.training(key), "train", "part-00000.parquet")
-            shard["label"] = shard["label"].sample(frac=1, random_state=1).to_numpy()
-            curated.write_parquet(shard, layout.training(key), "train", "part-00000.parquet")
-        pipeline.train(curated, key, 1, num_boost_round=60)
-        return pipeline.register(curated, key, params={"num_boost_round": 60}, reason=key)["version"]
-
-    sound, worse = trained("chain-sound", False), trained("chain-worse", True)
+    sound, worse = trained(curated, "chain-sound", False, 60), trained(curated, "chain-worse", True, 60)
     one = [{"share": 1.0, "min_hours": 0, "min_requests": 0}]
     for version, day in ((sound, "2013-02-01"), (worse, "2013-02-10")):
         canary.start(curated, version, None, one, day)

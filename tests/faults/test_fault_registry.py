@@ -139,4 +139,7 @@ def test_monitoring_fails_closed_when_the_champion_cannot_be_looked_up(
     assert run.state == "failed", run
     assert run.tasks["report"] == ("failed", 3) and run.tasks["trigger_train_model"][0] != "success"
     assert not curated.exists("reports/monitoring/date=2013-02-10", "report.json")
-    assert [t for t in slack.texts() if t.startswith("[FAILURE]")] and "report" in slack.texts()[-1]
+    failures = [t for t in slack.texts() if t.startswith("[FAILURE]")]
+    assert any("Task report failed" in t for t in failures), failures
+    # the daily audit check fails closed too: the registry's champion unknown is never "no change"
+    assert run.tasks["audit_check"][0] == "failed" and any("Task audit_check failed" in t for t in failures)

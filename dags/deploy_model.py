@@ -14,7 +14,9 @@ flights rescored offline) and the paired comparison of both versions on every la
 start: a clear harm or a crossed limit rolls back at once; a stage that has lasted `min_hours` with
 `min_requests` and every signal within its limit advances to the next share; promotion needs the comparison's
 verdict at the last stage (share 1.0); an inconclusive comparison is rolled back at `max_labelled` flights or
-after `wait_hours`) → **decide** (sets the aliases, ends the rollout). If the evidence cannot be gathered (the
+after `wait_hours`) → **approve_promotion** (only when `approval.required` in deploy.yaml and the evidence says
+promote: a person answers on the run's Required Actions page, Slack says it waits; "Roll back", or no answer within
+`approval.timeout_hours`, rolls back; skipped otherwise) → **decide** (sets the aliases, ends the rollout). If the evidence cannot be gathered (the
 sensor fails), **rollback_on_failure** takes the challenger out of service. Slack hears each stage and the
 decision with the numbers. `action` = `promote` / `rollback` does it by hand.
 """
@@ -26,7 +28,9 @@ import os
 from airflow.sdk import Param, TriggerRule, dag, task
 
 import mlops_airflow.tasks.deploy_model
+from include.mlops.deploy import approval as promotion_approval
 from include.mlops.deploy.config import DeployConfig
+from mlops_airflow.blocks.approval import ApprovalTask
 from mlops_airflow.blocks.assets import model_dags
 from mlops_airflow.blocks.defaults import date_param, default_args, schedule_window
 from mlops_airflow.blocks.forms import overrides_form
@@ -83,7 +87,17 @@ def deploy_model():
         task_id="wait_for_evidence", look=mlops_airflow.tasks.deploy_model.evidence_ready, poke_interval=POKE_S
     )
 
-    @task(multiple_outputs=False)
+    # asked only when deploy.yaml's approval is on and the evidence says promote (skipped otherwise); waits for a
+    # person's answer in the awaiting_input state (no worker slot); the deadline answers "Roll back"
+    approval = ApprovalTask(
+        task_id="approve_promotion",
+        ask=mlops_airflow.tasks.deploy_model.ask_approval,
+        options=promotion_approval.OPTIONS,
+        default=promotion_approval.DEFAULT,
+    )
+
+    # after the evidence, and the approval when one was asked (skipped: not asked)
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, multiple_outputs=False)
     def decide(**context) -> dict:
         return mlops_airflow.tasks.deploy_model.decide(context)
 
@@ -101,8 +115,9 @@ def deploy_model():
 
     route = plan()
     decision = decide()
-    route >> start_canary() >> evidence >> decision
-    [evidence, decision] >> rollback_on_failure()
+    route >> start_canary() >> evidence >> approval
+    [evidence, approval] >> decision
+    [evidence, approval, decision] >> rollback_on_failure()
     route >> promote_now()
     route >> rollback_now()
 

@@ -313,3 +313,209 @@ def test_manual_rollback_of_the_champion_is_refused(run_dag, versions, curated):
     run = run_dag("deploy_model", "2013-02-26", conf={"version": versions["good"], "action": "rollback"})
     assert run.state == "failed" and run.tasks["rollback_now"][0] == "failed"
     assert registry.alias_version("champion")["version"] == versions["good"]
+
+
+# --- a person's approval before the promotion (deploy.yaml's approval) -----------------------------------------
+
+
+def give_up(run_id: str) -> None:
+    """Airflow's own timeout sweep answering the approval of ``run_id`` now (its default: "Roll back")."""
+    import datetime as dt
+
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as s:
+        ti = s.query(TaskInstance).filter_by(dag_id="deploy_model", task_id="approve_promotion", run_id=run_id).one()
+        ti.trigger_timeout = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
+
+
+class Approver(threading.Thread):
+    """A person at the run's Required Actions page: once ``approve_promotion`` waits for input, ``respond(run_id)``
+    answers it (over the Core API, or by letting the deadline pass); nothing is asserted here (``check``)."""
+
+    def __init__(self, respond):
+        super().__init__(daemon=True)
+        self.respond, self.error, self.run_id = respond, None, None
+
+    def run(self):
+        from airflow.models import TaskInstance
+        from airflow.utils.session import create_session
+
+        try:
+            deadline = time.time() + 240
+            while self.run_id is None:
+                if time.time() > deadline:
+                    self.error = "approve_promotion never waited for input"
+                    return
+                with create_session() as s:
+                    ti = (
+                        s.query(TaskInstance)
+                        .filter_by(dag_id="deploy_model", task_id="approve_promotion", state="awaiting_input")
+                        .one_or_none()
+                    )
+                    if ti is not None:
+                        self.run_id = ti.run_id
+                time.sleep(0.3)
+            self.respond(self.run_id)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test by check()
+            import traceback
+
+            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            if self.run_id is not None:
+                give_up(self.run_id)  # the run must end for the test to report it
+
+    def check(self):
+        self.join(60)
+        assert not self.is_alive() and self.error is None, self.error
+
+
+@pytest.fixture
+def core_api(monkeypatch):
+    """Airflow's Core API (REST) on this test's metadata database, in process, with the production launcher's
+    auth manager and two users: ``otto`` (op) and ``vic`` (viewer). ``call(user, method, path, json)``."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "mlops_airflow.auth.MlopsAuthManager")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "otto:op,vic:viewer")
+    from airflow.api_fastapi.app import create_app, get_auth_manager
+
+    client = TestClient(create_app(apps="core"))
+    roles = {"otto": "op", "vic": "viewer"}
+
+    def call(user: str, method: str, path: str, json: dict | None = None):
+        token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=user, role=roles[user]))
+        return client.request(method, "/api/v2" + path, json=json, headers={"Authorization": f"Bearer {token}"})
+
+    return call
+
+
+@pytest.fixture
+def approval_ramp(ramp, tmp_path):
+    """One stage (share 1.0) and an approval before the promotion (deploy.yaml's ``approval``)."""
+    f = tmp_path / "config" / "deploy.yaml"
+    values = yaml.safe_load(f.read_text())
+    values["stages"] = [{"share": 1.0, "min_hours": 0, "min_requests": 5}]
+    values["approval"] = {"required": True, "timeout_hours": 0.0005, "approvers": []}  # 1.8 s to answer
+    f.write_text(yaml.safe_dump(values, sort_keys=False))
+    return values
+
+
+def _hitl(run_id: str) -> str:
+    return f"/dags/deploy_model/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails"
+
+
+@pytest.mark.parametrize(
+    ("answer", "day"), [("approve", "2013-03-02"), ("reject", "2013-03-03"), ("timeout", "2013-03-04")]
+)
+def test_a_promotion_waits_for_a_persons_approval(
+    answer, day, run_dag, versions, service, approval_ramp, core_api, curated, slack, tmp_path
+):
+    """The evidence says promote; the run asks a person (Slack says so, the rollout says where) and only an
+    approval promotes: a rejection, or no answer by the deadline (Airflow's scheduler answers "Roll back"), rolls
+    the challenger back. A viewer cannot answer; the answer and who gave it are in the audit trail."""
+    from include.mlops.core import audit
+    from include.mlops.deploy import approval
+
+    if answer != "timeout":  # a person answers well within the deadline
+        f = tmp_path / "config" / "deploy.yaml"
+        values = yaml.safe_load(f.read_text())
+        values["approval"]["timeout_hours"] = 1
+        f.write_text(yaml.safe_dump(values, sort_keys=False))
+    seen_waiting, seen = {}, {}
+
+    def respond(run_id):
+        seen_waiting.update(rollouts.current(curated).get("approval") or {})
+        asked = core_api("vic", "GET", _hitl(run_id))  # what the Required Actions page shows; a viewer reads it
+        assert asked.status_code == 200, asked.text
+        seen.update(asked.json())
+        if answer == "timeout":  # what the scheduler does each loop once the deadline passed
+            from airflow.jobs.job import Job
+            from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+            time.sleep(2.5)
+            SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
+            return
+        refused = core_api("vic", "PATCH", _hitl(run_id), {"chosen_options": [approval.APPROVE], "params_input": {}})
+        assert refused.status_code == 403, refused.text
+        chosen = approval.APPROVE if answer == "approve" else approval.REJECT
+        r = core_api(
+            "otto", "PATCH", _hitl(run_id), {"chosen_options": [chosen], "params_input": {"reason": "seen it"}}
+        )
+        assert r.status_code == 200, r.text
+
+    given(curated, versions["bad"])
+    person = Approver(respond)
+    person.start()
+    traffic = canary_traffic(curated, service, versions["good"], [day])
+    before = day[:-2] + f"{int(day[-2:]) - 1:02d}"
+    # one day of flights decides here: promote when the challenger is, with 95 % confidence, at most 0.02 worse
+    conf = CONF | {"version": versions["good"], "date": before, "max_logloss_increase": 0.02, "wait_hours": 0.2}
+    run = run_dag("deploy_model", day, conf=conf)
+    traffic.check()
+    person.check()
+    assert run.state == "success", run
+    assert run.tasks["approve_promotion"][0] == "success" and run.tasks["decide"][0] == "success", run
+    assert seen_waiting["status"] == "waiting" and "/required_actions" in seen_waiting["link"], seen_waiting
+    assert seen["subject"] == f"Promote v{versions['good']} to champion?", seen
+    assert "log-loss challenger / champion" in seen["body"] and seen["options"] == approval.OPTIONS, seen
+    texts = slack.texts()
+    assert any(f"Approval waits: promote v{versions['good']}" in t and "required_actions" in t for t in texts), texts
+    promoted = answer == "approve"
+    champion = versions["good"] if promoted else versions["bad"]
+    assert registry.alias_version("champion")["version"] == champion
+    assert registry.alias_version("challenger") is None
+    rollout = rollouts.current(curated)
+    assert rollout["status"] == ("promoted" if promoted else "rolled_back"), rollout
+    status = {"approve": "approved", "reject": "rejected", "timeout": "timed_out"}[answer]
+    assert rollout["approval"]["status"] == status, rollout["approval"]
+    trail = [r for r in audit.history(curated, versions["good"]) if r["actor"]["run_id"] == run.run_id]
+    events = [r["event"] for r in trail]
+    assert events == [
+        "canary_started",
+        "approval_asked",
+        "approval_answered",
+        "promoted" if promoted else "rolled_back",
+    ]
+    answered = trail[2]
+    if answer == "timeout":
+        assert answered["actor"]["kind"] == "dag_run" and answered["evidence"]["timed_out"] is True, answered
+        assert "no answer" in answered["why"] and "no answer" in trail[3]["why"], trail
+    else:
+        assert answered["actor"] == answered["actor"] | {"kind": "person", "user": "otto"}, answered
+        assert answered["evidence"]["reason"] == "seen it" and "by otto: seen it" in trail[3]["why"], trail
+    assert audit.verify(curated)["ok"], audit.verify(curated)
+
+
+def test_an_approval_that_cannot_be_asked_rolls_the_challenger_back(
+    run_dag, versions, service, approval_ramp, curated, slack, monkeypatch
+):
+    """The lake refuses the rollout's write that records the question: the asking task fails, retries, then fails
+    for good before anyone is asked; nothing is promoted and ``rollback_on_failure`` takes the challenger out."""
+    from include.mlops.deploy import canary
+
+    def refused(*args, **kwargs):
+        raise OSError("the lake refused the write (injected)")
+
+    monkeypatch.setattr(canary, "approval", refused)
+    given(curated, versions["bad"])
+    guard = Approver(give_up)  # were it asked after all, the deadline answers at once and the test fails below
+    guard.start()
+    traffic = canary_traffic(curated, service, versions["good"], ["2013-03-05"])
+    conf = CONF | {"version": versions["good"], "date": "2013-03-04", "max_logloss_increase": 0.02, "wait_hours": 0.2}
+    run = run_dag("deploy_model", "2013-03-05", conf=conf)
+    traffic.check()
+    assert guard.run_id is None, "the approval was asked although its record could not be written"
+    # the run's leaf took the challenger out: the run is green (as when the evidence cannot be gathered); the
+    # failed task alerted Slack
+    assert run.state == "success", run
+    assert run.tasks["approve_promotion"] == ("failed", 3) and run.tasks["decide"][0] == "upstream_failed", run
+    assert run.tasks["rollback_on_failure"][0] == "success", run
+    assert registry.alias_version("champion")["version"] == versions["bad"]
+    assert registry.alias_version("challenger") is None
+    assert rollouts.current(curated)["status"] == "rolled_back"
+    assert any(f"Model v{versions['good']} rolled back: the canary could not be decided" in t for t in slack.texts())

@@ -78,19 +78,7 @@ def test_the_page_shows_the_rollouts_stage_and_its_history():
         {"stage": 1, "share": 0.25, "entered_at": "2013-02-02T01:00:00"},
     ]
     rollout = {"version": "4", "champion": "3", "status": "canary", "canary_share": 0.25, "stage": 1}
-    page = render(
-        {
-            "model": "flight_delay",
-            "errors": {},
-            "versions": [{"version": "3", "aliases": ["champion"]}, {"version": "4", "aliases": ["challenger"]}],
-            "champion": {"version": "3"},
-            "challenger": {"version": "4"},
-            "drift": None,
-            "gate": None,
-            "rollout": rollout | {"stages": stages, "history": history, "started_at": "2013-02-01T00:00:00"},
-            "lake": "file:///lake",
-        }
-    )
+    page = _with_rollout(rollout | {"stages": stages, "history": history, "started_at": "2013-02-01T00:00:00"})
     assert "stage 0.25 of flights (2 of 3)" in page
     assert "<td>shadow</td><td>2013-02-01T00:00:00</td><td>2013-02-02T01:00:00</td><td>advance</td>" in page
     assert "<td>0.25 of flights</td><td>2013-02-02T01:00:00</td><td></td><td>running</td>" in page
@@ -113,3 +101,36 @@ def test_the_page_lists_the_decisions_of_the_audit_trail_escaped():
     broken = {"ok": False, "records": 7, "problems": ["00000003.json: hash"], "warnings": [], "recent": [record]}
     assert "BROKEN" in render(base | {"audit": broken}) and "00000003.json: hash" in render(base | {"audit": broken})
     assert "No decision recorded yet" in render(base | {"audit": {"ok": True, "records": 0, "recent": []}})
+
+
+def _with_rollout(rollout):
+    return render(
+        {
+            "model": "flight_delay",
+            "errors": {},
+            "versions": [{"version": "3", "aliases": ["champion"]}, {"version": "4", "aliases": ["challenger"]}],
+            "champion": {"version": "3"},
+            "challenger": {"version": "4"},
+            "drift": None,
+            "gate": None,
+            "rollout": rollout,
+            "lake": "file:///lake",
+        }
+    )
+
+
+def test_the_page_links_the_waiting_approval_on_its_own_host_and_shows_the_answer():
+    link = (
+        "http://localhost:8080/dags/deploy_model/runs/manual__1/tasks/approve_promotion/required_actions?map_index=-1"
+    )
+    waiting = {"status": "waiting", "link": link, "deadline": "2013-02-03T00:00:00+00:00", "approvers": "otto"}
+    rollout = {"version": "4", "champion": "3", "status": "canary", "canary_share": 1.0, "stage": 0}
+    page = _with_rollout(rollout | {"approval": waiting})
+    href = "/dags/deploy_model/runs/manual__1/tasks/approve_promotion/required_actions?map_index=-1"
+    assert "approval waits" in page and f"<a href='{href}'>answer it</a>" in page, page
+    assert "(otto; by 2013-02-03T00:00:00+00:00, no answer: rolled back)" in page
+    answered = waiting | {"status": "rejected", "by": "otto", "reason": "<b>not now</b>", "answered_at": "T"}
+    page = _with_rollout(rollout | {"status": "rolled_back", "approval": answered})
+    assert "answer it" not in page and "approval: rejected by otto: &lt;b&gt;not now&lt;/b&gt; (T)" in page
+    page = _with_rollout(rollout | {"status": "rolled_back", "approval": waiting})  # asking failed for good
+    assert "answer it" not in page and "asked, never answered" in page

@@ -97,6 +97,14 @@ def rebase(lake: Lake, rollout: dict[str, Any], baseline: list) -> dict[str, Any
     return rollout
 
 
+def approval(lake: Lake, rollout: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """The rollout with the state of its approval (``deploy.approval``: asked, where, until when; then the
+    answer), which the Model state page shows and ``finish`` keeps in the record."""
+    rollout = rollout | {"approval": (rollout.get("approval") or {}) | state}
+    lake.write_json(rollout, *layout.rollout())
+    return rollout
+
+
 def finish(lake: Lake, decision: str, detail: dict[str, Any]) -> dict[str, Any]:
     """End the rollout (``promoted`` or ``rolled_back``, share 0, ``detail`` as its evidence) and keep its record
     in the history. The rollout's state only: ``transitions`` sets the aliases that go with it."""

@@ -28,6 +28,18 @@ _LIMITS = {
     "required": ["latency_p99_ms", "error_rate", "memory_mb", "score_agreement", "min_rescored"],
     "additionalProperties": False,
 }
+_APPROVAL = {
+    "type": "object",
+    "properties": {
+        "required": {"type": "boolean"},
+        "timeout_hours": {"type": "number", "exclusiveMinimum": 0, "maximum": 24 * 30},
+        # who may answer (user ids as the auth manager knows them; the simple auth manager: user names); empty:
+        # every user the auth manager lets change the deployment DAG's runs (op and admin here)
+        "approvers": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["required", "timeout_hours", "approvers"],
+    "additionalProperties": False,
+}
 
 
 class DeployConfig(YamlConfig):
@@ -46,6 +58,8 @@ class DeployConfig(YamlConfig):
         "bootstrap": {"type": "integer", "minimum": 0, "maximum": 100000},  # 0: no interval on the AUC difference
         "min_slice_labelled": {"type": "integer", "minimum": 1},
         "max_slice_logloss_increase": {"type": "number", "minimum": -1, "maximum": 1},
+        # not in deploy_model's form (an object): a run cannot turn the approval off
+        "approval": _APPROVAL,
     }
 
     def _check(self, values: dict[str, Any], source: str) -> None:

@@ -8,6 +8,7 @@ on what share, watched by which run) together; nobody else writes either for a r
               stage, its owner run);
               a retry resumes it, a run of the same version whose owner is over adopts it (``rollouts.claim``)
 ``advance``   the canary moves to its next stage (the rollout only: the aliases stay)
+``approval``  the canary's approval asked or answered (``deploy.approval``; the rollout only)
 ``decide``    the canary ends on its evidence: champion := version (promote), the challenger alias removed, then
               the evidence report and the rollout's end
 ``promote``   a version promoted now (by hand, or the first model): champion := version, the challenger alias
@@ -164,6 +165,12 @@ def advance(lake: Lake, version: str, run_id: str, why: str, sig, baseline: Call
     if int(rollout["stage"]) + 1 >= len(rollout["stages"]):
         raise Refused(f"the canary of v{version} is at its last stage: it can only be promoted or rolled back")
     return canary.advance(lake, rollout, why, sig, baseline())
+
+
+def approval(lake: Lake, version: str, run_id: str, state: dict[str, Any]) -> dict:
+    """The approval of the canary that run ``run_id`` watches, asked or answered (``canary.approval``): the
+    registry is not touched; the challenger keeps its share until ``decide``."""
+    return canary.approval(lake, watched(lake, version, run_id), state)
 
 
 def rebase(lake: Lake, version: str, run_id: str, baseline: list) -> dict:

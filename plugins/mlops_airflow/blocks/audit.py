@@ -22,6 +22,22 @@ def actor(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def approver(context: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
+    """Who answered an approval in this run: the person (Airflow's respondent: ``{"id", "name"}``), or, when
+    nobody answered by the deadline, the run itself (its default answer)."""
+    run = actor(context)
+    if not user or not (user.get("name") or user.get("id")):
+        return run
+    name = str(user.get("name") or user.get("id"))
+    return {
+        "kind": "person",
+        "user": name,
+        "user_id": str(user.get("id") or name),
+        "dag_id": run["dag_id"],
+        "run_id": run["run_id"],
+    }
+
+
 def record(
     context: dict[str, Any],
     event: str,
@@ -30,16 +46,18 @@ def record(
     evidence: dict[str, Any] | None = None,
     links: dict[str, Any] | None = None,
     recorded: list[dict[str, Any]] | None = None,
+    who: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append the decision to the trail, once per run: a record of the same event about the same version by the
     same run with the same evidence (an earlier try of this task) is returned instead of written again. A stage
-    entered is one decision whichever run records it (its evidence holds the stage's ``entered_at``)."""
+    entered is one decision whichever run records it (its evidence holds the stage's ``entered_at``). ``who``:
+    the actor when it is not the run (``approver``)."""
     from include.mlops.core import audit
     from include.mlops.core.jsonsafe import json_safe
 
     from .connections import get_lake
 
-    lake, who = get_lake(), actor(context)
+    lake, who = get_lake(), who or actor(context)
     same = json_safe(evidence or {})
     for earlier in reversed(audit.history(lake, version) if recorded is None else recorded):
         same_run = (earlier.get("actor") or {}).get("run_id") == who["run_id"]

@@ -171,20 +171,95 @@ def evidence_ready(context):
     return False
 
 
+def ask_approval(context, link: str) -> dict[str, Any] | None:
+    """``approve_promotion``'s question, or None (the task skips): asked when deploy.yaml's ``approval`` is on and
+    the evidence says promote (``approval.needed``). The rollout records that it waits and where, the trail
+    that it was asked, and Slack is told where to answer; then the task waits for the answer."""
+    import datetime as dt
+
+    from include.mlops.deploy import approval, transitions
+
+    from ..blocks.audit import record
+    from ..blocks.connections import get_lake
+
+    settings, result = _cfg(context).approval, context["ti"].xcom_pull(task_ids="wait_for_evidence")
+    if not approval.needed(settings, result):
+        return None
+    lake, version, run_id = get_lake(), _version(context), context["run_id"]
+    rollout = _refused(transitions.watched, lake, version, run_id)
+    asked_at = dt.datetime.now(dt.UTC)
+    until = approval.deadline(settings, asked_at).isoformat(timespec="seconds")
+    who = ", ".join(settings["approvers"]) or "an op or admin"
+    transitions.approval(
+        lake,
+        version,
+        run_id,
+        {"status": "waiting", "asked_at": asked_at.isoformat(), "deadline": until, "link": link, "approvers": who},
+    )
+    numbers = {k: result.get(k) for k in ("verdict", "rows", "stage", "logloss") if k in result}
+    record(
+        context,
+        "approval_asked",
+        version,
+        f"the evidence says promote: {who} asked to approve by {until}",
+        numbers | {"timeout_hours": settings["timeout_hours"], "approvers": settings["approvers"]},
+        {"approval": link},
+    )
+    _alert(
+        context,
+        f"Approval waits: promote v{version} to champion?",
+        f"the canary's evidence says promote; nothing changes until {who} answers. Answer: {link}",
+        {"deadline": f"{until} (no answer: rolled back)", "verdict": result.get("why") or "promote"},
+    )
+    return approval.request(version, result, rollout, settings) | {
+        "hours": settings["timeout_hours"],
+        "approvers": settings["approvers"],
+    }
+
+
+def _approved(context, lake, version: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The evidence's decision with ``approve_promotion``'s answer applied (the answer recorded in the trail and
+    the rollout, by the approver): unchanged when no approval was asked (the task skipped)."""
+    from include.mlops.deploy import approval, transitions
+
+    from ..blocks.audit import approver, record
+
+    answer = context["ti"].xcom_pull(task_ids="approve_promotion")
+    if not answer:
+        return result
+    who = approver(context, answer.get("by"))  # the respondent, or the run when the deadline answered
+    out = approval.outcome(version, answer | {"by": who["user"] if who["kind"] == "person" else None})
+    status = "timed_out" if who["kind"] != "person" else ("approved" if out["decision"] == "promote" else "rejected")
+    state = {"status": status, "answered_at": answer.get("at"), "by": who.get("user"), "reason": answer.get("reason")}
+    _refused(transitions.approval, lake, version, context["run_id"], state)
+    record(
+        context,
+        "approval_answered",
+        version,
+        out["why"],
+        {"answer": answer.get("chosen"), "timed_out": status == "timed_out", "reason": answer.get("reason") or None},
+        who=who,
+    )
+    why = out["why"] if out["decision"] == "rollback" else f"{result.get('why')}; {out['why']}"
+    return result | {"decision": out["decision"], "why": why, "approval": state}
+
+
 def decide(context) -> dict[str, Any]:
-    """Promote or roll back on the sensor's decision (``transitions.decide``); a retry does it again."""
+    """Promote or roll back on the sensor's decision (``transitions.decide``), and, when a person was asked, on
+    their answer (only an approval promotes); a retry does it again."""
     from include.mlops.deploy import canary, transitions
 
     from ..blocks.connections import get_lake
 
-    result = context["ti"].xcom_pull(task_ids="wait_for_evidence")
-    ended = _refused(transitions.decide, get_lake(), _version(context), context["run_id"], result)
+    lake, version = get_lake(), _version(context)
+    result = _approved(context, lake, version, context["ti"].xcom_pull(task_ids="wait_for_evidence"))
+    ended = _refused(transitions.decide, lake, version, context["run_id"], result)
     promote = ended.decision == "promote"
     verb = "promoted to champion" if promote else "rolled back"
     detail = canary.describe(result) if "logloss" in result else result.get("why", "")
     from ..blocks.audit import record
 
-    numbers = {k: result.get(k) for k in ("verdict", "rows", "stage", "logloss", "slices") if k in result}
+    numbers = {k: result.get(k) for k in ("verdict", "rows", "stage", "logloss", "slices", "approval") if k in result}
     record(
         context,
         "promoted" if promote else "rolled_back",

@@ -104,6 +104,29 @@ def _stage(share: Any) -> str:
     return "shadow" if isinstance(share, (int, float)) and share <= 0 else f"{_num(share, 2)} of flights"
 
 
+def _approval_html(rollout: dict[str, Any]) -> str:
+    """The rollout's approval: a link to the question while it waits (the run's Required Actions page, on this
+    host), the answer once given."""
+    from urllib.parse import urlsplit
+
+    a = rollout.get("approval") or {}
+    if not a:
+        return ""
+    if a.get("status") == "waiting" and rollout.get("status") == "canary":
+        url = urlsplit(str(a.get("link") or ""))
+        href = url.path + (f"?{url.query}" if url.query else "")
+        return (
+            f"<p id='approval'>{_badge('approval waits', 'challenger')} promote v{_e(rollout.get('version'))}?"
+            f" <a href='{_e(href)}'>answer it</a> ({_e(a.get('approvers'))}; by {_e(a.get('deadline'))},"
+            " no answer: rolled back)</p>"
+        )
+    if a.get("status") == "waiting":
+        return "<p id='approval'>approval: asked, never answered (the rollout ended without it)</p>"
+    by = f" by {_e(a.get('by'))}" if a.get("by") else ""
+    reason = f": {_e(a.get('reason'))}" if a.get("reason") else ""
+    return f"<p id='approval'>approval: {_e(a.get('status'))}{by}{reason} ({_e(a.get('answered_at'))})</p>"
+
+
 def _rollout_html(rollout: dict[str, Any] | None) -> str:
     if not rollout:
         return "<p class='muted'>No rollout yet.</p>"
@@ -128,7 +151,8 @@ def _rollout_html(rollout: dict[str, Any] | None) -> str:
         f"<p id='rollout'>v{_e(rollout.get('version'))}: <b>{_e(rollout.get('status'))}</b>"
         f" (champion before: {_e('v' + str(rollout['champion']) if rollout.get('champion') else 'none')},"
         f"{at} started {_e(rollout.get('started_at'))}"
-        f"{', finished ' + _e(rollout.get('finished_at')) if rollout.get('finished_at') else ''})</p>{table}"
+        f"{', finished ' + _e(rollout.get('finished_at')) if rollout.get('finished_at') else ''})</p>"
+        f"{_approval_html(rollout)}{table}"
     )
 
 

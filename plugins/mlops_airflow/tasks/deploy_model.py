@@ -286,15 +286,26 @@ def promote_now(context) -> dict[str, Any]:
     version = _version(context)
     manual = context["params"].get("action") == "promote"
     ended = transitions.promote(get_lake(), version, lambda: batch_date(context), manual)
-    from ..blocks.audit import record
+    from include.mlops.core import audit
 
-    record(
-        context,
-        "alias_changed" if manual else "promoted",
-        version,
-        f"promoted by hand (champion was v{ended.before})" if manual else "the first model: nothing to compare with",
-        {"alias": "champion", "from": ended.before, "to": version},
+    from ..blocks.audit import actor, record
+
+    event = "alias_changed" if manual else "promoted"
+    # a retry finds the champion already set (from == to): the earlier try's record of this run stands
+    again = ended.before == version and any(
+        r["event"] == event and (r.get("actor") or {}).get("run_id") == actor(context)["run_id"]
+        for r in audit.history(get_lake(), version)
     )
+    if not again:
+        record(
+            context,
+            event,
+            version,
+            f"promoted by hand (champion was v{ended.before})"
+            if manual
+            else "the first model: nothing to compare with",
+            {"alias": "champion", "from": ended.before, "to": version},
+        )
     _alert(
         context,
         f"Model v{version} promoted to champion",

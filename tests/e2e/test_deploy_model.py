@@ -315,6 +315,29 @@ def test_manual_rollback_of_the_champion_is_refused(run_dag, versions, curated):
     assert registry.alias_version("champion")["version"] == versions["good"]
 
 
+def test_a_promotion_by_hand_retried_is_recorded_once(run_dag, versions, curated, slack, monkeypatch):
+    """The worker is lost after the champion was set and recorded: the retry finds the champion already set
+    (from == to) and keeps the first try's record, which names the champion before."""
+    from include.mlops.core import audit
+    from mlops_airflow.tasks import deploy_model as tasks
+
+    given(curated, versions["bad"])
+    real, calls = tasks._alert, []
+
+    def lost_once(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 1:
+            raise ConnectionError("the worker was lost after the record (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "_alert", lost_once)
+    run = run_dag("deploy_model", "2013-02-26", conf={"version": versions["good"], "action": "promote"})
+    assert run.state == "success" and run.tasks["promote_now"] == ("success", 2), run
+    assert registry.alias_version("champion")["version"] == versions["good"]
+    trail = [r for r in audit.history(curated, versions["good"]) if r["actor"]["run_id"] == run.run_id]
+    assert [(r["event"], r["evidence"]["from"]) for r in trail] == [("alias_changed", versions["bad"])], trail
+
+
 # --- a person's approval before the promotion (deploy.yaml's approval) -----------------------------------------
 
 

@@ -77,6 +77,7 @@ $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
 	@scripts/private.sh $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	$(BIN)/airflow pools set horovod 1 "Concurrent Horovod training jobs" >> $(AIRFLOW_HOME)/db-migrate.log 2>&1
+	$(BIN)/airflow pools set tuning 2 "Concurrent tuning trials (one process each)" >> $(AIRFLOW_HOME)/db-migrate.log 2>&1
 	@scripts/private.sh $(AIRFLOW_HOME)/airflow.db $(MLOPS_HOME)/secrets
 	@touch $@
 

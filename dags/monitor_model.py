@@ -83,6 +83,8 @@ def monitor_model():
         conf={
             "reason": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['reason'] }}",
             "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}",
+            # the latest tuning study's parameters when they beat params.yaml's by tune.margin
+            "parameters": "latest study if better",
         },
     )
 

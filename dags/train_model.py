@@ -33,7 +33,7 @@ from include.mlops.evaluate.config import GateConfig
 from include.mlops.train.params import KINDS, SETTINGS
 from include.mlops.train.params import load as load_params
 from mlops_airflow.blocks.assets import model_dags, training_inputs
-from mlops_airflow.blocks.defaults import default_args, schedule_window
+from mlops_airflow.blocks.defaults import default_args, end_date_param, schedule_window
 from mlops_airflow.blocks.forms import overrides_form, values_form
 from mlops_airflow.blocks.operators import HorovodTrainOperator
 
@@ -57,6 +57,8 @@ GATE_TITLES = {
 }
 
 
+# where a run's model parameters come from (tasks.train_model.model_values)
+PARAMETERS = ["params.yaml", "latest study", "latest study if better"]
 DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
 
 
@@ -71,19 +73,21 @@ DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
     render_template_as_native_obj=True,
     params={
         **values_form(PARAMS["train"], TITLES, SETTINGS["train"]),
-        "end_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="End date",
-            description="Last day of the window; empty means the newest curated day.",
-        ),
+        "end_date": end_date_param(),
         "hosts": Param(
             None,
             type=["null", "string"],
             pattern=HOSTS,
             title="Hosts",
             description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker.",
+        ),
+        "parameters": Param(
+            PARAMETERS[0],
+            enum=PARAMETERS,
+            title="Parameters",
+            description="The model's parameters: this form's (params.yaml's defaults), the latest tuning study's best "
+            "(tune_model), or the study's best only when it beats the defaults by tune.margin (monitoring's "
+            "retraining); read when the run starts.",
         ),
         "reason": Param(
             "scheduled",
@@ -113,7 +117,8 @@ def train_model():
         threads_per_worker="{{ params.threads_per_worker }}",
         hosts="{{ params.hosts }}",
         num_boost_round="{{ params.num_boost_round }}",
-        model_params={k: f"{{{{ params.{k} }}}}" for section in MODEL_SECTIONS for k in PARAMS[section]},
+        # the run's values of its kind's parameters, or the latest study's (build_training_set chose them)
+        model_params="{{ ti.xcom_pull(task_ids='build_training_set')['model_params'] }}",
         timeout_s="{{ params.timeout_minutes * 60 }}",
     )
 

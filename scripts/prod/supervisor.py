@@ -106,6 +106,13 @@ def prepare(env: dict[str, str]) -> None:
                 env.get("MLOPS_HOROVOD_POOL_SLOTS", "1"),
                 "Concurrent Horovod training jobs (each uses several processes)",
             ],
+            [
+                "pools",
+                "set",
+                "tuning",
+                env.get("MLOPS_TUNING_POOL_SLOTS", "2"),
+                "Concurrent tuning trials (one process each)",
+            ],
         ):
             rc = subprocess.run(
                 [_airflow(env), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900

@@ -106,7 +106,8 @@ def test_every_dag_is_tagged_documented_and_retries(dagbag):
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md, f"{dag_id} has no doc_md"
         for t in dag.tasks:
-            assert t.retries >= 2, f"{dag_id}.{t.task_id} retries={t.retries}"
+            # a tuning trial is not retried: it fails alone and its round's tell records the failure
+            assert t.retries >= 2 or t.pool == "tuning", f"{dag_id}.{t.task_id} retries={t.retries}"
             assert t.on_failure_callback, f"{dag_id}.{t.task_id} has no failure alert"
 
 

@@ -21,7 +21,9 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -31,7 +33,7 @@ FIRST_DATES = ["2013-01-17", "2013-01-18", "2013-01-19"]
 LAST_DATE = "2013-01-20"  # the fourth curated day: the Asset-triggered train_model run after it trains
 LIFECYCLE_DAGS = ("ingest_flights", "train_model", "deploy_model")
 # the project's DAGs: dags/ingest.py makes one ingest_<data set> per ingestion group of the declaration
-ALL_DAGS = (*LIFECYCLE_DAGS, "simulate_upstream", "monitor_model")
+ALL_DAGS = (*LIFECYCLE_DAGS, "simulate_upstream", "monitor_model", "tune_model")
 
 
 def _launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -416,6 +418,26 @@ def test_the_lifecycle_through_the_rest_api(deployment):
         leaks = [str(p) for p, text in logs.items() if value in text]
         assert not leaks, f"the {name} appears in {leaks}"
         assert value not in served, f"the {name} appears in a log served by the REST API"
+
+    # tuning under the real scheduler: one round of two trials, mapped task instances in the tuning pool (2 slots),
+    # run side by side by the LocalExecutor; train_model could take the result ("latest study")
+    t2 = time.monotonic()
+    assert dep.api("PATCH", "/api/v2/dags/tune_model", json={"is_paused": False}).status_code == 200
+    study = {"trials": 2, "trials_per_round": 2, "rounds": 1, "window_days": 4, "end_date": LAST_DATE}
+    tune_run = dep.trigger("tune_model", conf=study)["dag_run_id"]
+    tuned = dep.wait_for("the tuning study", lambda: _all_finished(dep, "tune_model", [tune_run]), 300)
+    assert tuned[tune_run] == "success", dep.task_instances("tune_model", tune_run)
+    mapped = [
+        ti
+        for ti in dep.get(
+            f"/api/v2/dags/tune_model/dagRuns/{quote(tune_run, safe='')}/taskInstances", params={"limit": 100}
+        )["task_instances"]
+        if ti["task_id"] == "trials_0"
+    ]
+    assert sorted(ti["map_index"] for ti in mapped) == [0, 1] and {ti["pool"] for ti in mapped} == {"tuning"}, mapped
+    a, b = ({k: datetime.fromisoformat(ti[k]) for k in ("start_date", "end_date")} for ti in mapped)
+    assert a["start_date"] < b["end_date"] and b["start_date"] < a["end_date"], mapped  # the two trials overlapped
+    timings["tuning_study_s"] = round(time.monotonic() - t2, 1)
 
     timings["test_s"] = round(time.monotonic() - t0, 1)
     record = OUTPUT / "deploy_lifecycle.json"

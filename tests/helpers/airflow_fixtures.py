@@ -27,14 +27,15 @@ def airflow_db():
         timeout=600,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "pools", "set", "horovod", "1", "horovod"],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for pool, slots in (("horovod", "1"), ("tuning", "2")):
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "pools", "set", pool, slots, pool],
+            capture_output=True,
+            text=True,
+            env=os.environ,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return home
 
 

@@ -191,7 +191,16 @@ def test_no_lake_path_is_spelt_in_segments(path):
 
 
 # what changes the registry or the rollout's state: include/mlops/deploy/transitions.py changes both together
-REGISTRY_WRITERS = {"set_alias", "delete_alias", "tag_version", "log_to_run", "log_training_run", "set_audit_head"}
+REGISTRY_WRITERS = {
+    "set_alias",
+    "delete_alias",
+    "tag_version",
+    "log_to_run",
+    "log_training_run",
+    "set_audit_head",
+    "log_run",
+    "end_run",
+}
 STATE_WRITERS = {"include.mlops.deploy.canary": {"start", "finish"}, "include.mlops.core.rollouts": {"adopt"}}
 WRITERS = {f"include.mlops.core.registry.{f}" for f in REGISTRY_WRITERS} | {
     f"{m}.{f}" for m, fs in STATE_WRITERS.items() for f in fs

@@ -117,7 +117,12 @@ BAD = [
     ({"name": "m", "dataset": "patients", "label": "died", "lake": "a//b"}, "got ''"),
     ({"name": "m", "dataset": "patients", "label": "died", "lake": 3}, "a folder in the lake (a string"),
     (
-        {"name": "m x", "dataset": "patients", "label": "died", "dags": {"train": "t", "deploy": "d", "monitor": "o"}},
+        {
+            "name": "m x",
+            "dataset": "patients",
+            "label": "died",
+            "dags": {"train": "t", "deploy": "d", "monitor": "o", "tune": "u"},
+        },
         "lake: 'models/m x': each folder",
     ),
 ]

@@ -134,3 +134,23 @@ def test_the_page_links_the_waiting_approval_on_its_own_host_and_shows_the_answe
     assert "answer it" not in page and "approval: rejected by otto: &lt;b&gt;not now&lt;/b&gt; (T)" in page
     page = _with_rollout(rollout | {"status": "rolled_back", "approval": waiting})  # asking failed for good
     assert "answer it" not in page and "asked, never answered" in page
+
+
+def test_the_page_shows_the_latest_tuning_study_escaped():
+    study = {
+        "study_id": "manual__1",
+        "kind": "lightgbm",
+        "finished_at": "T",
+        "best": {"number": 4, "value": 0.41234, "params": {"num_leaves": 31, "learning_rate": 0.05}},
+        "defaults": {"value": 0.42},
+        "beats_defaults": True,
+        "trials": [{"number": 4, "round": 1, "state": "complete", "value": 0.41234, "params": {"x": "<i>"}}],
+    }
+    bare = {"model": "m", "errors": {}, "versions": [], "champion": None, "challenger": None, "drift": None}
+    bare |= {"gate": None, "rollout": None, "lake": "file:///lake"}
+    page = render(bare | {"study": study})
+    assert "best validation log-loss 0.4123 (trial 4) against the defaults' 0.4200" in page
+    assert "beats the defaults" in page and "learning_rate=0.05, num_leaves=31" in page
+    assert "<td>4</td><td>1</td><td>complete</td><td>0.4123</td><td>x=&lt;i&gt;</td>" in page
+    empty = render(bare)
+    assert "No tuning study yet" in empty

@@ -214,6 +214,24 @@ def monitoring(date: dt.date | str) -> str:
     return f"{monitoring_reports()}/{DATE}{_date(date)}"
 
 
+# tuning ---------------------------------------------------------------------------------------------------------
+def tuning(study_id: str | None = None) -> str:
+    """``M/tuning``, or a study's folder ``M/tuning/<study_id>`` (one path segment): its settings, each round's
+    proposals, each trial's result, the study's result (``train.tune`` names the files)."""
+    from .lake import UnsafePath, segments
+
+    if study_id is None:
+        return f"{_model()}tuning"
+    if len(segments(study_id)) != 1:
+        raise UnsafePath(f"a study id is one path segment, not {study_id!r}")
+    return f"{_model()}tuning/{study_id}"
+
+
+def tuning_latest() -> tuple[str, str]:
+    """The latest finished study's result (what train_model's "latest study" trains with)."""
+    return tuning(), "latest.json"
+
+
 def audit_trail() -> str:
     """``M/audit/<registered name>``: the trail of the registered model (``MLOPS_MODEL_NAME``, else the declared
     name: the registry holds the trail's head per registered model), a hash-chained record per decision about a

@@ -41,7 +41,7 @@ from typing import Any
 
 _MODEL_KEYS = {"name", "dataset", "key", "label", "joins", "features", "score", "api", "experiment", "dags", "lake"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # one folder of a model's lake path
-DAG_ROLES = ("train", "deploy", "monitor")  # the model's own DAGs (ingestion is per data set)
+DAG_ROLES = ("train", "deploy", "monitor", "tune")  # the model's own DAGs (ingestion is per data set)
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")  # what Airflow accepts as a DAG id
 _LABEL_KEYS = {"source", "threshold", "positive", "name"}
 _API_KEYS = {"rows", "key", "date"}

@@ -263,6 +263,40 @@ def log_to_run(
         client.log_dict(run_id, obj, name)
 
 
+def log_run(
+    name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    finished: bool = True,
+    settings: Settings | None = None,
+) -> str:
+    """A tracked run that registers nothing (a tuning study, each of its trials: ``parent_run_id`` makes it a
+    child run in MLflow's UI), with its parameters and metrics; left running when not ``finished`` (a study's run
+    while its trials go on: ``log_to_run`` adds to it). Its run id."""
+    mlflow = _mlflow(settings)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment())
+    run_tags = {"mlflow.runName": name, "code_version": code_version(), **(tags or {})}
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(exp.experiment_id, tags=run_tags)
+    run_id = run.info.run_id
+    for k, v in params.items():
+        client.log_param(run_id, k, json.dumps(v) if isinstance(v, (dict, list)) else v)
+    for k, v in metrics.items():
+        if v == v:
+            client.log_metric(run_id, k, float(v))
+    if finished:
+        client.set_terminated(run_id)
+    return run_id
+
+
+def end_run(run_id: str, status: str = "FINISHED", settings: Settings | None = None) -> None:
+    _client(settings).set_terminated(run_id, status=status)
+
+
 def delete_alias(alias: str, settings: Settings | None = None) -> None:
     client = _client(settings)
     try:

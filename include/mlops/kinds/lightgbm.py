@@ -189,6 +189,23 @@ def train_single(
     return lgb.train(p, dtrain, num_boost_round=num_boost_round, valid_sets=[dval], valid_names=["validation"])
 
 
+def fit(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    spec: FeatureSpec,
+    values: dict[str, Any],
+    num_boost_round: int = 200,
+    threads: int = 1,
+) -> Model:
+    """Trained in this process (a tuning trial: the study runs trials side by side, not ranks), with the run's
+    values of params.yaml's ``lgbm:`` section, binned on the training split as one rank of the job would."""
+    features = list(spec.numeric) + list(spec.categorical)
+    booster = train_single(
+        train, validation, features, list(spec.categorical), params(values, threads), num_boost_round, label=spec.label
+    )
+    return Model(booster, spec)
+
+
 def train_rank(job, rank, status) -> tuple[dict[str, Any], bytes | None]:
     """One rank of the data-parallel job (``train.distributed`` runs it in each Horovod worker): its shard of the
     training set staged in the lake, bins agreed on a sample pooled from every rank, then LightGBM's data-parallel

@@ -18,7 +18,9 @@ from ..core.config import PROJECT_ROOT, check_settings, config_dir, read_yaml
 KINDS: dict[str, str] = {name: module.PARAMS for name, module in kinds.available().items()}
 # the data `dvc repro` trains on (dvc.yaml's snapshot stage, include/mlops/repro): optional, read by no DAG
 SNAPSHOT = "snapshot"
-SECTIONS = ("train", *KINDS.values(), SNAPSHOT)
+# the hyperparameter search tune_model runs (include/mlops/train/tune.py): optional, read by no training run
+TUNE = "tune"
+SECTIONS = ("train", *KINDS.values(), SNAPSHOT, TUNE)
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "train": {
         "kind": {"type": "string", "enum": list(KINDS)},  # the model kind a run trains
@@ -35,6 +37,14 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     SNAPSHOT: {
         "first": {"type": "string", "format": "date"},  # the snapshot's first and last day (ISO dates)
         "last": {"type": "string", "format": "date"},
+    },
+    TUNE: {
+        "trials": {"type": "integer", "minimum": 1, "maximum": 500},  # the study's budget: trials in all ...
+        "minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 24 * 60},  # ... and wall time
+        "trials_per_round": {"type": "integer", "minimum": 1, "maximum": 32},  # asked at once, trained side by side
+        "seed": {"type": "integer", "minimum": 0},
+        "margin": {"type": "number", "minimum": 0, "maximum": 1},  # what "beats the defaults" needs
+        "space": {"type": "object"},  # per parameter: {low, high, log} or {choices} (tune.space checks it)
     },
 }
 
@@ -87,7 +97,7 @@ def resolve(run: dict[str, Any], file: Path | str | None = None) -> dict[str, di
     the wrong type or out of its range is a ValueError naming the parameter, the value and what is allowed. A run
     of another kind than the file's needs that kind's section in the file."""
     base = load(file)
-    out = {s: {k: run[k] if k in run else v for k, v in base[s].items()} for s in base if s != SNAPSHOT}
+    out = {s: {k: run[k] if k in run else v for k, v in base[s].items()} for s in base if s not in (SNAPSHOT, TUNE)}
     for s in out:
         given = {k for k in out[s] if k in run}
         check_settings(out[s], SETTINGS[s], f"train_model's parameters ({s}: of params.yaml)", overridden=given)

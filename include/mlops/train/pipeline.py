@@ -313,6 +313,7 @@ def register(
                 **kinds.kind(kind).tracked_params(values, threads=job["threads_per_worker"]),
                 "kind": kind,
                 "num_boost_round": params.get("num_boost_round"),
+                "parameters": params.get("parameters") or "params.yaml",  # or the tuning study they came from
                 "window_days": meta["window_days"],
                 # the split's shares (a run staged before they were parameters: the defaults it was split with)
                 "validation_share": meta.get("validation_share", 0.15),

@@ -48,6 +48,19 @@ def date_param(what: str):
     )
 
 
+def end_date_param():
+    """The last day of a training window (train_model, tune_model)."""
+    from airflow.sdk import Param
+
+    return Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        title="End date",
+        description="Last day of the window; empty means the newest curated day.",
+    )
+
+
 def default_args(**overrides: Any) -> dict[str, Any]:
     return {
         "owner": "mlops",

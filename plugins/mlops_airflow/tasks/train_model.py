@@ -85,21 +85,60 @@ def build_training_set(context: dict[str, Any]) -> dict[str, Any]:
         )
     except pipeline.NotEnoughData as exc:  # the window holds too few days: a retry finds no more
         raise AirflowFailException(str(exc)) from None
-    return {k: meta[k] for k in ("fingerprint", "rows", "window", "days", "shards")}
+    source, values = model_values(context)
+    out = {k: meta[k] for k in ("fingerprint", "rows", "window", "days", "shards")}
+    return out | {"model_params": values, "parameters": source}
 
 
-def register(context: dict[str, Any]) -> dict[str, Any]:
-    from include.mlops.train import pipeline
+def model_values(context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(where they come from, the run's values of its kind's parameters): the form's (params.yaml's defaults),
+    or the latest tuning study's best over them (``parameters``: "latest study"; "latest study if better": only
+    when the study beat the defaults by params.yaml's ``tune.margin``, monitoring's retraining). Read when the run
+    starts: a study finished after the DAG was parsed counts. Asked for and missing (no study, another kind) fails
+    the run for good."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops.train import tune
     from include.mlops.train.params import SETTINGS, section
 
     from ..blocks.connections import get_lake
 
     p = context["params"]
-    values = {k: p[k] for k in SETTINGS[section(str(p["kind"]))]}  # the run's values of its kind's parameters
+    kind = str(p["kind"])
+    values = {k: p[k] for k in SETTINGS[section(kind)]}
+    choice = p.get("parameters") or "params.yaml"
+    if choice == "params.yaml":
+        return "params.yaml", values
+    if choice == "latest study if better":
+        result = tune.latest(get_lake())
+        if result is None or result["kind"] != kind or not result.get("beats_defaults"):
+            why = (
+                "no study" if result is None else f"study {result['study_id']} does not beat params.yaml by its margin"
+            )
+            log.info(
+                "parameters: params.yaml (%s)", why if result is None or result["kind"] == kind else "another kind"
+            )
+            return "params.yaml", values
+    try:
+        study_id, best = tune.latest_params(get_lake(), kind)
+    except tune.StudyError as exc:
+        raise AirflowFailException(str(exc)) from None
+    log.info("parameters: study %s's best %s", study_id, best)
+    return f"study {study_id}", values | best
+
+
+def register(context: dict[str, Any]) -> dict[str, Any]:
+    from include.mlops.train import pipeline
+
+    from ..blocks.connections import get_lake
+
+    p = context["params"]
+    built = context["ti"].xcom_pull(task_ids="build_training_set")
+    values = built["model_params"]  # the run's values of its kind's parameters, as the job trained with them
     result = pipeline.register(
         get_lake(),
         run_key(context),
-        params={"model": values, "num_boost_round": int(p["num_boost_round"])},
+        params={"model": values, "num_boost_round": int(p["num_boost_round"]), "parameters": built["parameters"]},
         reason=str(p["reason"]),
         dag_run=context["dag_run"].run_id,
     )

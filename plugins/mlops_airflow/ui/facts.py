@@ -78,6 +78,9 @@ def state() -> dict[str, Any]:
             lake.read_json(*layout.monitoring_latest()) if lake.exists(*layout.monitoring_latest()) else None
         )
         facts["rollout"] = rollouts.current(lake)
+        from include.mlops.train import tune
+
+        facts["study"] = tune.latest(lake)
     except Exception as exc:  # noqa: BLE001
         facts["errors"]["lake"] = f"{type(exc).__name__}: {exc}"
     try:

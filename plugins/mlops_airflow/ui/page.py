@@ -127,6 +127,29 @@ def _approval_html(rollout: dict[str, Any]) -> str:
     return f"<p id='approval'>approval: {_e(a.get('status'))}{by}{reason} ({_e(a.get('answered_at'))})</p>"
 
 
+def _study_html(study: dict[str, Any] | None) -> str:
+    """The latest tuning study (tune_model): its best trial against params.yaml's defaults, and its trials."""
+    if not study:
+        return "<p class='muted'>No tuning study yet (tune_model).</p>"
+    best, base = study.get("best") or {}, (study.get("defaults") or {}).get("value")
+    verdict = (
+        _badge("beats the defaults", "pass") if study.get("beats_defaults") else _badge("not by the margin", "muted")
+    )
+    params = ", ".join(f"{_e(k)}={_e(v)}" for k, v in sorted((best.get("params") or {}).items()))
+    rows = "".join(
+        f"<tr><td>{_e(t.get('number'))}</td><td>{_e(t.get('round'))}</td><td>{_e(t.get('state'))}</td>"
+        f"<td>{_num(t.get('value'), 4)}</td><td>{_e(', '.join(f'{k}={v}' for k, v in sorted((t.get('params') or {}).items())))}</td></tr>"
+        for t in study.get("trials") or []
+    )
+    return (
+        f"<p id='study'>study {_e(study.get('study_id'))} ({_e(study.get('kind'))}, finished"
+        f" {_e(study.get('finished_at'))}): best validation log-loss {_num(best.get('value'), 4)}"
+        f" (trial {_e(best.get('number'))}) against the defaults' {_num(base, 4)} {verdict}; best: {params}</p>"
+        "<table id='trials'><tr><th>trial</th><th>round</th><th>state</th><th>validation log-loss</th>"
+        f"<th>parameters</th></tr>{rows}</table>"
+    )
+
+
 def _rollout_html(rollout: dict[str, Any] | None) -> str:
     if not rollout:
         return "<p class='muted'>No rollout yet.</p>"
@@ -215,6 +238,7 @@ th, td {{ border-bottom: 1px solid #e2e8f0; padding: .3rem .7rem; text-align: le
 <h2>Rollout</h2>{_rollout_html(facts.get("rollout"))}
 <h2>Decisions (audit trail)</h2>{_audit_html(facts.get("audit"))}
 <h2>Last gate decision</h2>{_gate_html(facts.get("gate"))}
+<h2>Latest tuning study</h2>{_study_html(facts.get("study"))}
 <h2>Last drift report</h2>{_drift_html(facts.get("drift"))}
 <h2>Registered versions</h2>{_versions_html(facts)}
 </body></html>"""

@@ -46,7 +46,9 @@ def _days(window: int) -> list[str]:
     return [(end - dt.timedelta(days=i)).isoformat() for i in range(window)][::-1]
 
 
-def optuna_in_process(lake, training_set: str, trials: int, per_round: int, seed: int, jobs: int) -> dict:
+def optuna_in_process(
+    lake, training_set: str, trials: int, per_round: int, seed: int, jobs: int, rounds: int | None
+) -> dict:
     """Optuna's own loop on the same staged training set, ``n_jobs`` threads."""
     import optuna
     import pandas as pd
@@ -73,7 +75,7 @@ def optuna_in_process(lake, training_set: str, trials: int, per_round: int, seed
 
     def objective(trial):
         values = base | {n: suggest(trial, n, d) for n, d in dists.items()}
-        model = tune._fit(module, train, validation, spec, values, p["train"]["num_boost_round"])
+        model = tune._fit(module, train, validation, spec, values, rounds or p["train"]["num_boost_round"])
         v = metrics(validation[spec.label].to_numpy(), model.predict_encoded(validation[spec.columns]))["logloss"]
         reached.append((time.monotonic() - t0, v))
         return v
@@ -96,7 +98,12 @@ def suggest(trial, name: str, d):
 
 
 def airflow_study(dep, conf: dict, slots: int) -> dict:
-    r = dep.api("PATCH", "/api/v2/pools/tuning", json={"name": "tuning", "slots": slots})
+    r = dep.api(
+        "PATCH",
+        "/api/v2/pools/tuning",
+        params={"update_mask": "slots"},
+        json={"pool": "tuning", "slots": slots, "include_deferred": False},
+    )
     assert r.status_code == 200, r.text
     run = dep.trigger("tune_model", conf=conf)["dag_run_id"]
 
@@ -159,6 +166,7 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--windows", type=int, nargs="+", default=[14, 42])
+    ap.add_argument("--num-boost-round", type=int, default=None, help="each trial's rounds (default params.yaml's)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tuning"))
     args = ap.parse_args()
 
@@ -211,10 +219,12 @@ def main() -> None:
                     "minutes": 60,
                     "window_days": window,
                     "end_date": END,
-                }
+                } | ({"num_boost_round": args.num_boost_round} if args.num_boost_round else {})
                 seq = airflow_study(dep, conf, 1)
                 par = airflow_study(dep, conf, 2)
-                inproc = optuna_in_process(dep.lake, seq["study_id"], args.trials, args.per_round, args.seed, 2)
+                inproc = optuna_in_process(
+                    dep.lake, seq["study_id"], args.trials, args.per_round, args.seed, 2, args.num_boost_round
+                )
                 best = min(min(r["values"]) for r in (seq, par, inproc) if r["values"])
                 ways = [
                     summary("Airflow, one trial at a time (pool 1 slot)", seq, best),

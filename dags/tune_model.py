@@ -55,6 +55,12 @@ DAGS = model_dags()
         ),
         "rounds": Param(ROUNDS, type="integer", minimum=1, maximum=MAX_ROUNDS, title="Rounds"),
         "window_days": Param(PARAMS["train"]["window_days"], title="Window (days)", **SETTINGS["train"]["window_days"]),
+        "num_boost_round": Param(
+            PARAMS["train"]["num_boost_round"],
+            title="Boosting rounds per trial",
+            description="Each trial's size (with the window): params.yaml's train.num_boost_round by default.",
+            **SETTINGS["train"]["num_boost_round"],
+        ),
         "end_date": end_date_param(),
     },
     default_args=default_args(),

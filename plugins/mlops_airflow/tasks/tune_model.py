@@ -67,7 +67,14 @@ def prepare(context) -> dict[str, Any]:
     except pipeline.NotEnoughData as exc:
         raise AirflowFailException(str(exc)) from None
     started = _refused(
-        tune.start, lake, study_id, kind, study_id, settings, int(p["rounds"]), int(train["num_boost_round"])
+        tune.start,
+        lake,
+        study_id,
+        kind,
+        study_id,
+        settings,
+        int(p["rounds"]),
+        int(p.get("num_boost_round") or train["num_boost_round"]),
     )
     log.info("study %s of %s: %s on %s rows", study_id, kind, settings["space"], meta["rows"])
     return {"study_id": study_id, "kind": kind, "rows": meta["rows"], "run_id": started["run_id"]}

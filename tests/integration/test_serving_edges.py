@@ -75,7 +75,12 @@ def test_a_version_that_fails_to_load_is_a_failed_refresh_and_changes_nothing_se
     for arm, version in (("challenger", "3"), ("champion", "4")):
         registry.aliases, registry.broken = {"champion": "1", "challenger": "2"}, set()
         both = {("champion", "1"), ("challenger", "2")}
-        assert wait_for(url, "ok")["status"] == "ok" and served_by(url) == both
+        # the previous arm's version (served once it loaded) is replaced at the next refresh, not at once
+        deadline = time.time() + 10
+        while (h := wait_for(url, "ok"))["challenger"] != "2" or h["champion"] != "1":
+            assert time.time() < deadline, h
+            time.sleep(0.05)
+        assert served_by(url) == both
         counted = failures(url)
         registry.broken = {version}
         registry.aliases = registry.aliases | {arm: version}

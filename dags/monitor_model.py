@@ -16,7 +16,10 @@ manual run: HTML with per-feature plots and JSON in `reports/monitoring/date=…
 service's section; skipped while there is no champion) → **check_thresholds**
 (a signal fires after `consecutive_days` days in a row; held back during the cool-down after the last
 trigger and while a canary runs; a fire sends a Slack drift alert with the features, numbers and report
-link; otherwise the run ends here) → **trigger_train_model** with the reason in the conf. Beside them,
+link; otherwise the run ends here) → **remedy** → **trigger_train_model** with the reason in the conf, or, when
+the retrainings of the last `tuning.after_failed_retrains` triggers each failed the gate and the way back found
+no better earlier version, **trigger_tune_model** (a tuning study, which then starts `train_model` with its best
+parameters when they beat `params.yaml`'s). Beside them,
 **audit_check**: the audit trail's hash chain against its head in the registry (broken: a Slack alert, the task
 fails), and the registry's champion against the trail's (changed in MLflow by hand: recorded, Slack told).
 
@@ -45,6 +48,11 @@ TITLES = {
 
 
 DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
+
+
+def _decided(field: str) -> str:
+    """A field of check_thresholds' decision (its XCom), as a template the trigger renders."""
+    return "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['" + field + "'] }}"
 
 
 @dag(
@@ -77,14 +85,32 @@ def monitor_model():
     def check_thresholds(**context) -> bool:
         return mlops_airflow.tasks.monitor_model.check_thresholds(context)
 
+    @task.branch
+    def remedy(**context) -> str:
+        return mlops_airflow.tasks.monitor_model.remedy(context)
+
     trigger_train_model = TriggerDagRunOperator(
         task_id="trigger_train_model",
         trigger_dag_id=DAGS["train"],
+        trigger_run_id=_decided("run_id"),  # the trigger's record names it: its outcome is found
+        skip_when_already_exists=True,  # a retry after the run was made
         conf={
-            "reason": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['reason'] }}",
-            "end_date": "{{ ti.xcom_pull(task_ids='check_thresholds', key='decision')['date'] }}",
+            "reason": _decided("reason"),
+            "end_date": _decided("date"),
             # the latest tuning study's parameters when they beat params.yaml's by tune.margin
             "parameters": "latest study if better",
+        },
+    )
+    # retraining failed the gate (monitoring.yaml tuning:): a study first; it then starts train_model itself
+    trigger_tune_model = TriggerDagRunOperator(
+        task_id="trigger_tune_model",
+        trigger_dag_id=DAGS["tune"],
+        trigger_run_id=_decided("run_id"),
+        skip_when_already_exists=True,
+        conf={
+            "reason": _decided("reason"),
+            "end_date": _decided("date"),
+            "train_after": True,
         },
     )
 
@@ -93,7 +119,7 @@ def monitor_model():
     def audit_check(**context) -> dict:
         return mlops_airflow.tasks.monitor_model.audit_check(context)
 
-    service_health() >> report() >> check_thresholds() >> trigger_train_model
+    service_health() >> report() >> check_thresholds() >> remedy() >> [trigger_train_model, trigger_tune_model]
     audit_check()
 
 

@@ -3,7 +3,7 @@
 
 A hyperparameter search of the model's kind (`train.kind` of `params.yaml`) over the space in `params.yaml`'s
 `tune:` section, its trials run as Airflow tasks side by side in the `tuning` pool. Started by hand with the form
-below.
+below, or by `monitor_model` (monitoring.yaml `tuning:`).
 
 **prepare** (the training set, built once for every trial: the window ending at the end date, the split training
 uses; the study's settings recorded in the lake and its run in MLflow) → per round: **ask_<r>** (Optuna's sampler
@@ -11,7 +11,9 @@ proposes the round's trials; the first is `params.yaml`'s own values; none once 
 spent) → **trials_<r>** (one mapped task per trial: trained in one process, scored on the validation split, a
 child run of the study's run in MLflow; a failed trial fails alone, no retries) → **tell_<r>** (the results back
 to the study, whatever the trials' states) → … → **finish** (the best trial against the defaults, the trials
-table: the lake's `tuning/<study>/result.json` and `tuning/latest.json`, the MLflow run, Slack).
+table: the lake's `tuning/<study>/result.json` and `tuning/latest.json`, the MLflow run, Slack) → **then_train**
+(the form's "Then train": **trigger_train_model** on the study's end date, "parameters: latest study if better";
+`monitor_model` starts studies so, when retraining on the current parameters failed the gate twice).
 
 The rounds are a fixed chain of `MAX_ROUNDS` in the DAG (the form's `rounds` asks fewer; a round past the
 budget asks nothing and its trials are skipped): one run holds the whole study (one grid to watch, one run to
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule, dag, task
 
 import mlops_airflow.tasks.tune_model
@@ -34,8 +37,9 @@ from mlops_airflow.blocks.forms import values_form
 
 MAX_ROUNDS = 6
 PARAMS = load_params()
-SEARCH = {k: PARAMS[TUNE][k] for k in ("trials", "minutes", "trials_per_round", "seed")}
-ROUNDS = min(MAX_ROUNDS, math.ceil(SEARCH["trials"] / SEARCH["trials_per_round"]))
+TUNING = PARAMS.get(TUNE)  # None: params.yaml has no tune: section, and there is no DAG (the end of this file)
+SEARCH = {k: TUNING[k] for k in ("trials", "minutes", "trials_per_round", "seed")} if TUNING else {}
+ROUNDS = min(MAX_ROUNDS, math.ceil(SEARCH["trials"] / SEARCH["trials_per_round"])) if TUNING else 1
 DAGS = model_dags()
 
 
@@ -62,10 +66,21 @@ DAGS = model_dags()
             **SETTINGS["train"]["num_boost_round"],
         ),
         "end_date": end_date_param(),
+        "train_after": Param(
+            False,
+            type="boolean",
+            title="Then train",
+            description="When the study ends: train_model on the same end date with the study's best parameters if "
+            "they beat params.yaml's by tune.margin, else params.yaml's (monitoring starts its studies so).",
+        ),
+        "reason": Param("manual", type="string", title="Reason", description="Why this study runs."),
     },
     default_args=default_args(),
 )
 def tune_model():
+    """The study's DAG (made only when params.yaml has a ``tune:`` section: without one there is nothing to search,
+    and monitoring retrains instead)."""
+
     @task(multiple_outputs=False)
     def prepare(**context) -> dict:
         return mlops_airflow.tasks.tune_model.prepare(context)
@@ -96,7 +111,22 @@ def tune_model():
         before >> proposals
         trials >> told
         before = told
-    before >> finish()
+
+    @task.short_circuit
+    def then_train(**context) -> bool:
+        return mlops_airflow.tasks.tune_model.then_train(context)
+
+    trigger_train_model = TriggerDagRunOperator(
+        task_id="trigger_train_model",
+        trigger_dag_id=DAGS["train"],
+        conf={
+            "reason": "{{ ti.xcom_pull(task_ids='then_train', key='train')['reason'] }}",
+            "end_date": "{{ ti.xcom_pull(task_ids='then_train', key='train')['end_date'] }}",
+            "parameters": "latest study if better",
+        },
+    )
+    before >> finish() >> then_train() >> trigger_train_model
 
 
-tune_model()
+if TUNING:
+    tune_model()

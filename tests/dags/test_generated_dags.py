@@ -68,14 +68,14 @@ def test_the_model_dags_take_their_ids_from_the_declaration(monkeypatch):
     def ids():
         return {
             d
-            for f in ("train_model.py", "deploy_model.py", "monitor_model.py")
+            for f in ("train_model.py", "deploy_model.py", "monitor_model.py", "tune_model.py")
             for d in DagBag(dag_folder=str(ROOT / "dags" / f)).dags
         }
 
-    assert ids() == {"train_model", "deploy_model", "monitor_model"}  # the flights model keeps its names
+    assert ids() == {"train_model", "deploy_model", "monitor_model", "tune_model"}  # the flights model's names
     monkeypatch.setenv("MLOPS_CONFIG_DIR", str(ROOT / "examples" / "pizza"))
     monkeypatch.delenv("MLOPS_DATASETS", raising=False)
-    assert ids() == {"train_large_pizza", "deploy_large_pizza", "monitor_large_pizza"}
+    assert ids() == {"train_large_pizza", "deploy_large_pizza", "monitor_large_pizza", "tune_large_pizza"}
     train = DagBag(dag_folder=str(ROOT / "dags" / "train_model.py")).dags["train_large_pizza"]
     assert train.get_task("trigger_deploy_model").trigger_dag_id == "deploy_large_pizza"
     # a failed gate: the way back, and its version to the same deployment DAG (the ramp)
@@ -85,6 +85,11 @@ def test_the_model_dags_take_their_ids_from_the_declaration(monkeypatch):
     assert train.get_task("trigger_way_back").conf["action"] == "canary"
     monitor = DagBag(dag_folder=str(ROOT / "dags" / "monitor_model.py")).dags["monitor_large_pizza"]
     assert monitor.get_task("trigger_train_model").trigger_dag_id == "train_large_pizza"
+    # retraining that failed the gate twice: the model's own tuning study, which then trains the model's own DAG
+    assert monitor.get_task("trigger_tune_model").trigger_dag_id == "tune_large_pizza"
+    assert monitor.get_task("remedy").downstream_task_ids == {"trigger_train_model", "trigger_tune_model"}
+    tune = DagBag(dag_folder=str(ROOT / "dags" / "tune_model.py")).dags["tune_large_pizza"]
+    assert tune.get_task("trigger_train_model").trigger_dag_id == "train_large_pizza"
     assert train.params["kind"] == "lightgbm" and "l2" in train.params  # every kind's parameters in the form
 
 
@@ -99,3 +104,19 @@ def test_a_wrong_dags_declaration_is_refused(tmp_path, dags, message):
     f.write_text(yaml.safe_dump({"datasets": {"d": one}, "models": [model]}))
     with pytest.raises(ValueError, match=message):
         schema.declaration(Settings.from_env({"MLOPS_HOME": str(tmp_path), "MLOPS_DATASETS": str(f)}))
+
+
+def test_no_tuning_dag_without_a_tune_section(tmp_path, monkeypatch):
+    """A model whose params.yaml has no tune: section has no study to run: no tune DAG (and no import error);
+    monitoring then always retrains (``monitor.remedy``'s ``tunable``)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["tune"]
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("MLOPS_PARAMS", str(f))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "tune_model.py"))
+    assert bag.dags == {} and bag.import_errors == {}
+    monkeypatch.delenv("MLOPS_PARAMS")
+    assert set(DagBag(dag_folder=str(ROOT / "dags" / "tune_model.py")).dags) == {"tune_model"}

@@ -155,6 +155,8 @@ def test_a_change_gets_a_trained_candidate_and_a_report(repo, s3_remote):
     result = json.loads((repo / "report.json").read_text())
     d = result["decision"]
     assert d["passed"] and "**Gate PASSED**" in text
+    # the deployment's latest tuning study beside the branch's parameters: this one's lake has none, and says so
+    assert "## Latest tuning study" in text and result["study"]["result"] is None and "error" not in result["study"]
     # the report's numbers are both sides' metrics.json: the same held-out rows, each model scored as it was
     assert round(d["candidate"]["auc"], 6) == branch_metrics["test"]["auc"]
     assert round(d["champion"]["auc"], 6) == main_metrics["test"]["auc"]

@@ -139,3 +139,43 @@ def test_a_broken_audit_trail_fails_the_daily_check_and_alerts(run_dag, curated,
     finally:
         curated.write_bytes(kept, *where)
     assert audit.verify(curated)["ok"]
+
+
+def test_two_failed_retrainings_start_a_tuning_study_instead(run_dag, curated, champion, slack):
+    """monitoring.yaml tuning.after_failed_retrains (2): the retrainings of the two triggers before this one each
+    failed the gate and the way back found nothing better (their gate decisions and way-back results in the lake,
+    under the run ids the triggers recorded): the fire starts tune_model (then train_model after it) instead of a
+    third retraining on the same parameters, under the run id its own record names."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    from include.mlops.core import layout
+    from include.mlops.core.lake import run_key
+
+    kept = curated.read_bytes(*layout.triggers()) if curated.exists(*layout.triggers()) else None
+    earlier = []
+    for date in ("2013-06-01", "2013-06-15"):
+        t = {"date": date, "signals": ["decay"], "reason": "decay", "champion": champion, "report": "x"}
+        t |= {"remedy": "retrain", "run_id": f"monitoring__{date}__20261201T000000"}
+        key = run_key(t["run_id"])
+        curated.write_json({"passed": False, "version": "9"}, layout.gate(key), layout.GATE_DECISION)
+        curated.write_json({"chosen": None, "earlier": []}, *layout.way_back(key))
+        earlier.append(t)
+    curated.write_json(earlier, *layout.triggers())
+    try:
+        run = run_dag("monitor_model", "2013-07-04", conf=CONF | {"consecutive_days": 1, "cooldown_days": 0})
+        assert run.state == "success", run
+        assert run.tasks["trigger_tune_model"][0] == "success" and run.tasks["trigger_train_model"][0] == "skipped"
+        fired = monitor.triggers(curated)[-1]
+        assert fired["date"] == "2013-07-04" and fired["remedy"] == "tune", fired
+        with create_session() as s:
+            (study,) = s.query(DagRun).filter_by(dag_id="tune_model", run_id=fired["run_id"]).all()
+            conf = study.conf
+        assert conf["train_after"] is True and conf["end_date"] == "2013-07-04" and "drift" in conf["reason"], conf
+        msg = [t for t in _drift_messages(slack) if "2013-07-04" in t or "tuning study" in t]
+        assert any("a tuning study, then retraining" in t and "2013-06-01, 2013-06-15" in t for t in msg), msg
+    finally:
+        if kept is None:
+            curated.rm(*layout.triggers())
+        else:
+            curated.write_bytes(kept, *layout.triggers())

@@ -39,7 +39,7 @@ def test_a_study_runs_its_trials_as_mapped_tasks_and_train_model_takes_its_best(
 
     monkeypatch.setattr(tune, "_fit", planted)
     monkeypatch.setattr(tune, "ask", ask)
-    run = run_dag("tune_model", "2013-02-21", conf=STUDY)
+    run = run_dag("tune_model", "2013-02-21", conf=STUDY | {"train_after": True, "reason": "decay"})
     assert run.state == "success", run  # the failed trial fails alone; the study goes on
 
     from airflow.models import TaskInstance
@@ -72,6 +72,15 @@ def test_a_study_runs_its_trials_as_mapped_tasks_and_train_model_takes_its_best(
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_validation_logloss"] == best["value"]
     assert registry.versions() == []  # trials register nothing
     assert any("Study" in t and "best validation log-loss" in t for t in slack.texts())
+
+    # "Then train" (how monitoring starts studies): train_model on the study's end date, its best if better
+    assert run.tasks["then_train"][0] == "success" and run.tasks["trigger_train_model"][0] == "success", run
+    from airflow.models import DagRun
+
+    with create_session() as s:
+        queued = [r.conf for r in s.query(DagRun).filter_by(dag_id="train_model").all()]
+    assert {"end_date": "2013-02-21", "parameters": "latest study if better"}.items() <= queued[-1].items(), queued
+    assert queued[-1]["reason"] == f"decay; after tuning study {result['study_id']}", queued
 
     conf = {"end_date": "2013-02-21", "window_days": 14, "min_days": 14, "num_boost_round": 40}
     trained = run_dag("train_model", "2013-02-21", conf=conf | {"parameters": "latest study", "reason": "tuned"})

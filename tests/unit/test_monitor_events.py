@@ -83,6 +83,7 @@ def platform(monkeypatch):
     from include.mlops.monitor.config import MonitorConfig
 
     calls = {"report": [], "decide": [], "notify": [], "record": [], "champion": {"version": "7", "run_id": "r7"}}
+    calls["remedy"] = ("retrain", "1 of 2 retrainings in a row failed the gate with nothing better to go back to")
     calls["decision"] = {
         "fire": True,
         "champion": "7",
@@ -126,6 +127,11 @@ def platform(monkeypatch):
     def record_trigger(lake, d):
         assert lake is LAKE
         calls["record"].append(d["date"])
+        calls["recorded"] = d
+
+    def remedy(lake, date, cfg, tunable):
+        assert lake is LAKE and isinstance(cfg, MonitorConfig) and tunable is True  # params.yaml has tune:
+        return calls["remedy"]
 
     monkeypatch.setattr(registry, "alias_version", alias_version)
     monkeypatch.setattr(registry, "load_artifact", load_artifact)
@@ -134,6 +140,7 @@ def platform(monkeypatch):
     monkeypatch.setattr(monitor, "report", report)
     monkeypatch.setattr(monitor, "decide", decide)
     monkeypatch.setattr(monitor, "record_trigger", record_trigger)
+    monkeypatch.setattr(monitor, "remedy", remedy)
     monkeypatch.setattr(
         importlib.import_module(PACKAGE + ".blocks.notifiers"),
         "notify",
@@ -225,6 +232,36 @@ def test_a_fired_rule_alerts_with_its_reason_and_evidence(platform):
             {"signals": "drift, decay", "report": f"r/{D2}"},
         )
     ]
+
+
+def test_a_fire_after_failed_retrainings_starts_a_study_and_says_why(platform):
+    """The remedy (``monitor.remedy``) in the alert and the trigger's record, with the run id the trigger task
+    gives the run it starts; the branch follows it."""
+    ctx = context(ORDERS["latest first"])
+    platform["remedy"] = ("tune", "the retrainings of the last 2 triggers (a, b) failed the gate")
+    assert adapter.check_thresholds(ctx) is True
+    ((_, kind, title, body, _),) = platform["notify"]
+    assert kind == "drift" and title == "Drift on model v7: a tuning study, then retraining"
+    assert body.startswith("drift and decay up 3 consecutive days\nthe retrainings of the last 2 triggers (a, b)")
+    recorded = platform["recorded"]
+    assert recorded["remedy"] == "tune" and recorded["run_id"].startswith(f"monitoring__{D2}__"), recorded
+    assert ctx["ti"].pushed["decision"] == recorded
+    assert adapter.remedy(ctx | {"ti": _Pulled(ctx["ti"])}) == "trigger_tune_model"
+    platform["remedy"] = ("retrain", "off")
+    adapter.check_thresholds(ctx)
+    assert adapter.remedy(ctx | {"ti": _Pulled(ctx["ti"])}) == "trigger_train_model"
+    assert "a tuning study" not in platform["notify"][-1][2]
+
+
+class _Pulled:
+    """A task instance whose pulls read what ``check_thresholds`` pushed."""
+
+    def __init__(self, ti):
+        self.ti = ti
+
+    def xcom_pull(self, task_ids, key):
+        assert (task_ids, key) == ("check_thresholds", "decision")
+        return self.ti.pushed["decision"]
 
 
 def test_held_or_quiet_signals_neither_alert_nor_trigger(platform, logged):

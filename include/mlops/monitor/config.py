@@ -67,6 +67,12 @@ class MonitorConfig(YamlConfig):
             "additionalProperties": False,
         },
         "skew": {"type": "object", "properties": SKEW, "required": list(SKEW), "additionalProperties": False},
+        "tuning": {
+            "type": "object",
+            "properties": {"after_failed_retrains": {"type": ["null", "integer"], "minimum": 1, "maximum": 10}},
+            "required": ["after_failed_retrains"],
+            "additionalProperties": False,
+        },
     }
 
     def _check(self, values: dict[str, Any], source: str) -> None:

@@ -238,10 +238,60 @@ def decide(
     }
 
 
+def retraining_outcome(lake: Lake, trigger: dict[str, Any]) -> str | None:
+    """What became of the retraining a trigger started (its ``train_model`` run, by the run id the trigger
+    recorded): ``passed`` (its gate), ``way back`` (the gate failed, the way back chose an earlier champion),
+    ``failed`` (the gate failed and the way back found no better earlier version, or none applies: a trigger
+    without decay), or None when it is not known (a tuning trigger, a trigger recorded without a run id, a run
+    that has not decided yet or failed before its gate). Reading errors raise."""
+    from ..core.lake import run_key
+
+    if trigger.get("remedy", "retrain") != "retrain" or not trigger.get("run_id"):
+        return None
+    key = run_key(trigger["run_id"])
+    if not lake.exists(layout.gate(key), layout.GATE_DECISION):
+        return None
+    if lake.read_json(layout.gate(key), layout.GATE_DECISION).get("passed"):
+        return "passed"
+    if "decay" not in (trigger.get("signals") or []):
+        return "failed"  # the way back answers decay only (evaluate.wayback.applies)
+    if not lake.exists(*layout.way_back(key)):
+        return None  # the way back has not answered (running, or it failed)
+    return "way back" if lake.read_json(*layout.way_back(key)).get("chosen") else "failed"
+
+
+def remedy(lake: Lake, date: dt.date | str, cfg: MonitorConfig, tunable: bool = True) -> tuple[str, str]:
+    """What a trigger on ``date`` starts: ``retrain`` (``train_model``), or ``tune`` (``tune_model``, then
+    ``train_model`` with the study's best when it beats the defaults) when the retrainings of the last
+    ``tuning.after_failed_retrains`` triggers before it all ended ``failed`` (``retraining_outcome``): retraining
+    on the same parameters has not helped and no earlier version was better. A tuning trigger, a retraining that
+    passed or whose outcome is not known ends the count. ``tunable``: params.yaml has a ``tune:`` section (without
+    one there is no study to start). The reason goes to the alert and the trigger's record."""
+    n = (cfg.tuning or {}).get("after_failed_retrains")
+    if not n:
+        return "retrain", "tuning after failed retrainings is off (monitoring.yaml tuning.after_failed_retrains)"
+    if not tunable:
+        return "retrain", "params.yaml has no tune: section: there is no study to start"
+    failed: list[str] = []
+    for t in reversed([t for t in triggers(lake) if t["date"] < as_date(date).isoformat()]):
+        if retraining_outcome(lake, t) != "failed":
+            break
+        failed.append(t["date"])
+        if len(failed) == n:
+            return "tune", (
+                f"the retrainings of the last {n} triggers ({', '.join(reversed(failed))}) failed the gate and no "
+                "earlier version was better: a tuning study first, then training with its best parameters when "
+                "they beat params.yaml's"
+            )
+    return "retrain", f"{len(failed)} of {n} retrainings in a row failed the gate with nothing better to go back to"
+
+
 def record_trigger(lake: Lake, decision: dict[str, Any]) -> None:
-    """Remember a retraining trigger (for the cool-down); a rerun of the same date replaces its entry."""
+    """Remember a trigger (for the cool-down, the way back and the choice of remedy: ``remedy``, ``run_id``); a
+    rerun of the same date replaces its entry."""
     entries = [t for t in triggers(lake) if t["date"] != decision["date"]]
-    entries.append({k: decision[k] for k in ("date", "signals", "reason", "champion", "report")})
+    keep = ("date", "signals", "reason", "champion", "report", "remedy", "run_id")
+    entries.append({k: decision[k] for k in keep if k in decision})
     lake.write_json(sorted(entries, key=lambda t: t["date"]), *layout.triggers())
     if lake.exists(*layout.monitoring_latest()):
         latest = lake.read_json(*layout.monitoring_latest())

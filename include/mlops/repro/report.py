@@ -5,8 +5,9 @@ revision) are scored on the same rows, the branch's held-out days, and judged by
 ``train_model`` judges a candidate against the champion (``include/config/gate.yaml``); the baseline kind fitted
 on the branch's split too, where the gate asks for it. ``report.md`` holds the verdict with each check's numbers,
 both models' metrics on those rows, the metrics and parameters diff DVC computed (``dvc metrics diff``, ``dvc
-params diff``: given as Markdown files) and the ROC, calibration and feature-importance plots as PNG files beside
-it. ``report.json`` holds the same numbers. The exit status is 1 when the gate fails, so CI can block the merge.
+params diff``: given as Markdown files), the deployment's latest tuning study beside this branch's parameters
+(where the lake holds one) and the ROC, calibration and feature-importance plots as PNG files beside it.
+``report.json`` holds the same numbers. The exit status is 1 when the gate fails, so CI can block the merge.
 
     python -m include.mlops.repro report --base-model DIR|--no-base-model WHY --metrics-diff F --params-diff F
 """
@@ -50,6 +51,60 @@ def compare(model_dir: Path, base_dir: Path | None) -> dict[str, Any]:
     }
 
 
+def latest_study(lake=None) -> dict[str, Any]:
+    """The deployment's latest tuning study (``tune_model``'s ``tuning/latest.json`` in the lake ``MLOPS_LAKE_URL``
+    names, the local lake by default) beside this branch's parameters (its ``params.yaml``): ``where``, then
+    ``result`` (None: no study in that lake) or ``error`` (the lake did not answer: said, never read as no study).
+    The report shows it; it never changes the verdict."""
+    from ..core import layout
+    from ..core.lake import lake_from_settings
+    from ..train import params as params_file
+    from ..train import tune
+
+    branch = params_file.load()
+    kind = branch["train"]["kind"]
+    section = params_file.KINDS[kind]  # lightgbm: lgbm
+    out: dict[str, Any] = {"kind": kind, "section": section, "branch": branch[section], "where": None, "result": None}
+    try:
+        lake = lake or lake_from_settings()
+        out["where"] = lake.uri(*layout.tuning_latest())
+        out["result"] = tune.latest(lake)
+    except Exception as exc:  # noqa: BLE001 - an unreachable or unreadable lake is reported as such
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _study_lines(study: dict[str, Any]) -> list[str]:
+    """The report's section on the latest tuning study (``latest_study``)."""
+    lines = ["## Latest tuning study", ""]
+    where = f"`{study['where']}`" if study["where"] else "the lake"
+    if study.get("error"):
+        return lines + [f"The latest study could not be read from {where}: {study['error']}", ""]
+    r = study["result"]
+    if r is None:
+        return lines + [f"No tuning study has finished in {where} (tune_model writes it there).", ""]
+    lines.append(
+        f"Study `{r['study_id']}` ({r['kind']}, finished {r['finished_at'][:16].replace('T', ' ')} UTC): best "
+        f"validation log-loss {_fmt(r['best']['value'])} (trial {r['best']['number']}) against "
+        f"{_fmt(r['defaults']['value'])} for the parameters it started from; "
+        + ("beats them by the margin " if r.get("beats_defaults") else "not by the margin ")
+        + f"{r['margin']}."
+    )
+    if r["kind"] != study["kind"]:
+        return lines + ["", f"It searched {r['kind']!r}; this branch trains {study['kind']!r}.", ""]
+    names = sorted(set(study["branch"]) | set(r["best"]["params"]))
+    rows = [
+        {
+            "parameter": f"{study['section']}.{k}",
+            "this branch": study["branch"].get(k),
+            "study's best": r["best"]["params"].get(k),
+            "study's start": r["defaults"]["params"].get(k),
+        }
+        for k in names
+    ]
+    return lines + ["", _table(rows, ["parameter", "this branch", "study's best", "study's start"])]
+
+
 def _side(meta: dict[str, Any], kind: str | None) -> dict[str, Any]:
     return {
         "kind": kind or meta.get("kind") or "lightgbm",
@@ -72,7 +127,14 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return head + "".join("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |\n" for r in rows)
 
 
-def render(result: dict[str, Any], base_rev: str, metrics_diff: str, params_diff: str, images: list[str]) -> str:
+def render(
+    result: dict[str, Any],
+    base_rev: str,
+    metrics_diff: str,
+    params_diff: str,
+    images: list[str],
+    study: dict[str, Any] | None = None,
+) -> str:
     d = result["decision"]
     verdict = "PASSED" if d["passed"] else "FAILED: " + ", ".join(d["failed"])
     base = result["base"]
@@ -113,6 +175,7 @@ def render(result: dict[str, Any], base_rev: str, metrics_diff: str, params_diff
         "",
         params_diff.strip() or "No parameter changed.",
         "",
+        *(_study_lines(study) if study is not None else []),
         "## Plots",
         "",
         *[f"![{Path(i).stem}]({i})" for i in images],
@@ -142,7 +205,8 @@ def write(
     for name, data in (("roc", roc), ("calibration", cal), ("importance", importance_png(result["importance"]))):
         (folder / f"{name}.png").write_bytes(data)
         images.append(f"{IMAGES}/{name}.png")
-    out.write_text(render(result, base_rev, metrics_diff, params_diff, images))
+    result["study"] = latest_study()
+    out.write_text(render(result, base_rev, metrics_diff, params_diff, images, result["study"]))
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=_json) + "\n")
     return result["decision"]
 

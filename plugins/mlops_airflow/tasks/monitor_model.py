@@ -3,6 +3,7 @@ daily report (with its training/serving skew alert, never a retraining), the fir
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -153,6 +154,7 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     trigger runs). The decision goes to XCom under ``decision`` (the trigger's conf takes the reason from it)."""
     from include.mlops.core import rollouts
     from include.mlops.monitor import monitor
+    from include.mlops.train import params as params_file
 
     from ..blocks.connections import get_lake
     from ..blocks.notifiers import notify
@@ -160,12 +162,16 @@ def check_thresholds(context: dict[str, Any]) -> bool:
     cfg, lake = _cfg(context), get_lake()
     d = monitor.decide(lake, data_dates(context)[-1], cfg, rollout=rollouts.current(lake))
     if d["fire"]:
+        d["remedy"], why = monitor.remedy(lake, d["date"], cfg, tunable=params_file.TUNE in params_file.load())
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        d["run_id"] = f"monitoring__{d['date']}__{stamp}"  # the started run's id: its outcome is found by it
         detail = "\n".join(f"{name}: " + "; ".join(reasons) for name, reasons in list(d["evidence"].items())[:6])
+        tuning = d["remedy"] == "tune"
         notify(
             context,
             "drift",
-            f"Drift on model v{d['champion']}: retraining",
-            d["reason"] + "\n" + detail,
+            f"Drift on model v{d['champion']}: " + ("a tuning study, then retraining" if tuning else "retraining"),
+            d["reason"] + ("\n" + why if tuning else "") + "\n" + detail,
             {"signals": ", ".join(d["signals"]), "report": d["report"]},
         )
         monitor.record_trigger(lake, d)
@@ -175,6 +181,13 @@ def check_thresholds(context: dict[str, Any]) -> bool:
         log.info("no signal up %s consecutive days (up today: %s)", cfg.consecutive_days, d["up_today"] or "none")
     context["ti"].xcom_push(key="decision", value=d)
     return bool(d["fire"])
+
+
+def remedy(context: dict[str, Any]) -> str:
+    """The trigger task to run: ``trigger_tune_model`` when ``check_thresholds`` chose a tuning study
+    (``monitor.remedy``), else ``trigger_train_model``."""
+    d = context["ti"].xcom_pull(task_ids="check_thresholds", key="decision")
+    return "trigger_tune_model" if d.get("remedy") == "tune" else "trigger_train_model"
 
 
 def audit_check(context: dict[str, Any]) -> dict[str, Any]:

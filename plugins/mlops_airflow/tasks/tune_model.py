@@ -77,7 +77,13 @@ def prepare(context) -> dict[str, Any]:
         int(p.get("num_boost_round") or train["num_boost_round"]),
     )
     log.info("study %s of %s: %s on %s rows", study_id, kind, settings["space"], meta["rows"])
-    return {"study_id": study_id, "kind": kind, "rows": meta["rows"], "run_id": started["run_id"]}
+    return {
+        "study_id": study_id,
+        "kind": kind,
+        "rows": meta["rows"],
+        "run_id": started["run_id"],
+        "end_date": meta["window"][-1],
+    }
 
 
 def ask(context, r: int) -> list[dict[str, Any]]:
@@ -143,3 +149,17 @@ def finish(context) -> dict[str, Any]:
 
 def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
+
+
+def then_train(context) -> bool:
+    """The form's "Then train": True (the trigger runs) with ``train_model``'s end date and reason under XCom key
+    ``train`` (the study's end date: the same window's last day); False ends the run here."""
+    p = context["params"]
+    if not p.get("train_after"):
+        log.info("the study ends here (the form's 'Then train' is off)")
+        return False
+    prepared = context["ti"].xcom_pull(task_ids="prepare")
+    finished = context["ti"].xcom_pull(task_ids="finish")
+    reason = f"{p.get('reason') or 'manual'}; after tuning study {finished['study_id']}"
+    context["ti"].xcom_push(key="train", value={"end_date": prepared["end_date"], "reason": reason})
+    return True

@@ -13,7 +13,8 @@ child run of the study's run in MLflow; a failed trial fails alone, no retries) 
 to the study, whatever the trials' states) → … → **finish** (the best trial against the defaults, the trials
 table: the lake's `tuning/<study>/result.json` and `tuning/latest.json`, the MLflow run, Slack) → **then_train**
 (the form's "Then train": **trigger_train_model** on the study's end date, "parameters: latest study if better";
-`monitor_model` starts studies so, when retraining on the current parameters failed the gate twice).
+`monitor_model` starts studies so, when retraining on the current parameters failed the gate twice). Beside it,
+**close** (whatever the end): a study left without a result has its MLflow run ended as FAILED.
 
 The rounds are a fixed chain of `MAX_ROUNDS` in the DAG (the form's `rounds` asks fewer; a round past the
 budget asks nothing and its trials are skipped): one run holds the whole study (one grid to watch, one run to
@@ -125,7 +126,16 @@ def tune_model():
             "parameters": "latest study if better",
         },
     )
-    before >> finish() >> then_train() >> trigger_train_model
+
+    # the study's MLflow run never left RUNNING when a round or finish failed for good
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
+    def close(**context) -> str | None:
+        return mlops_airflow.tasks.tune_model.close(context)
+
+    finished = finish()
+    before >> finished
+    finished >> close()
+    finished >> then_train() >> trigger_train_model
 
 
 if TUNING:

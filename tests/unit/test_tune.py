@@ -146,3 +146,26 @@ def test_defaults_outside_the_space_are_refused_by_name():
     narrow = {"num_leaves": {"low": 2, "high": 10}, "learning_rate": {"low": 0.01, "high": 0.3}}
     with pytest.raises(tune.StudyError, match=r"lgbm.num_leaves = 63 lies outside tune.space.num_leaves"):
         tune.defaults("lightgbm", tune.space({"space": narrow}, "lightgbm"))
+
+
+def test_a_study_over_without_a_result_has_its_mlflow_run_ended_failed(tmp_path, monkeypatch):
+    """``close`` (tune_model's all_done task): a started study with no result ends its MLflow run as FAILED; one
+    that finished, or never started, is left alone; a retry of close after it is harmless."""
+    import mlflow
+
+    from include.mlops.core import registry
+
+    monkeypatch.setenv("MLOPS_MODEL_NAME", "unit_tune_close")
+    lake = Lake(tmp_path.as_uri())
+    assert tune.close(lake, "never-started") is None
+    settings = tune.start(lake, "s-open", "lightgbm", "s-open", params.load()["tune"], 2, 10)
+    registry.tracking_uri()
+    assert mlflow.get_run(settings["run_id"]).info.status == "RUNNING"
+    assert tune.close(lake, "s-open") == settings["run_id"]
+    assert mlflow.get_run(settings["run_id"]).info.status == "FAILED"
+    assert tune.close(lake, "s-open") == settings["run_id"]  # a retry: the same end
+    done = tune.start(lake, "s-done", "lightgbm", "s-done", params.load()["tune"], 2, 10)
+    lake.write_json({"study_id": "s-done"}, layout.tuning("s-done"), tune.RESULT)  # finish ended its run
+    registry.end_run(done["run_id"])
+    assert tune.close(lake, "s-done") is None
+    assert mlflow.get_run(done["run_id"]).info.status == "FINISHED"

@@ -318,6 +318,19 @@ def best_trial(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(ok, key=lambda t: (t["value"], t["number"])) if ok else None
 
 
+def close(lake: Lake, study_id: str) -> str | None:
+    """After the study's run, whatever its end: a study that started (its settings recorded) but has no result
+    (a round's tasks failed for good, ``finish`` failed) gets its MLflow run ended as FAILED, so no run stays
+    RUNNING for a study that is over; its id is returned. None when there is nothing to close: the study never
+    started, or it finished (``finish`` ended its run). Reading errors raise (a retry closes it)."""
+    folder = layout.tuning(study_id)
+    if not lake.exists(folder, STUDY) or lake.exists(folder, RESULT):
+        return None
+    run_id = lake.read_json(folder, STUDY)["run_id"]
+    registry.end_run(run_id, "FAILED")
+    return run_id
+
+
 def finish(lake: Lake, study_id: str) -> dict[str, Any]:
     """The study's result: its best trial, params.yaml's defaults' trial (the first) on the same training set and
     split, by how much the best beats them, and every trial; written to the lake (``result.json``, then

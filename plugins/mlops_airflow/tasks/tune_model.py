@@ -151,6 +151,20 @@ def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
+def close(context) -> str | None:
+    """Runs whatever the study's end (trigger rule ``all_done``): a study that started without a result has its
+    MLflow run ended as FAILED (``tune.close``); the run's state still shows the failure (``finish`` and what
+    follows it are not successful)."""
+    from include.mlops.train import tune
+
+    from ..blocks.connections import get_lake
+
+    closed = tune.close(get_lake(), _study_id(context))
+    if closed:
+        log.warning("study %s ended without a result: its MLflow run %s is marked FAILED", _study_id(context), closed)
+    return closed
+
+
 def then_train(context) -> bool:
     """The form's "Then train": True (the trigger runs) with ``train_model``'s end date and reason under XCom key
     ``train`` (the study's end date: the same window's last day); False ends the run here."""

@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation audit-verify clean env constraints
+.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation audit-verify clean env constraints cluster-up cluster-down
 
 help:
 	@echo "make setup  create .venv with the pinned requirements (constraints-3.11.txt) and Horovod (built once per"
@@ -43,6 +43,9 @@ help:
 	@echo "make down-prod  stop them"
 	@echo "make celery-check  the same launcher with the CeleryExecutor (Redis at MLOPS_TEST_REDIS, default"
 	@echo "            redis://127.0.0.1:6379/0; one local worker): one ingestion run through the worker (2-3 min)"
+	@echo "make cluster-up  test hosts on this machine (network namespaces, root): control (Redis, SeaweedFS S3,"
+	@echo "            MLflow server), worker1, worker2, serve; .mlops/cluster/cluster.env: their addresses"
+	@echo "make cluster-down  stop the test hosts' servers and remove every namespace, hosts file and database"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "make mutation   mutation score of the decision logic against the unit tests (mutmut; about an hour"
@@ -115,14 +118,15 @@ demo: setup
 # Every test, in two runs: the tests that each run in one process, spread over TEST_WORKERS processes (pytest-xdist,
 # test by test, an idle process taking tests from a busy one: on 2 cores 425 s, against 453 s handing them out in
 # fixed shares and 506 s keeping a module's tests together); then the deployment tests (tests/deploy: each starts a
-# whole Airflow deployment, whose scheduler and workers want the machine's cores), one at a time. Both run even when
-# the first fails; the status is the first failure's. PYTEST_ARGS runs those tests alone, in one process.
+# whole Airflow deployment, whose scheduler and workers want the machine's cores) and the cluster's (tests/cluster:
+# network namespaces and servers of their own), one at a time. Both run even when the first fails; the status is the
+# first failure's. PYTEST_ARGS runs those tests alone, in one process.
 TEST_WORKERS ?= 2
 test: $(BIN)/.installed $(DVC_VENV)/.installed
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@status=0; \
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --ignore=tests/deploy || status=$$?; \
-	$(BIN)/python -m pytest tests/deploy || { [ $$status -ne 0 ] || status=$$?; }; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --ignore=tests/deploy --ignore=tests/cluster || status=$$?; \
+	$(BIN)/python -m pytest tests/deploy tests/cluster || { [ $$status -ne 0 ] || status=$$?; }; \
 	exit $$status
 else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -181,6 +185,14 @@ mutation: $(BIN)/.installed
 	    $(if $(MUTANTS),$(MUTANTS),$$($(BIN)/python bench/mutation_report.py --scope)) > bench/results/mutmut.log 2>&1; \
 	  rc=$$?; echo "mutmut run: exit $$rc in $$(( $$(date +%s) - start )) s (log: bench/results/mutmut.log)"; \
 	  $(BIN)/python bench/mutation_report.py $(MUTANTS)
+
+# test hosts on this machine (network namespaces on a bridge) with the cluster's own servers: Redis, SeaweedFS's S3
+# API, an MLflow tracking server, a relay to the machine's PostgreSQL (scripts/cluster/cluster.py; root needed)
+cluster-up: $(BIN)/.installed
+	$(BIN)/python scripts/cluster/cluster.py up
+
+cluster-down: $(BIN)/.installed
+	$(BIN)/python scripts/cluster/cluster.py down
 
 audit-verify: $(BIN)/.installed
 	$(BIN)/python -m include.mlops.core.audit verify

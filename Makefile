@@ -44,7 +44,7 @@ help:
 	@echo "make celery-check  the same launcher with the CeleryExecutor (Redis at MLOPS_TEST_REDIS, default"
 	@echo "            redis://127.0.0.1:6379/0; one local worker): one ingestion run through the worker (2-3 min)"
 	@echo "make cluster-up  test hosts on this machine (network namespaces, root): control (Redis, SeaweedFS S3,"
-	@echo "            MLflow server), worker1, worker2, serve; .mlops/cluster/cluster.env: their addresses"
+	@echo "            MLflow server, Airflow with the CeleryExecutor), worker1 and worker2 (a Celery worker each), serve"
 	@echo "make cluster-down  stop the test hosts' servers and remove every namespace, hosts file and database"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
@@ -187,7 +187,8 @@ mutation: $(BIN)/.installed
 	  $(BIN)/python bench/mutation_report.py $(MUTANTS)
 
 # test hosts on this machine (network namespaces on a bridge) with the cluster's own servers: Redis, SeaweedFS's S3
-# API, an MLflow tracking server, a relay to the machine's PostgreSQL (scripts/cluster/cluster.py; root needed)
+# API, an MLflow tracking server, a relay to the machine's PostgreSQL; Airflow on control with the CeleryExecutor and
+# a Celery worker on each worker host (scripts/cluster/cluster.py; root needed)
 cluster-up: $(BIN)/.installed
 	$(BIN)/python scripts/cluster/cluster.py up
 

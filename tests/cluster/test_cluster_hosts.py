@@ -70,7 +70,7 @@ NOTHING = {"namespaces": [], "bridge": [], "hosts files": [], "databases": [], "
 
 
 def test_each_host_reaches_the_servers_over_the_network_and_down_removes_everything(hosts):
-    env = hosts.up()
+    env = hosts.up(airflow=False)
     assert (hosts.env_file.stat().st_mode & 0o777) == 0o600 and env["MLOPS_LAKE_URL"] == "s3://lake"
     for host in cluster.HOSTS:
         found = hosts.probe(host)

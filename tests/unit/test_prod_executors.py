@@ -54,6 +54,7 @@ def remote(celery) -> dict[str, str]:
         "MLOPS_LAKE_URL": "s3://lake-bucket/mlops",
         "MLFLOW_TRACKING_URI": "https://mlflow.internal",
         "DVC_REMOTE_URL": "s3://lake-bucket/dvc",
+        "AIRFLOW__API__SECRET_KEY": "k" * 32,
     }
 
 
@@ -156,6 +157,8 @@ def test_no_broker_password_in_a_refusal(prod, celery):
         ({"MLFLOW_TRACKING_URI": "sqlite:////srv/mlflow.db"}, "needs a model registry every host reaches"),
         ({"DVC_REMOTE_URL": None}, "needs a DVC remote every host reaches"),
         ({"DVC_REMOTE_URL": "/srv/dvc-storage"}, "needs a DVC remote every host reaches"),
+        ({"AIRFLOW__API__SECRET_KEY": None}, "needs AIRFLOW__API__SECRET_KEY"),
+        ({"AIRFLOW__API__SECRET_KEY": "short"}, "needs AIRFLOW__API__SECRET_KEY"),
     ],
     ids=[
         "no-api-url",
@@ -168,6 +171,8 @@ def test_no_broker_password_in_a_refusal(prod, celery):
         "sqlite",
         "no-dvc-remote",
         "local-dvc-remote",
+        "no-secret-key",
+        "short-secret-key",
     ],
 )
 def test_celery_workers_on_other_hosts_refusals(prod, remote, change, problem):

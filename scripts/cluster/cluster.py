@@ -560,15 +560,8 @@ def _stop(pid: int, started: float | None, grace_s: float = 10) -> bool:
             pass
 
     send(signal.SIGTERM)
-    _, alive = psutil.wait_procs(targets, timeout=grace_s)
-    if alive:
+    if _reap(targets, grace_s):
         send(signal.SIGKILL)
-        for q in alive:
-            try:
-                q.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
     return True
 
 
@@ -584,6 +577,14 @@ def _stop_all(pids: list[int], grace_s: float = 10) -> None:
             procs.append(p)
         except psutil.NoSuchProcess:
             pass
+    _reap(procs, grace_s)
+
+
+def _reap(procs: list, grace_s: float) -> list:
+    """Wait ``grace_s`` for ``procs`` (psutil processes sent SIGTERM) to end; SIGKILL those left, which are
+    returned."""
+    import psutil
+
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
     for p in alive:
         try:
@@ -591,6 +592,7 @@ def _stop_all(pids: list[int], grace_s: float = 10) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
+    return alive
 
 
 def _psql(sql: str) -> None:

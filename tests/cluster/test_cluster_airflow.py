@@ -6,35 +6,18 @@ task log is read back from the worker's log server, and no host's disk holds a l
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import secrets
-import shutil
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from cluster_hosts import cluster, needs_root
 
-ROOT = Path(__file__).resolve().parents[2]
 DAY = "2013-01-17"
 TERMINAL = {"success", "failed"}
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="network namespaces need root"),
-    pytest.mark.timeout(1200),
-]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("cluster_script", ROOT / "scripts" / "cluster" / "cluster.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cluster = _module()
+pytestmark = [needs_root, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")

@@ -6,33 +6,16 @@ what carries the prefix when the state file is gone. Each test uses a prefix and
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import secrets
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 import psutil
 import pytest
+from cluster_hosts import cluster, needs_root
 
-ROOT = Path(__file__).resolve().parents[2]
-
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="network namespaces need root"),
-    pytest.mark.timeout(600),
-]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("cluster_script", ROOT / "scripts" / "cluster" / "cluster.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cluster = _module()
+pytestmark = [needs_root, pytest.mark.timeout(600)]
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ earlier champions on the same held-out days, and one that beats the champion by 
 
 from __future__ import annotations
 
+import os
+
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
@@ -75,11 +77,12 @@ DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
         **values_form(PARAMS["train"], TITLES, SETTINGS["train"]),
         "end_date": end_date_param(),
         "hosts": Param(
-            None,
+            os.environ.get("MLOPS_HOROVOD_HOSTS") or None,  # the deployment's default (scheduled runs take it)
             type=["null", "string"],
             pattern=HOSTS,
             title="Hosts",
-            description="Horovod host list, e.g. 'node1:4,node2:4'; empty means this worker.",
+            description="Horovod host list, e.g. 'node1:4,node2:4' (ranks over SSH); empty means this worker. "
+            "Default: MLOPS_HOROVOD_HOSTS.",
         ),
         "parameters": Param(
             PARAMETERS[0],

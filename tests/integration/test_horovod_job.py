@@ -91,7 +91,9 @@ def test_a_failing_rank_ends_the_job_naming_it(curated_lake, training_set, tmp_p
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]))
     job = _job(curated_lake, tmp_path, fn="faulty_ranks:raise_on_rank1")
     job.timeout_s = 90
-    with pytest.raises(TrainingJobError, match=r"rank 1 failed in phase '\w+': ValueError: injected fault") as err:
+    with pytest.raises(
+        TrainingJobError, match=r"rank 1 \(host localhost\) failed in phase '\w+': ValueError: injected fault"
+    ) as err:
         run_job(job)
     _assert_nothing_left(tmp_path, err.value)
 
@@ -100,6 +102,8 @@ def test_a_hanging_rank_is_cut_off_by_the_timeout_naming_it(curated_lake, traini
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]))
     job = _job(curated_lake, tmp_path, fn="faulty_ranks:hang_on_rank1")
     job.timeout_s = 25
-    with pytest.raises(TrainingJobError, match=r"timed out after 25 s: rank 1 stuck in phase 'initialized'") as err:
+    with pytest.raises(
+        TrainingJobError, match=r"timed out after 25 s: rank 1 \(host localhost\) stuck in phase 'initialized'"
+    ) as err:
         run_job(job)
     _assert_nothing_left(tmp_path, err.value)

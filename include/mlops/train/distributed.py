@@ -7,11 +7,13 @@ names the model's kind).
 Each rank (``train_rank``) initialises Horovod, then runs its kind's ``train_rank(job, rank, status)``
 (``kinds.lightgbm``: its shard read alone, bins agreed on a pooled sample, the peers' ``host:port`` exchanged,
 LightGBM's data-parallel learner) with a ``Rank``: its place, the collectives and the address the others reach
-it at. Rank 0 writes the model its kind returns to the job's output folder (``model.txt``, renamed into place only
-when whole).
+it at. Rank 0 returns the model its kind made with its result; Horovod carries every rank's result back to the
+launcher, which writes it to the job's output folder (``model.txt``, renamed into place only when whole). No rank
+writes to a disk the launcher reads: across hosts each rank has its own.
 
-Every phase is recorded in ``<status_dir>/rank-N.json``; when the job fails or times out, the launcher reads
-them to name the rank that failed or never got further.
+Every phase is a line ``MLOPS_RANK_STATUS {json}`` (rank, Horovod's host name, pid, phase, error) on the rank's
+standard output, which Horovod forwards to the job log from every host; when the job fails or times out, the
+launcher reads them there to name the rank (and its host) that failed or never got further.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import time
 import traceback
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .. import kinds
 from ..core import layout
 
+STATUS_MARK = "MLOPS_RANK_STATUS "
+MODEL_KEY = "model_bytes"  # rank 0's result carries the model under this key
 PHASES = ("started", "initialized", "data_loaded", "bins_agreed", "rendezvous_done", "trained", "done")
 
 
@@ -77,11 +80,12 @@ def write_training_set(lake, folder: str, ts, shards: int, kind: str = kinds.DEF
 
 
 class _Status:
-    def __init__(self, out_dir: str, rank: int):
-        self.path = Path(out_dir) / "status" / f"rank-{rank}.json"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    """A rank's progress, each change one line on its standard output (the job log, see the module's docstring)."""
+
+    def __init__(self, rank: int):
         self.rank = rank
-        self.state: dict[str, Any] = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "phases": {}}
+        host = os.environ.get("HOROVOD_HOSTNAME") or socket.gethostname()  # the name the job's host list gives
+        self.state: dict[str, Any] = {"rank": rank, "pid": os.getpid(), "host": host, "phases": {}}
 
     def phase(self, name: str, **extra: Any) -> None:
         self.state["phase"] = name
@@ -95,9 +99,7 @@ class _Status:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state))
-        tmp.replace(self.path)
+        print(STATUS_MARK + json.dumps(self.state), flush=True)
 
 
 def _free_port() -> int:
@@ -154,18 +156,16 @@ def train_rank(job_dict: dict[str, Any]) -> dict[str, Any]:
     """One Horovod rank's work (module-level so that spawned workers can import it): its kind's ``train_rank``."""
     job = Job(**job_dict)
     rank_env = int(os.environ.get("HOROVOD_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
-    status = _Status(job.out_dir, rank_env)
+    status = _Status(rank_env)
     status.phase("started")
     try:
         rank = Rank(job)
         status.phase("initialized", size=rank.size)
         result, model = kinds.kind(job.kind).train_rank(job, rank, status)
         result["max_rss_mb"] = _max_rss_mb()
+        result["host"] = status.state["host"]
         if model is not None:
-            out = Path(job.out_dir)
-            tmp = out / "model.txt.partial"
-            tmp.write_bytes(model)
-            tmp.replace(out / "model.txt")  # whole or not at all
+            result[MODEL_KEY] = model  # to the launcher with the result (launch.main writes it)
         status.phase("done")
         return result
     except BaseException as exc:

@@ -4,7 +4,11 @@
 process calls ``horovod.runner.run`` (Gloo) with ``job.workers`` processes on this host, or on ``job.hosts``.
 When the job exits non-zero or outlives ``job.timeout_s``, every process it started is killed (so their
 ports are freed) and ``TrainingJobError`` says which rank failed, or which ranks never got past which phase.
-A model exists only if rank 0 finished: ``model.txt`` is renamed into place as its last step.
+A model exists only if rank 0 finished: it comes back with rank 0's result and ``model.txt`` is renamed into place
+whole. Across hosts (``host:slots,...``) Horovod starts the other hosts' ranks over SSH; each rank's progress
+reaches the job log (``distributed.STATUS_MARK`` lines) from whatever host it runs on, so no shared disk is assumed.
+``MLOPS_HOROVOD_NICS`` (comma-separated interface names, e.g. ``eth0``) names the network the ranks use across
+hosts; without it Horovod tests every host's interfaces first (over SSH, a few seconds).
 
 Secrets: Horovod's launcher writes every environment variable it has onto each worker's command line
 (``env K=V ... python -m horovod.runner.run_task``), visible to anyone on the host in ``ps``. So the launcher
@@ -22,6 +26,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import PROJECT_ROOT
-from .distributed import PHASES, Job
+from .distributed import MODEL_KEY, PHASES, STATUS_MARK, Job
 
 log = logging.getLogger(__name__)
 SECRET_ENV = "MLOPS_LAKE_STORAGE_OPTIONS"
@@ -54,6 +59,7 @@ RANK_ENV = frozenset(
         "PYTHONHASHSEED",
         "MLOPS_HOROVOD_CYCLE_TIME",
         "MLOPS_HOROVOD_ENV",
+        "MLOPS_HOROVOD_NICS",
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "AWS_ENDPOINT_URL",
@@ -90,9 +96,14 @@ def check_hosts(hosts: str | None) -> None:
 
 
 class TrainingJobError(RuntimeError):
-    def __init__(self, message: str, ranks: dict[int, dict[str, Any]] | None = None):
+    """A job that failed: ``ranks`` (each rank's last status); ``transient`` when no rank recorded an error of its
+    own (a timeout, a rank gone without a word, a host unreachable): the same job may succeed once the host or its
+    link is back, so a task retries it; a rank's own error (bad data, a bug) would fail again."""
+
+    def __init__(self, message: str, ranks: dict[int, dict[str, Any]] | None = None, transient: bool = False):
         super().__init__(message)
         self.ranks = ranks or {}
+        self.transient = transient
 
 
 @dataclass
@@ -105,30 +116,74 @@ class JobResult:
 
 
 def _rank_states(out_dir: Path) -> dict[int, dict[str, Any]]:
-    states = {}
-    for f in sorted((out_dir / "status").glob("rank-*.json")):
-        try:
-            s = json.loads(f.read_text())
-            states[int(s["rank"])] = s
-        except (ValueError, KeyError):
-            continue
+    """Each rank's last status line in the job log (``out_dir/job.log``), by rank."""
+    states: dict[int, dict[str, Any]] = {}
+    log_path = out_dir / "job.log"
+    if not log_path.exists():
+        return states
+    with open(log_path, errors="replace") as fh:
+        for line in fh:
+            at = line.find(STATUS_MARK)
+            if at < 0:
+                continue
+            try:
+                s = json.loads(line[at + len(STATUS_MARK) :])
+                states[int(s["rank"])] = s
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a killed rank
     return states
 
 
-def diagnose(out_dir: Path, workers: int, timed_out: bool, timeout_s: float) -> str:
-    """A message naming the failed rank(s), or the rank(s) that never got past a phase."""
+def _where(rank: int, host: str | None) -> str:
+    return f"rank {rank}" + (f" (host {host})" if host else "")
+
+
+def planned_hosts(hosts: str | None, workers: int) -> list[str]:
+    """The host each rank is given (Horovod fills the hosts' slots in the order listed); ``workers`` 0: every slot."""
+    if not hosts:
+        return ["localhost"] * workers
+    order = [h for item in hosts.split(",") for h in [item.split(":")[0]] * int(item.split(":")[1])]
+    return order[:workers] if workers else order
+
+
+def unreachable_hosts(hosts: str | None, port: int = 22, timeout_s: float = 3.0) -> dict[str, str]:
+    """The job's other hosts whose SSH port does not answer (Horovod reaches them over SSH), with the error; this
+    host's own names are not asked."""
+    import psutil
+
+    local = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET}
+    found: dict[str, str] = {}
+    for host in dict.fromkeys(planned_hosts(hosts, 0) if hosts else []):
+        try:
+            address = socket.gethostbyname(host)
+            if address in local or address.startswith("127."):
+                continue
+            with socket.create_connection((address, port), timeout=timeout_s):
+                pass
+        except OSError as exc:
+            found[host] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return found
+
+
+def diagnose(out_dir: Path, workers: int, timed_out: bool, timeout_s: float, hosts: str | None = None) -> str:
+    """A message naming the failed rank(s), or the rank(s) that never got past a phase, each with its host."""
     states = _rank_states(out_dir)
+    planned = planned_hosts(hosts, workers)
+
+    def where(r: int) -> str:  # the host the rank reported, else the one it was given
+        return _where(r, (states.get(r) or {}).get("host") or (planned[r] if r < len(planned) else None))
+
     failed = {r: s for r, s in states.items() if s.get("error")}
     if failed:
-        parts = [f"rank {r} failed in phase '{s.get('phase')}': {s['error']}" for r, s in sorted(failed.items())]
+        parts = [f"{where(r)} failed in phase '{s.get('phase')}': {s['error']}" for r, s in sorted(failed.items())]
         return "; ".join(parts)
     missing = [r for r in range(workers) if r not in states]
     if timed_out:
         order = {p: i for i, p in enumerate(PHASES)}
         furthest = max((order.get(s.get("phase"), -1) for s in states.values()), default=-1)
         behind = {r: s.get("phase") for r, s in states.items() if order.get(s.get("phase"), -1) < furthest}
-        names = [f"rank {r} stuck in phase '{ph}'" for r, ph in sorted(behind.items())]
-        names += [f"rank {r} never started" for r in missing]
+        names = [f"{where(r)} stuck in phase '{ph}'" for r, ph in sorted(behind.items())]
+        names += [f"{where(r)} never started" for r in missing]
         what = (
             "; ".join(names)
             if names
@@ -136,8 +191,15 @@ def diagnose(out_dir: Path, workers: int, timed_out: bool, timeout_s: float) -> 
         )
         return f"timed out after {timeout_s:.0f} s: {what}"
     if missing:
-        return "rank(s) " + ", ".join(map(str, missing)) + " never started"
-    return "the job exited with an error but no rank recorded one (see the job log)"
+        return ", ".join(where(r) for r in missing) + " never started"
+    unfinished = [
+        f"{where(r)} last heard in phase '{st.get('phase')}'"
+        for r, st in sorted(states.items())
+        if st.get("phase") != "done"
+    ]
+    return "the job exited with an error but no rank recorded one" + (
+        f" ({'; '.join(unfinished)})" if unfinished else " (see the job log)"
+    )
 
 
 def _descendants(pid: int) -> list:
@@ -179,7 +241,7 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
     check_hosts(job.hosts)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [out / "model.txt", out / "model.txt.partial", *out.glob("status/rank-*.json")]:
+    for stale in [out / "model.txt", out / "model.txt.partial", out / "result.json"]:
         stale.unlink(missing_ok=True)
     # credentials never touch the disk: job.json is written without them, they travel in the environment
     (out / "job.json").write_text(replace(job, storage_options={}).to_json())
@@ -206,11 +268,22 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
                 _kill_tree(proc)
     wall = time.time() - t0
     if timed_out or rc != 0 or not (out / "model.txt").exists():
-        why = diagnose(out, job.workers, timed_out, job.timeout_s)
+        why = diagnose(out, job.workers, timed_out, job.timeout_s, job.hosts)
+        gone = unreachable_hosts(job.hosts)
+        if gone:
+            ranks = planned_hosts(job.hosts, job.workers)
+            unreachable = [
+                f"host {h} (rank {', '.join(str(r) for r, x in enumerate(ranks) if x == h)}) unreachable: {e}"
+                for h, e in gone.items()
+            ]
+            why = "; ".join([*unreachable, why])  # the likely cause first
         tail = log_path.read_text(errors="replace")[-1500:]
         (out / "model.txt.partial").unlink(missing_ok=True)
+        states = _rank_states(out)
         raise TrainingJobError(
-            f"Horovod job with {job.workers} worker(s) failed: {why}\n--- job log tail ---\n{tail}", _rank_states(out)
+            f"Horovod job with {job.workers} worker(s) failed: {why}\n--- job log tail ---\n{tail}",
+            states,
+            transient=bool(gone) or not any(s.get("error") for s in states.values()),
         )
     result = json.loads((out / "result.json").read_text())
     states = _rank_states(out)
@@ -241,6 +314,7 @@ def main(job_file: str) -> int:
     fn = _load_fn(job.fn)
     hosts = job.hosts or f"localhost:{job.workers}"
     os.environ.setdefault("OMP_NUM_THREADS", str(job.threads_per_worker))  # the workers inherit this env
+    nics = [n.strip() for n in os.environ.get("MLOPS_HOROVOD_NICS", "").split(",") if n.strip()]
     results = hvd_run(
         fn,
         args=(json.loads(job.to_json()),),
@@ -248,8 +322,14 @@ def main(job_file: str) -> int:
         hosts=hosts,
         use_gloo=True,
         start_timeout=max(30, int(job.timeout_s)),
+        network_interfaces=nics or None,
     )
-    Path(job.out_dir, "result.json").write_text(json.dumps(results, default=str))
+    models = [r.pop(MODEL_KEY) for r in results if isinstance(r, dict) and MODEL_KEY in r]
+    out = Path(job.out_dir)
+    (out / "result.json").write_text(json.dumps(results, default=str))
+    if models:  # rank 0's; whole or not at all
+        (out / "model.txt.partial").write_bytes(models[0])
+        (out / "model.txt.partial").replace(out / "model.txt")
     return 0
 
 

@@ -185,6 +185,7 @@ def train(
         "workers": workers,
         "threads_per_worker": threads_per_worker,
         "hosts": hosts or "localhost",
+        "rank_hosts": [r.get("host") for r in res.ranks],  # where each rank ran, rank order
         "wall_s": round(res.wall_s, 2),
         "launch_s": round(res.launch_s, 2),
         "train_s": round(max(r["train_s"] for r in res.ranks), 2),

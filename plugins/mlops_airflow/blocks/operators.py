@@ -16,8 +16,9 @@ class HorovodTrainOperator(BaseOperator):
 
     The job reads the training set staged in the lake under ``training/<run_key>/`` and, on success, stages the
     model there. It is bounded twice: by ``timeout_s`` (the launcher kills every rank and names the one that
-    failed or hung) and by the task's ``execution_timeout``. Runs in the ``horovod`` pool, which limits how many
-    jobs share the machines.
+    failed or hung, and the host) and by the task's ``execution_timeout``. A rank's own error fails the task at once;
+    a timeout, a rank gone without a word or a host whose SSH port does not answer fails this try only (retried: the
+    host or its link may be back). Runs in the ``horovod`` pool, which limits how many jobs share the machines.
     """
 
     template_fields: Sequence[str] = (
@@ -55,7 +56,7 @@ class HorovodTrainOperator(BaseOperator):
         self.timeout_s = timeout_s
 
     def execute(self, context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
         from include.mlops.train.launch import TrainingJobError
         from include.mlops.train.pipeline import train
@@ -77,8 +78,12 @@ class HorovodTrainOperator(BaseOperator):
                 storage_options=worker_storage_options(),
             )
         except (TrainingJobError, ValueError) as exc:
-            # the job already had its timeout and its diagnosis: retrying a broken job wastes the machines
+            # a rank's own error (bad data, a bug) fails again: retrying it wastes the machines; a timeout, a rank
+            # gone without a word or a host unreachable may pass once the host or its link is back: retried
             self.log.error("%s", exc)
-            raise AirflowFailException(str(exc).split("\n--- job log tail ---")[0]) from None
+            message = str(exc).split("\n--- job log tail ---")[0]
+            if getattr(exc, "transient", False):
+                raise AirflowException(message + " (retried: no rank recorded an error of its own)") from None
+            raise AirflowFailException(message) from None
         self.log.info("Horovod job finished: %s", summary)
         return summary

@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 # the reference data set is 2013: its days are in the DAGs' window (include/config/schedule.yaml)
 export MLOPS_START_DATE ?= 2013-01-01
 
-.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation audit-verify clean env constraints cluster-up cluster-down
+.PHONY: help setup dvc-setup repro report reproduce demo test up replay up-prod down-prod celery-check serve bench mutation audit-verify clean env constraints cluster-up cluster-down cluster-deps cluster-test
 
 help:
 	@echo "make setup  create .venv with the pinned requirements (constraints-3.11.txt) and Horovod (built once per"
@@ -46,6 +46,10 @@ help:
 	@echo "make cluster-up  test hosts on this machine (network namespaces, root): control (Redis, SeaweedFS S3,"
 	@echo "            MLflow server, Airflow with the CeleryExecutor), worker1 and worker2 (a Celery worker each), serve"
 	@echo "make cluster-down  stop the test hosts' servers and remove every namespace, hosts file and database"
+	@echo "make cluster-test  the faults across the test hosts (object store and tracking server stopped, a worker's"
+	@echo "            link cut during Horovod; about 7 min): bench/results/cluster-faults.json"
+	@echo "make cluster-deps  install Debian's openssh-server (root; the machine's own sshd is not started): the worker"
+	@echo "            hosts' SSH servers, through which Horovod starts ranks (make test and cluster-up run it)"
 	@echo "make serve  serve the prediction API at http://localhost:8000 (MLOPS_SERVE_PORT) from the registry"
 	@echo "make bench  run the ingestion benchmark (bench/README.md)"
 	@echo "make mutation   mutation score of the decision logic against the unit tests (mutmut; about an hour"
@@ -126,7 +130,7 @@ test: $(BIN)/.installed $(DVC_VENV)/.installed
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@status=0; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --ignore=tests/deploy --ignore=tests/cluster || status=$$?; \
-	$(BIN)/python -m pytest tests/deploy tests/cluster || { [ $$status -ne 0 ] || status=$$?; }; \
+	scripts/cluster/install_sshd.sh && $(BIN)/python -m pytest tests/deploy tests/cluster || { [ $$status -ne 0 ] || status=$$?; }; \
 	exit $$status
 else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -189,8 +193,16 @@ mutation: $(BIN)/.installed
 # test hosts on this machine (network namespaces on a bridge) with the cluster's own servers: Redis, SeaweedFS's S3
 # API, an MLflow tracking server, a relay to the machine's PostgreSQL; Airflow on control with the CeleryExecutor and
 # a Celery worker on each worker host (scripts/cluster/cluster.py; root needed)
-cluster-up: $(BIN)/.installed
+cluster-up: $(BIN)/.installed cluster-deps
 	$(BIN)/python scripts/cluster/cluster.py up
+
+cluster-deps:
+	scripts/cluster/install_sshd.sh
+
+# the rarer faults across the test hosts, on a cluster of their own (tests/cluster/test_cluster_faults.py)
+cluster-test: $(BIN)/.installed cluster-deps
+	MLOPS_TEST_CLUSTER_FAULTS=1 MLOPS_TEST_CLUSTER_FAULTS_OUT=$(CURDIR)/bench/results/cluster-faults.json \
+	  $(BIN)/python -m pytest tests/cluster/test_cluster_faults.py -p no:cacheprovider $(PYTEST_ARGS)
 
 cluster-down: $(BIN)/.installed
 	$(BIN)/python scripts/cluster/cluster.py down

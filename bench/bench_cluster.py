@@ -30,12 +30,9 @@ import datetime as dt
 import json
 import os
 import platform
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -44,18 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 for p in (ROOT, ROOT / "tests" / "helpers", ROOT / "tests" / "deploy", ROOT / "plugins"):
     sys.path.insert(0, str(p))
 
+from cluster_hosts import SMALL_SCALE  # noqa: E402 - the same small-scale settings as the cluster tests
+
 DAYS = ["2013-01-17", "2013-01-18", "2013-01-19", "2013-01-20"]
-# the same small-scale lifecycle on both: a first model from four curated days, quick pokes and retries
-SETTINGS = {
-    "MLOPS_START_DATE": "2013-01-01",
-    "MLOPS_END_DATE": "2013-12-31",  # the replayed year: no scheduled run for today's date, waiting for its drop
-    "MLOPS_SENSOR_TIMEOUT_S": "120",
-    "MLOPS_TRAIN_MIN_DAYS": "4",
-    "MLOPS_SENSOR_POKE_S": "1",
-    "MLOPS_RETRY_DELAY_S": "1",
-    "MLOPS_DEPLOY_POKE_S": "1",
-    "MLOPS_SERVE_REFRESH_S": "2",
-}
 TERMINAL = {"success", "failed"}
 
 
@@ -128,54 +116,27 @@ def lifecycle(target, lake, serve_url: str, token: str) -> dict:
 
 def one_host(pg: str) -> dict:
     """``make up-prod``'s deployment on this machine, started, run, stopped."""
-    import psycopg2
-    from deploy_support import LAUNCHER, Deployment, SlackEndpoint, deployment_env
+    from deploy_support import UP, bench_deployment, launcher
 
-    name = f"mlops_bench_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(f"{pg}/postgres", connect_timeout=10)
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    home = Path(tempfile.mkdtemp(prefix="mlops-bench-cluster-"))
-    slack = SlackEndpoint()
-    env = deployment_env(
-        home, f"{pg.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}", slack, secrets.token_hex(16)
-    )
-    env |= SETTINGS | {"AIRFLOW__CORE__PARALLELISM": "4"}  # as many task slots as the cluster's two workers
-    dep = Deployment(home, env, slack, "x")
-    t0 = time.monotonic()
-    up = subprocess.run(
-        [sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
-    try:
+    # as many task slots as the cluster's two workers
+    settings = SMALL_SCALE | {"AIRFLOW__CORE__PARALLELISM": "4"}
+    with bench_deployment(pg, "mlops-bench-cluster-", settings) as dep:
+        t0 = time.monotonic()
+        up = launcher(dep.env, *UP)
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
         start_s = time.monotonic() - t0
-        os.environ.update({"MLOPS_HOME": env["MLOPS_HOME"], "MLOPS_LAKE_URL": env["MLOPS_LAKE_URL"]})
+        os.environ.update({"MLOPS_HOME": dep.env["MLOPS_HOME"], "MLOPS_LAKE_URL": dep.env["MLOPS_LAKE_URL"]})
         return {"start_s": round(start_s, 1)} | lifecycle(dep, dep.lake, dep.serve_url, dep.serve_token)
-    finally:
-        subprocess.run(
-            [sys.executable, str(LAUNCHER), "stop", "--grace", "20"], env=env, capture_output=True, timeout=180
-        )
-        slack.close()
-        conn.cursor().execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def on_the_cluster() -> dict:
     """The test hosts, started, run, removed."""
-    from cluster_hosts import cluster, lake_of
+    from cluster_hosts import lake_of, new_cluster
 
-    c = cluster.Cluster(Path(tempfile.mkdtemp(prefix="mlops-bench-cluster-")), "b" + secrets.token_hex(3), "10.76.0")
+    c = new_cluster(Path(tempfile.mkdtemp(prefix="mlops-bench-cluster-")), "b", 76)
     t0 = time.monotonic()
     try:
-        env = c.up(airflow=True, settings=SETTINGS)
+        env = c.up(airflow=True, settings=SMALL_SCALE)
         start_s = time.monotonic() - t0
         token = (c.home / "serve_token").read_text().strip()
         return {"start_s": round(start_s, 1)} | lifecycle(c, lake_of(env), c.serve_url, token)
@@ -201,7 +162,7 @@ def main() -> None:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "days": DAYS,
-        "settings": SETTINGS,
+        "settings": SMALL_SCALE,
         "results": results,
     }
     (out / "cluster.json").write_text(json.dumps(record, indent=2))

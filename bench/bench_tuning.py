@@ -25,12 +25,8 @@ import datetime as dt
 import json
 import os
 import platform
-import secrets
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -170,38 +166,20 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tuning"))
     args = ap.parse_args()
 
-    import psycopg2
     from curation import write_curated
-    from deploy_support import LAUNCHER, Deployment, SlackEndpoint, deployment_env
+    from deploy_support import UP, bench_deployment, launcher
     from pg_server import postgres_for_tests
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, runs = [], {}
     with postgres_for_tests() as (pg, _server):
-        name = f"mlops_bench_{uuid.uuid4().hex[:10]}"
-        conn = psycopg2.connect(f"{pg}/postgres", connect_timeout=10)
-        conn.autocommit = True
-        conn.cursor().execute(f'CREATE DATABASE "{name}"')
-        home = Path(tempfile.mkdtemp(prefix="mlops-bench-tuning-"))
-        slack = SlackEndpoint()
-        env = deployment_env(
-            home, f"{pg.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}", slack, secrets.token_hex(16)
-        )
-        env["AIRFLOW__CORE__PARALLELISM"] = "2"  # this machine's cores
-        env["MLOPS_TUNING_POOL_SLOTS"] = "2"
-        dep = Deployment(home, env, slack, "x")
-        os.environ.update({"MLOPS_HOME": env["MLOPS_HOME"], "MLOPS_LAKE_URL": env["MLOPS_LAKE_URL"]})
-        write_curated(dep.lake, _days(max(args.windows)))
-        up = subprocess.run(
-            [sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            cwd=ROOT,
-        )
-        try:
+        # trials side by side as far as this machine's cores go
+        settings = {"AIRFLOW__CORE__PARALLELISM": "2", "MLOPS_TUNING_POOL_SLOTS": "2"}
+        with bench_deployment(pg, "mlops-bench-tuning-", settings) as dep:
+            os.environ.update({"MLOPS_HOME": dep.env["MLOPS_HOME"], "MLOPS_LAKE_URL": dep.env["MLOPS_LAKE_URL"]})
+            write_curated(dep.lake, _days(max(args.windows)))
+            up = launcher(dep.env, *UP)
             assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
             dep.wait_for(
                 "tune_model to be parsed",
@@ -236,16 +214,6 @@ def main() -> None:
                 rows += ways
                 runs[window] = {"sequential": seq, "parallel": par, "optuna": inproc}
                 print(json.dumps(ways, indent=2), flush=True)
-        finally:
-            subprocess.run(
-                [sys.executable, str(LAUNCHER), "stop", "--grace", "20"], env=env, capture_output=True, timeout=180
-            )
-            slack.close()
-            conn.cursor().execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
     record = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

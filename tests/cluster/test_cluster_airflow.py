@@ -19,7 +19,6 @@ service on ``serve``. One cluster for the module (it costs about a minute to sta
 
 from __future__ import annotations
 
-import secrets
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ import httpx
 import pytest
 from cluster_hosts import (
     NOTHING,
+    SMALL_SCALE,
     TERMINAL,
     cluster,
     finished,
@@ -37,6 +37,7 @@ from cluster_hosts import (
     lake_of,
     left_behind,
     needs_root,
+    new_cluster,
     runs,
     task_instances,
     task_log,
@@ -46,17 +47,8 @@ from cluster_hosts import (
 
 DAYS = ["2013-01-17", "2013-01-18", "2013-01-19", "2013-01-20"]  # the deployment test's: a model the gate passes
 KILL_DAY = "2013-01-21"
-# the lifecycle on a small scale: a first model from four curated days, quick pokes and retries; a lost task found
-# within about 30 s (the heartbeat timeout, checked every 5 s)
-SETTINGS = {
-    "MLOPS_START_DATE": "2013-01-01",
-    "MLOPS_END_DATE": "2013-12-31",  # the replayed year: no scheduled run for today's date, waiting for its drop
-    "MLOPS_SENSOR_TIMEOUT_S": "120",
-    "MLOPS_TRAIN_MIN_DAYS": "4",
-    "MLOPS_SENSOR_POKE_S": "1",
-    "MLOPS_RETRY_DELAY_S": "1",
-    "MLOPS_DEPLOY_POKE_S": "1",
-    "MLOPS_SERVE_REFRESH_S": "2",
+# a lost task found within about 30 s (the heartbeat timeout, checked every 5 s)
+SETTINGS = SMALL_SCALE | {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
 }
@@ -66,9 +58,7 @@ pytestmark = [needs_root, pytest.mark.timeout(1500)]
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
-    c = cluster.Cluster(
-        tmp_path_factory.mktemp("cluster"), "a" + secrets.token_hex(3), f"10.78.{secrets.randbelow(200) + 20}"
-    )
+    c = new_cluster(tmp_path_factory.mktemp("cluster"), "a", 78)
     try:
         c.up(airflow=True, settings=SETTINGS)
         yield c

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import tempfile
 import threading
 import time
@@ -24,11 +23,13 @@ from pathlib import Path
 import httpx
 import pytest
 from cluster_hosts import (
+    SMALL_SCALE,
     cluster,
     finished,
     ingest,
     lake_of,
     needs_root,
+    new_cluster,
     runs,
     task_instances,
     task_log,
@@ -41,15 +42,9 @@ from include.mlops.train.distributed import STATUS_MARK
 DAYS = ["2013-02-04", "2013-02-05", "2013-02-06"]
 OUTAGE_S = 20
 # retries far enough apart to outlast a 20 s outage and a server's restart (15 s, then 30 s: exponential backoff)
-SETTINGS = {
-    "MLOPS_START_DATE": "2013-01-01",
-    "MLOPS_END_DATE": "2013-12-31",  # the replayed year: no scheduled run for today's date, waiting for its drop
-    "MLOPS_SENSOR_TIMEOUT_S": "120",
+SETTINGS = SMALL_SCALE | {
     "MLOPS_TRAIN_MIN_DAYS": "3",
-    "MLOPS_SENSOR_POKE_S": "1",
     "MLOPS_RETRY_DELAY_S": "15",
-    "MLOPS_DEPLOY_POKE_S": "1",
-    "MLOPS_SERVE_REFRESH_S": "2",
     # MLflow's client retries a refused call 7 times with backoff (about four minutes), which rides out a short stop
     # of the tracking server inside one try (seen here: registration waited 32 s and went on); none here, so the
     # task's own retry is what the test exercises
@@ -66,9 +61,7 @@ RESULTS: dict[str, dict] = {}
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
-    c = cluster.Cluster(
-        tmp_path_factory.mktemp("cluster"), "f" + secrets.token_hex(3), f"10.79.{secrets.randbelow(200) + 20}"
-    )
+    c = new_cluster(tmp_path_factory.mktemp("cluster"), "f", 79)
     try:
         c.up(airflow=True, settings=SETTINGS)
         unpause(c, "ingest_flights", "train_model", "deploy_model")

@@ -6,12 +6,11 @@ leaving nothing: ``test_cluster_airflow.py``, on the cluster its tests share.)""
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
-from cluster_hosts import NOTHING, cluster, left_behind, needs_root
+from cluster_hosts import NOTHING, cluster, left_behind, needs_root, new_cluster
 
 pytestmark = [needs_root, pytest.mark.timeout(600)]
 
@@ -19,7 +18,7 @@ pytestmark = [needs_root, pytest.mark.timeout(600)]
 @pytest.fixture
 def hosts(tmp_path):
     """A cluster object of a prefix and subnet of its own; whatever the test leaves is removed."""
-    c = cluster.Cluster(tmp_path / "cluster", "t" + secrets.token_hex(3), f"10.79.{secrets.randbelow(200) + 20}")
+    c = new_cluster(tmp_path / "cluster", "t", 74)
     yield c
     c.down()
 

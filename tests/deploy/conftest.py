@@ -17,14 +17,24 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from deploy_support import LAUNCHER, OUTPUT, PG, ROOT, Deployment, SlackEndpoint, _alive, _family, deployment_env
+from deploy_support import (
+    OUTPUT,
+    PG,
+    STOP,
+    UP,
+    Deployment,
+    SlackEndpoint,
+    _alive,
+    _family,
+    deployment_env,
+    launcher,
+)
 from pg_server import PostgresUnavailable, postgres_for_tests
 
 CHROMIUM = os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium")
@@ -95,14 +105,7 @@ def deployment(pg_database, request):
     if settings is not None:
         env.update(settings(home))
     t0 = time.monotonic()
-    up = subprocess.run(
-        [sys.executable, str(LAUNCHER), "up", "--detach", "--timeout", "400"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    up = launcher(env, *UP)
     dep = Deployment(home, env, slack, aws_secret)
     dep.start_output = up.stdout + up.stderr
     dep.start_s = time.monotonic() - t0
@@ -119,14 +122,7 @@ def deployment(pg_database, request):
         )
         family = _family(pids.values())
         t1 = time.monotonic()
-        down = subprocess.run(
-            [sys.executable, str(LAUNCHER), "stop", "--grace", "20"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            cwd=ROOT,
-        )
+        down = launcher(env, *STOP, timeout_s=180)
         record = {
             "start_s": round(dep.start_s, 1),
             "stop_s": round(time.monotonic() - t1, 1),

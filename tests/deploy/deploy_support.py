@@ -9,7 +9,10 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +24,18 @@ LAUNCHER = ROOT / "scripts" / "prod" / "airflow_prod.py"
 OUTPUT = ROOT / "test-output"
 PG = os.environ.get("MLOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 TERMINAL = {"success", "failed"}
+
+
+def launcher(env: dict[str, str], *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
+    """``scripts/prod/airflow_prod.py *args`` in the deployment's environment, its output captured: ``UP`` starts
+    the deployment and returns once it answers, ``STOP`` stops it."""
+    return subprocess.run(
+        [sys.executable, str(LAUNCHER), *args], env=env, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT
+    )
+
+
+UP = ("up", "--detach", "--timeout", "400")
+STOP = ("stop", "--grace", "20")
 
 
 def free_port() -> int:
@@ -236,3 +251,31 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@contextmanager
+def bench_deployment(pg: str, prefix: str, settings: dict[str, str]):
+    """A deployment for a benchmark, not started: a database of its own on the server ``pg``, a throw-away
+    ``MLOPS_HOME`` (``prefix``), a Slack stand-in, ``settings`` over ``deployment_env``'s. At the end the deployment
+    is stopped (``STOP``, when the caller started it with ``UP``) and its database dropped."""
+    import psycopg2
+
+    name = f"mlops_bench_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(f"{pg}/postgres", connect_timeout=10)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    slack = SlackEndpoint()
+    url = f"{pg.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    env = deployment_env(home, url, slack, secrets.token_hex(16)) | settings
+    try:
+        yield Deployment(home, env, slack, "x")
+    finally:
+        launcher(env, *STOP, timeout_s=180)
+        slack.close()
+        conn.cursor().execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()

@@ -19,7 +19,6 @@ import re
 import secrets
 import stat
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from deploy_support import LAUNCHER, OUTPUT, ROOT, TERMINAL
+from deploy_support import LAUNCHER, OUTPUT, ROOT, TERMINAL, launcher
 
 FIRST_DATES = ["2013-01-17", "2013-01-18", "2013-01-19"]
 LAST_DATE = "2013-01-20"  # the fourth curated day: the Asset-triggered train_model run after it trains
@@ -37,9 +36,7 @@ ALL_DAGS = (*LIFECYCLE_DAGS, "simulate_upstream", "monitor_model", "tune_model")
 
 
 def _launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(LAUNCHER), *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    return launcher(env, *args, timeout_s=120)
 
 
 # security of the launcher's configuration (no deployment needed) ---------------------------------------------

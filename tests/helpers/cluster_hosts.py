@@ -135,3 +135,26 @@ def left_behind(c) -> dict[str, list[str]]:
         "databases": [d for d in out if d.startswith(c.prefix + "_")],
         "processes": procs,
     }
+
+
+# the lifecycle on a small scale, on every Airflow host and the service (Cluster.up's settings): the replayed year's
+# window (no scheduled run for today's date waiting for its drop), a first model from four curated days, quick pokes
+# and retries
+SMALL_SCALE = {
+    "MLOPS_START_DATE": "2013-01-01",
+    "MLOPS_END_DATE": "2013-12-31",
+    "MLOPS_SENSOR_TIMEOUT_S": "120",
+    "MLOPS_TRAIN_MIN_DAYS": "4",
+    "MLOPS_SENSOR_POKE_S": "1",
+    "MLOPS_RETRY_DELAY_S": "1",
+    "MLOPS_DEPLOY_POKE_S": "1",
+    "MLOPS_SERVE_REFRESH_S": "2",
+}
+
+
+def new_cluster(home: Path, letter: str, second_octet: int):
+    """A cluster object with a prefix (``letter`` and six hex digits) and a /24 (``10.<second_octet>.x``) of its own,
+    so that clusters of different tests or runs never share a name or an address."""
+    import secrets
+
+    return cluster.Cluster(home, letter + secrets.token_hex(3), f"10.{second_octet}.{secrets.randbelow(200) + 20}")

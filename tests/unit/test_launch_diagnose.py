@@ -101,7 +101,7 @@ def test_a_job_that_ended_without_a_rank_s_error_names_the_ranks_that_did_not_fi
     assert diagnose(out, 2, timed_out=False, timeout_s=30).endswith("no rank recorded one (see the job log)")
 
 
-def test_a_host_whose_ssh_port_does_not_answer_is_named_and_this_host_is_not_asked(monkeypatch):
+def test_a_host_whose_ssh_port_does_not_answer_or_whose_name_does_not_resolve_is_named(monkeypatch):
     import socket
 
     from include.mlops.train import launch
@@ -112,9 +112,17 @@ def test_a_host_whose_ssh_port_does_not_answer_is_named_and_this_host_is_not_ask
         asked.append(address)
         raise TimeoutError("timed out")
 
+    def resolve(host):
+        if host == "typo":
+            raise socket.gaierror(-2, "Name or service not known")
+        return {"worker1": "127.0.0.1", "worker2": "10.9.9.12"}[host]
+
     monkeypatch.setattr(socket, "create_connection", connect)
-    monkeypatch.setattr(socket, "gethostbyname", lambda h: {"worker1": "127.0.0.1", "worker2": "10.9.9.12"}[h])
-    assert launch.unreachable_hosts("worker1:2,worker2:1") == {"worker2": "TimeoutError: timed out"}
+    monkeypatch.setattr(socket, "gethostbyname", resolve)
+    assert launch.unreachable_hosts("worker1:2,worker2:1,typo:1") == {
+        "worker2": ("unreachable: TimeoutError: timed out", True),  # a host down or a link cut: may come back
+        "typo": ("does not resolve: [Errno -2] Name or service not known", False),  # a wrong host list: will not
+    }
     assert asked == [("10.9.9.12", 22)]  # once per host, never this one
     assert launch.unreachable_hosts(None) == {}
 

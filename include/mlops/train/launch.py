@@ -98,7 +98,8 @@ def check_hosts(hosts: str | None) -> None:
 class TrainingJobError(RuntimeError):
     """A job that failed: ``ranks`` (each rank's last status); ``transient`` when no rank recorded an error of its
     own (a timeout, a rank gone without a word, a host unreachable): the same job may succeed once the host or its
-    link is back, so a task retries it; a rank's own error (bad data, a bug) would fail again."""
+    link is back, so a task retries it; a rank's own error (bad data, a bug) or a host name that does not resolve (a
+    wrong host list) would fail again."""
 
     def __init__(self, message: str, ranks: dict[int, dict[str, Any]] | None = None, transient: bool = False):
         super().__init__(message)
@@ -146,22 +147,27 @@ def planned_hosts(hosts: str | None, workers: int) -> list[str]:
     return order[:workers] if workers else order
 
 
-def unreachable_hosts(hosts: str | None, port: int = 22, timeout_s: float = 3.0) -> dict[str, str]:
-    """The job's other hosts whose SSH port does not answer (Horovod reaches them over SSH), with the error; this
-    host's own names are not asked."""
+def unreachable_hosts(hosts: str | None, port: int = 22, timeout_s: float = 3.0) -> dict[str, tuple[str, bool]]:
+    """The job's other hosts that cannot be reached: ``{host: (why, lost)}``, ``lost`` when the name resolves but its
+    SSH port (Horovod reaches the hosts over SSH) does not answer (a host down, a link cut: it may come back), not
+    when the name does not resolve (a wrong host list: it will not). This host's own names are not asked."""
     import psutil
 
     local = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET}
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, bool]] = {}
     for host in dict.fromkeys(planned_hosts(hosts, 0) if hosts else []):
         try:
             address = socket.gethostbyname(host)
-            if address in local or address.startswith("127."):
-                continue
+        except OSError as exc:
+            found[host] = (f"does not resolve: {exc}", False)
+            continue
+        if address in local or address.startswith("127."):
+            continue
+        try:
             with socket.create_connection((address, port), timeout=timeout_s):
                 pass
         except OSError as exc:
-            found[host] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            found[host] = (f"unreachable: {type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, True)
     return found
 
 
@@ -273,8 +279,8 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
         if gone:
             ranks = planned_hosts(job.hosts, job.workers)
             unreachable = [
-                f"host {h} (rank {', '.join(str(r) for r, x in enumerate(ranks) if x == h)}) unreachable: {e}"
-                for h, e in gone.items()
+                f"host {h} (rank {', '.join(str(r) for r, x in enumerate(ranks) if x == h)}) {why}"
+                for h, (why, _) in gone.items()
             ]
             why = "; ".join([*unreachable, why])  # the likely cause first
         tail = log_path.read_text(errors="replace")[-1500:]
@@ -283,7 +289,8 @@ def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
         raise TrainingJobError(
             f"Horovod job with {job.workers} worker(s) failed: {why}\n--- job log tail ---\n{tail}",
             states,
-            transient=bool(gone) or not any(s.get("error") for s in states.values()),
+            transient=any(lost for _, lost in gone.values())
+            or (not gone and not any(s.get("error") for s in states.values())),
         )
     result = json.loads((out / "result.json").read_text())
     states = _rank_states(out)

@@ -70,7 +70,15 @@ class DeferredPollSensor(BaseSensorOperator):
     it has processed the end of the previous poke, and then fails it as "changed externally" — which rolled a
     canary back without any evidence. A deferred task is resumed by its trigger's event instead. A look that
     returns a ``PokeReturnValue`` that is done ends the task with its value (XCom). ``look(context)`` is the look:
-    True, False or a ``PokeReturnValue``."""
+    True, False or a ``PokeReturnValue``.
+
+    Each deferral lasts at least ``MIN_DEFERRAL_S``, whatever the poke interval. A task that defers ends its try's
+    process, and the executor reports that end as a success; Airflow 3.3's scheduler takes that report, when it
+    comes after the trigger has fired and the task was queued again, for a task "changed externally" and fails the
+    try (it forgives the report only while the task is still scheduled). On a loaded machine a two-second deferral
+    lost that race three tries running; ten seconds leaves the report that much time to arrive first."""
+
+    MIN_DEFERRAL_S = 10.0
 
     def __init__(self, *, look: Callable[[Any], Any], **kwargs):
         super().__init__(**kwargs)
@@ -95,7 +103,7 @@ class DeferredPollSensor(BaseSensorOperator):
 
             raise AirflowSensorTimeout(f"{self.task_id}: still waiting after {self.timeout:.0f} s")
         self.defer(
-            trigger=TimeDeltaTrigger(timedelta(seconds=self.poke_interval)),
+            trigger=TimeDeltaTrigger(timedelta(seconds=max(self.poke_interval, self.MIN_DEFERRAL_S))),
             method_name="execute_complete",
             kwargs={"since": since},  # the first look's time, carried across the deferrals
         )

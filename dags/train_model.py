@@ -25,14 +25,12 @@ earlier champions on the same held-out days, and one that beats the champion by 
 
 from __future__ import annotations
 
-import os
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 import mlops_airflow.tasks.train_model
 from include.mlops.evaluate.config import GateConfig
-from include.mlops.train.params import KINDS, SETTINGS
+from include.mlops.train.params import HOSTS, KINDS, SETTINGS, default_hosts
 from include.mlops.train.params import load as load_params
 from mlops_airflow.blocks.assets import model_dags, training_inputs
 from mlops_airflow.blocks.defaults import default_args, end_date_param, schedule_window
@@ -41,7 +39,6 @@ from mlops_airflow.blocks.operators import HorovodTrainOperator
 
 PARAMS = load_params()  # params.yaml: the defaults of every field below but the run's own (end date, hosts, reason)
 MODEL_SECTIONS = [s for s in PARAMS if s in KINDS.values()]  # the model kinds' sections the file holds
-HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
 TITLES = {
     "kind": "Model kind",
     "window_days": "Window (days)",
@@ -77,7 +74,7 @@ DAGS = model_dags()  # this model's DAG ids (include/config/datasets.yaml)
         **values_form(PARAMS["train"], TITLES, SETTINGS["train"]),
         "end_date": end_date_param(),
         "hosts": Param(
-            os.environ.get("MLOPS_HOROVOD_HOSTS") or None,  # the deployment's default (scheduled runs take it)
+            default_hosts(),  # the deployment's (MLOPS_HOROVOD_HOSTS, checked): scheduled runs take it
             type=["null", "string"],
             pattern=HOSTS,
             title="Hosts",

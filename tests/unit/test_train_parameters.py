@@ -63,3 +63,25 @@ def test_asking_for_a_study_that_does_not_exist_fails_for_good(lake):
     studied(lake, beats=True, kind="baseline")
     with pytest.raises(AirflowFailException, match="searched 'baseline', this run trains 'lightgbm'"):
         model_values(context("latest study"))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, None), ("", None), ("  ", None), ("worker1:1,worker2:1", "worker1:1,worker2:1"), (" node1:4 ", "node1:4")],
+)
+def test_the_deployment_s_horovod_hosts_are_train_model_s_default(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("MLOPS_HOROVOD_HOSTS", raising=False)
+    else:
+        monkeypatch.setenv("MLOPS_HOROVOD_HOSTS", value)
+    assert params.default_hosts() == expected
+
+
+@pytest.mark.parametrize("value", ["worker1 worker2", "worker1", "worker1:0", "-v:1", "a:1,,b:1", "a:1;rm -rf /"])
+def test_a_horovod_host_setting_that_is_no_host_list_is_an_error_naming_it(monkeypatch, value):
+    """Read while the DAG files are parsed: the import error names the setting and its value (the form's pattern
+    would only say that the param ``hosts`` is invalid, and every scheduled run would be refused)."""
+    monkeypatch.setenv("MLOPS_HOROVOD_HOSTS", value)
+    with pytest.raises(ValueError, match="MLOPS_HOROVOD_HOSTS=.* is not a Horovod host list") as exc:
+        params.default_hosts()
+    assert repr(value.strip()) in str(exc.value)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import PROJECT_ROOT
+from . import params
 from .distributed import MODEL_KEY, PHASES, STATUS_MARK, Job
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ RANK_ENV = frozenset(
     }
 )
 RANK_ENV_PREFIXES = ("LC_", "HOROVOD_", "NCCL_", "GLOO_")
-HOSTS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$")
+HOSTS = re.compile(params.HOSTS)
 
 
 def rank_environment(env: dict[str, str]) -> dict[str, str]:

@@ -21,6 +21,8 @@ SNAPSHOT = "snapshot"
 # the hyperparameter search tune_model runs (include/mlops/train/tune.py): optional, read by no training run
 TUNE = "tune"
 SECTIONS = ("train", *KINDS.values(), SNAPSHOT, TUNE)
+# a Horovod host list, ``host:slots[,host:slots...]`` (train_model's ``hosts``, ``MLOPS_HOROVOD_HOSTS``)
+HOSTS = r"^[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3}(,[A-Za-z0-9][A-Za-z0-9.-]*:[1-9][0-9]{0,3})*$"
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "train": {
         "kind": {"type": "string", "enum": list(KINDS)},  # the model kind a run trains
@@ -47,6 +49,18 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "space": {"type": "object"},  # per parameter: {low, high, log} or {choices} (tune.space checks it)
     },
 }
+
+
+def default_hosts() -> str | None:
+    """The deployment's Horovod hosts (``MLOPS_HOROVOD_HOSTS``, train_model's ``hosts`` default: scheduled and Asset
+    runs take it); unset or empty: the task's own host. Anything but a host list is an error naming the setting
+    (read when the DAG files are parsed: every run would otherwise be refused)."""
+    import re
+
+    value = os.environ.get("MLOPS_HOROVOD_HOSTS", "").strip()
+    if value and not re.match(HOSTS, value):
+        raise ValueError(f"MLOPS_HOROVOD_HOSTS={value!r} is not a Horovod host list like 'node1:4,node2:4'")
+    return value or None
 
 
 def section(kind: str) -> str:

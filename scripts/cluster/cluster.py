@@ -576,6 +576,8 @@ class Cluster:
                 prod, self.logs / prod.parts[-3], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pid")
             )
         for folder in state.get("made_dirs") or []:
+            if folder == "/run/sshd" and _sshd_running():
+                continue  # another cluster's SSH server (or the machine's) still needs it
             shutil.rmtree(folder, ignore_errors=True)
         for path in (
             self.home / "seaweedfs",
@@ -639,6 +641,13 @@ class Cluster:
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
+def _sshd_running() -> bool:
+    """Whether any SSH server runs on this machine (this cluster's are stopped by then)."""
+    import psutil
+
+    return any(p.info["name"] == "sshd" for p in psutil.process_iter(["name"]))
+
+
 def _clean_environ() -> dict[str, str]:
     """This process's environment without the settings a host gets from the cluster (Airflow's, the project's,
     MLflow's, AWS's, DVC's): nothing of the machine's own deployment leaks onto a test host."""

@@ -6,6 +6,7 @@ leaving nothing: ``test_cluster_airflow.py``, on the cluster its tests share.)""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -52,3 +53,32 @@ def test_down_without_its_state_file_sweeps_what_carries_the_prefix(hosts):
 def test_names_that_would_not_make_valid_links_or_a_private_net_are_refused(tmp_path, prefix, net):
     with pytest.raises(cluster.ClusterError):
         cluster.Cluster(tmp_path, prefix, net)
+
+
+def test_down_keeps_the_ssh_servers_folder_while_another_ssh_server_runs(hosts, tmp_path):
+    """``up`` makes sshd's privilege separation folder (``/run/sshd``) when the machine has none and ``down`` removes
+    it, but not while another SSH server runs (another cluster's: its next connection would fail without it)."""
+    run = Path("/run/sshd")
+    existed, others = run.exists(), cluster._sshd_running()
+    fake = tmp_path / "sshd"  # a process named sshd, standing for another cluster's SSH server
+    shutil.copy("/bin/sleep", fake)
+    other = subprocess.Popen([str(fake), "120"])
+    hosts.home.mkdir(parents=True, exist_ok=True)
+    try:
+        run.mkdir(exist_ok=True)
+        hosts._save({"made_dirs": [str(run)]})
+        hosts.down()
+        assert run.is_dir() and not hosts.state_file.exists()
+        other.kill()
+        other.wait()
+        if not others:  # no SSH server of the machine's or another test's: the folder this cluster made goes
+            hosts._save({"made_dirs": [str(run)]})
+            hosts.down()
+            assert not run.exists()
+    finally:
+        other.kill()
+        other.wait()
+        if existed:
+            run.mkdir(exist_ok=True)
+        elif not others:
+            shutil.rmtree(run, ignore_errors=True)

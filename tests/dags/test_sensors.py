@@ -1,7 +1,8 @@
-"""The polling sensors' deferral (``DeferredPollSensor``, under ``wait_for_turn`` and ``wait_for_evidence``): each
-wait between looks is a deferral of at least ``MIN_DEFERRAL_S``, so that the executor's report of the deferring
-try's end reaches the scheduler before the trigger fires (a shorter one lost that race under load: the try was
-failed as "changed externally"); the first look is immediate, and the timeout counts from it across deferrals."""
+"""The polling sensors (``DeferredPollSensor``, under ``wait_for_turn`` and ``wait_for_evidence``): each wait between
+looks that defers lasts at least ``MIN_DEFERRAL_S``, so that the executor's report of the deferring try's end
+reaches the scheduler before the trigger fires (a shorter one lost that race under load: the try was failed as
+"changed externally"); a poke interval shorter than that looks in the task's process for up to ``HOLD_S`` first;
+the first look is immediate, and the timeout counts from it across deferrals."""
 
 from __future__ import annotations
 
@@ -12,7 +13,41 @@ import pytest
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
+from mlops_airflow.blocks import sensors
 from mlops_airflow.blocks.sensors import DeferredPollSensor, EvidenceSensor, ReplayTurnSensor
+
+
+class Clock:
+    """``time.sleep`` and ``time.monotonic`` as the sensor sees them: a sleep only moves the clock."""
+
+    def __init__(self):
+        self.now, self.slept = 1000.0, []
+
+    def sleep(self, s):
+        self.slept.append(s)
+        self.now += s
+
+    def monotonic(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(sensors.time, "sleep", c.sleep)
+    monkeypatch.setattr(sensors.time, "monotonic", c.monotonic)
+    return c
+
+
+def looks(*answers):
+    """A look answering ``answers`` in turn (the last one from then on), counting the looks."""
+    seen = []
+
+    def look(context):
+        seen.append(context)
+        return answers[min(len(seen), len(answers)) - 1]
+
+    return look, seen
 
 
 def _deferral(sensor, **kwargs) -> TaskDeferred:
@@ -27,30 +62,43 @@ def _seconds(deferred: TaskDeferred) -> float:
 
 
 @pytest.mark.parametrize("cls", [DeferredPollSensor, EvidenceSensor, ReplayTurnSensor])
-def test_a_short_poke_interval_still_defers_for_the_minimum(cls):
-    sensor = cls(task_id="wait", look=lambda ctx: False, poke_interval=2, timeout=600)
+def test_a_short_poke_interval_looks_in_process_then_defers_for_the_minimum(cls, clock):
+    look, seen = looks(False)
+    sensor = cls(task_id="wait", look=look, poke_interval=2, timeout=600)
     deferred = _deferral(sensor)
+    # every 2 s for the hold's 60 s (31 looks, 30 sleeps), then one deferral of 10 s, not of 2
+    assert len(seen) == 31 and clock.slept == [2] * 30
     assert DeferredPollSensor.MIN_DEFERRAL_S == 10 and 9 < _seconds(deferred) <= 10
     assert deferred.method_name == "execute_complete" and deferred.kwargs["since"] <= time.time()
 
 
-def test_a_longer_poke_interval_is_kept():
-    sensor = DeferredPollSensor(task_id="wait", look=lambda ctx: False, poke_interval=600, timeout=3600)
-    assert 599 < _seconds(_deferral(sensor)) <= 600
+def test_a_short_wait_ends_in_process_without_a_deferral(clock):
+    look, seen = looks(False, False, True)
+    sensor = DeferredPollSensor(task_id="wait", look=look, poke_interval=2, timeout=600)
+    assert sensor.execute({}) is None and len(seen) == 3 and clock.slept == [2, 2]
 
 
-def test_the_first_look_is_immediate_and_its_answer_ends_the_wait():
-    looks = []
-    sensor = DeferredPollSensor(task_id="wait", look=lambda ctx: looks.append(ctx) or True, poke_interval=2)
-    assert sensor.execute({"n": 1}) is None and looks == [{"n": 1}]
+def test_a_poke_interval_of_the_minimum_or_more_defers_at_once(clock):
+    for interval in (10, 600):
+        look, seen = looks(False)
+        sensor = DeferredPollSensor(task_id="wait", look=look, poke_interval=interval, timeout=3600)
+        assert interval - 1 < _seconds(_deferral(sensor)) <= interval
+        assert len(seen) == 1 and clock.slept == []
+
+
+def test_the_first_look_is_immediate_and_its_answer_ends_the_wait(clock):
+    look, seen = looks(True)
+    sensor = DeferredPollSensor(task_id="wait", look=look, poke_interval=2)
+    assert sensor.execute({"n": 1}) is None and seen == [{"n": 1}] and clock.slept == []
     done = DeferredPollSensor(
         task_id="wait", look=lambda ctx: PokeReturnValue(is_done=True, xcom_value={"decision": "promote"})
     )
     assert done.execute({}) == {"decision": "promote"}
 
 
-def test_the_timeout_counts_from_the_first_look_across_deferrals():
-    sensor = DeferredPollSensor(task_id="wait_for_turn", look=lambda ctx: False, poke_interval=2, timeout=60)
+def test_the_timeout_counts_from_the_first_look_across_deferrals(clock):
+    look, _ = looks(False)
+    sensor = DeferredPollSensor(task_id="wait_for_turn", look=look, poke_interval=20, timeout=60)
     since = _deferral(sensor).kwargs["since"]
     # resumed by the trigger, still within the timeout: it defers again, carrying the first look's time
     assert _deferral(sensor, since=since).kwargs["since"] == since

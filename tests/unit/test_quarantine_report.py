@@ -103,3 +103,17 @@ def test_without_bytes_the_landing_drop_is_quarantined_before_a_staged_copy(lake
     lake.write_bytes(b"staged,bytes\n", b.staging, b.spec.landing_file)
     ingestion.quarantine(lake, b, report)
     assert lake.read_bytes(q, b.spec.landing_file) == b"staged,bytes\n"
+
+
+def test_a_values_rule_reports_gx_s_counts_of_the_unexpected_values(lake):
+    """GX is asked for its summary (``RESULT_FORMAT``): a rule over a column's values reports how often each
+    unexpected value occurs, and the failing rows' index, not only the values."""
+    report, _ = _quarantine(lake, "flights", "out_of_range")
+    counted = [
+        f
+        for f in report["failures"]
+        if isinstance(f["observed"], dict) and f["observed"].get("unexpected_value_counts")
+    ]
+    assert counted, report["failures"]
+    for f in counted:
+        assert all({"value", "count"} <= set(c) for c in f["observed"]["unexpected_value_counts"]), f

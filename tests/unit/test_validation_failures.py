@@ -145,3 +145,36 @@ def test_a_rule_over_several_columns_is_not_judged_as_one_column():
         df,
     )
     assert f.column == "a,b" and f.observed == 1 and f.finding is None and f.sample_rows == []
+
+
+def test_a_range_gx_compared_keeps_gx_s_own_count_and_rows():
+    df = pd.DataFrame({"distance": pd.Series([50, 150, "abc"], dtype=object)})
+    f = _failure(
+        result(
+            "expect_column_values_to_be_between",
+            {"column": "distance", "min_value": 0, "max_value": 100},
+            {"unexpected_count": 1, "partial_unexpected_list": [150], "partial_unexpected_index_list": [1]},
+        ),
+        df,
+    )
+    assert f.observed == {"unexpected_count": 1} and f.finding is None
+    assert f.sample_values == [150] and f.sample_rows == [{"distance": 150}]
+
+
+def test_a_type_rule_with_gx_s_counts_adds_the_value_types_to_them():
+    df = pd.DataFrame({"dep_delay": pd.Series([1, "x"], dtype=object)})
+    f = _failure(
+        result(
+            "expect_column_values_to_be_in_type_list",
+            {"column": "dep_delay", "type_list": ["int"]},
+            {"element_count": 2},
+        ),
+        df,
+    )
+    assert f.observed == {
+        "element_count": 2,
+        "dtype": "object",
+        "value_types": {"int": 1, "str": 1},
+        "not_of_type": 1,
+        "not_of_type_values": {"x": 1},
+    }

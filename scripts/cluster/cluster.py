@@ -60,6 +60,7 @@ HOSTS = {"control": 2, "worker1": 11, "worker2": 12, "serve": 20}
 PORTS = {"redis": 6380, "s3": 8333, "mlflow": 5000, "postgres": 5432, "airflow": 8080, "serve": 8000}
 WORKERS = ("worker1", "worker2")
 SSHD = "/usr/sbin/sshd"  # Debian's openssh-server (scripts/cluster/install_sshd.sh)
+SSHD_RUN = Path("/run/sshd")  # sshd's privilege separation folder
 WEED_PORTS = {"master": 19333, "volume": 18080, "filer": 18888}  # clear of Airflow's 8080
 BUCKETS = ("lake", "mlflow")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # the bridge's and veths' names stay under Linux's 15 characters
@@ -285,9 +286,9 @@ class Cluster:
             public = (folder / f"{host}_host_ed25519.pub").read_text().split()[:2]
             known.append(f"{host},{self.addr(host)} {' '.join(public)}")
         (folder / "known_hosts").write_text("\n".join(known) + "\n")
-        if not Path("/run/sshd").exists():  # sshd's privilege separation folder
-            Path("/run/sshd").mkdir(mode=0o755, parents=True)
-            self._record(state, "made_dirs", ["/run/sshd"])
+        if not SSHD_RUN.exists():
+            SSHD_RUN.mkdir(mode=0o755, parents=True)
+            self._record(state, "made_dirs", [str(SSHD_RUN)])
         for host in WORKERS:
             config = folder / f"sshd_{host}.conf"
             config.write_text(
@@ -576,7 +577,7 @@ class Cluster:
                 prod, self.logs / prod.parts[-3], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pid")
             )
         for folder in state.get("made_dirs") or []:
-            if folder == "/run/sshd" and _sshd_running():
+            if folder == str(SSHD_RUN) and _sshd_running():
                 continue  # another cluster's SSH server (or the machine's) still needs it
             shutil.rmtree(folder, ignore_errors=True)
         for path in (

@@ -82,6 +82,6 @@ def test_a_horovod_host_setting_that_is_no_host_list_is_an_error_naming_it(monke
     """Read while the DAG files are parsed: the import error names the setting and its value (the form's pattern
     would only say that the param ``hosts`` is invalid, and every scheduled run would be refused)."""
     monkeypatch.setenv("MLOPS_HOROVOD_HOSTS", value)
-    with pytest.raises(ValueError, match="MLOPS_HOROVOD_HOSTS=.* is not a Horovod host list") as exc:
+    with pytest.raises(ValueError, match="MLOPS_HOROVOD_HOSTS .* is not a Horovod host list") as exc:
         params.default_hosts()
     assert repr(value.strip()) in str(exc.value)

@@ -24,7 +24,6 @@ import importlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -77,7 +76,6 @@ RANK_ENV = frozenset(
     }
 )
 RANK_ENV_PREFIXES = ("LC_", "HOROVOD_", "NCCL_", "GLOO_")
-HOSTS = re.compile(params.HOSTS)
 
 
 def rank_environment(env: dict[str, str]) -> dict[str, str]:
@@ -88,12 +86,6 @@ def rank_environment(env: dict[str, str]) -> dict[str, str]:
         for k, v in env.items()
         if k in RANK_ENV or k in extra or (k.startswith(RANK_ENV_PREFIXES) and "SECRET" not in k)
     }
-
-
-def check_hosts(hosts: str | None) -> None:
-    """``host:slots[,host:slots...]``; anything else (``-v:1``, spaces, options) is refused before launch."""
-    if hosts and not HOSTS.match(hosts):
-        raise ValueError(f"hosts {hosts!r} is not a Horovod host list like 'node1:4,node2:4'")
 
 
 class TrainingJobError(RuntimeError):
@@ -245,7 +237,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def run_job(job: Job, env: dict[str, str] | None = None) -> JobResult:
-    check_hosts(job.hosts)
+    params.check_hosts(job.hosts)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [out / "model.txt", out / "model.txt.partial", out / "result.json"]:
@@ -313,7 +305,7 @@ def _load_fn(ref: str):
 def main(job_file: str) -> int:
     job = Job.from_json(Path(job_file).read_text())
     job.storage_options = json.loads(os.environ.pop(SECRET_ENV, "{}") or "{}")  # not inherited by the ranks' env
-    check_hosts(job.hosts)
+    params.check_hosts(job.hosts)
     keep = rank_environment(dict(os.environ))  # Horovod puts all of os.environ on the workers' command lines
     os.environ.clear()
     os.environ.update(keep)

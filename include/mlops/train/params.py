@@ -8,6 +8,7 @@ form's fields and a run's values are all checked against it."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,18 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def check_hosts(hosts: str | None, setting: str = "hosts") -> None:
+    """``host:slots[,host:slots...]``; anything else (``-v:1``, spaces, options) is refused, naming the setting."""
+    if hosts and not re.match(HOSTS, hosts):
+        raise ValueError(f"{setting} {hosts!r} is not a Horovod host list like 'node1:4,node2:4'")
+
+
 def default_hosts() -> str | None:
     """The deployment's Horovod hosts (``MLOPS_HOROVOD_HOSTS``, train_model's ``hosts`` default: scheduled and Asset
     runs take it); unset or empty: the task's own host. Anything but a host list is an error naming the setting
     (read when the DAG files are parsed: every run would otherwise be refused)."""
-    import re
-
     value = os.environ.get("MLOPS_HOROVOD_HOSTS", "").strip()
-    if value and not re.match(HOSTS, value):
-        raise ValueError(f"MLOPS_HOROVOD_HOSTS={value!r} is not a Horovod host list like 'node1:4,node2:4'")
+    check_hosts(value, "MLOPS_HOROVOD_HOSTS")
     return value or None
 
 
